@@ -1,0 +1,121 @@
+/// An error from the database or from talking to it.
+///
+/// Server errors carry every diagnostic field libpq hands us (SQLSTATE, message, detail, hint,
+/// constraint, schema, table, column). Descriptions never contain a password or a bound
+/// parameter value: only the SQL text, which our code always writes with `$n` placeholders.
+public struct PostgresError: Error, Sendable, CustomStringConvertible {
+    /// What kind of failure this is.
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        fileprivate enum Base: String, Sendable, Hashable {
+            case connectionFailed, connectionLost, server, protocolViolation, misuse, copyAborted, cancelled
+        }
+        fileprivate let base: Base
+
+        /// The connection could not be opened.
+        public static let connectionFailed = Code(base: .connectionFailed)
+        /// An open connection broke (server gone, socket closed).
+        public static let connectionLost = Code(base: .connectionLost)
+        /// The server rejected a statement; `sqlState` says why.
+        public static let server = Code(base: .server)
+        /// libpq or the server answered something we did not expect.
+        public static let protocolViolation = Code(base: .protocolViolation)
+        /// The API was used in a way it does not allow (e.g. a closed connection).
+        public static let misuse = Code(base: .misuse)
+        /// A `COPY FROM STDIN` was aborted because the writer threw.
+        public static let copyAborted = Code(base: .copyAborted)
+        /// The task waiting for the statement was cancelled.
+        public static let cancelled = Code(base: .cancelled)
+
+        public var description: String { base.rawValue }
+    }
+
+    public var code: Code
+    /// SQLSTATE for server errors (and `08xxx` for broken connections).
+    public var sqlState: SQLState?
+    /// The primary message.
+    public var message: String
+    public var severity: String?
+    public var detail: String?
+    public var hint: String?
+    public var context: String?
+    public var schema: String?
+    public var table: String?
+    public var column: String?
+    public var dataType: String?
+    public var constraint: String?
+    /// Character position of the error in `query` (1-based), when the server reports one.
+    public var position: Int?
+    /// The SQL text of the statement that failed (parameters are never included).
+    public var query: String?
+
+    public init(
+        code: Code, message: String, sqlState: SQLState? = nil, detail: String? = nil, hint: String? = nil,
+        query: String? = nil
+    ) {
+        self.code = code
+        self.message = message
+        self.sqlState = sqlState
+        self.detail = detail
+        self.hint = hint
+        self.query = query
+    }
+
+    /// `23505`: a unique constraint (see `constraint`) refused a duplicate.
+    public var isUniqueViolation: Bool { sqlState == .uniqueViolation }
+    /// `40001`: retry the transaction.
+    public var isSerializationFailure: Bool { sqlState == .serializationFailure }
+    /// `40P01`: retry the transaction.
+    public var isDeadlock: Bool { sqlState == .deadlockDetected }
+    /// `55P03`: `NOWAIT` or `lock_timeout` refused a lock.
+    public var isLockNotAvailable: Bool { sqlState == .lockNotAvailable }
+    /// `57014`: a statement timeout or an explicit cancel stopped the statement.
+    public var isQueryCanceled: Bool { sqlState == .queryCanceled }
+    /// The connection is gone: class `08`, an admin shutdown, or libpq reporting a broken socket.
+    public var isConnectionLost: Bool {
+        code == .connectionLost || code == .connectionFailed || sqlState?.errorClass == "08"
+            || sqlState == .adminShutdown
+    }
+
+    public var description: String {
+        var text = "PostgreSQL"
+        if let sqlState { text += " \(sqlState)" }
+        text += ": \(message)"
+        if let detail, !detail.isEmpty { text += "\n  detail: \(detail)" }
+        if let hint, !hint.isEmpty { text += "\n  hint: \(hint)" }
+        if let constraint { text += "\n  constraint: \(constraint)" }
+        if let table {
+            text += "\n  table: " + (schema.map { "\($0).\(table)" } ?? table)
+            if let column { text += " column: \(column)" }
+        }
+        if let query {
+            let oneLine = query.split(whereSeparator: \.isNewline).map { $0.trimmingSpaces() }.joined(separator: " ")
+            text += "\n  query: " + (oneLine.count > 300 ? String(oneLine.prefix(300)) + "…" : oneLine)
+        }
+        return text
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingSpaces() -> Substring {
+        var s = self
+        while s.first == " " || s.first == "\t" { s.removeFirst() }
+        while s.last == " " || s.last == "\t" { s.removeLast() }
+        return s
+    }
+}
+
+/// A value in a result could not be turned into the Swift type asked for.
+public struct PostgresDecodingError: Error, Sendable, CustomStringConvertible {
+    /// The result column's name.
+    public var column: String
+    /// The column's PostgreSQL type.
+    public var postgresType: PostgresType
+    /// The Swift type the caller asked for.
+    public var swiftType: String
+    /// Why it failed (NULL into a non-optional, malformed text, out of range, ...).
+    public var reason: String
+
+    public var description: String {
+        "cannot decode column \"\(column)\" of PostgreSQL type \(postgresType) as Swift \(swiftType): \(reason)"
+    }
+}

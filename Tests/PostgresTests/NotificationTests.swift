@@ -1,0 +1,48 @@
+import Postgres
+import TestSupport
+import Testing
+
+@Suite("LISTEN / NOTIFY")
+struct NotificationTests {
+    @Test func aListenerReceivesANotifyFromAnotherConnectionWithPayloadIntact() async throws {
+        try await TestDatabase.withConnection { listener, dsn in
+            let sender = try await Connection.connect(dsn)
+            let channel = "ledger events"  // a space: quoted as an identifier
+            let payload = #"{"note": "it's \"quoted\"", "city": "Zürich 東京 🧾"}"#
+            try await listener.withSession { try $0.listen(channel) }
+            try await sender.withSession { try $0.notify(channel, payload: payload) }
+            let notification = try await listener.withSession { try $0.waitForNotification(timeout: .seconds(5)) }
+            let received = try #require(notification)
+            #expect(received.channel == channel)
+            #expect(received.payload == payload)
+            #expect(received.senderPID == sender.backendPID)
+        }
+    }
+
+    @Test func aWaitWithNothingSentReturnsNilAfterItsTimeout() async throws {
+        try await TestDatabase.withConnection { listener, _ in
+            try await listener.withSession { try $0.listen("quiet") }
+            let clock = ContinuousClock()
+            let start = clock.now
+            let notification = try await listener.withSession { try $0.waitForNotification(timeout: .milliseconds(500)) }
+            let elapsed = clock.now - start
+            #expect(notification == nil)
+            #expect(elapsed >= .milliseconds(450) && elapsed < .seconds(3), "took \(elapsed)")
+        }
+    }
+
+    @Test func aNotificationSentInsideARolledBackTransactionIsNeverDelivered() async throws {
+        try await TestDatabase.withConnection { listener, dsn in
+            let sender = try await Connection.connect(dsn)
+            try await listener.withSession { try $0.listen("tx") }
+            struct Abort: Error {}
+            _ = try? await sender.transaction { tx in
+                try tx.notify("tx", payload: "never")
+                throw Abort()
+            }
+            try await sender.withSession { try $0.notify("tx", payload: "kept") }
+            let received = try await listener.withSession { try $0.waitForNotification(timeout: .seconds(5)) }
+            #expect(received?.payload == "kept")
+        }
+    }
+}
