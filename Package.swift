@@ -13,6 +13,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Postgres", targets: ["Postgres"]),
+        .library(name: "EventStore", targets: ["EventStore"]),
         .executable(name: "ledgerlift", targets: ["ledgerlift"]),
     ],
     dependencies: [
@@ -29,10 +30,16 @@ let package = Package(
             dependencies: ["CLibPQ"],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "EventStore",
+            dependencies: ["Postgres"],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "ledgerlift",
             dependencies: [
                 "Postgres",
+                "EventStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -41,6 +48,7 @@ let package = Package(
             name: "ledgerlift-bench",
             dependencies: [
                 "Postgres",
+                "EventStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/ledgerlift-bench",
@@ -58,4 +66,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
     ]
+)
+
+package.targets.append(
+    .testTarget(
+        name: "EventStoreTests",
+        dependencies: ["EventStore", "Postgres", "TestSupport"],
+        swiftSettings: swiftSettings
+    )
 )

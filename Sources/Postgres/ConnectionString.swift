@@ -158,3 +158,11 @@ extension String {
         return out
     }
 }
+
+/// SQL identifier quoting that needs no connection: `"name"` with inner quotes doubled.
+///
+/// Correct for UTF-8 databases (the only encoding Ledgerlift connects with); prefer
+/// ``Session/escapeIdentifier(_:)`` where a session is at hand.
+public func quoteIdentifier(_ identifier: String) -> String {
+    "\"" + identifier.replacing("\"", with: "\"\"") + "\""
+}

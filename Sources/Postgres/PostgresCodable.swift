@@ -201,3 +201,33 @@ extension Array: PostgresDecodable where Element == UInt8 {
         return out
     }
 }
+
+/// A one-dimensional array parameter in PostgreSQL's array literal form (`{"a","b",NULL}`).
+///
+/// Binds as `unknown`: write the cast in SQL (`$1::text[]`, `$2::jsonb[]`) so the element type
+/// is explicit where it is used.
+public struct PostgresArray: PostgresEncodable {
+    public var elements: [(any PostgresEncodable)?]
+
+    public init(_ elements: [(any PostgresEncodable)?]) { self.elements = elements }
+
+    public static var postgresType: PostgresType { .unknown }
+
+    public var postgresText: String {
+        var out = "{"
+        for (i, element) in elements.enumerated() {
+            if i > 0 { out += "," }
+            guard let element else {
+                out += "NULL"
+                continue
+            }
+            out += "\""
+            for ch in element.postgresText.unicodeScalars {
+                if ch == "\"" || ch == "\\" { out += "\\" }
+                out.unicodeScalars.append(ch)
+            }
+            out += "\""
+        }
+        return out + "}"
+    }
+}

@@ -1,0 +1,149 @@
+import Postgres
+
+extension EventStore {
+    /// One step of the store's schema history.
+    struct Migration: Sendable {
+        let version: Int
+        let description: String
+        let sql: @Sendable (EventStore) -> String
+    }
+
+    /// Every schema version this binary knows, in order. Append new steps; never edit old ones.
+    static let migrations: [Migration] = [
+        Migration(version: 1, description: "events, streams, snapshots, checkpoints") { store in
+            let s = store.s
+            let channel = store.notificationChannel.replacing("'", with: "''")
+            return """
+                CREATE TABLE \(s).streams (
+                    stream_id   text COLLATE "C" PRIMARY KEY,
+                    category    text COLLATE "C" NOT NULL,
+                    version     bigint NOT NULL CHECK (version >= 0),
+                    created_at  timestamptz NOT NULL DEFAULT now(),
+                    updated_at  timestamptz NOT NULL DEFAULT now()
+                );
+                CREATE INDEX streams_category ON \(s).streams (category);
+
+                CREATE TABLE \(s).events (
+                    global_position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    event_id        uuid NOT NULL,
+                    stream_id       text COLLATE "C" NOT NULL,
+                    stream_version  bigint NOT NULL CHECK (stream_version >= 1),
+                    event_type      text NOT NULL,
+                    schema_version  integer NOT NULL,
+                    occurred_at     timestamptz NOT NULL,
+                    recorded_at     timestamptz NOT NULL DEFAULT now(),
+                    payload         jsonb NOT NULL,
+                    metadata        jsonb NOT NULL DEFAULT '{}',
+                    transaction_id  xid8 NOT NULL DEFAULT pg_current_xact_id(),
+                    CONSTRAINT events_event_id_key UNIQUE (event_id),
+                    CONSTRAINT events_stream_version_key UNIQUE (stream_id, stream_version)
+                );
+                -- The global order readers trust: (writing transaction, position).
+                CREATE INDEX events_global_order ON \(s).events (transaction_id, global_position);
+
+                CREATE FUNCTION \(s).refuse_event_mutation() RETURNS trigger LANGUAGE plpgsql AS $fn$
+                BEGIN
+                    RAISE EXCEPTION 'events are append-only: % on %.% is refused', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
+                        USING ERRCODE = 'LL001';
+                END
+                $fn$;
+                CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON \(s).events
+                    FOR EACH ROW EXECUTE FUNCTION \(s).refuse_event_mutation();
+                CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON \(s).events
+                    FOR EACH STATEMENT EXECUTE FUNCTION \(s).refuse_event_mutation();
+
+                -- One notification per writing statement; PostgreSQL folds repeats within a transaction.
+                CREATE FUNCTION \(s).announce_events() RETURNS trigger LANGUAGE plpgsql AS $fn$
+                BEGIN
+                    PERFORM pg_notify('\(channel)', '');
+                    RETURN NULL;
+                END
+                $fn$;
+                CREATE TRIGGER events_announce AFTER INSERT ON \(s).events
+                    FOR EACH STATEMENT EXECUTE FUNCTION \(s).announce_events();
+
+                CREATE TABLE \(s).snapshots (
+                    stream_id       text COLLATE "C" NOT NULL,
+                    stream_version  bigint NOT NULL,
+                    snapshot_type   text NOT NULL,
+                    schema_version  integer NOT NULL,
+                    state           jsonb NOT NULL,
+                    created_at      timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (stream_id, snapshot_type, stream_version)
+                );
+
+                CREATE TABLE \(s).checkpoints (
+                    consumer          text PRIMARY KEY,
+                    transaction_id    xid8 NOT NULL,
+                    global_position   bigint NOT NULL,
+                    events_processed  bigint NOT NULL DEFAULT 0,
+                    updated_at        timestamptz NOT NULL DEFAULT now()
+                );
+                """
+        }
+    ]
+
+    /// The newest schema version this binary knows.
+    public static var currentSchemaVersion: Int { migrations.last!.version }
+
+    /// Creates the store or upgrades it to ``currentSchemaVersion``, idempotently and safely
+    /// against concurrent runs (an advisory lock serializes them).
+    ///
+    /// - Returns: the schema version before and after.
+    @discardableResult
+    public func migrate(_ session: Session) throws -> (from: Int, to: Int) {
+        try session.transaction { tx in
+            try tx.advisoryLock(Self.migrationLockKey(schema), scope: .transaction)
+            try tx.execute("CREATE SCHEMA IF NOT EXISTS \(s)")
+            try tx.execute(
+                """
+                CREATE TABLE IF NOT EXISTS \(s).schema_migrations (
+                    version      integer PRIMARY KEY,
+                    description  text NOT NULL,
+                    applied_at   timestamptz NOT NULL DEFAULT now()
+                )
+                """)
+            let found = try tx.query("SELECT coalesce(max(version), 0) AS v FROM \(s).schema_migrations").rows[0]
+                .decode("v", as: Int32.self)
+            guard Int(found) <= Self.currentSchemaVersion else {
+                throw EventStoreError.schemaTooNew(found: Int(found), supported: Self.currentSchemaVersion)
+            }
+            for migration in Self.migrations where migration.version > Int(found) {
+                try tx.executeScript(migration.sql(self))
+                try tx.execute(
+                    "INSERT INTO \(s).schema_migrations (version, description) VALUES ($1, $2)",
+                    [Int32(migration.version), migration.description])
+            }
+            return (Int(found), Self.currentSchemaVersion)
+        }
+    }
+
+    /// The schema version stored, or `nil` when the store does not exist.
+    public func schemaVersion(_ session: Session) throws -> Int? {
+        let exists = try session.query("SELECT to_regclass($1) IS NOT NULL AS e", [s + ".schema_migrations"]).rows[0]
+            .decode("e", as: Bool.self)
+        guard exists else { return nil }
+        let row = try session.query("SELECT max(version) AS v FROM \(s).schema_migrations").rows[0]
+        return try row.decode("v", as: Int32?.self).map(Int.init)
+    }
+
+    /// Throws ``EventStoreError/notInitialized(schema:)`` unless the store is at the current version.
+    public func requireInitialized(_ session: Session) throws {
+        guard let version = try schemaVersion(session), version >= 1 else {
+            throw EventStoreError.notInitialized(schema: schema)
+        }
+        guard version <= Self.currentSchemaVersion else {
+            throw EventStoreError.schemaTooNew(found: version, supported: Self.currentSchemaVersion)
+        }
+    }
+
+    static func migrationLockKey(_ schema: String) -> Int64 {
+        // FNV-1a of the schema name: one lock per store, stable across processes.
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in ("ledgerlift.migrate." + schema).utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return Int64(bitPattern: hash)
+    }
+}
