@@ -21,6 +21,7 @@ extension EventStore {
             throw EventStoreError.invalidBatch(reason: "two events of the batch share an event id")
         }
         return try inTransaction(session) { tx in
+            try lockStreams([streamID], tx)
             try tx.execute(
                 "INSERT INTO \(s).streams (stream_id, category, version) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
                 [streamID, String(Self.category(of: streamID))])
@@ -44,6 +45,26 @@ extension EventStore {
                 "UPDATE \(s).streams SET version = $2, updated_at = now() WHERE stream_id = $1", [streamID, version])
             return AppendResult(appended: fresh.count, duplicates: events.count - fresh.count, streamVersion: version)
         }
+    }
+
+    /// Serializes writers of the given streams with transaction-scope advisory locks, taken
+    /// in a stable order (no deadlocks).
+    ///
+    /// Why not the stream's row lock alone: locking a row gives the transaction its id
+    /// *before* it waits, so a writer that queued behind another could carry the smaller
+    /// transaction id, and the global order — by transaction id first — would list its events
+    /// before the earlier writer's, out of stream version order. Advisory locks take no
+    /// transaction id; the id is assigned by the first write, after the lock is held, so a
+    /// stream's later writer always has the larger id.
+    ///
+    /// - Important: take it before anything else in the transaction writes.
+    func lockStreams(_ streamIDs: [String], _ tx: Session) throws {
+        try tx.execute(
+            """
+            SELECT count(pg_advisory_xact_lock(k)) FROM (
+                SELECT DISTINCT hashtextextended($1 || id, 0) AS k FROM unnest($2::text[]) AS id ORDER BY k
+            ) AS keys
+            """, [schema + ".", PostgresArray(streamIDs)])
     }
 
     /// The ids of `events` that are already stored with the same content.

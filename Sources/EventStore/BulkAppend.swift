@@ -68,7 +68,7 @@ extension EventStore {
     ) throws -> BulkAppendResult {
         guard !events.isEmpty else { return BulkAppendResult(appended: 0, duplicates: 0) }
         let streamIDs = ranges.keys.sorted()
-        // Lock the streams we extend (in a stable order, so concurrent batches cannot deadlock).
+        try lockStreams(streamIDs, tx)
         var stored = [String: Int64]()
         for row in try tx.query(
             "SELECT stream_id, version FROM \(s).streams WHERE stream_id = ANY($1::text[]) ORDER BY stream_id FOR UPDATE",

@@ -6,7 +6,9 @@ import Postgres
 public struct CatchUpSubscription: Sendable {
     /// When ``run(until:handler:)`` returns.
     public enum StopCondition: Sendable {
-        /// As soon as a read finds nothing new.
+        /// Once every event committed before the last read has been handled. (When an older
+        /// transaction somewhere in the cluster holds back the readable horizon, it waits for
+        /// it rather than stopping short.)
         case caughtUp
         /// After this many batches (or earlier, when caught up).
         case batches(Int)
@@ -53,16 +55,21 @@ public struct CatchUpSubscription: Sendable {
         while true {
             try Task.checkCancellation()
             let batch = try await connection.withSession { [self] session in
-                try session.transaction { tx -> (Int, GlobalCursor) in
+                try session.transaction { tx -> (Int, GlobalCursor, Bool) in
                     let from = try store.checkpoint(consumer, in: tx)
                     let events = try store.readAll(after: from, limit: batchSize, in: tx)
-                    guard let last = events.last else { return (0, from) }
+                    guard let last = events.last else { return (0, from, try store.hasEventsBeyond(from, in: tx)) }
                     try handler(tx, events)
                     try store.advanceCheckpoint(consumer, from: from, to: last.cursor, processed: events.count, in: tx)
-                    return (events.count, last.cursor)
+                    return (events.count, last.cursor, true)
                 }
             }
             progress.cursor = batch.1
+            if batch.0 == 0, batch.2 {
+                // Committed events exist but an older transaction still holds the horizon.
+                try await Task.sleep(for: .milliseconds(5))
+                continue
+            }
             if batch.0 > 0 {
                 progress.events += batch.0
                 progress.batches += 1

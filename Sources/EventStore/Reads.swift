@@ -56,6 +56,20 @@ extension EventStore {
         return try session.query(sql, parameters).rows.map(RecordedEvent.init(row:))
     }
 
+    /// Whether committed events exist after `cursor` that ``readAll(after:limit:category:in:)``
+    /// may not return yet, because an older transaction — in any database of the cluster,
+    /// since transaction ids are cluster-wide — is still running.
+    ///
+    /// A consumer that wants to be "caught up" with everything committed so far waits while
+    /// this is true instead of stopping early.
+    public func hasEventsBeyond(_ cursor: GlobalCursor, in session: Session) throws -> Bool {
+        try session.query(
+            """
+            SELECT EXISTS (SELECT 1 FROM \(s).events WHERE (transaction_id, global_position) > ($1::xid8, $2::int8))
+            """, [String(cursor.transactionID), cursor.position]
+        ).rows[0].decode(at: 0, as: Bool.self)
+    }
+
     /// Reads every event of a category in the global order, `limit` at a time from `cursor`.
     public func readCategory(
         _ category: String, after cursor: GlobalCursor = .start, limit: Int, in session: Session

@@ -40,3 +40,23 @@ func testEvent(_ stream: String, _ n: Int, type: String = "Tested", payload: Str
 func count(_ connection: Connection, _ sql: String) async throws -> Int64 {
     try await connection.query(sql).rows[0].decode(at: 0, as: Int64.self)
 }
+
+/// Reads the global order from `cursor` until `expected` events have arrived (other tests'
+/// transactions on the same cluster may hold back the readable horizon for a while).
+func readAllEventually(
+    _ store: EventStore, _ connection: Connection, after cursor: GlobalCursor = .start, category: String? = nil,
+    expected: Int, timeout: Duration = .seconds(30)
+) async throws -> [RecordedEvent] {
+    var seen = [RecordedEvent]()
+    var cursor = cursor
+    let clock = ContinuousClock()
+    let start = clock.now
+    while seen.count < expected, clock.now - start < timeout {
+        let batch = try await connection.withSession { [cursor] in
+            try store.readAll(after: cursor, limit: 1000, category: category, in: $0)
+        }
+        seen += batch
+        if let last = batch.last { cursor = last.cursor } else { try await Task.sleep(for: .milliseconds(5)) }
+    }
+    return seen
+}
