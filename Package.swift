@@ -18,6 +18,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         .systemLibrary(
@@ -35,11 +36,22 @@ let package = Package(
             dependencies: ["Postgres"],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "Billing",
+            dependencies: ["EventStore", "Postgres"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Fixtures",
+            dependencies: ["Postgres"],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "ledgerlift",
             dependencies: [
                 "Postgres",
                 "EventStore",
+                "Fixtures",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -72,6 +84,25 @@ package.targets.append(
     .testTarget(
         name: "EventStoreTests",
         dependencies: ["EventStore", "Postgres", "TestSupport"],
+        swiftSettings: swiftSettings
+    )
+)
+
+package.targets.append(
+    .testTarget(
+        name: "FixturesTests",
+        dependencies: ["Fixtures", "Postgres", "TestSupport"],
+        swiftSettings: swiftSettings
+    )
+)
+
+package.targets.append(
+    .testTarget(
+        name: "BillingTests",
+        dependencies: [
+            "Billing", "EventStore", "Postgres", "TestSupport",
+            .product(name: "PropertyBased", package: "swift-property-based"),
+        ],
         swiftSettings: swiftSettings
     )
 )

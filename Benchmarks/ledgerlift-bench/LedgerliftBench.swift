@@ -15,7 +15,7 @@ struct LedgerliftBench: AsyncParsableCommand {
     @Option(help: "PostgreSQL DSN of a server the benchmark may create databases on.")
     var dsn: String
 
-    @Option(help: "Benchmarks to run (copy). Default: all.")
+    @Option(help: "Benchmarks to run (copy, store). Default: all.")
     var only: [String] = []
 
     @Option(help: "Repetitions of each measurement; the median is reported.")
@@ -24,7 +24,8 @@ struct LedgerliftBench: AsyncParsableCommand {
     func run() async throws {
         let bench = BenchContext(adminDSN: dsn, repetitions: repetitions)
         let all: [(String, (BenchContext) async throws -> Void)] = [
-            ("copy", CopyBenchmark.run)
+            ("copy", CopyBenchmark.run),
+            ("store", EventStoreBenchmark.run),
         ]
         for (name, body) in all where only.isEmpty || only.contains(name) {
             print("== \(name)")

@@ -7,6 +7,11 @@ public struct BulkAppendResult: Sendable, Hashable {
     public var appended: Int
     /// Events already stored with the same id and content (a batch re-sent after a crash).
     public var duplicates: Int
+
+    public init(appended: Int, duplicates: Int) {
+        self.appended = appended
+        self.duplicates = duplicates
+    }
 }
 
 extension EventStore {
@@ -77,7 +82,8 @@ extension EventStore {
             stored[try row.decode(at: 0, as: String.self)] = try row.decode(at: 1, as: Int64.self)
         }
         var overlaps = false
-        for (stream, range) in ranges {
+        for stream in streamIDs {
+            let range = ranges[stream]!
             let current = stored[stream] ?? 0
             if range.lowerBound > current + 1 {
                 throw EventStoreError.versionGap(stream: stream, storedVersion: current, firstNewVersion: range.lowerBound)
@@ -169,6 +175,12 @@ extension EventStore {
                     + "events up to version \(try row.decode(at: 2, as: Int64.self)): its versions would have a hole")
         }
         return inserted
+    }
+
+    /// The raw `COPY` the bulk path performs, for the benchmark's baseline (same rows, same
+    /// encoding, any table of the events' shape).
+    public func copyRowsForBenchmark(_ events: [StreamEvent], into table: String, _ tx: Session) throws {
+        try copyRows(events, into: table, tx)
     }
 
     func copyRows(_ events: [StreamEvent], into table: String, _ tx: Session) throws {

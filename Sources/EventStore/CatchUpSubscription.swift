@@ -51,6 +51,7 @@ public struct CatchUpSubscription: Sendable {
         handler: @escaping @Sendable (Session, [RecordedEvent]) throws -> Void
     ) async throws -> Progress {
         var progress = Progress(events: 0, batches: 0, cursor: .start)
+        var horizonBackoff = Duration.milliseconds(2)
         if let listener { try await listener.withSession { [store] in try $0.listen(store.notificationChannel) } }
         while true {
             try Task.checkCancellation()
@@ -67,9 +68,11 @@ public struct CatchUpSubscription: Sendable {
             progress.cursor = batch.1
             if batch.0 == 0, batch.2 {
                 // Committed events exist but an older transaction still holds the horizon.
-                try await Task.sleep(for: .milliseconds(5))
+                try await Task.sleep(for: horizonBackoff)
+                horizonBackoff = min(horizonBackoff * 2, .milliseconds(200))
                 continue
             }
+            horizonBackoff = .milliseconds(2)
             if batch.0 > 0 {
                 progress.events += batch.0
                 progress.batches += 1

@@ -24,7 +24,7 @@ public final class Connection: Sendable, CustomStringConvertible {
     nonisolated(unsafe) private let session: Session
     private let queue: DispatchQueue
     private let canceller: Canceller
-    private let running = Mutex<Job?>(nil)
+    private let interrupt: InterruptFlag
 
     /// The connection string with its password masked.
     public let maskedDSN: String
@@ -38,6 +38,7 @@ public final class Connection: Sendable, CustomStringConvertible {
         self.maskedDSN = session.maskedDSN
         self.backendPID = PQbackendPID(conn)
         self.canceller = Canceller(PQgetCancel(conn))
+        self.interrupt = session.interrupt
         self.queue = DispatchQueue(label: "ledgerlift.postgres.connection")
     }
 
@@ -107,15 +108,16 @@ public final class Connection: Sendable, CustomStringConvertible {
                         continuation.resume(throwing: PostgresError(code: .cancelled, message: "the task was cancelled"))
                         return
                     }
-                    self.running.withLock { $0 = job }
                     let result = Result { try self.withSessionBlocking(body) }
-                    self.running.withLock { $0 = nil }
                     job.finish()
                     continuation.resume(with: result)
                 }
             }
         } onCancel: {
-            job.cancel { self.canceller.cancel() }
+            job.cancel {
+                self.interrupt.set(true)
+                self.canceller.cancel()
+            }
         }
     }
 
@@ -125,6 +127,7 @@ public final class Connection: Sendable, CustomStringConvertible {
     public func withSessionBlocking<T>(_ body: (Session) throws -> T) throws -> T {
         try lock.withLock { closed throws -> T in
             guard !closed else { throw PostgresError(code: .misuse, message: "the connection is closed") }
+            interrupt.set(false)
             return try body(session)
         }
     }
@@ -132,6 +135,7 @@ public final class Connection: Sendable, CustomStringConvertible {
     /// Asks the server to cancel the statement running on this connection, from any thread.
     /// The statement then fails with SQLSTATE `57014`.
     public func cancel() {
+        interrupt.set(true)
         canceller.cancel()
     }
 

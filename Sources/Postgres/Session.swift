@@ -1,5 +1,6 @@
 import CLibPQ
 import Foundation
+import Synchronization
 
 /// Exclusive, synchronous access to one open libpq connection.
 ///
@@ -15,6 +16,9 @@ public final class Session {
     /// The masked connection string, for messages.
     public let maskedDSN: String
     let secrets: [String]
+    /// Set when the work using this session is cancelled; waits that do not run a statement
+    /// (``waitForNotification(timeout:)``) check it, since a server cancel cannot reach them.
+    let interrupt = InterruptFlag()
 
     init(handle: OpaquePointer, maskedDSN: String, secrets: [String]) {
         self.handle = handle
@@ -301,9 +305,13 @@ public final class Session {
                     channel: String(cString: notice.pointee.relname), payload: String(cString: notice.pointee.extra),
                     senderPID: notice.pointee.be_pid)
             }
+            if interrupt.isSet {
+                throw PostgresError(code: .cancelled, message: "the wait for a notification was cancelled")
+            }
             let remaining = deadline - ContinuousClock.now
             if remaining <= .zero { return nil }
-            let millis = remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000
+            // Wake at least every 100 ms to notice cancellation.
+            let millis = min(100, remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000)
             var descriptor = pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0)
             let ready = poll(&descriptor, 1, Int32(clamping: max(1, millis)))
             if ready < 0, errno != EINTR {
@@ -590,4 +598,11 @@ struct Parameters {
             }
         }
     }
+}
+
+/// A flag one thread sets and another polls.
+final class InterruptFlag: Sendable {
+    private let state = Mutex(false)
+    var isSet: Bool { state.withLock { $0 } }
+    func set(_ value: Bool) { state.withLock { $0 = value } }
 }
