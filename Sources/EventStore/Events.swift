@@ -66,6 +66,24 @@ public struct RecordedEvent: Sendable, Hashable {
     /// The stream's category: the part of its id before the first `-`.
     public var category: Substring { EventStore.category(of: streamID) }
 
+    public init(
+        globalPosition: Int64, eventID: UUID, streamID: String, streamVersion: Int64, eventType: String,
+        schemaVersion: Int32, occurredAt: PostgresTimestamp, recordedAt: PostgresTimestamp, payload: PostgresJSON,
+        metadata: PostgresJSON, transactionID: Int64
+    ) {
+        self.globalPosition = globalPosition
+        self.eventID = eventID
+        self.streamID = streamID
+        self.streamVersion = streamVersion
+        self.eventType = eventType
+        self.schemaVersion = schemaVersion
+        self.occurredAt = occurredAt
+        self.recordedAt = recordedAt
+        self.payload = payload
+        self.metadata = metadata
+        self.transactionID = transactionID
+    }
+
     static let columns =
         "global_position, event_id, stream_id, stream_version, event_type, schema_version, occurred_at, recorded_at, payload, metadata, transaction_id"
 

@@ -1,0 +1,204 @@
+import Postgres
+
+/// How one entity's column changes become named events.
+struct EntityRules: Sendable {
+    /// A named change: when it applies, the legacy timestamp that proves it, the values it sets.
+    struct Change: Sendable {
+        let type: BillingEventType
+        let applies: @Sendable (_ state: [String: CanonicalValue], _ after: CanonicalRow) -> Bool
+        let time: @Sendable (_ after: CanonicalRow) -> PostgresTimestamp?
+        let sets: @Sendable (_ state: [String: CanonicalValue], _ after: CanonicalRow) -> [(String, CanonicalValue)]
+    }
+
+    let creationType: BillingEventType
+    /// The column whose value is the creation's business time.
+    let creationTimeColumn: String
+    /// Values that, at creation, differ from the final row (an invoice starts as a draft).
+    let creationOverrides: @Sendable (CanonicalRow) -> [String: CanonicalValue]
+    let changes: [Change]
+    let updatedType: BillingEventType
+    let importedType: BillingEventType
+
+    /// The state right after creation: the final row, minus what later steps establish.
+    func initialState(_ after: CanonicalRow) -> [String: CanonicalValue] {
+        var state = after.values
+        if state["updated_at"] != nil { state["updated_at"] = .null }
+        for (column, value) in creationOverrides(after) { state[column] = value }
+        return state
+    }
+
+    static func rules(for entity: Entity) -> EntityRules {
+        switch entity {
+        case .customer: customer
+        case .plan: plan
+        case .subscription: subscription
+        case .invoice: invoice
+        case .invoiceLine: simple(.invoiceLineAdded, .invoiceLineUpdated)
+        case .payment: payment
+        case .refund: simple(.refundIssued, .refundUpdated)
+        case .creditNote: creditNote
+        case .balanceTransaction: simple(.balanceAdjusted, .balanceTransactionUpdated)
+        }
+    }
+
+    // MARK: - Helpers
+
+    /// `column` is set in `after` but was not in `state`.
+    static func becameSet(_ column: String) -> @Sendable ([String: CanonicalValue], CanonicalRow) -> Bool {
+        { state, after in (state[column] ?? .null).isNull && !after[column].isNull }
+    }
+
+    /// `column` holds `value` in `after` but not in `state`.
+    static func became(_ column: String, _ value: String) -> @Sendable ([String: CanonicalValue], CanonicalRow) -> Bool {
+        { state, after in after[column] == .text(value) && state[column] != .text(value) }
+    }
+
+    static func changed(_ column: String) -> @Sendable ([String: CanonicalValue], CanonicalRow) -> Bool {
+        { state, after in state[column] != after[column] }
+    }
+
+    static func at(_ columns: String...) -> @Sendable (CanonicalRow) -> PostgresTimestamp? {
+        { after in columns.lazy.compactMap { after[$0].timestampValue }.first }
+    }
+
+    static func take(_ columns: String...) -> @Sendable ([String: CanonicalValue], CanonicalRow) -> [(String, CanonicalValue)] {
+        { _, after in columns.map { ($0, after[$0]) } }
+    }
+
+    static func simple(_ creation: BillingEventType, _ updated: BillingEventType) -> EntityRules {
+        EntityRules(
+            creationType: creation, creationTimeColumn: "created_at", creationOverrides: { _ in [:] }, changes: [],
+            updatedType: updated, importedType: updated)
+    }
+
+    // MARK: - Entities
+
+    static let customer = EntityRules(
+        creationType: .customerCreated, creationTimeColumn: "created_at",
+        creationOverrides: { _ in ["archived_at": .null] },
+        changes: [
+            Change(type: .customerArchived, applies: becameSet("archived_at"), time: at("archived_at"), sets: take("archived_at"))
+        ],
+        updatedType: .customerUpdated, importedType: .customerUpdated)
+
+    static let plan = EntityRules(
+        creationType: .planObserved, creationTimeColumn: "created_at", creationOverrides: { _ in [:] }, changes: [],
+        updatedType: .planObserved, importedType: .planObserved)
+
+    static let subscription = EntityRules(
+        creationType: .subscriptionStarted, creationTimeColumn: "started_at",
+        creationOverrides: { after in
+            let trialing = after["trial_ends_at"].timestampValue.map { t in
+                after["started_at"].timestampValue.map { t > $0 } ?? true
+            } ?? false
+            return [
+                "status": .text(trialing ? "trialing" : "active"), "cancel_at_period_end": .boolean(false),
+                "canceled_at": .null, "ended_at": .null,
+            ]
+        },
+        changes: [
+            // Trial over while the subscription carried on (not canceled during the trial).
+            Change(
+                type: .subscriptionTrialEnded,
+                applies: { state, after in
+                    guard state["status"] == .text("trialing"), after["status"] != .text("trialing") else { return false }
+                    guard let trialEnd = after["trial_ends_at"].timestampValue else { return false }
+                    let canceledAt = after["canceled_at"].timestampValue ?? after["ended_at"].timestampValue
+                    return after["status"] != .text("canceled") || canceledAt.map { $0 > trialEnd } ?? false
+                },
+                time: at("trial_ends_at"), sets: { _, _ in [("status", .text("active"))] }),
+            Change(type: .subscriptionPlanChanged, applies: changed("plan_id"), time: at("updated_at"), sets: take("plan_id")),
+            Change(
+                type: .subscriptionQuantityChanged, applies: changed("quantity"), time: at("updated_at"),
+                sets: take("quantity")),
+            Change(
+                type: .subscriptionPastDue, applies: became("status", "past_due"), time: { _ in nil },
+                sets: take("status")),
+            Change(type: .subscriptionUnpaid, applies: became("status", "unpaid"), time: { _ in nil }, sets: take("status")),
+            Change(
+                type: .subscriptionCancellationScheduled,
+                applies: { state, after in
+                    state["cancel_at_period_end"] != .boolean(true) && after["cancel_at_period_end"] == .boolean(true)
+                },
+                time: at("canceled_at"), sets: take("cancel_at_period_end", "canceled_at")),
+            Change(
+                type: .subscriptionCancellationRevoked,
+                applies: { state, after in
+                    state["cancel_at_period_end"] == .boolean(true) && after["cancel_at_period_end"] == .boolean(false)
+                        && after["status"] != .text("canceled")
+                },
+                time: { _ in nil }, sets: take("cancel_at_period_end", "canceled_at")),
+            Change(
+                type: .subscriptionCanceled, applies: became("status", "canceled"), time: at("canceled_at", "ended_at"),
+                sets: take("status", "canceled_at", "cancel_at_period_end")),
+            Change(type: .subscriptionEnded, applies: becameSet("ended_at"), time: at("ended_at"), sets: take("ended_at")),
+        ],
+        updatedType: .subscriptionUpdated, importedType: .subscriptionImported)
+
+    static let invoice = EntityRules(
+        creationType: .invoiceDrafted, creationTimeColumn: "created_at",
+        creationOverrides: { after in
+            [
+                "status": .text("draft"), "number": .null, "finalized_at": .null, "paid_at": .null, "voided_at": .null,
+                "issued_on": .null, "due_on": .null, "amount_paid": .amount(0), "amount_due": after["total"],
+            ]
+        },
+        changes: [
+            Change(
+                type: .invoiceFinalized, applies: becameSet("finalized_at"), time: at("finalized_at"),
+                sets: { state, after in
+                    var values: [(String, CanonicalValue)] = [
+                        ("finalized_at", after["finalized_at"]), ("number", after["number"]),
+                        ("issued_on", after["issued_on"]), ("due_on", after["due_on"]),
+                    ]
+                    if state["status"] == .text("draft") { values.append(("status", .text("open"))) }
+                    return values
+                }),
+            Change(
+                type: .invoicePaid, applies: became("status", "paid"), time: at("paid_at"),
+                sets: take("status", "paid_at", "amount_paid", "amount_due")),
+            Change(
+                type: .invoiceVoided, applies: became("status", "void"), time: at("voided_at"),
+                sets: take("status", "voided_at", "amount_paid", "amount_due")),
+            Change(
+                type: .invoiceMarkedUncollectible, applies: became("status", "uncollectible"), time: { _ in nil },
+                sets: take("status", "amount_paid", "amount_due")),
+        ],
+        updatedType: .invoiceUpdated, importedType: .invoiceImported)
+
+    static let payment = EntityRules(
+        creationType: .paymentCreated, creationTimeColumn: "created_at",
+        creationOverrides: { _ in ["status": .text("pending"), "failure_code": .null] },
+        changes: [
+            Change(
+                type: .paymentSucceeded, applies: became("status", "succeeded"), time: at("updated_at", "created_at"),
+                sets: take("status")),
+            Change(
+                type: .paymentFailed, applies: became("status", "failed"), time: at("updated_at", "created_at"),
+                sets: take("status", "failure_code")),
+            Change(
+                type: .paymentCanceled, applies: became("status", "canceled"), time: at("updated_at"),
+                sets: take("status")),
+        ],
+        updatedType: .paymentUpdated, importedType: .paymentUpdated)
+
+    static let creditNote = EntityRules(
+        creationType: .creditNoteIssued, creationTimeColumn: "created_at",
+        creationOverrides: { after in
+            ["status": .text("issued"), "voided_at": .null, "balance_remaining": after["total"]]
+        },
+        changes: [
+            Change(
+                type: .creditNoteApplied,
+                applies: { state, after in
+                    guard let was = state["balance_remaining"]?.amountValue, let now = after["balance_remaining"].amountValue
+                    else { return false }
+                    return now < was && after["status"] != .text("void")
+                },
+                time: { _ in nil }, sets: take("balance_remaining")),
+            Change(
+                type: .creditNoteVoided, applies: became("status", "void"), time: at("voided_at"),
+                sets: take("status", "voided_at", "balance_remaining")),
+        ],
+        updatedType: .creditNoteUpdated, importedType: .creditNoteUpdated)
+}

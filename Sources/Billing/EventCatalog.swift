@@ -1,0 +1,63 @@
+/// The billing event types, with the stable names they carry in the store.
+///
+/// Names never change once released; a payload shape change bumps ``schemaVersion`` instead.
+public enum BillingEventType: String, Sendable, Hashable, CaseIterable, Codable {
+    case customerCreated = "CustomerCreated"
+    case customerUpdated = "CustomerUpdated"
+    case customerArchived = "CustomerArchived"
+
+    case planObserved = "PlanObserved"
+
+    case subscriptionStarted = "SubscriptionStarted"
+    case subscriptionTrialEnded = "SubscriptionTrialEnded"
+    case subscriptionPlanChanged = "SubscriptionPlanChanged"
+    case subscriptionQuantityChanged = "SubscriptionQuantityChanged"
+    case subscriptionPastDue = "SubscriptionPastDue"
+    case subscriptionUnpaid = "SubscriptionUnpaid"
+    case subscriptionCancellationScheduled = "SubscriptionCancellationScheduled"
+    case subscriptionCancellationRevoked = "SubscriptionCancellationRevoked"
+    case subscriptionCanceled = "SubscriptionCanceled"
+    case subscriptionEnded = "SubscriptionEnded"
+    case subscriptionUpdated = "SubscriptionUpdated"
+    case subscriptionImported = "SubscriptionImported"
+
+    case invoiceDrafted = "InvoiceDrafted"
+    case invoiceLineAdded = "InvoiceLineAdded"
+    case invoiceLineUpdated = "InvoiceLineUpdated"
+    case invoiceFinalized = "InvoiceFinalized"
+    case invoicePaid = "InvoicePaid"
+    case invoiceVoided = "InvoiceVoided"
+    case invoiceMarkedUncollectible = "InvoiceMarkedUncollectible"
+    case invoiceUpdated = "InvoiceUpdated"
+    case invoiceImported = "InvoiceImported"
+
+    case paymentCreated = "PaymentCreated"
+    case paymentSucceeded = "PaymentSucceeded"
+    case paymentFailed = "PaymentFailed"
+    case paymentCanceled = "PaymentCanceled"
+    case paymentUpdated = "PaymentUpdated"
+
+    case refundIssued = "RefundIssued"
+    case refundUpdated = "RefundUpdated"
+
+    case creditNoteIssued = "CreditNoteIssued"
+    case creditNoteApplied = "CreditNoteApplied"
+    case creditNoteVoided = "CreditNoteVoided"
+    case creditNoteUpdated = "CreditNoteUpdated"
+
+    case balanceAdjusted = "BalanceAdjusted"
+    case balanceTransactionUpdated = "BalanceTransactionUpdated"
+
+    /// Payload shape version.
+    public var schemaVersion: Int32 { 1 }
+}
+
+/// How well the legacy data proves an event.
+public enum Evidence: String, Sendable, Hashable, Codable, CaseIterable {
+    /// A legacy value proves it: the change and its time are both recorded.
+    case observed
+    /// The change is certain but its time or order had to be derived (e.g. from `updated_at`).
+    case inferred
+    /// Only the state at migration time is known; no history is claimed.
+    case imported
+}

@@ -1,0 +1,216 @@
+/// A small JSON tree with exact integers and ordered object keys, so payloads are written and
+/// read without floating point and with stable bytes.
+public enum JSONValue: Sendable, Hashable {
+    case null
+    case bool(Bool)
+    case integer(Int64)
+    case string(String)
+    case array([JSONValue])
+    /// Keys in the order written.
+    case object([(String, JSONValue)])
+
+    public static func == (a: JSONValue, b: JSONValue) -> Bool {
+        switch (a, b) {
+        case (.null, .null): true
+        case (.bool(let x), .bool(let y)): x == y
+        case (.integer(let x), .integer(let y)): x == y
+        case (.string(let x), .string(let y)): x == y
+        case (.array(let x), .array(let y)): x == y
+        case (.object(let x), .object(let y)): x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        default: false
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(rendered)
+    }
+
+    public subscript(_ key: String) -> JSONValue? {
+        guard case .object(let pairs) = self else { return nil }
+        return pairs.first { $0.0 == key }?.1
+    }
+
+    /// Compact JSON text.
+    public var rendered: String {
+        var out = ""
+        render(into: &out)
+        return out
+    }
+
+    func render(into out: inout String) {
+        switch self {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .integer(let i): out += String(i)
+        case .string(let s): Self.quote(s, into: &out)
+        case .array(let items):
+            out += "["
+            for (i, item) in items.enumerated() {
+                if i > 0 { out += "," }
+                item.render(into: &out)
+            }
+            out += "]"
+        case .object(let pairs):
+            out += "{"
+            for (i, pair) in pairs.enumerated() {
+                if i > 0 { out += "," }
+                Self.quote(pair.0, into: &out)
+                out += ":"
+                pair.1.render(into: &out)
+            }
+            out += "}"
+        }
+    }
+
+    static func quote(_ s: String, into out: inout String) {
+        out += "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    let hex = String(scalar.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        out += "\""
+    }
+
+    /// Parses JSON text. Numbers must be integers (payloads never hold fractions: amounts are
+    /// minor units and decimals travel as strings); anything else is refused.
+    public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
+        var parser = Parser(bytes: Array(text.utf8))
+        parser.skipSpace()
+        let value = try parser.value()
+        parser.skipSpace()
+        guard parser.index == parser.bytes.count else { throw JSONParseError(offset: parser.index, reason: "trailing text") }
+        return value
+    }
+
+    struct Parser {
+        let bytes: [UInt8]
+        var index = 0
+
+        mutating func skipSpace() {
+            while index < bytes.count, [32, 9, 10, 13].contains(bytes[index]) { index += 1 }
+        }
+
+        func fail(_ reason: String) -> JSONParseError { JSONParseError(offset: index, reason: reason) }
+
+        mutating func expect(_ literal: String) throws(JSONParseError) {
+            for b in literal.utf8 {
+                guard index < bytes.count, bytes[index] == b else { throw fail("expected \(literal)") }
+                index += 1
+            }
+        }
+
+        mutating func value() throws(JSONParseError) -> JSONValue {
+            guard index < bytes.count else { throw fail("unexpected end") }
+            switch bytes[index] {
+            case UInt8(ascii: "n"): try expect("null"); return .null
+            case UInt8(ascii: "t"): try expect("true"); return .bool(true)
+            case UInt8(ascii: "f"): try expect("false"); return .bool(false)
+            case UInt8(ascii: "\""): return .string(try string())
+            case UInt8(ascii: "["):
+                index += 1
+                var items = [JSONValue]()
+                skipSpace()
+                if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
+                while true {
+                    skipSpace()
+                    items.append(try value())
+                    skipSpace()
+                    guard index < bytes.count else { throw fail("unterminated array") }
+                    if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+                    if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
+                    throw fail("expected , or ]")
+                }
+            case UInt8(ascii: "{"):
+                index += 1
+                var pairs = [(String, JSONValue)]()
+                skipSpace()
+                if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(pairs) }
+                while true {
+                    skipSpace()
+                    guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a key") }
+                    let key = try string()
+                    skipSpace()
+                    try expect(":")
+                    skipSpace()
+                    pairs.append((key, try value()))
+                    skipSpace()
+                    guard index < bytes.count else { throw fail("unterminated object") }
+                    if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+                    if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(pairs) }
+                    throw fail("expected , or }")
+                }
+            default:
+                let start = index
+                if bytes[index] == UInt8(ascii: "-") { index += 1 }
+                while index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 { index += 1 }
+                if index < bytes.count, [UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[index]) {
+                    throw fail("non-integer numbers are not allowed in payloads")
+                }
+                guard let n = Int64(String(decoding: bytes[start..<index], as: UTF8.self)) else {
+                    throw fail("not an integer in range")
+                }
+                return .integer(n)
+            }
+        }
+
+        mutating func string() throws(JSONParseError) -> String {
+            index += 1
+            var out = [UInt8]()
+            while index < bytes.count {
+                let b = bytes[index]
+                index += 1
+                if b == UInt8(ascii: "\"") { return String(decoding: out, as: UTF8.self) }
+                guard b == UInt8(ascii: "\\") else { out.append(b); continue }
+                guard index < bytes.count else { break }
+                let e = bytes[index]
+                index += 1
+                switch e {
+                case UInt8(ascii: "n"): out.append(10)
+                case UInt8(ascii: "r"): out.append(13)
+                case UInt8(ascii: "t"): out.append(9)
+                case UInt8(ascii: "b"): out.append(8)
+                case UInt8(ascii: "f"): out.append(12)
+                case UInt8(ascii: "u"):
+                    var code = try hex4()
+                    if (0xD800..<0xDC00).contains(code), index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"),
+                        bytes[index + 1] == UInt8(ascii: "u")
+                    {
+                        index += 2
+                        let low = try hex4()
+                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    guard let scalar = Unicode.Scalar(code) else { throw fail("bad \\u escape") }
+                    out += Array(String(Character(scalar)).utf8)
+                default: out.append(e)
+                }
+            }
+            throw fail("unterminated string")
+        }
+
+        mutating func hex4() throws(JSONParseError) -> UInt32 {
+            guard index + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[index..<index + 4], as: UTF8.self), radix: 16)
+            else { throw fail("bad \\u escape") }
+            index += 4
+            return v
+        }
+    }
+}
+
+/// JSON that could not be read.
+public struct JSONParseError: Error, Sendable, Hashable, CustomStringConvertible {
+    public let offset: Int
+    public let reason: String
+    public var description: String { "invalid JSON at byte \(offset): \(reason)" }
+}

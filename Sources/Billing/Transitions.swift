@@ -1,0 +1,136 @@
+import Foundation
+import Postgres
+
+/// The events that take an entity from one canonical row to the next.
+///
+/// One pure function serves backfill (`before` is `nil`: the history from nothing to the row,
+/// or through the rows of an audit table) and shadow mode (`before` is the last known row), so
+/// the two can never disagree. Rules per entity turn column changes into named events whose
+/// business time comes from the legacy timestamp that proves each step; whatever no rule
+/// explains is carried by a final `…Updated` (or, from nothing, `…Imported`) event, so that
+/// replaying the events always reproduces `after` exactly.
+public enum Transitions {
+    /// The events from `before` to `after`.
+    ///
+    /// - Parameters:
+    ///   - step: the position of `after` in the entity's sequence of known rows (0 for the
+    ///     first). It makes event ids unique when a row returns to an earlier state, and
+    ///     deterministic: the same inputs always give the same ids.
+    ///   - notBefore: business time of the stream's last event, if any. A stream's events stay
+    ///     in business-time order (so "as of" reads are prefixes): a step the legacy data dates
+    ///     earlier is placed at this time instead, and marked `inferred`.
+    public static func transitions(
+        before: CanonicalRow?, after: CanonicalRow, step: Int = 0, notBefore: PostgresTimestamp? = nil
+    ) -> [BillingEvent] {
+        precondition(before == nil || before!.entity == after.entity, "transitions between different entities")
+        let rules = EntityRules.rules(for: after.entity)
+        var drafts = [Draft]()
+        var state: [String: CanonicalValue]
+        if let before {
+            state = before.values
+        } else {
+            let initial = rules.initialState(after)
+            state = initial
+            let time = after[rules.creationTimeColumn].timestampValue
+            drafts.append(
+                Draft(
+                    type: rules.creationType, time: time ?? after["created_at"].timestampValue,
+                    evidence: time == nil ? .inferred : .observed,
+                    changes: after.entity.columns.map(\.name).filter { !initial[$0]!.isNull || $0 == after.entity.keyColumn }
+                        .map { ($0, initial[$0]!) }))
+        }
+        for rule in rules.changes {
+            guard rule.applies(state, after) else { continue }
+            let values = rule.sets(state, after).filter { state[$0.0] != $0.1 }
+            guard !values.isEmpty else { continue }
+            let proof = rule.time(after)
+            drafts.append(
+                Draft(
+                    type: rule.type, time: proof ?? after["updated_at"].timestampValue,
+                    evidence: proof == nil ? .inferred : .observed, changes: values))
+            for (column, value) in values { state[column] = value }
+        }
+        // What no rule explains.
+        let bookkeeping: Set<String> = ["updated_at"]
+        let leftovers = after.entity.columns.map(\.name).filter { !bookkeeping.contains($0) && state[$0] != after[$0] }
+        let attributesChanged = before.map { $0.attributes != after.attributes } ?? !after.attributes.isEmpty
+        if !leftovers.isEmpty {
+            let updatedAt = after["updated_at"].timestampValue
+            let changedAt = before.map { $0["updated_at"] != after["updated_at"] } ?? false
+            drafts.append(
+                Draft(
+                    type: before == nil ? rules.importedType : rules.updatedType,
+                    time: updatedAt ?? after["created_at"].timestampValue,
+                    evidence: before == nil ? .imported : (changedAt ? .observed : .inferred),
+                    changes: leftovers.map { ($0, after[$0]) }))
+            for column in leftovers { state[column] = after[column] }
+        }
+        let updatedAtDiffers = after.entity.column("updated_at") != nil && state["updated_at"] != after["updated_at"]
+        if drafts.isEmpty && (attributesChanged || updatedAtDiffers) {
+            drafts.append(
+                Draft(
+                    type: rules.updatedType, time: after["updated_at"].timestampValue ?? after["created_at"].timestampValue,
+                    evidence: .observed, changes: []))
+        }
+        if updatedAtDiffers { drafts[drafts.count - 1].changes.append(("updated_at", after["updated_at"])) }
+        return finish(
+            drafts, after: after, step: step, notBefore: notBefore ?? .negativeInfinity, attributesChanged: attributesChanged)
+    }
+
+    /// Folds events (in stream order) into the row they describe; `nil` for no events.
+    public static func replay(_ events: [BillingEvent]) -> CanonicalRow? {
+        guard let first = events.first else { return nil }
+        var row = CanonicalRow(entity: first.entity, values: [:])
+        for event in events {
+            for change in event.changes { row.values[change.column] = change.value }
+            if let attributes = event.attributes { row.attributes = attributes }
+        }
+        return row
+    }
+
+    /// Applies one event to a known row (or starts one).
+    public static func apply(_ event: BillingEvent, to row: CanonicalRow?) -> CanonicalRow {
+        var row = row ?? CanonicalRow(entity: event.entity, values: [:])
+        for change in event.changes { row.values[change.column] = change.value }
+        if let attributes = event.attributes { row.attributes = attributes }
+        return row
+    }
+
+    struct Draft {
+        var type: BillingEventType
+        var time: PostgresTimestamp?
+        var evidence: Evidence
+        var changes: [(String, CanonicalValue)]
+    }
+
+    /// Orders business time (never earlier than the event before: a clamped time is marked
+    /// inferred), assigns deterministic ids, and attaches attributes to the first event that
+    /// can carry them.
+    static func finish(
+        _ drafts: [Draft], after: CanonicalRow, step: Int, notBefore: PostgresTimestamp, attributesChanged: Bool
+    ) -> [BillingEvent] {
+        var events = [BillingEvent]()
+        var previous = notBefore
+        let order = Dictionary(uniqueKeysWithValues: after.entity.columns.enumerated().map { ($1.name, $0) })
+        for (index, draft) in drafts.enumerated() {
+            var time = draft.time ?? previous
+            var evidence = draft.evidence
+            if time < previous {
+                time = previous
+                if evidence == .observed { evidence = .inferred }
+            }
+            if time == .negativeInfinity { time = PostgresTimestamp(microsecondsSinceEpoch: 0) }
+            previous = time
+            let name = "\(after.entity.rawValue)/\(after.key)/\(step)/\(index)/\(draft.type.rawValue)"
+            events.append(
+                BillingEvent(
+                    eventID: DeterministicID.uuid5(namespace: DeterministicID.eventNamespace, name: name),
+                    entity: after.entity, key: after.key, type: draft.type, occurredAt: time, evidence: evidence,
+                    changes: draft.changes.sorted { order[$0.0]! < order[$1.0]! }.map {
+                        BillingEvent.ColumnChange(column: $0.0, value: $0.1)
+                    },
+                    attributes: index == 0 && attributesChanged ? after.attributes : nil))
+        }
+        return events
+    }
+}
