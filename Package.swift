@@ -106,3 +106,11 @@ package.targets.append(
         swiftSettings: swiftSettings
     )
 )
+
+package.targets.append(
+    .testTarget(
+        name: "EndToEndTests",
+        dependencies: ["EventStore", "Postgres", "TestSupport"],
+        swiftSettings: swiftSettings
+    )
+)

@@ -47,18 +47,6 @@ struct BenchContext: Sendable {
         try await admin.execute("CREATE DATABASE \"\(name)\"")
         return ConnectionString.withDatabase(adminDSN, name)
     }
-
-    /// Runs `body` `repetitions` times and returns the median duration.
-    func median(_ body: () async throws -> Void) async rethrows -> Duration {
-        var times = [Duration]()
-        for _ in 0..<repetitions {
-            let clock = ContinuousClock()
-            let start = clock.now
-            try await body()
-            times.append(clock.now - start)
-        }
-        return times.sorted()[times.count / 2]
-    }
 }
 
 extension Duration {

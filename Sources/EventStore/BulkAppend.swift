@@ -1,6 +1,9 @@
 import Foundation
 import Postgres
 
+/// The fast path found a stream that does not continue where the batch expects.
+private struct FastPathRefused: Error {}
+
 /// The outcome of one bulk batch.
 public struct BulkAppendResult: Sendable, Hashable {
     /// Events written now.
@@ -73,45 +76,62 @@ extension EventStore {
     ) throws -> BulkAppendResult {
         guard !events.isEmpty else { return BulkAppendResult(appended: 0, duplicates: 0) }
         let streamIDs = ranges.keys.sorted()
-        try lockStreams(streamIDs, tx)
+        let firsts = streamIDs.map { ranges[$0]!.lowerBound }
+        let lasts = streamIDs.map { ranges[$0]!.upperBound }
+        // No stream locks here, and none are needed for the global order: this transaction
+        // writes nothing before it sees the stored versions it builds on, so the transaction id
+        // its first write takes is larger than that of every writer whose events it continues.
+        // A concurrent writer of the same stream version collides on (stream_id, stream_version).
+        //
+        // Fast path — a batch never seen before: COPY the events, then move each stream on
+        // from exactly `first - 1` (or create it at `first == 1`). If any stream does not line
+        // up, or an event id is already stored, roll back to the savepoint and take the careful
+        // path, which says precisely what is wrong.
+        try tx.execute("SAVEPOINT ledgerlift_bulk")
+        do {
+            try copyRows(events, into: "\(s).events", tx)
+            let moved = try tx.execute(
+                """
+                UPDATE \(s).streams st SET version = t.last, updated_at = now()
+                FROM unnest($1::text[], $2::int8[], $3::int8[]) AS t(id, first, last)
+                WHERE st.stream_id = t.id AND st.version = t.first - 1 AND t.first > 1
+                """, [PostgresArray(streamIDs), PostgresArray(firsts), PostgresArray(lasts)])
+            let created = try tx.execute(
+                """
+                INSERT INTO \(s).streams (stream_id, category, version)
+                SELECT id, split_part(id, '-', 1), last FROM unnest($1::text[], $2::int8[], $3::int8[]) AS t(id, first, last)
+                WHERE first = 1
+                """, [PostgresArray(streamIDs), PostgresArray(firsts), PostgresArray(lasts)])
+            guard moved + created == streamIDs.count else { throw FastPathRefused() }
+            try tx.execute("RELEASE SAVEPOINT ledgerlift_bulk")
+            return BulkAppendResult(appended: events.count, duplicates: 0)
+        } catch let error as PostgresError where error.isUniqueViolation {
+            try tx.execute("ROLLBACK TO SAVEPOINT ledgerlift_bulk")
+        } catch is FastPathRefused {
+            try tx.execute("ROLLBACK TO SAVEPOINT ledgerlift_bulk")
+        }
+
         var stored = [String: Int64]()
         for row in try tx.query(
-            "SELECT stream_id, version FROM \(s).streams WHERE stream_id = ANY($1::text[]) ORDER BY stream_id FOR UPDATE",
-            [PostgresArray(streamIDs)]
+            "SELECT stream_id, version FROM \(s).streams WHERE stream_id = ANY($1::text[])", [PostgresArray(streamIDs)]
         ).rows {
             stored[try row.decode(at: 0, as: String.self)] = try row.decode(at: 1, as: Int64.self)
         }
-        var overlaps = false
         for stream in streamIDs {
             let range = ranges[stream]!
             let current = stored[stream] ?? 0
             if range.lowerBound > current + 1 {
                 throw EventStoreError.versionGap(stream: stream, storedVersion: current, firstNewVersion: range.lowerBound)
             }
-            if range.lowerBound <= current { overlaps = true }
         }
-
-        var appended = events.count
-        if !overlaps {
-            try tx.execute("SAVEPOINT ledgerlift_bulk")
-            do {
-                try copyRows(events, into: "\(s).events", tx)
-                try tx.execute("RELEASE SAVEPOINT ledgerlift_bulk")
-            } catch let error as PostgresError where error.isUniqueViolation {
-                try tx.execute("ROLLBACK TO SAVEPOINT ledgerlift_bulk")
-                overlaps = true
-            }
-        }
-        if overlaps {
-            appended = try appendDeduplicated(events, tx)
-        }
+        let appended = try appendDeduplicated(events, tx)
         try tx.execute(
             """
             INSERT INTO \(s).streams AS st (stream_id, category, version)
             SELECT id, split_part(id, '-', 1), v FROM unnest($1::text[], $2::int8[]) AS t(id, v)
             ON CONFLICT (stream_id) DO UPDATE SET version = GREATEST(st.version, EXCLUDED.version), updated_at = now()
             """,
-            [PostgresArray(streamIDs), PostgresArray(streamIDs.map { ranges[$0]!.upperBound })])
+            [PostgresArray(streamIDs), PostgresArray(lasts)])
         return BulkAppendResult(appended: appended, duplicates: events.count - appended)
     }
 

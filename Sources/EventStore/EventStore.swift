@@ -27,10 +27,4 @@ public struct EventStore: Sendable {
     public static func category(of streamID: String) -> Substring {
         streamID.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)[0]
     }
-
-    /// Runs `body` in a transaction unless the session already has one open, so store
-    /// operations compose into a caller's transaction.
-    func inTransaction<T>(_ session: Session, _ body: (Session) throws -> T) throws -> T {
-        session.isInTransaction ? try body(session) : try session.transaction(.init(), body)
-    }
 }

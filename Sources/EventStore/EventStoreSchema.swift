@@ -80,7 +80,88 @@ extension EventStore {
                     updated_at        timestamptz NOT NULL DEFAULT now()
                 );
                 """
-        }
+        },
+        Migration(version: 2, description: "append_to_stream: one round trip per append") { store in
+            let s = store.s
+            let lockPrefix = (store.schema + ".").replacing("'", with: "''")
+            return """
+                -- Everything an expected-version append does, in one statement. The stream's
+                -- advisory lock is taken first: it serializes writers of the stream (a loser gets a
+                -- clean wrong-expected-version error), and, unlike a row lock, it does not assign a
+                -- transaction id while waiting. The id comes with the first write, after the stream's
+                -- previous writer has committed, so the global order — by transaction id first —
+                -- keeps every stream's events in version order.
+                -- Bulk appends update thousands of stream rows per batch: leave room on each page
+                -- so those updates stay HOT, and keep no index that an update would have to touch.
+                ALTER TABLE \(s).streams SET (fillfactor = 50);
+                DROP INDEX \(s).streams_category;
+
+                CREATE FUNCTION \(s).append_to_stream(
+                    p_stream text, p_expected text, p_expected_version bigint, p_ids uuid[], p_types text[],
+                    p_schema_versions integer[], p_occurred timestamptz[], p_payloads jsonb[], p_metadata jsonb[]
+                ) RETURNS TABLE (appended integer, duplicates integer, stream_version bigint)
+                LANGUAGE plpgsql AS $fn$
+                DECLARE
+                    v_current bigint;
+                    v_total integer := cardinality(p_ids);
+                    v_duplicates integer;
+                    v_new integer;
+                    v_conflict record;
+                BEGIN
+                    PERFORM pg_advisory_xact_lock(hashtextextended('\(lockPrefix)' || p_stream, 0));
+                    SELECT st.version INTO v_current FROM \(s).streams st WHERE st.stream_id = p_stream;
+                    v_current := coalesce(v_current, 0);
+
+                    SELECT i.id, e.stream_id AS stored_stream,
+                           concat_ws(', ',
+                               CASE WHEN e.stream_id <> p_stream THEN 'stream' END,
+                               CASE WHEN e.event_type <> i.typ OR e.schema_version <> i.sv THEN 'type' END,
+                               CASE WHEN e.occurred_at <> i.occ THEN 'occurred_at' END,
+                               CASE WHEN e.payload <> i.pl THEN 'payload' END) AS differing
+                    INTO v_conflict
+                    FROM unnest(p_ids, p_types, p_schema_versions, p_occurred, p_payloads) AS i(id, typ, sv, occ, pl)
+                    JOIN \(s).events e ON e.event_id = i.id
+                    WHERE (e.stream_id, e.event_type, e.schema_version, e.occurred_at, e.payload)
+                          IS DISTINCT FROM (p_stream, i.typ, i.sv, i.occ, i.pl)
+                    LIMIT 1;
+                    IF FOUND THEN
+                        RAISE EXCEPTION 'event % is already stored with different content', v_conflict.id
+                            USING ERRCODE = 'LL003', DETAIL = v_conflict.id::text || ' ' || v_conflict.stored_stream,
+                                  HINT = v_conflict.differing || ' differ';
+                    END IF;
+
+                    SELECT count(*) INTO v_duplicates FROM \(s).events e WHERE e.event_id = ANY(p_ids);
+                    IF v_duplicates = v_total THEN
+                        RETURN QUERY SELECT 0, v_duplicates, v_current;
+                        RETURN;
+                    END IF;
+
+                    IF NOT (p_expected = 'any'
+                            OR (p_expected = 'no_stream' AND v_current = 0)
+                            OR (p_expected = 'stream_exists' AND v_current > 0)
+                            OR (p_expected = 'exact' AND v_current = p_expected_version)) THEN
+                        RAISE EXCEPTION 'wrong expected version for stream %', p_stream
+                            USING ERRCODE = 'LL002', DETAIL = v_current::text;
+                    END IF;
+
+                    INSERT INTO \(s).events
+                        (event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload, metadata)
+                    SELECT i.id, p_stream, v_current + row_number() OVER (ORDER BY i.ord), i.typ, i.sv, i.occ, i.pl, i.md
+                    FROM unnest(p_ids, p_types, p_schema_versions, p_occurred, p_payloads, p_metadata)
+                         WITH ORDINALITY AS i(id, typ, sv, occ, pl, md, ord)
+                    WHERE NOT EXISTS (SELECT 1 FROM \(s).events e WHERE e.event_id = i.id)
+                    ORDER BY i.ord;
+                    GET DIAGNOSTICS v_new = ROW_COUNT;
+
+                    INSERT INTO \(s).streams AS st (stream_id, category, version)
+                    VALUES (p_stream, split_part(p_stream, '-', 1), v_current + v_new)
+                    ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version, updated_at = now();
+
+                    RETURN QUERY SELECT v_new, v_duplicates, v_current + v_new;
+                END
+                $fn$;
+                """
+        },
     ]
 
     /// The newest schema version this binary knows.
