@@ -10,10 +10,14 @@ public struct BulkAppendResult: Sendable, Hashable {
     public var appended: Int
     /// Events already stored with the same id and content (a batch re-sent after a crash).
     public var duplicates: Int
+    /// Whether the batch took the careful path (staged and compared with what is stored)
+    /// rather than a straight COPY: true after a crash, for the batches that were re-sent.
+    public var compared: Bool
 
-    public init(appended: Int, duplicates: Int) {
+    public init(appended: Int, duplicates: Int, compared: Bool = false) {
         self.appended = appended
         self.duplicates = duplicates
+        self.compared = compared
     }
 }
 
@@ -132,7 +136,7 @@ extension EventStore {
             ON CONFLICT (stream_id) DO UPDATE SET version = GREATEST(st.version, EXCLUDED.version), updated_at = now()
             """,
             [PostgresArray(streamIDs), PostgresArray(lasts)])
-        return BulkAppendResult(appended: appended, duplicates: events.count - appended)
+        return BulkAppendResult(appended: appended, duplicates: events.count - appended, compared: true)
     }
 
     /// The careful path: stage, compare with what is stored, insert only what is missing.

@@ -39,10 +39,12 @@ struct BulkAppendTests {
         try await withStore { connection, _, store in
             let batch = Self.batches()[0]
             let first = try await connection.withSession { try store.appendBulk(batch, in: $0) }
-            #expect(first == BulkAppendResult(appended: 120, duplicates: 0))
+            #expect(first == BulkAppendResult(appended: 120, duplicates: 0, compared: false))
+            let second = try await connection.withSession { try store.appendBulk(Self.batches()[1], in: $0) }
+            #expect(second == BulkAppendResult(appended: 120, duplicates: 0, compared: false))
             let again = try await connection.withSession { try store.appendBulk(batch, in: $0) }
-            #expect(again == BulkAppendResult(appended: 0, duplicates: 120))
-            #expect(try await count(connection, "SELECT count(*) FROM ledgerlift.events") == 120)
+            #expect(again == BulkAppendResult(appended: 0, duplicates: 120, compared: true))
+            #expect(try await count(connection, "SELECT count(*) FROM ledgerlift.events") == 240)
         }
     }
 
@@ -98,7 +100,7 @@ struct BulkAppendTests {
             try await connection.withSession { try store.appendBulk(batches[0], in: $0) }
             let mixed = batches[0] + batches[1]
             let result = try await connection.withSession { try store.appendBulk(mixed, in: $0) }
-            #expect(result == BulkAppendResult(appended: 120, duplicates: 120))
+            #expect(result == BulkAppendResult(appended: 120, duplicates: 120, compared: true))
             let versions = try await connection.withSession { try store.readStream("invoice-7", in: $0).map(\.streamVersion) }
             #expect(versions == Array(1...8))
         }
