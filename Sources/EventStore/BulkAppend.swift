@@ -94,19 +94,22 @@ extension EventStore {
         try tx.execute("SAVEPOINT ledgerlift_bulk")
         do {
             try copyRows(events, into: "\(s).events", tx)
-            let moved = try tx.execute(
+            // Each stream either continues from exactly `first - 1` or starts at `first == 1`.
+            let lined = try tx.query(
                 """
-                UPDATE \(s).streams st SET version = t.last, updated_at = now()
-                FROM unnest($1::text[], $2::int8[], $3::int8[]) AS t(id, first, last)
-                WHERE st.stream_id = t.id AND st.version = t.first - 1 AND t.first > 1
-                """, [PostgresArray(streamIDs), PostgresArray(firsts), PostgresArray(lasts)])
-            let created = try tx.execute(
-                """
-                INSERT INTO \(s).streams (stream_id, category, version)
-                SELECT id, split_part(id, '-', 1), last FROM unnest($1::text[], $2::int8[], $3::int8[]) AS t(id, first, last)
-                WHERE first = 1
-                """, [PostgresArray(streamIDs), PostgresArray(firsts), PostgresArray(lasts)])
-            guard moved + created == streamIDs.count else { throw FastPathRefused() }
+                WITH t AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[]) AS t(id, first, last)),
+                moved AS (
+                    UPDATE \(s).streams st SET version = t.last, updated_at = now() FROM t
+                    WHERE st.stream_id = t.id AND st.version = t.first - 1 AND t.first > 1
+                    RETURNING 1),
+                created AS (
+                    INSERT INTO \(s).streams (stream_id, category, version)
+                    SELECT id, split_part(id, '-', 1), last FROM t WHERE first = 1
+                    RETURNING 1)
+                SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM created)
+                """, [PostgresArray(streamIDs), PostgresArray(firsts), PostgresArray(lasts)]
+            ).rows[0].decode(at: 0, as: Int64.self)
+            guard lined == Int64(streamIDs.count) else { throw FastPathRefused() }
             try tx.execute("RELEASE SAVEPOINT ledgerlift_bulk")
             return BulkAppendResult(appended: events.count, duplicates: 0)
         } catch let error as PostgresError where error.isUniqueViolation {

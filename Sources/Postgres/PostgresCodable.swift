@@ -214,20 +214,26 @@ public struct PostgresArray: PostgresEncodable {
     public static var postgresType: PostgresType { .unknown }
 
     public var postgresText: String {
-        var out = "{"
+        var out = [UInt8]()
+        out.reserveCapacity(elements.count * 16 + 2)
+        out.append(UInt8(ascii: "{"))
         for (i, element) in elements.enumerated() {
-            if i > 0 { out += "," }
+            if i > 0 { out.append(UInt8(ascii: ",")) }
             guard let element else {
-                out += "NULL"
+                out += Array("NULL".utf8)
                 continue
             }
-            out += "\""
-            for ch in element.postgresText.unicodeScalars {
-                if ch == "\"" || ch == "\\" { out += "\\" }
-                out.unicodeScalars.append(ch)
+            out.append(UInt8(ascii: "\""))
+            var text = element.postgresText
+            text.withUTF8 { bytes in
+                for byte in bytes {
+                    if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { out.append(UInt8(ascii: "\\")) }
+                    out.append(byte)
+                }
             }
-            out += "\""
+            out.append(UInt8(ascii: "\""))
         }
-        return out + "}"
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 }
