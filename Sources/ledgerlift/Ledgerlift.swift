@@ -7,12 +7,16 @@ struct Ledgerlift: AsyncParsableCommand {
         commandName: "ledgerlift",
         abstract: "Move a mutable PostgreSQL billing database onto an event-sourced ledger, without downtime.",
         discussion: """
-            Ledgerlift reads your legacy billing schema over libpq, synthesizes the history its rows imply \
-            into an append-only PostgreSQL event store, rebuilds read models from the events, proves they \
+            Ledgerlift reads your legacy billing schema over libpq, synthesizes the history its rows imply \\
+            into an append-only PostgreSQL event store, rebuilds read models from the events, proves they \\
             equal the legacy data, and drives a staged cutover.
             """,
         version: LedgerliftVersion.current,
-        subcommands: []
+        subcommands: [
+            FixtureCommand.self,
+            StoreCommand.self,
+            EventsCommand.self,
+        ]
     )
 }
 

@@ -1,0 +1,156 @@
+import ArgumentParser
+import Fixtures
+import Foundation
+import Postgres
+import Synchronization
+
+/// `ledgerlift fixture …`: put the legacy billing database Ledgerlift migrates into PostgreSQL.
+struct FixtureCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fixture",
+        abstract: "Load the reference legacy billing database, or generate one at scale.",
+        discussion: """
+            Both commands replace the `legacy` schema of the target database (fixtures/reference/schema.sql \\
+            drops and recreates it).
+            """,
+        subcommands: [Load.self, Generate.self]
+    )
+
+    /// Options both subcommands take.
+    struct Target: ParsableArguments {
+        @Option(help: "DSN of the PostgreSQL database to put the `legacy` schema in.")
+        var dsn: String
+
+        @Option(
+            help: ArgumentHelp(
+                "The fixtures directory (holding reference/schema.sql).",
+                discussion: "Default: $LEDGERLIFT_FIXTURES, else fixtures/ in the current directory or a parent, else next to the executable.",
+                valueName: "dir"))
+        var fixtures: String?
+
+        func locate() throws -> FixtureDirectory {
+            try FixtureDirectory.locate(explicitPath: fixtures)
+        }
+    }
+
+    struct Load: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create the legacy schema and load the hand-written seed, in one transaction.")
+
+        @OptionGroup var target: Target
+
+        @Flag(help: "Load the dirty seed (defect cases for the quarantine) instead of the clean reference seed.")
+        var dirty = false
+
+        func run() async throws {
+            let seed: FixtureLoader.Seed = dirty ? .dirty : .reference
+            let loader = FixtureLoader(fixtures: try target.locate())
+            let counts = try await loader.load(seed, dsn: target.dsn)
+            print("loaded the \(seed) from \(loader.fixtures.url(of: seed.file).path) into \(ConnectionString.masked(target.dsn))\n")
+            print(FixtureCommand.table(counts))
+        }
+    }
+
+    struct Generate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create the legacy schema and fill it with synthetic customers (deterministic for a seed).",
+            discussion: """
+                The generated data obeys the same arithmetic rules as the reference seed: \\
+                fixtures/reference/checks.sql returns no rows on it (with the default window).
+                """)
+
+        @OptionGroup var target: Target
+
+        @Option(help: "Number of customers to generate.")
+        var customers: Int
+
+        @Option(help: "Seed of the generator; the same seed gives byte-identical data.")
+        var seed: UInt64
+
+        @Option(help: "First day of the generated history (YYYY-MM-DD).")
+        var start: String = FixtureGenerator.Configuration.defaultStart.description
+
+        @Option(help: "Length of the history in months; the generator's clock is start + months.")
+        var months: Int = FixtureGenerator.Configuration.defaultMonths
+
+        func validate() throws {
+            guard let date = PostgresDate(start) else { throw ValidationError("--start must be a date like 2023-01-01, got '\(start)'") }
+            do {
+                try FixtureGenerator.Configuration(customers: customers, seed: seed, start: date, months: months).validate()
+            } catch {
+                throw ValidationError(error.message)
+            }
+        }
+
+        func run() async throws {
+            let configuration = FixtureGenerator.Configuration(
+                customers: customers, seed: seed, start: PostgresDate(start)!, months: months)
+            let generator = FixtureGenerator(configuration: configuration, fixtures: try target.locate())
+            let indicator = ProgressIndicator()
+            defer { indicator.clear() }
+            let summary = try await generator.generate(dsn: target.dsn) { indicator.show($0) }
+            indicator.clear()
+            print(
+                "generated \(customers) customers (seed \(seed), \(configuration.start) to \(configuration.end)) "
+                    + "into \(ConnectionString.masked(target.dsn))\n")
+            print(FixtureCommand.table(summary.rowCounts))
+            let phases = summary.phases.map { "\($0.phase.rawValue) \(FixtureCommand.seconds($0.elapsed))" }
+            print("\nelapsed \(FixtureCommand.seconds(summary.elapsed)) (\(phases.joined(separator: ", ")))")
+        }
+    }
+
+    static func table(_ counts: LegacyRowCounts) -> String {
+        var rows = counts.tables.map { [$0.table.name, grouped($0.rows)] }
+        rows.append(["total", grouped(counts.total)])
+        return TextTable(["table", "rows"], rows, rightAligned: [1]).rendered
+    }
+
+    static func grouped(_ n: Int) -> String {
+        var digits = Array(String(n))
+        var i = digits.count - 3
+        while i > 0 {
+            digits.insert(",", at: i)
+            i -= 3
+        }
+        return String(digits)
+    }
+
+    static func seconds(_ d: Duration) -> String {
+        let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+        return "\(ms / 1000).\((ms % 1000) / 100)s"
+    }
+}
+
+/// A one-line progress indicator on stderr, drawn only when stderr is a terminal.
+private final class ProgressIndicator: Sendable {
+    private let enabled = isatty(STDERR_FILENO) == 1
+    private let lastDrawn = Mutex<ContinuousClock.Instant?>(nil)
+
+    func show(_ progress: FixtureGenerator.Progress) {
+        guard enabled else { return }
+        let now = ContinuousClock.now
+        let due = lastDrawn.withLock { last -> Bool in
+            let finalUpdate = progress.phase != .generating || progress.customersGenerated == progress.customersTotal
+            guard finalUpdate || last.map({ now - $0 >= .milliseconds(100) }) ?? true else { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
+        let line: String
+        if progress.phase == .generating {
+            let percent = Int(progress.fractionGenerated * 100)
+            line = "generating: \(FixtureCommand.grouped(progress.customersGenerated))/\(FixtureCommand.grouped(progress.customersTotal)) customers (\(percent)%), \(FixtureCommand.grouped(progress.rowsWritten)) rows"
+        } else {
+            line = progress.phase.rawValue + "…"
+        }
+        FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+    }
+
+    func clear() {
+        guard enabled else { return }
+        lastDrawn.withLock { last in
+            if last != nil { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            last = nil
+        }
+    }
+}

@@ -1,0 +1,142 @@
+import Foundation
+import ArgumentParser
+import EventStore
+import Postgres
+
+/// Options shared by commands that talk to the event store.
+struct StoreOptions: ParsableArguments {
+    @Option(name: .customLong("store"), help: "DSN of the PostgreSQL database holding the event store.")
+    var dsn: String
+
+    @Option(help: "PostgreSQL schema of the event store.")
+    var schema: String = "ledgerlift"
+
+    var store: EventStore { EventStore(schema: schema) }
+
+    func connect() async throws -> Connection {
+        try await Connection.connect(dsn, applicationName: "ledgerlift")
+    }
+}
+
+/// `ledgerlift store …`: create and inspect the event store.
+struct StoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "store",
+        abstract: "Create, upgrade and inspect the event store.",
+        subcommands: [Init.self, Stats.self]
+    )
+
+    struct Init: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create the event store schema, or upgrade it to this version (idempotent).")
+
+        @OptionGroup var options: StoreOptions
+
+        func run() async throws {
+            let connection = try await options.connect()
+            let store = options.store
+            let (from, to) = try await connection.withSession { try store.migrate($0) }
+            if from == to {
+                print("event store \(store.schema) at \(ConnectionString.masked(options.dsn)) is up to date (schema version \(to))")
+            } else {
+                print("event store \(store.schema) at \(ConnectionString.masked(options.dsn)): schema version \(from) → \(to)")
+            }
+        }
+    }
+
+    struct Stats: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Count events per type and per stream category.")
+
+        @OptionGroup var options: StoreOptions
+
+        @Option(help: "Output format: table or json.")
+        var format: OutputFormat = .table
+
+        func run() async throws {
+            let connection = try await options.connect()
+            let store = options.store
+            let stats = try await connection.withSession { session in
+                try store.requireInitialized(session)
+                return try store.stats(in: session)
+            }
+            switch format {
+            case .json:
+                print(
+                    JSONText.object([
+                        ("events", .int(stats.totalEvents)), ("streams", .int(stats.totalStreams)),
+                        ("head_position", .int(stats.headPosition)),
+                        ("by_type", .array(stats.byType.map { .object([("type", .string($0.name)), ("events", .int($0.events)), ("streams", .int($0.streams))]) })),
+                        ("by_category", .array(stats.byCategory.map { .object([("category", .string($0.name)), ("events", .int($0.events)), ("streams", .int($0.streams))]) })),
+                    ]).rendered)
+            case .table:
+                print("\(stats.totalEvents) events in \(stats.totalStreams) streams (head position \(stats.headPosition))\n")
+                print(TextTable(["event type", "events", "streams"], stats.byType.map { [$0.name, "\($0.events)", "\($0.streams)"] }, rightAligned: [1, 2]).rendered)
+                print("")
+                print(TextTable(["category", "events", "streams"], stats.byCategory.map { [$0.name, "\($0.events)", "\($0.streams)"] }, rightAligned: [1, 2]).rendered)
+            }
+        }
+    }
+}
+
+/// `ledgerlift events --stream ID`: print one stream.
+struct EventsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "events", abstract: "Print the events of one stream, in stream order.")
+
+    @OptionGroup var options: StoreOptions
+
+    @Option(help: "The stream id, e.g. invoice-1042.")
+    var stream: String
+
+    @Option(help: "Only events whose business time is at or before this instant (ISO 8601).")
+    var asOf: String?
+
+    @Option(help: "Output format: table or json.")
+    var format: OutputFormat = .table
+
+    func validate() throws {
+        if let asOf, PostgresTimestamp(asOf) == nil, PostgresDate(asOf) == nil {
+            throw ValidationError("--as-of \(asOf) is not a timestamp like 2024-03-01 or 2024-03-01T12:00:00Z")
+        }
+    }
+
+    func run() async throws {
+        let connection = try await options.connect()
+        let store = options.store
+        let cutoff = asOf.flatMap { PostgresTimestamp($0) ?? PostgresDate($0).map { PostgresTimestamp(microsecondsSinceEpoch: $0.startOfDayUTC.microsecondsSinceEpoch + 86_400_000_000 - 1) } }
+        let stream = stream
+        let events = try await connection.withSession { session in
+            try store.requireInitialized(session)
+            return try store.readStream(stream, asOf: cutoff.map { .occurredAt($0) }, in: session)
+        }
+        switch format {
+        case .json:
+            for e in events {
+                print(
+                    JSONText.object([
+                        ("global_position", .int(e.globalPosition)), ("event_id", .string(e.eventID.uuidString.lowercased())),
+                        ("stream_id", .string(e.streamID)), ("stream_version", .int(e.streamVersion)),
+                        ("event_type", .string(e.eventType)), ("schema_version", .int(Int64(e.schemaVersion))),
+                        ("occurred_at", .string(e.occurredAt.iso8601)), ("recorded_at", .string(e.recordedAt.iso8601)),
+                        ("payload", .raw(e.payload.text)), ("metadata", .raw(e.metadata.text)),
+                    ]).rendered)
+            }
+        case .table:
+            if events.isEmpty {
+                print("stream \(stream): no events")
+                return
+            }
+            print(
+                TextTable(
+                    ["version", "occurred at", "type", "payload"],
+                    events.map { ["\($0.streamVersion)", $0.occurredAt.iso8601, $0.eventType, $0.payload.text] },
+                    rightAligned: [0]
+                ).rendered)
+        }
+    }
+}
+
+/// How a command prints its result.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable, Sendable {
+    case table, json
+}

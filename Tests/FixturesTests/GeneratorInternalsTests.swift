@@ -1,0 +1,67 @@
+@testable import Fixtures
+import Testing
+
+@Suite("Generator building blocks")
+struct GeneratorInternalsTests {
+    @Test func theRandomStreamIsFixedForASeedAndStream() {
+        var a = Xoshiro256(seed: 1, stream: 7)
+        var b = Xoshiro256(seed: 1, stream: 7)
+        var c = Xoshiro256(seed: 1, stream: 8)
+        let first = (0..<8).map { _ in a.next() }
+        #expect(first == (0..<8).map { _ in b.next() })
+        #expect(first != (0..<8).map { _ in c.next() })
+        var d = Xoshiro256(seed: 3, stream: 0)
+        for _ in 0..<10_000 {
+            let x = d.below(7)
+            #expect(x < 7)
+        }
+    }
+
+    @Test func amountsAreWrittenAtTheirCurrencysScale() {
+        #expect(Money.text(1900, .usd) == "19.00")
+        #expect(Money.text(-2450, .usd) == "-24.50")
+        #expect(Money.text(5, .eur) == "0.05")
+        #expect(Money.text(5500, .jpy) == "5500")
+        #expect(Money.text(14875, .kwd) == "14.875")
+        #expect(Money.text(0, .kwd) == "0.000")
+        #expect(Money.unitText(1900, .usd) == "19.0000")
+        #expect(Money.unitText(14875, .kwd) == "14.8750")
+        #expect(Money.rateText(19000) == "0.19")
+        #expect(Money.rateText(8875) == "0.08875")
+        #expect(Money.rateText(0) == "0")
+    }
+
+    @Test func roundingIsHalfAwayFromZeroLikePostgres() {
+        #expect(Money.divideRounded(5, 10) == 1)
+        #expect(Money.divideRounded(-5, 10) == -1)
+        #expect(Money.divideRounded(14, 10) == 1)
+        #expect(Money.divideRounded(-15, 10) == -2)
+        // 36.00 × 0.19 = 6.84 (story 23).
+        #expect(Money.divideRounded(3600 * 19000, 100_000) == 684)
+    }
+
+    @Test func billingPeriodsStepFromTheAnchorAndClampTheDay() {
+        let anchor = Clock.instant(year: 2024, month: 1, day: 31, hour: 9, minute: 14)
+        #expect(Clock.timestampText(Clock.adding(months: 1, to: anchor)) == "2024-02-29 09:14:00")
+        #expect(Clock.timestampText(Clock.adding(months: 2, to: anchor)) == "2024-03-31 09:14:00")
+        #expect(Clock.timestampText(Clock.adding(months: 13, to: anchor)) == "2025-02-28 09:14:00")
+        #expect(Clock.dateText(Clock.instant(year: 1999, month: 12, day: 31)) == "1999-12-31")
+        #expect(Clock.humanDate(anchor) == "31 Jan 2024")
+        for days: Int64 in stride(from: -800_000, through: 800_000, by: 997) {
+            let (y, m, d) = Clock.civil(days: days)
+            #expect(Clock.days(year: y, month: m, day: d) == days)
+        }
+    }
+
+    @Test func aCustomersStoryDependsOnlyOnTheSeedAndItsId() {
+        let window = GenerationWindow(start: Clock.instant(year: 2023, month: 1, day: 1), months: 34)
+        let catalog = PlanCatalog(window: window)
+        var one = StoryGenerator(catalog: catalog, window: window, seed: 5, customerCount: 1_000)
+        var two = StoryGenerator(catalog: catalog, window: window, seed: 5, customerCount: 1_000)
+        for id in 1...20 { one.generate(customer: Int64(id)) }
+        for id in 1...20 { two.generate(customer: Int64(id)) }
+        #expect(one.rows.customer.email == two.rows.customer.email)
+        #expect(one.rows.invoices.map(\.total) == two.rows.invoices.map(\.total))
+        #expect(one.ids.invoice == two.ids.invoice)
+    }
+}
