@@ -52,6 +52,7 @@ let package = Package(
                 "Postgres",
                 "EventStore",
                 "Fixtures",
+                "Billing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
