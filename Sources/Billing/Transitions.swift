@@ -19,8 +19,11 @@ public enum Transitions {
     ///   - notBefore: business time of the stream's last event, if any. A stream's events stay
     ///     in business-time order (so "as of" reads are prefixes): a step the legacy data dates
     ///     earlier is placed at this time instead, and marked `inferred`.
+    ///   - changedAt: when the legacy system recorded the change to `after`, if it did (an audit
+    ///     table's timestamp). Every event of this transition then happens at that time, observed.
     public static func transitions(
-        before: CanonicalRow?, after: CanonicalRow, step: Int = 0, notBefore: PostgresTimestamp? = nil
+        before: CanonicalRow?, after: CanonicalRow, step: Int = 0, notBefore: PostgresTimestamp? = nil,
+        changedAt: PostgresTimestamp? = nil
     ) -> [BillingEvent] {
         precondition(before == nil || before!.entity == after.entity, "transitions between different entities")
         let rules = EntityRules.rules(for: after.entity)
@@ -43,11 +46,16 @@ public enum Transitions {
             guard rule.applies(state, after) else { continue }
             let values = rule.sets(state, after).filter { state[$0.0] != $0.1 }
             guard !values.isEmpty else { continue }
-            let proof = rule.time(after)
+            // A rule's own timestamp column proves its time. Failing that, between two known
+            // rows whose `updated_at` moved (an audit table's versions, or shadow mode), the
+            // legacy system recorded when the change happened: that is observed too.
+            let proof = before == nil ? rule.time(after) : changedAt ?? rule.time(after)
+            let recordedChange = before != nil && before!["updated_at"] != after["updated_at"]
             drafts.append(
                 Draft(
                     type: rule.type, time: proof ?? after["updated_at"].timestampValue,
-                    evidence: proof == nil ? .inferred : .observed, changes: values))
+                    evidence: proof != nil || (recordedChange && !after["updated_at"].isNull) ? .observed : .inferred,
+                    changes: values))
             for (column, value) in values { state[column] = value }
         }
         // What no rule explains.
@@ -55,13 +63,13 @@ public enum Transitions {
         let leftovers = after.entity.columns.map(\.name).filter { !bookkeeping.contains($0) && state[$0] != after[$0] }
         let attributesChanged = before.map { $0.attributes != after.attributes } ?? !after.attributes.isEmpty
         if !leftovers.isEmpty {
-            let updatedAt = after["updated_at"].timestampValue
-            let changedAt = before.map { $0["updated_at"] != after["updated_at"] } ?? false
+            let updatedAt = changedAt ?? after["updated_at"].timestampValue
+            let moved = changedAt != nil || (before.map { $0["updated_at"] != after["updated_at"] } ?? false)
             drafts.append(
                 Draft(
                     type: before == nil ? rules.importedType : rules.updatedType,
                     time: updatedAt ?? after["created_at"].timestampValue,
-                    evidence: before == nil ? .imported : (changedAt ? .observed : .inferred),
+                    evidence: before == nil ? .imported : (moved ? .observed : .inferred),
                     changes: leftovers.map { ($0, after[$0]) }))
             for column in leftovers { state[column] = after[column] }
         }
@@ -69,7 +77,8 @@ public enum Transitions {
         if drafts.isEmpty && (attributesChanged || updatedAtDiffers) {
             drafts.append(
                 Draft(
-                    type: rules.updatedType, time: after["updated_at"].timestampValue ?? after["created_at"].timestampValue,
+                    type: rules.updatedType,
+                    time: changedAt ?? after["updated_at"].timestampValue ?? after["created_at"].timestampValue,
                     evidence: .observed, changes: []))
         }
         if updatedAtDiffers { drafts[drafts.count - 1].changes.append(("updated_at", after["updated_at"])) }
