@@ -19,6 +19,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(
@@ -42,6 +43,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "Migration",
+            dependencies: ["Postgres", "EventStore", "Billing", .product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "Fixtures",
             dependencies: ["Postgres"],
             swiftSettings: swiftSettings
@@ -53,6 +59,7 @@ let package = Package(
                 "EventStore",
                 "Fixtures",
                 "Billing",
+                "Migration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -112,6 +119,14 @@ package.targets.append(
     .testTarget(
         name: "EndToEndTests",
         dependencies: ["EventStore", "Postgres", "TestSupport"],
+        swiftSettings: swiftSettings
+    )
+)
+
+package.targets.append(
+    .testTarget(
+        name: "MigrationTests",
+        dependencies: ["Migration", "Billing", "EventStore", "Postgres", "Fixtures", "TestSupport"],
         swiftSettings: swiftSettings
     )
 )

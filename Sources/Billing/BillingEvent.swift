@@ -23,6 +23,15 @@ public struct BillingEvent: Sendable, Hashable {
 
     public var streamID: String { entity.streamID(key: key) }
 
+    /// The same event with weaker evidence (never stronger: `imported` stays `imported`).
+    public func withEvidence(_ weaker: Evidence) -> BillingEvent {
+        let order: [Evidence] = [.observed, .inferred, .imported]
+        let evidence = order.firstIndex(of: weaker)! > order.firstIndex(of: self.evidence)! ? weaker : self.evidence
+        return BillingEvent(
+            eventID: eventID, entity: entity, key: key, type: type, occurredAt: occurredAt, evidence: evidence,
+            changes: changes, attributes: attributes)
+    }
+
     /// The JSON payload stored in the event store: `{"entity", "key", "set": {...}, "attributes"?: {...}}`.
     public var payload: PostgresJSON {
         var pairs: [(String, JSONValue)] = [

@@ -16,6 +16,8 @@ struct Ledgerlift: AsyncParsableCommand {
             FixtureCommand.self,
             StoreCommand.self,
             EventsCommand.self,
+            MappingCommand.self,
+            BackfillCommand.self,
         ]
     )
 }

@@ -1,0 +1,47 @@
+import EventStore
+import Postgres
+
+/// The backfill's own bookkeeping, in the event store's schema beside the events it writes, so
+/// a batch of events and the record that its key range is done commit together.
+enum BackfillSchema {
+    static func create(_ store: EventStore, _ session: Session) throws {
+        let s = quoteIdentifier(store.schema)
+        try session.executeScript(
+            """
+            CREATE TABLE IF NOT EXISTS \(s).backfill_runs (
+                run_id          text PRIMARY KEY,
+                mapping_sha1    text NOT NULL,
+                started_at      timestamptz NOT NULL DEFAULT now(),
+                finished_at     timestamptz,
+                -- pg_current_snapshot() of the legacy database for each attempt, in order: the
+                -- shadow tailer applies exactly the changes these snapshots did not see.
+                legacy_snapshots text[] NOT NULL DEFAULT '{}',
+                attempts        integer NOT NULL DEFAULT 0
+            );
+            CREATE TABLE IF NOT EXISTS \(s).backfill_ranges (
+                run_id        text NOT NULL REFERENCES \(s).backfill_runs,
+                entity        text NOT NULL,
+                ordinal       integer NOT NULL,
+                lower_key     text COLLATE "C",
+                upper_key     text COLLATE "C",
+                done          boolean NOT NULL DEFAULT false,
+                rows_read     bigint NOT NULL DEFAULT 0,
+                rows_migrated bigint NOT NULL DEFAULT 0,
+                rows_quarantined bigint NOT NULL DEFAULT 0,
+                events        bigint NOT NULL DEFAULT 0,
+                finished_at   timestamptz,
+                PRIMARY KEY (run_id, entity, ordinal)
+            );
+            CREATE TABLE IF NOT EXISTS \(s).quarantine (
+                entity       text NOT NULL,
+                entity_key   text NOT NULL,
+                reason       text NOT NULL,
+                detail       text NOT NULL,
+                raw          jsonb NOT NULL,
+                run_id       text NOT NULL,
+                recorded_at  timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (entity, entity_key)
+            );
+            """)
+    }
+}

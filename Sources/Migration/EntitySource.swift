@@ -1,0 +1,50 @@
+import Billing
+import Postgres
+
+/// Where one canonical entity's rows come from: the mapping's query (and history query) over
+/// the legacy database, and how a result row becomes a canonical row.
+public struct EntitySource: Sendable {
+    public let entity: Entity
+    /// Returns the canonical columns (and any extra columns, carried as attributes).
+    public let query: String
+    /// Past versions: the same columns plus `valid_from`.
+    public let historyQuery: String?
+    /// Turns one result row into a canonical row or a reason to quarantine it.
+    public let convert: @Sendable (Row) -> ConvertedRow
+    /// The mapping's own checks for this entity: rules only the user's schema can state (a
+    /// cached balance that must equal its rows), each quarantining the keys its query returns.
+    public let checks: [SourceCheck]
+
+    public init(
+        entity: Entity, query: String, historyQuery: String?, checks: [SourceCheck] = [],
+        convert: @escaping @Sendable (Row) -> ConvertedRow
+    ) {
+        self.entity = entity
+        self.query = query
+        self.historyQuery = historyQuery
+        self.checks = checks
+        self.convert = convert
+    }
+}
+
+/// A check a mapping file declares: SQL over the legacy database returning `(key, detail)` for
+/// each row to quarantine with `reason`.
+public struct SourceCheck: Sendable, Hashable {
+    public let reason: String
+    public let query: String
+
+    public init(reason: String, query: String) {
+        self.reason = reason
+        self.query = query
+    }
+}
+
+/// One legacy row after conversion.
+public enum ConvertedRow: Sendable {
+    /// A valid canonical row. History rows carry when the version became valid and, when the
+    /// audit table says so, when it was replaced; `inferred` when a value was filled in (a
+    /// default currency) rather than read.
+    case canonical(CanonicalRow, validFrom: PostgresTimestamp?, validTo: PostgresTimestamp?, inferred: Bool)
+    /// The row cannot be migrated: a stable reason code and a sentence naming column and value.
+    case quarantined(key: String, reason: String, detail: String)
+}

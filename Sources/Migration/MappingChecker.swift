@@ -1,0 +1,483 @@
+import Billing
+import Postgres
+
+/// Validates a ``MappingFile`` against the live legacy database, before any row is migrated.
+///
+/// For each mapped entity it checks that:
+/// - the query (and the history query) runs: `SELECT * FROM (<query>) q LIMIT 0` gives the
+///   result columns and their types without reading data;
+/// - every canonical column is returned (a missing required column is an error; a missing
+///   nullable one a warning, and it reads as NULL) with a PostgreSQL type usable for its
+///   canonical type (amounts `numeric`/`int2`/`int4`/`int8`, and integers only under
+///   `amounts: minor`; timestamps `timestamptz`/`timestamp`; text `text`/`varchar`/`char`; …);
+/// - the key is unique (`GROUP BY key HAVING count(*) > 1`), and history versions are unique per
+///   `(key, valid_from)`;
+/// - every `sources` table and key column exists.
+///
+/// Columns beyond the canonical set are listed as attributes. Everything runs in one
+/// `REPEATABLE READ READ ONLY` transaction, each statement under a savepoint so one failing
+/// query does not hide the others' findings.
+public struct MappingChecker: Sendable {
+    public let mapping: MappingFile
+
+    public init(_ mapping: MappingFile) {
+        self.mapping = mapping
+    }
+
+    /// Checks the mapping on `connection`.
+    ///
+    /// - Throws: ``PostgresError`` only when the database cannot be used at all (connection
+    ///   lost, no permission to start a transaction). A query that fails is a finding, not an
+    ///   error.
+    public func check(_ connection: Connection) async throws -> MappingReport {
+        let checker = self
+        return try await connection.withSession { try checker.check(in: $0) }
+    }
+
+    /// Checks the mapping in `session` (which must not be inside a transaction).
+    public func check(in session: Session) throws -> MappingReport {
+        try session.transaction(.init(isolation: .repeatableRead, readOnly: true)) { tx in
+            var run = CheckRun(session: tx, mapping: mapping)
+            var checks = [EntityCheck]()
+            for entityMapping in mapping.entities {
+                checks.append(try run.check(entityMapping))
+            }
+            return MappingReport(mappingFile: mapping.file, entities: checks, unmapped: mapping.unmappedEntities)
+        }
+    }
+}
+
+/// The state of one check: the session and the type names looked up so far.
+private struct CheckRun {
+    let session: Session
+    let mapping: MappingFile
+    var typeNames = [UInt32: String]()
+
+    init(session: Session, mapping: MappingFile) {
+        self.session = session
+        self.mapping = mapping
+    }
+
+    /// `query` as a subquery named `alias`. The query ends with a newline, so a `--` comment on
+    /// its last line cannot swallow the closing parenthesis.
+    static func subquery(_ query: String, _ alias: String) -> String {
+        "(\n" + query + ") " + alias
+    }
+
+    mutating func check(_ entityMapping: MappingFile.EntityMapping) throws -> EntityCheck {
+        let entity = entityMapping.entity
+        var check = EntityCheck(entity: entity)
+        let amounts = mapping.amounts(for: entity)
+
+        // Current rows.
+        if let columns = try describe(entityMapping.query, part: .query, &check) {
+            let shape = try analyze(columns, part: .query, amounts: amounts, &check)
+            check.queryRuns = true
+            check.columnsReturned = shape.canonical
+            check.attributes = shape.attributes
+            if shape.hasKey {
+                try countAndCheckKeys(entityMapping.query, entity: entity, &check)
+            }
+        }
+
+        // Past versions.
+        if let history = entityMapping.historyQuery {
+            check.hasHistory = true
+            if let columns = try describe(history, part: .history, &check) {
+                let shape = try analyze(columns, part: .history, amounts: amounts, &check)
+                if shape.hasKey && shape.hasValidFrom {
+                    try checkHistory(history, current: entityMapping.query, entity: entity, &check)
+                }
+                if shape.attributes.sorted() != check.attributes.sorted(), check.queryRuns {
+                    let current = check.attributes.isEmpty ? "none" : check.attributes.joined(separator: ", ")
+                    let past = shape.attributes.isEmpty ? "none" : shape.attributes.joined(separator: ", ")
+                    check.findings.append(
+                        MappingFinding(
+                            .warning, .historyAttributesDiffer, entity: entity, part: .history, column: nil,
+                            "history rows carry the attributes \(past) but current rows carry \(current): "
+                                + "each difference is recorded as a change; "
+                                + "return the same extra columns in both queries"
+                        ))
+                }
+            }
+        }
+
+        // Tables whose changes touch the entity.
+        for (index, source) in entityMapping.sources.enumerated() {
+            let table = source.table.split(separator: ".", omittingEmptySubsequences: false)
+                .map { $0.hasPrefix("\"") ? String($0) : quoteIdentifier(String($0)) }.joined(separator: ".")
+            let sql = "SELECT \(quoteIdentifier(source.key)) FROM \(table) LIMIT 0"
+            if case .failure(let error) = try attempt(sql) {
+                check.findings.append(
+                    MappingFinding(
+                        .error, .sourceInvalid, entity: entity, part: .sources, column: "sources[\(index)]",
+                        "\(source.table) (key \(source.key)): \(Self.firstLine(error.message))"))
+            }
+        }
+        check.findings =
+            check.findings.filter { $0.severity == .error } + check.findings.filter { $0.severity == .warning }
+        return check
+    }
+
+    // MARK: - Shape
+
+    struct Shape {
+        var canonical = [String]()
+        var attributes = [String]()
+        var hasKey = false
+        var hasValidFrom = false
+    }
+
+    /// The result columns of `query`, or `nil` (and a finding) when it does not run.
+    mutating func describe(_ query: String, part: MappingFinding.Part, _ check: inout EntityCheck) throws -> Columns? {
+        let sql = "SELECT * FROM " + Self.subquery(query, "q") + " LIMIT 0"
+        switch try attempt(sql) {
+        case .success(let result):
+            return result.columns
+        case .failure(let error):
+            check.findings.append(
+                MappingFinding(
+                    .error, .queryFailed, entity: check.entity, part: part, column: nil,
+                    "the \(part == .history ? "history query" : "query") fails: " + Self.explain(error, query: query)))
+            return nil
+        }
+    }
+
+    mutating func analyze(
+        _ columns: Columns, part: MappingFinding.Part, amounts: MappingFile.AmountUnit, _ check: inout EntityCheck
+    ) throws -> Shape {
+        let entity = check.entity
+        var shape = Shape()
+        var seen = [String: Int]()
+        for column in columns.columns { seen[column.name, default: 0] += 1 }
+        for (name, count) in seen.sorted(by: { $0.key < $1.key }) where count > 1 {
+            check.findings.append(
+                MappingFinding(
+                    .error, .columnDuplicated, entity: entity, part: part, column: name,
+                    "returned \(count) times: give each result column its own name (only the first would be read)"))
+        }
+        let validFrom = RowConverter.validFromColumn
+        let validTo = RowConverter.validToColumn
+        if part == .query {
+            for name in [validFrom, validTo] where seen[name] != nil {
+                check.findings.append(
+                    MappingFinding(
+                        .error, .columnReserved, entity: entity, part: part, column: name,
+                        "\(name) is reserved for history queries "
+                            + "(rows carrying valid_from are read as past versions): rename it"
+                    ))
+            }
+        }
+        for definition in entity.columns {
+            guard let index = columns.index(of: definition.name) else {
+                if definition.nullable {
+                    check.findings.append(
+                        MappingFinding(
+                            .warning, .nullableColumnMissing, entity: entity, part: part, column: definition.name,
+                            "not returned, so every row reads it as NULL (\(Self.describe(definition)))"))
+                } else {
+                    var message =
+                        "missing: the \(part == .history ? "history query" : "query") must return it "
+                        + "(\(Self.describe(definition)), required)"
+                    if definition.name == entity.keyColumn {
+                        message += "; return your legacy key as text, e.g. `id::text AS \(entity.keyColumn)`"
+                    }
+                    check.findings.append(
+                        MappingFinding(
+                            .error, .columnMissing, entity: entity, part: part, column: definition.name, message))
+                }
+                continue
+            }
+            shape.canonical.append(definition.name)
+            if definition.name == entity.keyColumn { shape.hasKey = true }
+            let type = columns.columns[index].type
+            if let problem = Self.typeProblem(type, for: definition, amounts: amounts) {
+                check.findings.append(
+                    MappingFinding(
+                        .error, .columnType, entity: entity, part: part, column: definition.name,
+                        "is \(try typeName(type)); \(problem)"))
+            }
+        }
+        if part == .history {
+            if let index = columns.index(of: validFrom) {
+                shape.hasValidFrom = true
+                let type = columns.columns[index].type
+                if type != .timestamp && type != .timestamptz {
+                    check.findings.append(
+                        MappingFinding(
+                            .error, .columnType, entity: entity, part: part, column: validFrom,
+                            "is \(try typeName(type)); "
+                                + "valid_from must be a timestamp (timestamptz, or timestamp read as UTC)"
+                        ))
+                }
+            } else {
+                check.findings.append(
+                    MappingFinding(
+                        .error, .columnMissing, entity: entity, part: part, column: validFrom,
+                        "missing: a history query returns, beside the canonical columns, valid_from: "
+                            + "when each past version became valid"))
+            }
+        }
+        if part == .history, let index = columns.index(of: validTo) {
+            let type = columns.columns[index].type
+            if type != .timestamp && type != .timestamptz {
+                check.findings.append(
+                    MappingFinding(
+                        .error, .columnType, entity: entity, part: part, column: validTo,
+                        "is \(try typeName(type)); valid_to must be a timestamp (timestamptz, or timestamp read as UTC)"
+                    ))
+            }
+        }
+        var attributes = [String]()
+        for column in columns.columns
+        where entity.column(column.name) == nil && !(part == .history && RowConverter.isVersionColumn(column.name))
+            && !attributes.contains(column.name)
+        {
+            attributes.append(column.name)
+        }
+        shape.attributes = attributes
+        return shape
+    }
+
+    // MARK: - Keys
+
+    mutating func countAndCheckKeys(_ query: String, entity: Entity, _ check: inout EntityCheck) throws {
+        let key = "q." + quoteIdentifier(entity.keyColumn)
+        let wrapped = Self.subquery(query, "q")
+        switch try attempt("SELECT count(*), count(*) FILTER (WHERE \(key) IS NULL) FROM \(wrapped)") {
+        case .failure(let error):
+            // LIMIT 0 ran, but reading the rows fails (a division by zero, a write in a read-only
+            // transaction, a cast that fails on some value).
+            check.findings.append(
+                MappingFinding(
+                    .error, .queryFailed, entity: entity, part: .query, column: nil,
+                    "the query fails when it reads rows: " + Self.explain(error, query: query)))
+            return
+        case .success(let result):
+            let row = result.rows[0]
+            check.rowCount = try row.decode(at: 0, as: Int64.self)
+            let nulls = try row.decode(at: 1, as: Int64.self)
+            if nulls > 0 {
+                check.findings.append(
+                    MappingFinding(
+                        .warning, .keyNull, entity: entity, part: .query, column: entity.keyColumn,
+                        "\(nulls) row\(nulls == 1 ? " has" : "s have") a NULL \(entity.keyColumn); "
+                            + "\(nulls == 1 ? "it" : "they") will be quarantined (key_missing)"))
+            }
+        }
+        let duplicates = """
+            SELECT k, n, count(*) OVER () FROM (
+                SELECT \(key)::text AS k, count(*) AS n FROM \(wrapped)
+                WHERE \(key) IS NOT NULL GROUP BY 1 HAVING count(*) > 1
+            ) d ORDER BY n DESC, k LIMIT 5
+            """
+        switch try attempt(duplicates) {
+        case .success(let result) where !result.rows.isEmpty:
+            let total = try result.rows[0].decode(at: 2, as: Int64.self)
+            let examples = try result.rows.map {
+                "\(try $0.decode(at: 0, as: String.self)) (\(try $0.decode(at: 1, as: Int64.self)) rows)"
+            }
+            check.findings.append(
+                MappingFinding(
+                    .error, .keyNotUnique, entity: entity, part: .query, column: entity.keyColumn,
+                    "not unique: \(total) key\(total == 1 ? " appears" : "s appear") on several rows, e.g. "
+                        + examples.joined(separator: ", ")
+                        + ". Each \(entity) must be one row: a join to a one-to-many table repeats rows"))
+        case .success:
+            break
+        case .failure(let error):
+            check.findings.append(
+                MappingFinding(
+                    .error, .queryFailed, entity: entity, part: .query, column: entity.keyColumn,
+                    "cannot check that the key is unique: " + Self.firstLine(error.message)))
+        }
+    }
+
+    mutating func checkHistory(_ history: String, current: String, entity: Entity, _ check: inout EntityCheck) throws {
+        let key = quoteIdentifier(entity.keyColumn)
+        let validFrom = quoteIdentifier(RowConverter.validFromColumn)
+        let wrapped = Self.subquery(history, "h")
+        switch try attempt("SELECT count(*) FROM \(wrapped)") {
+        case .failure(let error):
+            check.findings.append(
+                MappingFinding(
+                    .error, .queryFailed, entity: entity, part: .history, column: nil,
+                    "the history query fails when it reads rows: " + Self.explain(error, query: history)))
+            return
+        case .success(let result):
+            check.historyRowCount = try result.rows[0].decode(at: 0, as: Int64.self)
+        }
+        let duplicates = """
+            SELECT k, v, n, count(*) OVER () FROM (
+                SELECT h.\(key)::text AS k, h.\(validFrom)::text AS v, count(*) AS n FROM \(wrapped)
+                GROUP BY 1, 2 HAVING count(*) > 1
+            ) d ORDER BY n DESC, k, v LIMIT 5
+            """
+        switch try attempt(duplicates) {
+        case .success(let result) where !result.rows.isEmpty:
+            let total = try result.rows[0].decode(at: 3, as: Int64.self)
+            let examples = try result.rows.map { row in
+                let k = try row.decode(at: 0, as: String?.self) ?? "NULL"
+                let v = try row.decode(at: 1, as: String?.self) ?? "NULL"
+                return "\(k) at \(v) (\(try row.decode(at: 2, as: Int64.self)) rows)"
+            }
+            check.findings.append(
+                MappingFinding(
+                    .error, .historyVersionNotUnique, entity: entity, part: .history,
+                    column: RowConverter.validFromColumn,
+                    "\(total) version\(total == 1 ? " is" : "s are") not unique "
+                        + "by (\(entity.keyColumn), valid_from), e.g. "
+                        + examples.joined(separator: ", ")
+                        + ". Two versions of one \(entity) cannot start at the same time"))
+        case .success:
+            break
+        case .failure(let error):
+            check.findings.append(
+                MappingFinding(
+                    .error, .queryFailed, entity: entity, part: .history, column: RowConverter.validFromColumn,
+                    "cannot check that versions are unique: " + Self.firstLine(error.message)))
+        }
+        let orphans = """
+            SELECT count(*) FROM \(wrapped)
+            WHERE NOT EXISTS (SELECT 1 FROM \(Self.subquery(current, "q")) WHERE q.\(key)::text = h.\(key)::text)
+            """
+        if case .success(let result) = try attempt(orphans) {
+            let count = try result.rows[0].decode(at: 0, as: Int64.self)
+            if count > 0 {
+                check.findings.append(
+                    MappingFinding(
+                        .warning, .historyWithoutCurrentRow, entity: entity, part: .history, column: entity.keyColumn,
+                        "\(count) history row\(count == 1 ? " has" : "s have") no current \(entity) with the same "
+                            + "\(entity.keyColumn); \(count == 1 ? "it is" : "they are") ignored"))
+            }
+        }
+    }
+
+    // MARK: - Statements
+
+    /// Runs `sql` under a savepoint: a server error is returned (and rolled back to the
+    /// savepoint) so the check goes on; a lost connection is thrown.
+    func attempt(
+        _ sql: String, _ parameters: [(any PostgresEncodable)?] = []
+    ) throws -> Result<QueryResult, PostgresError> {
+        try session.execute("SAVEPOINT ledgerlift_mapping_check")
+        do {
+            let result = try session.query(sql, parameters)
+            try session.execute("RELEASE SAVEPOINT ledgerlift_mapping_check")
+            return .success(result)
+        } catch let error as PostgresError where !error.isConnectionLost && error.code != .misuse {
+            try session.execute("ROLLBACK TO SAVEPOINT ledgerlift_mapping_check")
+            return .failure(error)
+        }
+    }
+
+    /// A type's name: built-in ones from ``PostgresType``, others (domains, enums, extension
+    /// types) from the server's catalog.
+    mutating func typeName(_ type: PostgresType) throws -> String {
+        let known = type.description
+        guard known.hasPrefix("oid ") else { return known }
+        if let name = typeNames[type.oid] { return name }
+        var name = known
+        if case .success(let result) = try attempt("SELECT format_type($1::int8::oid, NULL)", [Int64(type.oid)]),
+            let text = try result.rows.first?.decode(at: 0, as: String?.self)
+        {
+            name = text
+        }
+        typeNames[type.oid] = name
+        return name
+    }
+
+    // MARK: - Words
+
+    static func describe(_ column: ColumnDefinition) -> String {
+        switch column.type {
+        case .text: "text"
+        case .integer: "integer"
+        case .boolean: "boolean"
+        case .amount: "amount"
+        case .decimal: "exact decimal"
+        case .timestamp: "timestamp"
+        case .date: "date"
+        case .currency: "ISO 4217 code as text"
+        case .status(let vocabulary): "text, one of \(vocabulary.joined(separator: ", "))"
+        }
+    }
+
+    static let textTypes: Set<PostgresType> = [.text, .varchar, .bpchar]
+    static let integerTypes: Set<PostgresType> = [.int2, .int4, .int8]
+
+    /// Why a column of PostgreSQL type `type` cannot hold `column`, or `nil` when it can.
+    static func typeProblem(_ type: PostgresType, for column: ColumnDefinition, amounts: MappingFile.AmountUnit)
+        -> String?
+    {
+        switch column.type {
+        case .text, .status, .currency:
+            guard !textTypes.contains(type) else { return nil }
+            let what =
+                column.type == .currency ? "an ISO 4217 code" : column.type == .text ? "text" : "a vocabulary value"
+            var message = "\(column.name) must be \(what) of type text, varchar or char: cast it with ::text"
+            if case .status = column.type, integerTypes.contains(type) {
+                message += ", or translate codes with CASE … WHEN 0 THEN 'draft' … END"
+            }
+            return message
+        case .amount:
+            switch amounts {
+            case .major:
+                if type == .numeric || integerTypes.contains(type) { return nil }
+                if type == .float4 || type == .float8 {
+                    return "money in floating point is not exact: amounts must be numeric or integer "
+                        + "(a ::numeric cast keeps the value as stored, and inexact amounts are then quarantined)"
+                }
+                return "amounts must be numeric or an integer type (int2, int4, int8)"
+            case .minor:
+                if integerTypes.contains(type) { return nil }
+                return "amounts: minor needs an integer column (int2, int4, int8) holding minor units; "
+                    + "for decimals of the major unit (12.30) set amounts: major on this entity"
+            }
+        case .decimal:
+            if type == .numeric || integerTypes.contains(type) { return nil }
+            return "\(column.name) must be numeric or an integer type (kept as an exact decimal)"
+        case .integer:
+            if integerTypes.contains(type) { return nil }
+            return "\(column.name) must be an integer type (int2, int4, int8)"
+        case .boolean:
+            if type == .bool { return nil }
+            return "\(column.name) must be boolean"
+                + (integerTypes.contains(type) || textTypes.contains(type)
+                    ? ": turn it into one in SQL, e.g. (x = 1)" : "")
+        case .timestamp:
+            if type == .timestamptz || type == .timestamp { return nil }
+            return "\(column.name) must be timestamptz, or timestamp (read as UTC)"
+                + (type == .date ? ": cast the date with ::timestamp (midnight UTC)" : "")
+        case .date:
+            if type == .date { return nil }
+            return "\(column.name) must be a date"
+                + (type == .timestamp || type == .timestamptz ? ": cast it with ::date" : "")
+        }
+    }
+
+    /// PostgreSQL's message, where in the query it points, its detail and hint.
+    static func explain(_ error: PostgresError, query: String) -> String {
+        var text = firstLine(error.message)
+        if let sqlState = error.sqlState { text += " (SQLSTATE \(sqlState))" }
+        // The position counts characters of the statement sent; find the query inside it.
+        if let position = error.position, let sql = error.query, let range = sql.firstRange(of: query) {
+            let offset = position - 1 - sql.distance(from: sql.startIndex, to: range.lowerBound)
+            if offset >= 0, offset <= query.count {
+                let before = query.prefix(offset)
+                let line = before.reduce(1) { $1 == "\n" ? $0 + 1 : $0 }
+                let column =
+                    before.count
+                    - (before.lastIndex(of: "\n").map { before.distance(from: before.startIndex, to: $0) + 1 } ?? 0) + 1
+                text += " at line \(line), column \(column) of the query"
+            }
+        }
+        if let detail = error.detail, !detail.isEmpty { text += "\ndetail: " + detail }
+        if let hint = error.hint, !hint.isEmpty { text += "\nhint: " + hint }
+        return text
+    }
+
+    static func firstLine(_ text: String) -> String {
+        text.split(separator: "\n").first.map(String.init) ?? text
+    }
+}

@@ -1,0 +1,255 @@
+import Billing
+import Foundation
+
+/// The mapping file: the user's legacy schema in, canonical rows out (ARCHITECTURE §3).
+///
+/// For each canonical entity it holds one SQL query over the legacy database that returns the
+/// entity's canonical columns (extra columns become attributes), the legacy tables whose
+/// changes touch the entity, and optionally a history query returning past versions with a
+/// `valid_from`. File-level `amounts` and `default_currency` can be overridden per entity.
+///
+/// ```yaml
+/// version: 1
+/// amounts: major
+/// entities:
+///   invoice:
+///     key: invoice_id
+///     query: SELECT i.id::text AS invoice_id, ... FROM invoices i
+///     sources:
+///       - { table: invoices, key: id }
+/// ```
+///
+/// Load it with ``load(path:)`` or ``init(yaml:file:)``; check it against a live database with
+/// ``MappingChecker``; convert rows with ``converter(for:)``.
+public struct MappingFile: Sendable, Hashable {
+    /// The mapping format this Ledgerlift reads.
+    public static let supportedVersion = 1
+
+    /// How legacy amount columns are written.
+    public enum AmountUnit: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+        /// Decimals in the currency's major unit (`12.30` USD): converted exactly to minor units
+        /// with the row currency's exponent.
+        case major
+        /// Integers already in minor units (`1230` for 12.30 USD).
+        case minor
+
+        public var description: String { rawValue }
+    }
+
+    /// A per-entity `default_currency`: inherit the file's, none at all (`null`), or a currency.
+    public enum CurrencyDefault: Sendable, Hashable {
+        case inherited
+        case none
+        case currency(Currency)
+    }
+
+    /// A legacy table whose changes touch an entity (for shadow mode): the table and the column
+    /// holding the entity's key.
+    public struct Source: Sendable, Hashable, CustomStringConvertible {
+        /// The table, optionally schema-qualified (`legacy.invoices`).
+        public var table: String
+        /// The column of `table` that holds the entity's key (`id`, `invoice_id`).
+        public var key: String
+
+        public init(table: String, key: String) {
+            self.table = table
+            self.key = key
+        }
+
+        public var description: String { "\(table).\(key)" }
+    }
+
+    /// How one canonical entity is read from the legacy database.
+    public struct EntityMapping: Sendable, Hashable {
+        public var entity: Entity
+        /// The canonical key column the query returns (always ``Entity/keyColumn``).
+        public var key: String
+        /// SQL over the legacy database returning the canonical columns (and attributes).
+        /// Trailing semicolons are removed and the text ends with a newline, so it can be
+        /// wrapped as a subquery even when its last line ends in a `--` comment.
+        public var query: String
+        /// Legacy tables whose changes touch this entity.
+        public var sources: [Source]
+        /// Past versions: the canonical columns plus `valid_from`; `nil` when there are none.
+        public var historyQuery: String?
+        /// The entity's own `amounts`, or `nil` to use the file's.
+        public var amounts: AmountUnit?
+        /// The entity's own `default_currency`.
+        public var defaultCurrency: CurrencyDefault
+        /// Rules of the legacy schema that rows must satisfy (`checks:`): each query returns
+        /// `(key, detail)` for the rows to quarantine with its `reason`.
+        public var checks: [SourceCheck]
+
+        public init(
+            entity: Entity, query: String, sources: [Source] = [], historyQuery: String? = nil,
+            amounts: AmountUnit? = nil, defaultCurrency: CurrencyDefault = .inherited, checks: [SourceCheck] = []
+        ) {
+            self.entity = entity
+            self.key = entity.keyColumn
+            self.query = MappingFile.normalizedQuery(query)
+            self.sources = sources
+            self.historyQuery = historyQuery.map(MappingFile.normalizedQuery)
+            self.amounts = amounts
+            self.defaultCurrency = defaultCurrency
+            self.checks = checks.map { SourceCheck(reason: $0.reason, query: MappingFile.normalizedQuery($0.query)) }
+        }
+    }
+
+    /// The file's `version`.
+    public var version: Int
+    /// The file-level `amounts`; `nil` when every entity with amounts sets its own.
+    public var amounts: AmountUnit?
+    /// The file-level `default_currency`, if any.
+    public var defaultCurrency: Currency?
+    /// The mapped entities, in canonical order (``Entity/allCases``). Entities may be omitted.
+    public private(set) var entities: [EntityMapping]
+    /// Where the mapping came from (a path, or a label for text loaded directly).
+    public var file: String
+
+    /// A mapping built in code (tests, generated mappings).
+    ///
+    /// - Important: Unlike ``init(yaml:file:)``, this does not validate; an entity with amount
+    ///   columns and no `amounts` anywhere converts as `major`.
+    public init(
+        version: Int = MappingFile.supportedVersion, amounts: AmountUnit?, defaultCurrency: Currency? = nil,
+        entities: [EntityMapping], file: String = "<mapping>"
+    ) {
+        self.version = version
+        self.amounts = amounts
+        self.defaultCurrency = defaultCurrency
+        self.entities = entities.sorted { Self.order($0.entity) < Self.order($1.entity) }
+        self.file = file
+    }
+
+    /// Reads and validates a mapping file.
+    ///
+    /// - Throws: ``MappingError`` listing every problem, each with the file, entity, field and
+    ///   line.
+    public static func load(path: String) throws(MappingError) -> MappingFile {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            let reason =
+                (error as? CocoaError)?.code == .fileReadNoSuchFile ? "no such file" : "\(error.localizedDescription)"
+            throw MappingError(
+                file: path, issues: [.init(.unreadableFile, "cannot read the mapping file: \(reason)")])
+        }
+        return try MappingFile(yaml: text, file: path)
+    }
+
+    /// Parses and validates mapping YAML.
+    ///
+    /// - Parameters:
+    ///   - yaml: The file's text.
+    ///   - file: The path or label used in error messages.
+    /// - Throws: ``MappingError`` listing every problem found.
+    public init(yaml: String, file: String = "<mapping>") throws(MappingError) {
+        var parser = MappingFileParser(file: file)
+        self = try parser.parse(yaml)
+    }
+
+    /// The mapping of `entity`, if the file maps it.
+    public subscript(entity entity: Entity) -> EntityMapping? {
+        entities.first { $0.entity == entity }
+    }
+
+    /// The mapping of `entity`, if the file maps it (same as ``subscript(entity:)``).
+    public subscript(_ entity: Entity) -> EntityMapping? {
+        self[entity: entity]
+    }
+
+    /// Canonical entities the file does not map.
+    public var unmappedEntities: [Entity] {
+        Entity.allCases.filter { self[entity: $0] == nil }
+    }
+
+    /// The `amounts` that apply to `entity`: its own, else the file's, else `major`.
+    public func amounts(for entity: Entity) -> AmountUnit {
+        self[entity: entity]?.amounts ?? amounts ?? .major
+    }
+
+    /// The `default_currency` that applies to `entity`: its own (possibly none), else the file's.
+    public func defaultCurrency(for entity: Entity) -> Currency? {
+        switch self[entity: entity]?.defaultCurrency ?? .inherited {
+        case .inherited: defaultCurrency
+        case .none: nil
+        case .currency(let currency): currency
+        }
+    }
+
+    /// The converter for `entity`'s rows with the settings that apply to it; `nil` when the
+    /// entity is not mapped.
+    public func converter(for entity: Entity) -> RowConverter? {
+        guard self[entity: entity] != nil else { return nil }
+        return RowConverter(
+            entity: entity, amounts: amounts(for: entity), defaultCurrency: defaultCurrency(for: entity))
+    }
+
+    /// A stable identity of what the mapping means (not how it is formatted): the same
+    /// settings and queries give the same fingerprint, whatever the comments and layout.
+    /// 32 lowercase hex digits.
+    public var fingerprint: String {
+        var pairs: [(String, JSONValue)] = [
+            ("version", .integer(Int64(version))),
+            ("amounts", amounts.map { .string($0.rawValue) } ?? .null),
+            ("default_currency", defaultCurrency.map { .string($0.code) } ?? .null),
+        ]
+        pairs.append(
+            (
+                "entities",
+                .array(
+                    entities.map { mapping in
+                        let currency: JSONValue =
+                            switch mapping.defaultCurrency {
+                            case .inherited: .string("inherited")
+                            case .none: .null
+                            case .currency(let c): .string(c.code)
+                            }
+                        return .object([
+                            ("entity", .string(mapping.entity.rawValue)),
+                            ("key", .string(mapping.key)),
+                            ("query", .string(mapping.query)),
+                            ("history", mapping.historyQuery.map(JSONValue.string) ?? .null),
+                            ("amounts", mapping.amounts.map { .string($0.rawValue) } ?? .null),
+                            ("default_currency", currency),
+                            (
+                                "sources",
+                                .array(
+                                    mapping.sources.map {
+                                        .object([("table", .string($0.table)), ("key", .string($0.key))])
+                                    })
+                            ),
+                            (
+                                "checks",
+                                .array(
+                                    mapping.checks.map {
+                                        .object([("reason", .string($0.reason)), ("query", .string($0.query))])
+                                    })
+                            ),
+                        ])
+                    })
+            ))
+        let uuid = DeterministicID.uuid5(namespace: Self.fingerprintNamespace, name: JSONValue.object(pairs).rendered)
+        return uuid.uuidString.lowercased().replacing("-", with: "")
+    }
+
+    static let fingerprintNamespace = UUID(uuidString: "3f0c9a52-6d1e-5b7a-8c44-2a9e7d5b1f60")!
+
+    static func order(_ entity: Entity) -> Int { Entity.allCases.firstIndex(of: entity)! }
+
+    /// Trims surrounding whitespace and trailing semicolons, and ends the text with a newline.
+    static func normalizedQuery(_ query: String) -> String {
+        var text = Substring(query)
+        func trim() {
+            while let c = text.last, c.isWhitespace { text.removeLast() }
+            while let c = text.first, c.isWhitespace { text.removeFirst() }
+        }
+        trim()
+        while text.last == ";" {
+            text.removeLast()
+            trim()
+        }
+        return text.isEmpty ? "" : String(text) + "\n"
+    }
+}

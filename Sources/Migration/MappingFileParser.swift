@@ -1,0 +1,433 @@
+import Billing
+import Foundation
+import Yams
+
+/// Reads mapping YAML into a ``MappingFile``, collecting every problem with its position.
+///
+/// The YAML is composed into Yams nodes and walked by hand (rather than decoded with
+/// `Codable`) so each problem can name its entity, field and line, unknown keys (typos) are
+/// reported instead of ignored, and several problems are reported at once.
+struct MappingFileParser {
+    let file: String
+    private var issues = [MappingError.Issue]()
+
+    init(file: String) { self.file = file }
+
+    static let topLevelFields = ["version", "amounts", "default_currency", "entities"]
+    static let entityFields = ["key", "query", "sources", "history", "amounts", "default_currency", "checks"]
+    static let checkFields = ["reason", "query"]
+    static let sourceFields = ["table", "key"]
+    static let historyFields = ["query"]
+
+    mutating func parse(_ yaml: String) throws(MappingError) -> MappingFile {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch let error as YamlError {
+            throw MappingError(file: file, issues: [Self.issue(for: error)])
+        } catch {
+            throw MappingError(file: file, issues: [.init(.invalidYAML, "not valid YAML: \(error)")])
+        }
+        guard let root, root.null == nil else {
+            throw MappingError(
+                file: file,
+                issues: [
+                    .init(
+                        .missingField, "the file is empty: expected version, amounts and entities (see docs/mapping.md)"
+                    )
+                ])
+        }
+        guard let top = root.mapping else {
+            throw MappingError(
+                file: file,
+                issues: [
+                    .init(
+                        .invalidValue, line: root.mark?.line, column: root.mark?.column,
+                        "expected a mapping with version, amounts and entities at the top of the file")
+                ])
+        }
+
+        var version: Int?
+        var amounts: MappingFile.AmountUnit?
+        var amountsInvalid = false
+        var defaultCurrency: Currency?
+        var entitiesNode: Node?
+        for (keyNode, value) in top {
+            guard let name = keyNode.scalar?.string else {
+                report(.unknownField, at: keyNode, "keys must be plain names")
+                continue
+            }
+            switch name {
+            case "version": version = parseVersion(value)
+            case "amounts":
+                amounts = parseAmounts(value, entity: nil)
+                amountsInvalid = amounts == nil
+            case "default_currency": defaultCurrency = parseCurrency(value, entity: nil) ?? nil
+            case "entities": entitiesNode = value
+            default:
+                reportUnknownField(
+                    name, at: keyNode, entity: nil, allowed: Self.topLevelFields, context: "the top of the file")
+            }
+        }
+        if version == nil, !top.keys.contains(where: { $0.scalar?.string == "version" }) {
+            issues.insert(
+                .init(
+                    .unsupportedVersion, field: "version", line: 1, column: 1,
+                    "missing: write `version: \(MappingFile.supportedVersion)` at the top of the file"),
+                at: 0)
+        }
+
+        var entities = [MappingFile.EntityMapping]()
+        if let entitiesNode {
+            if entitiesNode.null != nil {
+                report(.missingField, field: "entities", at: entitiesNode, "is empty: map at least one entity")
+            } else if let mapping = entitiesNode.mapping {
+                if mapping.count == 0 {
+                    report(.missingField, field: "entities", at: entitiesNode, "is empty: map at least one entity")
+                }
+                for (keyNode, value) in mapping {
+                    if let entity = parseEntity(keyNode, value) { entities.append(entity) }
+                }
+            } else {
+                report(
+                    .invalidValue, field: "entities", at: entitiesNode,
+                    "expected a mapping from entity name to its query")
+            }
+        } else {
+            issues.append(
+                .init(
+                    .missingField, field: "entities",
+                    "missing: add `entities:` with one entry per canonical entity you map (\(Self.entityList))"))
+        }
+
+        // Entities that hold money need to know the unit.
+        for mapping in entities where mapping.amounts == nil && amounts == nil && !amountsInvalid {
+            let amountColumns = mapping.entity.columns.filter { $0.type == .amount }.map(\.name)
+            guard !amountColumns.isEmpty else { continue }
+            issues.append(
+                .init(
+                    .missingField, entity: mapping.entity.rawValue, field: "amounts",
+                    line: positions[mapping.entity]?.line, column: positions[mapping.entity]?.column,
+                    "\(mapping.entity) has amount columns (\(amountColumns.joined(separator: ", "))) "
+                        + "but no `amounts` is set "
+                        + "here or at the top of the file: write `amounts: major` (12.30) or `amounts: minor` (1230)"))
+        }
+
+        guard issues.isEmpty, let version else { throw MappingError(file: file, issues: issues) }
+        return MappingFile(
+            version: version, amounts: amounts, defaultCurrency: defaultCurrency, entities: entities, file: file)
+    }
+
+    private var positions = [Entity: Mark]()
+
+    // MARK: - Fields
+
+    private mutating func parseVersion(_ node: Node) -> Int? {
+        guard let text = node.scalar?.string, let version = Int(text) else {
+            report(
+                .unsupportedVersion, field: "version", at: node,
+                "expected a number: write `version: \(MappingFile.supportedVersion)`")
+            return nil
+        }
+        guard version == MappingFile.supportedVersion else {
+            report(
+                .unsupportedVersion, field: "version", at: node,
+                "version \(version) is not supported: this Ledgerlift reads version \(MappingFile.supportedVersion)")
+            return nil
+        }
+        return version
+    }
+
+    private mutating func parseAmounts(_ node: Node, entity: String?) -> MappingFile.AmountUnit? {
+        guard let text = node.scalar?.string, node.null == nil else {
+            report(.invalidValue, entity: entity, field: "amounts", at: node, "expected major or minor")
+            return nil
+        }
+        guard let unit = MappingFile.AmountUnit(rawValue: text) else {
+            report(
+                .invalidValue, entity: entity, field: "amounts", at: node,
+                "expected major or minor, got \(Self.quoted(text)) "
+                    + "(major: decimals such as 12.30; minor: integers such as 1230)")
+            return nil
+        }
+        return unit
+    }
+
+    /// `nil` on error; `.some(nil)` for an explicit null.
+    private mutating func parseCurrency(_ node: Node, entity: String?) -> Currency?? {
+        if node.null != nil { return .some(nil) }
+        guard let text = node.scalar?.string else {
+            report(
+                .invalidValue, entity: entity, field: "default_currency", at: node,
+                "expected an ISO 4217 code such as USD")
+            return nil
+        }
+        do {
+            return .some(try Currency(code: text))
+        } catch {
+            report(.unknownCurrency, entity: entity, field: "default_currency", at: node, error.description)
+            return nil
+        }
+    }
+
+    private mutating func parseEntity(_ keyNode: Node, _ value: Node) -> MappingFile.EntityMapping? {
+        guard let name = keyNode.scalar?.string else {
+            report(.unknownEntity, at: keyNode, "entity names must be plain names (\(Self.entityList))")
+            return nil
+        }
+        guard let entity = Entity(rawValue: name) else {
+            var message = "unknown entity \(Self.quoted(name))"
+            if let guess = Self.suggestion(for: name, among: Entity.allCases.map(\.rawValue)) {
+                message += "; did you mean \(guess)?"
+            }
+            report(.unknownEntity, entity: name, at: keyNode, message + " Canonical entities: \(Self.entityList)")
+            return nil
+        }
+        if let mark = keyNode.mark { positions[entity] = mark }
+        guard let fields = value.mapping else {
+            report(
+                .invalidValue, entity: name, at: value.mark == nil ? keyNode : value,
+                "expected a mapping with key, query and sources")
+            return nil
+        }
+        let issuesBefore = issues.count
+        var query: String?
+        var sources = [MappingFile.Source]()
+        var history: String?
+        var amounts: MappingFile.AmountUnit?
+        var defaultCurrency = MappingFile.CurrencyDefault.inherited
+        var checks = [SourceCheck]()
+        for (fieldNode, fieldValue) in fields {
+            guard let field = fieldNode.scalar?.string else {
+                report(.unknownField, entity: name, at: fieldNode, "keys must be plain names")
+                continue
+            }
+            switch field {
+            case "key":
+                let text = fieldValue.scalar?.string ?? ""
+                if text != entity.keyColumn {
+                    report(
+                        .invalidValue, entity: name, field: "key", at: fieldValue,
+                        "the key of \(entity) is \(entity.keyColumn) (the canonical key column), "
+                            + "got \(Self.quoted(text)): "
+                            + "return your legacy key as text, e.g. `id::text AS \(entity.keyColumn)`")
+                }
+            case "query":
+                query = parseQuery(fieldValue, entity: name, field: "query")
+            case "sources":
+                sources = parseSources(fieldValue, entity: name)
+            case "history":
+                history = parseHistory(fieldValue, entity: name)
+            case "checks":
+                checks = parseChecks(fieldValue, entity: name)
+            case "amounts":
+                amounts = parseAmounts(fieldValue, entity: name)
+            case "default_currency":
+                switch parseCurrency(fieldValue, entity: name) {
+                case .some(.some(let currency)): defaultCurrency = .currency(currency)
+                case .some(.none): defaultCurrency = .none
+                case .none: break
+                }
+            default:
+                reportUnknownField(field, at: fieldNode, entity: name, allowed: Self.entityFields, context: "an entity")
+            }
+        }
+        if query == nil, !fields.keys.contains(where: { $0.scalar?.string == "query" }) {
+            report(
+                .missingField, entity: name, field: "query", at: keyNode,
+                "missing: write the SQL that returns \(entity)'s canonical columns (\(Self.columnList(entity)))")
+        }
+        guard issues.count == issuesBefore, let query else { return nil }
+        return MappingFile.EntityMapping(
+            entity: entity, query: query, sources: sources, historyQuery: history, amounts: amounts,
+            defaultCurrency: defaultCurrency, checks: checks)
+    }
+
+    private mutating func parseChecks(_ node: Node, entity: String) -> [SourceCheck] {
+        if node.null != nil { return [] }
+        guard let items = node.sequence else {
+            report(
+                .invalidValue, entity: entity, field: "checks", at: node,
+                "expected a list such as `- { reason: balance_mismatch, query: SELECT key, detail FROM … }`")
+            return []
+        }
+        var checks = [SourceCheck]()
+        for (index, item) in items.enumerated() {
+            let field = "checks[\(index)]"
+            guard let pairs = item.mapping else {
+                report(.invalidValue, entity: entity, field: field, at: item, "expected `reason:` and `query:`")
+                continue
+            }
+            var reason: String?
+            var query: String?
+            for (keyNode, value) in pairs {
+                let name = keyNode.scalar?.string ?? ""
+                switch name {
+                case "reason": reason = value.scalar?.string
+                case "query": query = parseQuery(value, entity: entity, field: field + ".query")
+                default:
+                    reportUnknownField(
+                        name, at: keyNode, entity: entity, allowed: Self.checkFields, context: field, prefix: field + ".")
+                }
+            }
+            guard let reason, !reason.isEmpty, reason.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "_" }) else {
+                report(
+                    .invalidValue, entity: entity, field: field + ".reason", at: item,
+                    "each check needs a reason code in snake_case, e.g. balance_mismatch")
+                continue
+            }
+            if let query { checks.append(SourceCheck(reason: reason, query: query)) }
+        }
+        return checks
+    }
+
+    private mutating func parseQuery(_ node: Node, entity: String, field: String) -> String? {
+        guard let text = node.scalar?.string, node.null == nil else {
+            report(.missingField, entity: entity, field: field, at: node, "expected the SQL text of a query")
+            return nil
+        }
+        let normalized = MappingFile.normalizedQuery(text)
+        guard !normalized.isEmpty else {
+            report(.missingField, entity: entity, field: field, at: node, "is empty: write the SQL text of a query")
+            return nil
+        }
+        return normalized
+    }
+
+    private mutating func parseSources(_ node: Node, entity: String) -> [MappingFile.Source] {
+        if node.null != nil { return [] }
+        guard let items = node.sequence else {
+            report(
+                .invalidValue, entity: entity, field: "sources", at: node,
+                "expected a list such as `- { table: invoices, key: id }`")
+            return []
+        }
+        var sources = [MappingFile.Source]()
+        for (index, item) in items.enumerated() {
+            let field = "sources[\(index)]"
+            guard let pairs = item.mapping else {
+                report(
+                    .invalidValue, entity: entity, field: field, at: item,
+                    "expected `{ table: <legacy table>, key: <column holding the \(entity) key> }`")
+                continue
+            }
+            var table: String?
+            var key: String?
+            for (keyNode, value) in pairs {
+                let name = keyNode.scalar?.string ?? ""
+                switch name {
+                case "table": table = value.scalar?.string
+                case "key": key = value.scalar?.string
+                default:
+                    reportUnknownField(
+                        name, at: keyNode, entity: entity, allowed: Self.sourceFields, context: field,
+                        prefix: field + ".")
+                }
+            }
+            for (name, value) in [("table", table), ("key", key)] where value?.isEmpty ?? true {
+                report(
+                    .missingField, entity: entity, field: field + "." + name, at: item,
+                    "missing: each source needs table and key")
+            }
+            if let table, let key, !table.isEmpty, !key.isEmpty {
+                sources.append(MappingFile.Source(table: table, key: key))
+            }
+        }
+        return sources
+    }
+
+    private mutating func parseHistory(_ node: Node, entity: String) -> String? {
+        if node.null != nil { return nil }
+        guard let pairs = node.mapping else {
+            report(
+                .invalidValue, entity: entity, field: "history", at: node,
+                "expected `query:` with the SQL of past versions")
+            return nil
+        }
+        var query: String?
+        for (keyNode, value) in pairs {
+            let name = keyNode.scalar?.string ?? ""
+            if name == "query" {
+                query = parseQuery(value, entity: entity, field: "history.query")
+            } else {
+                reportUnknownField(
+                    name, at: keyNode, entity: entity, allowed: Self.historyFields, context: "history",
+                    prefix: "history.")
+            }
+        }
+        if query == nil, !pairs.keys.contains(where: { $0.scalar?.string == "query" }) {
+            report(
+                .missingField, entity: entity, field: "history.query", at: node,
+                "missing: write the SQL returning past versions (the canonical columns plus valid_from)")
+        }
+        return query
+    }
+
+    // MARK: - Reporting
+
+    private mutating func report(
+        _ code: MappingError.Issue.Code, entity: String? = nil, field: String? = nil, at node: Node, _ message: String
+    ) {
+        issues.append(
+            .init(code, entity: entity, field: field, line: node.mark?.line, column: node.mark?.column, message))
+    }
+
+    private mutating func reportUnknownField(
+        _ name: String, at node: Node, entity: String?, allowed: [String], context: String, prefix: String = ""
+    ) {
+        var message = "unknown field \(Self.quoted(name)) in \(context)"
+        if let guess = Self.suggestion(for: name, among: allowed) { message += "; did you mean \(guess)?" }
+        message += " Allowed: \(allowed.joined(separator: ", "))"
+        report(.unknownField, entity: entity, field: prefix + name, at: node, message)
+    }
+
+    static func issue(for error: YamlError) -> MappingError.Issue {
+        switch error {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
+            let during = context.map { " (\($0.text) at line \($0.mark.line))" } ?? ""
+            return .init(.invalidYAML, line: mark.line, column: mark.column, "not valid YAML: \(problem)\(during)")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return .init(
+                .invalidYAML, line: context.mark.line, column: context.mark.column,
+                "a key appears twice in one mapping: \(duplicates.sorted().joined(separator: ", "))")
+        default:
+            return .init(.invalidYAML, "not valid YAML: \(error)")
+        }
+    }
+
+    static var entityList: String { Entity.allCases.map(\.rawValue).joined(separator: ", ") }
+
+    static func columnList(_ entity: Entity) -> String {
+        entity.columns.map(\.name).joined(separator: ", ")
+    }
+
+    static func quoted(_ text: String) -> String {
+        "\"" + (text.count <= 40 ? text : text.prefix(40) + "…") + "\""
+    }
+
+    /// The closest allowed name, if it is plausibly a typo (or a plural, or a different case).
+    static func suggestion(for name: String, among allowed: [String]) -> String? {
+        let folded = name.lowercased().replacing("-", with: "_").replacing(" ", with: "_")
+        if let exact = allowed.first(where: { $0 == folded }) { return exact }
+        let best = allowed.map { ($0, editDistance(folded, $0)) }.min { $0.1 < $1.1 }
+        if let best, best.1 <= max(2, best.0.count / 4) { return best.0 }
+        // A legacy table name that contains the canonical one: invoice_line_items, credit_notes.
+        return allowed.filter { folded.contains($0) }.max { $0.count < $1.count }
+    }
+
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a.utf8)
+        let b = Array(b.utf8)
+        if a.isEmpty { return b.count }
+        var previous = Array(0...b.count)
+        for i in 1...a.count {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in stride(from: 1, through: b.count, by: 1) {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
+}

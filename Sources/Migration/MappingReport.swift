@@ -1,0 +1,192 @@
+import Billing
+
+/// One thing ``MappingChecker`` found about an entity's mapping.
+public struct MappingFinding: Sendable, Hashable, CustomStringConvertible {
+    public enum Severity: String, Sendable, Hashable, Comparable {
+        /// The mapping cannot be used until it is fixed.
+        case error
+        /// The mapping works, but probably not as meant.
+        case warning
+
+        public static func < (a: Severity, b: Severity) -> Bool { a == .error && b == .warning }
+    }
+
+    /// What was found. Stable codes, for tests and scripts.
+    public enum Code: String, Sendable, Hashable, CaseIterable {
+        /// The query (or history query) does not run; the message carries PostgreSQL's.
+        case queryFailed = "query_failed"
+        /// A required canonical column is not returned.
+        case columnMissing = "column_missing"
+        /// A nullable canonical column is not returned: every row reads it as NULL (warning).
+        case nullableColumnMissing = "nullable_column_missing"
+        /// A canonical column's PostgreSQL type cannot hold the canonical type.
+        case columnType = "column_type"
+        /// Two result columns share a name.
+        case columnDuplicated = "column_duplicated"
+        /// The current-state query returns `valid_from`, which only history queries may.
+        case columnReserved = "column_reserved"
+        /// The key is not unique: the listed keys appear on several rows.
+        case keyNotUnique = "key_not_unique"
+        /// Rows with a NULL key, which will be quarantined (warning).
+        case keyNull = "key_null"
+        /// Two history rows share a key and `valid_from`.
+        case historyVersionNotUnique = "history_version_not_unique"
+        /// History rows whose key the current query does not return; they are ignored (warning).
+        case historyWithoutCurrentRow = "history_without_current_row"
+        /// History rows carry other attributes than current rows (warning).
+        case historyAttributesDiffer = "history_attributes_differ"
+        /// A `sources` entry names a table or column that does not exist.
+        case sourceInvalid = "source_invalid"
+    }
+
+    /// Which part of the entity's mapping the finding is about.
+    public enum Part: String, Sendable, Hashable {
+        case query
+        case history
+        case sources
+    }
+
+    public let severity: Severity
+    public let code: Code
+    public let entity: Entity
+    public let part: Part
+    /// The canonical column (or `sources[i]`) at fault, when there is one.
+    public let column: String?
+    public let message: String
+
+    public init(_ severity: Severity, _ code: Code, entity: Entity, part: Part, column: String?, _ message: String) {
+        self.severity = severity
+        self.code = code
+        self.entity = entity
+        self.part = part
+        self.column = column
+        self.message = message
+    }
+
+    /// Where: `invoice.currency`, `subscription.history.valid_from`, `invoice.sources[1]`.
+    public var location: String {
+        var text = entity.rawValue
+        if part == .history { text += ".history" }
+        if let column { text += "." + column } else if part == .sources { text += ".sources" }
+        return text
+    }
+
+    /// `error: invoice.currency: …`
+    public var description: String { "\(severity.rawValue): \(location): \(message)" }
+}
+
+/// What ``MappingChecker`` found for one mapped entity.
+public struct EntityCheck: Sendable, Hashable {
+    public let entity: Entity
+    /// Whether the query ran (its columns are known).
+    public var queryRuns = false
+    /// Canonical columns the query returns.
+    public var columnsReturned: [String] = []
+    /// Attributes the query carries (result columns beyond the canonical set), in query order.
+    public var attributes: [String] = []
+    /// Rows the query returns; `nil` when it could not be counted.
+    public var rowCount: Int64?
+    /// Whether the mapping has a history query.
+    public var hasHistory = false
+    /// Rows the history query returns; `nil` without a history query or when it fails.
+    public var historyRowCount: Int64?
+    /// Everything found, errors first.
+    public var findings: [MappingFinding] = []
+
+    public init(entity: Entity) { self.entity = entity }
+
+    public var errors: [MappingFinding] { findings.filter { $0.severity == .error } }
+    public var warnings: [MappingFinding] { findings.filter { $0.severity == .warning } }
+    public var isClean: Bool { errors.isEmpty }
+}
+
+/// The result of checking a mapping file against a live legacy database.
+public struct MappingReport: Sendable, Hashable {
+    /// The mapping file checked.
+    public let mappingFile: String
+    /// One check per mapped entity, in canonical order.
+    public let entities: [EntityCheck]
+    /// Canonical entities the file does not map (nothing of theirs is migrated).
+    public let unmapped: [Entity]
+
+    public init(mappingFile: String, entities: [EntityCheck], unmapped: [Entity]) {
+        self.mappingFile = mappingFile
+        self.entities = entities
+        self.unmapped = unmapped
+    }
+
+    public var findings: [MappingFinding] { entities.flatMap(\.findings) }
+    public var errors: [MappingFinding] { findings.filter { $0.severity == .error } }
+    public var warnings: [MappingFinding] { findings.filter { $0.severity == .warning } }
+    /// No errors (warnings allowed).
+    public var isClean: Bool { errors.isEmpty }
+
+    /// The check of `entity`, if it is mapped.
+    public subscript(entity entity: Entity) -> EntityCheck? { entities.first { $0.entity == entity } }
+
+    /// The report for a terminal: a table per entity (status, columns, attributes, rows,
+    /// history rows), then every finding under its entity, then a verdict.
+    ///
+    /// - Parameter database: the legacy DSN, already masked.
+    public func rendered(database: String) -> String {
+        var out = ["mapping \(mappingFile) against \(database)", ""]
+        var table = [["entity", "status", "columns", "rows", "history", "attributes"]]
+        for check in entities {
+            let status = !check.isClean ? "ERROR" : check.warnings.isEmpty ? "ok" : "warning"
+            table.append([
+                check.entity.rawValue, status,
+                check.queryRuns ? "\(check.columnsReturned.count)/\(check.entity.columns.count)" : "-",
+                check.rowCount.map(String.init) ?? "-",
+                check.hasHistory ? check.historyRowCount.map(String.init) ?? "-" : "",
+                check.attributes.isEmpty ? "" : check.attributes.joined(separator: ", "),
+            ])
+        }
+        out += Self.align(table, rightAligned: [2, 3, 4])
+        if !unmapped.isEmpty {
+            out.append("")
+            out.append(
+                "not mapped (nothing of theirs is migrated): \(unmapped.map(\.rawValue).joined(separator: ", "))")
+        }
+        for check in entities where !check.findings.isEmpty {
+            out.append("")
+            out.append("\(check.entity):")
+            for finding in check.findings {
+                let lines = finding.message.split(separator: "\n", omittingEmptySubsequences: false)
+                let severity = finding.severity.rawValue
+                let head = "  " + severity + String(repeating: " ", count: max(1, 8 - severity.count))
+                out.append(head + "\(finding.location): " + lines[0])
+                for line in lines.dropFirst() { out.append(String(repeating: " ", count: head.count + 2) + line) }
+            }
+        }
+        out.append("")
+        let errorCount = errors.count
+        let warningCount = warnings.count
+        let counts =
+            "\(errorCount) error\(errorCount == 1 ? "" : "s"), \(warningCount) warning\(warningCount == 1 ? "" : "s")"
+        if isClean {
+            out.append("mapping ok: \(entities.count) entit\(entities.count == 1 ? "y" : "ies") checked, \(counts)")
+        } else {
+            let failing = entities.filter { !$0.isClean }.map(\.entity.rawValue).joined(separator: ", ")
+            out.append(
+                "mapping has errors (\(counts)) in: \(failing). Fix them and run `ledgerlift mapping check` again.")
+        }
+        return out.joined(separator: "\n")
+    }
+
+    static func align(_ rows: [[String]], rightAligned: Set<Int>) -> [String] {
+        guard let header = rows.first else { return [] }
+        var widths = header.map(\.count)
+        for row in rows {
+            for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
+        }
+        func line(_ cells: [String]) -> String {
+            var text = cells.enumerated().map { i, cell in
+                let pad = String(repeating: " ", count: max(0, widths[i] - cell.count))
+                return rightAligned.contains(i) ? pad + cell : cell + pad
+            }.joined(separator: "  ")
+            while text.last == " " { text.removeLast() }
+            return text
+        }
+        return [line(header), line(widths.map { String(repeating: "-", count: $0) })] + rows.dropFirst().map(line)
+    }
+}

@@ -1,0 +1,112 @@
+import ArgumentParser
+import Billing
+import EventStore
+import Foundation
+import Migration
+import Postgres
+
+/// `ledgerlift backfill`: synthesize the legacy database's history into the event store.
+struct BackfillCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backfill",
+        abstract: "Read every mapped entity from one snapshot of the legacy database and append the history it implies.",
+        discussion: """
+            Resumable: killed at any point, the same command finishes the job with the same events. Rows that \\
+            cannot be migrated are quarantined (ledgerlift.quarantine) with their key and reason; the run exits 1 \\
+            when anything was quarantined, unless --allow-quarantine.
+            """)
+
+    @Option(help: "DSN of the legacy database (read only).")
+    var legacy: String
+
+    @Option(name: .customLong("store"), help: "DSN of the event store database.")
+    var store: String
+
+    @Option(help: "The mapping file (YAML).")
+    var mapping: String
+
+    @Option(help: "Parallel legacy connections.")
+    var workers: Int = 1
+
+    @Option(help: "PostgreSQL schema of the event store.")
+    var schema: String = "ledgerlift"
+
+    @Option(help: "Events per bulk batch (each batch is one transaction).")
+    var batchEvents: Int = 5_000
+
+    @Flag(help: "Read and synthesize without writing; print what would be appended.")
+    var dryRun = false
+
+    @Flag(help: "Exit 0 even when rows were quarantined.")
+    var allowQuarantine = false
+
+    func validate() throws {
+        guard (1...64).contains(workers) else { throw ValidationError("--workers must be between 1 and 64") }
+        guard batchEvents >= 1 else { throw ValidationError("--batch-events must be at least 1") }
+    }
+
+    func run() async throws {
+        let file = try MappingFile.load(path: mapping)
+        let backfill = Backfill(
+            .init(
+                legacyDSN: legacy, storeDSN: store, sources: file.entitySources(), mappingFingerprint: file.fingerprint,
+                store: EventStore(schema: schema), workers: workers, batchEvents: batchEvents, dryRun: dryRun))
+        let terminal = isatty(2) == 1
+        let clock = ContinuousClock()
+        let start = clock.now
+        let report = try await backfill.run { progress in
+            let seconds = max(0.001, Double((clock.now - start).components.seconds) + Double((clock.now - start).components.attoseconds) / 1e18)
+            let rowsPerSecond = Int(Double(progress.rowsRead) / seconds)
+            let eventsPerSecond = Int(Double(progress.events) / seconds)
+            if terminal {
+                let remaining = progress.rangesTotal - progress.rangesDone
+                let eta = progress.rangesDone == 0 ? "?" : "\(Int(seconds / Double(progress.rangesDone) * Double(remaining)))s"
+                FileHandle.standardError.write(
+                    Data("\r\u{1B}[K\(progress.entity): ranges \(progress.rangesDone)/\(progress.rangesTotal)  \(rowsPerSecond) rows/s  \(eventsPerSecond) events/s  ETA \(eta)".utf8))
+                if progress.rangesDone == progress.rangesTotal { FileHandle.standardError.write(Data("\n".utf8)) }
+            } else {
+                FileHandle.standardError.write(
+                    Data("backfill entity=\(progress.entity) ranges_done=\(progress.rangesDone) ranges_total=\(progress.rangesTotal) rows=\(progress.rowsRead) events=\(progress.events) rows_per_s=\(rowsPerSecond) events_per_s=\(eventsPerSecond)\n".utf8))
+            }
+        }
+        print(BackfillSummary(report: report, legacy: ConnectionString.masked(legacy), store: ConnectionString.masked(store)).text)
+        if report.totalQuarantined > 0 && !allowQuarantine && !dryRun {
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// The end-of-run summary: conservation per entity, quarantine reasons, events per type.
+struct BackfillSummary {
+    let report: BackfillReport
+    let legacy: String
+    let store: String
+
+    var text: String {
+        var out = [String]()
+        out.append((report.dryRun ? "dry run (nothing written) " : "") + "backfill \(report.runID): \(legacy) → \(store)")
+        out.append("")
+        out.append(
+            TextTable(
+                ["entity", "rows", "migrated", "quarantined", "events"],
+                report.entities.map {
+                    [$0.entity.rawValue, "\($0.rowsRead)", "\($0.rowsMigrated)", "\($0.rowsQuarantined)", "\($0.events)"]
+                }, rightAligned: [1, 2, 3, 4]
+            ).rendered)
+        let unbalanced = report.entities.filter { !$0.isBalanced }
+        out.append("")
+        out.append(
+            unbalanced.isEmpty
+                ? "every legacy row is accounted for: rows = migrated + quarantined"
+                : "NOT BALANCED: " + unbalanced.map(\.entity.rawValue).joined(separator: ", "))
+        if !report.quarantineReasons.isEmpty {
+            out.append("")
+            out.append("quarantined (see \(report.dryRun ? "the report" : "ledgerlift.quarantine") for keys and raw rows):")
+            out.append(TextTable(["reason", "rows"], report.quarantineReasons.map { [$0.reason, "\($0.count)"] }, rightAligned: [1]).rendered)
+        }
+        out.append("")
+        out.append(report.dryRun ? "events it would append:" : "events of this run in the store:")
+        out.append(TextTable(["event type", "events"], report.eventsByType.map { [$0.type, "\($0.count)"] }, rightAligned: [1]).rendered)
+        return out.joined(separator: "\n")
+    }
+}

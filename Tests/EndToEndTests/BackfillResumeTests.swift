@@ -1,0 +1,79 @@
+import Foundation
+import Postgres
+import TestSupport
+import Testing
+
+@Suite("ledgerlift backfill, killed with SIGKILL and run again")
+struct BackfillResumeTests {
+    static var mapping: String {
+        var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir.appendingPathComponent("fixtures/reference/mapping.yaml").path
+    }
+
+    /// Every event's identity and content, in a stable order, as one digest.
+    static func eventDigest(_ dsn: String) async throws -> (count: Int64, digest: String) {
+        let connection = try await Connection.connect(dsn)
+        defer { connection.close() }
+        let row = try await connection.query(
+            """
+            SELECT count(*), md5(string_agg(event_id::text || stream_id || stream_version || event_type
+                                           || occurred_at::text || payload::text, ',' ORDER BY event_id))
+            FROM ledgerlift.events
+            """
+        ).rows[0]
+        return (try row.decode(at: 0), try row.decode(at: 1, as: String?.self) ?? "")
+    }
+
+    /// Starts the binary and kills it with SIGKILL after `delay`.
+    static func killed(after delay: Duration, _ arguments: [String]) throws -> Bool {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: LedgerliftBinary.path)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = ContinuousClock.now + delay
+        while process.isRunning, ContinuousClock.now < deadline { usleep(2_000) }
+        guard process.isRunning else { return false }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        return true
+    }
+
+    @Test func aRunKilledAtSeveralPointsFinishesWithTheSameEventsAsAnUninterruptedRun() async throws {
+        try await TestDatabase.withFresh { legacy in
+            let generated = try LedgerliftBinary.run(["fixture", "generate", "--dsn", legacy, "--customers", "400", "--seed", "11"])
+            #expect(generated.status == 0, "\(generated.stderr)")
+            try await TestDatabase.withFresh("reference_store") { reference in
+                try await TestDatabase.withFresh("resumed_store") { resumed in
+                    for store in [reference, resumed] {
+                        #expect(try LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
+                    }
+                    let base = ["backfill", "--legacy", legacy, "--mapping", Self.mapping, "--batch-events", "200", "--allow-quarantine"]
+                    let uninterrupted = try LedgerliftBinary.run(base + ["--store", reference, "--workers", "2"])
+                    #expect(uninterrupted.status == 0, "\(uninterrupted.stderr)")
+
+                    var kills = 0
+                    for delay in [300, 700, 1_200, 1_800, 2_500] {
+                        if try Self.killed(after: .milliseconds(delay), base + ["--store", resumed, "--workers", "2"]) { kills += 1 }
+                    }
+                    let finish = try LedgerliftBinary.run(base + ["--store", resumed, "--workers", "2"])
+                    #expect(finish.status == 0, "\(finish.stderr)")
+                    #expect(kills >= 2, "the run finished before it could be killed; use more data")
+
+                    let expected = try await Self.eventDigest(reference)
+                    let actual = try await Self.eventDigest(resumed)
+                    #expect(expected.count > 10_000)
+                    #expect(actual.count == expected.count)
+                    #expect(actual.digest == expected.digest)
+                    // And a further run appends nothing.
+                    _ = try LedgerliftBinary.run(base + ["--store", resumed])
+                    #expect(try await Self.eventDigest(resumed).count == expected.count)
+                }
+            }
+        }
+    }
+}
