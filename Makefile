@@ -53,6 +53,7 @@ bench: setup
 	@dsn="$${LEDGERLIFT_BENCH_DSN:-}"; \
 	if [ -z "$$dsn" ]; then dsn="$$($(PG) start | tail -n 1)"; fi; \
 	echo "bench: DSN=$$dsn" >&2; \
+	$(SWIFT) build -c release --product ledgerlift; \
 	$(SWIFT) run -c release ledgerlift-bench --dsn "$$dsn" $(BENCH_ARGS)
 
 demo: setup
