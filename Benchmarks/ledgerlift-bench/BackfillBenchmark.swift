@@ -29,7 +29,7 @@ enum BackfillBenchmark {
                 """
             ).rows[0].decode(at: 0, as: Int64.self)
             legacyConnection.close()
-            print("  \(customers) customers: \(legacyRows) legacy rows")
+            say("  \(customers) customers: \(legacyRows) legacy rows")
             for workers in [1, 2] {
                 let store = try await bench.scratchDatabase("ledgerlift_bench_backfill")
                 try runProcess(binary, ["store", "init", "--store", store])
@@ -54,13 +54,13 @@ enum BackfillBenchmark {
                     [store, "-c", "\\copy raw_events (event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload, metadata) FROM '\(dump.path)'"])
                 let raw = clock.now - rawStart
                 try? FileManager.default.removeItem(at: dump)
-                print(
+                say(
                     "    --workers \(workers): \(rate(Int(legacyRows), elapsed)) legacy rows, \(rate(Int(events), elapsed)) events"
                         + " (\(events) events in \(String(format: "%.1f", elapsed.seconds)) s), peak RSS \(peak / 1024) MB;"
                         + " raw COPY of those events \(rate(Int(events), raw)) → ratio \(ratio(elapsed, raw))")
             }
         }
-        print("  goal: ≥ 0.5 × raw COPY with 2 workers; peak memory flat as the data grows")
+        say("  goal: ≥ 0.5 × raw COPY with 2 workers; peak memory flat as the data grows")
     }
 
     static func mappingPath() throws -> String {

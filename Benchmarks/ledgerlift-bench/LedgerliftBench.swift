@@ -86,3 +86,9 @@ func findExecutable(_ name: String) throws -> String {
     }
     throw ValidationError("\(name) not found on PATH (run make setup)")
 }
+
+/// Prints a result line and flushes it, so a long run shows each figure as it is measured.
+func say(_ line: String) {
+    print(line)
+    fflush(nil)
+}
