@@ -59,6 +59,9 @@ public struct Backfill: Sendable {
 
     public var runID: String { "backfill-" + configuration.mappingFingerprint.prefix(16) }
 
+    /// The most keys a planned range holds.
+    static let keysPerRange: Int64 = 20_000
+
     /// Runs (or resumes) the backfill.
     ///
     /// - Parameter progress: called after each key range.
@@ -108,25 +111,33 @@ public struct Backfill: Sendable {
             let pending = ranges.filter { !$0.done }
             let done = Counter(ranges.count - pending.count)
             let totals = Counter64()
-            try await withThrowingTaskGroup(of: RangeOutcome.self) { group in
-                var iterator = pending.makeIterator()
-                func startNext() {
-                    guard let range = iterator.next() else { return }
+            // Each worker keeps one legacy and one store connection and takes ranges in turn.
+            let queue = RangeQueue(pending)
+            let entityProgress = Locked(DryRunCounts())
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<min(config.workers, pending.count) {
                     group.addTask {
-                        try await processRange(
-                            range, source: source, snapshotID: snapshotID, rejected: rejected[source.entity] ?? [:],
-                            parents: parents)
+                        let legacy = try await Connection.connect(config.legacyDSN, applicationName: "ledgerlift-backfill")
+                        defer { legacy.close() }
+                        let store = config.dryRun ? nil : try await Connection.connect(config.storeDSN, applicationName: "ledgerlift-backfill")
+                        defer { store?.close() }
+                        while let range = queue.next() {
+                            let outcome = try await processRange(
+                                range, source: source, snapshotID: snapshotID, rejected: rejected[source.entity] ?? [:],
+                                parents: parents, legacy: legacy, store: store)
+                            entityProgress.update { $0.add(outcome) }
+                            let doneNow = done.increment()
+                            let (rows, events) = totals.add(outcome.rowsRead, outcome.events)
+                            progress?(
+                                Progress(
+                                    entity: source.entity, rangesDone: doneNow, rangesTotal: ranges.count, rowsRead: rows,
+                                    events: events))
+                        }
                     }
                 }
-                for _ in 0..<min(config.workers, pending.count) { startNext() }
-                while let outcome = try await group.next() {
-                    dryCounts.add(outcome)
-                    let doneNow = done.increment()
-                    let (rows, events) = totals.add(outcome.rowsRead, outcome.events)
-                    progress?(Progress(entity: source.entity, rangesDone: doneNow, rangesTotal: ranges.count, rowsRead: rows, events: events))
-                    startNext()
-                }
+                try await group.waitForAll()
             }
+            dryCounts.merge(entityProgress.value)
         }
         _ = try? await coordinator.execute("ROLLBACK")
         if config.dryRun { return dryCounts.report(runID: runID) }
@@ -162,8 +173,12 @@ public struct Backfill: Sendable {
             }
             if !existing.isEmpty { return existing }
         }
-        let count = config.dryRun ? 1 : config.rangesPerEntity
         let key = quoteIdentifier(source.entity.keyColumn)
+        // Enough ranges that one range's history rows (held in memory while it is read) stay
+        // small whatever the table's size: at least rangesPerEntity, at most ~20,000 keys each.
+        let rows = try await coordinator.query("SELECT count(*) FROM (\(source.query)) q").rows[0]
+            .decode(at: 0, as: Int64.self)
+        let count = max(config.rangesPerEntity, Int(rows / Self.keysPerRange) + 1)
         let bounds = try await coordinator.query(
             """
             SELECT max(k) FROM (
@@ -235,6 +250,35 @@ public struct Backfill: Sendable {
             result[link.parent] = Set(keys)
         }
         return result
+    }
+}
+
+/// The ranges still to read, handed out one at a time to the workers.
+final class RangeQueue: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ranges: [Backfill.KeyRange]
+    init(_ ranges: [Backfill.KeyRange]) { self.ranges = ranges.reversed() }
+    func next() -> Backfill.KeyRange? {
+        lock.lock()
+        defer { lock.unlock() }
+        return ranges.popLast()
+    }
+}
+
+/// A value shared between workers.
+final class Locked<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+    init(_ value: Value) { stored = value }
+    func update(_ body: (inout Value) -> Void) {
+        lock.lock()
+        body(&stored)
+        lock.unlock()
+    }
+    var value: Value {
+        lock.lock()
+        defer { lock.unlock() }
+        return stored
     }
 }
 

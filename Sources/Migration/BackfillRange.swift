@@ -28,17 +28,12 @@ extension Backfill {
     /// the range's last batch commits with the record that the range is done.
     func processRange(
         _ range: KeyRange, source: EntitySource, snapshotID: String, rejected: [String: (String, String)],
-        parents: [Entity: Set<String>]
+        parents: [Entity: Set<String>], legacy: Connection, store: Connection?
     ) async throws -> RangeOutcome {
-        let config = configuration
-        let legacy = try await Connection.connect(config.legacyDSN, applicationName: "ledgerlift-backfill")
-        defer { legacy.close() }
-        let storeConnection = config.dryRun ? nil : try await Connection.connect(config.storeDSN, applicationName: "ledgerlift-backfill")
-        defer { storeConnection?.close() }
         let runID = runID
         return try await legacy.withSession { session in
             try session.transaction(.init(isolation: .repeatableRead, readOnly: true, snapshot: snapshotID)) { tx in
-                try self.readRange(range, source: source, tx, rejected: rejected, parents: parents, runID: runID, storeConnection: storeConnection)
+                try self.readRange(range, source: source, tx, rejected: rejected, parents: parents, runID: runID, storeConnection: store)
             }
         }
     }
@@ -228,10 +223,23 @@ extension Backfill {
 }
 
 /// Totals of a dry run, kept in memory since nothing is written.
-struct DryRunCounts {
+struct DryRunCounts: Sendable {
     var entities = [Entity: BackfillReport.EntityCounts]()
     var types = [String: Int64]()
     var reasons = [String: Int64]()
+
+    mutating func merge(_ other: DryRunCounts) {
+        for (entity, counts) in other.entities {
+            var mine = entities[entity] ?? BackfillReport.EntityCounts(entity: entity)
+            mine.rowsRead += counts.rowsRead
+            mine.rowsMigrated += counts.rowsMigrated
+            mine.rowsQuarantined += counts.rowsQuarantined
+            mine.events += counts.events
+            entities[entity] = mine
+        }
+        for (k, v) in other.types { types[k, default: 0] += v }
+        for (k, v) in other.reasons { reasons[k, default: 0] += v }
+    }
 
     mutating func add(_ outcome: RangeOutcome) {
         var counts = entities[outcome.entity] ?? BackfillReport.EntityCounts(entity: outcome.entity)

@@ -18,6 +18,9 @@ struct Ledgerlift: AsyncParsableCommand {
             EventsCommand.self,
             MappingCommand.self,
             BackfillCommand.self,
+            ProjectCommand.self,
+            QueryCommand.self,
+            ReportCommand.self,
         ]
     )
 }

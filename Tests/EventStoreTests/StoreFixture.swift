@@ -45,7 +45,7 @@ func count(_ connection: Connection, _ sql: String) async throws -> Int64 {
 /// transactions on the same cluster may hold back the readable horizon for a while).
 func readAllEventually(
     _ store: EventStore, _ connection: Connection, after cursor: GlobalCursor = .start, category: String? = nil,
-    expected: Int, timeout: Duration = .seconds(30)
+    expected: Int, timeout: Duration = .seconds(180)
 ) async throws -> [RecordedEvent] {
     var seen = [RecordedEvent]()
     var cursor = cursor

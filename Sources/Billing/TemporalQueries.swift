@@ -1,0 +1,77 @@
+import Postgres
+
+/// A customer's balance in one currency, in minor units.
+public struct CustomerBalance: Sendable, Hashable {
+    public var customerID: String
+    /// ISO 4217 code (`XXX` for rows whose currency is unknown).
+    public var currency: String
+    /// Σ `amount_due` of the customer's open and uncollectible invoices.
+    public var receivables: Int64
+    /// Credit held by the customer: −Σ of its balance transactions.
+    public var unappliedCredit: Int64
+    /// `receivables − unappliedCredit`: positive when the customer owes, negative when it
+    /// holds credit.
+    public var balance: Int64
+
+    public init(customerID: String, currency: String, receivables: Int64, unappliedCredit: Int64, balance: Int64) {
+        self.customerID = customerID
+        self.currency = currency
+        self.receivables = receivables
+        self.unappliedCredit = unappliedCredit
+        self.balance = balance
+    }
+}
+
+extension ReadModelReader {
+    /// A customer's balance per currency, now (from `customer_balances`) or as of a business
+    /// time (from the history tables: the invoice, balance-transaction and customer versions
+    /// valid at `asOf`).
+    ///
+    /// Both follow the same definition (`docs/read-models.md`), so the balance as of a time
+    /// after the last event equals the current one.
+    /// - Returns: one entry per currency, sorted by currency; empty for an unknown customer.
+    public func balances(customer: String, asOf: PostgresTimestamp? = nil, in session: Session) throws
+        -> [CustomerBalance]
+    {
+        try requireBuilt(session)
+        let rows: [Row]
+        if let asOf {
+            let valid = "valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2)"
+            rows = try session.query(
+                """
+                SELECT currency::text, sum(receivable)::bigint, sum(credit)::bigint, (sum(receivable) - sum(credit))::bigint
+                FROM (
+                    SELECT coalesce(currency, 'XXX')::char(3) AS currency,
+                           CASE WHEN status IN ('open', 'uncollectible') THEN coalesce(amount_due, 0) ELSE 0 END AS receivable,
+                           0::bigint AS credit
+                    FROM \(schema.history(.invoice)) WHERE customer_id = $1 AND \(valid)
+                    UNION ALL
+                    SELECT coalesce(currency, 'XXX')::char(3), 0, -coalesce(amount, 0)
+                    FROM \(schema.history(.balanceTransaction)) WHERE customer_id = $1 AND \(valid)
+                    UNION ALL
+                    SELECT currency::char(3), 0, 0
+                    FROM \(schema.history(.customer)) WHERE customer_id = $1 AND currency IS NOT NULL AND \(valid)
+                ) AS movements
+                GROUP BY currency ORDER BY currency
+                """, [customer, asOf]
+            ).rows
+        } else {
+            rows = try session.query(
+                """
+                SELECT currency::text, receivables, unapplied_credit, balance FROM \(schema.qualified("customer_balances"))
+                WHERE customer_id = $1 ORDER BY currency
+                """, [customer]
+            ).rows
+        }
+        return try rows.map { row in
+            CustomerBalance(
+                customerID: customer, currency: try row.decode(at: 0), receivables: try row.decode(at: 1),
+                unappliedCredit: try row.decode(at: 2), balance: try row.decode(at: 3))
+        }
+    }
+
+    /// The invoice row now, or as of a business time.
+    public func invoice(_ invoiceID: String, asOf: PostgresTimestamp? = nil, in session: Session) throws -> CanonicalRow? {
+        try row(.invoice, key: invoiceID, asOf: asOf, in: session)
+    }
+}

@@ -1,0 +1,195 @@
+import ArgumentParser
+import Billing
+import Foundation
+import Postgres
+
+/// Options of commands that read the read models.
+struct ReadModelOptions: ParsableArguments {
+    @OptionGroup var store: StoreOptions
+
+    @Option(help: "PostgreSQL schema of the read models.")
+    var readSchema: String = "ledgerlift_read"
+
+    @Option(help: "Output format: table or json.")
+    var format: OutputFormat = .table
+
+    var reader: ReadModelReader { ReadModelReader(readSchema: readSchema) }
+}
+
+/// `--as-of`: an instant in business time. A bare date means the end of that day (UTC), so
+/// "as of 2024-03-01" includes everything that happened on March 1.
+enum BusinessTime {
+    static func parse(_ text: String) -> PostgresTimestamp? {
+        if let t = PostgresTimestamp(text) { return t }
+        guard let date = PostgresDate(text) else { return nil }
+        return PostgresTimestamp(microsecondsSinceEpoch: date.startOfDayUTC.microsecondsSinceEpoch + 86_400_000_000 - 1)
+    }
+
+    static func validate(_ text: String?, option: String = "--as-of") throws {
+        if let text, parse(text) == nil {
+            throw ValidationError("\(option) \(text) is not a date or timestamp like 2024-03-01 or 2024-03-01T12:00:00Z")
+        }
+    }
+
+    /// `2024-03-01T23:59:59.999999Z`, or `now`.
+    static func label(_ time: PostgresTimestamp?) -> String { time?.iso8601 ?? "now" }
+}
+
+/// `ledgerlift query …`: one customer's balance or one invoice, now or as of a business time.
+struct QueryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "query",
+        abstract: "Query the read models, now or as of a business time.",
+        discussion: """
+            Answers come from the read models `ledgerlift project` maintains: the current tables, or — with \\
+            --as-of — the history tables, which hold every version of every row over business time \\
+            (the events' occurred_at). Amounts print in the currency's decimals.
+            """,
+        subcommands: [Balance.self, Invoice.self]
+    )
+
+    struct Balance: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "A customer's balance per currency: receivables, unapplied credit, balance.",
+            discussion: """
+                receivables = amount due of the customer's open and uncollectible invoices; unapplied credit = \\
+                minus the sum of its balance transactions; balance = receivables − unapplied credit (positive: \\
+                the customer owes; negative: it holds credit).
+                """)
+
+        @OptionGroup var options: ReadModelOptions
+
+        @Option(help: "The customer's key (customer_id).")
+        var customer: String
+
+        @Option(help: "Business time: a date (its end, UTC) or a timestamp. Default: now.")
+        var asOf: String?
+
+        func validate() throws { try BusinessTime.validate(asOf) }
+
+        func run() async throws {
+            let connection = try await options.store.connect()
+            defer { connection.close() }
+            let reader = options.reader
+            let asOf = self.asOf.flatMap(BusinessTime.parse)
+            let customer = customer
+            let balances = try await connection.withSession { try reader.balances(customer: customer, asOf: asOf, in: $0) }
+            switch options.format {
+            case .json:
+                print(
+                    JSONText.object([
+                        ("customer_id", .string(customer)), ("as_of", asOf.map { .string($0.iso8601) } ?? .null),
+                        (
+                            "balances",
+                            .array(
+                                balances.map { b in
+                                    .object([
+                                        ("currency", .string(b.currency)),
+                                        ("receivables", .string(ReportAmount.decimal(b.receivables, currency: b.currency))),
+                                        (
+                                            "unapplied_credit",
+                                            .string(ReportAmount.decimal(b.unappliedCredit, currency: b.currency))
+                                        ),
+                                        ("balance", .string(ReportAmount.decimal(b.balance, currency: b.currency))),
+                                    ])
+                                })
+                        ),
+                    ]).rendered)
+            case .table:
+                print("customer \(customer), as of \(BusinessTime.label(asOf))")
+                if balances.isEmpty {
+                    print("no invoices, balance transactions or currency for this customer at that time")
+                    return
+                }
+                print(
+                    TextTable(
+                        ["currency", "receivables", "unapplied credit", "balance"],
+                        balances.map { b in
+                            [
+                                b.currency, ReportAmount.decimal(b.receivables, currency: b.currency),
+                                ReportAmount.decimal(b.unappliedCredit, currency: b.currency),
+                                ReportAmount.decimal(b.balance, currency: b.currency),
+                            ]
+                        }, rightAligned: [1, 2, 3]
+                    ).rendered)
+            }
+        }
+    }
+
+    struct Invoice: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "One invoice's canonical row, now or as of a business time.",
+            discussion: "Exits with status 1 when the invoice is unknown (or did not exist yet at --as-of).")
+
+        @OptionGroup var options: ReadModelOptions
+
+        @Argument(help: "The invoice's key (invoice_id).")
+        var invoiceID: String
+
+        @Option(help: "Business time: a date (its end, UTC) or a timestamp. Default: now.")
+        var asOf: String?
+
+        func validate() throws { try BusinessTime.validate(asOf) }
+
+        func run() async throws {
+            let connection = try await options.store.connect()
+            defer { connection.close() }
+            let reader = options.reader
+            let asOf = self.asOf.flatMap(BusinessTime.parse)
+            let invoiceID = invoiceID
+            let row = try await connection.withSession { try reader.invoice(invoiceID, asOf: asOf, in: $0) }
+            let currency = row?["currency"].textValue ?? ""
+            switch options.format {
+            case .json:
+                print(
+                    JSONText.object([
+                        ("invoice_id", .string(invoiceID)), ("as_of", asOf.map { .string($0.iso8601) } ?? .null),
+                        ("invoice", row.map { Self.json($0, currency: currency) } ?? .null),
+                    ]).rendered)
+            case .table:
+                guard let row else { break }
+                print("invoice \(invoiceID), as of \(BusinessTime.label(asOf))")
+                var lines = row.entity.columns.map { column in
+                    [column.name, Self.text(row[column.name], column.type, currency: currency)]
+                }
+                for name in row.attributes.keys.sorted() {
+                    lines.append(["attributes." + name, row.attributes[name]!.map { $0 } ?? "NULL"])
+                }
+                print(TextTable(["column", "value"], lines).rendered)
+            }
+            if row == nil {
+                FileHandle.standardError.write(
+                    Data("invoice \(invoiceID): not found as of \(BusinessTime.label(asOf))\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+
+        static func text(_ value: CanonicalValue, _ type: ColumnType, currency: String) -> String {
+            if case .amount(let minor) = value { return ReportAmount.decimal(minor, currency: currency) }
+            if type == .timestamp, case .timestamp(let t) = value { return t.iso8601 }
+            return value.description
+        }
+
+        static func json(_ row: CanonicalRow, currency: String) -> JSONText {
+            var pairs = [(String, JSONText)]()
+            for column in row.entity.columns {
+                let value = row[column.name]
+                let json: JSONText
+                switch value {
+                case .null: json = .null
+                case .boolean(let b): json = .bool(b)
+                case .integer(let i): json = .int(i)
+                case .amount(let minor): json = .string(ReportAmount.decimal(minor, currency: currency))
+                default: json = .string(text(value, column.type, currency: currency))
+                }
+                pairs.append((column.name, json))
+            }
+            pairs.append(
+                (
+                    "attributes",
+                    .object(row.attributes.keys.sorted().map { ($0, row.attributes[$0]!.map { .string($0) } ?? .null) })
+                ))
+            return .object(pairs)
+        }
+    }
+}
