@@ -69,6 +69,7 @@ let package = Package(
             dependencies: [
                 "Postgres",
                 "EventStore",
+                "Billing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/ledgerlift-bench",
