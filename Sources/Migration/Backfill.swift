@@ -174,11 +174,16 @@ public struct Backfill: Sendable {
             if !existing.isEmpty { return existing }
         }
         let key = quoteIdentifier(source.entity.keyColumn)
-        // Enough ranges that one range's history rows (held in memory while it is read) stay
-        // small whatever the table's size: at least rangesPerEntity, at most ~20,000 keys each.
-        let rows = try await coordinator.query("SELECT count(*) FROM (\(source.query)) q").rows[0]
-            .decode(at: 0, as: Int64.self)
-        let count = max(config.rangesPerEntity, Int(rows / Self.keysPerRange) + 1)
+        // Each range scans the entity's query once (a mapping query's key is an expression no
+        // index serves), so ranges stay few. Entities with a history query get enough ranges
+        // that one range's history rows — held in memory while it is read — stay small
+        // whatever the table's size (~20,000 keys a range).
+        var count = config.rangesPerEntity
+        if source.historyQuery != nil {
+            let rows = try await coordinator.query("SELECT count(*) FROM (\(source.query)) q").rows[0]
+                .decode(at: 0, as: Int64.self)
+            count = max(count, Int(rows / Self.keysPerRange) + 1)
+        }
         let bounds = try await coordinator.query(
             """
             SELECT max(k) FROM (
