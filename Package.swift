@@ -48,6 +48,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "Diff",
+            dependencies: ["Postgres", "EventStore", "Billing", "Migration"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "Fixtures",
             dependencies: ["Postgres"],
             swiftSettings: swiftSettings
@@ -60,6 +65,7 @@ let package = Package(
                 "Fixtures",
                 "Billing",
                 "Migration",
+                "Diff",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -70,6 +76,8 @@ let package = Package(
                 "Postgres",
                 "EventStore",
                 "Billing",
+                "Diff",
+                "Migration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/ledgerlift-bench",
@@ -127,7 +135,7 @@ package.targets.append(
 package.targets.append(
     .testTarget(
         name: "MigrationTests",
-        dependencies: ["Migration", "Billing", "EventStore", "Postgres", "Fixtures", "TestSupport"],
+        dependencies: ["Migration", "Diff", "Billing", "EventStore", "Postgres", "Fixtures", "TestSupport"],
         swiftSettings: swiftSettings
     )
 )
