@@ -1,0 +1,490 @@
+import Billing
+import Postgres
+
+/// A rule the ledger's canonical read models obey among themselves, whatever the legacy data
+/// says: `ledgerlift diff` checks each one beside the row-by-row comparison.
+///
+/// The row comparison proves each row equals its legacy row; it cannot see arithmetic that
+/// spans tables (an invoice and its lines, a payment and its refunds). These rules can, so a
+/// ledger that is internally inconsistent is caught even where the legacy data was too.
+///
+/// Each rule is one SQL statement over the read-model tables: it computes, per key, the
+/// figures and whether they fit, counts what it checked and what broke, and returns the first
+/// offending keys (byte order, as the `COLLATE "C"` keys sort) with their figures, from which
+/// the detail is written. Amounts stay integers of minor units end to end (`bigint`, `Int64`),
+/// shown as decimals of their currency; an amount whose currency is unknown is shown in minor
+/// units. Comparisons treat NULL as a value (`IS NOT DISTINCT FROM`), so a NULL total or
+/// remaining balance breaks its rule instead of passing unnoticed; sums skip NULL amounts, as
+/// SQL does (the row comparison reports those against the legacy rows).
+///
+/// Keys found only on the child side (lines of an invoice the read model lacks, refunds of a
+/// missing payment, balance transactions of a missing credit note) are checked too and always
+/// break the rule, so nothing is silently left out.
+public struct Invariant: Sendable, Hashable {
+    /// Stable snake_case name (`invoice_total`): the JUnit test case name and what scripts match.
+    public let name: String
+    /// The rule in one sentence.
+    public let summary: String
+    private let rule: Rule
+
+    /// Which statement and which detail renderer a rule uses; an enum rather than closures so
+    /// the invariant stays `Hashable`.
+    private enum Rule: Sendable, Hashable {
+        case invoiceTotal
+        case receivableBalance
+        case refundWithinPayment
+        case creditNoteParts
+    }
+
+    /// An invoice's total equals its charge lines plus tax minus discount.
+    ///
+    /// Per invoice, of any status (drafts and void invoices carry their lines too):
+    /// `total` = Σ all its lines (discount lines are negative, tax lines positive) and
+    /// `total` = `subtotal − discount + tax`, where `subtotal` = Σ lines of kind
+    /// `subscription`, `usage`, `one_off`, `proration`; `discount` = −Σ `discount` lines; and
+    /// `tax` = Σ `tax` lines (`fixtures/README.md`, rules C02 and C03). Checking each part
+    /// against its own lines, not only the total, catches two cached parts drifting in opposite
+    /// directions. An invoice without lines must total 0. Key: `invoice_id`.
+    public static let invoiceTotal = Invariant(
+        name: "invoice_total",
+        summary: "An invoice's total equals its charge lines plus tax minus discount: total = the sum of all its lines "
+            + "= subtotal - discount + tax, with subtotal, discount and tax each equal to their own lines.",
+        rule: .invoiceTotal)
+
+    /// A customer's receivable balance equals its finalized invoices minus what settled them.
+    ///
+    /// Per customer and currency: Σ `total` over the customer's invoices with status `open`,
+    /// `paid` or `uncollectible` − Σ `amount` of the `succeeded` payments on those invoices −
+    /// Σ `amount` of the `applied_to_invoice` balance transactions on those invoices (credit
+    /// used to pay them) + the surplus moved off those invoices into credit (−Σ `amount` of
+    /// their `invoice_overpayment` balance transactions) must equal
+    /// `customer_balances.receivables`; `customer_balances.unapplied_credit` must equal
+    /// −Σ `amount` of all the customer's balance transactions in that currency; and
+    /// `customer_balances.balance` must equal the first minus the second. A missing
+    /// `customer_balances` row reads as zeros. Key: `customer_id`; checked: every customer of
+    /// `customers` plus any customer only the other tables name.
+    ///
+    /// Why this holds (`fixtures/README.md`, rules C05–C07): `amount_paid` is the succeeded
+    /// payments plus the credit applied to the invoice (C05); a paid invoice has
+    /// `amount_paid = total`, an open or uncollectible one owes `amount_due = total −
+    /// amount_paid` (C06); and the receivables are Σ `amount_due` of open and uncollectible
+    /// invoices (C07). An overpaid invoice stays at `amount_paid = total` and its surplus is an
+    /// `invoice_overpayment` credit naming it (the dirty fixture's case D25), hence that term.
+    /// Paid invoices are included rather than skipped, so a paid invoice whose payments went
+    /// missing, or were recorded twice without the surplus becoming credit, shows up here.
+    /// Drafts and void invoices owe nothing and are left out with their payments.
+    ///
+    /// Refunds are deliberately not added back: a refund returns cash to the customer but does
+    /// not reopen the invoice (the legacy rule keeps a refunded invoice paid, and the ledger
+    /// keeps `amount_paid`), so the customer owes nothing more after it. Adding refunds would
+    /// report every refunded customer of a clean ledger.
+    public static let receivableBalance = Invariant(
+        name: "receivable_balance",
+        summary: "Per customer and currency, the receivables equal the finalized invoices (open, paid, uncollectible) "
+            + "minus what settled them (succeeded payments and applied credit, less any overpayment moved to credit), "
+            + "and the balance equals the receivables minus the unapplied credit (minus the sum of all balance "
+            + "transactions); refunds do not count, a refunded invoice stays paid.",
+        rule: .receivableBalance)
+
+    /// Refunds never exceed their payment.
+    ///
+    /// Per payment: Σ `amount` of its refunds with status `succeeded` or `pending` ≤ the
+    /// payment's `amount`. Failed and canceled refunds returned nothing, so they do not count
+    /// (`fixtures/README.md`, rule C10). Key: `payment_id`.
+    public static let refundWithinPayment = Invariant(
+        name: "refund_within_payment",
+        summary: "A payment's succeeded and pending refunds add up to at most the payment's amount; "
+            + "failed and canceled refunds do not count.",
+        rule: .refundWithinPayment)
+
+    /// A credit note's parts add up to its total.
+    ///
+    /// Per credit note, over the balance transactions naming it (`fixtures/README.md`, rule
+    /// C09): `balance_remaining` = −Σ all their amounts, and 0 ≤ `balance_remaining` ≤ `total`.
+    /// When it has transactions, its `credit_note` transactions sum to −`total` (issuing it) and
+    /// `total` = applied (Σ `applied_to_invoice`) + reversed (Σ `adjustment`, written when the
+    /// note is voided) + `balance_remaining`. A note without transactions must have nothing
+    /// remaining. Key: `credit_note_id`.
+    public static let creditNoteParts = Invariant(
+        name: "credit_note_parts",
+        summary: "A credit note's parts add up to its total: its credit_note transactions issue the total, "
+            + "balance_remaining is minus the sum of its balance transactions and lies between 0 and the total, "
+            + "so total = applied + reversed + balance_remaining.",
+        rule: .creditNoteParts)
+
+    /// Every invariant, in report order.
+    public static let all: [Invariant] = [.invoiceTotal, .receivableBalance, .refundWithinPayment, .creditNoteParts]
+
+    /// Runs the check on the read models in `readSchema` (unquoted schema name, e.g.
+    /// "ledgerlift_read"), listing at most `maxRows` offending keys (key order; counts complete).
+    ///
+    /// One statement, so one snapshot even outside a transaction.
+    ///
+    /// - Throws: ``PostgresError`` when the statement fails (a missing table, an overflowing
+    ///   sum); ``PostgresDecodingError`` or ``DiffError`` when its result does not have the
+    ///   expected shape.
+    public func check(_ session: Session, readSchema: String, maxRows: Int) throws -> InvariantResult {
+        let schema = quoteIdentifier(readSchema)
+        let sql: String
+        let detail: (Row) throws -> String
+        switch rule {
+        case .invoiceTotal: (sql, detail) = (Self.invoiceTotalSQL(schema), Self.invoiceTotalDetail)
+        case .receivableBalance: (sql, detail) = (Self.receivableBalanceSQL(schema), Self.receivableBalanceDetail)
+        case .refundWithinPayment: (sql, detail) = (Self.refundWithinPaymentSQL(schema), Self.refundWithinPaymentDetail)
+        case .creditNoteParts: (sql, detail) = (Self.creditNotePartsSQL(schema), Self.creditNotePartsDetail)
+        }
+        let rows = try session.query(sql, [Int64(max(0, maxRows))]).rows
+        guard let first = rows.first else {
+            // The counts come from an aggregate without GROUP BY: always exactly one row.
+            throw DiffError(side: .ledger, "invariant \(name): its query returned no row")
+        }
+        // A key may span several rows (one per currency for `receivable_balance`); rows come
+        // in key order, so grouping consecutive rows keeps that order.
+        var offending = [InvariantViolation]()
+        for row in rows {
+            guard let key = try row.decode("key", as: String?.self) else { continue }
+            let text = try detail(row)
+            if let last = offending.last, last.key == key {
+                offending[offending.count - 1].detail += "; " + text
+            } else {
+                offending.append(InvariantViolation(key: key, detail: text))
+            }
+        }
+        return InvariantResult(
+            name: name, summary: summary, checked: try first.decode("checked", as: Int64.self),
+            violations: try first.decode("violations", as: Int64.self), offending: offending)
+    }
+
+    // MARK: - Statements
+
+    /// The statement every one-row-per-key rule runs: `ctes` ends with a CTE `checked` holding
+    /// one row per key with its figures and `ok`.
+    ///
+    /// Its result is one row per listed offending key, with the complete counts repeated, or a
+    /// single row of counts with a NULL key when none is listed. `checked` is read twice, so
+    /// PostgreSQL computes it once into a tuplestore; that costs less than running the joins
+    /// twice (measured: about 15% of the statement on a million invoices).
+    private static func oneRowPerKey(_ ctes: String) -> String {
+        """
+        WITH \(ctes)
+        SELECT counts.checked, counts.violations, listed.*
+        FROM (SELECT count(*) AS checked, count(*) FILTER (WHERE NOT ok) AS violations FROM checked) AS counts
+        LEFT JOIN (SELECT * FROM checked WHERE NOT ok ORDER BY key COLLATE "C" LIMIT $1) AS listed ON true
+        ORDER BY listed.key COLLATE "C"
+        """
+    }
+
+    private static func invoiceTotalSQL(_ s: String) -> String {
+        oneRowPerKey(
+            """
+            lines AS (
+                SELECT invoice_id,
+                       min(currency)::text AS currency,
+                       sum(amount)::bigint AS line_sum,
+                       sum(amount) FILTER (WHERE kind IN ('subscription', 'usage', 'one_off', 'proration'))::bigint
+                           AS charge_lines,
+                       sum(amount) FILTER (WHERE kind = 'discount')::bigint AS discount_lines,
+                       sum(amount) FILTER (WHERE kind = 'tax')::bigint AS tax_lines
+                FROM \(s).invoice_lines
+                WHERE invoice_id IS NOT NULL
+                GROUP BY invoice_id
+            ),
+            figures AS (
+                SELECT coalesce(i.invoice_id, l.invoice_id) AS key, i.invoice_id IS NOT NULL AS has_invoice,
+                       coalesce(i.currency::text, l.currency) AS currency,
+                       i.total, i.subtotal, i.discount, i.tax, i.subtotal - i.discount + i.tax AS parts,
+                       coalesce(l.line_sum, 0) AS line_sum, coalesce(l.charge_lines, 0) AS charge_lines,
+                       coalesce(l.discount_lines, 0) AS discount_lines, coalesce(l.tax_lines, 0) AS tax_lines
+                FROM \(s).invoices AS i
+                FULL JOIN lines AS l ON l.invoice_id = i.invoice_id
+            ),
+            conditions AS (
+                SELECT *,
+                       total IS NOT DISTINCT FROM line_sum AS total_is_lines,
+                       total IS NOT DISTINCT FROM parts AS total_is_parts,
+                       subtotal IS NOT DISTINCT FROM charge_lines AS subtotal_is_lines,
+                       discount IS NOT DISTINCT FROM -discount_lines AS discount_is_lines,
+                       tax IS NOT DISTINCT FROM tax_lines AS tax_is_lines
+                FROM figures
+            ),
+            checked AS (
+                SELECT *, total_is_lines AND total_is_parts AND subtotal_is_lines AND discount_is_lines AND tax_is_lines
+                          AS ok
+                FROM conditions
+            )
+            """)
+    }
+
+    /// Per (customer, currency) pair, then per customer; listed: the failing pairs of the first
+    /// `$1` failing customers.
+    private static func receivableBalanceSQL(_ s: String) -> String {
+        """
+        WITH paid AS (
+            SELECT invoice_id, sum(amount) AS amount
+            FROM \(s).payments
+            WHERE status = 'succeeded' AND invoice_id IS NOT NULL
+            GROUP BY invoice_id
+        ),
+        credited AS (
+            SELECT invoice_id,
+                   sum(amount) FILTER (WHERE type = 'applied_to_invoice') AS applied,
+                   -sum(amount) FILTER (WHERE type = 'invoice_overpayment') AS overpaid
+            FROM \(s).balance_transactions
+            WHERE type IN ('applied_to_invoice', 'invoice_overpayment') AND invoice_id IS NOT NULL
+            GROUP BY invoice_id
+        ),
+        invoiced AS (
+            SELECT customer_id, currency, invoiced, paid, credited, overpaid,
+                   coalesce(invoiced, 0) - paid - credited + overpaid AS owed
+            FROM (
+                SELECT i.customer_id, i.currency, sum(i.total) AS invoiced, coalesce(sum(p.amount), 0) AS paid,
+                       coalesce(sum(c.applied), 0) AS credited, coalesce(sum(c.overpaid), 0) AS overpaid
+                FROM \(s).invoices AS i
+                LEFT JOIN paid AS p ON p.invoice_id = i.invoice_id
+                LEFT JOIN credited AS c ON c.invoice_id = i.invoice_id
+                WHERE i.status IN ('open', 'paid', 'uncollectible') AND i.customer_id IS NOT NULL
+                GROUP BY i.customer_id, i.currency
+            ) AS sums
+        ),
+        credit AS (
+            SELECT customer_id, currency, -sum(amount) AS unapplied
+            FROM \(s).balance_transactions
+            WHERE customer_id IS NOT NULL
+            GROUP BY customer_id, currency
+        ),
+        pairs AS (
+            SELECT coalesce(i.customer_id, c.customer_id, b.customer_id) AS customer_id,
+                   coalesce(i.currency, c.currency, b.currency)::text AS currency,
+                   coalesce(i.invoiced, 0)::bigint AS invoiced, coalesce(i.paid, 0)::bigint AS paid,
+                   coalesce(i.credited, 0)::bigint AS credited, coalesce(i.overpaid, 0)::bigint AS overpaid,
+                   coalesce(i.owed, 0)::bigint AS expected_receivables,
+                   coalesce(c.unapplied, 0)::bigint AS expected_unapplied,
+                   (coalesce(i.owed, 0) - coalesce(c.unapplied, 0))::bigint AS expected_balance,
+                   b.customer_id IS NOT NULL AS has_row, b.receivables, b.unapplied_credit, b.balance
+            FROM invoiced AS i
+            FULL JOIN credit AS c ON c.customer_id = i.customer_id AND c.currency = i.currency
+            FULL JOIN \(s).customer_balances AS b
+                ON b.customer_id = coalesce(i.customer_id, c.customer_id)
+               AND b.currency = coalesce(i.currency, c.currency)
+        ),
+        conditions AS (
+            SELECT *,
+                   coalesce(receivables, 0) = expected_receivables AS receivables_ok,
+                   coalesce(unapplied_credit, 0) = expected_unapplied AS unapplied_ok,
+                   coalesce(balance, 0) = expected_balance AS balance_ok
+            FROM pairs
+        ),
+        pair_verdicts AS (
+            SELECT *, receivables_ok AND unapplied_ok AND balance_ok AS ok FROM conditions
+        ),
+        checked AS (
+            -- Customers with no pair (no currency, nothing invoiced) hold trivially, and count.
+            SELECT customer_id AS key, bool_and(ok) AS ok
+            FROM (
+                SELECT customer_id, ok FROM pair_verdicts
+                UNION ALL
+                SELECT customer_id, true FROM \(s).customers
+            ) AS verdicts
+            GROUP BY customer_id
+        )
+        SELECT counts.checked, counts.violations, listed.*
+        FROM (SELECT count(*) AS checked, count(*) FILTER (WHERE NOT ok) AS violations FROM checked) AS counts
+        LEFT JOIN (
+            SELECT f.customer_id AS key, f.*
+            FROM (SELECT key FROM checked WHERE NOT ok ORDER BY key COLLATE "C" LIMIT $1) AS k
+            JOIN pair_verdicts AS f ON f.customer_id = k.key
+            WHERE NOT f.ok
+        ) AS listed ON true
+        ORDER BY listed.key COLLATE "C", listed.currency COLLATE "C"
+        """
+    }
+
+    private static func refundWithinPaymentSQL(_ s: String) -> String {
+        oneRowPerKey(
+            """
+            refunded AS (
+                SELECT payment_id, min(currency)::text AS currency,
+                       coalesce(sum(amount) FILTER (WHERE status IN ('succeeded', 'pending')), 0)::bigint AS refunded,
+                       count(*) FILTER (WHERE status IN ('succeeded', 'pending')) AS refund_count
+                FROM \(s).refunds
+                WHERE payment_id IS NOT NULL
+                GROUP BY payment_id
+            ),
+            figures AS (
+                SELECT coalesce(p.payment_id, r.payment_id) AS key, p.payment_id IS NOT NULL AS has_payment,
+                       coalesce(p.currency::text, r.currency) AS currency, p.amount,
+                       coalesce(r.refunded, 0) AS refunded, coalesce(r.refund_count, 0) AS refund_count
+                FROM \(s).payments AS p
+                FULL JOIN refunded AS r ON r.payment_id = p.payment_id
+            ),
+            checked AS (
+                SELECT *, coalesce(refunded <= amount, false) AS ok
+                FROM figures
+            )
+            """)
+    }
+
+    private static func creditNotePartsSQL(_ s: String) -> String {
+        oneRowPerKey(
+            """
+            transactions AS (
+                SELECT credit_note_id, min(currency)::text AS currency, count(*) AS transaction_count,
+                       (-sum(amount))::bigint AS unused,
+                       coalesce(-sum(amount) FILTER (WHERE type = 'credit_note'), 0)::bigint AS issued,
+                       coalesce(sum(amount) FILTER (WHERE type = 'applied_to_invoice'), 0)::bigint AS applied,
+                       coalesce(sum(amount) FILTER (WHERE type = 'adjustment'), 0)::bigint AS reversed
+                FROM \(s).balance_transactions
+                WHERE credit_note_id IS NOT NULL
+                GROUP BY credit_note_id
+            ),
+            figures AS (
+                SELECT coalesce(n.credit_note_id, t.credit_note_id) AS key, n.credit_note_id IS NOT NULL AS has_note,
+                       coalesce(n.currency::text, t.currency) AS currency, n.total, n.balance_remaining,
+                       coalesce(t.transaction_count, 0) AS transaction_count, coalesce(t.unused, 0) AS unused,
+                       coalesce(t.issued, 0) AS issued, coalesce(t.applied, 0) AS applied,
+                       coalesce(t.reversed, 0) AS reversed,
+                       coalesce(t.applied, 0) + coalesce(t.reversed, 0) + n.balance_remaining AS parts
+                FROM \(s).credit_notes AS n
+                FULL JOIN transactions AS t ON t.credit_note_id = n.credit_note_id
+            ),
+            conditions AS (
+                SELECT *,
+                       balance_remaining IS NOT DISTINCT FROM unused AS remaining_ok,
+                       coalesce(balance_remaining BETWEEN 0 AND total, false) AS range_ok,
+                       transaction_count = 0 OR total IS NOT DISTINCT FROM issued AS issued_ok,
+                       transaction_count = 0 OR total IS NOT DISTINCT FROM parts AS parts_ok
+                FROM figures
+            ),
+            checked AS (
+                SELECT *, has_note AND remaining_ok AND range_ok AND issued_ok AND parts_ok AS ok
+                FROM conditions
+            )
+            """)
+    }
+
+    // MARK: - Details
+
+    private static func invoiceTotalDetail(_ row: Row) throws -> String {
+        let amount = try Amounts(row)
+        guard try row.decode("has_invoice", as: Bool.self) else {
+            return "no invoice row, but lines of it sum to \(try amount("line_sum"))"
+        }
+        var broken = [String]()
+        if !(try row.decode("total_is_lines", as: Bool.self)) {
+            broken.append("total \(try amount("total")) but its lines sum to \(try amount("line_sum"))")
+        }
+        if !(try row.decode("total_is_parts", as: Bool.self)) {
+            broken.append(
+                "total \(try amount("total")) but subtotal \(try amount("subtotal"))"
+                    + " - discount \(try amount("discount"))"
+                    + " + tax \(try amount("tax")) = \(try amount("parts"))")
+        }
+        if !(try row.decode("subtotal_is_lines", as: Bool.self)) {
+            broken.append(
+                "subtotal \(try amount("subtotal")) but its charge lines sum to \(try amount("charge_lines"))")
+        }
+        if !(try row.decode("discount_is_lines", as: Bool.self)) {
+            broken.append(
+                "discount \(try amount("discount")) but its discount lines sum to \(try amount("discount_lines"))")
+        }
+        if !(try row.decode("tax_is_lines", as: Bool.self)) {
+            broken.append("tax \(try amount("tax")) but its tax lines sum to \(try amount("tax_lines"))")
+        }
+        return broken.joined(separator: "; ")
+    }
+
+    private static func receivableBalanceDetail(_ row: Row) throws -> String {
+        let amount = try Amounts(row)
+        var broken = [String]()
+        if !(try row.decode("has_row", as: Bool.self)) {
+            broken.append("no customer_balances row (read as zeros)")
+        }
+        if !(try row.decode("receivables_ok", as: Bool.self)) {
+            // The overpayment term is rare (only where a surplus was moved to credit), so it
+            // is shown only when it is there.
+            let overpaid =
+                try row.decode("overpaid", as: Int64.self) == 0
+                ? "" : " + overpayment moved to credit \(try amount("overpaid"))"
+            broken.append(
+                "receivables \(try amount("receivables", zeroIfNull: true)) but finalized invoices "
+                    + "\(try amount("invoiced")) - succeeded payments \(try amount("paid")) - applied credit "
+                    + "\(try amount("credited"))\(overpaid) = \(try amount("expected_receivables"))")
+        }
+        if !(try row.decode("unapplied_ok", as: Bool.self)) {
+            broken.append(
+                "unapplied credit \(try amount("unapplied_credit", zeroIfNull: true)) but minus the sum of "
+                    + "its balance transactions = \(try amount("expected_unapplied"))")
+        }
+        if !(try row.decode("balance_ok", as: Bool.self)) {
+            broken.append(
+                "balance \(try amount("balance", zeroIfNull: true)) but receivables "
+                    + "\(try amount("expected_receivables")) - unapplied credit \(try amount("expected_unapplied"))"
+                    + " = \(try amount("expected_balance"))")
+        }
+        return "\(try row.decode("currency", as: String?.self) ?? "no currency"): " + broken.joined(separator: "; ")
+    }
+
+    private static func refundWithinPaymentDetail(_ row: Row) throws -> String {
+        let amount = try Amounts(row)
+        let count = try row.decode("refund_count", as: Int64.self)
+        let refunds = "its succeeded and pending refunds (\(count)) sum to \(try amount("refunded"))"
+        guard try row.decode("has_payment", as: Bool.self) else {
+            return "no payment row, but refunds name it; " + refunds
+        }
+        guard try row.decode("amount", as: Int64?.self) != nil else { return "the payment has no amount; " + refunds }
+        return refunds + ", more than the payment's \(try amount("amount"))"
+    }
+
+    private static func creditNotePartsDetail(_ row: Row) throws -> String {
+        let amount = try Amounts(row)
+        guard try row.decode("has_note", as: Bool.self) else {
+            let count = try row.decode("transaction_count", as: Int64.self)
+            return "no credit note row, but \(count) balance transactions name it, leaving \(try amount("unused"))"
+        }
+        var broken = [String]()
+        if !(try row.decode("remaining_ok", as: Bool.self)) {
+            broken.append(
+                "balance_remaining \(try amount("balance_remaining")) but minus the sum of its balance transactions"
+                    + " = \(try amount("unused"))")
+        }
+        if !(try row.decode("range_ok", as: Bool.self)) {
+            broken.append(
+                "balance_remaining \(try amount("balance_remaining")) is not between 0 and the total"
+                    + " \(try amount("total"))")
+        }
+        if !(try row.decode("issued_ok", as: Bool.self)) {
+            broken.append("total \(try amount("total")) but its credit_note transactions issue \(try amount("issued"))")
+        }
+        if !(try row.decode("parts_ok", as: Bool.self)) {
+            broken.append(
+                "total \(try amount("total")) but applied \(try amount("applied")) + reversed \(try amount("reversed"))"
+                    + " + balance_remaining \(try amount("balance_remaining")) = \(try amount("parts"))")
+        }
+        return broken.joined(separator: "; ")
+    }
+}
+
+/// Formats a row's amount columns in the row's `currency`: `"12.30 USD"`, exact; in minor units
+/// when the currency is missing or not ISO 4217 (`"1230 minor units"`); `NULL` when absent.
+private struct Amounts {
+    let row: Row
+    let currency: Currency?
+
+    init(_ row: Row) throws {
+        self.row = row
+        currency = try row.decode("currency", as: String?.self).flatMap { try? Currency(code: $0) }
+    }
+
+    func format(_ minorUnits: Int64?) -> String {
+        guard let minorUnits else { return "NULL" }
+        guard let currency else { return "\(minorUnits) minor units" }
+        return Money(minorUnits: minorUnits, currency: currency).description
+    }
+
+    /// The column `name`, formatted; `zeroIfNull` for the columns of a joined row that may be
+    /// absent, which the rule reads as zeros.
+    func callAsFunction(_ name: String, zeroIfNull: Bool = false) throws -> String {
+        let value = try row.decode(name, as: Int64?.self)
+        return format(value ?? (zeroIfNull ? 0 : nil))
+    }
+}

@@ -1,0 +1,288 @@
+import Billing
+import Diff
+import Fixtures
+import Migration
+import Postgres
+import TestSupport
+import Testing
+
+/// The reference fixture backfilled and projected into `ledgerlift_read`; `body` gets the
+/// store.
+private func withProjectedReference(
+    _ label: String = #function, _ body: (_ store: Connection) async throws -> Void
+) async throws {
+    try await withLegacyAndStore(.reference, label) { legacyDSN, store, storeDSN in
+        let report = try await backfill(legacyDSN, storeDSN)
+        #expect(report.totalQuarantined == 0)
+        _ = try await Projector().catchUp(on: store)
+        try await body(store)
+    }
+}
+
+/// Every invariant's result, by name, with `statements` applied to the read models in a
+/// transaction that is rolled back afterwards (so one migrated store serves several rounds).
+private func invariants(
+    on store: Connection, maxRows: Int = 100, after statements: [String] = []
+) async throws -> [String: InvariantResult] {
+    let results = try await store.withSession { session in
+        try session.execute("BEGIN")
+        defer { _ = try? session.execute("ROLLBACK") }
+        for statement in statements { try session.execute(statement) }
+        return try Invariant.all.map { try $0.check(session, readSchema: "ledgerlift_read", maxRows: maxRows) }
+    }
+    #expect(results.map(\.name) == Invariant.all.map(\.name))
+    return Dictionary(uniqueKeysWithValues: results.map { ($0.name, $0) })
+}
+
+/// The names of the invariants that do not hold, sorted.
+private func broken(_ results: [String: InvariantResult]) -> [String] {
+    results.values.filter { !$0.holds }.map(\.name).sorted()
+}
+
+@Suite("Diff invariants: the ledger's arithmetic over the read models")
+struct DiffInvariantTests {
+    /// What each invariant checks on the reference fixture: 146 invoices, 45 customers (two of
+    /// them with no currency and nothing owed), 151 payments, 5 credit notes.
+    static let referenceChecked: [String: Int64] = [
+        "invoice_total": 146, "receivable_balance": 45, "refund_within_payment": 151, "credit_note_parts": 5,
+    ]
+
+    @Test func theInvariantsAreTheFourLedgerRulesInReportOrderWithStableNames() {
+        #expect(
+            Invariant.all.map(\.name) == [
+                "invoice_total", "receivable_balance", "refund_within_payment", "credit_note_parts",
+            ])
+        #expect(Invariant.all == [.invoiceTotal, .receivableBalance, .refundWithinPayment, .creditNoteParts])
+        #expect(Invariant.all.allSatisfy { !$0.summary.isEmpty && $0.summary.hasSuffix(".") })
+    }
+
+    /// Refunded customers (14, 15, 21, 40), credit applied (16, 17, 18, 22), a voided credit
+    /// note (38), drafts and void invoices (12, 13): the clean fixture breaks none of the rules.
+    @Test func everyInvariantHoldsOnTheMigratedReferenceFixtureWithExactCheckedCounts() async throws {
+        try await withProjectedReference { store in
+            let results = try await invariants(on: store)
+            for (name, checked) in Self.referenceChecked {
+                let result = try #require(results[name])
+                #expect(result.checked == checked, "\(name)")
+                #expect(result.violations == 0 && result.offending.isEmpty && result.holds, "\(name)")
+            }
+        }
+    }
+
+    @Test func anInvoiceWhoseTotalOrLinesDriftIsReportedByInvoiceTotalAloneAndMaxRowsCapsOnlyTheList()
+        async throws
+    {
+        try await withProjectedReference { store in
+            let statements = [
+                // A draft (1303) and a void invoice (1202): every status is checked, and
+                // neither counts towards receivables, so only invoice_total may notice.
+                "UPDATE ledgerlift_read.invoices SET total = total + 1 WHERE invoice_id = '1303'",
+                "UPDATE ledgerlift_read.invoice_lines SET amount = amount + 1 WHERE invoice_line_id = '12021'",
+            ]
+            let all = try await invariants(on: store, after: statements)
+            #expect(broken(all) == ["invoice_total"])
+            let result = try #require(all["invoice_total"])
+            #expect(result.checked == 146)
+            #expect(result.violations == 2)
+            #expect(
+                result.offending == [
+                    InvariantViolation(
+                        key: "1202",
+                        detail: "total 147.00 USD but its lines sum to 147.01 USD; "
+                            + "subtotal 147.00 USD but its charge lines sum to 147.01 USD"),
+                    InvariantViolation(
+                        key: "1303",
+                        detail: "total 1000.01 USD but its lines sum to 1000.00 USD; "
+                            + "total 1000.01 USD but subtotal 1000.00 USD - discount 0.00 USD + tax 0.00 USD"
+                            + " = 1000.00 USD"),
+                ])
+
+            let capped = try #require(try await invariants(on: store, maxRows: 1, after: statements)["invoice_total"])
+            #expect(capped.violations == 2)
+            #expect(capped.offending.map(\.key) == ["1202"])
+            let none = try #require(try await invariants(on: store, maxRows: 0, after: statements)["invoice_total"])
+            #expect(none.violations == 2 && none.offending.isEmpty && !none.holds)
+        }
+    }
+
+    @Test func linesOfAnInvoiceTheReadModelLacksAreReportedUnderThatInvoice() async throws {
+        try await withProjectedReference { store in
+            let all = try await invariants(
+                on: store, after: ["DELETE FROM ledgerlift_read.invoices WHERE invoice_id = '1303'"])
+            #expect(broken(all) == ["invoice_total"])
+            let result = try #require(all["invoice_total"])
+            // 145 invoices plus the key only the lines name.
+            #expect(result.checked == 146)
+            #expect(result.violations == 1)
+            #expect(
+                result.offending == [
+                    InvariantViolation(key: "1303", detail: "no invoice row, but lines of it sum to 1000.00 USD")
+                ])
+        }
+    }
+
+    @Test func aLostPaymentOrDriftedCreditIsReportedByReceivableBalanceAloneWithTheCustomerAndCurrency()
+        async throws
+    {
+        try await withProjectedReference { store in
+            let statements = [
+                // Customer 1's invoice 101 stays paid, but its only payment no longer
+                // succeeded: 19.00 of the paid invoices is covered by nothing.
+                "UPDATE ledgerlift_read.payments SET status = 'failed' WHERE payment_id = '101'",
+                // Customer 17 holds 12.00 of unused credit; the balance forgets it.
+                "UPDATE ledgerlift_read.customer_balances SET unapplied_credit = 0, balance = 0"
+                    + " WHERE customer_id = '17'",
+            ]
+            let all = try await invariants(on: store, after: statements)
+            #expect(broken(all) == ["receivable_balance"])
+            let result = try #require(all["receivable_balance"])
+            #expect(result.checked == 45)
+            #expect(result.violations == 2)
+            #expect(
+                result.offending == [
+                    InvariantViolation(
+                        key: "1",
+                        detail:
+                            "USD: receivables 0.00 USD but finalized invoices 95.00 USD - succeeded payments 76.00 USD"
+                            + " - applied credit 0.00 USD = 19.00 USD; "
+                            + "balance 0.00 USD but receivables 19.00 USD - unapplied credit 0.00 USD = 19.00 USD"),
+                    InvariantViolation(
+                        key: "17",
+                        detail:
+                            "USD: unapplied credit 0.00 USD but minus the sum of its balance transactions = 12.00 USD; "
+                            + "balance 0.00 USD but receivables 0.00 USD - unapplied credit 12.00 USD = -12.00 USD"),
+                ])
+            let capped = try #require(
+                try await invariants(on: store, maxRows: 1, after: statements)["receivable_balance"])
+            #expect(capped.violations == 2)
+            #expect(capped.offending.map(\.key) == ["1"])
+        }
+    }
+
+    /// The dirty fixture's legitimate overpayment (D25: 120.00 paid on a 100.00 invoice of
+    /// customer 9025, the 20.00 surplus moved to credit by an `invoice_overpayment` transaction
+    /// naming the invoice) settles the invoice exactly; without that link it would not.
+    /// (What else the dirty fixture migrates depends on the backfill's quarantine, so only
+    /// that the rules hold is asserted, not how much they checked.)
+    @Test func anOverpaymentMovedToCreditSettlesItsInvoiceSoTheMigratedDirtyFixtureHoldsEveryInvariant()
+        async throws
+    {
+        try await withLegacyAndStore(.dirty) { legacyDSN, store, storeDSN in
+            _ = try await backfill(legacyDSN, storeDSN)
+            _ = try await Projector().catchUp(on: store)
+            let surplus = try await store.query(
+                """
+                SELECT amount FROM ledgerlift_read.balance_transactions
+                WHERE type = 'invoice_overpayment' AND invoice_id = '902501'
+                """
+            ).rows.map { try $0.decode(at: 0, as: Int64.self) }
+            #expect(surplus == [-2000])
+            #expect(broken(try await invariants(on: store)).isEmpty)
+
+            let drifted = try await invariants(
+                on: store,
+                after: ["UPDATE ledgerlift_read.customer_balances SET receivables = 100 WHERE customer_id = '9025'"])
+            #expect(broken(drifted) == ["receivable_balance"])
+            #expect(
+                drifted["receivable_balance"]?.offending == [
+                    InvariantViolation(
+                        key: "9025",
+                        detail: "USD: receivables 1.00 USD but finalized invoices 100.00 USD - succeeded payments"
+                            + " 120.00 USD - applied credit 0.00 USD + overpayment moved to credit 20.00 USD = 0.00 USD"
+                    )
+                ])
+
+            let unlinked = try await invariants(
+                on: store,
+                after: [
+                    "UPDATE ledgerlift_read.balance_transactions SET type = 'adjustment'"
+                        + " WHERE balance_transaction_id = '902501'"
+                ])
+            #expect(broken(unlinked) == ["receivable_balance"])
+            #expect(
+                unlinked["receivable_balance"]?.offending == [
+                    InvariantViolation(
+                        key: "9025",
+                        detail: "USD: receivables 0.00 USD but finalized invoices 100.00 USD - succeeded payments"
+                            + " 120.00 USD - applied credit 0.00 USD = -20.00 USD; "
+                            + "balance -20.00 USD but receivables -20.00 USD - unapplied credit 20.00 USD = -40.00 USD")
+                ])
+        }
+    }
+
+    @Test func refundsBeyondTheirPaymentAreReportedByRefundWithinPaymentAloneButFailedRefundsDoNotCount()
+        async throws
+    {
+        try await withProjectedReference { store in
+            // Payment 1401 is 49.00 and was refunded in full; one cent more is too much.
+            let over = try await invariants(
+                on: store, after: ["UPDATE ledgerlift_read.refunds SET amount = 4901 WHERE refund_id = '1401'"])
+            #expect(broken(over) == ["refund_within_payment"])
+            let result = try #require(over["refund_within_payment"])
+            #expect(result.checked == 151)
+            #expect(result.violations == 1)
+            #expect(
+                result.offending == [
+                    InvariantViolation(
+                        key: "1401",
+                        detail:
+                            "its succeeded and pending refunds (1) sum to 49.01 USD, more than the payment's 49.00 USD")
+                ])
+
+            // Payment 4001 (99.00) has a succeeded refund of 30.00 and a failed one: a failed
+            // refund of 70.00 returned nothing, a pending one may still.
+            let failed = try await invariants(
+                on: store, after: ["UPDATE ledgerlift_read.refunds SET amount = 7000 WHERE refund_id = '4001'"])
+            #expect(broken(failed).isEmpty)
+            let pending = try await invariants(
+                on: store,
+                after: ["UPDATE ledgerlift_read.refunds SET amount = 7000, status = 'pending' WHERE refund_id = '4001'"]
+            )
+            #expect(broken(pending) == ["refund_within_payment"])
+            #expect(
+                pending["refund_within_payment"]?.offending == [
+                    InvariantViolation(
+                        key: "4001",
+                        detail:
+                            "its succeeded and pending refunds (2) sum to 100.00 USD, more than the payment's 99.00 USD"
+                    )
+                ])
+        }
+    }
+
+    @Test func aCreditNoteWhosePartsNoLongerAddUpIsReportedByCreditNotePartsAlone() async throws {
+        try await withProjectedReference { store in
+            // Note 171: 50.00 issued, 19.00 applied twice, 12.00 remaining.
+            let all = try await invariants(
+                on: store,
+                after: ["UPDATE ledgerlift_read.credit_notes SET balance_remaining = 1300 WHERE credit_note_id = '171'"]
+            )
+            #expect(broken(all) == ["credit_note_parts"])
+            let result = try #require(all["credit_note_parts"])
+            #expect(result.checked == 5)
+            #expect(result.violations == 1)
+            #expect(
+                result.offending == [
+                    InvariantViolation(
+                        key: "171",
+                        detail:
+                            "balance_remaining 13.00 USD but minus the sum of its balance transactions = 12.00 USD; "
+                            + "total 50.00 USD but applied 38.00 USD + reversed 0.00 USD + balance_remaining 13.00 USD"
+                            + " = 51.00 USD")
+                ])
+
+            // A total that no longer matches what the note issued breaks the parts too.
+            let total = try await invariants(
+                on: store, after: ["UPDATE ledgerlift_read.credit_notes SET total = 500 WHERE credit_note_id = '161'"])
+            #expect(broken(total) == ["credit_note_parts"])
+            #expect(
+                total["credit_note_parts"]?.offending == [
+                    InvariantViolation(
+                        key: "161",
+                        detail: "total 5.00 USD but its credit_note transactions issue 10.00 USD; "
+                            + "total 5.00 USD but applied 10.00 USD + reversed 0.00 USD + balance_remaining 0.00 USD"
+                            + " = 10.00 USD")
+                ])
+        }
+    }
+}
