@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// The `ledgerlift` command: a table of contents of the library, one subcommand per job.
 @main
@@ -21,8 +22,30 @@ struct Ledgerlift: AsyncParsableCommand {
             ProjectCommand.self,
             QueryCommand.self,
             ReportCommand.self,
+            DiffCommand.self,
         ]
     )
+
+    /// As ArgumentParser's, except that `ledgerlift diff` exits 2 for a usage error too: CI
+    /// scripts rely on 1 meaning "differences" and 2 "could not run", whatever the reason.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure, CommandLine.arguments.dropFirst().first == "diff" {
+                let message = fullMessage(for: error)
+                if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 enum LedgerliftVersion {

@@ -1,0 +1,493 @@
+import Billing
+import EventStore
+import Migration
+import Postgres
+
+/// Proves, row by row and column by column, that the ledger's canonical read models equal
+/// what the legacy database says (`ledgerlift diff`).
+///
+/// How, per entity:
+/// 1. Each side computes its rows' canonical text form and 64-bit hashes in SQL
+///    (``CanonicalQuery``): the legacy side over the mapping query, the ledger over its
+///    canonical table. Only per-bucket counts and hash sums travel.
+/// 2. Rows fall into buckets by the top bits of their key's hash. Buckets with equal count and
+///    hash sum are done. A differing bucket small enough is fetched from both sides and
+///    compared key by key; a larger one is split by 8 more bits and re-hashed, within the same
+///    snapshot, until its parts are small (checksum bisection).
+/// 3. Keys the backfill quarantined are left out on both sides and listed apart.
+/// 4. Every difference is re-checked once, in fresh snapshots, after the projection has caught
+///    up with the event store: a write racing the check (legacy row written, its event not yet
+///    projected) is then resolved instead of reported.
+///
+/// Both sides are read in one `REPEATABLE READ READ ONLY` transaction each, concurrently, so
+/// the legacy scan and the ledger scan take the time of the slower one; the legacy database
+/// is never written.
+public struct DiffChecker: Sendable {
+    /// What to compare and how.
+    public struct Options: Sendable {
+        public var legacyDSN: String
+        public var storeDSN: String
+        public var mapping: MappingFile
+        /// Entities to compare; `nil` for every entity the mapping maps.
+        public var entities: [Entity]?
+        /// Differences, quarantined rows and offending keys listed per entity or invariant.
+        public var maxRows: Int
+        /// The event store's schema (holds the backfill's quarantine table).
+        public var storeSchema: String
+        /// The read-model schema.
+        public var readSchema: String
+        /// Aim for this many rows per bucket at the first level (it sets the bucket count).
+        public var rowsPerBucket: Int
+        /// A differing bucket with at most this many rows on each side is fetched, not split.
+        public var fetchBucketRows: Int
+        /// Re-check differences after the projection has caught up.
+        public var reverify: Bool
+        /// How long to wait for the projection to catch up before re-checking anyway.
+        public var catchUpTimeout: Duration
+        /// At most this many differing keys per entity are kept (to list and re-check); the
+        /// rest are counted only.
+        public var maxReverifiedKeys: Int
+        /// Called as the check proceeds (from the checking task).
+        public var progress: (@Sendable (DiffProgress) -> Void)?
+        /// Runs after the first pass, before re-verification: where shadow mode (and the
+        /// tests) let writes race the check.
+        public var beforeReverification: (@Sendable () async throws -> Void)?
+
+        public init(
+            legacyDSN: String, storeDSN: String, mapping: MappingFile, entities: [Entity]? = nil, maxRows: Int = 100,
+            storeSchema: String = EventStore().schema, readSchema: String = "ledgerlift_read", rowsPerBucket: Int = 64,
+            fetchBucketRows: Int = 1024, reverify: Bool = true, catchUpTimeout: Duration = .seconds(30),
+            maxReverifiedKeys: Int = 100_000, progress: (@Sendable (DiffProgress) -> Void)? = nil,
+            beforeReverification: (@Sendable () async throws -> Void)? = nil
+        ) {
+            self.legacyDSN = legacyDSN
+            self.storeDSN = storeDSN
+            self.mapping = mapping
+            self.entities = entities
+            self.maxRows = maxRows
+            self.storeSchema = storeSchema
+            self.readSchema = readSchema
+            self.rowsPerBucket = rowsPerBucket
+            self.fetchBucketRows = fetchBucketRows
+            self.reverify = reverify
+            self.catchUpTimeout = catchUpTimeout
+            self.maxReverifiedKeys = maxReverifiedKeys
+            self.progress = progress
+            self.beforeReverification = beforeReverification
+        }
+    }
+
+    public let options: Options
+
+    public init(_ options: Options) {
+        self.options = options
+    }
+
+    /// Runs the check.
+    ///
+    /// - Returns: the report; ``DiffReport/exitCode`` is 0 when clean, 1 otherwise.
+    /// - Throws: ``DiffError`` when the check could not run (exit code 2).
+    public func run() async throws(DiffError) -> DiffReport {
+        let clock = ContinuousClock()
+        let started = clock.now
+        let entities = try selectedEntities()
+        let legacy = try await connect(options.legacyDSN, side: .legacy)
+        defer { legacy.close() }
+        let ledger = try await connect(options.storeDSN, side: .ledger)
+        defer { ledger.close() }
+
+        var results = [EntityDiff]()
+        var firstPass = [Entity: EntityPass]()
+        var invariants = [InvariantResult]()
+        do {
+            try await begin(legacy, ledger)
+            try await checkReadModels(ledger, entities)
+            let quarantineTable = try await ledger.withSession { [options] session in
+                try session.query(
+                    "SELECT to_regclass($1) IS NOT NULL",
+                    [quoteIdentifier(options.storeSchema) + ".quarantine"]
+                ).first?.decode(at: 0, as: Bool.self) ?? false
+            }
+            for entity in entities {
+                let pass = try await firstPassOf(entity, legacy, ledger, quarantineTable: quarantineTable)
+                firstPass[entity] = pass
+                options.progress?(.entityCompared(pass.summary))
+            }
+            invariants = try await checkInvariants(ledger)
+            try await end(legacy, ledger)
+        } catch {
+            throw DiffError.wrap(error, side: nil, entity: nil, doing: "the comparison failed")
+        }
+
+        let differing = firstPass.values.contains { !$0.differingKeys.isEmpty }
+        var reverified = [Entity: ReverifiedKeys]()
+        if options.reverify && differing {
+            do {
+                try await options.beforeReverification?()
+                try await waitForProjection(ledger)
+                for entity in entities {
+                    guard let pass = firstPass[entity], !pass.differingKeys.isEmpty else { continue }
+                    options.progress?(.reverifying(entity, keys: pass.differingKeys.count))
+                    reverified[entity] = try await reverify(pass, legacy, ledger)
+                }
+            } catch {
+                throw DiffError.wrap(error, side: nil, entity: nil, doing: "re-verification failed")
+            }
+        }
+        for entity in entities {
+            guard var pass = firstPass[entity] else { continue }
+            if let again = reverified[entity] { pass.apply(again) }
+            results.append(pass.report(maxRows: options.maxRows))
+        }
+        return DiffReport(
+            legacy: ConnectionString.masked(options.legacyDSN), store: ConnectionString.masked(options.storeDSN),
+            mapping: options.mapping.file, readSchema: options.readSchema, maxRows: options.maxRows,
+            entities: results, invariants: invariants, duration: clock.now - started)
+    }
+
+    // MARK: - Setup
+
+    private func selectedEntities() throws(DiffError) -> [Entity] {
+        guard let requested = options.entities else {
+            let mapped = Entity.allCases.filter { options.mapping[entity: $0] != nil }
+            guard !mapped.isEmpty else { throw DiffError("the mapping \(options.mapping.file) maps no entity") }
+            return mapped
+        }
+        for entity in requested where options.mapping[entity: entity] == nil {
+            throw DiffError(entity: entity, "the mapping \(options.mapping.file) does not map \(entity)")
+        }
+        return Entity.allCases.filter(requested.contains)
+    }
+
+    private func connect(_ dsn: String, side: DiffError.Side) async throws(DiffError) -> Connection {
+        do {
+            return try await Connection.connect(dsn, applicationName: "ledgerlift diff")
+        } catch {
+            throw DiffError.wrap(error, side: side, entity: nil, doing: "cannot connect to \(ConnectionString.masked(dsn))")
+        }
+    }
+
+    /// One snapshot per side for the whole first pass: every bisection level of every entity
+    /// sees the same rows.
+    private func begin(_ legacy: Connection, _ ledger: Connection) async throws {
+        let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+        async let l: Void = side(.legacy, nil, "cannot start a read-only transaction") { _ = try await legacy.execute(begin) }
+        async let r: Void = side(.ledger, nil, "cannot start a read-only transaction") { _ = try await ledger.execute(begin) }
+        _ = try await (l, r)
+    }
+
+    private func end(_ legacy: Connection, _ ledger: Connection) async throws {
+        async let l = legacy.execute("COMMIT")
+        async let r = ledger.execute("COMMIT")
+        _ = try await (l, r)
+    }
+
+    private func checkReadModels(_ ledger: Connection, _ entities: [Entity]) async throws {
+        let tables = entities.map { quoteIdentifier(options.readSchema) + "." + quoteIdentifier($0.tableName) }
+        let missing = try await ledger.withSession { session in
+            try tables.filter { table in
+                try session.query("SELECT to_regclass($1) IS NULL", [table]).first?.decode(at: 0, as: Bool.self) ?? true
+            }
+        }
+        if !missing.isEmpty {
+            throw DiffError(
+                side: .ledger,
+                "no read model \(missing.joined(separator: ", ")): build the read models with `ledgerlift project --store DSN` first")
+        }
+    }
+
+    /// Runs `body`, turning what it throws into a ``DiffError`` naming the side and entity.
+    private func side<T: Sendable>(
+        _ side: DiffError.Side, _ entity: Entity?, _ what: String, _ body: () async throws -> T
+    ) async throws -> T {
+        do { return try await body() } catch { throw DiffError.wrap(error, side: side, entity: entity, doing: what) }
+    }
+
+    // MARK: - First pass
+
+    private func firstPassOf(_ entity: Entity, _ legacy: Connection, _ ledger: Connection, quarantineTable: Bool)
+        async throws -> EntityPass
+    {
+        let clock = ContinuousClock()
+        let started = clock.now
+        options.progress?(.entityStarted(entity))
+        let mapping = options.mapping[entity: entity]!
+        let (quarantine, shape, estimate) = try await prepare(entity, mapping, legacy, ledger, quarantineTable: quarantineTable)
+        let keys = PostgresArray(quarantine.map(\.key))
+        let legacyQuery = CanonicalQuery.legacy(
+            entity, query: mapping.query, resultColumns: shape, amounts: options.mapping.amounts(for: entity),
+            defaultCurrency: options.mapping.defaultCurrency(for: entity))
+        let ledgerQuery = CanonicalQuery.ledger(entity, readSchema: options.readSchema)
+        var pass = EntityPass(entity: entity, legacyQuery: legacyQuery, ledgerQuery: ledgerQuery, quarantine: quarantine)
+
+        var bits = Self.firstLevelBits(rows: estimate, rowsPerBucket: options.rowsPerBucket)
+        var parent: (bits: Int, buckets: [Int64])? = nil
+        var level = 0
+        while true {
+            let sqlL = legacyQuery.bucketSQL(bits: bits, within: parent?.bits)
+            let sqlR = ledgerQuery.bucketSQL(bits: bits, within: parent?.bits)
+            let parameters: [(any PostgresEncodable)?] = parent.map { [keys, PostgresArray($0.buckets)] } ?? [keys]
+            async let l = side(.legacy, entity, "hashing the mapping query's rows") {
+                try await Self.buckets(legacy, sqlL, parameters)
+            }
+            async let r = side(.ledger, entity, "hashing the read model's rows") {
+                try await Self.buckets(ledger, sqlR, parameters)
+            }
+            let (legacyBuckets, ledgerBuckets) = try await (l, r)
+            if level == 0 {
+                pass.legacyRows = legacyBuckets.values.reduce(0) { $0 + $1.count }
+                pass.ledgerRows = ledgerBuckets.values.reduce(0) { $0 + $1.count }
+            }
+            pass.bucketsCompared += Int64(Set(legacyBuckets.keys).union(ledgerBuckets.keys).count)
+            let (differing, matchedRows) = RowMatching.compare(legacyBuckets, ledgerBuckets)
+            pass.matched += matchedRows
+            options.progress?(
+                .level(entity, level: level, buckets: Int64(1) << bits, differing: differing.count, elapsed: clock.now - started))
+            var fetch = [Int64]()
+            var split = [Int64]()
+            for bucket in differing {
+                let size = max(legacyBuckets[bucket]?.count ?? 0, ledgerBuckets[bucket]?.count ?? 0)
+                if size <= Int64(options.fetchBucketRows) || bits >= 56 { fetch.append(bucket) } else { split.append(bucket) }
+            }
+            if !fetch.isEmpty {
+                let sqlFetchL = legacyQuery.rowsInBucketsSQL(bits: bits)
+                let sqlFetchR = ledgerQuery.rowsInBucketsSQL(bits: bits)
+                let fetchParameters: [(any PostgresEncodable)?] = [keys, PostgresArray(fetch)]
+                async let fl = side(.legacy, entity, "reading the rows of differing buckets") {
+                    try await Self.rows(legacy, sqlFetchL, fetchParameters)
+                }
+                async let fr = side(.ledger, entity, "reading the rows of differing buckets") {
+                    try await Self.rows(ledger, sqlFetchR, fetchParameters)
+                }
+                let (legacyRows, ledgerRows) = try await (fl, fr)
+                pass.rowsFetched += Int64(legacyRows.count + ledgerRows.count)
+                let (matched, differences) = RowMatching.compare(
+                    legacy: legacyRows, ledger: ledgerRows, columns: legacyQuery.columns)
+                pass.matched += matched
+                pass.record(differences, keepingAtMost: max(options.maxRows, options.maxReverifiedKeys))
+            }
+            guard !split.isEmpty else { break }
+            parent = (bits, split)
+            bits = min(bits + 8, 56)
+            level += 1
+        }
+        pass.differences.sort { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+        pass.duration = clock.now - started
+        return pass
+    }
+
+    /// Bits of the first level: about `rowsPerBucket` rows per bucket, between 2 and 65,536
+    /// buckets (more would make the bucket lists the traffic; bisection takes it from there).
+    static func firstLevelBits(rows: Int64, rowsPerBucket: Int) -> Int {
+        var bits = 1
+        while bits < 16 && (Int64(1) << bits) * Int64(max(rowsPerBucket, 1)) < rows { bits += 1 }
+        return bits
+    }
+
+    /// The quarantined rows (ledger), the mapping query's result columns (legacy) and an
+    /// estimate of the rows to compare.
+    private func prepare(
+        _ entity: Entity, _ mapping: MappingFile.EntityMapping, _ legacy: Connection, _ ledger: Connection,
+        quarantineTable: Bool
+    ) async throws -> ([QuarantinedRow], Columns, Int64) {
+        let query = mapping.query
+        async let shape = side(.legacy, entity, "running the mapping query") {
+            try await legacy.withSession { session in
+                try session.query("SELECT * FROM (\n\(query)\n) AS m LIMIT 0").columns
+            }
+        }
+        let storeSchema = options.storeSchema
+        let table = quoteIdentifier(options.readSchema) + "." + quoteIdentifier(entity.tableName)
+        async let ledgerSide = side(.ledger, entity, "reading the quarantine and the read model's size") {
+            try await ledger.withSession { session -> ([QuarantinedRow], Int64) in
+                var quarantine = [QuarantinedRow]()
+                if quarantineTable {
+                    let rows = try session.query(
+                        """
+                        SELECT entity_key, reason, detail FROM \(quoteIdentifier(storeSchema)).quarantine
+                        WHERE entity = $1 ORDER BY entity_key COLLATE "C"
+                        """, [entity.rawValue]
+                    ).rows
+                    quarantine = rows.map { QuarantinedRow(key: $0.values[0] ?? "", reason: $0.values[1] ?? "", detail: $0.values[2] ?? "") }
+                }
+                var estimate = try session.query(
+                    "SELECT reltuples::int8 FROM pg_class WHERE oid = $1::regclass", [table]
+                ).first?.decode(at: 0, as: Int64.self) ?? -1
+                if estimate < 0 {
+                    estimate = try session.query("SELECT count(*)::int8 FROM \(table)").first?.decode(at: 0, as: Int64.self) ?? 0
+                }
+                return (quarantine, estimate)
+            }
+        }
+        let (columns, (quarantine, estimate)) = try await (shape, ledgerSide)
+        return (quarantine, columns, estimate)
+    }
+
+    static func buckets(_ connection: Connection, _ sql: String, _ parameters: [(any PostgresEncodable)?])
+        async throws -> [Int64: BucketSummary]
+    {
+        try await connection.withSession { session in
+            var out = [Int64: BucketSummary]()
+            for row in try session.query(sql, parameters).rows {
+                let bucket = try row.decode(at: 0, as: Int64.self)
+                out[bucket] = BucketSummary(count: try row.decode(at: 1, as: Int64.self), hashSum: row.values[2] ?? "")
+            }
+            return out
+        }
+    }
+
+    static func rows(_ connection: Connection, _ sql: String, _ parameters: [(any PostgresEncodable)?])
+        async throws -> [FetchedRow]
+    {
+        try await connection.withSession { session in
+            try session.query(sql, parameters).rows.map { row in
+                FetchedRow(key: row.values[0] ?? "", hash: row.values[1] ?? "", values: Array(row.values.dropFirst(2)))
+            }
+        }
+    }
+
+    // MARK: - Invariants
+
+    private func checkInvariants(_ ledger: Connection) async throws -> [InvariantResult] {
+        var results = [InvariantResult]()
+        for invariant in Invariant.all {
+            options.progress?(.invariant(invariant.name))
+            let readSchema = options.readSchema
+            let maxRows = options.maxRows
+            let result = try await side(.ledger, nil, "checking invariant \(invariant.name)") {
+                try await ledger.withSession { try invariant.check($0, readSchema: readSchema, maxRows: maxRows) }
+            }
+            results.append(result)
+        }
+        return results
+    }
+
+    // MARK: - Re-verification
+
+    /// Waits until the read models' projector has applied every event the store holds now
+    /// (or the timeout passes: the re-check then reports what persists, and says it waited).
+    private func waitForProjection(_ ledger: Connection) async throws {
+        let store = EventStore(schema: options.storeSchema)
+        let stateTable = quoteIdentifier(options.readSchema) + ".projection_state"
+        let clock = ContinuousClock()
+        let deadline = clock.now + options.catchUpTimeout
+        while true {
+            let caughtUp = try await ledger.withSession { session -> Bool in
+                guard
+                    let consumer = try session.query(
+                        "SELECT consumer FROM \(stateTable) WHERE state = 'live' LIMIT 1"
+                    ).first?.values[0]
+                else { return true }
+                return !(try store.hasEventsBeyond(try store.checkpoint(consumer, in: session), in: session))
+            }
+            if caughtUp { return }
+            guard clock.now < deadline else {
+                options.progress?(.projectionBehind(waited: options.catchUpTimeout))
+                return
+            }
+            options.progress?(.waitingForProjection)
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    /// Re-reads the differing keys on both sides, in fresh snapshots.
+    private func reverify(_ pass: EntityPass, _ legacy: Connection, _ ledger: Connection) async throws -> ReverifiedKeys {
+        let entity = pass.entity
+        let keys = Array(pass.differingKeys.prefix(options.maxReverifiedKeys))
+        let parameters: [(any PostgresEncodable)?] = [PostgresArray(pass.quarantine.map(\.key)), PostgresArray(keys)]
+        let sqlL = pass.legacyQuery.rowsOfKeysSQL
+        let sqlR = pass.ledgerQuery.rowsOfKeysSQL
+        async let l = side(.legacy, entity, "re-reading differing rows") { try await Self.rows(legacy, sqlL, parameters) }
+        async let r = side(.ledger, entity, "re-reading differing rows") { try await Self.rows(ledger, sqlR, parameters) }
+        let (legacyRows, ledgerRows) = try await (l, r)
+        let (matched, differences) = RowMatching.compare(legacy: legacyRows, ledger: ledgerRows, columns: pass.legacyQuery.columns)
+        return ReverifiedKeys(keys: Set(keys), matched: matched, differences: differences)
+    }
+}
+
+/// The outcome of re-reading some differing keys.
+struct ReverifiedKeys: Sendable {
+    var keys: Set<String>
+    var matched: Int64
+    var differences: [RowDifference]
+}
+
+/// One entity's comparison while it runs.
+struct EntityPass: Sendable {
+    let entity: Entity
+    let legacyQuery: CanonicalQuery
+    let ledgerQuery: CanonicalQuery
+    let quarantine: [QuarantinedRow]
+    var legacyRows: Int64 = 0
+    var ledgerRows: Int64 = 0
+    var matched: Int64 = 0
+    var differences = [RowDifference]()
+    /// Differences counted but not kept: beyond what can be listed and re-checked, a badly
+    /// broken entity (nothing projected yet) would otherwise hold every row in memory.
+    var unkept = [RowDifference.Kind: Int64]()
+    var resolved: Int64 = 0
+    var bucketsCompared: Int64 = 0
+    var rowsFetched: Int64 = 0
+    var duration: Duration = .zero
+
+    init(entity: Entity, legacyQuery: CanonicalQuery, ledgerQuery: CanonicalQuery, quarantine: [QuarantinedRow]) {
+        self.entity = entity
+        self.legacyQuery = legacyQuery
+        self.ledgerQuery = ledgerQuery
+        self.quarantine = quarantine
+    }
+
+    var differingKeys: [String] { differences.map(\.key) }
+
+    mutating func record(_ found: [RowDifference], keepingAtMost limit: Int) {
+        for difference in found {
+            if differences.count < limit {
+                differences.append(difference)
+            } else {
+                unkept[difference.kind, default: 0] += 1
+            }
+        }
+    }
+
+    /// Replaces the differences of the re-read keys by what the re-read found.
+    mutating func apply(_ again: ReverifiedKeys) {
+        let before = differences.count
+        differences = differences.filter { !again.keys.contains($0.key) } + again.differences
+        differences.sort { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+        resolved = Int64(max(0, before - differences.count))
+        matched += again.matched
+    }
+
+    /// The first pass's figures, before re-verification (for progress).
+    var summary: EntityDiff { report(maxRows: 0) }
+
+    func report(maxRows: Int) -> EntityDiff {
+        let count = { (kind: RowDifference.Kind) in
+            Int64(differences.lazy.filter { $0.kind == kind }.count) + unkept[kind, default: 0]
+        }
+        let missing = count(.missingInLedger)
+        let extra = count(.extraInLedger)
+        let mismatched = count(.mismatched)
+        return EntityDiff(
+            entity: entity, legacyRows: legacyRows, ledgerRows: ledgerRows,
+            compared: matched + missing + extra + mismatched, matched: matched, missingInLedger: missing,
+            extraInLedger: extra, mismatched: mismatched, differences: Array(differences.prefix(maxRows)),
+            resolvedByReverification: resolved, quarantined: Int64(quarantine.count),
+            quarantine: Array(quarantine.prefix(maxRows)), bucketsCompared: bucketsCompared, rowsFetched: rowsFetched,
+            duration: duration)
+    }
+}
+
+/// What ``DiffChecker`` is doing, for a progress display.
+public enum DiffProgress: Sendable {
+    case entityStarted(Entity)
+    /// A bisection level of `entity` compared `buckets` buckets; `differing` need a closer look.
+    case level(Entity, level: Int, buckets: Int64, differing: Int, elapsed: Duration)
+    /// The first pass over `entity` is done (figures before re-verification).
+    case entityCompared(EntityDiff)
+    case invariant(String)
+    case waitingForProjection
+    /// The projection did not catch up within the timeout; re-checking anyway.
+    case projectionBehind(waited: Duration)
+    case reverifying(Entity, keys: Int)
+}

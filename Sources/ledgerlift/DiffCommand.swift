@@ -1,0 +1,188 @@
+import ArgumentParser
+import Billing
+import Diff
+import Foundation
+import Migration
+import Postgres
+
+/// `ledgerlift diff`: prove the read models equal the legacy data, with a report CI can gate on.
+struct DiffCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "diff",
+        abstract: "Compare the ledger's read models with the legacy database, row by row and column by column.",
+        discussion: """
+            Each side hashes its rows' canonical text form in SQL; only bucket counts and hash sums travel, and \\
+            differing buckets are bisected until their rows are few enough to compare key by key. Rows the \\
+            backfill quarantined are listed apart. Differences are re-checked once after the projection has \\
+            caught up, so a write racing the check is not reported. Ledger invariants are checked beside it.
+
+            Exit status: 0 clean; 1 differences or broken invariants; 2 could not run (the reason is printed, \\
+            and with --format junit written to the report as an error). docs/ci.md shows a CI job gating on it.
+            """)
+
+    @Option(help: "DSN of the legacy database (read only).")
+    var legacy: String
+
+    @Option(name: .customLong("store"), help: "DSN of the database holding the event store and read models.")
+    var store: String
+
+    @Option(help: "The mapping file (YAML).")
+    var mapping: String
+
+    @Option(
+        name: .customLong("entity"),
+        help: ArgumentHelp(
+            "Compare only this entity (repeatable, or comma-separated); default: every mapped entity.",
+            valueName: "entity"))
+    var entityNames: [String] = []
+
+    @Option(help: "Report format: text, json, markdown or junit.")
+    var format: DiffFormat = .text
+
+    @Option(help: "Write the report to this file instead of standard output (the text report then goes to standard output unless --format text).")
+    var output: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Also append the Markdown report to this file, e.g. $GITHUB_STEP_SUMMARY: one run, both reports.",
+            valueName: "file"))
+    var summary: String?
+
+    @Option(help: "List at most this many differing rows (and quarantined rows, offending keys) per entity.")
+    var maxRows: Int = 100
+
+    @Option(help: "PostgreSQL schema of the event store.")
+    var schema: String = "ledgerlift"
+
+    @Option(help: "PostgreSQL schema of the read models.")
+    var readSchema: String = "ledgerlift_read"
+
+    @Option(help: "Seconds to wait for the projection to catch up before re-checking differences.")
+    var catchUpTimeout: Int = 30
+
+    @Flag(help: "Report first-pass differences without re-checking them.")
+    var noReverify = false
+
+    func validate() throws {
+        guard maxRows >= 0 else { throw ValidationError("--max-rows must be 0 or more") }
+        guard catchUpTimeout >= 0 else { throw ValidationError("--catch-up-timeout must be 0 or more") }
+        _ = try entities()
+    }
+
+    /// `--entity invoice --entity payment,refund` → [.invoice, .payment, .refund].
+    func entities() throws -> [Entity]? {
+        guard !entityNames.isEmpty else { return nil }
+        return try entityNames.flatMap { $0.split(separator: ",") }.map { name in
+            let trimmed = name.trimmingCharacters(in: .whitespaces)
+            guard let entity = Entity(rawValue: trimmed) else {
+                throw ValidationError(
+                    "unknown entity '\(trimmed)'; one of: \(Entity.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return entity
+        }
+    }
+
+    func run() async throws {
+        let report: DiffReport
+        do {
+            let file = try MappingFile.load(path: mapping)
+            let progress = DiffProgressPrinter(terminal: isatty(2) == 1)
+            let checker = DiffChecker(
+                .init(
+                    legacyDSN: legacy, storeDSN: store, mapping: file, entities: try entities(), maxRows: maxRows,
+                    storeSchema: schema, readSchema: readSchema, reverify: !noReverify,
+                    catchUpTimeout: .seconds(catchUpTimeout), progress: { progress.show($0) }))
+            report = try await checker.run()
+        } catch {
+            let reason = "\(error)"
+            standardError("ledgerlift diff: could not run: \(reason)\n")
+            if format == .junit, let output { try? write(DiffReportRendering.junitError(reason), to: output) }
+            throw ExitCode(2)
+        }
+        let rendered = report.rendered(format)
+        do {
+            if let output {
+                try write(rendered, to: output)
+                // The CI log still shows what differs.
+                if format != .text { print(report.rendered(.text), terminator: "") }
+            } else {
+                print(rendered, terminator: "")
+            }
+            if let summary { try append(report.rendered(.markdown), to: summary) }
+        } catch {
+            standardError("ledgerlift diff: could not write the report: \(error)\n")
+            throw ExitCode(2)
+        }
+        let verdict =
+            report.isClean
+            ? "diff: clean"
+            : "diff: \(report.differenceCount) difference\(report.differenceCount == 1 ? "" : "s"), "
+                + "\(report.brokenInvariantCount) broken invariant\(report.brokenInvariantCount == 1 ? "" : "s")"
+        standardError(verdict + (output.map { " (report: \($0))" } ?? "") + "\n")
+        if report.exitCode != 0 { throw ExitCode(report.exitCode) }
+    }
+
+    private func append(_ text: String, to path: String) throws {
+        if !FileManager.default.fileExists(atPath: path) {
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+        }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(text.utf8))
+    }
+
+    /// Writes through a temporary file and a rename, so CI never reads half a report.
+    private func write(_ text: String, to path: String) throws {
+        let temporary = path + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
+        try Data((text.hasSuffix("\n") ? text : text + "\n").utf8).write(to: URL(fileURLWithPath: temporary))
+        if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+        try FileManager.default.moveItem(atPath: temporary, toPath: path)
+    }
+}
+
+extension DiffFormat: ExpressibleByArgument {}
+
+private func standardError(_ text: String) {
+    FileHandle.standardError.write(Data(text.utf8))
+}
+
+/// Progress on standard error: a line rewritten in place on a terminal, one line per entity
+/// otherwise (CI logs).
+private struct DiffProgressPrinter: Sendable {
+    let terminal: Bool
+
+    func show(_ event: DiffProgress) {
+        switch event {
+        case .entityStarted(let entity):
+            if terminal { standardError("\r\u{1B}[K\(entity): hashing both sides…") }
+        case .level(let entity, let level, let buckets, let differing, let elapsed):
+            let seconds = Self.seconds(elapsed)
+            let rate = seconds > 0 ? Int(Double(buckets) / seconds) : 0
+            let text = "\(entity): level \(level), \(buckets) buckets (\(rate) buckets/s), \(differing) differing"
+            standardError(terminal ? "\r\u{1B}[K" + text : "diff " + text + "\n")
+        case .entityCompared(let diff):
+            let seconds = Self.seconds(diff.duration)
+            let rows = diff.legacyRows + diff.ledgerRows
+            let rate = seconds > 0 ? Int(Double(rows) / seconds) : 0
+            let text =
+                "\(diff.entity): \(diff.compared) keys compared, \(diff.differenceCount) differing, "
+                + "\(diff.quarantined) quarantined, \(diff.bucketsCompared) buckets, \(rows) rows in "
+                + String(format: "%.2f", seconds) + " s (\(rate) rows/s)"
+            standardError(terminal ? "\r\u{1B}[K" + text + "\n" : "diff " + text + "\n")
+        case .invariant(let name):
+            if terminal { standardError("\r\u{1B}[Kinvariant \(name)…") }
+        case .waitingForProjection:
+            if terminal { standardError("\r\u{1B}[Kwaiting for the projection to catch up before re-checking…") }
+        case .projectionBehind(let waited):
+            standardError(
+                (terminal ? "\r\u{1B}[K" : "") + "diff: the projection did not catch up within \(waited); re-checking anyway\n")
+        case .reverifying(let entity, let keys):
+            standardError((terminal ? "\r\u{1B}[K" : "diff ") + "\(entity): re-checking \(keys) differing keys\n")
+        }
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
