@@ -1,6 +1,7 @@
-import Foundation
 import ArgumentParser
+import Billing
 import EventStore
+import Foundation
 import Postgres
 
 /// Options shared by commands that talk to the event store.

@@ -1,34 +1,5 @@
 import Billing
 
-/// A plain-text table with a header rule, for terminals and logs.
-struct TextTable {
-    let header: [String]
-    let rows: [[String]]
-    let rightAligned: Set<Int>
-
-    init(_ header: [String], _ rows: [[String]], rightAligned: Set<Int> = []) {
-        self.header = header
-        self.rows = rows
-        self.rightAligned = rightAligned
-    }
-
-    var rendered: String {
-        var widths = header.map(\.count)
-        for row in rows {
-            for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
-        }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, cell in
-                let pad = String(repeating: " ", count: max(0, widths[i] - cell.count))
-                return rightAligned.contains(i) ? pad + cell : cell + pad
-            }.joined(separator: "  ").trimmingTrailingSpaces()
-        }
-        var out = [line(header), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")]
-        out += rows.map(line)
-        return out.joined(separator: "\n")
-    }
-}
-
 /// A JSON value rendered with keys in the order given (stable output for scripts and tests).
 indirect enum JSONText {
     case string(String)
@@ -53,12 +24,4 @@ indirect enum JSONText {
     }
 
     static func quote(_ s: String) -> String { JSONValue.quoted(s) }
-}
-
-extension String {
-    func trimmingTrailingSpaces() -> String {
-        var s = Substring(self)
-        while s.last == " " { s.removeLast() }
-        return String(s)
-    }
 }
