@@ -23,54 +23,67 @@ struct CanonicalQuery: Sendable, Hashable {
     let relation: String
     /// Canonical column names, in the order of `c1…cn` (the key column first is `k` itself).
     let columns: [String]
+    /// Hash the UTF-8 bytes of the text rather than the server's own encoding: needed when
+    /// the two databases' encodings differ (a LATIN1 legacy database), where the same `é`
+    /// is different bytes on each side. Costs a conversion per value, so only then.
+    var portableHash = false
+
+    /// 64 bits of `text` (seed 0 for rows, 1 for keys).
+    private func hash(_ text: String, seed: Int) -> String {
+        portableHash
+            ? "hashtextextended(encode(convert_to(\(text), 'UTF8'), 'hex'), \(seed))"
+            : "hashtextextended(\(text), \(seed))"
+    }
 
     /// The key hash, 64 bits: the top bits pick a row's bucket at every level.
-    static let keyHash = "hashtextextended(x.k, 1)"
+    private var keyHash: String { hash("x.k", seed: 1) }
 
-    private var rowText: String {
-        "ROW(" + (["x.k"] + (1..<columns.count).map { "x.c\($0)" }).joined(separator: ", ") + ")::text"
+    private var rowHash: String {
+        hash("ROW(" + (["x.k"] + (1..<columns.count).map { "x.c\($0)" }).joined(separator: ", ") + ")::text", seed: 0)
     }
 
     /// Count and hash sum per bucket of `bits` key-hash bits; with `within`, only rows in the
     /// given buckets of `within` bits (`$2`).
     func bucketSQL(bits: Int, within parentBits: Int?) -> String {
         var sql = """
-            SELECT (\(Self.keyHash) >> \(64 - bits))::int8 AS b, count(*)::int8 AS n,
-                   sum(hashtextextended(\(rowText), 0))::text AS s
+            SELECT (\(keyHash) >> \(64 - bits))::int8 AS b, count(*)::int8 AS n, sum(\(rowHash))::text AS s
             FROM (\(relation)) AS x
             """
-        if let parentBits { sql += "\nWHERE (\(Self.keyHash) >> \(64 - parentBits)) = ANY($2::int8[])" }
+        if let parentBits { sql += "\nWHERE (\(keyHash) >> \(64 - parentBits)) = ANY($2::int8[])" }
         return sql + "\nGROUP BY 1"
     }
 
-    /// Every row of the buckets `$2` (of `bits` bits): key, row hash, canonical values.
-    func rowsInBucketsSQL(bits: Int) -> String {
-        rowsSQL(where: "(\(Self.keyHash) >> \(64 - bits)) = ANY($2::int8[])")
+    /// Every row of the buckets `$2` (of `bits` bits): key, row hash, canonical values (or,
+    /// with `keysOnly`, key and row hash: enough to count differences no longer kept).
+    func rowsInBucketsSQL(bits: Int, keysOnly: Bool = false) -> String {
+        rowsSQL(where: "(\(keyHash) >> \(64 - bits)) = ANY($2::int8[])", keysOnly: keysOnly)
     }
 
     /// The rows of the keys `$2`.
-    var rowsOfKeysSQL: String { rowsSQL(where: "x.k = ANY($2::text[])") }
+    var rowsOfKeysSQL: String { rowsSQL(where: "x.k = ANY($2::text[])", keysOnly: false) }
 
-    private func rowsSQL(where condition: String) -> String {
-        """
-        SELECT x.k, hashtextextended(\(rowText), 0)::text AS h, \((1..<columns.count).map { "x.c\($0)" }.joined(separator: ", "))
-        FROM (\(relation)) AS x
-        WHERE \(condition)
-        """
+    private func rowsSQL(where condition: String, keysOnly: Bool) -> String {
+        let values = keysOnly ? "" : ", " + (1..<columns.count).map { "x.c\($0)" }.joined(separator: ", ")
+        return """
+            SELECT x.k, \(rowHash)::text AS h\(values)
+            FROM (\(relation)) AS x
+            WHERE \(condition)
+            """
     }
 
     // MARK: - The ledger side
 
     /// The canonical table of `entity` in the read-model schema: its columns are canonical
-    /// already, so each is printed as is.
+    /// already and go into the row literal as they are, each printed by its type's output
+    /// function (no cast: a cast to text would only copy the text once more).
     static func ledger(_ entity: Entity, readSchema: String) -> CanonicalQuery {
         let table = quoteIdentifier(readSchema) + "." + quoteIdentifier(entity.tableName)
-        var select = ["t.\(quoteIdentifier(entity.keyColumn))::text AS k"]
+        var select = ["t.\(quoteIdentifier(entity.keyColumn))::text COLLATE \"C\" AS k"]
         let valueColumns = entity.columns.dropFirst()
         for (index, column) in valueColumns.enumerated() {
-            select.append("t.\(quoteIdentifier(column.name))::text AS c\(index + 1)")
+            select.append("t.\(quoteIdentifier(column.name)) AS c\(index + 1)")
         }
-        select.append("t.attributes::text AS c\(valueColumns.count + 1)")
+        select.append("t.attributes AS c\(valueColumns.count + 1)")
         let relation = """
             SELECT \(select.joined(separator: ", "))
             FROM \(table) AS t
@@ -96,14 +109,23 @@ struct CanonicalQuery: Sendable, Hashable {
         _ entity: Entity, query: String, resultColumns: Columns, amounts: MappingFile.AmountUnit,
         defaultCurrency: Currency?
     ) -> CanonicalQuery {
+        // Columns are referred to by position (`m._3`), never by name: a query may return two
+        // columns of one name, where RowConverter reads the first and SQL would call the name
+        // ambiguous.
         var typeByName = [String: PostgresType]()
-        for column in resultColumns.columns where typeByName[column.name] == nil { typeByName[column.name] = column.type }
+        var positionByName = [String: Int]()
+        for (index, column) in resultColumns.columns.enumerated() where typeByName[column.name] == nil {
+            typeByName[column.name] = column.type
+            positionByName[column.name] = index + 1
+        }
         func reference(_ name: String) -> String? {
-            typeByName[name] == nil ? nil : "m." + quoteIdentifier(name)
+            positionByName[name].map { "m._\($0)" }
         }
         let currencyExpression: String? = {
             guard entity.column("currency") != nil else { return nil }
-            let own = reference("currency").map { LegacyText.output($0, typeByName["currency"]!) }
+            // A currency code is three letters or the row is quarantined, so the blank padding
+            // `::text` drops from a char(n) never matters here, and the cast is cheaper.
+            let own = reference("currency").map { LegacyText.currency($0, typeByName["currency"]!) }
             switch (own, defaultCurrency) {
             case (let own?, let fallback?): return "coalesce(\(own), \(sqlLiteral(fallback.code)))"
             case (let own?, nil): return own
@@ -111,10 +133,13 @@ struct CanonicalQuery: Sendable, Hashable {
             case (nil, nil): return nil
             }
         }()
-        let needsScale = amounts == .major && entity.columns.contains { $0.type == .amount }
+        // Without a currency (no column, no default) every amount is quarantined by the
+        // converter, so the scale is never needed; the join would have nothing to join on.
+        let needsScale = amounts == .major && entity.columns.contains { $0.type == .amount } && currencyExpression != nil
         var select = [String]()
         let keyExpression = reference(entity.keyColumn).map { LegacyText.output($0, typeByName[entity.keyColumn]!) } ?? "NULL::text"
-        select.append("\(keyExpression) AS k")
+        // Keys compare and hash by their bytes, whatever the legacy column's collation.
+        select.append("(\(keyExpression)) COLLATE \"C\" AS k")
         let valueColumns = Array(entity.columns.dropFirst())
         for (index, column) in valueColumns.enumerated() {
             let expression: String
@@ -131,13 +156,15 @@ struct CanonicalQuery: Sendable, Hashable {
         // Attributes: every other column, first of a name wins, as RowConverter keeps them.
         let canonicalNames = Set(entity.columns.map(\.name))
         var seen = Set<String>()
-        var pairs = [String]()
-        for column in resultColumns.columns where !canonicalNames.contains(column.name) && seen.insert(column.name).inserted {
-            pairs.append("\(sqlLiteral(column.name)), \(LegacyText.output("m." + quoteIdentifier(column.name), column.type))")
+        var pairs = [(name: String, value: String)]()
+        for (index, column) in resultColumns.columns.enumerated()
+        where !canonicalNames.contains(column.name) && seen.insert(column.name).inserted {
+            pairs.append((column.name, LegacyText.output("m._\(index + 1)", column.type)))
         }
         select.append("\(LegacyText.jsonObject(pairs)) AS c\(valueColumns.count + 1)")
 
-        var from = "(\n\(query)\n) AS m"
+        let aliases = (1...max(1, resultColumns.count)).map { "_\($0)" }.joined(separator: ", ")
+        var from = "(\n\(query)\n) AS m(\(aliases))"
         if needsScale, let currencyExpression {
             from += "\nLEFT JOIN (VALUES \(LegacyText.currencyScales)) AS ll_currency(code, scale) ON ll_currency.code = \(currencyExpression)"
         }
@@ -168,6 +195,11 @@ enum LegacyText {
         }
     }
 
+    /// A currency code: `::text` (see ``CanonicalQuery/legacy``).
+    static func currency(_ expression: String, _ type: PostgresType) -> String {
+        type == .bpchar || type.isCharacterString ? "\(expression)::text" : output(expression, type)
+    }
+
     private static let numberPattern = #"'^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*$'"#
 
     private static func isNumber(_ type: PostgresType) -> Bool {
@@ -190,8 +222,9 @@ enum LegacyText {
             if type == .numeric { return "trim_scale(\(expression))::text" }
             return "CASE WHEN \(text) ~ \(numberPattern) THEN trim_scale((\(text))::numeric)::text ELSE \(text) END"
         case .boolean:
-            if type == .bool { return "\(expression)::text" }
-            return "CASE \(text) WHEN 't' THEN 'true' WHEN 'f' THEN 'false' ELSE \(text) END"
+            // `t`/`f`, as the ledger's boolean prints in a row literal and over libpq.
+            if type == .bool { return text }
+            return "CASE \(text) WHEN 'true' THEN 't' WHEN 'false' THEN 'f' ELSE \(text) END"
         case .amount:
             let times = scale.map { " * \($0)" } ?? ""
             if isNumber(type) { return "trim_scale(\(expression)::numeric\(times))::text" }
@@ -213,18 +246,46 @@ enum LegacyText {
         }
     }
 
-    /// A `jsonb` object of `'name', value` pairs, as text. `jsonb_build_object` takes at most
-    /// 100 arguments, so larger objects are built in parts and concatenated.
-    static func jsonObject(_ pairs: [String]) -> String {
+    /// The text `jsonb` prints for an object of text values, built as text: keys in jsonb's
+    /// order (shorter first, then byte order), `"key": value` separated by `, `, values
+    /// escaped by `to_json`, which shares jsonb's escaping. Building the jsonb and printing it
+    /// would cost a tree and a sort per row for the same text.
+    static func jsonObject(_ pairs: [(name: String, value: String)]) -> String {
         guard !pairs.isEmpty else { return "'{}'::text" }
-        var parts = [String]()
-        var start = 0
-        while start < pairs.count {
-            let end = min(start + 50, pairs.count)
-            parts.append("jsonb_build_object(\(pairs[start..<end].joined(separator: ", ")))")
-            start = end
+        let ordered = pairs.sorted {
+            $0.name.utf8.count != $1.name.utf8.count
+                ? $0.name.utf8.count < $1.name.utf8.count : $0.name.utf8.lexicographicallyPrecedes($1.name.utf8)
         }
-        return "(" + parts.joined(separator: " || ") + ")::text"
+        var parts = [String]()
+        for (index, pair) in ordered.enumerated() {
+            let prefix = (index == 0 ? "{" : ", ") + jsonString(pair.name) + ": "
+            parts.append(sqlLiteral(prefix))
+            parts.append("coalesce(to_json(\(pair.value))::text, 'null')")
+        }
+        parts.append("'}'")
+        return "(" + parts.joined(separator: " || ") + ")"
+    }
+
+    /// `text` as a JSON string the way PostgreSQL's `escape_json` writes it: `"`, `\\` and
+    /// control characters escaped, everything else as is.
+    static func jsonString(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\u{8}": out += "\\b"
+            case "\u{C}": out += "\\f"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case let c where c.value < 0x20:
+                let hex = String(c.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
     }
 
     /// `('USD', 100), ('JPY', 1), …`: the factor from major to minor units of every currency

@@ -95,25 +95,35 @@ public struct DiffChecker: Sendable {
         defer { legacy.close() }
         let ledger = try await connect(options.storeDSN, side: .ledger)
         defer { ledger.close() }
+        let invariantsLedger = try await connect(options.storeDSN, side: .ledger)
+        defer { invariantsLedger.close() }
 
         var results = [EntityDiff]()
+        var portableHash = false
         var firstPass = [Entity: EntityPass]()
         var invariants = [InvariantResult]()
         do {
             try await begin(legacy, ledger)
             try await checkReadModels(ledger, entities)
+            portableHash = try await encodingsDiffer(legacy, ledger)
             let quarantineTable = try await ledger.withSession { [options] session in
                 try session.query(
                     "SELECT to_regclass($1) IS NOT NULL",
                     [quoteIdentifier(options.storeSchema) + ".quarantine"]
                 ).first?.decode(at: 0, as: Bool.self) ?? false
             }
+            // The invariants read the ledger's snapshot on a connection of their own, while the
+            // rows are compared: the ledger side of a comparison often waits for the legacy
+            // side, and the invariants fill that time.
+            let snapshot = try await ledger.query("SELECT pg_export_snapshot()").first?.values[0] ?? ""
+            async let invariantResults = checkInvariants(invariantsLedger, snapshot: snapshot)
             for entity in entities {
-                let pass = try await firstPassOf(entity, legacy, ledger, quarantineTable: quarantineTable)
+                let pass = try await firstPassOf(
+                    entity, legacy, ledger, quarantineTable: quarantineTable, portableHash: portableHash)
                 firstPass[entity] = pass
                 options.progress?(.entityCompared(pass.summary))
             }
-            invariants = try await checkInvariants(ledger)
+            invariants = try await invariantResults
             try await end(legacy, ledger)
         } catch {
             throw DiffError.wrap(error, side: nil, entity: nil, doing: "the comparison failed")
@@ -169,10 +179,14 @@ public struct DiffChecker: Sendable {
 
     /// One snapshot per side for the whole first pass: every bisection level of every entity
     /// sees the same rows.
+    ///
+    /// `enable_sort` is off in them: the planner cannot know that a bucket expression has at
+    /// most 65,536 values and estimates one group per row, so it would sort every row (spilling
+    /// to disk past `work_mem`) where hashing the few buckets needs almost no memory.
     private func begin(_ legacy: Connection, _ ledger: Connection) async throws {
-        let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-        async let l: Void = side(.legacy, nil, "cannot start a read-only transaction") { _ = try await legacy.execute(begin) }
-        async let r: Void = side(.ledger, nil, "cannot start a read-only transaction") { _ = try await ledger.execute(begin) }
+        let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL enable_sort = off"
+        async let l: Void = side(.legacy, nil, "cannot start a read-only transaction") { try await legacy.executeScript(begin) }
+        async let r: Void = side(.ledger, nil, "cannot start a read-only transaction") { try await ledger.executeScript(begin) }
         _ = try await (l, r)
     }
 
@@ -182,6 +196,10 @@ public struct DiffChecker: Sendable {
         _ = try await (l, r)
     }
 
+    /// Checks the read models exist and holds a share lock on them until the first pass ends:
+    /// a blue/green rebuild swapping tables mid-check would otherwise make later statements
+    /// read the new tables (names resolve anew per statement) under the old snapshot, where
+    /// they look empty. The swap takes its locks with NOWAIT, so it simply retries later.
     private func checkReadModels(_ ledger: Connection, _ entities: [Entity]) async throws {
         let tables = entities.map { quoteIdentifier(options.readSchema) + "." + quoteIdentifier($0.tableName) }
         let missing = try await ledger.withSession { session in
@@ -194,6 +212,16 @@ public struct DiffChecker: Sendable {
                 side: .ledger,
                 "no read model \(missing.joined(separator: ", ")): build the read models with `ledgerlift project --store DSN` first")
         }
+        _ = try await ledger.execute("LOCK TABLE \(tables.joined(separator: ", ")) IN ACCESS SHARE MODE")
+    }
+
+    /// Whether the two databases store text in different encodings (hashes must then be of
+    /// UTF-8 bytes on both sides).
+    private func encodingsDiffer(_ legacy: Connection, _ ledger: Connection) async throws -> Bool {
+        async let l = legacy.query("SHOW server_encoding")
+        async let r = ledger.query("SHOW server_encoding")
+        let (left, right) = try await (l, r)
+        return left.first?.values[0] != right.first?.values[0]
     }
 
     /// Runs `body`, turning what it throws into a ``DiffError`` naming the side and entity.
@@ -205,21 +233,24 @@ public struct DiffChecker: Sendable {
 
     // MARK: - First pass
 
-    private func firstPassOf(_ entity: Entity, _ legacy: Connection, _ ledger: Connection, quarantineTable: Bool)
-        async throws -> EntityPass
-    {
+    private func firstPassOf(
+        _ entity: Entity, _ legacy: Connection, _ ledger: Connection, quarantineTable: Bool, portableHash: Bool
+    ) async throws -> EntityPass {
         let clock = ContinuousClock()
         let started = clock.now
         options.progress?(.entityStarted(entity))
         let mapping = options.mapping[entity: entity]!
         let (quarantine, shape, estimate) = try await prepare(entity, mapping, legacy, ledger, quarantineTable: quarantineTable)
         let keys = PostgresArray(quarantine.map(\.key))
-        let legacyQuery = CanonicalQuery.legacy(
+        var legacyQuery = CanonicalQuery.legacy(
             entity, query: mapping.query, resultColumns: shape, amounts: options.mapping.amounts(for: entity),
             defaultCurrency: options.mapping.defaultCurrency(for: entity))
-        let ledgerQuery = CanonicalQuery.ledger(entity, readSchema: options.readSchema)
+        var ledgerQuery = CanonicalQuery.ledger(entity, readSchema: options.readSchema)
+        legacyQuery.portableHash = portableHash
+        ledgerQuery.portableHash = portableHash
         var pass = EntityPass(entity: entity, legacyQuery: legacyQuery, ledgerQuery: ledgerQuery, quarantine: quarantine)
 
+        let keep = max(options.maxRows, options.maxReverifiedKeys)
         var bits = Self.firstLevelBits(rows: estimate, rowsPerBucket: options.rowsPerBucket)
         var parent: (bits: Int, buckets: [Int64])? = nil
         var level = 0
@@ -238,21 +269,30 @@ public struct DiffChecker: Sendable {
                 pass.legacyRows = legacyBuckets.values.reduce(0) { $0 + $1.count }
                 pass.ledgerRows = ledgerBuckets.values.reduce(0) { $0 + $1.count }
             }
-            pass.bucketsCompared += Int64(Set(legacyBuckets.keys).union(ledgerBuckets.keys).count)
+            let buckets = Int64(Set(legacyBuckets.keys).union(ledgerBuckets.keys).count)
+            pass.bucketsCompared += buckets
             let (differing, matchedRows) = RowMatching.compare(legacyBuckets, ledgerBuckets)
             pass.matched += matchedRows
             options.progress?(
-                .level(entity, level: level, buckets: Int64(1) << bits, differing: differing.count, elapsed: clock.now - started))
-            var fetch = [Int64]()
+                .level(entity, level: level, buckets: buckets, differing: differing.count, elapsed: clock.now - started))
+            var fetch = [(bucket: Int64, rows: Int64)]()
             var split = [Int64]()
             for bucket in differing {
                 let size = max(legacyBuckets[bucket]?.count ?? 0, ledgerBuckets[bucket]?.count ?? 0)
-                if size <= Int64(options.fetchBucketRows) || bits >= 56 { fetch.append(bucket) } else { split.append(bucket) }
+                if size <= Int64(options.fetchBucketRows) || bits >= 56 {
+                    fetch.append((bucket, size))
+                } else {
+                    split.append(bucket)
+                }
             }
-            if !fetch.isEmpty {
-                let sqlFetchL = legacyQuery.rowsInBucketsSQL(bits: bits)
-                let sqlFetchR = ledgerQuery.rowsInBucketsSQL(bits: bits)
-                let fetchParameters: [(any PostgresEncodable)?] = [keys, PostgresArray(fetch)]
+            // Fetched in batches of about `fetchBatchRows` rows a side, so a systematic
+            // difference (every row of a large table) streams through bounded memory; once
+            // `maxReverifiedKeys` differences are kept, only keys and hashes travel, to count.
+            for batch in Self.batches(fetch, rows: Self.fetchBatchRows) {
+                let keysOnly = pass.differences.count >= keep
+                let sqlFetchL = legacyQuery.rowsInBucketsSQL(bits: bits, keysOnly: keysOnly)
+                let sqlFetchR = ledgerQuery.rowsInBucketsSQL(bits: bits, keysOnly: keysOnly)
+                let fetchParameters: [(any PostgresEncodable)?] = [keys, PostgresArray(batch)]
                 async let fl = side(.legacy, entity, "reading the rows of differing buckets") {
                     try await Self.rows(legacy, sqlFetchL, fetchParameters)
                 }
@@ -264,7 +304,7 @@ public struct DiffChecker: Sendable {
                 let (matched, differences) = RowMatching.compare(
                     legacy: legacyRows, ledger: ledgerRows, columns: legacyQuery.columns)
                 pass.matched += matched
-                pass.record(differences, keepingAtMost: max(options.maxRows, options.maxReverifiedKeys))
+                pass.record(differences, keepingAtMost: keep)
             }
             guard !split.isEmpty else { break }
             parent = (bits, split)
@@ -274,6 +314,27 @@ public struct DiffChecker: Sendable {
         pass.differences.sort { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
         pass.duration = clock.now - started
         return pass
+    }
+
+    /// Rows a side per fetch of differing buckets.
+    static let fetchBatchRows: Int64 = 50_000
+
+    /// `buckets` in consecutive groups of at most `rows` rows (a larger bucket alone).
+    static func batches(_ buckets: [(bucket: Int64, rows: Int64)], rows limit: Int64) -> [[Int64]] {
+        var out = [[Int64]]()
+        var current = [Int64]()
+        var size: Int64 = 0
+        for (bucket, rows) in buckets {
+            if !current.isEmpty && size + rows > limit {
+                out.append(current)
+                current = []
+                size = 0
+            }
+            current.append(bucket)
+            size += rows
+        }
+        if !current.isEmpty { out.append(current) }
+        return out
     }
 
     /// Bits of the first level: about `rowsPerBucket` rows per bucket, between 2 and 65,536
@@ -302,10 +363,15 @@ public struct DiffChecker: Sendable {
             try await ledger.withSession { session -> ([QuarantinedRow], Int64) in
                 var quarantine = [QuarantinedRow]()
                 if quarantineTable {
+                    // A key the read model holds is compared, whatever the quarantine says: an
+                    // entry can be stale (a later run migrated the row) or cover one of two
+                    // legacy rows of a key; leaving such keys out would hide their differences.
                     let rows = try session.query(
                         """
-                        SELECT entity_key, reason, detail FROM \(quoteIdentifier(storeSchema)).quarantine
-                        WHERE entity = $1 ORDER BY entity_key COLLATE "C"
+                        SELECT q.entity_key, q.reason, q.detail FROM \(quoteIdentifier(storeSchema)).quarantine AS q
+                        WHERE q.entity = $1
+                          AND NOT EXISTS (SELECT 1 FROM \(table) AS t WHERE t.\(quoteIdentifier(entity.keyColumn)) = q.entity_key)
+                        ORDER BY q.entity_key COLLATE "C"
                         """, [entity.rawValue]
                     ).rows
                     quarantine = rows.map { QuarantinedRow(key: $0.values[0] ?? "", reason: $0.values[1] ?? "", detail: $0.values[2] ?? "") }
@@ -336,30 +402,41 @@ public struct DiffChecker: Sendable {
         }
     }
 
-    static func rows(_ connection: Connection, _ sql: String, _ parameters: [(any PostgresEncodable)?])
-        async throws -> [FetchedRow]
-    {
+    /// Rows of a fetch query; with `ownTransaction`, in a read-only transaction of their own
+    /// (re-verification runs outside the first pass's transactions).
+    static func rows(
+        _ connection: Connection, _ sql: String, _ parameters: [(any PostgresEncodable)?], ownTransaction: Bool = false
+    ) async throws -> [FetchedRow] {
         try await connection.withSession { session in
-            try session.query(sql, parameters).rows.map { row in
-                FetchedRow(key: row.values[0] ?? "", hash: row.values[1] ?? "", values: Array(row.values.dropFirst(2)))
+            let read = { (session: Session) in
+                try session.query(sql, parameters).rows.map { row in
+                    FetchedRow(key: row.values[0] ?? "", hash: row.values[1] ?? "", values: Array(row.values.dropFirst(2)))
+                }
             }
+            return ownTransaction ? try session.transaction(.init(readOnly: true), read) : try read(session)
         }
     }
 
     // MARK: - Invariants
 
-    private func checkInvariants(_ ledger: Connection) async throws -> [InvariantResult] {
-        var results = [InvariantResult]()
-        for invariant in Invariant.all {
-            options.progress?(.invariant(invariant.name))
-            let readSchema = options.readSchema
-            let maxRows = options.maxRows
-            let result = try await side(.ledger, nil, "checking invariant \(invariant.name)") {
-                try await ledger.withSession { try invariant.check($0, readSchema: readSchema, maxRows: maxRows) }
+    /// Checks every invariant in the ledger snapshot `snapshot` (exported by the comparison's
+    /// transaction, so both see the same ledger).
+    private func checkInvariants(_ ledger: Connection, snapshot: String) async throws -> [InvariantResult] {
+        let readSchema = options.readSchema
+        let maxRows = options.maxRows
+        let progress = options.progress
+        return try await side(.ledger, nil, "checking the invariants") {
+            try await ledger.withSession { session in
+                try session.transaction(.init(isolation: .repeatableRead, readOnly: true, snapshot: snapshot)) { tx in
+                    // Joins and aggregates over whole read models: our own database, our own memory.
+                    try tx.execute("SET LOCAL work_mem = '64MB'")
+                    return try Invariant.all.map { invariant in
+                        progress?(.invariant(invariant.name))
+                        return try invariant.check(tx, readSchema: readSchema, maxRows: maxRows)
+                    }
+                }
             }
-            results.append(result)
         }
-        return results
     }
 
     // MARK: - Re-verification
@@ -397,8 +474,12 @@ public struct DiffChecker: Sendable {
         let parameters: [(any PostgresEncodable)?] = [PostgresArray(pass.quarantine.map(\.key)), PostgresArray(keys)]
         let sqlL = pass.legacyQuery.rowsOfKeysSQL
         let sqlR = pass.ledgerQuery.rowsOfKeysSQL
-        async let l = side(.legacy, entity, "re-reading differing rows") { try await Self.rows(legacy, sqlL, parameters) }
-        async let r = side(.ledger, entity, "re-reading differing rows") { try await Self.rows(ledger, sqlR, parameters) }
+        async let l = side(.legacy, entity, "re-reading differing rows") {
+            try await Self.rows(legacy, sqlL, parameters, ownTransaction: true)
+        }
+        async let r = side(.ledger, entity, "re-reading differing rows") {
+            try await Self.rows(ledger, sqlR, parameters, ownTransaction: true)
+        }
         let (legacyRows, ledgerRows) = try await (l, r)
         let (matched, differences) = RowMatching.compare(legacy: legacyRows, ledger: ledgerRows, columns: pass.legacyQuery.columns)
         return ReverifiedKeys(keys: Set(keys), matched: matched, differences: differences)

@@ -37,21 +37,24 @@ enum RowMatching {
     static func compare(legacy: [FetchedRow], ledger: [FetchedRow], columns: [String])
         -> (matched: Int64, differences: [RowDifference])
     {
-        let legacyByKey = Dictionary(grouping: legacy, by: \.key)
-        let ledgerByKey = Dictionary(grouping: ledger, by: \.key)
-        let keys = Set(legacyByKey.keys).union(ledgerByKey.keys).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        // By bytes, not by Swift's String equality: that one treats canonically equivalent
+        // Unicode (é precomposed or not) as equal, where PostgreSQL and the hashes do not.
+        let legacyByKey = Dictionary(grouping: legacy, by: { Array($0.key.utf8) })
+        let ledgerByKey = Dictionary(grouping: ledger, by: { Array($0.key.utf8) })
+        let keys = Set(legacyByKey.keys).union(ledgerByKey.keys).sorted { $0.lexicographicallyPrecedes($1) }
         var matched: Int64 = 0
         var differences = [RowDifference]()
-        for key in keys {
-            let left = legacyByKey[key] ?? []
-            let right = ledgerByKey[key] ?? []
+        for bytes in keys {
+            let left = legacyByKey[bytes] ?? []
+            let right = ledgerByKey[bytes] ?? []
+            let key = (left.first ?? right.first)?.key ?? ""
             switch (left.first, right.first) {
             case (let l?, nil):
                 differences.append(RowDifference(key: key, kind: .missingInLedger, columns: everyColumn(l, columns, legacySide: true)))
             case (nil, let r?):
                 differences.append(RowDifference(key: key, kind: .extraInLedger, columns: everyColumn(r, columns, legacySide: false)))
             case (let l?, let r?):
-                if left.count == 1 && right.count == 1 && l.hash == r.hash && l.values == r.values {
+                if left.count == 1 && right.count == 1 && l.hash == r.hash && same(l.values, r.values) {
                     matched += 1
                     continue
                 }
@@ -62,7 +65,7 @@ enum RowMatching {
                     changed.append(ColumnDifference(column: "(rows with this key)", legacy: String(left.count), ledger: String(right.count)))
                 }
                 for (index, name) in columns.dropFirst().enumerated() where index < l.values.count && index < r.values.count {
-                    if l.values[index] != r.values[index] {
+                    if !same(l.values[index], r.values[index]) {
                         changed.append(ColumnDifference(column: name, legacy: l.values[index], ledger: r.values[index]))
                     }
                 }
@@ -77,6 +80,18 @@ enum RowMatching {
             }
         }
         return (matched, differences)
+    }
+
+    private static func same(_ a: String?, _ b: String?) -> Bool {
+        switch (a, b) {
+        case (nil, nil): true
+        case (let a?, let b?): a.utf8.elementsEqual(b.utf8)
+        default: false
+        }
+    }
+
+    private static func same(_ a: [String?], _ b: [String?]) -> Bool {
+        a.count == b.count && zip(a, b).allSatisfy { same($0, $1) }
     }
 
     private static func everyColumn(_ row: FetchedRow, _ columns: [String], legacySide: Bool) -> [ColumnDifference] {

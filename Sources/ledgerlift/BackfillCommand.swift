@@ -11,8 +11,8 @@ struct BackfillCommand: AsyncParsableCommand {
         commandName: "backfill",
         abstract: "Read every mapped entity from one snapshot of the legacy database and append the history it implies.",
         discussion: """
-            Resumable: killed at any point, the same command finishes the job with the same events. Rows that \\
-            cannot be migrated are quarantined (ledgerlift.quarantine) with their key and reason; the run exits 1 \\
+            Resumable: killed at any point, the same command finishes the job with the same events. Rows that \
+            cannot be migrated are quarantined (ledgerlift.quarantine) with their key and reason; the run exits 1 \
             when anything was quarantined, unless --allow-quarantine.
             """)
 

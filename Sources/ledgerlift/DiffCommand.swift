@@ -11,12 +11,12 @@ struct DiffCommand: AsyncParsableCommand {
         commandName: "diff",
         abstract: "Compare the ledger's read models with the legacy database, row by row and column by column.",
         discussion: """
-            Each side hashes its rows' canonical text form in SQL; only bucket counts and hash sums travel, and \\
-            differing buckets are bisected until their rows are few enough to compare key by key. Rows the \\
-            backfill quarantined are listed apart. Differences are re-checked once after the projection has \\
+            Each side hashes its rows' canonical text form in SQL; only bucket counts and hash sums travel, and \
+            differing buckets are bisected until their rows are few enough to compare key by key. Rows the \
+            backfill quarantined are listed apart. Differences are re-checked once after the projection has \
             caught up, so a write racing the check is not reported. Ledger invariants are checked beside it.
 
-            Exit status: 0 clean; 1 differences or broken invariants; 2 could not run (the reason is printed, \\
+            Exit status: 0 clean; 1 differences or broken invariants; 2 could not run (the reason is printed, \
             and with --format junit written to the report as an error). docs/ci.md shows a CI job gating on it.
             """)
 
@@ -93,16 +93,17 @@ struct DiffCommand: AsyncParsableCommand {
                     storeSchema: schema, readSchema: readSchema, reverify: !noReverify,
                     catchUpTimeout: .seconds(catchUpTimeout), progress: { progress.show($0) }))
             report = try await checker.run()
+            progress.finish()
         } catch {
             let reason = "\(error)"
             standardError("ledgerlift diff: could not run: \(reason)\n")
-            if format == .junit, let output { try? write(DiffReportRendering.junitError(reason), to: output) }
+            if format == .junit, let output { try? Self.write(DiffReportRendering.junitError(reason), to: output) }
             throw ExitCode(2)
         }
         let rendered = report.rendered(format)
         do {
             if let output {
-                try write(rendered, to: output)
+                try Self.write(rendered, to: output)
                 // The CI log still shows what differs.
                 if format != .text { print(report.rendered(.text), terminator: "") }
             } else {
@@ -132,12 +133,30 @@ struct DiffCommand: AsyncParsableCommand {
         try handle.write(contentsOf: Data(text.utf8))
     }
 
-    /// Writes through a temporary file and a rename, so CI never reads half a report.
-    private func write(_ text: String, to path: String) throws {
+    /// Writes through a temporary file renamed over the target (rename(2) replaces it
+    /// atomically), so CI never reads half a report, nor finds none.
+    static func write(_ text: String, to path: String) throws {
         let temporary = path + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
         try Data((text.hasSuffix("\n") ? text : text + "\n").utf8).write(to: URL(fileURLWithPath: temporary))
-        if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-        try FileManager.default.moveItem(atPath: temporary, toPath: path)
+        guard rename(temporary, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: "cannot write \(path): \(reason)"])
+        }
+    }
+
+    /// For a usage error (exit 2 before any report): with `--format junit --output FILE` on
+    /// the command line, FILE still gets a JUnit error saying why, as for any other exit 2.
+    static func writeUsageError(_ message: String, arguments: [String]) {
+        func value(of flag: String) -> String? {
+            for (index, argument) in arguments.enumerated() {
+                if argument == flag, index + 1 < arguments.count { return arguments[index + 1] }
+                if argument.hasPrefix(flag + "=") { return String(argument.dropFirst(flag.count + 1)) }
+            }
+            return nil
+        }
+        guard value(of: "--format") == DiffFormat.junit.rawValue, let output = value(of: "--output") else { return }
+        try? write(DiffReportRendering.junitError(message), to: output)
     }
 }
 
@@ -151,6 +170,11 @@ private func standardError(_ text: String) {
 /// otherwise (CI logs).
 private struct DiffProgressPrinter: Sendable {
     let terminal: Bool
+
+    /// Clears the line rewritten in place, so the report starts on a clean one.
+    func finish() {
+        if terminal { standardError("\r\u{1B}[K") }
+    }
 
     func show(_ event: DiffProgress) {
         switch event {

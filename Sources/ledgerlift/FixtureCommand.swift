@@ -11,7 +11,7 @@ struct FixtureCommand: AsyncParsableCommand {
         commandName: "fixture",
         abstract: "Load the reference legacy billing database, or generate one at scale.",
         discussion: """
-            Both commands replace the `legacy` schema of the target database (fixtures/reference/schema.sql \\
+            Both commands replace the `legacy` schema of the target database (fixtures/reference/schema.sql \
             drops and recreates it).
             """,
         subcommands: [Load.self, Generate.self]
@@ -56,7 +56,7 @@ struct FixtureCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create the legacy schema and fill it with synthetic customers (deterministic for a seed).",
             discussion: """
-                The generated data obeys the same arithmetic rules as the reference seed: \\
+                The generated data obeys the same arithmetic rules as the reference seed: \
                 fixtures/reference/checks.sql returns no rows on it (with the default window).
                 """)
 

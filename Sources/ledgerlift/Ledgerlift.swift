@@ -8,8 +8,8 @@ struct Ledgerlift: AsyncParsableCommand {
         commandName: "ledgerlift",
         abstract: "Move a mutable PostgreSQL billing database onto an event-sourced ledger, without downtime.",
         discussion: """
-            Ledgerlift reads your legacy billing schema over libpq, synthesizes the history its rows imply \\
-            into an append-only PostgreSQL event store, rebuilds read models from the events, proves they \\
+            Ledgerlift reads your legacy billing schema over libpq, synthesizes the history its rows imply \
+            into an append-only PostgreSQL event store, rebuilds read models from the events, proves they \
             equal the legacy data, and drives a staged cutover.
             """,
         version: LedgerliftVersion.current,
@@ -41,6 +41,7 @@ struct Ledgerlift: AsyncParsableCommand {
             if code == .validationFailure, CommandLine.arguments.dropFirst().first == "diff" {
                 let message = fullMessage(for: error)
                 if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+                DiffCommand.writeUsageError(message, arguments: Array(CommandLine.arguments.dropFirst(2)))
                 Foundation.exit(2)
             }
             exit(withError: error)

@@ -11,12 +11,12 @@ struct ProjectCommand: AsyncParsableCommand {
         commandName: "project",
         abstract: "Project the event store into the read models (canonical tables, history, balances, revenue, MRR, aging).",
         discussion: """
-            Runs to the head of the global order and stops, or keeps following it with --follow. Each batch's \\
+            Runs to the head of the global order and stops, or keeps following it with --follow. Each batch's \
             writes and the checkpoint commit in one transaction, so a killed run is simply run again.
 
-            The first run — and every run with --rebuild — builds blue/green: into a fresh schema \\
-            (<read-schema>_next, with its own checkpoint), swapped in with schema renames in one transaction \\
-            once it has caught up. Readers see the old read models until that commit, never a half-built one. \\
+            The first run — and every run with --rebuild — builds blue/green: into a fresh schema \
+            (<read-schema>_next, with its own checkpoint), swapped in with schema renames in one transaction \
+            once it has caught up. Readers see the old read models until that commit, never a half-built one. \
             An interrupted rebuild continues where it stopped.
             """)
 

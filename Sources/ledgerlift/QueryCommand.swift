@@ -41,8 +41,8 @@ struct QueryCommand: AsyncParsableCommand {
         commandName: "query",
         abstract: "Query the read models, now or as of a business time.",
         discussion: """
-            Answers come from the read models `ledgerlift project` maintains: the current tables, or — with \\
-            --as-of — the history tables, which hold every version of every row over business time \\
+            Answers come from the read models `ledgerlift project` maintains: the current tables, or — with \
+            --as-of — the history tables, which hold every version of every row over business time \
             (the events' occurred_at). Amounts print in the currency's decimals.
             """,
         subcommands: [Balance.self, Invoice.self]
@@ -52,8 +52,8 @@ struct QueryCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "A customer's balance per currency: receivables, unapplied credit, balance.",
             discussion: """
-                receivables = amount due of the customer's open and uncollectible invoices; unapplied credit = \\
-                minus the sum of its balance transactions; balance = receivables − unapplied credit (positive: \\
+                receivables = amount due of the customer's open and uncollectible invoices; unapplied credit = \
+                minus the sum of its balance transactions; balance = receivables − unapplied credit (positive: \
                 the customer owes; negative: it holds credit).
                 """)
 

@@ -33,8 +33,8 @@ struct ReportCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Invoiced, collected, refunded and credited per month and currency.",
             discussion: """
-                invoiced: totals of invoices finalized in the month (void ones excluded); collected: payments \\
-                that succeeded in the month; refunded: refunds that succeeded in the month; credited: credit \\
+                invoiced: totals of invoices finalized in the month (void ones excluded); collected: payments \
+                that succeeded in the month; refunded: refunds that succeeded in the month; credited: credit \
                 notes issued in the month (void ones excluded).
                 """)
 
@@ -94,8 +94,8 @@ struct ReportCommand: AsyncParsableCommand {
             commandName: "mrr",
             abstract: "Monthly recurring revenue and its movements per month and currency.",
             discussion: """
-                Per customer, MRR at each month's close (active and past_due subscriptions × plan amount, \\
-                normalized to a month); new, expansion, contraction (≤ 0) and churn (≤ 0) sum the customers' \\
+                Per customer, MRR at each month's close (active and past_due subscriptions × plan amount, \
+                normalized to a month); new, expansion, contraction (≤ 0) and churn (≤ 0) sum the customers' \
                 changes, and mrr = previous month's mrr + the four movements.
                 """)
 
@@ -154,7 +154,7 @@ struct ReportCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Receivables (open and uncollectible invoices) by days past due, per customer and currency.",
             discussion: """
-                Days past due = the as-of date (UTC) − due_on; current covers invoices not yet due or without \\
+                Days past due = the as-of date (UTC) − due_on; current covers invoices not yet due or without \
                 a due date. With --as-of, the invoices are taken as they were at that business time.
                 """)
 

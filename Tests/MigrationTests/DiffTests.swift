@@ -26,13 +26,13 @@ func withMigrated(
 
 func diff(
     _ legacyDSN: String, _ storeDSN: String, maxRows: Int = 100, rowsPerBucket: Int = 64, fetchBucketRows: Int = 1024,
-    maxReverifiedKeys: Int = 100_000, beforeReverification: (@Sendable () async throws -> Void)? = nil
+    maxReverifiedKeys: Int = 100_000, catchUpTimeout: Duration = .seconds(10), beforeReverification: (@Sendable () async throws -> Void)? = nil
 ) async throws -> DiffReport {
     try await DiffChecker(
         .init(
             legacyDSN: legacyDSN, storeDSN: storeDSN, mapping: try MappingTestSupport.referenceMapping(),
             maxRows: maxRows, rowsPerBucket: rowsPerBucket, fetchBucketRows: fetchBucketRows,
-            catchUpTimeout: .seconds(10), maxReverifiedKeys: maxReverifiedKeys,
+            catchUpTimeout: catchUpTimeout, maxReverifiedKeys: maxReverifiedKeys,
             beforeReverification: beforeReverification)
     ).run()
 }
