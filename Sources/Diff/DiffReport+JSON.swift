@@ -6,6 +6,11 @@ import Billing
 /// Counts are JSON integers, SQL NULL is `null`, and every string goes through
 /// ``JSONValue/quoted(_:)`` (quotes, backslashes and control characters escaped; everything else,
 /// non-ASCII included, kept as UTF-8).
+///
+/// Top-level key order: `clean`, `exit_code`, `legacy`, `store`, `mapping`, `read_schema`,
+/// `max_rows`, `duration_ms`, `notes`, `entities`, `invariants`. `notes` is always present (an
+/// array of strings, empty when there is nothing to say) and sits with the run-level fields,
+/// before the long per-entity lists, so `head` or a log excerpt shows it.
 struct DiffJSONRenderer {
     let report: DiffReport
 
@@ -19,6 +24,7 @@ struct DiffJSONRenderer {
             ("read_schema", .string(report.readSchema)),
             ("max_rows", .integer(Int64(report.maxRows))),
             ("duration_ms", .integer(DiffFormatting.milliseconds(report.duration))),
+            ("notes", .array(report.notes.map(JSONValue.string))),
             ("entities", .array(report.entities.map(Self.entity))),
             ("invariants", .array(report.invariants.map(Self.invariant))),
         ])

@@ -5,7 +5,10 @@ import Billing
 /// Two suites: `ledgerlift diff: rows` with a test case per entity, failing when its rows
 /// differ, and `ledgerlift diff: invariants` with a test case per invariant, failing when it is
 /// broken. Quarantined rows are not failures (the backfill already reported them and they do
-/// not change the exit code), so they go to the entity's `<system-out>`.
+/// not change the exit code), so they go to the entity's `<system-out>`. The report's notes are
+/// not failures either: they go to the rows suite's own `<system-out>` (after its test cases, as
+/// the JUnit schema orders it), one line each, which Jenkins and most reporters show as the
+/// suite's standard output; the suite has no `<system-out>` when there are no notes.
 struct DiffJUnitRenderer {
     let report: DiffReport
 
@@ -32,6 +35,11 @@ struct DiffJUnitRenderer {
         }
         out += "    </properties>\n"
         for e in report.entities { out += entityCase(e) }
+        if !report.notes.isEmpty {
+            // Control characters escaped as in the text format, so each note stays one line.
+            let lines = ["notes:"] + report.notes.map { "  - " + DiffTextRenderer.field($0) }
+            out += "    <system-out>" + Self.text(lines.joined(separator: "\n")) + "</system-out>\n"
+        }
         out += "  </testsuite>\n"
 
         // The report times entities but not invariants, so their cases say 0.000 rather than

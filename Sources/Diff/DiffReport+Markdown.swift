@@ -14,6 +14,9 @@ struct DiffMarkdownRenderer {
 
     var rendered: String {
         var blocks = [heading, context, entityTable]
+        // Right under the summary: a note qualifies the verdict in the heading (a projection that
+        // had not caught up, re-verification skipped, differences not all kept).
+        if !report.notes.isEmpty { blocks += notes }
         if report.entities.contains(where: { !$0.isClean }) { blocks += differences }
         if report.entities.contains(where: { $0.quarantined > 0 }) { blocks += quarantine }
         if !report.invariants.isEmpty { blocks += invariants }
@@ -58,6 +61,10 @@ struct DiffMarkdownRenderer {
                     ].map(String.init)
             }
         )
+    }
+
+    private var notes: [String] {
+        ["### Notes", report.notes.map { "- " + Self.listItem($0) }.joined(separator: "\n")]
     }
 
     private var differences: [String] {
@@ -220,6 +227,33 @@ struct DiffMarkdownRenderer {
             }
         }
         return out
+    }
+
+    /// Free text as the content of a one-line list item: ``text(_:)``, with surrounding whitespace
+    /// dropped (four leading spaces would open a code block) and a leading `-`, `+` or `=`, or the
+    /// `.` or `)` after leading digits, escaped so the text cannot open a nested list or rule.
+    static func listItem(_ note: String) -> String {
+        var trimmed = Substring(note)
+        while trimmed.first?.isWhitespace == true { trimmed.removeFirst() }
+        while trimmed.last?.isWhitespace == true { trimmed.removeLast() }
+        let escaped = text(String(trimmed))
+        let scalars = Array(escaped.unicodeScalars)
+        guard let first = scalars.first else { return escaped }
+        var out = ""
+        if "-+=".unicodeScalars.contains(first) {
+            out = "\\"
+            out.unicodeScalars.append(contentsOf: scalars)
+            return out
+        }
+        let digits = scalars.prefix { ("0"..."9").contains($0) }.count
+        // CommonMark ordered-list markers have one to nine digits.
+        if (1...9).contains(digits), digits < scalars.count, scalars[digits] == "." || scalars[digits] == ")" {
+            out.unicodeScalars.append(contentsOf: scalars[..<digits])
+            out += "\\"
+            out.unicodeScalars.append(contentsOf: scalars[digits...])
+            return out
+        }
+        return escaped
     }
 
     /// `text` with C0 controls and DEL replaced by their Control Pictures (U+2400…U+2421).

@@ -12,6 +12,8 @@ struct DiffTextRenderer {
         if report.entities.contains(where: { !$0.isClean }) { sections.append(differences) }
         if report.entities.contains(where: { $0.quarantined > 0 }) { sections.append(quarantine) }
         if !report.invariants.isEmpty { sections.append(invariants) }
+        // Last before the verdict, where the eye lands in a terminal or at the end of a CI log.
+        if !report.notes.isEmpty { sections.append(notes) }
         sections.append(verdict)
         return sections.joined(separator: "\n\n") + "\n"
     }
@@ -145,6 +147,11 @@ struct DiffTextRenderer {
         let unlisted = DiffFormatting.unlisted(invariant.violations, listed: invariant.offending.count)
         if unlisted > 0 { lines.append(indent + DiffFormatting.truncationNote(unlisted)) }
         return lines
+    }
+
+    /// One line per note, control characters escaped so a note cannot forge report lines.
+    private var notes: String {
+        (["Notes", ""] + report.notes.map { "  - " + Self.field($0) }).joined(separator: "\n")
     }
 
     private var verdict: String {

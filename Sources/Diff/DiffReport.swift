@@ -23,10 +23,15 @@ public struct DiffReport: Sendable, Hashable {
     public var invariants: [InvariantResult]
     /// Wall time of the whole check.
     public var duration: Duration
+    /// Run-level remarks a reader needs to trust the result — a projection that had not caught
+    /// up before the re-check, re-verification skipped, differences beyond what was kept to list
+    /// and re-check — one plain sentence each, in the order they arose. Every format shows them;
+    /// they never change ``isClean`` or ``exitCode``.
+    public var notes: [String]
 
     public init(
         legacy: String, store: String, mapping: String, readSchema: String, maxRows: Int,
-        entities: [EntityDiff], invariants: [InvariantResult], duration: Duration
+        entities: [EntityDiff], invariants: [InvariantResult], duration: Duration, notes: [String] = []
     ) {
         self.legacy = legacy
         self.store = store
@@ -36,9 +41,10 @@ public struct DiffReport: Sendable, Hashable {
         self.entities = entities
         self.invariants = invariants
         self.duration = duration
+        self.notes = notes
     }
 
-    /// No row differences and every invariant holds.
+    /// No row differences and every invariant holds. Notes play no part.
     public var isClean: Bool { entities.allSatisfy(\.isClean) && invariants.allSatisfy(\.holds) }
 
     /// The process exit code CI gates on: 0 clean, 1 differences or broken invariants. (2, could

@@ -89,6 +89,29 @@ private enum Reports {
         ],
         duration: .milliseconds(1234)
     )
+
+    /// Run-level notes as `diff` writes them, and one with markup, XML specials, a line break
+    /// and an escape character that every format must neutralize.
+    static let notes = [
+        "the projection was still 1,234 events behind after waiting 30 s; differences were re-checked anyway",
+        "re-verification skipped (--no-reverify)",
+        "1,000,000 differences in invoice_line: only the first 100,000 were kept to list and re-check",
+        "- `x` <b>&</b> | *y*\n\u{1B}[2J done",
+    ]
+
+    /// ``dirty`` with ``notes``.
+    static var dirtyWithNotes: DiffReport {
+        var report = dirty
+        report.notes = notes
+        return report
+    }
+
+    /// ``clean`` with ``notes``: still clean.
+    static var cleanWithNotes: DiffReport {
+        var report = clean
+        report.notes = notes
+        return report
+    }
 }
 
 @Suite("Diff report rendering")
@@ -177,6 +200,34 @@ struct DiffReportRenderingTests {
         #expect(text.contains("      b  \"\\\"q\" → plain text\n"))
     }
 
+    @Test func textShowsTheNotesJustBeforeTheVerdictWithControlCharactersEscaped() throws {
+        let text = Reports.dirtyWithNotes.rendered(.text)
+        let expected = [
+            "Notes",
+            "",
+            "  - the projection was still 1,234 events behind after waiting 30 s; differences were re-checked anyway",
+            "  - re-verification skipped (--no-reverify)",
+            "  - 1,000,000 differences in invoice_line: only the first 100,000 were kept to list and re-check",
+            "  - - `x` <b>&</b> | *y*\\n\\u001b[2J done",
+            "",
+            "NOT CLEAN: 5 differences, 1 broken invariant, 3 quarantined rows not compared (1.234s)",
+            "",
+        ].joined(separator: "\n")
+        #expect(text.hasSuffix("\n\n" + expected))
+        #expect(!text.unicodeScalars.contains("\u{1B}"))
+        let invariants = try #require(text.range(of: "\nInvariants\n"))
+        let notes = try #require(text.range(of: "\nNotes\n"))
+        #expect(invariants.lowerBound < notes.lowerBound)
+    }
+
+    @Test func textWithoutNotesHasNoNotesSection() {
+        for report in [Reports.clean, Reports.dirty] {
+            let text = report.rendered(.text)
+            #expect(!lines(text).contains("Notes"))
+            #expect(text == report.rendered(.text))
+        }
+    }
+
     // MARK: JSON
 
     @Test func jsonHasTheDocumentedKeysInTheDocumentedOrder() throws {
@@ -184,7 +235,7 @@ struct DiffReportRenderingTests {
         let expectedStart: String = [
             #"{"clean":false,"exit_code":1,"legacy":"postgres://app:****@legacy/billing","#,
             #""store":"postgres://app:****@ledger/ledger","mapping":"maps/<&\"'>.yaml","#,
-            #""read_schema":"ledgerlift_read","max_rows":4,"duration_ms":1234,"#,
+            #""read_schema":"ledgerlift_read","max_rows":4,"duration_ms":1234,"notes":[],"#,
             #""entities":[{"entity":"customer","legacy_rows":12,"ledger_rows":12,"compared":12,"matched":12,"#,
             #""missing_in_ledger":0,"extra_in_ledger":0,"mismatched":0,"resolved_by_reverification":0,"#,
             #""quarantined":0,"buckets_compared":16,"rows_fetched":0,"truncated":false,"differences":[],"#,
@@ -279,6 +330,37 @@ struct DiffReportRenderingTests {
         #expect(differences[0]["key"] as? String == value)
     }
 
+    @Test func jsonCarriesTheNotesVerbatimRightAfterTheDuration() throws {
+        let json = Reports.dirtyWithNotes.rendered(.json)
+        #expect(
+            json.contains(
+                #""duration_ms":1234,"notes":["the projection was still 1,234 events behind after waiting 30 s; "#
+                    + #"differences were re-checked anyway","re-verification skipped (--no-reverify)","#
+            ))
+        #expect(json.contains(#""- `x` <b>&</b> | *y*\n\u001b[2J done"],"entities":["#))
+        let root = try parseJSON(json)
+        #expect(root["notes"] as? [String] == Reports.notes)
+        #expect(try parseJSON(Reports.clean.rendered(.json))["notes"] as? [String] == [], "always present")
+    }
+
+    // MARK: Notes never change the verdict
+
+    @Test func notesNeverChangeTheVerdictOrTheExitCode() throws {
+        #expect(Reports.cleanWithNotes.isClean)
+        #expect(Reports.cleanWithNotes.exitCode == 0)
+        #expect(Reports.dirtyWithNotes.exitCode == 1)
+        let root = try parseJSON(Reports.cleanWithNotes.rendered(.json))
+        #expect(root["clean"] as? Bool == true)
+        #expect(root["exit_code"] as? Int == 0)
+        #expect(
+            lastLine(Reports.cleanWithNotes.rendered(.text)) == "CLEAN: 0 differences, 0 broken invariants (0.250s)")
+        #expect(Reports.cleanWithNotes.rendered(.markdown).hasPrefix("## ✅ ledgerlift diff: clean\n"))
+        let document = try XMLDocument(xmlString: Reports.cleanWithNotes.rendered(.junit))
+        #expect(try document.nodes(forXPath: "//failure").isEmpty)
+        #expect(attribute(try #require(document.rootElement()), "failures") == "0")
+        #expect(attribute(try #require(document.rootElement()), "tests") == "3")
+    }
+
     // MARK: Markdown
 
     @Test func markdownHeadingCarriesTheVerdict() {
@@ -357,6 +439,41 @@ struct DiffReportRenderingTests {
         #expect(markdown.contains("<details><summary>11 rows</summary>\n\n| key | kind | column | legacy | ledger |"))
         #expect(markdown.contains("| `c-11` | missing_in_ledger |  |  |  |\n\n</details>"))
         #expect(!Reports.dirty.rendered(.markdown).contains("<details>"), "short lists stay open")
+    }
+
+    @Test func markdownListsTheNotesUnderTheSummaryTableEscapedLikeOtherFreeText() throws {
+        let markdown = Reports.dirtyWithNotes.rendered(.markdown)
+        let expected = [
+            "### Notes",
+            "",
+            "- the projection was still 1,234 events behind after waiting 30 s; differences were re-checked anyway",
+            "- re-verification skipped (--no-reverify)",
+            "- 1,000,000 differences in invoice\\_line: only the first 100,000 were kept to list and re-check",
+            // The leading "-" cannot open a nested list, markup is escaped, the line break is <br>
+            // (the item stays one line) and the escape character is shown as its Control Picture.
+            "- \\- \\`x\\` \\<b\\>\\&\\</b\\> \\| \\*y\\*<br>␛\\[2J done",
+        ].joined(separator: "\n")
+        #expect(
+            markdown.contains("| `payment` | 7 | 7 | 7 | 0 | 0 | 0 | 3 | 0 |\n\n" + expected + "\n\n### Differences\n"))
+        #expect(!markdown.unicodeScalars.contains("\u{1B}"))
+    }
+
+    @Test func markdownNotesCannotOpenNestedListsRulesOrCodeBlocks() {
+        var report = Reports.clean
+        report.notes = ["      indented", "+ plus", "--- rule", "12. twelve", "3) three", "1,000 rows", "2024 was"]
+        let lines = lines(report.rendered(.markdown))
+        #expect(lines.contains("- indented"))
+        #expect(lines.contains("- \\+ plus"))
+        #expect(lines.contains("- \\--- rule"))
+        #expect(lines.contains("- 12\\. twelve"))
+        #expect(lines.contains("- 3\\) three"))
+        #expect(lines.contains("- 1,000 rows"))
+        #expect(lines.contains("- 2024 was"))
+    }
+
+    @Test func markdownWithoutNotesHasNoNotesSection() {
+        #expect(!Reports.clean.rendered(.markdown).contains("### Notes"))
+        #expect(!Reports.dirty.rendered(.markdown).contains("### Notes"))
     }
 
     // MARK: JUnit
@@ -440,6 +557,40 @@ struct DiffReportRenderingTests {
         #expect(try document.nodes(forXPath: "//failure").isEmpty)
         #expect(try document.nodes(forXPath: "//testcase").count == 3)
         #expect(attribute(try #require(document.rootElement()), "failures") == "0")
+    }
+
+    @Test func junitPutsTheNotesInTheRowsSuiteSystemOutAndStillParses() throws {
+        let xml = Reports.dirtyWithNotes.rendered(.junit)
+        #expect(!xml.unicodeScalars.contains("\u{1B}"))
+        let document = try XMLDocument(xmlString: xml)
+        let root = try #require(document.rootElement())
+        #expect(attribute(root, "tests") == "5")
+        #expect(attribute(root, "failures") == "2", "notes are not failures")
+        let suites = root.elements(forName: "testsuite")
+        let rows = try #require(suites.first)
+        #expect(attribute(rows, "name") == "ledgerlift diff: rows")
+        let outs = rows.elements(forName: "system-out")
+        #expect(outs.count == 1)
+        let out = outs.first?.stringValue ?? ""
+        #expect(
+            out
+                == [
+                    "notes:",
+                    "  - the projection was still 1,234 events behind after waiting 30 s; differences were re-checked anyway",
+                    "  - re-verification skipped (--no-reverify)",
+                    "  - 1,000,000 differences in invoice_line: only the first 100,000 were kept to list and re-check",
+                    "  - - `x` <b>&</b> | *y*\\n\\u001b[2J done",
+                ].joined(separator: "\n"))
+        // The suite's <system-out> follows its test cases, as the JUnit schema orders them.
+        let children = (rows.children ?? []).compactMap { $0 as? XMLElement }.map(\.name)
+        #expect(children.last == "system-out")
+        #expect(suites[1].elements(forName: "system-out").isEmpty)
+    }
+
+    @Test func junitWithoutNotesHasNoSuiteSystemOut() throws {
+        let document = try XMLDocument(xmlString: Reports.dirty.rendered(.junit))
+        let suites = try #require(document.rootElement()).elements(forName: "testsuite")
+        #expect(suites.allSatisfy { $0.elements(forName: "system-out").isEmpty })
     }
 
     @Test func junitErrorReportsWhyTheDiffCouldNotRun() throws {
