@@ -62,23 +62,28 @@ public final class Connection: Sendable, CustomStringConvertible {
     /// Opens a connection on the calling thread.
     public static func connectBlocking(_ dsn: String, applicationName: String = "ledgerlift") throws -> Connection {
         let masked = ConnectionString.masked(dsn)
-        var secrets = [String]()
-        if let password = ConnectionString.password(in: dsn) { secrets.append(password) }
-        if let password = getenv("PGPASSWORD").map({ String(cString: $0) }) { secrets.append(password) }
+        // Read from the raw text too: the malformed strings libpq cannot parse are the ones
+        // whose error messages repeat the input.
+        var secrets = ConnectionString.secrets(in: dsn)
+        if let password = getenv("PGPASSWORD").map({ String(cString: $0) }), !password.isEmpty {
+            secrets.append(password)
+        }
+        /// Every message built here goes through this, masked DSN included, as a second line of
+        /// defence should masking miss a form of password.
+        func failure(_ message: String, sqlState: SQLState? = nil) -> PostgresError {
+            PostgresError(
+                code: .connectionFailed, message: ConnectionString.scrub(message, dsn: dsn, secrets: secrets),
+                sqlState: sqlState)
+        }
 
         let keywords = ["dbname", "fallback_application_name"]
         let values = [dsn, applicationName]
         let conn = withCStrings(keywords) { k in withCStrings(values) { v in PQconnectdbParams(k, v, 1) } }
-        guard let conn else {
-            throw PostgresError(code: .connectionFailed, message: "could not connect to \(masked): out of memory")
-        }
+        guard let conn else { throw failure("could not connect to \(masked): out of memory") }
         guard PQstatus(conn) == CONNECTION_OK else {
             let reason = String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines()
             PQfinish(conn)
-            throw PostgresError(
-                code: .connectionFailed,
-                message: "could not connect to \(masked): " + ConnectionString.scrub(reason, secrets: secrets),
-                sqlState: "08001")
+            throw failure("could not connect to \(masked): " + reason, sqlState: "08001")
         }
         // Server notices (e.g. "relation already exists, skipping") are informational; libpq's
         // default prints them to stderr, which would litter every command's output.
@@ -86,7 +91,7 @@ public final class Connection: Sendable, CustomStringConvertible {
         let session = Session(handle: conn, maskedDSN: masked, secrets: secrets)
         // Our decoders read timestamps as UTC and ISO dates; pin the settings they rely on.
         guard PQsetClientEncoding(conn, "UTF8") == 0 else {
-            throw PostgresError(code: .connectionFailed, message: "could not set client_encoding UTF8 on \(masked)")
+            throw failure("could not set client_encoding UTF8 on \(masked)")
         }
         try session.executeScript(
             "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres';"

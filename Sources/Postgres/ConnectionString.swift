@@ -3,15 +3,19 @@ import CLibPQ
 /// Helpers for connection strings in both forms libpq accepts: URLs
 /// (`postgres://user:secret@host:5432/db?sslmode=require`) and `key=value` conninfo
 /// (`host=db user=app password=secret`).
+///
+/// Everything here reads the raw text itself rather than relying on libpq's parser, because the
+/// strings that most need masking are the malformed ones libpq rejects — often with an error
+/// message that repeats the input.
 public enum ConnectionString {
     /// The string with any password replaced by `****`, safe to print or log.
     ///
-    /// Works on text libpq would reject too, so error paths can always mask what they print.
+    /// Works on text libpq would reject too, so error paths can always mask what they print:
+    /// invalid `%` escapes, `@`, `/` or `?` inside a URL password, unterminated IPv6 hosts,
+    /// unterminated quotes and unquoted spaces in `key=value` passwords. When in doubt it masks
+    /// more than the password rather than less.
     public static func masked(_ dsn: String) -> String {
-        if dsn.hasPrefix("postgres://") || dsn.hasPrefix("postgresql://") {
-            return maskURL(dsn)
-        }
-        return maskKeywordValue(dsn)
+        isURL(dsn) ? maskURL(dsn) : maskKeywordValue(dsn)
     }
 
     /// The same connection string pointed at another database.
@@ -19,9 +23,7 @@ public enum ConnectionString {
     /// URLs get their path replaced; `key=value` strings get a `dbname` appended, which libpq
     /// lets override an earlier one.
     public static func withDatabase(_ dsn: String, _ database: String) -> String {
-        guard dsn.hasPrefix("postgres://") || dsn.hasPrefix("postgresql://"),
-            let schemeEnd = dsn.firstRange(of: "://")
-        else {
+        guard isURL(dsn), let schemeEnd = dsn.firstRange(of: "://") else {
             let quoted = database.replacing("\\", with: "\\\\").replacing("'", with: "\\'")
             return dsn + (dsn.isEmpty ? "" : " ") + "dbname='\(quoted)'"
         }
@@ -33,113 +35,395 @@ public enum ConnectionString {
         return String(dsn[..<authorityEnd]) + "/" + encoded + query
     }
 
-    /// The password the string carries, if any (used to scrub it from libpq's messages).
+    /// The password the string carries, if any.
+    ///
+    /// libpq's reading when it can parse the string; otherwise the password read from the raw
+    /// text (percent-decoded when that is possible), so malformed strings still give one.
     public static func password(in dsn: String) -> String? {
+        if let parsed = parsedOptions(dsn) { return parsed["password"] }
+        guard let raw = rawPasswords(in: dsn).first else { return nil }
+        return isURL(dsn) ? percentDecoded(raw) ?? raw : raw
+    }
+
+    /// Every text a password in `dsn` may show up as in libpq's messages, for ``scrub(_:secrets:)``.
+    ///
+    /// libpq's own reading of the password and `sslpassword` when the string parses, plus what
+    /// the raw text holds even when it does not: the password as written, its unescaped or
+    /// percent-decoded form, and the pieces libpq would misread as a host, port or keyword
+    /// (a URL password with a raw `@` or `/`, a `key=value` password with an unquoted space).
+    static func secrets(in dsn: String) -> [String] {
+        var secrets = [String]()
+        func add(_ secret: String) {
+            if !secret.isEmpty, !secrets.contains(secret) { secrets.append(secret) }
+        }
+        if let parsed = parsedOptions(dsn) {
+            for keyword in secretKeywords { parsed[keyword].map(add) }
+        }
+        for raw in rawPasswords(in: dsn) + rawPasswordPieces(in: dsn) {
+            add(raw)
+            percentDecoded(raw).map(add)
+        }
+        return secrets
+    }
+
+    /// Removes every secret from `text`: each one as it stands (when at least 3 characters
+    /// long, so trivial ones do not mangle the message), quoted the way libpq quotes values
+    /// (`"pw"`, or `"pw@` where libpq misread the rest of a URL as a host), and percent-encoded.
+    static func scrub(_ text: String, secrets: [String]) -> String {
+        var replacements = [(needle: String, replacement: String)]()
+        func add(_ needle: String, _ replacement: String) {
+            if !replacements.contains(where: { $0.needle == needle }) { replacements.append((needle, replacement)) }
+        }
+        for secret in secrets where !secret.isEmpty {
+            var forms = [secret]
+            if let encoded = secret.addingPercentEncodingForUserInfo(), encoded != secret { forms.append(encoded) }
+            for form in forms {
+                add("\"" + form + "\"", "\"****\"")
+                add("\"" + form + "@", "\"****@")
+                if form.count >= 3 { add(form, "****") }
+            }
+        }
+        // Longest first, so a password is replaced whole before any piece of it is.
+        replacements.sort { $0.needle.count > $1.needle.count }
+        var result = text
+        for (needle, replacement) in replacements { result = result.replacing(needle, with: replacement) }
+        return result
+    }
+
+    /// ``scrub(_:secrets:)``, after replacing any copy of the whole `dsn` in `text` by its
+    /// masked form (a last resort for messages that repeat the input).
+    static func scrub(_ text: String, dsn: String, secrets: [String]) -> String {
+        var result = text
+        if !dsn.isEmpty { result = result.replacing(dsn, with: masked(dsn)) }
+        return scrub(result, secrets: secrets)
+    }
+
+    // MARK: - Reading the raw text
+
+    /// The conninfo keywords whose values are secret.
+    private static let secretKeywords = ["password", "sslpassword"]
+
+    private static func isSecretKeyword(_ keyword: some StringProtocol) -> Bool {
+        secretKeywords.contains(keyword.lowercased())
+    }
+
+    /// Every keyword libpq knows (`host`, `port`, …).
+    private static let knownKeywords: Set<String> = {
+        guard let options = PQconndefaults() else { return [] }
+        defer { PQconninfoFree(options) }
+        var keywords = Set<String>()
+        var option = options
+        while let keyword = option.pointee.keyword {
+            keywords.insert(String(cString: keyword))
+            option += 1
+        }
+        return keywords
+    }()
+
+    private static func isURL(_ dsn: String) -> Bool {
+        dsn.hasPrefix("postgres://") || dsn.hasPrefix("postgresql://")
+    }
+
+    /// libpq's reading of the string, or nil when it cannot parse it.
+    private static func parsedOptions(_ dsn: String) -> [String: String]? {
         var errorMessage: UnsafeMutablePointer<CChar>?
         guard let options = PQconninfoParse(dsn, &errorMessage) else {
             if let errorMessage { PQfreemem(errorMessage) }
             return nil
         }
         defer { PQconninfoFree(options) }
+        var values = [String: String]()
         var option = options
         while let keyword = option.pointee.keyword {
-            if String(cString: keyword) == "password", let value = option.pointee.val {
-                return String(cString: value)
-            }
+            if let value = option.pointee.val { values[String(cString: keyword)] = String(cString: value) }
             option += 1
         }
-        return nil
+        return values
     }
 
-    /// Removes `secret` (and its URL-encoded form) from `text`.
-    static func scrub(_ text: String, secrets: [String]) -> String {
-        var result = text
-        for secret in secrets where secret.count >= 3 {
-            result = result.replacing(secret, with: "****")
-            if let encoded = secret.addingPercentEncodingForUserInfo(), encoded != secret {
-                result = result.replacing(encoded, with: "****")
+    /// Passwords (and `sslpassword`s) as written in the text: the URL's userinfo password and
+    /// `password=` query values, or the `key=value` values (without their quotes, and also with
+    /// their backslash escapes undone).
+    private static func rawPasswords(in dsn: String) -> [String] {
+        var passwords = [String]()
+        if isURL(dsn) {
+            guard let layout = URLLayout(dsn) else { return [] }
+            if let password = layout.password { passwords.append(String(dsn[password])) }
+            for parameter in layout.queryParameters(dsn) where parameter.isSecret {
+                passwords.append(parameter.value)
+                if !parameter.continuation.isEmpty {
+                    passwords.append(([parameter.value] + parameter.continuation).joined(separator: "&"))
+                }
+            }
+        } else {
+            for token in KeywordValueToken.tokens(dsn) {
+                guard case .pair(let keyword, _, let written, let value, let continuation) = token,
+                    isSecretKeyword(keyword)
+                else { continue }
+                passwords.append(value)
+                if written != value { passwords.append(written) }
+                if !continuation.isEmpty { passwords.append(written + continuation.map(\.text).joined()) }
             }
         }
-        return result
+        return passwords
+    }
+
+    /// The parts of a password that libpq misreads as something else and may then print on
+    /// their own: the pieces of a URL password around a raw `@` or `/` (read as host, port or
+    /// database), the `&`-separated words after a `password=` query value, and the words after
+    /// an unquoted `key=value` password that contains a space.
+    private static func rawPasswordPieces(in dsn: String) -> [String] {
+        var pieces = [String]()
+        if isURL(dsn) {
+            guard let layout = URLLayout(dsn) else { return [] }
+            if let password = layout.password {
+                pieces += dsn[password].split(whereSeparator: { $0 == "@" || $0 == "/" }).map(String.init)
+            }
+            for parameter in layout.queryParameters(dsn) where parameter.isSecret {
+                pieces += parameter.continuation
+            }
+        } else {
+            for token in KeywordValueToken.tokens(dsn) {
+                guard case .pair(let keyword, _, _, _, let continuation) = token, isSecretKeyword(keyword) else {
+                    continue
+                }
+                pieces += continuation.map(\.word)
+            }
+        }
+        return pieces
+    }
+
+    /// `text` with its `%XX` escapes decoded, or nil when an escape is invalid, encodes NUL
+    /// (libpq rejects both) or the result is not UTF-8.
+    static func percentDecoded(_ text: some StringProtocol) -> String? {
+        func hex(_ byte: UInt8) -> UInt8? {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+            default: nil
+            }
+        }
+        let input = Array(text.utf8)
+        var bytes = [UInt8]()
+        var i = 0
+        while i < input.count {
+            guard input[i] == UInt8(ascii: "%") else {
+                bytes.append(input[i])
+                i += 1
+                continue
+            }
+            guard i + 2 < input.count, let high = hex(input[i + 1]), let low = hex(input[i + 2]) else { return nil }
+            let byte = high << 4 | low
+            guard byte != 0 else { return nil }
+            bytes.append(byte)
+            i += 3
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    // MARK: - URLs
+
+    /// Where a URL's parts are, read so that a password holding a raw `@`, `/`, `?` or `%`
+    /// still lands in the userinfo.
+    ///
+    /// The userinfo ends at the last `@` before the first `/` that follows the first `@`; libpq
+    /// itself stops at the first `@` or `/`, which for such passwords leaves part of them in the
+    /// host, port or database (``rawPasswordPieces(in:)`` covers those). A database or query
+    /// value with an `@` can make this mask more than the password, never less.
+    private struct URLLayout {
+        /// Just after `://`.
+        var authorityStart: String.Index
+        /// The `@` that ends the userinfo, if there is one.
+        var at: String.Index?
+        /// After the first `:` of the userinfo, up to `at`.
+        var password: Range<String.Index>?
+        /// Where the host list starts: after `at`, or after `://`.
+        var hostStart: String.Index
+
+        init?(_ url: String) {
+            guard let schemeEnd = url.firstRange(of: "://") else { return nil }
+            authorityStart = schemeEnd.upperBound
+            let rest = url[authorityStart...]
+            if let firstAt = rest.firstIndex(of: "@") {
+                let limit = rest[firstAt...].firstIndex(of: "/") ?? rest.endIndex
+                at = rest[..<limit].lastIndex(of: "@")
+            }
+            if let at {
+                hostStart = url.index(after: at)
+                if let colon = url[authorityStart..<at].firstIndex(of: ":") {
+                    password = url.index(after: colon)..<at
+                }
+            } else {
+                hostStart = authorityStart
+            }
+        }
+
+        /// The `?` that starts the query, if there is one.
+        func queryStart(_ url: String) -> String.Index? {
+            url[hostStart...].firstIndex(of: "?")
+        }
+
+        struct Parameter {
+            var text: Substring
+            var value: String
+            var isSecret: Bool
+            /// For a secret: the `&`-separated words without `=` right after it, which are most
+            /// likely the rest of a password holding a raw `&`.
+            var continuation: [String] = []
+            /// Whether this is the continuation of the secret before it.
+            var isContinuation = false
+        }
+
+        func queryParameters(_ url: String) -> [Parameter] {
+            guard let q = queryStart(url) else { return [] }
+            var parameters = [Parameter]()
+            var secretIndex: Int?
+            for text in url[url.index(after: q)...].split(separator: "&", omittingEmptySubsequences: false) {
+                let equals = text.firstIndex(of: "=")
+                if let secret = secretIndex, equals == nil, !text.isEmpty, !knownKeywords.contains(String(text)) {
+                    parameters[secret].continuation.append(String(text))
+                    parameters.append(Parameter(text: text, value: "", isSecret: false, isContinuation: true))
+                    continue
+                }
+                let key = equals.map { text[..<$0] } ?? text
+                let isSecret = equals != nil && isSecretKeyword(percentDecoded(key) ?? String(key))
+                let value = equals.map { String(text[text.index(after: $0)...]) } ?? ""
+                parameters.append(Parameter(text: text, value: value, isSecret: isSecret))
+                secretIndex = isSecret ? parameters.count - 1 : nil
+            }
+            return parameters
+        }
     }
 
     private static func maskURL(_ url: String) -> String {
-        var text = Substring(url)
-        guard let schemeEnd = text.firstRange(of: "://") else { return url }
-        var out = String(text[..<schemeEnd.upperBound])
-        text = text[schemeEnd.upperBound...]
-        let authorityEnd = text.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? text.endIndex
-        let authority = text[..<authorityEnd]
-        if let at = authority.lastIndex(of: "@") {
-            let userInfo = authority[..<at]
+        guard let layout = URLLayout(url) else { return url }
+        var out = String(url[..<layout.authorityStart])
+        if let at = layout.at {
+            let userInfo = url[layout.authorityStart..<at]
             if let colon = userInfo.firstIndex(of: ":") {
                 out += userInfo[..<colon] + ":****"
             } else {
                 out += userInfo
             }
-            out += authority[at...]
-        } else {
-            out += authority
+            out += "@"
         }
-        var rest = String(text[authorityEnd...])
-        if let q = rest.firstIndex(of: "?") {
-            let query = rest[rest.index(after: q)...].split(separator: "&", omittingEmptySubsequences: false).map {
-                pair -> String in
-                pair.lowercased().hasPrefix("password=") ? "password=****" : String(pair)
+        guard let q = layout.queryStart(url) else { return out + url[layout.hostStart...] }
+        out += url[layout.hostStart...q]
+        let parameters = layout.queryParameters(url).filter { !$0.isContinuation }.map { parameter -> String in
+            guard parameter.isSecret, let equals = parameter.text.firstIndex(of: "=") else {
+                return String(parameter.text)
             }
-            rest = String(rest[...q]) + query.joined(separator: "&")
+            return String(parameter.text[...equals]) + "****"
         }
-        return out + rest
+        return out + parameters.joined(separator: "&")
+    }
+
+    // MARK: - key=value conninfo
+
+    /// One piece of a `key=value` string, split the way libpq splits it.
+    private enum KeywordValueToken {
+        case whitespace(String)
+        /// `keyword=value`: its text as written, the value as written (without surrounding
+        /// quotes) and the value libpq reads (escapes undone).
+        ///
+        /// For secrets, `continuation` holds the words without `=` that follow and are not libpq
+        /// keywords (most likely the rest of a password with an unquoted space), each with the
+        /// whitespace before it; they are not tokens of their own.
+        case pair(keyword: String, text: String, written: String, value: String, continuation: [Continuation])
+        /// A word without `=` (libpq rejects it).
+        case word(String)
+
+        struct Continuation {
+            var text: String
+            var word: String
+        }
+
+        static func tokens(_ text: String) -> [KeywordValueToken] {
+            var tokens = [KeywordValueToken]()
+            let chars = Array(text)
+            var i = 0
+            func skipWhitespace() {
+                while i < chars.count, chars[i].isWhitespace { i += 1 }
+            }
+            /// Reads a value up to `end` (whitespace or the closing quote), undoing `\` escapes.
+            func readValue(until end: (Character) -> Bool) -> (written: String, value: String) {
+                var written = ""
+                var value = ""
+                while i < chars.count, !end(chars[i]) {
+                    if chars[i] == "\\", i + 1 < chars.count {
+                        written.append(chars[i])
+                        i += 1
+                    }
+                    written.append(chars[i])
+                    value.append(chars[i])
+                    i += 1
+                }
+                return (written, value)
+            }
+            while i < chars.count {
+                let start = i
+                if chars[i].isWhitespace {
+                    skipWhitespace()
+                    tokens.append(.whitespace(String(chars[start..<i])))
+                    continue
+                }
+                while i < chars.count, chars[i] != "=", !chars[i].isWhitespace { i += 1 }
+                let keyword = String(chars[start..<i])
+                let keywordEnd = i
+                skipWhitespace()
+                guard i < chars.count, chars[i] == "=" else {
+                    i = keywordEnd
+                    appendWord(keyword, to: &tokens)
+                    continue
+                }
+                i += 1
+                skipWhitespace()
+                let read: (written: String, value: String)
+                if i < chars.count, chars[i] == "'" {
+                    i += 1
+                    read = readValue(until: { $0 == "'" })
+                    if i < chars.count { i += 1 }  // the closing quote, missing when unterminated
+                } else {
+                    read = readValue(until: { $0.isWhitespace })
+                }
+                tokens.append(
+                    .pair(
+                        keyword: keyword, text: String(chars[start..<i]), written: read.written, value: read.value,
+                        continuation: []))
+            }
+            return tokens
+        }
+
+        /// Appends a word without `=`, to the password before it when it looks like its rest.
+        private static func appendWord(_ word: String, to tokens: inout [KeywordValueToken]) {
+            var space = ""
+            var pairIndex = tokens.count - 1
+            if case .whitespace(let whitespace)? = tokens.last {
+                space = whitespace
+                pairIndex -= 1
+            }
+            guard pairIndex >= 0, !knownKeywords.contains(word),
+                case .pair(let keyword, let text, let written, let value, var continuation) = tokens[pairIndex],
+                isSecretKeyword(keyword)
+            else {
+                tokens.append(.word(word))
+                return
+            }
+            continuation.append(Continuation(text: space + word, word: word))
+            tokens.removeSubrange(pairIndex...)
+            tokens.append(
+                .pair(keyword: keyword, text: text, written: written, value: value, continuation: continuation))
+        }
     }
 
     private static func maskKeywordValue(_ text: String) -> String {
-        var out = ""
-        let chars = Array(text)
-        var i = 0
-        while i < chars.count {
-            // Find the next keyword=value pair, copying it with the value masked when needed.
-            if chars[i].isWhitespace {
-                out.append(chars[i])
-                i += 1
-                continue
+        KeywordValueToken.tokens(text).map { token -> String in
+            switch token {
+            case .whitespace(let text), .word(let text): text
+            case .pair(let keyword, let text, _, _, _): isSecretKeyword(keyword) ? keyword + "=****" : text
             }
-            var keyword = ""
-            while i < chars.count, chars[i] != "=", !chars[i].isWhitespace {
-                keyword.append(chars[i])
-                i += 1
-            }
-            while i < chars.count, chars[i].isWhitespace, chars[i] != "=" { i += 1 }
-            guard i < chars.count, chars[i] == "=" else {
-                out += keyword
-                continue
-            }
-            i += 1
-            while i < chars.count, chars[i].isWhitespace { i += 1 }
-            var value = ""
-            if i < chars.count, chars[i] == "'" {
-                value.append("'")
-                i += 1
-                while i < chars.count, chars[i] != "'" {
-                    if chars[i] == "\\", i + 1 < chars.count {
-                        value.append(chars[i])
-                        i += 1
-                    }
-                    value.append(chars[i])
-                    i += 1
-                }
-                if i < chars.count {
-                    value.append("'")
-                    i += 1
-                }
-            } else {
-                while i < chars.count, !chars[i].isWhitespace {
-                    value.append(chars[i])
-                    i += 1
-                }
-            }
-            out += keyword + "=" + (keyword == "password" ? "****" : value)
-        }
-        return out
+        }.joined()
     }
 }
 
