@@ -235,8 +235,13 @@ enum LegacyText {
         case .timestamp:
             switch type {
             case .timestamptz: return "\(expression)::text"
-            // RowConverter reads a timestamp without time zone as UTC.
-            case .timestamp: return "(\(expression) AT TIME ZONE 'UTC')::text"
+            // RowConverter reads a timestamp without time zone as UTC. In the UTC session a
+            // timestamptz prints as the timestamp does plus `+00`, and appending is far cheaper
+            // than converting; only years outside 1–294276 (BC, infinity) print otherwise.
+            case .timestamp:
+                return
+                    "CASE WHEN \(expression) BETWEEN '0001-01-01' AND '294276-01-01' THEN \(expression)::text || '+00' "
+                    + "ELSE (\(expression) AT TIME ZONE 'UTC')::text END"
             default:
                 return
                     "CASE WHEN \(text) ~ '^\\d{4}-\\d\\d-\\d\\d' AND \(text) !~* 'infinity' THEN (\(text))::timestamptz::text ELSE \(text) END"

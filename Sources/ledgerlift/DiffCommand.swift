@@ -63,6 +63,9 @@ struct DiffCommand: AsyncParsableCommand {
     @Flag(help: "Report first-pass differences without re-checking them.")
     var noReverify = false
 
+    @Flag(help: "Compare rows only, without checking the ledger invariants.")
+    var skipInvariants = false
+
     func validate() throws {
         guard maxRows >= 0 else { throw ValidationError("--max-rows must be 0 or more") }
         guard catchUpTimeout >= 0 else { throw ValidationError("--catch-up-timeout must be 0 or more") }
@@ -90,7 +93,7 @@ struct DiffCommand: AsyncParsableCommand {
             let checker = DiffChecker(
                 .init(
                     legacyDSN: legacy, storeDSN: store, mapping: file, entities: try entities(), maxRows: maxRows,
-                    storeSchema: schema, readSchema: readSchema, reverify: !noReverify,
+                    storeSchema: schema, readSchema: readSchema, reverify: !noReverify, checkInvariants: !skipInvariants,
                     catchUpTimeout: .seconds(catchUpTimeout), progress: { progress.show($0) }))
             report = try await checker.run()
             progress.finish()
