@@ -285,4 +285,141 @@ struct DiffInvariantTests {
                 ])
         }
     }
+
+    // MARK: - Amounts near the 64-bit limits
+
+    /// The backfill accepts any `Int64` amount, so the rules must check amounts near the limits
+    /// without overflowing: every sum and difference is computed in `numeric`, and a figure
+    /// beyond `Int64` is shown exactly. The draft 1303 (two one-off lines, 750.00 and 250.00)
+    /// becomes a subtotal of 9223372036854775000 minor units plus 900 of tax, whose sum is
+    /// beyond `Int64.max`, so no `bigint` total can match it.
+    @Test func anInvoiceWhosePartsAddUpBeyond64BitsIsReportedWithExactFiguresInsteadOfOverflowing() async throws {
+        try await withProjectedReference { store in
+            let nearMax = [
+                "UPDATE ledgerlift_read.invoices SET subtotal = 9223372036854775000, discount = 0, tax = 900,"
+                    + " total = 9223372036854775807 WHERE invoice_id = '1303'",
+                "UPDATE ledgerlift_read.invoice_lines SET amount = 9223372036854775000 WHERE invoice_line_id = '13031'",
+                "UPDATE ledgerlift_read.invoice_lines SET kind = 'tax', amount = 900 WHERE invoice_line_id = '13032'",
+            ]
+            let all = try await invariants(on: store, after: nearMax)
+            #expect(broken(all) == ["invoice_total"])
+            let result = try #require(all["invoice_total"])
+            #expect(result.checked == 146)
+            #expect(result.violations == 1)
+            #expect(
+                result.offending == [
+                    InvariantViolation(
+                        key: "1303",
+                        detail: "total 92233720368547758.07 USD but its lines sum to 92233720368547759.00 USD; "
+                            + "total 92233720368547758.07 USD but subtotal 92233720368547750.00 USD"
+                            + " - discount 0.00 USD + tax 9.00 USD = 92233720368547759.00 USD")
+                ])
+
+            // The figures beyond 64 bits take the currency's exponent too (KWD has three
+            // decimals, JPY none), or stay in minor units when the currency is unknown.
+            for (currency, line, parts) in [
+                ("KWD", "9223372036854775.900 KWD", "9223372036854775.900 KWD"),
+                ("JPY", "9223372036854775900 JPY", "9223372036854775900 JPY"),
+                ("XXQ", "9223372036854775900 minor units", "9223372036854775900 minor units"),
+            ] {
+                let other = try await invariants(
+                    on: store,
+                    after: nearMax + [
+                        "UPDATE ledgerlift_read.invoices SET currency = '\(currency)' WHERE invoice_id = '1303'"
+                    ])
+                #expect(other["invoice_total"]?.offending.map(\.key) == ["1303"])
+                let detail = try #require(other["invoice_total"]?.offending.first?.detail)
+                #expect(detail.contains("but its lines sum to \(line);"), "\(currency): \(detail)")
+                #expect(detail.hasSuffix("= \(parts)"), "\(currency): \(detail)")
+            }
+
+            // Consistent at the limit, the invoice holds: a total of Int64.max with its parts.
+            let consistent = try await invariants(
+                on: store,
+                after: nearMax + [
+                    "UPDATE ledgerlift_read.invoices SET tax = 807 WHERE invoice_id = '1303'",
+                    "UPDATE ledgerlift_read.invoice_lines SET amount = 807 WHERE invoice_line_id = '13032'",
+                ])
+            #expect(broken(consistent).isEmpty)
+        }
+    }
+
+    /// Customer 1's paid invoices 101 and 102 (19.00 each, each settled by its own succeeded
+    /// payment) become 5000000000000000000 minor units each: the customer's finalized invoices
+    /// and payments sum to more than `Int64.max`, yet nothing is owed, so every rule holds; with
+    /// one of those payments failed, the receivables are reported with the exact sums.
+    @Test func receivablesWhoseSumsExceed64BitsHoldWhenSettledAndAreReportedExactlyWhenNot() async throws {
+        try await withProjectedReference { store in
+            let huge = [
+                "UPDATE ledgerlift_read.invoices SET subtotal = 5000000000000000000, total = 5000000000000000000"
+                    + " WHERE invoice_id IN ('101', '102')",
+                "UPDATE ledgerlift_read.invoice_lines SET amount = 5000000000000000000"
+                    + " WHERE invoice_line_id IN ('1011', '1021')",
+                "UPDATE ledgerlift_read.payments SET amount = 5000000000000000000 WHERE payment_id IN ('101', '102')",
+            ]
+            let settled = try await invariants(on: store, after: huge)
+            #expect(broken(settled).isEmpty)
+            #expect(settled["receivable_balance"]?.checked == 45)
+
+            let unpaid = try await invariants(
+                on: store,
+                after: huge + ["UPDATE ledgerlift_read.payments SET status = 'failed' WHERE payment_id = '102'"])
+            #expect(broken(unpaid) == ["receivable_balance"])
+            let result = try #require(unpaid["receivable_balance"])
+            #expect(result.violations == 1)
+            #expect(
+                result.offending == [
+                    InvariantViolation(
+                        key: "1",
+                        detail: "USD: receivables 0.00 USD but finalized invoices 100000000000000057.00 USD"
+                            + " - succeeded payments 50000000000000057.00 USD - applied credit 0.00 USD"
+                            + " = 50000000000000000.00 USD; "
+                            + "balance 0.00 USD but receivables 50000000000000000.00 USD - unapplied credit 0.00 USD"
+                            + " = 50000000000000000.00 USD")
+                ])
+        }
+    }
+
+    /// Refunds that add up beyond `Int64.max` (payment 4001 at `Int64.max`, its failed refund
+    /// made pending at `Int64.max` beside its succeeded 30.00), and a credit note issued at
+    /// `Int64.min` (whose negation, what it issues, is beyond `Int64.max`): both are reported
+    /// with their exact figures.
+    @Test func refundsAndCreditNoteTransactionsBeyond64BitsAreReportedWithExactFigures() async throws {
+        try await withProjectedReference { store in
+            let refunds = try await invariants(
+                on: store,
+                after: [
+                    "UPDATE ledgerlift_read.payments SET amount = 9223372036854775807 WHERE payment_id = '4001'",
+                    "UPDATE ledgerlift_read.refunds SET amount = 9223372036854775807, status = 'pending'"
+                        + " WHERE refund_id = '4001'",
+                ])
+            // Customer 40's payment now exceeds its invoice, which receivable_balance notices too.
+            #expect(broken(refunds) == ["receivable_balance", "refund_within_payment"])
+            #expect(
+                refunds["refund_within_payment"]?.offending == [
+                    InvariantViolation(
+                        key: "4001",
+                        detail: "its succeeded and pending refunds (2) sum to 92233720368547788.07 USD,"
+                            + " more than the payment's 92233720368547758.07 USD")
+                ])
+            #expect(refunds["receivable_balance"]?.offending.map(\.key) == ["40"])
+
+            // Note 171: 50.00 issued, 19.00 applied twice, 12.00 remaining.
+            let note = try await invariants(
+                on: store,
+                after: [
+                    "UPDATE ledgerlift_read.balance_transactions SET amount = -9223372036854775808"
+                        + " WHERE credit_note_id = '171' AND type = 'credit_note'"
+                ])
+            #expect(broken(note) == ["credit_note_parts", "receivable_balance"])
+            #expect(
+                note["credit_note_parts"]?.offending == [
+                    InvariantViolation(
+                        key: "171",
+                        detail: "balance_remaining 12.00 USD but minus the sum of its balance transactions"
+                            + " = 92233720368547720.08 USD; "
+                            + "total 50.00 USD but its credit_note transactions issue 92233720368547758.08 USD")
+                ])
+        }
+    }
 }
