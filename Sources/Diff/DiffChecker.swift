@@ -134,12 +134,25 @@ public struct DiffChecker: Sendable {
             throw DiffError.wrap(error, side: nil, entity: nil, doing: "the comparison failed")
         }
 
+        var notes = [String]()
+        if portableHash {
+            notes.append(
+                "the two databases store text in different encodings: both sides hashed the UTF-8 bytes of their text")
+        }
+        if !options.checkInvariants { notes.append("the invariants were not checked (--skip-invariants)") }
         let differing = firstPass.values.contains { !$0.differingKeys.isEmpty }
         var reverified = [Entity: ReverifiedKeys]()
+        if differing && !options.reverify {
+            notes.append("differences were not re-checked (--no-reverify): some may be writes that raced the check")
+        }
         if options.reverify && differing {
             do {
                 try await options.beforeReverification?()
-                try await waitForProjection(ledger)
+                if try await !waitForProjection(ledger) {
+                    notes.append(
+                        "the projection had not caught up with the event store after \(options.catchUpTimeout); "
+                            + "differences were re-checked anyway and may include events not yet projected")
+                }
                 for entity in entities {
                     guard let pass = firstPass[entity], !pass.differingKeys.isEmpty else { continue }
                     options.progress?(.reverifying(entity, keys: pass.differingKeys.count))
@@ -152,12 +165,18 @@ public struct DiffChecker: Sendable {
         for entity in entities {
             guard var pass = firstPass[entity] else { continue }
             if let again = reverified[entity] { pass.apply(again) }
+            let unkept = pass.unkept.values.reduce(0, +)
+            if unkept > 0 {
+                notes.append(
+                    "\(entity): \(unkept) differences beyond the first \(pass.differences.count) were counted only, "
+                        + "not listed or re-checked")
+            }
             results.append(pass.report(maxRows: options.maxRows))
         }
         return DiffReport(
             legacy: ConnectionString.masked(options.legacyDSN), store: ConnectionString.masked(options.storeDSN),
             mapping: options.mapping.file, readSchema: options.readSchema, maxRows: options.maxRows,
-            entities: results, invariants: invariants, duration: clock.now - started)
+            entities: results, invariants: invariants, duration: clock.now - started, notes: notes)
     }
 
     // MARK: - Setup
@@ -450,7 +469,8 @@ public struct DiffChecker: Sendable {
 
     /// Waits until the read models' projector has applied every event the store holds now
     /// (or the timeout passes: the re-check then reports what persists, and says it waited).
-    private func waitForProjection(_ ledger: Connection) async throws {
+    /// - Returns: whether it caught up.
+    private func waitForProjection(_ ledger: Connection) async throws -> Bool {
         let store = EventStore(schema: options.storeSchema)
         let stateTable = quoteIdentifier(options.readSchema) + ".projection_state"
         let clock = ContinuousClock()
@@ -464,10 +484,10 @@ public struct DiffChecker: Sendable {
                 else { return true }
                 return !(try store.hasEventsBeyond(try store.checkpoint(consumer, in: session), in: session))
             }
-            if caughtUp { return }
+            if caughtUp { return true }
             guard clock.now < deadline else {
                 options.progress?(.projectionBehind(waited: options.catchUpTimeout))
-                return
+                return false
             }
             options.progress?(.waitingForProjection)
             try await Task.sleep(for: .milliseconds(200))

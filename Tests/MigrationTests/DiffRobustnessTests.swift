@@ -83,6 +83,10 @@ struct DiffRobustnessTests {
             #expect(clean.isClean, "\(clean.rendered(.text))")
             #expect(clean.entities.first?.matched == 300)
             #expect(clean.entities.first?.rowsFetched == 0)
+            #expect(
+                clean.notes
+                    == (encoding == "UTF8"
+                        ? [] : ["the two databases store text in different encodings: both sides hashed the UTF-8 bytes of their text"]))
 
             try await legacy.execute("UPDATE plans SET name = 'Müller Strasse' WHERE id = 'clé-7'")
             let changed = try await diffPlans(legacyDSN, storeDSN, mapping)
@@ -150,6 +154,27 @@ struct DiffRobustnessTests {
             let plan = try #require(report.entities.first { $0.entity == .plan })
             #expect(plan.resolvedByReverification == 1)
             #expect(report.isClean, "\(report.rendered(.text))")
+        }
+    }
+
+    @Test func aProjectionThatDoesNotCatchUpIsSaidInTheReport() async throws {
+        try await withMigrated { _, legacyDSN, store, storeDSN in
+            try await store.execute("UPDATE ledgerlift_read.plans SET name = 'stale' WHERE plan_id = '3'")
+            let report = try await diff(legacyDSN, storeDSN, catchUpTimeout: .milliseconds(300)) {
+                try await store.withSession { session in
+                    _ = try EventStore().append(
+                        [NewEvent(eventID: UUID(), eventType: "TestMarker", occurredAt: PostgresTimestamp(microsecondsSinceEpoch: 0), payload: PostgresJSON("{}"))],
+                        to: "test-1", in: session)
+                }
+            }
+            #expect(report.entities.first { $0.entity == .plan }?.differences.map(\.key) == ["3"])
+            #expect(
+                report.notes
+                    == [
+                        "the projection had not caught up with the event store after 0.3 seconds; differences were re-checked "
+                            + "anyway and may include events not yet projected"
+                    ])
+            #expect(report.rendered(.json).contains("\"notes\":[\"the projection had not caught up"))
         }
     }
 

@@ -178,6 +178,7 @@ struct DiffTests {
             #expect(lines.differences.count == 5 && lines.isTruncated)
             #expect(lines.differences.map(\.key) == lines.differences.map(\.key).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) })
             #expect(report.differenceCount == 169)
+            #expect(report.notes == ["invoice_line: 149 differences beyond the first 20 were counted only, not listed or re-checked"])
         }
     }
 
