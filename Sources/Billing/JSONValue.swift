@@ -62,7 +62,9 @@ public enum JSONValue: Sendable, Hashable {
         }
     }
 
-    /// `s` as a JSON string literal.
+    /// `s` as a JSON string literal, escaped as PostgreSQL's `escape_json` escapes it (`"`,
+    /// `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other controls as `\u00XX`, everything else as is): the
+    /// diff relies on it to print attributes exactly as `jsonb` does.
     public static func quoted(_ s: String) -> String {
         var out = ""
         quote(s, into: &out)
@@ -75,6 +77,8 @@ public enum JSONValue: Sendable, Hashable {
             switch scalar {
             case "\"": out += "\\\""
             case "\\": out += "\\\\"
+            case "\u{8}": out += "\\b"
+            case "\u{C}": out += "\\f"
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"

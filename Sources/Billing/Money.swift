@@ -110,9 +110,16 @@ public struct Money: Sendable, Hashable, Codable, CustomStringConvertible {
     ///
     /// ``init(parsing:currency:)`` reads it back to the same value.
     public var decimalString: String {
-        let digits = String(minorUnits.magnitude)
-        let exponent = currency.minorUnitExponent
-        let sign = minorUnits < 0 ? "-" : ""
+        Self.decimalString(
+            negative: minorUnits < 0, digits: String(minorUnits.magnitude), exponent: currency.minorUnitExponent)
+    }
+
+    /// `digits` minor units (a count of any length) as a decimal with `exponent` fraction
+    /// digits: `decimalString(negative: true, digits: "5", exponent: 2)` is `"-0.05"`. For
+    /// figures beyond `Int64`, such as sums PostgreSQL computes in `numeric`.
+    public static func decimalString(negative: Bool, digits: String, exponent: Int) -> String {
+        let digits = digits.isEmpty ? "0" : digits
+        let sign = negative ? "-" : ""
         guard exponent > 0 else { return sign + digits }
         let padded =
             digits.utf8.count > exponent

@@ -263,34 +263,12 @@ enum LegacyText {
         }
         var parts = [String]()
         for (index, pair) in ordered.enumerated() {
-            let prefix = (index == 0 ? "{" : ", ") + jsonString(pair.name) + ": "
+            let prefix = (index == 0 ? "{" : ", ") + JSONValue.quoted(pair.name) + ": "
             parts.append(sqlLiteral(prefix))
             parts.append("coalesce(to_json(\(pair.value))::text, 'null')")
         }
         parts.append("'}'")
         return "(" + parts.joined(separator: " || ") + ")"
-    }
-
-    /// `text` as a JSON string the way PostgreSQL's `escape_json` writes it: `"`, `\\` and
-    /// control characters escaped, everything else as is.
-    static func jsonString(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\u{8}": out += "\\b"
-            case "\u{C}": out += "\\f"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20:
-                let hex = String(c.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 
     /// `('USD', 100), ('JPY', 1), …`: the factor from major to minor units of every currency

@@ -516,22 +516,9 @@ private struct Amounts {
         guard !value.isNaN, value.fractionDigits.allSatisfy({ $0 == "0" }), let currency else {
             return "\(value) minor units"
         }
-        return Self.decimal(
+        return Money.decimalString(
             negative: value.isNegative, digits: value.integerDigits, exponent: currency.minorUnitExponent)
             + " " + currency.code
-    }
-
-    /// `digits` minor units as a decimal with `exponent` fraction digits, as
-    /// ``Money/decimalString`` writes it (`"-0.05"`, `"1500"`), for any number of digits.
-    static func decimal(negative: Bool, digits: String, exponent: Int) -> String {
-        let digits = digits.isEmpty ? "0" : digits
-        let sign = negative ? "-" : ""
-        guard exponent > 0 else { return sign + digits }
-        let padded =
-            digits.utf8.count > exponent
-            ? digits : String(repeating: "0", count: exponent + 1 - digits.utf8.count) + digits
-        let point = padded.index(padded.endIndex, offsetBy: -exponent)
-        return sign + padded[..<point] + "." + padded[point...]
     }
 
     /// The column `name`, formatted; `zeroIfNull` for the columns of a joined row that may be

@@ -34,7 +34,7 @@ struct DiffRobustnessTests {
         INSERT INTO plans
         SELECT CASE WHEN g = 7 THEN 'clé-7' ELSE 'p-' || g END, 'code-' || g, 'Müller Straße Nº ' || g,
                (g * 3)::numeric / 4, 'EUR', 'month', g % 30, g % 5 = 0, '2025-01-01'::timestamp + g * interval '1 hour',
-               NULL, CASE WHEN g % 2 = 0 THEN 'Ünïcödé' END
+               NULL, CASE WHEN g % 2 = 0 THEN 'Ünïcödé' WHEN g = 9 THEN E'ta\\tb\\bc\\fd"e\\\\f\\x01' END
         FROM generate_series(1, 300) g;
         """
 
