@@ -200,6 +200,13 @@ enum LegacyText {
         type == .bpchar || type.isCharacterString ? "\(expression)::text" : output(expression, type)
     }
 
+    /// The shape `PostgresTimestamp` (hence RowConverter) reads: years of 4 to 7 digits, `T` or
+    /// a space, an optional fraction and offset. Text of another shape prints as it is (a
+    /// difference) rather than failing the cast and the whole run. (A well-shaped impossible
+    /// date, `2025-02-30`, still fails it: PostgreSQL 15 has no cast that cannot fail.)
+    private static let timestampPattern =
+        #"'^\d{4,7}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d(:\d\d(:\d\d)?)?)?$'"#
+
     private static let numberPattern = #"'^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*$'"#
 
     private static func isNumber(_ type: PostgresType) -> Bool {
@@ -244,7 +251,7 @@ enum LegacyText {
                     + "ELSE (\(expression) AT TIME ZONE 'UTC')::text END"
             default:
                 return
-                    "CASE WHEN \(text) ~ '^\\d{4}-\\d\\d-\\d\\d' AND \(text) !~* 'infinity' THEN (\(text))::timestamptz::text ELSE \(text) END"
+                    "CASE WHEN \(text) ~ \(timestampPattern) THEN (\(text))::timestamptz::text ELSE \(text) END"
             }
         case .date:
             return text

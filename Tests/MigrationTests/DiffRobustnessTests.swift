@@ -40,7 +40,7 @@ struct DiffRobustnessTests {
 
     /// A legacy database in `encoding`, holding `plans`, migrated with ``plansMapping``.
     func withPlans(
-        encoding: String, _ label: String = #function,
+        encoding: String, mapping yaml: String = Self.plansMapping, _ label: String = #function,
         _ body: (_ legacy: Connection, _ legacyDSN: String, _ store: Connection, _ storeDSN: String, _ mapping: MappingFile) async throws -> Void
     ) async throws {
         let admin = try await Connection.connect(try TestDatabase.adminDSN())
@@ -54,7 +54,7 @@ struct DiffRobustnessTests {
             let legacy = try await Connection.connect(legacyDSN)
             defer { legacy.close() }
             try await legacy.executeScript(Self.plansTable)
-            let mapping = try MappingFile(yaml: Self.plansMapping)
+            let mapping = try MappingFile(yaml: yaml)
             try await TestDatabase.withConnection(label + encoding + "_store") { store, storeDSN in
                 try await store.withSession { try EventStore().migrate($0) }
                 _ = try await Backfill(
@@ -109,6 +109,35 @@ struct DiffRobustnessTests {
             let changed = try await diffPlans(legacyDSN, storeDSN, mapping)
             #expect(changed.entities.first?.differences.map(\.key) == ["p-3"])
             #expect(changed.entities.first?.differences.first?.columns.map(\.column) == ["attributes"])
+        }
+    }
+
+    @Test func timestampsHeldAsTextCompareInEveryShapeTheBackfillReads() async throws {
+        let yaml = Self.plansMapping.replacing(
+            "p.created_at, p.updated_at,",
+            with: "CASE WHEN p.id = 'p-11' THEN '10000-01-01 00:00:00' WHEN p.id = 'p-12' THEN '2025-03-01T10:00:00.5Z' "
+                + "WHEN p.id = 'p-13' THEN '2025-03-01 12:00:00+02:00' ELSE p.created_at::text END AS created_at, p.updated_at,")
+        try await withPlans(encoding: "UTF8", mapping: yaml) { _, legacyDSN, _, storeDSN, mapping in
+            let clean = try await diffPlans(legacyDSN, storeDSN, mapping)
+            #expect(clean.isClean, "\(clean.rendered(.text))")
+            #expect(clean.entities.first?.matched == 300)
+            // A shape the backfill would not read prints as it is: a difference, not a failed run.
+            let yamlBad = yaml.replacing("ELSE p.created_at::text END", with: "WHEN p.id = 'p-5' THEN 'yesterday' ELSE p.created_at::text END")
+            let changed = try await diffPlans(legacyDSN, storeDSN, try MappingFile(yaml: yamlBad))
+            #expect(
+                changed.entities.first?.differences.first?.columns
+                    == [ColumnDifference(column: "created_at", legacy: "yesterday", ledger: "2025-01-01 05:00:00+00")])
+        }
+    }
+
+    @Test func amountsWithNoCurrencyAnywhereAreQuarantinedAndTheDiffStillRuns() async throws {
+        let yaml = Self.plansMapping.replacing(" p.currency,", with: "")
+        try await withPlans(encoding: "UTF8", mapping: yaml) { _, legacyDSN, _, storeDSN, mapping in
+            let report = try await diffPlans(legacyDSN, storeDSN, mapping)
+            #expect(report.exitCode == 0)
+            #expect(report.entities.first?.quarantined == 300)
+            #expect(report.entities.first?.compared == 0)
+            #expect(report.entities.first?.quarantine.first?.reason == "currency_missing")
         }
     }
 
