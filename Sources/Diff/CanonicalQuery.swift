@@ -197,7 +197,7 @@ enum LegacyText {
 
     /// A currency code: `::text` (see ``CanonicalQuery/legacy``).
     static func currency(_ expression: String, _ type: PostgresType) -> String {
-        type == .bpchar || type.isCharacterString ? "\(expression)::text" : output(expression, type)
+        type.isCharacterString ? "\(expression)::text" : output(expression, type)
     }
 
     /// The shape `PostgresTimestamp` (hence RowConverter) reads: years of 4 to 7 digits, `T` or

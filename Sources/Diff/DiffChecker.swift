@@ -99,8 +99,8 @@ public struct DiffChecker: Sendable {
         defer { legacy.close() }
         let ledger = try await connect(options.storeDSN, side: .ledger)
         defer { ledger.close() }
-        let invariantsLedger = try await connect(options.storeDSN, side: .ledger)
-        defer { invariantsLedger.close() }
+        let invariantsLedger = options.checkInvariants ? try await connect(options.storeDSN, side: .ledger) : nil
+        defer { invariantsLedger?.close() }
 
         var results = [EntityDiff]()
         var portableHash = false
@@ -120,8 +120,7 @@ public struct DiffChecker: Sendable {
             // rows are compared: the ledger side of a comparison often waits for the legacy
             // side, and the invariants fill that time.
             let snapshot = try await ledger.query("SELECT pg_export_snapshot()").first?.values[0] ?? ""
-            async let invariantResults =
-                options.checkInvariants ? checkInvariants(invariantsLedger, snapshot: snapshot) : []
+            async let invariantResults = checkInvariants(invariantsLedger, snapshot: snapshot)
             for entity in entities {
                 let pass = try await firstPassOf(
                     entity, legacy, ledger, quarantineTable: quarantineTable, portableHash: portableHash)
@@ -197,27 +196,27 @@ public struct DiffChecker: Sendable {
         do {
             return try await Connection.connect(dsn, applicationName: "ledgerlift diff")
         } catch {
-            throw DiffError.wrap(error, side: side, entity: nil, doing: "cannot connect to \(ConnectionString.masked(dsn))")
+            // libpq's message already says "could not connect to <masked DSN>".
+            throw DiffError.wrap(error, side: side, entity: nil, doing: nil)
         }
     }
 
     /// One snapshot per side for the whole first pass: every bisection level of every entity
     /// sees the same rows.
     ///
-    /// `enable_sort` is off in them: the planner cannot know that a bucket expression has at
-    /// most 65,536 values and estimates one group per row, so it would sort every row (spilling
-    /// to disk past `work_mem`) where hashing the few buckets needs almost no memory.
+    /// `enable_sort` is off in them: the planner cannot know that a bucket expression has only
+    /// a few thousand values and estimates one group per row, so it would sort every row
+    /// (spilling to disk past `work_mem`) where hashing the few buckets needs almost no memory.
     private func begin(_ legacy: Connection, _ ledger: Connection) async throws {
-        let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL enable_sort = off"
-        async let l: Void = side(.legacy, nil, "cannot start a read-only transaction") { try await legacy.executeScript(begin) }
-        async let r: Void = side(.ledger, nil, "cannot start a read-only transaction") { try await ledger.executeScript(begin) }
-        _ = try await (l, r)
+        _ = try await onBothSides(nil, "cannot start a read-only transaction", legacy, ledger) { connection, _ in
+            try await connection.executeScript("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL enable_sort = off")
+        }
     }
 
     private func end(_ legacy: Connection, _ ledger: Connection) async throws {
-        async let l = legacy.execute("COMMIT")
-        async let r = ledger.execute("COMMIT")
-        _ = try await (l, r)
+        _ = try await onBothSides(nil, "cannot end the read-only transaction", legacy, ledger) { connection, _ in
+            try await connection.executeScript("COMMIT")
+        }
     }
 
     /// Checks the read models exist and holds a share lock on them until the first pass ends:
@@ -242,10 +241,21 @@ public struct DiffChecker: Sendable {
     /// Whether the two databases store text in different encodings (hashes must then be of
     /// UTF-8 bytes on both sides).
     private func encodingsDiffer(_ legacy: Connection, _ ledger: Connection) async throws -> Bool {
-        async let l = legacy.query("SHOW server_encoding")
-        async let r = ledger.query("SHOW server_encoding")
-        let (left, right) = try await (l, r)
-        return left.first?.values[0] != right.first?.values[0]
+        let encodings = try await onBothSides(nil, "reading the server encoding", legacy, ledger) { connection, _ in
+            try await connection.query("SHOW server_encoding").first?.values[0]
+        }
+        return encodings.legacy != encodings.ledger
+    }
+
+    /// Runs `body` on both databases at once, each on its own connection; what it throws
+    /// becomes a ``DiffError`` naming the side and entity.
+    private func onBothSides<T: Sendable>(
+        _ entity: Entity?, _ what: String, _ legacy: Connection, _ ledger: Connection,
+        _ body: @escaping @Sendable (Connection, DiffError.Side) async throws -> T
+    ) async throws -> (legacy: T, ledger: T) {
+        async let l = side(.legacy, entity, what) { try await body(legacy, .legacy) }
+        async let r = side(.ledger, entity, what) { try await body(ledger, .ledger) }
+        return try await (l, r)
     }
 
     /// Runs `body`, turning what it throws into a ``DiffError`` naming the side and entity.
@@ -273,22 +283,19 @@ public struct DiffChecker: Sendable {
         legacyQuery.portableHash = portableHash
         ledgerQuery.portableHash = portableHash
         var pass = EntityPass(entity: entity, legacyQuery: legacyQuery, ledgerQuery: ledgerQuery, quarantine: quarantine)
+        let query = { @Sendable [legacyQuery, ledgerQuery] (side: DiffError.Side) in side == .legacy ? legacyQuery : ledgerQuery }
 
         let keep = max(options.maxRows, options.maxReverifiedKeys)
         var bits = Self.firstLevelBits(rows: estimate, rowsPerBucket: options.rowsPerBucket)
         var parent: (bits: Int, buckets: [Int64])? = nil
         var level = 0
         while true {
-            let sqlL = legacyQuery.bucketSQL(bits: bits, within: parent?.bits)
-            let sqlR = ledgerQuery.bucketSQL(bits: bits, within: parent?.bits)
             let parameters: [(any PostgresEncodable)?] = parent.map { [keys, PostgresArray($0.buckets)] } ?? [keys]
-            async let l = side(.legacy, entity, "hashing the mapping query's rows") {
-                try await Self.buckets(legacy, sqlL, parameters)
+            let (parentBits, levelBits) = (parent?.bits, bits)
+            let (legacyBuckets, ledgerBuckets) = try await onBothSides(entity, "hashing the rows", legacy, ledger) {
+                connection, side in
+                try await Self.buckets(connection, query(side).bucketSQL(bits: levelBits, within: parentBits), parameters)
             }
-            async let r = side(.ledger, entity, "hashing the read model's rows") {
-                try await Self.buckets(ledger, sqlR, parameters)
-            }
-            let (legacyBuckets, ledgerBuckets) = try await (l, r)
             if level == 0 {
                 pass.legacyRows = legacyBuckets.values.reduce(0) { $0 + $1.count }
                 pass.ledgerRows = ledgerBuckets.values.reduce(0) { $0 + $1.count }
@@ -313,17 +320,14 @@ public struct DiffChecker: Sendable {
             // difference (every row of a large table) streams through bounded memory; once
             // `maxReverifiedKeys` differences are kept, only keys and hashes travel, to count.
             for batch in Self.batches(fetch, rows: Self.fetchBatchRows) {
-                let keysOnly = pass.differences.count >= keep
-                let sqlFetchL = legacyQuery.rowsInBucketsSQL(bits: bits, keysOnly: keysOnly)
-                let sqlFetchR = ledgerQuery.rowsInBucketsSQL(bits: bits, keysOnly: keysOnly)
+                let (keysOnly, levelBits) = (pass.differences.count >= keep, bits)
                 let fetchParameters: [(any PostgresEncodable)?] = [keys, PostgresArray(batch)]
-                async let fl = side(.legacy, entity, "reading the rows of differing buckets") {
-                    try await Self.rows(legacy, sqlFetchL, fetchParameters)
+                let (legacyRows, ledgerRows) = try await onBothSides(
+                    entity, "reading the rows of differing buckets", legacy, ledger
+                ) { connection, side in
+                    try await Self.rows(
+                        connection, query(side).rowsInBucketsSQL(bits: levelBits, keysOnly: keysOnly), fetchParameters)
                 }
-                async let fr = side(.ledger, entity, "reading the rows of differing buckets") {
-                    try await Self.rows(ledger, sqlFetchR, fetchParameters)
-                }
-                let (legacyRows, ledgerRows) = try await (fl, fr)
                 pass.rowsFetched += Int64(legacyRows.count + ledgerRows.count)
                 let (matched, differences) = RowMatching.compare(
                     legacy: legacyRows, ledger: ledgerRows, columns: legacyQuery.columns)
@@ -447,7 +451,9 @@ public struct DiffChecker: Sendable {
 
     /// Checks every invariant in the ledger snapshot `snapshot` (exported by the comparison's
     /// transaction, so both see the same ledger).
-    private func checkInvariants(_ ledger: Connection, snapshot: String) async throws -> [InvariantResult] {
+    /// `[]` without a connection (`--skip-invariants`).
+    private func checkInvariants(_ ledger: Connection?, snapshot: String) async throws -> [InvariantResult] {
+        guard let ledger else { return [] }
         let readSchema = options.readSchema
         let maxRows = options.maxRows
         let progress = options.progress
@@ -499,15 +505,11 @@ public struct DiffChecker: Sendable {
         let entity = pass.entity
         let keys = Array(pass.differingKeys.prefix(options.maxReverifiedKeys))
         let parameters: [(any PostgresEncodable)?] = [PostgresArray(pass.quarantine.map(\.key)), PostgresArray(keys)]
-        let sqlL = pass.legacyQuery.rowsOfKeysSQL
-        let sqlR = pass.ledgerQuery.rowsOfKeysSQL
-        async let l = side(.legacy, entity, "re-reading differing rows") {
-            try await Self.rows(legacy, sqlL, parameters, ownTransaction: true)
+        let sql = (legacy: pass.legacyQuery.rowsOfKeysSQL, ledger: pass.ledgerQuery.rowsOfKeysSQL)
+        let (legacyRows, ledgerRows) = try await onBothSides(entity, "re-reading differing rows", legacy, ledger) {
+            connection, side in
+            try await Self.rows(connection, side == .legacy ? sql.legacy : sql.ledger, parameters, ownTransaction: true)
         }
-        async let r = side(.ledger, entity, "re-reading differing rows") {
-            try await Self.rows(ledger, sqlR, parameters, ownTransaction: true)
-        }
-        let (legacyRows, ledgerRows) = try await (l, r)
         let (matched, differences) = RowMatching.compare(legacy: legacyRows, ledger: ledgerRows, columns: pass.legacyQuery.columns)
         return ReverifiedKeys(keys: Set(keys), matched: matched, differences: differences)
     }

@@ -23,15 +23,17 @@ public struct DiffError: Error, Sendable, Hashable, CustomStringConvertible {
         self.sqlState = sqlState
     }
 
-    /// Wraps an error thrown while working on `side`/`entity`, keeping a `DiffError` as is.
-    static func wrap(_ error: any Error, side: Side?, entity: Entity?, doing what: String) -> DiffError {
+    /// Wraps an error thrown while working on `side`/`entity` (doing `what`, when the error
+    /// does not say it itself), keeping a `DiffError` as is.
+    static func wrap(_ error: any Error, side: Side?, entity: Entity?, doing what: String?) -> DiffError {
         if let error = error as? DiffError { return error }
+        let prefix = what.map { $0 + ": " } ?? ""
         if let error = error as? PostgresError {
             var message = error.message
             if let detail = error.detail, !detail.isEmpty { message += " (\(detail))" }
-            return DiffError(side: side, entity: entity, "\(what): \(message)", sqlState: error.sqlState?.rawValue)
+            return DiffError(side: side, entity: entity, prefix + message, sqlState: error.sqlState?.rawValue)
         }
-        return DiffError(side: side, entity: entity, "\(what): \(error)")
+        return DiffError(side: side, entity: entity, prefix + "\(error)")
     }
 
     public var description: String {
