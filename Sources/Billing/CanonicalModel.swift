@@ -157,6 +157,9 @@ enum CanonicalSchema {
             .init("finalized_at", .timestamp, "when it was finalized"),
             .init("paid_at", .timestamp, "when it was paid in full"),
             .init("voided_at", .timestamp, "when it was voided"),
+            .init(
+                "marked_uncollectible_at", .timestamp,
+                "when it was written off as uncollectible (without it, that step is dated at finalization, inferred)"),
             .init("created_at", .timestamp, nullable: false, "draft creation"),
             .init("updated_at", .timestamp, "last change"),
         ],
@@ -183,8 +186,13 @@ enum CanonicalSchema {
             .init("currency", .currency, nullable: false, "currency"),
             .init("provider_payment_id", .text, "payment provider's id (not unique in legacy data)"),
             .init("failure_code", .text, "why it failed"),
+            .init(
+                "succeeded_at", .timestamp,
+                "when it succeeded (without it, success is dated at created_at, inferred: never at updated_at, which later edits move)"),
+            .init("failed_at", .timestamp, "when it failed (without it: created_at, inferred)"),
+            .init("canceled_at", .timestamp, "when it was canceled (without it: created_at, inferred)"),
             .init("created_at", .timestamp, nullable: false, "attempt time"),
-            .init("updated_at", .timestamp, "last change (e.g. settled)"),
+            .init("updated_at", .timestamp, "last change the legacy system recorded"),
         ],
         .refund: [
             .init("refund_id", .text, nullable: false, "legacy key"),

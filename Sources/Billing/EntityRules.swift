@@ -6,8 +6,36 @@ struct EntityRules: Sendable {
     struct Change: Sendable {
         let type: BillingEventType
         let applies: @Sendable (_ state: [String: CanonicalValue], _ after: CanonicalRow) -> Bool
-        let time: @Sendable (_ after: CanonicalRow) -> PostgresTimestamp?
+        /// Columns whose value is the moment of this change (the first one set wins): `observed`.
+        /// Never `updated_at`: any later edit of the row moves it.
+        let proof: [String]
+        /// Where no proof column is set and the history starts from nothing: a time of the row
+        /// that later edits cannot move (a payment's creation, an invoice's finalization),
+        /// used as `inferred`. Empty: `updated_at`, inferred, as a last resort.
+        let inferred: [String]
         let sets: @Sendable (_ state: [String: CanonicalValue], _ after: CanonicalRow) -> [(String, CanonicalValue)]
+
+        init(
+            type: BillingEventType, applies: @escaping @Sendable ([String: CanonicalValue], CanonicalRow) -> Bool,
+            proof: [String] = [], inferred: [String] = [],
+            sets: @escaping @Sendable ([String: CanonicalValue], CanonicalRow) -> [(String, CanonicalValue)]
+        ) {
+            self.type = type
+            self.applies = applies
+            self.proof = proof
+            self.inferred = inferred
+            self.sets = sets
+        }
+
+        /// The moment a proof column gives, if any.
+        func time(_ after: CanonicalRow) -> PostgresTimestamp? {
+            proof.lazy.compactMap { after[$0].timestampValue }.first
+        }
+
+        /// The stable inferred moment, if any.
+        func inferredTime(_ after: CanonicalRow) -> PostgresTimestamp? {
+            inferred.lazy.compactMap { after[$0].timestampValue }.first
+        }
     }
 
     let creationType: BillingEventType
@@ -57,10 +85,6 @@ struct EntityRules: Sendable {
         { state, after in state[column] != after[column] }
     }
 
-    static func at(_ columns: String...) -> @Sendable (CanonicalRow) -> PostgresTimestamp? {
-        { after in columns.lazy.compactMap { after[$0].timestampValue }.first }
-    }
-
     static func take(_ columns: String...) -> @Sendable ([String: CanonicalValue], CanonicalRow) -> [(String, CanonicalValue)] {
         { _, after in columns.map { ($0, after[$0]) } }
     }
@@ -77,7 +101,7 @@ struct EntityRules: Sendable {
         creationType: .customerCreated, creationTimeColumn: "created_at",
         creationOverrides: { _ in ["archived_at": .null] },
         changes: [
-            Change(type: .customerArchived, applies: becameSet("archived_at"), time: at("archived_at"), sets: take("archived_at"))
+            Change(type: .customerArchived, applies: becameSet("archived_at"), proof: ["archived_at"], sets: take("archived_at"))
         ],
         updatedType: .customerUpdated, importedType: .customerUpdated)
 
@@ -106,32 +130,35 @@ struct EntityRules: Sendable {
                     let canceledAt = after["canceled_at"].timestampValue ?? after["ended_at"].timestampValue
                     return after["status"] != .text("canceled") || canceledAt.map { $0 > trialEnd } ?? false
                 },
-                time: at("trial_ends_at"), sets: { _, _ in [("status", .text("active"))] }),
-            Change(type: .subscriptionPlanChanged, applies: changed("plan_id"), time: at("updated_at"), sets: take("plan_id")),
+                proof: ["trial_ends_at"], sets: { _, _ in [("status", .text("active"))] }),
+            // Only between two known rows (an audit table, shadow mode), where the change's own
+            // time is known: from nothing the row's plan and quantity are where it starts.
+            Change(type: .subscriptionPlanChanged, applies: changed("plan_id"), sets: take("plan_id")),
+            Change(type: .subscriptionQuantityChanged, applies: changed("quantity"), sets: take("quantity")),
+            // Dunning starts with the renewal whose payment failed: the current period's start.
             Change(
-                type: .subscriptionQuantityChanged, applies: changed("quantity"), time: at("updated_at"),
-                sets: take("quantity")),
-            Change(
-                type: .subscriptionPastDue, applies: became("status", "past_due"), time: { _ in nil },
+                type: .subscriptionPastDue, applies: became("status", "past_due"), inferred: ["current_period_start"],
                 sets: take("status")),
-            Change(type: .subscriptionUnpaid, applies: became("status", "unpaid"), time: { _ in nil }, sets: take("status")),
+            Change(
+                type: .subscriptionUnpaid, applies: became("status", "unpaid"), inferred: ["current_period_start"],
+                sets: take("status")),
             Change(
                 type: .subscriptionCancellationScheduled,
                 applies: { state, after in
                     state["cancel_at_period_end"] != .boolean(true) && after["cancel_at_period_end"] == .boolean(true)
                 },
-                time: at("canceled_at"), sets: take("cancel_at_period_end", "canceled_at")),
+                proof: ["canceled_at"], sets: take("cancel_at_period_end", "canceled_at")),
             Change(
                 type: .subscriptionCancellationRevoked,
                 applies: { state, after in
                     state["cancel_at_period_end"] == .boolean(true) && after["cancel_at_period_end"] == .boolean(false)
                         && after["status"] != .text("canceled")
                 },
-                time: { _ in nil }, sets: take("cancel_at_period_end", "canceled_at")),
+                sets: take("cancel_at_period_end", "canceled_at")),
             Change(
-                type: .subscriptionCanceled, applies: became("status", "canceled"), time: at("canceled_at", "ended_at"),
-                sets: take("status", "canceled_at", "cancel_at_period_end")),
-            Change(type: .subscriptionEnded, applies: becameSet("ended_at"), time: at("ended_at"), sets: take("ended_at")),
+                type: .subscriptionCanceled, applies: became("status", "canceled"), proof: ["canceled_at", "ended_at"],
+                inferred: ["current_period_end"], sets: take("status", "canceled_at", "cancel_at_period_end")),
+            Change(type: .subscriptionEnded, applies: becameSet("ended_at"), proof: ["ended_at"], sets: take("ended_at")),
         ],
         updatedType: .subscriptionUpdated, importedType: .subscriptionImported)
 
@@ -141,11 +168,12 @@ struct EntityRules: Sendable {
             [
                 "status": .text("draft"), "number": .null, "finalized_at": .null, "paid_at": .null, "voided_at": .null,
                 "issued_on": .null, "due_on": .null, "amount_paid": .amount(0), "amount_due": after["total"],
+                "marked_uncollectible_at": .null,
             ]
         },
         changes: [
             Change(
-                type: .invoiceFinalized, applies: becameSet("finalized_at"), time: at("finalized_at"),
+                type: .invoiceFinalized, applies: becameSet("finalized_at"), proof: ["finalized_at"],
                 sets: { state, after in
                     var values: [(String, CanonicalValue)] = [
                         ("finalized_at", after["finalized_at"]), ("number", after["number"]),
@@ -155,30 +183,35 @@ struct EntityRules: Sendable {
                     return values
                 }),
             Change(
-                type: .invoicePaid, applies: became("status", "paid"), time: at("paid_at"),
-                sets: take("status", "paid_at", "amount_paid", "amount_due")),
+                type: .invoicePaid, applies: became("status", "paid"), proof: ["paid_at"],
+                inferred: ["finalized_at", "created_at"], sets: take("status", "paid_at", "amount_paid", "amount_due")),
             Change(
-                type: .invoiceVoided, applies: became("status", "void"), time: at("voided_at"),
-                sets: take("status", "voided_at", "amount_paid", "amount_due")),
+                type: .invoiceVoided, applies: became("status", "void"), proof: ["voided_at"],
+                inferred: ["finalized_at", "created_at"], sets: take("status", "voided_at", "amount_paid", "amount_due")),
             Change(
-                type: .invoiceMarkedUncollectible, applies: became("status", "uncollectible"), time: { _ in nil },
-                sets: take("status", "amount_paid", "amount_due")),
+                type: .invoiceMarkedUncollectible, applies: became("status", "uncollectible"),
+                proof: ["marked_uncollectible_at"], inferred: ["finalized_at", "created_at"],
+                sets: take("status", "marked_uncollectible_at", "amount_paid", "amount_due")),
         ],
         updatedType: .invoiceUpdated, importedType: .invoiceImported)
 
     static let payment = EntityRules(
         creationType: .paymentCreated, creationTimeColumn: "created_at",
-        creationOverrides: { _ in ["status": .text("pending"), "failure_code": .null] },
+        creationOverrides: { _ in
+            ["status": .text("pending"), "failure_code": .null, "succeeded_at": .null, "failed_at": .null, "canceled_at": .null]
+        },
         changes: [
+            // A payment's outcome is proven by its own column; without one, the attempt's creation
+            // (most payments settle at once) is a time no later edit (a refund, a touch) moves.
             Change(
-                type: .paymentSucceeded, applies: became("status", "succeeded"), time: at("updated_at", "created_at"),
-                sets: take("status")),
+                type: .paymentSucceeded, applies: became("status", "succeeded"), proof: ["succeeded_at"],
+                inferred: ["created_at"], sets: take("status", "succeeded_at")),
             Change(
-                type: .paymentFailed, applies: became("status", "failed"), time: at("updated_at", "created_at"),
-                sets: take("status", "failure_code")),
+                type: .paymentFailed, applies: became("status", "failed"), proof: ["failed_at"], inferred: ["created_at"],
+                sets: take("status", "failed_at", "failure_code")),
             Change(
-                type: .paymentCanceled, applies: became("status", "canceled"), time: at("updated_at"),
-                sets: take("status")),
+                type: .paymentCanceled, applies: became("status", "canceled"), proof: ["canceled_at"],
+                inferred: ["created_at"], sets: take("status", "canceled_at")),
         ],
         updatedType: .paymentUpdated, importedType: .paymentUpdated)
 
@@ -195,9 +228,9 @@ struct EntityRules: Sendable {
                     else { return false }
                     return now < was && after["status"] != .text("void")
                 },
-                time: { _ in nil }, sets: take("balance_remaining")),
+                inferred: ["created_at"], sets: take("balance_remaining")),
             Change(
-                type: .creditNoteVoided, applies: became("status", "void"), time: at("voided_at"),
+                type: .creditNoteVoided, applies: became("status", "void"), proof: ["voided_at"], inferred: ["created_at"],
                 sets: take("status", "voided_at", "balance_remaining")),
         ],
         updatedType: .creditNoteUpdated, importedType: .creditNoteUpdated)

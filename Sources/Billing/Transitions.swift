@@ -21,9 +21,13 @@ public enum Transitions {
     ///     earlier is placed at this time instead, and marked `inferred`.
     ///   - changedAt: when the legacy system recorded the change to `after`, if it did (an audit
     ///     table's timestamp). Every event of this transition then happens at that time, observed.
+    ///   - syncedFromVersion: for a state-based sync (a resumed backfill, shadow mode), the
+    ///     version of the stream `before` was replayed from. The events' ids then name the sync
+    ///     and that version (`sync/invoice/17/v3/0/InvoiceUpdated`), so they can never collide
+    ///     with the ids of a backfill's history steps (`invoice/17/0/0/InvoiceDrafted`).
     public static func transitions(
         before: CanonicalRow?, after: CanonicalRow, step: Int = 0, notBefore: PostgresTimestamp? = nil,
-        changedAt: PostgresTimestamp? = nil
+        changedAt: PostgresTimestamp? = nil, syncedFromVersion: Int64? = nil
     ) -> [BillingEvent] {
         precondition(before == nil || before!.entity == after.entity, "transitions between different entities")
         let rules = EntityRules.rules(for: after.entity)
@@ -51,9 +55,14 @@ public enum Transitions {
             // legacy system recorded when the change happened: that is observed too.
             let proof = before == nil ? rule.time(after) : changedAt ?? rule.time(after)
             let recordedChange = before != nil && before!["updated_at"] != after["updated_at"]
+            // Without proof: between two rows whose updated_at moved, that is when legacy made the
+            // change; otherwise a time of the row that later edits cannot move, inferred.
+            let fallback =
+                recordedChange
+                ? after["updated_at"].timestampValue : rule.inferredTime(after) ?? after["updated_at"].timestampValue
             drafts.append(
                 Draft(
-                    type: rule.type, time: proof ?? after["updated_at"].timestampValue,
+                    type: rule.type, time: proof ?? fallback,
                     evidence: proof != nil || (recordedChange && !after["updated_at"].isNull) ? .observed : .inferred,
                     changes: values))
             for (column, value) in values { state[column] = value }
@@ -82,8 +91,23 @@ public enum Transitions {
                     evidence: .observed, changes: []))
         }
         if updatedAtDiffers { drafts[drafts.count - 1].changes.append(("updated_at", after["updated_at"])) }
+        let idScope = syncedFromVersion.map { "sync/\(after.entity.rawValue)/\(after.key)/v\($0)" }
+            ?? "\(after.entity.rawValue)/\(after.key)/\(step)"
         return finish(
-            drafts, after: after, step: step, notBefore: notBefore ?? .negativeInfinity, attributesChanged: attributesChanged)
+            drafts, after: after, idScope: idScope, notBefore: notBefore ?? .negativeInfinity,
+            attributesChanged: attributesChanged)
+    }
+
+    /// How each named event of `entity` is dated: the columns that prove its moment (observed)
+    /// and, without them, the columns it is inferred from. `mapping check` tells a user which
+    /// events their mapping leaves to inference.
+    public static func dating(of entity: Entity) -> [EventDating] {
+        let rules = EntityRules.rules(for: entity)
+        var result = [EventDating(type: rules.creationType, proof: [rules.creationTimeColumn], inferred: ["created_at"])]
+        for change in rules.changes {
+            result.append(EventDating(type: change.type, proof: change.proof, inferred: change.inferred))
+        }
+        return result
     }
 
     /// Folds events (in stream order) into the row they describe; `nil` for no events.
@@ -116,7 +140,7 @@ public enum Transitions {
     /// inferred), assigns deterministic ids, and attaches attributes to the first event that
     /// can carry them.
     static func finish(
-        _ drafts: [Draft], after: CanonicalRow, step: Int, notBefore: PostgresTimestamp, attributesChanged: Bool
+        _ drafts: [Draft], after: CanonicalRow, idScope: String, notBefore: PostgresTimestamp, attributesChanged: Bool
     ) -> [BillingEvent] {
         var events = [BillingEvent]()
         var previous = notBefore
@@ -130,7 +154,7 @@ public enum Transitions {
             }
             if time == .negativeInfinity { time = PostgresTimestamp(microsecondsSinceEpoch: 0) }
             previous = time
-            let name = "\(after.entity.rawValue)/\(after.key)/\(step)/\(index)/\(draft.type.rawValue)"
+            let name = "\(idScope)/\(index)/\(draft.type.rawValue)"
             events.append(
                 BillingEvent(
                     eventID: DeterministicID.uuid5(namespace: DeterministicID.eventNamespace, name: name),
@@ -142,4 +166,13 @@ public enum Transitions {
         }
         return events
     }
+}
+
+/// How one event type is dated (see ``Transitions/dating(of:)``).
+public struct EventDating: Sendable, Hashable {
+    public let type: BillingEventType
+    /// Columns whose value is the event's moment, first set wins: `observed`.
+    public let proof: [String]
+    /// Columns it is dated from without proof, first set wins: `inferred` (`updated_at` when empty).
+    public let inferred: [String]
 }
