@@ -43,7 +43,8 @@ struct CanonicalQuery: Sendable, Hashable {
     }
 
     /// Count and hash sum per bucket of `bits` key-hash bits; with `within`, only rows in the
-    /// given buckets of `within` bits (`$2`).
+    /// given buckets of `within` bits (`$2`). At the first level, legacy rows without a key
+    /// form a group of their own whose bucket is NULL (``DiffChecker/keylessBucket``).
     func bucketSQL(bits: Int, within parentBits: Int?) -> String {
         var sql = """
             SELECT (\(keyHash) >> \(64 - bits))::int8 AS b, count(*)::int8 AS n, sum(\(rowHash))::text AS s
@@ -58,6 +59,9 @@ struct CanonicalQuery: Sendable, Hashable {
     func rowsInBucketsSQL(bits: Int, keysOnly: Bool = false) -> String {
         rowsSQL(where: "(\(keyHash) >> \(64 - bits)) = ANY($2::int8[])", keysOnly: keysOnly)
     }
+
+    /// The legacy rows without a key (`$2` unused): counted apart, never bucketed.
+    var keylessRowsSQL: String { rowsSQL(where: "x.k IS NULL", keysOnly: false) }
 
     /// The rows of the keys `$2`.
     var rowsOfKeysSQL: String { rowsSQL(where: "x.k = ANY($2::text[])", keysOnly: false) }
@@ -139,7 +143,8 @@ struct CanonicalQuery: Sendable, Hashable {
         var select = [String]()
         let keyExpression = reference(entity.keyColumn).map { LegacyText.output($0, typeByName[entity.keyColumn]!) } ?? "NULL::text"
         // Keys compare and hash by their bytes, whatever the legacy column's collation.
-        select.append("(\(keyExpression)) COLLATE \"C\" AS k")
+        // An empty key is no key (RowConverter quarantines both as key_missing): NULL here.
+        select.append("nullif(\(keyExpression), '') COLLATE \"C\" AS k")
         let valueColumns = Array(entity.columns.dropFirst())
         for (index, column) in valueColumns.enumerated() {
             let expression: String
@@ -173,7 +178,7 @@ struct CanonicalQuery: Sendable, Hashable {
             SELECT \(select.joined(separator: ",\n       "))
             FROM \(from)
             ) AS r
-            WHERE r.k IS NOT NULL AND r.k <> '' AND NOT (r.k = ANY($1::text[]))
+            WHERE r.k IS NULL OR NOT (r.k = ANY($1::text[]))
             """
         return CanonicalQuery(entity: entity, relation: relation, columns: entity.columns.map(\.name) + ["attributes"])
     }

@@ -292,13 +292,16 @@ public struct DiffChecker: Sendable {
         while true {
             let parameters: [(any PostgresEncodable)?] = parent.map { [keys, PostgresArray($0.buckets)] } ?? [keys]
             let (parentBits, levelBits) = (parent?.bits, bits)
-            let (legacyBuckets, ledgerBuckets) = try await onBothSides(entity, "hashing the rows", legacy, ledger) {
+            var (legacyBuckets, ledgerBuckets) = try await onBothSides(entity, "hashing the rows", legacy, ledger) {
                 connection, side in
                 try await Self.buckets(connection, query(side).bucketSQL(bits: levelBits, within: parentBits), parameters)
             }
             if level == 0 {
                 pass.legacyRows = legacyBuckets.values.reduce(0) { $0 + $1.count }
                 pass.ledgerRows = ledgerBuckets.values.reduce(0) { $0 + $1.count }
+                if let keyless = legacyBuckets.removeValue(forKey: Self.keylessBucket) {
+                    try await accountForKeylessRows(keyless.count, in: &pass, legacy, keys)
+                }
             }
             let buckets = Int64(Set(legacyBuckets.keys).union(ledgerBuckets.keys).count)
             pass.bucketsCompared += buckets
@@ -419,13 +422,17 @@ public struct DiffChecker: Sendable {
         return (quarantine, columns, estimate)
     }
 
+    /// Where ``buckets(_:_:_:)`` puts rows without a key (a bucket id no key hash can take:
+    /// bucket ids have at most 56 bits).
+    static let keylessBucket = Int64.min
+
     static func buckets(_ connection: Connection, _ sql: String, _ parameters: [(any PostgresEncodable)?])
         async throws -> [Int64: BucketSummary]
     {
         try await connection.withSession { session in
             var out = [Int64: BucketSummary]()
             for row in try session.query(sql, parameters).rows {
-                let bucket = try row.decode(at: 0, as: Int64.self)
+                let bucket = try row.decode(at: 0, as: Int64?.self) ?? keylessBucket
                 out[bucket] = BucketSummary(count: try row.decode(at: 1, as: Int64.self), hashSum: row.values[2] ?? "")
             }
             return out
@@ -500,6 +507,27 @@ public struct DiffChecker: Sendable {
         }
     }
 
+    /// Legacy rows without a key are counted in the legacy rows; the backfill quarantines each
+    /// as `key_missing` under a key of its own (`<null>#…`). Rows beyond those entries were never
+    /// migrated nor quarantined: each is a row missing in the ledger, listed with its values.
+    private func accountForKeylessRows(
+        _ count: Int64, in pass: inout EntityPass, _ legacy: Connection, _ quarantineKeys: PostgresArray
+    ) async throws {
+        let quarantined = Int64(pass.quarantine.filter { $0.key.hasPrefix("<null>") }.count)
+        let unaccounted = count - quarantined
+        guard unaccounted > 0 else { return }
+        let rows = try await Self.rows(legacy, pass.legacyQuery.keylessRowsSQL, [quarantineKeys])
+        let columns = pass.legacyQuery.columns
+        for row in rows.prefix(Int(unaccounted)) {
+            pass.keyless.append(
+                RowDifference(
+                    key: "<null>", kind: .missingInLedger,
+                    columns: zip(columns.dropFirst(), row.values).map {
+                        ColumnDifference(column: $0, legacy: $1, ledger: nil)
+                    }))
+        }
+    }
+
     /// Re-reads the differing keys on both sides, in fresh snapshots.
     private func reverify(_ pass: EntityPass, _ legacy: Connection, _ ledger: Connection) async throws -> ReverifiedKeys {
         let entity = pass.entity
@@ -539,6 +567,9 @@ struct EntityPass: Sendable {
     var bucketsCompared: Int64 = 0
     var rowsFetched: Int64 = 0
     var duration: Duration = .zero
+    /// Legacy rows without a key that the quarantine does not account for: never re-read
+    /// (there is no key to read them by), always reported.
+    var keyless = [RowDifference]()
 
     init(entity: Entity, legacyQuery: CanonicalQuery, ledgerQuery: CanonicalQuery, quarantine: [QuarantinedRow]) {
         self.entity = entity
@@ -572,6 +603,7 @@ struct EntityPass: Sendable {
     var summary: EntityDiff { report(maxRows: 0) }
 
     func report(maxRows: Int) -> EntityDiff {
+        let differences = keyless + differences
         let count = { (kind: RowDifference.Kind) in
             Int64(differences.lazy.filter { $0.kind == kind }.count) + unkept[kind, default: 0]
         }
