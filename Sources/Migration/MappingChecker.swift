@@ -42,6 +42,10 @@ public struct MappingChecker: Sendable {
             for entityMapping in mapping.entities {
                 checks.append(try run.check(entityMapping))
             }
+            if let finding = try run.writableSources(), !checks.isEmpty {
+                checks[0].findings.append(finding)
+                checks[0].findings.sort { $0.severity < $1.severity }
+            }
             return MappingReport(mappingFile: mapping.file, entities: checks, unmapped: mapping.unmappedEntities)
         }
     }
@@ -114,9 +118,36 @@ private struct CheckRun {
                         "\(source.table) (key \(source.key)): \(Self.firstLine(error.message))"))
             }
         }
-        check.findings =
-            check.findings.filter { $0.severity == .error } + check.findings.filter { $0.severity == .warning }
+        check.findings.sort { $0.severity < $1.severity }
         return check
+    }
+
+    /// One warning when the legacy role can write any `sources` table: a mapping query runs in
+    /// a read-only transaction, but `dblink_exec` or a function that writes escapes it. The
+    /// migrator should connect with a role that can only SELECT.
+    mutating func writableSources() throws -> MappingFinding? {
+        let tables = Array(Set(mapping.entities.flatMap { $0.sources.map(\.table) })).sorted()
+        guard let first = mapping.entities.first, !tables.isEmpty else { return nil }
+        guard
+            case .success(let result) = try attempt(
+                """
+                SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+                       array_to_string(ARRAY(
+                           SELECT t FROM unnest($1::text[]) AS t
+                           WHERE to_regclass(t) IS NOT NULL AND (has_table_privilege(to_regclass(t), 'INSERT')
+                              OR has_table_privilege(to_regclass(t), 'UPDATE') OR has_table_privilege(to_regclass(t), 'DELETE')
+                              OR has_table_privilege(to_regclass(t), 'TRUNCATE'))
+                           ORDER BY t), ', ')
+                """, [PostgresArray(tables)]), let row = result.rows.first
+        else { return nil }
+        let superuser = try row.decode(at: 0, as: Bool?.self) ?? false
+        let writable = try row.decode(at: 1, as: String?.self) ?? ""
+        guard superuser || !writable.isEmpty else { return nil }
+        let what = superuser ? "the legacy role is a superuser" : "the legacy role can write \(writable)"
+        return MappingFinding(
+            .warning, .sourceWritable, entity: first.entity, part: .sources, column: nil,
+            "\(what): a mapping query runs read-only, but dblink_exec or a function that writes could still change "
+                + "legacy data. Connect --legacy with a role that can only SELECT (docs/security.md).")
     }
 
     // MARK: - Shape
@@ -168,9 +199,15 @@ private struct CheckRun {
                     ))
             }
         }
+        // Proof columns of named events: not returned, they are explained by a dating note
+        // rather than a warning (the mapping works; its history is dated by inference).
+        let dating = Transitions.dating(of: entity).dropFirst()
+        let proofColumns = Set(dating.flatMap(\.proof))
         for definition in entity.columns {
             guard let index = columns.index(of: definition.name) else {
-                if definition.nullable {
+                if part == .query, definition.nullable, proofColumns.contains(definition.name) {
+                    continue
+                } else if definition.nullable {
                     check.findings.append(
                         MappingFinding(
                             .warning, .nullableColumnMissing, entity: entity, part: part, column: definition.name,
@@ -236,6 +273,17 @@ private struct CheckRun {
             attributes.append(column.name)
         }
         shape.attributes = attributes
+        if part == .query {
+            for event in dating where !event.proof.isEmpty && !event.proof.contains(where: { columns.index(of: $0) != nil }) {
+                let fallback = event.inferred.filter { columns.index(of: $0) != nil }
+                let at = fallback.isEmpty ? "updated_at (which later edits of the row move)" : fallback.joined(separator: ", else ")
+                check.findings.append(
+                    MappingFinding(
+                        .note, .datedByInference, entity: entity, part: part, column: event.proof[0],
+                        "\(event.type.rawValue) will be dated at \(at), inferred: return "
+                            + event.proof.map { "`\($0)`" }.joined(separator: " or ") + " if legacy records that moment"))
+            }
+        }
         return shape
     }
 

@@ -7,8 +7,18 @@ public struct MappingFinding: Sendable, Hashable, CustomStringConvertible {
         case error
         /// The mapping works, but probably not as meant.
         case warning
+        /// Worth knowing, nothing to fix (which events will be dated by inference).
+        case note
 
-        public static func < (a: Severity, b: Severity) -> Bool { a == .error && b == .warning }
+        private var rank: Int {
+            switch self {
+            case .error: 0
+            case .warning: 1
+            case .note: 2
+            }
+        }
+
+        public static func < (a: Severity, b: Severity) -> Bool { a.rank < b.rank }
     }
 
     /// What was found. Stable codes, for tests and scripts.
@@ -37,6 +47,12 @@ public struct MappingFinding: Sendable, Hashable, CustomStringConvertible {
         case historyAttributesDiffer = "history_attributes_differ"
         /// A `sources` entry names a table or column that does not exist.
         case sourceInvalid = "source_invalid"
+        /// The legacy role can write a `sources` table: a mapping query (through `dblink_exec` or
+        /// a writing function) could change legacy data. Use a read-only role (warning).
+        case sourceWritable = "source_writable"
+        /// An event of the entity will be dated by inference, because the column that proves its
+        /// moment is not returned (note).
+        case datedByInference = "dated_by_inference"
     }
 
     /// Which part of the entity's mapping the finding is about.
@@ -97,6 +113,7 @@ public struct EntityCheck: Sendable, Hashable {
 
     public var errors: [MappingFinding] { findings.filter { $0.severity == .error } }
     public var warnings: [MappingFinding] { findings.filter { $0.severity == .warning } }
+    public var notes: [MappingFinding] { findings.filter { $0.severity == .note } }
     public var isClean: Bool { errors.isEmpty }
 }
 
@@ -118,6 +135,7 @@ public struct MappingReport: Sendable, Hashable {
     public var findings: [MappingFinding] { entities.flatMap(\.findings) }
     public var errors: [MappingFinding] { findings.filter { $0.severity == .error } }
     public var warnings: [MappingFinding] { findings.filter { $0.severity == .warning } }
+    public var notes: [MappingFinding] { findings.filter { $0.severity == .note } }
     /// No errors (warnings allowed).
     public var isClean: Bool { errors.isEmpty }
 
@@ -161,8 +179,10 @@ public struct MappingReport: Sendable, Hashable {
         out.append("")
         let errorCount = errors.count
         let warningCount = warnings.count
-        let counts =
+        let noteCount = notes.count
+        var counts =
             "\(errorCount) error\(errorCount == 1 ? "" : "s"), \(warningCount) warning\(warningCount == 1 ? "" : "s")"
+        if noteCount > 0 { counts += ", \(noteCount) note\(noteCount == 1 ? "" : "s")" }
         if isClean {
             out.append("mapping ok: \(entities.count) entit\(entities.count == 1 ? "y" : "ies") checked, \(counts)")
         } else {
