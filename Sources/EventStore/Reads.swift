@@ -77,6 +77,31 @@ extension EventStore {
         try readAll(after: cursor, limit: limit, category: category, in: session)
     }
 
+    /// Every event of the streams whose ids start with `prefix` and lie in `(after, through]`
+    /// (bytewise; `nil` bounds are open), ordered by stream id and version: the streams of one
+    /// key range of an entity, read back in one query.
+    public func readStreams(
+        prefix: String, after lower: String?, through upper: String?, in session: Session
+    ) throws -> [RecordedEvent] {
+        // A bytewise range the (stream_id, stream_version) index serves, plus the exact prefix test.
+        var sql = "SELECT \(RecordedEvent.columns) FROM \(s).events WHERE starts_with(stream_id, $1) AND stream_id >= $1"
+        var parameters: [(any PostgresEncodable)?] = [prefix]
+        if let last = prefix.unicodeScalars.last, last.value < 0x7F, let next = Unicode.Scalar(last.value + 1) {
+            parameters.append(String(prefix.unicodeScalars.dropLast()) + String(next))
+            sql += " AND stream_id < $\(parameters.count)"
+        }
+        if let lower {
+            parameters.append(lower)
+            sql += " AND stream_id > $\(parameters.count)"
+        }
+        if let upper {
+            parameters.append(upper)
+            sql += " AND stream_id <= $\(parameters.count)"
+        }
+        sql += " ORDER BY stream_id, stream_version"
+        return try session.query(sql, parameters).rows.map(RecordedEvent.init(row:))
+    }
+
     /// A stream's current version (0 when it does not exist).
     public func streamVersion(_ streamID: String, in session: Session) throws -> Int64 {
         try session.query("SELECT version FROM \(s).streams WHERE stream_id = $1", [streamID]).first?

@@ -26,11 +26,13 @@ public struct Backfill: Sendable {
         public var batchEvents: Int
         /// Read and synthesize, write nothing.
         public var dryRun: Bool
+        /// Wait for another run holding the store's backfill lock instead of refusing.
+        public var wait: Bool
 
         public init(
             legacyDSN: String, storeDSN: String, sources: [EntitySource], mappingFingerprint: String,
             store: EventStore = EventStore(), workers: Int = 1, rangesPerEntity: Int? = nil, batchEvents: Int = 5_000,
-            dryRun: Bool = false
+            dryRun: Bool = false, wait: Bool = false
         ) {
             self.legacyDSN = legacyDSN
             self.storeDSN = storeDSN
@@ -41,6 +43,7 @@ public struct Backfill: Sendable {
             self.rangesPerEntity = rangesPerEntity ?? max(4, 4 * workers)
             self.batchEvents = batchEvents
             self.dryRun = dryRun
+            self.wait = wait
         }
     }
 
@@ -64,31 +67,51 @@ public struct Backfill: Sendable {
 
     /// Runs (or resumes) the backfill.
     ///
+    /// The legacy database is always read first, so a run never reports success for a
+    /// database it did not reach. A store holds the history of one legacy database made with one
+    /// mapping: a run of another database or another mapping into it is refused (see
+    /// ``BackfillError``), and one run at a time holds the store's backfill lock.
+    ///
     /// - Parameter progress: called after each key range.
     /// - Returns: the counts of the whole run, across resumed attempts.
+    /// - Throws: ``BackfillError`` for a refused or unbalanced run; connection and SQL errors.
     public func run(progress: (@Sendable (Progress) -> Void)? = nil) async throws -> BackfillReport {
         let config = configuration
         let store = config.store
+        let s = quoteIdentifier(store.schema)
+        // The legacy database first: an unreachable or wrong one must never look like success.
+        let coordinator = try await Connection.connect(config.legacyDSN, applicationName: "ledgerlift-backfill")
+        defer { coordinator.close() }
+        let identity = try await coordinator.withSession { session in
+            let row = try session.query(LegacyIdentity.query).rows[0]
+            return LegacyIdentity(
+                systemIdentifier: try row.decode(at: 0, as: String?.self) ?? "unknown",
+                databaseName: try row.decode(at: 1, as: String.self), databaseOID: try row.decode(at: 2, as: String.self))
+        }
         let storeConnection = try await Connection.connect(config.storeDSN, applicationName: "ledgerlift-backfill")
         defer { storeConnection.close() }
         let runID = runID
+        var attempt = 1
         if !config.dryRun {
-            let finished = try await storeConnection.withSession { session -> Bool in
+            try await storeConnection.withSession { session in
                 try store.requireInitialized(session)
+                try Self.lock(store, session, wait: config.wait)
                 try BackfillSchema.create(store, session)
-                try session.execute(
-                    "INSERT INTO \(quoteIdentifier(store.schema)).backfill_runs (run_id, mapping_sha1) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    [runID, config.mappingFingerprint])
-                return try session.query(
-                    "SELECT finished_at IS NOT NULL FROM \(quoteIdentifier(store.schema)).backfill_runs WHERE run_id = $1", [runID]
-                ).rows[0].decode(at: 0, as: Bool.self)
+            }
+            let finished = try await storeConnection.withSession { session -> Bool in
+                try session.transaction { tx in
+                    try self.checkIdentity(identity, tx)
+                    try tx.execute(
+                        "INSERT INTO \(s).backfill_runs (run_id, mapping_sha1, legacy_identity) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                        [runID, config.mappingFingerprint, identity.text])
+                    return try tx.query("SELECT finished_at IS NOT NULL FROM \(s).backfill_runs WHERE run_id = $1", [runID])
+                        .rows[0].decode(at: 0, as: Bool.self)
+                }
             }
             if finished { return try await report(storeConnection, dryRun: false, extra: nil) }
         }
 
         // One snapshot for every worker: the coordinator holds it open for the whole run.
-        let coordinator = try await Connection.connect(config.legacyDSN, applicationName: "ledgerlift-backfill")
-        defer { coordinator.close() }
         let (snapshotID, snapshotText) = try await coordinator.withSession { session -> (String, String) in
             try session.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             let id = try session.exportSnapshot()
@@ -96,17 +119,20 @@ public struct Backfill: Sendable {
             return (id, text)
         }
         if !config.dryRun {
-            try await storeConnection.execute(
-                """
-                UPDATE \(quoteIdentifier(store.schema)).backfill_runs
-                SET legacy_snapshots = legacy_snapshots || $2::text, attempts = attempts + 1 WHERE run_id = $1
-                """, [runID, snapshotText])
+            attempt = Int(
+                try await storeConnection.query(
+                    """
+                    UPDATE \(s).backfill_runs
+                    SET legacy_snapshots = legacy_snapshots || $2::text, attempts = attempts + 1 WHERE run_id = $1
+                    RETURNING attempts
+                    """, [runID, snapshotText]
+                ).rows[0].decode(at: 0, as: Int32.self))
         }
 
         let rejected = try await crossRowRejections(coordinator)
         var dryCounts = DryRunCounts()
         for source in config.sources {
-            let ranges = try await plan(source, coordinator, storeConnection)
+            let ranges = try await plan(source, attempt: attempt, coordinator, storeConnection)
             let parents = try await quarantinedParents(of: source.entity, storeConnection)
             let pending = ranges.filter { !$0.done }
             let done = Counter(ranges.count - pending.count)
@@ -114,6 +140,8 @@ public struct Backfill: Sendable {
             // Each worker keeps one legacy and one store connection and takes ranges in turn.
             let queue = RangeQueue(pending)
             let entityProgress = Locked(DryRunCounts())
+            // A range an earlier attempt started may hold streams whose rows legacy changed since.
+            let resumed = attempt > 1
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<min(config.workers, pending.count) {
                     group.addTask {
@@ -123,8 +151,9 @@ public struct Backfill: Sendable {
                         defer { store?.close() }
                         while let range = queue.next() {
                             let outcome = try await processRange(
-                                range, source: source, snapshotID: snapshotID, rejected: rejected[source.entity] ?? [:],
-                                parents: parents, legacy: legacy, store: store)
+                                range, source: source, snapshotID: snapshotID, snapshotText: snapshotText,
+                                rejected: rejected[source.entity] ?? [:], parents: parents, resumed: resumed,
+                                legacy: legacy, store: store)
                             entityProgress.update { $0.add(outcome) }
                             let doneNow = done.increment()
                             let (rows, events) = totals.add(outcome.rowsRead, outcome.events)
@@ -138,12 +167,101 @@ public struct Backfill: Sendable {
                 try await group.waitForAll()
             }
             dryCounts.merge(entityProgress.value)
+            if config.dryRun {
+                let counted = try await legacyRowCount(source, coordinator)
+                let read = entityProgress.value.entities[source.entity]
+                let accounted = (read?.rowsMigrated ?? 0) + (read?.rowsQuarantined ?? 0)
+                if counted != accounted {
+                    throw BackfillError.unaccounted(entity: source.entity, legacyRows: counted, accounted: accounted)
+                }
+                dryCounts.legacyRows[source.entity] = counted
+            } else {
+                try await recordLegacyRows(source, attempt: attempt, coordinator, storeConnection)
+            }
         }
         _ = try? await coordinator.execute("ROLLBACK")
         if config.dryRun { return dryCounts.report(runID: runID) }
-        try await storeConnection.execute(
-            "UPDATE \(quoteIdentifier(store.schema)).backfill_runs SET finished_at = now() WHERE run_id = $1", [runID])
+        let summary = try await report(storeConnection, dryRun: false, extra: nil)
+        // Conservation from the source: every row the mapping query returns is migrated or
+        // quarantined. A run in one attempt must balance exactly; after a resume, rows legacy
+        // gained or lost between attempts show as a difference the report explains.
+        if attempt == 1, let entity = summary.entities.first(where: { $0.legacyRows != nil && $0.legacyRows != $0.rowsRead }) {
+            throw BackfillError.unaccounted(
+                entity: entity.entity, legacyRows: entity.legacyRows!, accounted: entity.rowsMigrated + entity.rowsQuarantined)
+        }
+        try await storeConnection.execute("UPDATE \(s).backfill_runs SET finished_at = now() WHERE run_id = $1", [runID])
         return try await report(storeConnection, dryRun: false, extra: nil)
+    }
+
+    /// The SQL expression of the store's backfill lock key, computed in SQL so an operator can
+    /// take the same lock from psql: `SELECT pg_advisory_lock(hashtextextended('ledgerlift.backfill/' || 'ledgerlift', 0))`.
+    public static let lockKeySQL = "hashtextextended('ledgerlift.backfill/' || $1, 0)"
+
+    /// Takes the store's backfill lock for the session (released when the connection closes).
+    ///
+    /// - Throws: ``BackfillError/busy(holder:)`` naming the holder when `wait` is false.
+    public static func lock(_ store: EventStore, _ session: Session, wait: Bool) throws {
+        if wait {
+            _ = try session.query("SELECT pg_advisory_lock(\(lockKeySQL))", [store.schema])
+            return
+        }
+        let taken = try session.query("SELECT pg_try_advisory_lock(\(lockKeySQL))", [store.schema]).rows[0]
+            .decode(at: 0, as: Bool.self)
+        guard !taken else { return }
+        let holder = try session.query(
+            """
+            SELECT format('pid %s, %s, since %s', a.pid, coalesce(nullif(a.application_name, ''), 'unnamed client'),
+                          to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'))
+            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.database = (
+                    SELECT oid FROM pg_database WHERE datname = current_database())
+              AND ((l.classid::int8 << 32) | l.objid::int8) = \(lockKeySQL)
+            LIMIT 1
+            """, [store.schema]
+        ).first?.decode(at: 0, as: String.self)
+        throw BackfillError.busy(holder: holder ?? "it has just finished: try again")
+    }
+
+    /// Refuses a store that holds a run of another legacy database or another mapping.
+    func checkIdentity(_ identity: LegacyIdentity, _ tx: Session) throws {
+        let s = quoteIdentifier(configuration.store.schema)
+        // One run at a time, checked under the lock: no two first runs can race past this.
+        for row in try tx.query("SELECT run_id, mapping_sha1, legacy_identity FROM \(s).backfill_runs ORDER BY started_at").rows {
+            let otherRun = try row.decode(at: 0, as: String.self)
+            if let stored = try row.decode(at: 2, as: String?.self).flatMap(LegacyIdentity.init(text:)), stored != identity {
+                throw BackfillError.anotherLegacyDatabase(runID: otherRun, stored: stored, given: identity)
+            }
+            let fingerprint = try row.decode(at: 1, as: String.self)
+            if fingerprint != configuration.mappingFingerprint {
+                throw BackfillError.anotherMapping(
+                    runID: otherRun, storedFingerprint: fingerprint, givenFingerprint: configuration.mappingFingerprint)
+            }
+        }
+        // A run from before identities were recorded adopts this one.
+        try tx.execute("UPDATE \(s).backfill_runs SET legacy_identity = $1 WHERE legacy_identity IS NULL", [identity.text])
+    }
+
+    /// `count(*)` of the mapping query in the run's snapshot: NULL and empty keys included.
+    func legacyRowCount(_ source: EntitySource, _ coordinator: Connection) async throws -> Int64 {
+        try await coordinator.query("SELECT count(*) FROM (\(source.query)) q").rows[0].decode(at: 0, as: Int64.self)
+    }
+
+    /// Records what the mapping query returns in this attempt's snapshot, for the report's
+    /// conservation check.
+    func recordLegacyRows(_ source: EntitySource, attempt: Int, _ coordinator: Connection, _ storeConnection: Connection)
+        async throws
+    {
+        let s = quoteIdentifier(configuration.store.schema)
+        let known = try await storeConnection.query(
+            "SELECT attempt FROM \(s).backfill_entities WHERE run_id = $1 AND entity = $2", [runID, source.entity.rawValue]
+        ).first?.decode(at: 0, as: Int32.self)
+        guard known.map({ Int($0) != attempt }) ?? true else { return }
+        let count = try await legacyRowCount(source, coordinator)
+        try await storeConnection.execute(
+            """
+            INSERT INTO \(s).backfill_entities (run_id, entity, legacy_rows, attempt) VALUES ($1, $2, $3, $4)
+            ON CONFLICT (run_id, entity) DO UPDATE SET legacy_rows = EXCLUDED.legacy_rows, attempt = EXCLUDED.attempt
+            """, [runID, source.entity.rawValue, count, Int32(attempt)])
     }
 
     // MARK: - Planning
@@ -158,8 +276,11 @@ public struct Backfill: Sendable {
     }
 
     /// The entity's key ranges for this run: planned once (from the snapshot's key
-    /// distribution) and reused by every resumed attempt.
-    func plan(_ source: EntitySource, _ coordinator: Connection, _ storeConnection: Connection) async throws -> [KeyRange] {
+    /// distribution) and reused by every resumed attempt. A fresh plan also records how many
+    /// rows the mapping query returns in this snapshot (the same scan counts them).
+    func plan(_ source: EntitySource, attempt: Int, _ coordinator: Connection, _ storeConnection: Connection) async throws
+        -> [KeyRange]
+    {
         let config = configuration
         let s = quoteIdentifier(config.store.schema)
         let runID = runID
@@ -184,14 +305,18 @@ public struct Backfill: Sendable {
                 .decode(at: 0, as: Int64.self)
             count = max(count, Int(rows / Self.keysPerRange) + 1)
         }
-        let bounds = try await coordinator.query(
+        // NULL keys sort last and are counted (count(*)), never bounds: they belong to the first
+        // range, whose filter takes them in.
+        let tiles = try await coordinator.query(
             """
-            SELECT max(k) FROM (
+            SELECT max(k), count(*)::int8 FROM (
                 SELECT q.\(key)::text COLLATE "C" AS k, ntile($1) OVER (ORDER BY q.\(key)::text COLLATE "C") AS t
                 FROM (\(source.query)) q
             ) x GROUP BY t ORDER BY 1
             """, [Int32(count)]
-        ).rows.compactMap { try $0.decode(at: 0, as: String?.self) }
+        ).rows
+        let bounds = try tiles.compactMap { try $0.decode(at: 0, as: String?.self) }
+        let legacyRows = try tiles.reduce(Int64(0)) { $0 + (try $1.decode(at: 1, as: Int64.self)) }
         // Ranges (lower, upper]: the first starts at nothing, the last is open-ended.
         var ranges = [KeyRange]()
         var lower: String?
@@ -203,12 +328,19 @@ public struct Backfill: Sendable {
         let planned = ranges
         if !config.dryRun {
             try await storeConnection.withSession { session in
-                for range in planned {
-                    try session.execute(
+                try session.transaction { tx in
+                    for range in planned {
+                        try tx.execute(
+                            """
+                            INSERT INTO \(s).backfill_ranges (run_id, entity, ordinal, lower_key, upper_key)
+                            VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING
+                            """, [runID, source.entity.rawValue, Int32(range.ordinal), range.lower, range.upper])
+                    }
+                    try tx.execute(
                         """
-                        INSERT INTO \(s).backfill_ranges (run_id, entity, ordinal, lower_key, upper_key)
-                        VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING
-                        """, [runID, source.entity.rawValue, Int32(range.ordinal), range.lower, range.upper])
+                        INSERT INTO \(s).backfill_entities (run_id, entity, legacy_rows, attempt) VALUES ($1, $2, $3, $4)
+                        ON CONFLICT (run_id, entity) DO UPDATE SET legacy_rows = EXCLUDED.legacy_rows, attempt = EXCLUDED.attempt
+                        """, [runID, source.entity.rawValue, legacyRows, Int32(attempt)])
                 }
             }
         }

@@ -10,6 +10,8 @@ struct RangeOutcome: Sendable {
     var rowsMigrated: Int64 = 0
     var rowsQuarantined: Int64 = 0
     var events: Int64 = 0
+    /// Keys an earlier attempt had migrated, brought up to date with the legacy row now.
+    var rowsResynced: Int64 = 0
     var eventsByType: [String: Int64] = [:]
     var reasons: [String: Int64] = [:]
 }
@@ -26,18 +28,57 @@ struct QuarantineRecord: Sendable {
 extension Backfill {
     /// Reads one key range in the shared snapshot, synthesizes its events and appends them;
     /// the range's last batch commits with the record that the range is done.
+    ///
+    /// - Parameter resumed: an earlier attempt may have started this range, so streams of its
+    ///   keys may exist already; each such key is brought up to date from its stream's row
+    ///   (state-based sync) instead of being derived from nothing again.
     func processRange(
-        _ range: KeyRange, source: EntitySource, snapshotID: String, rejected: [String: (String, String)],
-        parents: [Entity: Set<String>], legacy: Connection, store: Connection?
+        _ range: KeyRange, source: EntitySource, snapshotID: String, snapshotText: String,
+        rejected: [String: (String, String)], parents: [Entity: Set<String>], resumed: Bool, legacy: Connection,
+        store: Connection?
     ) async throws -> RangeOutcome {
         let runID = runID
-        return try await legacy.withSession { session in
+        var existing = [String: StoredStream]()
+        if resumed, let store {
+            existing = try await store.withSession { session in
+                try self.storedStreams(of: source.entity, in: range, session)
+            }
+        }
+        return try await legacy.withSession { [existing] session in
             try session.transaction(.init(isolation: .repeatableRead, readOnly: true, snapshot: snapshotID)) { tx in
-                try self.readRange(range, source: source, tx, rejected: rejected, parents: parents, runID: runID, storeConnection: store)
+                try self.readRange(
+                    range, source: source, tx, rejected: rejected, parents: parents, runID: runID, snapshotText: snapshotText,
+                    existing: existing, storeConnection: store)
             }
         }
     }
 
+    /// A stream an earlier attempt wrote: its version, the row its events replay to, and the
+    /// business time of its last event.
+    struct StoredStream: Sendable {
+        var version: Int64
+        var row: CanonicalRow?
+        var lastOccurredAt: PostgresTimestamp?
+    }
+
+    /// The streams of `entity` whose keys fall in `range`, replayed.
+    func storedStreams(of entity: Entity, in range: KeyRange, _ session: Session) throws -> [String: StoredStream] {
+        let prefix = entity.streamID(key: "")
+        var streams = [String: StoredStream]()
+        var events = [String: [BillingEvent]]()
+        for recorded in try configuration.store.readStreams(
+            prefix: prefix, after: range.lower.map { prefix + $0 }, through: range.upper.map { prefix + $0 }, in: session)
+        {
+            let key = String(recorded.streamID.dropFirst(prefix.count))
+            events[key, default: []].append(try BillingEvent(recorded: recorded))
+            streams[key] = StoredStream(version: recorded.streamVersion, row: nil, lastOccurredAt: recorded.occurredAt)
+        }
+        for (key, stream) in events { streams[key]?.row = Transitions.replay(stream) }
+        return streams
+    }
+
+    /// The range's filter on the mapping query's key. The first range also takes rows whose key
+    /// is NULL (no comparison matches NULL), so they are read — and quarantined — not lost.
     private func rangeFilter(_ range: KeyRange, key: String, firstParameter: Int) -> (String, [(any PostgresEncodable)?]) {
         var clauses = [String]()
         var parameters = [(any PostgresEncodable)?]()
@@ -49,12 +90,25 @@ extension Backfill {
             parameters.append(upper)
             clauses.append("\(key)::text COLLATE \"C\" <= $\(firstParameter + parameters.count - 1)")
         }
-        return (clauses.isEmpty ? "TRUE" : clauses.joined(separator: " AND "), parameters)
+        if clauses.isEmpty { return ("TRUE", parameters) }
+        let filter = clauses.joined(separator: " AND ")
+        return (range.lower == nil ? "(\(filter) OR \(key) IS NULL)" : filter, parameters)
+    }
+
+    /// What one legacy key produced, held until the next key shows it was the only row of its key.
+    private struct KeyResult {
+        var key: String
+        var rows: [Row]
+        var events: [StreamEvent] = []
+        var eventTypes: [String] = []
+        var quarantine: QuarantineRecord?
+        var resynced = false
     }
 
     private func readRange(
         _ range: KeyRange, source: EntitySource, _ tx: Session, rejected: [String: (String, String)],
-        parents: [Entity: Set<String>], runID: String, storeConnection: Connection?
+        parents: [Entity: Set<String>], runID: String, snapshotText: String, existing: [String: StoredStream],
+        storeConnection: Connection?
     ) throws -> RangeOutcome {
         let config = configuration
         let entity = source.entity
@@ -68,41 +122,52 @@ extension Backfill {
             try tx.stream(
                 "SELECT * FROM (\(historyQuery)) q WHERE \(filter) ORDER BY \(key)::text COLLATE \"C\", q.valid_from",
                 parameters
-            ) { row in history[row[entity.keyColumn] ?? "", default: []].append(row) }
+            ) { row in
+                guard let rowKey = row[entity.keyColumn] else { return }
+                history[rowKey, default: []].append(row)
+            }
         }
 
         var events = [StreamEvent]()
         var quarantined = [QuarantineRecord]()
+        var migratedKeys = [String]()
+        var seenStreams = Set<String>()
+        // Rows without a key get a quarantine key of their own: the row's digest, numbered when
+        // identical rows repeat, so each is listed and none overwrites another.
+        var keylessSeen = [String: Int]()
         func flush(final: Bool) throws {
             guard let storeConnection else {
                 events.removeAll(keepingCapacity: true)
                 quarantined.removeAll()
+                migratedKeys.removeAll()
                 return
             }
             let batch = events
             let records = quarantined
+            let released = migratedKeys
             let counts = outcome
             try storeConnection.withSessionBlocking { store in
                 try config.store.appendBulk(batch, in: store) { tx in
                     try self.writeQuarantine(records, runID: runID, tx)
-                    if final { try self.markDone(range, entity: entity, counts: counts, runID: runID, tx) }
+                    if !released.isEmpty { try self.releaseQuarantine(entity, keys: released, tx) }
+                    if final { try self.markDone(range, entity: entity, counts: counts, runID: runID, snapshot: snapshotText, tx) }
                 }
             }
             events.removeAll(keepingCapacity: true)
             quarantined.removeAll()
+            migratedKeys.removeAll()
         }
 
-        try tx.stream("SELECT * FROM (\(source.query)) q WHERE \(filter) ORDER BY \(key)::text COLLATE \"C\"", parameters) { row in
-            outcome.rowsRead += 1
-            let rowKey = row[entity.keyColumn] ?? "<null>"
-            func reject(_ reason: String, _ detail: String) {
-                outcome.rowsQuarantined += 1
-                outcome.reasons[reason, default: 0] += 1
-                quarantined.append(QuarantineRecord(entity: entity, key: rowKey, reason: reason, detail: detail, raw: Self.rawJSON(row)))
-            }
+        func quarantineRecord(_ rowKey: String, _ reason: String, _ detail: String, _ row: Row) -> QuarantineRecord {
+            QuarantineRecord(entity: entity, key: rowKey, reason: reason, detail: detail, raw: Self.rawJSON(row))
+        }
+
+        /// Converts the rows of one key (history, then the current row) into events or a reason.
+        func process(_ row: Row, rowKey: String) -> KeyResult {
+            var result = KeyResult(key: rowKey, rows: [row])
             if let (reason, detail) = rejected[rowKey] {
-                reject(reason, detail)
-                return
+                result.quarantine = quarantineRecord(rowKey, reason, detail, row)
+                return result
             }
             var versions = [(row: CanonicalRow, validFrom: PostgresTimestamp?, validTo: PostgresTimestamp?, inferred: Bool)]()
             for versionRow in history[rowKey] ?? [] {
@@ -110,47 +175,124 @@ extension Backfill {
                 case .canonical(let canonical, let validFrom, let validTo, let inferred):
                     versions.append((canonical, validFrom, validTo, inferred))
                 case .quarantined(_, let reason, let detail):
-                    reject(reason, "history row: " + detail)
-                    return
+                    result.quarantine = quarantineRecord(rowKey, reason, "history row: " + detail, row)
+                    return result
                 }
             }
             switch source.convert(row) {
             case .canonical(let canonical, let validFrom, let validTo, let inferred):
                 versions.append((canonical, validFrom, validTo, inferred))
             case .quarantined(_, let reason, let detail):
-                reject(reason, detail)
-                return
+                result.quarantine = quarantineRecord(rowKey, reason, detail, row)
+                return result
             }
-            let current = versions.last!.row
+            let current = versions.last!
             for link in CrossRowCheck.parents[entity] ?? [] {
-                if let parentKey = current[link.column].textValue, parents[link.parent]?.contains(parentKey) == true {
-                    reject("parent_quarantined", "\(link.parent.rawValue) \(parentKey) is quarantined")
-                    return
+                if let parentKey = current.row[link.column].textValue, parents[link.parent]?.contains(parentKey) == true {
+                    result.quarantine = quarantineRecord(
+                        rowKey, "parent_quarantined", "\(link.parent.rawValue) \(parentKey) is quarantined", row)
+                    return result
                 }
             }
-            var previous: CanonicalRow?
             var synthesized = [BillingEvent]()
-            for (step, version) in versions.enumerated() {
-                // When the audit table recorded the change into this version: the previous
-                // version's valid_to, else this version's valid_from.
-                let changedAt = step == 0 ? nil : versions[step - 1].validTo ?? version.validFrom
+            var firstVersion: Int64 = 1
+            if let stored = existing[rowKey] {
+                // An earlier attempt wrote this stream; legacy may have changed the row since.
+                // Append only the difference, exactly as shadow mode would (no change, no event).
                 var events = Transitions.transitions(
-                    before: previous, after: version.row, step: step, notBefore: synthesized.last?.occurredAt,
-                    changedAt: changedAt)
-                if version.inferred { events = events.map { $0.withEvidence(.inferred) } }
-                synthesized += events
-                previous = version.row
+                    before: stored.row, after: current.row, notBefore: stored.lastOccurredAt, syncedFromVersion: stored.version)
+                if current.inferred { events = events.map { $0.withEvidence(.inferred) } }
+                synthesized = events
+                firstVersion = stored.version + 1
+                result.resynced = !events.isEmpty
+            } else {
+                var previous: CanonicalRow?
+                for (step, version) in versions.enumerated() {
+                    // When the audit table recorded the change into this version: the previous
+                    // version's valid_to, else this version's valid_from.
+                    let changedAt = step == 0 ? nil : versions[step - 1].validTo ?? version.validFrom
+                    var events = Transitions.transitions(
+                        before: previous, after: version.row, step: step, notBefore: synthesized.last?.occurredAt,
+                        changedAt: changedAt)
+                    if version.inferred { events = events.map { $0.withEvidence(.inferred) } }
+                    synthesized += events
+                    previous = version.row
+                }
             }
             for (index, event) in synthesized.enumerated() {
-                events.append(
+                result.events.append(
                     StreamEvent(
-                        streamID: event.streamID, streamVersion: Int64(index + 1),
+                        streamID: event.streamID, streamVersion: firstVersion + Int64(index),
                         event: event.newEvent(origin: "backfill", runID: runID, source: "\(entity.rawValue)/\(rowKey)")))
-                outcome.eventsByType[event.type.rawValue, default: 0] += 1
+                result.eventTypes.append(event.type.rawValue)
             }
-            outcome.events += Int64(synthesized.count)
-            outcome.rowsMigrated += 1
-            if events.count >= config.batchEvents { try flush(final: false) }
+            return result
+        }
+
+        /// Counts a key's result and queues its events or its quarantine record.
+        func commit(_ result: KeyResult) throws {
+            outcome.rowsRead += Int64(result.rows.count)
+            seenStreams.insert(result.key)
+            if var record = result.quarantine {
+                outcome.rowsQuarantined += Int64(result.rows.count)
+                outcome.reasons[record.reason, default: 0] += Int64(result.rows.count)
+                if result.rows.count > 1 {
+                    record.raw = "[" + result.rows.map { Self.rawJSON($0) }.joined(separator: ",") + "]"
+                }
+                quarantined.append(record)
+            } else {
+                events += result.events
+                for type in result.eventTypes { outcome.eventsByType[type, default: 0] += 1 }
+                outcome.events += Int64(result.events.count)
+                outcome.rowsMigrated += 1
+                if result.resynced { outcome.rowsResynced += 1 }
+                if !existing.isEmpty { migratedKeys.append(result.key) }
+            }
+            if events.count + quarantined.count >= config.batchEvents { try flush(final: false) }
+        }
+
+        var held: KeyResult?
+        try tx.stream("SELECT * FROM (\(source.query)) q WHERE \(filter) ORDER BY \(key)::text COLLATE \"C\"", parameters) { row in
+            guard let legacyKey = row[entity.keyColumn], !legacyKey.isEmpty else {
+                // No key: quarantined (key_missing) under a key of its own.
+                let digest = DeterministicID.uuid5(namespace: DeterministicID.eventNamespace, name: Self.rawJSON(row))
+                    .uuidString.lowercased().filter { $0 != "-" }.prefix(12)
+                let base = Quarantine.nullKey + "#" + digest
+                let seen = keylessSeen[base, default: 0] + 1
+                keylessSeen[base] = seen
+                var result = process(row, rowKey: seen == 1 ? base : "\(base)#\(seen)")
+                if result.quarantine == nil {
+                    result.quarantine = quarantineRecord(result.key, "key_missing", "\(entity.keyColumn) (the key) is NULL or empty", row)
+                }
+                try commit(result)
+                return
+            }
+            if var previous = held, previous.key == legacyKey {
+                // A second legacy row with the same key: neither can be migrated.
+                previous.rows.append(row)
+                previous.events = []
+                previous.eventTypes = []
+                previous.resynced = false
+                previous.quarantine = quarantineRecord(
+                    legacyKey, "duplicate_key",
+                    "\(previous.rows.count) rows of the mapping query share \(entity.keyColumn) \(legacyKey); raw holds them all",
+                    row)
+                held = previous
+                return
+            }
+            if let previous = held { try commit(previous) }
+            held = process(row, rowKey: legacyKey)
+        }
+        if let previous = held { try commit(previous) }
+        // Keys an earlier attempt migrated whose rows are gone from legacy now: their streams
+        // stay (the event log is append-only) and the quarantine lists them for the operator.
+        for (vanished, _) in existing where !seenStreams.contains(vanished) {
+            quarantined.append(
+                QuarantineRecord(
+                    entity: entity, key: vanished, reason: "row_vanished",
+                    detail: "an interrupted attempt migrated \(entity.rawValue) \(vanished); the legacy row was deleted before the "
+                        + "run resumed, so its stream holds a row legacy no longer has",
+                    raw: "{}"))
         }
         try flush(final: true)
         return outcome
@@ -172,14 +314,25 @@ extension Backfill {
             ])
     }
 
-    func markDone(_ range: KeyRange, entity: Entity, counts: RangeOutcome, runID: String, _ tx: Session) throws {
+    func markDone(_ range: KeyRange, entity: Entity, counts: RangeOutcome, runID: String, snapshot: String, _ tx: Session) throws {
         try tx.execute(
             """
             UPDATE \(quoteIdentifier(configuration.store.schema)).backfill_ranges
-            SET done = true, rows_read = $4, rows_migrated = $5, rows_quarantined = $6, events = $7, finished_at = now()
+            SET done = true, rows_read = $4, rows_migrated = $5, rows_quarantined = $6, events = $7, finished_at = now(),
+                legacy_snapshot = $8, rows_resynced = $9
             WHERE run_id = $1 AND entity = $2 AND ordinal = $3
             """,
-            [runID, entity.rawValue, Int32(range.ordinal), counts.rowsRead, counts.rowsMigrated, counts.rowsQuarantined, counts.events])
+            [
+                runID, entity.rawValue, Int32(range.ordinal), counts.rowsRead, counts.rowsMigrated, counts.rowsQuarantined,
+                counts.events, snapshot, counts.rowsResynced,
+            ])
+    }
+
+    /// Removes quarantine entries of keys that migrated now (a row fixed in legacy between attempts).
+    func releaseQuarantine(_ entity: Entity, keys: [String], _ tx: Session) throws {
+        try tx.execute(
+            "DELETE FROM \(quoteIdentifier(configuration.store.schema)).quarantine WHERE entity = $1 AND entity_key = ANY($2::text[])",
+            [entity.rawValue, PostgresArray(keys)])
     }
 
     /// The legacy row as a JSON object of text values, for the quarantine table.
@@ -195,8 +348,11 @@ extension Backfill {
         let runID = runID
         let rows = try await storeConnection.query(
             """
-            SELECT entity, sum(rows_read)::int8, sum(rows_migrated)::int8, sum(rows_quarantined)::int8, sum(events)::int8
-            FROM \(s).backfill_ranges WHERE run_id = $1 GROUP BY entity
+            SELECT r.entity, sum(r.rows_read)::int8, sum(r.rows_migrated)::int8, sum(r.rows_quarantined)::int8,
+                   sum(r.events)::int8, max(e.legacy_rows), sum(r.rows_resynced)::int8
+            FROM \(s).backfill_ranges r
+            LEFT JOIN \(s).backfill_entities e ON e.run_id = r.run_id AND e.entity = r.entity
+            WHERE r.run_id = $1 GROUP BY r.entity
             """, [runID]
         ).rows
         var byEntity = [Entity: BackfillReport.EntityCounts]()
@@ -204,10 +360,15 @@ extension Backfill {
             guard let entity = Entity(rawValue: try row.decode(at: 0, as: String.self)) else { continue }
             byEntity[entity] = BackfillReport.EntityCounts(
                 entity: entity, rowsRead: try row.decode(at: 1), rowsMigrated: try row.decode(at: 2),
-                rowsQuarantined: try row.decode(at: 3), events: try row.decode(at: 4))
+                rowsQuarantined: try row.decode(at: 3), events: try row.decode(at: 4), legacyRows: try row.decode(at: 5),
+                rowsResynced: try row.decode(at: 6))
         }
         let reasons = try await storeConnection.query(
-            "SELECT reason, count(*)::int8 FROM \(s).quarantine WHERE run_id = $1 GROUP BY reason ORDER BY reason", [runID]
+            // A duplicate key's entry holds all of its rows (raw is an array of them).
+            """
+            SELECT reason, sum(CASE WHEN jsonb_typeof(raw) = 'array' THEN jsonb_array_length(raw) ELSE 1 END)::int8
+            FROM \(s).quarantine WHERE run_id = $1 GROUP BY reason ORDER BY reason
+            """, [runID]
         ).rows.map { (reason: try $0.decode(at: 0, as: String.self), count: try $0.decode(at: 1, as: Int64.self)) }
         let types = try await storeConnection.query(
             """
@@ -225,6 +386,7 @@ extension Backfill {
 /// Totals of a dry run, kept in memory since nothing is written.
 struct DryRunCounts: Sendable {
     var entities = [Entity: BackfillReport.EntityCounts]()
+    var legacyRows = [Entity: Int64]()
     var types = [String: Int64]()
     var reasons = [String: Int64]()
 
@@ -235,6 +397,7 @@ struct DryRunCounts: Sendable {
             mine.rowsMigrated += counts.rowsMigrated
             mine.rowsQuarantined += counts.rowsQuarantined
             mine.events += counts.events
+            mine.rowsResynced += counts.rowsResynced
             entities[entity] = mine
         }
         for (k, v) in other.types { types[k, default: 0] += v }
@@ -247,6 +410,7 @@ struct DryRunCounts: Sendable {
         counts.rowsMigrated += outcome.rowsMigrated
         counts.rowsQuarantined += outcome.rowsQuarantined
         counts.events += outcome.events
+        counts.rowsResynced += outcome.rowsResynced
         entities[outcome.entity] = counts
         for (k, v) in outcome.eventsByType { types[k, default: 0] += v }
         for (k, v) in outcome.reasons { reasons[k, default: 0] += v }
@@ -254,7 +418,14 @@ struct DryRunCounts: Sendable {
 
     func report(runID: String) -> BackfillReport {
         BackfillReport(
-            runID: runID, entities: Entity.allCases.compactMap { entities[$0] },
+            runID: runID,
+            entities: Entity.allCases.compactMap { entity in
+                entities[entity].map { counts in
+                    var counts = counts
+                    counts.legacyRows = legacyRows[entity]
+                    return counts
+                }
+            },
             quarantineReasons: reasons.keys.sorted().map { ($0, reasons[$0]!) },
             eventsAppended: 0, eventsAlreadyStored: 0, eventsByType: types.keys.sorted().map { ($0, types[$0]!) }, dryRun: true)
     }

@@ -9,9 +9,30 @@ public struct BackfillReport: Sendable, Hashable {
         public var rowsMigrated: Int64 = 0
         public var rowsQuarantined: Int64 = 0
         public var events: Int64 = 0
+        /// `count(*)` of the mapping query in the latest attempt's snapshot (NULL and empty keys
+        /// included); `nil` when not counted.
+        public var legacyRows: Int64?
+        /// Keys an interrupted attempt had migrated whose legacy row changed before the run
+        /// resumed: brought up to date by a state-based sync.
+        public var rowsResynced: Int64 = 0
 
-        /// Conservation: read = migrated + quarantined.
-        public var isBalanced: Bool { rowsRead == rowsMigrated + rowsQuarantined }
+        public init(entity: Entity, rowsRead: Int64 = 0, rowsMigrated: Int64 = 0, rowsQuarantined: Int64 = 0, events: Int64 = 0,
+            legacyRows: Int64? = nil, rowsResynced: Int64 = 0
+        ) {
+            self.entity = entity
+            self.rowsRead = rowsRead
+            self.rowsMigrated = rowsMigrated
+            self.rowsQuarantined = rowsQuarantined
+            self.events = events
+            self.legacyRows = legacyRows
+            self.rowsResynced = rowsResynced
+        }
+
+        /// Conservation from the source: every row the mapping query returns was read, and every
+        /// row read was migrated or quarantined.
+        public var isBalanced: Bool {
+            rowsRead == rowsMigrated + rowsQuarantined && (legacyRows.map { $0 == rowsRead } ?? true)
+        }
     }
 
     public var runID: String
@@ -26,6 +47,12 @@ public struct BackfillReport: Sendable, Hashable {
     public var dryRun: Bool
 
     public var totalQuarantined: Int64 { entities.reduce(0) { $0 + $1.rowsQuarantined } }
+
+    /// Quarantine entries of any reason, including keys whose rows vanished between attempts.
+    public var totalQuarantineEntries: Int64 { quarantineReasons.reduce(0) { $0 + $1.count } }
+
+    /// Whether every entity balances against its source.
+    public var isBalanced: Bool { entities.allSatisfy(\.isBalanced) }
 
     public static func == (a: BackfillReport, b: BackfillReport) -> Bool {
         a.runID == b.runID && a.entities == b.entities && a.eventsAppended == b.eventsAppended

@@ -42,6 +42,21 @@ enum BackfillSchema {
                 recorded_at  timestamptz NOT NULL DEFAULT now(),
                 PRIMARY KEY (entity, entity_key)
             );
+            -- Which legacy database the run read (system_identifier/oid/name): a store holds the
+            -- history of one database.
+            ALTER TABLE \(s).backfill_runs ADD COLUMN IF NOT EXISTS legacy_identity text;
+            -- pg_current_snapshot() of the attempt that read the range.
+            ALTER TABLE \(s).backfill_ranges ADD COLUMN IF NOT EXISTS legacy_snapshot text;
+            ALTER TABLE \(s).backfill_ranges ADD COLUMN IF NOT EXISTS rows_resynced bigint NOT NULL DEFAULT 0;
+            -- count(*) of each mapping query in the snapshot of the latest attempt that counted
+            -- it: conservation is checked against the source, not against the ranges.
+            CREATE TABLE IF NOT EXISTS \(s).backfill_entities (
+                run_id       text NOT NULL REFERENCES \(s).backfill_runs,
+                entity       text NOT NULL,
+                legacy_rows  bigint NOT NULL,
+                attempt      integer NOT NULL,
+                PRIMARY KEY (run_id, entity)
+            );
             """)
     }
 }

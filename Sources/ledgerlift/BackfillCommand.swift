@@ -11,9 +11,17 @@ struct BackfillCommand: AsyncParsableCommand {
         commandName: "backfill",
         abstract: "Read every mapped entity from one snapshot of the legacy database and append the history it implies.",
         discussion: """
-            Resumable: killed at any point, the same command finishes the job with the same events. Rows that \
-            cannot be migrated are quarantined (ledgerlift.quarantine) with their key and reason; the run exits 1 \
-            when anything was quarantined, unless --allow-quarantine.
+            Resumable: killed at any point, the same command finishes the job with the same events; a key whose \
+            legacy row changed meanwhile gets the events of that change, as shadow mode would append them. Rows \
+            that cannot be migrated are quarantined (ledgerlift.quarantine) with their key and reason.
+
+            A store holds the history of one legacy database made with one mapping: pointed at another database, \
+            or with an edited mapping, the run is refused (start over with `ledgerlift store reset`). One run at a \
+            time: a second one is refused, naming the first, or waits with --wait.
+
+            Exit status: 0 done; 1 done, but rows were quarantined (unless --allow-quarantine) or legacy changed \
+            between attempts so the counts do not balance; 2 could not run (bad arguments, a database unreachable, \
+            refused, another run holds the store).
             """)
 
     @Option(help: "DSN of the legacy database (read only).")
@@ -40,6 +48,9 @@ struct BackfillCommand: AsyncParsableCommand {
     @Flag(help: "Exit 0 even when rows were quarantined.")
     var allowQuarantine = false
 
+    @Flag(help: "Wait for another backfill of the same store to finish instead of refusing.")
+    var wait = false
+
     func validate() throws {
         guard (1...64).contains(workers) else { throw ValidationError("--workers must be between 1 and 64") }
         guard batchEvents >= 1 else { throw ValidationError("--batch-events must be at least 1") }
@@ -50,7 +61,8 @@ struct BackfillCommand: AsyncParsableCommand {
         let backfill = Backfill(
             .init(
                 legacyDSN: legacy, storeDSN: store, sources: file.entitySources(), mappingFingerprint: file.fingerprint,
-                store: EventStore(schema: schema), workers: workers, batchEvents: batchEvents, dryRun: dryRun))
+                store: EventStore(schema: schema), workers: workers, batchEvents: batchEvents, dryRun: dryRun,
+                wait: wait))
         let terminal = isatty(2) == 1
         let clock = ContinuousClock()
         let start = clock.now
@@ -70,7 +82,7 @@ struct BackfillCommand: AsyncParsableCommand {
             }
         }
         print(BackfillSummary(report: report, legacy: ConnectionString.masked(legacy), store: ConnectionString.masked(store)).text)
-        if report.totalQuarantined > 0 && !allowQuarantine && !dryRun {
+        if !report.isBalanced || (report.totalQuarantineEntries > 0 && !allowQuarantine && !dryRun) {
             throw ExitCode(1)
         }
     }
@@ -88,17 +100,29 @@ struct BackfillSummary {
         out.append("")
         out.append(
             TextTable(
-                ["entity", "rows", "migrated", "quarantined", "events"],
+                ["entity", "legacy rows", "read", "migrated", "quarantined", "events"],
                 report.entities.map {
-                    [$0.entity.rawValue, "\($0.rowsRead)", "\($0.rowsMigrated)", "\($0.rowsQuarantined)", "\($0.events)"]
-                }, rightAligned: [1, 2, 3, 4]
+                    [
+                        $0.entity.rawValue, $0.legacyRows.map { "\($0)" } ?? "-", "\($0.rowsRead)", "\($0.rowsMigrated)",
+                        "\($0.rowsQuarantined)", "\($0.events)",
+                    ]
+                }, rightAligned: [1, 2, 3, 4, 5]
             ).rendered)
         let unbalanced = report.entities.filter { !$0.isBalanced }
         out.append("")
-        out.append(
-            unbalanced.isEmpty
-                ? "every legacy row is accounted for: rows = migrated + quarantined"
-                : "NOT BALANCED: " + unbalanced.map(\.entity.rawValue).joined(separator: ", "))
+        if unbalanced.isEmpty {
+            out.append("every legacy row is accounted for: legacy rows (count of the mapping query) = migrated + quarantined")
+        } else {
+            out.append("NOT BALANCED: " + unbalanced.map(\.entity.rawValue).joined(separator: ", "))
+            out.append(
+                "the run was resumed and legacy gained or lost rows between attempts in ranges an earlier attempt had "
+                    + "finished; `ledgerlift diff` lists them; start over with `ledgerlift store reset` then backfill, "
+                    + "or let shadow mode's resync close the gap")
+        }
+        let resynced = report.entities.reduce(Int64(0)) { $0 + $1.rowsResynced }
+        if resynced > 0 {
+            out.append("\(resynced) keys changed in legacy after an interrupted attempt had migrated them: their streams got the events of the change")
+        }
         if !report.quarantineReasons.isEmpty {
             out.append("")
             out.append("quarantined (see \(report.dryRun ? "the report" : "ledgerlift.quarantine") for keys and raw rows):")

@@ -26,8 +26,12 @@ struct Ledgerlift: AsyncParsableCommand {
         ]
     )
 
-    /// As ArgumentParser's, except that `ledgerlift diff` exits 2 for a usage error too: CI
-    /// scripts rely on 1 meaning "differences" and 2 "could not run", whatever the reason.
+    /// As ArgumentParser's, with one exit-status scheme for every command, the one CI scripts
+    /// gate on: 0 done, 1 a data finding (the command throws `ExitCode(1)`: quarantined rows,
+    /// differences), 2 could not run — a usage error, an unreachable database, a refusal, any
+    /// error. (ArgumentParser alone would exit 64 for usage and 1 for errors, and 1 must keep
+    /// meaning "the data has findings".) `ledgerlift diff` also writes its JUnit report for a
+    /// usage error, so a CI artifact says why the gate could not run.
     static func main() async {
         do {
             var command = try parseAsRoot()
@@ -37,14 +41,13 @@ struct Ledgerlift: AsyncParsableCommand {
                 try command.run()
             }
         } catch {
-            let code = exitCode(for: error)
-            if code == .validationFailure, CommandLine.arguments.dropFirst().first == "diff" {
-                let message = fullMessage(for: error)
-                if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+            if error is ExitCode || exitCode(for: error) == .success { exit(withError: error) }
+            let message = fullMessage(for: error)
+            if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+            if exitCode(for: error) == .validationFailure, CommandLine.arguments.dropFirst().first == "diff" {
                 DiffCommand.writeUsageError(message, arguments: Array(CommandLine.arguments.dropFirst(2)))
-                Foundation.exit(2)
             }
-            exit(withError: error)
+            Foundation.exit(2)
         }
     }
 }

@@ -24,7 +24,7 @@ struct StoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "store",
         abstract: "Create, upgrade and inspect the event store.",
-        subcommands: [Init.self, Stats.self]
+        subcommands: [Init.self, Stats.self, Reset.self]
     )
 
     struct Init: AsyncParsableCommand {
