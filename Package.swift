@@ -139,3 +139,14 @@ package.targets.append(
         swiftSettings: swiftSettings
     )
 )
+
+package.targets.append(
+    .testTarget(
+        name: "CLITests",
+        dependencies: [
+            "ledgerlift", "Billing", "Diff", "Fixtures",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ],
+        swiftSettings: swiftSettings
+    )
+)

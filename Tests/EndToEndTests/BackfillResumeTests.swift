@@ -27,16 +27,23 @@ struct BackfillResumeTests {
         return (try row.decode(at: 0), try row.decode(at: 1, as: String?.self) ?? "")
     }
 
-    /// Starts the binary and kills it with SIGKILL after `delay`.
-    static func killed(after delay: Duration, _ arguments: [String]) throws -> Bool {
+    /// Starts the binary and kills it with SIGKILL once `store` holds at least `events` events —
+    /// a point in the work, where a delay would be a point in time that a loaded machine reaches
+    /// before the run has written anything. Returns false when the run finished first.
+    static func killed(atEvents events: Int64, in store: String, _ arguments: [String]) async throws -> Bool {
+        let observer = try await Connection.connect(store)
+        defer { observer.close() }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: LedgerliftBinary.path)
         process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        let deadline = ContinuousClock.now + delay
-        while process.isRunning, ContinuousClock.now < deadline { usleep(2_000) }
+        while process.isRunning,
+            try await observer.query("SELECT count(*) FROM ledgerlift.events").rows[0].decode(at: 0, as: Int64.self) < events
+        {
+            try await Task.sleep(for: .milliseconds(2))
+        }
         guard process.isRunning else { return false }
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
@@ -56,15 +63,18 @@ struct BackfillResumeTests {
                     let uninterrupted = try LedgerliftBinary.run(base + ["--store", reference, "--workers", "2"])
                     #expect(uninterrupted.status == 0, "\(uninterrupted.stderr)")
 
+                    let expected = try await Self.eventDigest(reference)
                     var kills = 0
-                    for delay in [300, 700, 1_200, 1_800, 2_500] {
-                        if try Self.killed(after: .milliseconds(delay), base + ["--store", resumed, "--workers", "2"]) { kills += 1 }
+                    for percent: Int64 in [5, 25, 45, 65, 85] {
+                        let events = expected.count * percent / 100
+                        if try await Self.killed(atEvents: events, in: resumed, base + ["--store", resumed, "--workers", "2"]) {
+                            kills += 1
+                        }
                     }
                     let finish = try LedgerliftBinary.run(base + ["--store", resumed, "--workers", "2"])
                     #expect(finish.status == 0, "\(finish.stderr)")
-                    #expect(kills >= 2, "the run finished before it could be killed; use more data")
+                    #expect(kills >= 2, "the run finished between two looks at the store; use more data")
 
-                    let expected = try await Self.eventDigest(reference)
                     let actual = try await Self.eventDigest(resumed)
                     #expect(expected.count > 10_000)
                     #expect(actual.count == expected.count)

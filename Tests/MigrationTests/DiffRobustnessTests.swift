@@ -163,23 +163,33 @@ struct DiffRobustnessTests {
     @Test func reVerificationWaitsForTheProjectionToCatchUp() async throws {
         try await withMigrated { legacy, legacyDSN, store, storeDSN in
             try await store.execute("UPDATE ledgerlift_read.plans SET name = 'stale' WHERE plan_id = '3'")
-            let report = try await diff(legacyDSN, storeDSN, catchUpTimeout: .seconds(120)) {
-                // The projection falls behind by one event; a projector catches up a moment later,
-                // after the read model has been put right. A re-check that did not wait would
-                // still see 'stale'.
-                try await store.withSession { session in
-                    _ = try EventStore().append(
-                        [NewEvent(eventID: UUID(), eventType: "TestMarker", occurredAt: PostgresTimestamp(microsecondsSinceEpoch: 0), payload: PostgresJSON("{}"))],
-                        to: "test-1", in: session)
-                }
-                let projector = Task {
-                    try await Task.sleep(for: .seconds(1))
-                    try await store.execute(
-                        "UPDATE ledgerlift_read.plans p SET name = 'Business' WHERE plan_id = '3'")
-                    _ = try await Projector().catchUp(on: store)
-                }
-                _ = projector
+            // The projection falls behind by one event; a projector catches up once the diff says
+            // it is waiting for it, after the read model has been put right. A re-check that did
+            // not wait would still see 'stale'.
+            let (waiting, signal) = AsyncStream.makeStream(of: Void.self)
+            let projector = Task {
+                _ = await waiting.first { _ in true }
+                try await store.execute("UPDATE ledgerlift_read.plans p SET name = 'Business' WHERE plan_id = '3'")
+                _ = try await Projector().catchUp(on: store)
             }
+            let report = try await DiffChecker(
+                .init(
+                    legacyDSN: legacyDSN, storeDSN: storeDSN, mapping: try MappingTestSupport.referenceMapping(),
+                    rowsPerBucket: 64,
+                    // Generous: the projector's catch-up waits for any older transaction in the
+                    // cluster, which a loaded machine running other tests can keep open for minutes.
+                    catchUpTimeout: .seconds(600),
+                    progress: { if case .waitingForProjection = $0 { signal.yield() } },
+                    beforeReverification: {
+                        try await store.withSession { session in
+                            _ = try EventStore().append(
+                                [NewEvent(eventID: UUID(), eventType: "TestMarker", occurredAt: PostgresTimestamp(microsecondsSinceEpoch: 0), payload: PostgresJSON("{}"))],
+                                to: "test-1", in: session)
+                        }
+                    })
+            ).run()
+            signal.finish()
+            try await projector.value
             let plan = try #require(report.entities.first { $0.entity == .plan })
             #expect(plan.resolvedByReverification == 1)
             #expect(report.isClean, "\(report.rendered(.text))")

@@ -1,0 +1,93 @@
+import ArgumentParser
+import Testing
+
+@testable import ledgerlift
+
+/// `--help` of every subcommand shows every option it takes, with its value's name.
+@Suite("CLI: every subcommand's help lists each of its options")
+struct HelpTextTests {
+    static let storeOptions = ["--store <store>", "--schema <schema>"]
+    static let readModelOptions = storeOptions + ["--read-schema <read-schema>", "--format <format>"]
+
+    /// Every leaf subcommand, with the options its help must show.
+    static let commands: [(path: String, type: any ParsableCommand.Type, options: [String])] = [
+        ("fixture load", FixtureCommand.Load.self, ["--dsn <dsn>", "--fixtures <dir>", "--dirty"]),
+        (
+            "fixture generate", FixtureCommand.Generate.self,
+            ["--dsn <dsn>", "--fixtures <dir>", "--customers <customers>", "--seed <seed>", "--start <start>", "--months <months>"]
+        ),
+        ("store init", StoreCommand.Init.self, storeOptions),
+        ("store stats", StoreCommand.Stats.self, storeOptions + ["--format <format>"]),
+        ("events", EventsCommand.self, storeOptions + ["--stream <stream>", "--as-of <as-of>", "--format <format>"]),
+        ("mapping check", MappingCommand.Check.self, ["--legacy <legacy>", "--mapping <mapping>"]),
+        (
+            "backfill", BackfillCommand.self,
+            [
+                "--legacy <legacy>", "--store <store>", "--mapping <mapping>", "--workers <workers>", "--schema <schema>",
+                "--batch-events <batch-events>", "--dry-run", "--allow-quarantine",
+            ]
+        ),
+        (
+            "project", ProjectCommand.self,
+            storeOptions + ["--read-schema <read-schema>", "--batch-size <batch-size>", "--rebuild", "--follow"]
+        ),
+        ("query balance", QueryCommand.Balance.self, readModelOptions + ["--customer <customer>", "--as-of <as-of>"]),
+        ("query invoice", QueryCommand.Invoice.self, readModelOptions + ["<invoice-id>", "--as-of <as-of>"]),
+        ("report revenue", ReportCommand.Revenue.self, readModelOptions + ["--from <from>", "--to <to>"]),
+        ("report mrr", ReportCommand.MRR.self, readModelOptions + ["--from <from>", "--to <to>"]),
+        ("report aging", ReportCommand.Aging.self, readModelOptions + ["--as-of <as-of>"]),
+        (
+            "diff", DiffCommand.self,
+            [
+                "--legacy <legacy>", "--store <store>", "--mapping <mapping>", "--entity <entity>", "--format <format>",
+                "--output <output>", "--summary <file>", "--max-rows <max-rows>", "--schema <schema>",
+                "--read-schema <read-schema>", "--catch-up-timeout <catch-up-timeout>", "--no-reverify", "--skip-invariants",
+            ]
+        ),
+    ]
+
+    @Test func theTableCoversEverySubcommand() {
+        // A subcommand added without a row here fails this test: add its options above.
+        #expect(
+            leafCommands(of: Ledgerlift.self).map { $0.path.joined(separator: " ") } == Self.commands.map(\.path))
+        for (leaf, row) in zip(leafCommands(of: Ledgerlift.self), Self.commands) {
+            #expect(ObjectIdentifier(leaf.type) == ObjectIdentifier(row.type), "\(row.path)")
+        }
+    }
+
+    @Test func eachSubcommandsHelpShowsItsUsageAbstractAndEveryOption() {
+        for (path, type, options) in Self.commands {
+            // Wide enough that no line wraps.
+            let help = Ledgerlift.helpMessage(for: type, columns: 1_000)
+            #expect(help.contains("USAGE: ledgerlift \(path) "), "\(path)")
+            #expect(help.contains(type.configuration.abstract), "\(path)")
+            // Each option opens a line of the options (or arguments) list.
+            let entries = help.split(separator: "\n").map { $0.drop { $0 == " " } }
+            for option in options {
+                #expect(entries.contains { $0 == option || $0.hasPrefix(option + " ") }, "\(path): \(option)")
+            }
+            // Asked for with --help, the same text is what the command "fails" with, exit status 0.
+            let asked = helpRequested(path.split(separator: " ").map(String.init) + ["--help"])
+            #expect(asked == Refusal(message: Ledgerlift.helpMessage(for: type), exitCode: 0), "\(path)")
+        }
+    }
+
+    /// Parses and runs `arguments` as `ledgerlift` does, for a request for help.
+    func helpRequested(_ arguments: [String]) -> Refusal? {
+        do {
+            var command = try Ledgerlift.parseAsRoot(arguments)
+            try command.run()
+            return nil
+        } catch {
+            return Refusal(message: Ledgerlift.message(for: error), exitCode: Ledgerlift.exitCode(for: error).rawValue)
+        }
+    }
+
+    @Test func theRootHelpListsEverySubcommand() {
+        let help = Ledgerlift.helpMessage(columns: 1_000)
+        for name in ["fixture", "store", "events", "mapping", "backfill", "project", "query", "report", "diff"] {
+            #expect(help.contains("\n  \(name) "), "\(name)")
+        }
+        #expect(help.contains("USAGE: ledgerlift <subcommand>"))
+    }
+}
