@@ -76,6 +76,28 @@ public struct Backfill: Sendable {
     /// - Returns: the counts of the whole run, across resumed attempts.
     /// - Throws: ``BackfillError`` for a refused or unbalanced run; connection and SQL errors.
     public func run(progress: (@Sendable (Progress) -> Void)? = nil) async throws -> BackfillReport {
+        let storeConnection = try await Connection.connect(configuration.storeDSN, applicationName: "ledgerlift-backfill")
+        defer { storeConnection.close() }
+        do {
+            let report = try await run(storeConnection, progress: progress)
+            try await unlock(storeConnection)
+            return report
+        } catch {
+            try? await unlock(storeConnection)
+            throw error
+        }
+    }
+
+    /// Releases the backfill lock now, so a run started right after this one returns finds it
+    /// free (closing the connection releases it too, but only once the server has noticed).
+    private func unlock(_ storeConnection: Connection) async throws {
+        guard !configuration.dryRun else { return }
+        _ = try await storeConnection.query(
+            "SELECT pg_advisory_unlock(\(Self.lockKeySQL)) WHERE EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())",
+            [configuration.store.schema])
+    }
+
+    private func run(_ storeConnection: Connection, progress: (@Sendable (Progress) -> Void)?) async throws -> BackfillReport {
         let config = configuration
         let store = config.store
         let s = quoteIdentifier(store.schema)
@@ -88,8 +110,6 @@ public struct Backfill: Sendable {
                 systemIdentifier: try row.decode(at: 0, as: String?.self) ?? "unknown",
                 databaseName: try row.decode(at: 1, as: String.self), databaseOID: try row.decode(at: 2, as: String.self))
         }
-        let storeConnection = try await Connection.connect(config.storeDSN, applicationName: "ledgerlift-backfill")
-        defer { storeConnection.close() }
         let runID = runID
         var attempt = 1
         if !config.dryRun {
@@ -205,9 +225,14 @@ public struct Backfill: Sendable {
             _ = try session.query("SELECT pg_advisory_lock(\(lockKeySQL))", [store.schema])
             return
         }
-        let taken = try session.query("SELECT pg_try_advisory_lock(\(lockKeySQL))", [store.schema]).rows[0]
-            .decode(at: 0, as: Bool.self)
-        guard !taken else { return }
+        // A run that has just ended may still hold the lock for the moment its server process
+        // takes to notice the closed connection: a few short retries tell that apart from a run.
+        for attempt in 0..<10 {
+            let taken = try session.query("SELECT pg_try_advisory_lock(\(lockKeySQL))", [store.schema]).rows[0]
+                .decode(at: 0, as: Bool.self)
+            if taken { return }
+            if attempt < 9 { usleep(100_000) }
+        }
         let holder = try session.query(
             """
             SELECT format('pid %s, %s, since %s', a.pid, coalesce(nullif(a.application_name, ''), 'unnamed client'),
@@ -219,7 +244,7 @@ public struct Backfill: Sendable {
             LIMIT 1
             """, [store.schema]
         ).first?.decode(at: 0, as: String.self)
-        throw BackfillError.busy(holder: holder ?? "it has just finished: try again")
+        throw BackfillError.busy(holder: holder ?? "a session that has just ended")
     }
 
     /// Refuses a store that holds a run of another legacy database or another mapping.
@@ -366,7 +391,8 @@ public struct Backfill: Sendable {
         for check in CrossRowCheck.all {
             guard let sql = check.render(queries) else { continue }
             for row in try await coordinator.query(sql).rows {
-                let key = try row.decode(at: 0, as: String.self)
+                // A row without a key is quarantined as key_missing when it is read.
+                guard let key = try row.decode(at: 0, as: String?.self) else { continue }
                 if rejected[check.entity]?[key] == nil {
                     rejected[check.entity, default: [:]][key] = (check.reason, try row.decode(at: 1, as: String?.self) ?? check.reason)
                 }

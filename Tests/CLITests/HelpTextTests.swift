@@ -18,13 +18,14 @@ struct HelpTextTests {
         ),
         ("store init", StoreCommand.Init.self, storeOptions),
         ("store stats", StoreCommand.Stats.self, storeOptions + ["--format <format>"]),
+        ("store reset", StoreCommand.Reset.self, storeOptions + ["--read-schema <read-schema>", "--yes", "--wait"]),
         ("events", EventsCommand.self, storeOptions + ["--stream <stream>", "--as-of <as-of>", "--format <format>"]),
         ("mapping check", MappingCommand.Check.self, ["--legacy <legacy>", "--mapping <mapping>"]),
         (
             "backfill", BackfillCommand.self,
             [
                 "--legacy <legacy>", "--store <store>", "--mapping <mapping>", "--workers <workers>", "--schema <schema>",
-                "--batch-events <batch-events>", "--dry-run", "--allow-quarantine",
+                "--batch-events <batch-events>", "--dry-run", "--allow-quarantine", "--wait",
             ]
         ),
         (

@@ -59,7 +59,10 @@ struct BackfillResumeTests {
                     for store in [reference, resumed] {
                         #expect(try LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
                     }
-                    let base = ["backfill", "--legacy", legacy, "--mapping", Self.mapping, "--batch-events", "200", "--allow-quarantine"]
+                    let base = ["backfill", "--legacy", legacy, "--mapping", Self.mapping, "--batch-events", "200", "--allow-quarantine",
+                        // A killed run's lock goes with its connection, which the server may
+                        // notice a moment after the kill: the next run waits for it.
+                        "--wait"]
                     let uninterrupted = try LedgerliftBinary.run(base + ["--store", reference, "--workers", "2"])
                     #expect(uninterrupted.status == 0, "\(uninterrupted.stderr)")
 
