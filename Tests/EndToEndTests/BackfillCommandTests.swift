@@ -1,0 +1,86 @@
+import Foundation
+import Postgres
+import TestSupport
+import Testing
+
+/// `ledgerlift backfill` and `store reset` as an operator runs them: exit statuses and sentences.
+@Suite("ledgerlift backfill / store reset, run as a binary")
+struct BackfillCommandTests {
+    static var mapping: String { BackfillResumeTests.mapping }
+
+    @Test func exitStatusIsZeroWhenCleanOneWithQuarantineAndTwoWhenItCannotRun() async throws {
+        try await TestDatabase.withFresh("clean_legacy") { legacy in
+            try await TestDatabase.withFresh("dirty_legacy") { dirty in
+                try await TestDatabase.withFresh("store") { store in
+                    try await TestDatabase.withFresh("dirty_store") { dirtyStore in
+                        #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
+                        #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", dirty, "--dirty"]).status == 0)
+                        for dsn in [store, dirtyStore] {
+                            #expect(try LedgerliftBinary.run(["store", "init", "--store", dsn]).status == 0)
+                        }
+                        let clean = try LedgerliftBinary.run(
+                            ["backfill", "--legacy", legacy, "--store", store, "--mapping", Self.mapping])
+                        #expect(clean.status == 0, "\(clean.stderr)")
+                        #expect(clean.stdout.contains("every legacy row is accounted for"))
+
+                        let quarantined = try LedgerliftBinary.run(
+                            ["backfill", "--legacy", dirty, "--store", dirtyStore, "--mapping", Self.mapping])
+                        #expect(quarantined.status == 1, "\(quarantined.stderr)")
+                        #expect(quarantined.stdout.contains("quarantined (see ledgerlift.quarantine"))
+
+                        // Another legacy database into a store that holds a run: refused, 2.
+                        let wrong = try LedgerliftBinary.run(
+                            ["backfill", "--legacy", dirty, "--store", store, "--mapping", Self.mapping])
+                        #expect(wrong.status == 2)
+                        #expect(wrong.stderr.contains("this store holds backfill"))
+                        #expect(wrong.stdout.isEmpty)
+
+                        // Unreachable legacy database, the store holding a finished run: never "done".
+                        let unreachable = try LedgerliftBinary.run(
+                            [
+                                "backfill", "--legacy", "postgresql://app:Sup3rS3cretPw@127.0.0.1:1/billing",
+                                "--store", store, "--mapping", Self.mapping,
+                            ])
+                        #expect(unreachable.status == 2)
+                        #expect(unreachable.stdout.isEmpty)
+                        #expect(!unreachable.stderr.contains("Sup3rS3cretPw"))
+                        #expect(unreachable.stderr.contains("could not connect"))
+
+                        // A usage error is "could not run" too.
+                        let usage = try LedgerliftBinary.run(["backfill", "--legacy", legacy, "--store", store])
+                        #expect(usage.status == 2)
+                        #expect(usage.stderr.contains("Missing expected argument '--mapping <mapping>'"))
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func storeResetAsksForTheDatabaseNameAndStartsOver() async throws {
+        try await TestDatabase.withFresh("legacy") { legacy in
+            try await TestDatabase.withFresh("store") { store in
+                #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
+                #expect(try LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
+                let first = try LedgerliftBinary.run(["backfill", "--legacy", legacy, "--store", store, "--mapping", Self.mapping])
+                #expect(first.status == 0, "\(first.stderr)")
+
+                // No answer on standard input: nothing dropped.
+                let refused = try LedgerliftBinary.run(["store", "reset", "--store", store])
+                #expect(refused.status == 2)
+                #expect(refused.stderr.contains("not confirmed: no answer on standard input (pass --yes in scripts)"))
+                let connection = try await Connection.connect(store)
+                defer { connection.close() }
+                #expect(try await connection.query("SELECT count(*) FROM ledgerlift.events").rows[0].decode(at: 0, as: Int64.self) == 1_080)
+
+                let reset = try LedgerliftBinary.run(["store", "reset", "--store", store, "--yes"])
+                #expect(reset.status == 0, "\(reset.stderr)")
+                #expect(reset.stdout.contains("dropped ledgerlift (1080 events) and created an empty event store ledgerlift"))
+                #expect(try await connection.query("SELECT count(*) FROM ledgerlift.events").rows[0].decode(at: 0, as: Int64.self) == 0)
+
+                // And the store takes a backfill again.
+                let again = try LedgerliftBinary.run(["backfill", "--legacy", legacy, "--store", store, "--mapping", Self.mapping])
+                #expect(again.status == 0, "\(again.stderr)")
+            }
+        }
+    }
+}
