@@ -11,7 +11,7 @@ struct EntityRules: Sendable {
         let proof: [String]
         /// Where no proof column is set and the history starts from nothing: a time of the row
         /// that later edits cannot move (a payment's creation, an invoice's finalization),
-        /// used as `inferred`. Empty: `updated_at`, inferred, as a last resort.
+        /// used as `inferred`. Failing those, the time of the step before (inferred).
         let inferred: [String]
         let sets: @Sendable (_ state: [String: CanonicalValue], _ after: CanonicalRow) -> [(String, CanonicalValue)]
 
@@ -147,7 +147,7 @@ struct EntityRules: Sendable {
                 applies: { state, after in
                     state["cancel_at_period_end"] != .boolean(true) && after["cancel_at_period_end"] == .boolean(true)
                 },
-                proof: ["canceled_at"], sets: take("cancel_at_period_end", "canceled_at")),
+                proof: ["canceled_at"], inferred: ["current_period_start"], sets: take("cancel_at_period_end", "canceled_at")),
             Change(
                 type: .subscriptionCancellationRevoked,
                 applies: { state, after in

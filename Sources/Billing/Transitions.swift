@@ -56,10 +56,10 @@ public enum Transitions {
             let proof = before == nil ? rule.time(after) : changedAt ?? rule.time(after)
             let recordedChange = before != nil && before!["updated_at"] != after["updated_at"]
             // Without proof: between two rows whose updated_at moved, that is when legacy made the
-            // change; otherwise a time of the row that later edits cannot move, inferred.
-            let fallback =
-                recordedChange
-                ? after["updated_at"].timestampValue : rule.inferredTime(after) ?? after["updated_at"].timestampValue
+            // change; otherwise a time of the row that later edits cannot move, else (nil) the
+            // time of the step before it — inferred, and never updated_at, which any later edit
+            // of the row would move.
+            let fallback = recordedChange ? after["updated_at"].timestampValue : rule.inferredTime(after)
             drafts.append(
                 Draft(
                     type: rule.type, time: proof ?? fallback,
@@ -173,6 +173,7 @@ public struct EventDating: Sendable, Hashable {
     public let type: BillingEventType
     /// Columns whose value is the event's moment, first set wins: `observed`.
     public let proof: [String]
-    /// Columns it is dated from without proof, first set wins: `inferred` (`updated_at` when empty).
+    /// Columns it is dated from without proof, first set wins: `inferred` (failing those, the
+    /// time of the step before it).
     public let inferred: [String]
 }

@@ -276,7 +276,7 @@ private struct CheckRun {
         if part == .query {
             for event in dating where !event.proof.isEmpty && !event.proof.contains(where: { columns.index(of: $0) != nil }) {
                 let fallback = event.inferred.filter { columns.index(of: $0) != nil }
-                let at = fallback.isEmpty ? "updated_at (which later edits of the row move)" : fallback.joined(separator: ", else ")
+                let at = fallback.isEmpty ? "the time of the step before it" : fallback.joined(separator: ", else ")
                 check.findings.append(
                     MappingFinding(
                         .note, .datedByInference, entity: entity, part: part, column: event.proof[0],
