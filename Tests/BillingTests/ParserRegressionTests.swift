@@ -62,4 +62,22 @@ struct ParserRegressionTests {
         #expect(PostgresDate(daysSinceEpoch: .max).startOfDayUTC == .infinity)
         #expect(PostgresDate(daysSinceEpoch: .min).startOfDayUTC == .negativeInfinity)
     }
+
+    // MARK: JSON
+
+    @Test func aHighSurrogateFollowedByAnotherEscapeIsAParseError() throws {
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(#""\uD800\u0041""#) }
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(#"{"a": "\uDBFF\uDBFF"}"#) }
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(#""\uD800""#) }
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(#""\uDC00""#) }
+        #expect(try JSONValue.parse(#""\uD83D\uDE00""#) == .string("😀"))
+    }
+
+    @Test func deepNestingIsAParseErrorNotAStackOverflow() {
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(String(repeating: "[", count: 100_000)) }
+        #expect(throws: JSONParseError.self) {
+            try JSONValue.parse(String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000))
+        }
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(String(repeating: #"{"a":"#, count: 100_000)) }
+    }
 }
