@@ -188,7 +188,7 @@ struct ReportCommand: AsyncParsableCommand {
                                         ("d31_60", .string(amount(r.days31to60, r.currency))),
                                         ("d61_90", .string(amount(r.days61to90, r.currency))),
                                         ("d90_plus", .string(amount(r.over90, r.currency))),
-                                        ("total", .string(amount(r.total, r.currency))),
+                                        ("total", .string(ReportAmount.decimal(r.total, currency: r.currency))),
                                     ])
                                 })
                         ),
@@ -203,18 +203,21 @@ struct ReportCommand: AsyncParsableCommand {
                     [
                         r.customerID, r.currency, amount(r.current, r.currency), amount(r.days1to30, r.currency),
                         amount(r.days31to60, r.currency), amount(r.days61to90, r.currency), amount(r.over90, r.currency),
-                        amount(r.total, r.currency),
+                        ReportAmount.decimal(r.total, currency: r.currency),
                     ]
                 }
                 // One total line per currency.
                 for currency in Set(rows.map(\.currency)).sorted() {
                     let group = rows.filter { $0.currency == currency }
-                    func sum(_ part: (AgingRow) -> Int64) -> String {
-                        amount(group.reduce(0) { $0 &+ part($1) }, currency)
+                    // Exact in 128 bits: a sum of Int64 amounts can pass Int64 (it used to wrap,
+                    // `&+`), and Int128 cannot overflow for fewer than 2^63 rows.
+                    func sum(_ part: (AgingRow) -> Int128) -> String {
+                        ReportAmount.decimal(group.reduce(Int128(0)) { $0 + part($1) }, currency: currency)
                     }
                     lines.append([
-                        "total", currency, sum(\.current), sum(\.days1to30), sum(\.days31to60), sum(\.days61to90),
-                        sum(\.over90), sum(\.total),
+                        "total", currency, sum { Int128($0.current) }, sum { Int128($0.days1to30) },
+                        sum { Int128($0.days31to60) }, sum { Int128($0.days61to90) }, sum { Int128($0.over90) },
+                        sum(\.total),
                     ])
                 }
                 print(

@@ -80,4 +80,14 @@ struct ParserRegressionTests {
         }
         #expect(throws: JSONParseError.self) { try JSONValue.parse(String(repeating: #"{"a":"#, count: 100_000)) }
     }
+
+    // MARK: Sums
+
+    @Test func anAgingTotalNeverWraps() {
+        let row = AgingRow(
+            customerID: "c", currency: "USD", current: .max, days1to30: 1, days31to60: .max, days61to90: 0, over90: 0)
+        // Two Int64.max plus one: exact, not the wrapped -9223372036854775807.
+        #expect(String(row.total) == "18446744073709551615")
+        #expect(ReportAmount.decimal(row.total, currency: "USD") == "184467440737095516.15")
+    }
 }
