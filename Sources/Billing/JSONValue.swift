@@ -96,14 +96,27 @@ public enum JSONValue: Sendable, Hashable {
 
     /// Parses JSON text. Numbers must be integers (payloads never hold fractions: amounts are
     /// minor units and decimals travel as strings); anything else is refused.
+    ///
+    /// As strict as PostgreSQL's `json` input, so text that `jsonb` would refuse is refused
+    /// here too: no raw control characters in strings, only the JSON escapes, surrogate
+    /// escapes only as a high-low pair, no leading zeros. Nesting deeper than
+    /// ``maximumDepth`` is refused rather than recursed into, so no input can overflow the
+    /// stack.
+    ///
+    /// - Throws: ``JSONParseError`` with the byte offset and the reason; never traps.
     public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
         var parser = Parser(bytes: Array(text.utf8))
         parser.skipSpace()
-        let value = try parser.value()
+        let value = try parser.value(depth: 1)
         parser.skipSpace()
         guard parser.index == parser.bytes.count else { throw JSONParseError(offset: parser.index, reason: "trailing text") }
         return value
     }
+
+    /// The deepest nesting of arrays and objects ``parse(_:)`` reads. Payloads and metadata
+    /// are two or three levels deep; the bound keeps a hostile or corrupted document (100,000
+    /// `[`) from exhausting the stack of the thread that parses it.
+    public static let maximumDepth = 256
 
     struct Parser {
         let bytes: [UInt8]
@@ -122,7 +135,8 @@ public enum JSONValue: Sendable, Hashable {
             }
         }
 
-        mutating func value() throws(JSONParseError) -> JSONValue {
+        /// One value; `depth` counts the arrays and objects it would be inside of, itself included.
+        mutating func value(depth: Int) throws(JSONParseError) -> JSONValue {
             guard index < bytes.count else { throw fail("unexpected end") }
             switch bytes[index] {
             case UInt8(ascii: "n"): try expect("null"); return .null
@@ -130,13 +144,16 @@ public enum JSONValue: Sendable, Hashable {
             case UInt8(ascii: "f"): try expect("false"); return .bool(false)
             case UInt8(ascii: "\""): return .string(try string())
             case UInt8(ascii: "["):
+                guard depth <= JSONValue.maximumDepth else {
+                    throw fail("nested deeper than \(JSONValue.maximumDepth) levels")
+                }
                 index += 1
                 var items = [JSONValue]()
                 skipSpace()
                 if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
                 while true {
                     skipSpace()
-                    items.append(try value())
+                    items.append(try value(depth: depth + 1))
                     skipSpace()
                     guard index < bytes.count else { throw fail("unterminated array") }
                     if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
@@ -144,6 +161,9 @@ public enum JSONValue: Sendable, Hashable {
                     throw fail("expected , or ]")
                 }
             case UInt8(ascii: "{"):
+                guard depth <= JSONValue.maximumDepth else {
+                    throw fail("nested deeper than \(JSONValue.maximumDepth) levels")
+                }
                 index += 1
                 var pairs = [(String, JSONValue)]()
                 skipSpace()
@@ -155,7 +175,7 @@ public enum JSONValue: Sendable, Hashable {
                     skipSpace()
                     try expect(":")
                     skipSpace()
-                    pairs.append((key, try value()))
+                    pairs.append((key, try value(depth: depth + 1)))
                     skipSpace()
                     guard index < bytes.count else { throw fail("unterminated object") }
                     if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
@@ -165,7 +185,12 @@ public enum JSONValue: Sendable, Hashable {
             default:
                 let start = index
                 if bytes[index] == UInt8(ascii: "-") { index += 1 }
+                let digits = index
                 while index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 { index += 1 }
+                guard index > digits else { throw fail("expected a value") }
+                if index - digits > 1, bytes[digits] == UInt8(ascii: "0") {
+                    throw fail("a number with a leading zero")
+                }
                 if index < bytes.count, [UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[index]) {
                     throw fail("non-integer numbers are not allowed in payloads")
                 }
@@ -181,6 +206,7 @@ public enum JSONValue: Sendable, Hashable {
             var out = [UInt8]()
             while index < bytes.count {
                 let b = bytes[index]
+                if b < 0x20 { throw fail("a control character must be escaped in a string") }
                 index += 1
                 if b == UInt8(ascii: "\"") { return String(decoding: out, as: UTF8.self) }
                 guard b == UInt8(ascii: "\\") else { out.append(b); continue }
@@ -188,33 +214,59 @@ public enum JSONValue: Sendable, Hashable {
                 let e = bytes[index]
                 index += 1
                 switch e {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(e)
                 case UInt8(ascii: "n"): out.append(10)
                 case UInt8(ascii: "r"): out.append(13)
                 case UInt8(ascii: "t"): out.append(9)
                 case UInt8(ascii: "b"): out.append(8)
                 case UInt8(ascii: "f"): out.append(12)
                 case UInt8(ascii: "u"):
+                    let escape = index - 2
                     var code = try hex4()
-                    if (0xD800..<0xDC00).contains(code), index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"),
-                        bytes[index + 1] == UInt8(ascii: "u")
-                    {
+                    if (0xDC00...0xDFFF).contains(code) {
+                        index = escape
+                        throw fail("a low surrogate escape without a high surrogate before it")
+                    }
+                    if (0xD800...0xDBFF).contains(code) {
+                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u")
+                        else {
+                            index = escape
+                            throw fail("a high surrogate escape without a low surrogate after it")
+                        }
                         index += 2
                         let low = try hex4()
+                        guard (0xDC00...0xDFFF).contains(low) else {
+                            index = escape
+                            throw fail("a high surrogate escape without a low surrogate after it")
+                        }
                         code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
                     }
                     guard let scalar = Unicode.Scalar(code) else { throw fail("bad \\u escape") }
                     out += Array(String(Character(scalar)).utf8)
-                default: out.append(e)
+                default:
+                    index -= 2
+                    throw fail("an invalid escape: JSON has only \\\" \\\\ \\/ \\b \\f \\n \\r \\t and \\uXXXX")
                 }
             }
             throw fail("unterminated string")
         }
 
+        /// Four hexadecimal digits, nothing else (`UInt32(_:radix:)` alone would take a sign).
         mutating func hex4() throws(JSONParseError) -> UInt32 {
-            guard index + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[index..<index + 4], as: UTF8.self), radix: 16)
-            else { throw fail("bad \\u escape") }
+            guard index + 4 <= bytes.count else { throw fail("bad \\u escape") }
+            var value: UInt32 = 0
+            for b in bytes[index..<index + 4] {
+                let digit: UInt8
+                switch b {
+                case 48...57: digit = b - 48
+                case 97...102: digit = b - 87
+                case 65...70: digit = b - 55
+                default: throw fail("bad \\u escape")
+                }
+                value = value << 4 | UInt32(digit)
+            }
             index += 4
-            return v
+            return value
         }
     }
 }

@@ -121,11 +121,13 @@ public struct Money: Sendable, Hashable, Codable, CustomStringConvertible {
         let digits = digits.isEmpty ? "0" : digits
         let sign = negative ? "-" : ""
         guard exponent > 0 else { return sign + digits }
-        let padded =
-            digits.utf8.count > exponent
-            ? digits : String(repeating: "0", count: exponent + 1 - digits.utf8.count) + digits
-        let point = padded.index(padded.endIndex, offsetBy: -exponent)
-        return sign + padded[..<point] + "." + padded[point...]
+        // Counted and cut in UTF-8 bytes, so no text can make the cut fall outside the string.
+        var bytes = Array(digits.utf8)
+        if bytes.count <= exponent {
+            bytes.insert(contentsOf: repeatElement(UInt8(ascii: "0"), count: exponent - bytes.count + 1), at: 0)
+        }
+        let point = bytes.count - exponent
+        return sign + String(decoding: bytes[..<point], as: UTF8.self) + "." + String(decoding: bytes[point...], as: UTF8.self)
     }
 
     /// The decimal and the code: `"12.30 USD"`, `"1500 JPY"`.

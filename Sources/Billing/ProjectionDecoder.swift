@@ -98,6 +98,8 @@ enum FastPayload {
                     return s
                 }
                 if b == UInt8(ascii: "\\") { return escapedString(from: start) }
+                // A raw control character: the reference decoder refuses it, and says why.
+                if b < 0x20 { return nil }
                 i += 1
             }
             return nil
@@ -109,6 +111,7 @@ enum FastPayload {
                 let b = bytes[i]
                 i += 1
                 if b == UInt8(ascii: "\"") { return String(decoding: out, as: UTF8.self) }
+                if b < 0x20 { return nil }
                 guard b == UInt8(ascii: "\\") else {
                     out.append(b)
                     continue
@@ -153,7 +156,8 @@ enum FastPayload {
                     digits += 1
                     i += 1
                 }
-                guard digits > 0, digits <= 18 else { return nil }
+                // At most 18 digits always fit; a leading zero is refused by the reference decoder.
+                guard digits > 0, digits <= 18, digits == 1 || bytes[i - digits] != 48 else { return nil }
                 if i < bytes.count, [UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[i]) {
                     return nil
                 }
@@ -182,7 +186,10 @@ enum FastPayload {
                 let b = bytes[i]
                 if b == UInt8(ascii: "\"") {
                     i += 1
-                    while i < bytes.count, bytes[i] != UInt8(ascii: "\"") { i += bytes[i] == UInt8(ascii: "\\") ? 2 : 1 }
+                    while i < bytes.count, bytes[i] != UInt8(ascii: "\"") {
+                        if bytes[i] < 0x20 { return false }
+                        i += bytes[i] == UInt8(ascii: "\\") ? 2 : 1
+                    }
                     guard i < bytes.count else { return false }
                     i += 1
                 } else if b == UInt8(ascii: "{") || b == UInt8(ascii: "[") {

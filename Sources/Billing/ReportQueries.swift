@@ -78,8 +78,12 @@ public struct AgingRow: Sendable, Hashable {
         self.over90 = over90
     }
 
-    /// The sum of the buckets.
-    public var total: Int64 { current &+ days1to30 &+ days31to60 &+ days61to90 &+ over90 }
+    /// The sum of the buckets, exact: five `Int64` buckets can exceed `Int64`, and a billing
+    /// total must never wrap around (it used to, with `&+`). Format it with
+    /// ``ReportAmount/decimal(_:currency:)``.
+    public var total: Int128 {
+        Int128(current) + Int128(days1to30) + Int128(days31to60) + Int128(days61to90) + Int128(over90)
+    }
 }
 
 extension ReadModelReader {
@@ -167,8 +171,15 @@ public enum ReportAmount {
     /// `minorUnits` of the currency `code` as a decimal in the currency's exponent (`12.30`,
     /// `1500`, `1.250`); for a code that is not an ISO 4217 currency with a minor unit (such
     /// as `XXX`, used for rows without a currency), the bare minor units.
-    public static func decimal(_ minorUnits: Int64, currency code: String) -> String {
-        guard let currency = try? Currency(code: code) else { return String(minorUnits) }
-        return Money(minorUnits: minorUnits, currency: currency).decimalString
+    ///
+    /// Any width of integer, so exact sums beyond `Int64` (``AgingRow/total``, totals across
+    /// customers) print exactly too.
+    public static func decimal(_ minorUnits: some BinaryInteger, currency code: String) -> String {
+        let text = String(minorUnits)
+        guard let currency = try? Currency(code: code) else { return text }
+        let negative = text.hasPrefix("-")
+        return Money.decimalString(
+            negative: negative, digits: String(negative ? text.dropFirst() : text[...]),
+            exponent: currency.minorUnitExponent)
     }
 }

@@ -75,3 +75,43 @@ extension ReadModelReader {
         try row(.invoice, key: invoiceID, asOf: asOf, in: session)
     }
 }
+
+/// An instant in business time as a person writes it (`--as-of`): a timestamp, or a bare
+/// date meaning the end of that day (UTC), so "as of 2024-03-01" includes everything that
+/// happened on March 1.
+///
+/// Every value it returns is one PostgreSQL reads back exactly (or `infinity`), so a query
+/// given it cannot fail on the parameter; every value it refuses is a ``PostgresTimeError``
+/// whose description is one sentence fit for a usage error.
+public enum BusinessTime {
+    /// Reads a timestamp (``PostgresTimestamp/parse(_:)``), else a date's last microsecond.
+    ///
+    /// - Throws: ``PostgresTimeError``: the timestamp's reason when the text is shaped like
+    ///   one, the date's when it is shaped like a date (`afterRange` when the day's end is
+    ///   past ``PostgresTimestamp/maximumFinite``), `malformed` as `dateOrTimestamp` otherwise.
+    public static func parse(_ text: String) throws(PostgresTimeError) -> PostgresTimestamp {
+        do {
+            return try PostgresTimestamp.parse(text)
+        } catch where error.problem != .malformed {
+            throw error
+        } catch {}
+        let date: PostgresDate
+        do {
+            date = try PostgresDate.parse(text)
+        } catch {
+            switch error.problem {
+            case .malformed: throw PostgresTimeError(text: text, kind: .dateOrTimestamp, problem: .malformed)
+            // The instant meant is the end of the day: say which instant is the last.
+            case .afterRange: throw PostgresTimeError(text: text, kind: .timestamp, problem: .afterRange)
+            default: throw error
+            }
+        }
+        guard let end = date.endOfDayUTC else {
+            throw PostgresTimeError(text: text, kind: .timestamp, problem: .afterRange)
+        }
+        return end
+    }
+
+    /// `2024-03-01T23:59:59.999999Z`, or `now` for no business time.
+    public static func label(_ time: PostgresTimestamp?) -> String { time?.iso8601 ?? "now" }
+}

@@ -85,12 +85,14 @@ public struct PostgresNumeric: Sendable, Hashable, CustomStringConvertible, Loss
     ///   ``ScalingError/overflow(value:)`` when it does not fit.
     public func scaledInteger(exponent: Int) throws(ScalingError) -> Int64 {
         if isNaN { throw .notANumber }
-        var frac = Substring(fractionDigits)
-        while frac.count > exponent, frac.last == "0" { frac.removeLast() }
+        // Bytes, so trimming a fraction of thousands of zeros (PostgreSQL allows 16,383 digits)
+        // is linear, not a `count` per removed character.
+        var frac = Array(fractionDigits.utf8)
+        while frac.count > exponent, frac.last == UInt8(ascii: "0") { frac.removeLast() }
         guard frac.count <= exponent else { throw .inexact(value: description, exponent: exponent) }
-        let digits = integerDigits + frac + String(repeating: "0", count: exponent - frac.count)
+        let digits = Array(integerDigits.utf8) + frac + Array(repeating: UInt8(ascii: "0"), count: exponent - frac.count)
         var magnitude: UInt64 = 0
-        for byte in digits.utf8 {
+        for byte in digits {
             let (times10, o1) = magnitude.multipliedReportingOverflow(by: 10)
             let (sum, o2) = times10.addingReportingOverflow(UInt64(byte - 48))
             guard !o1, !o2 else { throw .overflow(value: description) }

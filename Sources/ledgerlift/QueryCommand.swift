@@ -16,23 +16,23 @@ struct ReadModelOptions: ParsableArguments {
     var reader: ReadModelReader { ReadModelReader(readSchema: readSchema) }
 }
 
-/// `--as-of`: an instant in business time. A bare date means the end of that day (UTC), so
-/// "as of 2024-03-01" includes everything that happened on March 1.
-enum BusinessTime {
-    static func parse(_ text: String) -> PostgresTimestamp? {
-        if let t = PostgresTimestamp(text) { return t }
-        guard let date = PostgresDate(text) else { return nil }
-        return PostgresTimestamp(microsecondsSinceEpoch: date.startOfDayUTC.microsecondsSinceEpoch + 86_400_000_000 - 1)
-    }
-
+extension BusinessTime {
+    /// Checks an `--as-of` value before anything connects: a value the ledger cannot hold is
+    /// a usage error in one sentence (`--as-of "0000-01-01" is before 0001-01-01, …`), never
+    /// a trap or a PostgreSQL error quoting SQL.
     static func validate(_ text: String?, option: String = "--as-of") throws {
-        if let text, parse(text) == nil {
-            throw ValidationError("\(option) \(text) is not a date or timestamp like 2024-03-01 or 2024-03-01T12:00:00Z")
+        guard let text else { return }
+        do {
+            _ = try parse(text)
+        } catch {
+            throw ValidationError("\(option) \(error)")
         }
     }
 
-    /// `2024-03-01T23:59:59.999999Z`, or `now`.
-    static func label(_ time: PostgresTimestamp?) -> String { time?.iso8601 ?? "now" }
+    /// The instant of a validated option (`nil` when absent).
+    static func validated(_ text: String?) throws -> PostgresTimestamp? {
+        try text.map { text throws(PostgresTimeError) in try parse(text) }
+    }
 }
 
 /// `ledgerlift query …`: one customer's balance or one invoice, now or as of a business time.
@@ -71,7 +71,7 @@ struct QueryCommand: AsyncParsableCommand {
             let connection = try await options.store.connect()
             defer { connection.close() }
             let reader = options.reader
-            let asOf = self.asOf.flatMap(BusinessTime.parse)
+            let asOf = try BusinessTime.validated(self.asOf)
             let customer = customer
             let balances = try await connection.withSession { try reader.balances(customer: customer, asOf: asOf, in: $0) }
             switch options.format {
@@ -135,7 +135,7 @@ struct QueryCommand: AsyncParsableCommand {
             let connection = try await options.store.connect()
             defer { connection.close() }
             let reader = options.reader
-            let asOf = self.asOf.flatMap(BusinessTime.parse)
+            let asOf = try BusinessTime.validated(self.asOf)
             let invoiceID = invoiceID
             let row = try await connection.withSession { try reader.invoice(invoiceID, asOf: asOf, in: $0) }
             let currency = row?["currency"].textValue ?? ""

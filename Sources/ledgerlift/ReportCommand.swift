@@ -12,18 +12,30 @@ struct ReportCommand: AsyncParsableCommand {
         subcommands: [Revenue.self, MRR.self, Aging.self]
     )
 
-    /// `YYYY-MM` as the first day of the month.
+    /// `YYYY-MM` (ASCII digits only, years 0001 to 9999) as the first day of the month.
     static func month(_ text: String) -> PostgresDate? {
-        let parts = text.split(separator: "-")
-        guard parts.count == 2, parts[0].count == 4, parts[1].count == 2, let year = Int(parts[0]),
-            let month = Int(parts[1])
-        else { return nil }
+        let bytes = Array(text.utf8)
+        guard bytes.count == 7, bytes[4] == UInt8(ascii: "-") else { return nil }
+        func number(_ range: Range<Int>) -> Int? {
+            var value = 0
+            for byte in bytes[range] {
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+            }
+            return value
+        }
+        guard let year = number(0..<4), let month = number(5..<7) else { return nil }
         return PostgresDate(year: year, month: month, day: 1)
     }
 
     static func validateMonths(_ from: String, _ to: String) throws {
-        guard let first = month(from) else { throw ValidationError("--from \(from) is not a month like 2024-03") }
-        guard let last = month(to) else { throw ValidationError("--to \(to) is not a month like 2024-03") }
+        func month(_ option: String, _ text: String) throws -> PostgresDate {
+            guard let month = ReportCommand.month(text) else {
+                throw ValidationError("\(option) \(text) is not a month like 2024-03 (years 0001 to 9999)")
+            }
+            return month
+        }
+        let (first, last) = (try month("--from", from), try month("--to", to))
         guard first <= last else { throw ValidationError("--from \(from) is after --to \(to)") }
     }
 
@@ -169,7 +181,7 @@ struct ReportCommand: AsyncParsableCommand {
             let connection = try await options.store.connect()
             defer { connection.close() }
             let reader = options.reader
-            let asOf = self.asOf.flatMap(BusinessTime.parse)
+            let asOf = try BusinessTime.validated(self.asOf)
             let rows = try await connection.withSession { try reader.aging(asOf: asOf, in: $0) }
             func amount(_ minor: Int64, _ currency: String) -> String { ReportAmount.decimal(minor, currency: currency) }
             switch options.format {
@@ -188,7 +200,7 @@ struct ReportCommand: AsyncParsableCommand {
                                         ("d31_60", .string(amount(r.days31to60, r.currency))),
                                         ("d61_90", .string(amount(r.days61to90, r.currency))),
                                         ("d90_plus", .string(amount(r.over90, r.currency))),
-                                        ("total", .string(amount(r.total, r.currency))),
+                                        ("total", .string(ReportAmount.decimal(r.total, currency: r.currency))),
                                     ])
                                 })
                         ),
@@ -203,18 +215,21 @@ struct ReportCommand: AsyncParsableCommand {
                     [
                         r.customerID, r.currency, amount(r.current, r.currency), amount(r.days1to30, r.currency),
                         amount(r.days31to60, r.currency), amount(r.days61to90, r.currency), amount(r.over90, r.currency),
-                        amount(r.total, r.currency),
+                        ReportAmount.decimal(r.total, currency: r.currency),
                     ]
                 }
                 // One total line per currency.
                 for currency in Set(rows.map(\.currency)).sorted() {
                     let group = rows.filter { $0.currency == currency }
-                    func sum(_ part: (AgingRow) -> Int64) -> String {
-                        amount(group.reduce(0) { $0 &+ part($1) }, currency)
+                    // Exact in 128 bits: a sum of Int64 amounts can pass Int64 (it used to wrap,
+                    // `&+`), and Int128 cannot overflow for fewer than 2^63 rows.
+                    func sum(_ part: (AgingRow) -> Int128) -> String {
+                        ReportAmount.decimal(group.reduce(Int128(0)) { $0 + part($1) }, currency: currency)
                     }
                     lines.append([
-                        "total", currency, sum(\.current), sum(\.days1to30), sum(\.days31to60), sum(\.days61to90),
-                        sum(\.over90), sum(\.total),
+                        "total", currency, sum { Int128($0.current) }, sum { Int128($0.days1to30) },
+                        sum { Int128($0.days31to60) }, sum { Int128($0.days61to90) }, sum { Int128($0.over90) },
+                        sum(\.total),
                     ])
                 }
                 print(

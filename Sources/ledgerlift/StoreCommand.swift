@@ -89,22 +89,18 @@ struct EventsCommand: AsyncParsableCommand {
     @Option(help: "The stream id, e.g. invoice-1042.")
     var stream: String
 
-    @Option(help: "Only events whose business time is at or before this instant (ISO 8601).")
+    @Option(help: "Only events whose business time is at or before this instant: a date (its end, UTC) or a timestamp.")
     var asOf: String?
 
     @Option(help: "Output format: table or json.")
     var format: OutputFormat = .table
 
-    func validate() throws {
-        if let asOf, PostgresTimestamp(asOf) == nil, PostgresDate(asOf) == nil {
-            throw ValidationError("--as-of \(asOf) is not a timestamp like 2024-03-01 or 2024-03-01T12:00:00Z")
-        }
-    }
+    func validate() throws { try BusinessTime.validate(asOf) }
 
     func run() async throws {
         let connection = try await options.connect()
         let store = options.store
-        let cutoff = asOf.flatMap { PostgresTimestamp($0) ?? PostgresDate($0).map { PostgresTimestamp(microsecondsSinceEpoch: $0.startOfDayUTC.microsecondsSinceEpoch + 86_400_000_000 - 1) } }
+        let cutoff = try BusinessTime.validated(asOf)
         let stream = stream
         let events = try await connection.withSession { session in
             try store.requireInitialized(session)
