@@ -54,7 +54,7 @@ struct UsageErrorTests {
             ["store", "stats", "--store", "s", "--format", "xml"],
             "The value 'xml' is invalid for '--format <format>'. Please provide one of 'table' and 'json'."
         ),
-        (["events", "--store", "s", "--stream", "x", "--as-of", "yesterday"], "--as-of yesterday is not a timestamp \(asOfExample)"),
+        (["events", "--store", "s", "--stream", "x", "--as-of", "yesterday"], #"--as-of "yesterday" is not a date or timestamp \#(asOfExample)"#),
         (
             ["events", "--store", "s", "--stream", "x", "--format", "xml"],
             "The value 'xml' is invalid for '--format <format>'. Please provide one of 'table' and 'json'."
@@ -67,17 +67,17 @@ struct UsageErrorTests {
         ),
         (["fixture", "generate", "--dsn", "d", "--customers", "9", "--seed", "x"], "The value 'x' is invalid for '--seed <seed>'"),
         (["project", "--store", "s", "--batch-size", "0"], "--batch-size must be positive"),
-        (["query", "balance", "--store", "s", "--customer", "7", "--as-of", "soon"], "--as-of soon is not a date or timestamp \(asOfExample)"),
-        (["query", "invoice", "--store", "s", "42", "--as-of", "2024-02-30"], "--as-of 2024-02-30 is not a date or timestamp \(asOfExample)"),
+        (["query", "balance", "--store", "s", "--customer", "7", "--as-of", "soon"], #"--as-of "soon" is not a date or timestamp \#(asOfExample)"#),
+        (["query", "invoice", "--store", "s", "42", "--as-of", "2024-02-30"], #"--as-of "2024-02-30" is not a valid date: 2024-02 has no day 30"#),
         (
             ["query", "balance", "--store", "s", "--customer", "7", "--format", "xml"],
             "The value 'xml' is invalid for '--format <format>'. Please provide one of 'table' and 'json'."
         ),
-        (["report", "revenue", "--store", "s", "--from", "2024-3", "--to", "2024-04"], "--from 2024-3 is not a month like 2024-03"),
-        (["report", "revenue", "--store", "s", "--from", "2024-03", "--to", "April"], "--to April is not a month like 2024-03"),
+        (["report", "revenue", "--store", "s", "--from", "2024-3", "--to", "2024-04"], "--from 2024-3 is not a month like 2024-03 (years 0001 to 9999)"),
+        (["report", "revenue", "--store", "s", "--from", "2024-03", "--to", "April"], "--to April is not a month like 2024-03 (years 0001 to 9999)"),
         (["report", "revenue", "--store", "s", "--from", "2024-05", "--to", "2024-04"], "--from 2024-05 is after --to 2024-04"),
-        (["report", "mrr", "--store", "s", "--from", "2024-01", "--to", "2024-13"], "--to 2024-13 is not a month like 2024-03"),
-        (["report", "aging", "--store", "s", "--as-of", "nope"], "--as-of nope is not a date or timestamp \(asOfExample)"),
+        (["report", "mrr", "--store", "s", "--from", "2024-01", "--to", "2024-13"], "--to 2024-13 is not a month like 2024-03 (years 0001 to 9999)"),
+        (["report", "aging", "--store", "s", "--as-of", "nope"], #"--as-of "nope" is not a date or timestamp \#(asOfExample)"#),
         (
             ["report", "aging", "--store", "s", "--format", "xml"],
             "The value 'xml' is invalid for '--format <format>'. Please provide one of 'table' and 'json'."

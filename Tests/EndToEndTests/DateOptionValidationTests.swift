@@ -3,7 +3,7 @@ import TestSupport
 import Testing
 
 /// `--as-of`, `--from` and `--to` are checked before anything connects: a value the ledger
-/// cannot hold is a usage error (status 64) with one sentence, never a trap (status 132) nor a
+/// cannot hold is a usage error (status 2, "could not run") with one sentence, never a trap (status 132) nor a
 /// PostgreSQL error quoting SQL. The store DSN points nowhere: validation must not need it.
 @Suite("Date options: out-of-range values are usage errors, run as a binary")
 struct DateOptionValidationTests {
@@ -12,7 +12,7 @@ struct DateOptionValidationTests {
     /// Runs `arguments` and returns the first stderr line, after checking it is a usage error.
     static func usageError(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
         let result = try LedgerliftBinary.run(arguments)
-        #expect(result.status == 64, "status \(result.status), stderr: \(result.stderr)", sourceLocation: sourceLocation)
+        #expect(result.status == 2, "status \(result.status), stderr: \(result.stderr)", sourceLocation: sourceLocation)
         #expect(!result.stderr.contains("SELECT"), sourceLocation: sourceLocation)
         return String(result.stderr.split(separator: "\n").first ?? "")
     }
