@@ -27,7 +27,9 @@ struct Ledgerlift: AsyncParsableCommand {
     )
 
     /// As ArgumentParser's, except that `ledgerlift diff` exits 2 for a usage error too: CI
-    /// scripts rely on 1 meaning "differences" and 2 "could not run", whatever the reason.
+    /// scripts rely on 1 meaning "differences" and 2 "could not run", whatever the reason; and
+    /// that no error message repeats a piece of a connection string (a DSN written without
+    /// quotes splits into arguments the usage error quotes).
     static func main() async {
         do {
             var command = try parseAsRoot()
@@ -38,13 +40,16 @@ struct Ledgerlift: AsyncParsableCommand {
             }
         } catch {
             let code = exitCode(for: error)
-            if code == .validationFailure, CommandLine.arguments.dropFirst().first == "diff" {
-                let message = fullMessage(for: error)
-                if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
-                DiffCommand.writeUsageError(message, arguments: Array(CommandLine.arguments.dropFirst(2)))
+            // Help and --version are printed to standard output as ArgumentParser does.
+            guard code != .success else { exit(withError: error) }
+            let arguments = Array(CommandLine.arguments.dropFirst())
+            let message = DSNArguments.scrub(fullMessage(for: error), arguments: arguments)
+            if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+            if code == .validationFailure, arguments.first == "diff" {
+                DiffCommand.writeUsageError(message, arguments: Array(arguments.dropFirst()))
                 Foundation.exit(2)
             }
-            exit(withError: error)
+            Foundation.exit(code.rawValue)
         }
     }
 }

@@ -14,6 +14,10 @@ struct StoreOptions: ParsableArguments {
 
     var store: EventStore { EventStore(schema: schema) }
 
+    func validate() throws {
+        try DSNArguments.validate(dsn, option: "--store")
+    }
+
     func connect() async throws -> Connection {
         try await Connection.connect(dsn, applicationName: "ledgerlift")
     }
