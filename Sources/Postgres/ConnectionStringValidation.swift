@@ -51,9 +51,11 @@ extension ConnectionString {
         case .success(let parsed): options = parsed
         case .failure(let error): throw error
         }
-        if let ports = options["port"], ports.split(separator: ",", omittingEmptySubsequences: false).contains(where: {
-            !$0.allSatisfy { $0.isASCII && $0.isNumber }
-        }) {
+        if let ports = options["port"],
+            ports.split(separator: ",", omittingEmptySubsequences: false).contains(where: {
+                !$0.allSatisfy { $0.isASCII && $0.isNumber }
+            })
+        {
             throw refuse("the port is not a number")
         }
         if let database = options["dbname"], database.contains("=") || database.contains("://") {
@@ -83,7 +85,8 @@ extension ConnectionString {
                 }
                 if lower.hasPrefix("jdbc:") {
                     throw refuse(
-                        "a JDBC URL: remove the 'jdbc:' prefix (libpq reads postgresql://user:password@host:port/database)")
+                        "a JDBC URL: remove the 'jdbc:' prefix (libpq reads postgresql://user:password@host:port/database)"
+                    )
                 }
                 if scheme.isEmpty { throw refuse(noScheme) }
                 let expected = "(expected postgresql:// or postgres://, or key=value pairs)"
@@ -93,7 +96,8 @@ extension ConnectionString {
         }
         guard dsn.contains("=") else {
             if dsn.contains("@") || dsn.contains("/") { throw refuse(noScheme) }
-            throw refuse("neither a URL (postgresql://…) nor key=value pairs (for a database name alone, write dbname=NAME)")
+            throw refuse(
+                "neither a URL (postgresql://…) nor key=value pairs (for a database name alone, write dbname=NAME)")
         }
     }
 
@@ -189,7 +193,10 @@ extension ConnectionString {
                 while i < chars.count {
                     if chars[i] == "\\" {
                         i += 1
-                        if i < chars.count { value.append(chars[i]); i += 1 }
+                        if i < chars.count {
+                            value.append(chars[i])
+                            i += 1
+                        }
                     } else if chars[i] == "'" {
                         i += 1
                         closed = true
@@ -208,7 +215,10 @@ extension ConnectionString {
                 while i < chars.count, !chars[i].isWhitespace {
                     if chars[i] == "\\" {
                         i += 1
-                        if i < chars.count { value.append(chars[i]); i += 1 }
+                        if i < chars.count {
+                            value.append(chars[i])
+                            i += 1
+                        }
                     } else {
                         value.append(chars[i])
                         i += 1
@@ -279,7 +289,9 @@ extension ConnectionString {
         let chars = Array(value)
         for (i, c) in chars.enumerated() where c == "," || c == ";" {
             var j = i + 1
-            while j < chars.count, chars[j].isASCII, chars[j].isLetter || chars[j].isNumber || chars[j] == "_" { j += 1 }
+            while j < chars.count, chars[j].isASCII, chars[j].isLetter || chars[j].isNumber || chars[j] == "_" {
+                j += 1
+            }
             if j > i + 1, j < chars.count, chars[j] == "=" { return true }
         }
         return false
@@ -360,8 +372,10 @@ extension ConnectionString {
     /// A reason for libpq's parse error `message` that says what it says without its quotes.
     static func libpqParseFailure(_ message: String) -> String {
         let known: [(prefix: String, reason: String)] = [
-            ("invalid percent-encoded token",
-             "an invalid percent escape ('%' must be followed by two hexadecimal digits; write '%' itself as %25)"),
+            (
+                "invalid percent-encoded token",
+                "an invalid percent escape ('%' must be followed by two hexadecimal digits; write '%' itself as %25)"
+            ),
             ("forbidden value %00", "a %00 escape (a NUL character)"),
             ("end of string reached when looking for matching \"]\"", "an IPv6 host address has no closing ']'"),
             ("IPv6 host address may not be empty", "an empty IPv6 host address '[]'"),

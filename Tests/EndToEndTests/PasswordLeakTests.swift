@@ -24,10 +24,17 @@ struct PasswordLeakTests {
     static var malformed: [Form] {
         let pw = password
         return [
-            Form(dsn: "host=127.0.0.1 port=54329 passwd=\(pw)", reason: "unknown keyword 'passwd' (did you mean 'password'?)"),
-            Form(dsn: "host=127.0.0.1 port=54329 pasword=\(pw)", reason: "unknown keyword 'pasword' (did you mean 'password'?)"),
-            Form(dsn: "host=127.0.0.1 port=54329 pass=\(pw)", reason: "unknown keyword 'pass' (did you mean 'password'?)"),
-            Form(dsn: "host=127.0.0.1 port=54329 pwd=\(pw)", reason: "unknown keyword 'pwd' (did you mean 'password'?)"),
+            Form(
+                dsn: "host=127.0.0.1 port=54329 passwd=\(pw)",
+                reason: "unknown keyword 'passwd' (did you mean 'password'?)"),
+            Form(
+                dsn: "host=127.0.0.1 port=54329 pasword=\(pw)",
+                reason: "unknown keyword 'pasword' (did you mean 'password'?)"),
+            Form(
+                dsn: "host=127.0.0.1 port=54329 pass=\(pw)", reason: "unknown keyword 'pass' (did you mean 'password'?)"
+            ),
+            Form(
+                dsn: "host=127.0.0.1 port=54329 pwd=\(pw)", reason: "unknown keyword 'pwd' (did you mean 'password'?)"),
             Form(
                 dsn: "host=127.0.0.1 port=54329 password:\(pw)",
                 reason: "'password' is followed by ':' instead of '=' (write keyword=value)"),
@@ -48,10 +55,13 @@ struct PasswordLeakTests {
                     "the value of 'host' holds another key=value pair after ',' or ';' (separate pairs with spaces; quote a value that holds one)"
             ),
             Form(
-                dsn: "Host=127.0.0.1;Port=54329;Password=\(pw)", reason: "unknown keyword 'Host' (did you mean 'host'?)"),
+                dsn: "Host=127.0.0.1;Port=54329;Password=\(pw)", reason: "unknown keyword 'Host' (did you mean 'host'?)"
+            ),
             Form(
                 dsn: "host=127.0.0.1 port=54329 password=\(pw) hunter2",
-                reason: "the value of 'password' is followed by a word without '=' (quote a value that holds spaces: key='a b')"),
+                reason:
+                    "the value of 'password' is followed by a word without '=' (quote a value that holds spaces: key='a b')"
+            ),
             Form(
                 dsn: "host=127.0.0.1 port=54329 password='\(pw)",
                 reason: "a quoted value has no closing quote"),
@@ -69,7 +79,8 @@ struct PasswordLeakTests {
                 reason: "unknown scheme 'pgsql' (expected postgresql:// or postgres://, or key=value pairs)"),
             Form(
                 dsn: "jdbc:postgresql://127.0.0.1:54329/postgres?user=postgres&password=\(pw)",
-                reason: "a JDBC URL: remove the 'jdbc:' prefix (libpq reads postgresql://user:password@host:port/database)"),
+                reason:
+                    "a JDBC URL: remove the 'jdbc:' prefix (libpq reads postgresql://user:password@host:port/database)"),
             Form(
                 dsn: " postgresql://postgres:\(pw)@127.0.0.1:54329/postgres",
                 reason: "it starts with whitespace"),
@@ -84,10 +95,13 @@ struct PasswordLeakTests {
                 reason: "it has no scheme: a URL starts with postgresql:// or postgres://"),
             Form(
                 dsn: pw,
-                reason: "neither a URL (postgresql://…) nor key=value pairs (for a database name alone, write dbname=NAME)"),
+                reason:
+                    "neither a URL (postgresql://…) nor key=value pairs (for a database name alone, write dbname=NAME)"),
             Form(
                 dsn: "postgresql://postgres:\(pw)%zz@127.0.0.1:54329/postgres",
-                reason: "an invalid percent escape ('%' must be followed by two hexadecimal digits; write '%' itself as %25)"),
+                reason:
+                    "an invalid percent escape ('%' must be followed by two hexadecimal digits; write '%' itself as %25)"
+            ),
             Form(
                 dsn: "postgresql://postgres:\(pw)@[127.0.0.1:54329/postgres",
                 reason: "an IPv6 host address has no closing ']'"),
@@ -138,21 +152,40 @@ struct PasswordLeakTests {
         Invocation(name: "diff --legacy, text", option: "--legacy") { bad, good, _ in
             ["diff", "--legacy", bad, "--store", good, "--mapping", mapping]
         },
-        Invocation(name: "diff --legacy, json", option: "--legacy", arguments: { bad, good, dir in
-            ["diff", "--legacy", bad, "--store", good, "--mapping", mapping, "--format", "json", "--output", dir + "/report.json",
-             "--summary", dir + "/summary.md"]
-        }, files: ["report.json", "summary.md"]),
-        Invocation(name: "diff --legacy, markdown", option: "--legacy", arguments: { bad, good, dir in
-            ["diff", "--legacy", bad, "--store", good, "--mapping", mapping, "--format", "markdown", "--output",
-             dir + "/report.md"]
-        }, files: ["report.md"]),
-        Invocation(name: "diff --legacy, junit", option: "--legacy", arguments: { bad, good, dir in
-            ["diff", "--legacy", bad, "--store", good, "--mapping", mapping, "--format", "junit", "--output", dir + "/report.xml",
-             "--summary", dir + "/summary.md"]
-        }, files: ["report.xml", "summary.md"]),
-        Invocation(name: "diff --store, junit", option: "--store", arguments: { bad, good, dir in
-            ["diff", "--legacy", good, "--store", bad, "--mapping", mapping, "--format", "junit", "--output=" + dir + "/report.xml"]
-        }, files: ["report.xml"]),
+        Invocation(
+            name: "diff --legacy, json", option: "--legacy",
+            arguments: { bad, good, dir in
+                [
+                    "diff", "--legacy", bad, "--store", good, "--mapping", mapping, "--format", "json", "--output",
+                    dir + "/report.json",
+                    "--summary", dir + "/summary.md",
+                ]
+            }, files: ["report.json", "summary.md"]),
+        Invocation(
+            name: "diff --legacy, markdown", option: "--legacy",
+            arguments: { bad, good, dir in
+                [
+                    "diff", "--legacy", bad, "--store", good, "--mapping", mapping, "--format", "markdown", "--output",
+                    dir + "/report.md",
+                ]
+            }, files: ["report.md"]),
+        Invocation(
+            name: "diff --legacy, junit", option: "--legacy",
+            arguments: { bad, good, dir in
+                [
+                    "diff", "--legacy", bad, "--store", good, "--mapping", mapping, "--format", "junit", "--output",
+                    dir + "/report.xml",
+                    "--summary", dir + "/summary.md",
+                ]
+            }, files: ["report.xml", "summary.md"]),
+        Invocation(
+            name: "diff --store, junit", option: "--store",
+            arguments: { bad, good, dir in
+                [
+                    "diff", "--legacy", good, "--store", bad, "--mapping", mapping, "--format", "junit",
+                    "--output=" + dir + "/report.xml",
+                ]
+            }, files: ["report.xml"]),
         Invocation(name: "backfill --legacy", option: "--legacy") { bad, good, _ in
             ["backfill", "--legacy", bad, "--store", good, "--mapping", mapping]
         },
@@ -164,7 +197,9 @@ struct PasswordLeakTests {
         },
         Invocation(name: "store init", option: "--store") { bad, _, _ in ["store", "init", "--store", bad] },
         Invocation(name: "store stats", option: "--store") { bad, _, _ in ["store", "stats", "--store", bad] },
-        Invocation(name: "events", option: "--store") { bad, _, _ in ["events", "--store", bad, "--stream", "invoice-1"] },
+        Invocation(name: "events", option: "--store") { bad, _, _ in
+            ["events", "--store", bad, "--stream", "invoice-1"]
+        },
         Invocation(name: "project", option: "--store") { bad, _, _ in ["project", "--store", bad] },
         Invocation(name: "query balance", option: "--store") { bad, _, _ in
             ["query", "balance", "--store", bad, "--customer", "1"]
@@ -185,9 +220,11 @@ struct PasswordLeakTests {
                 let directory = try Self.temporaryDirectory()
                 defer { try? FileManager.default.removeItem(atPath: directory) }
                 let result = try LedgerliftBinary.run(invocation.arguments(form.dsn, good, directory))
-                let outputs = [("stdout", result.stdout), ("stderr", result.stderr)] + invocation.files.compactMap { file in
-                    (try? String(contentsOfFile: directory + "/" + file, encoding: .utf8)).map { (file, $0) }
-                }
+                let outputs =
+                    [("stdout", result.stdout), ("stderr", result.stderr)]
+                    + invocation.files.compactMap { file in
+                        (try? String(contentsOfFile: directory + "/" + file, encoding: .utf8)).map { (file, $0) }
+                    }
                 #expect(result.status != 0, "\(form.dsn): exit \(result.status)")
                 for (name, text) in outputs {
                     #expect(!text.contains(Self.password), "\(form.dsn): the password is in \(name):\n\(text)")
@@ -212,13 +249,24 @@ struct PasswordLeakTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let report = directory + "/report.xml"
         let commands: [[String]] = [
-            ["diff", "--legacy", "host=127.0.0.1", "password=\(Self.password)", "--store", "host=x", "--mapping", Self.mapping,
-             "--format", "junit", "--output", report],
-            ["diff", "--legacy", "host=127.0.0.1", "password", "\(Self.password)", "--store", "host=x", "--mapping",
-             Self.mapping, "--format", "junit", "--output", report],
-            ["backfill", "--legacy", "host=127.0.0.1", "password=\(Self.password)", "--store", "host=x", "--mapping", Self.mapping],
+            [
+                "diff", "--legacy", "host=127.0.0.1", "password=\(Self.password)", "--store", "host=x", "--mapping",
+                Self.mapping,
+                "--format", "junit", "--output", report,
+            ],
+            [
+                "diff", "--legacy", "host=127.0.0.1", "password", "\(Self.password)", "--store", "host=x", "--mapping",
+                Self.mapping, "--format", "junit", "--output", report,
+            ],
+            [
+                "backfill", "--legacy", "host=127.0.0.1", "password=\(Self.password)", "--store", "host=x", "--mapping",
+                Self.mapping,
+            ],
             ["store", "init", "--store", "host=127.0.0.1", "password=\(Self.password)"],
-            ["mapping", "check", "--legacy", "postgresql://u:\(Self.password)@h/db", "extra", "--mapping", Self.mapping],
+            [
+                "mapping", "check", "--legacy", "postgresql://u:\(Self.password)@h/db", "extra", "--mapping",
+                Self.mapping,
+            ],
         ]
         for arguments in commands {
             try? FileManager.default.removeItem(atPath: report)
@@ -259,8 +307,11 @@ struct PasswordLeakTests {
             for format in ["text", "json", "markdown", "junit"] {
                 let file = directory + "/report." + format
                 try run(
-                    ["diff", "--legacy", dsn, "--store", dsn, "--mapping", Self.mapping, "--format", format, "--output", file,
-                     "--summary", directory + "/summary.md"])
+                    [
+                        "diff", "--legacy", dsn, "--store", dsn, "--mapping", Self.mapping, "--format", format,
+                        "--output", file,
+                        "--summary", directory + "/summary.md",
+                    ])
                 let report = try String(contentsOfFile: file, encoding: .utf8)
                 outputs.append((format + " report", report))
                 #expect(report.contains(format == "junit" ? Self.xmlEscaped(masked) : masked), "\(format): \(report)")
@@ -279,7 +330,9 @@ struct PasswordLeakTests {
 
     /// `dsn` with the test password added (URL userinfo or a `password=` pair).
     static func withPassword(_ dsn: String) throws -> String {
-        guard dsn.hasPrefix("postgresql://") || dsn.hasPrefix("postgres://") else { return dsn + " password=" + password }
+        guard dsn.hasPrefix("postgresql://") || dsn.hasPrefix("postgres://") else {
+            return dsn + " password=" + password
+        }
         let schemeEnd = try #require(dsn.firstRange(of: "://")).upperBound
         let rest = dsn[schemeEnd...]
         let authority = rest.prefix { $0 != "/" && $0 != "?" }
