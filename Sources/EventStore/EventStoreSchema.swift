@@ -228,3 +228,117 @@ extension EventStore {
         return Int64(bitPattern: hash)
     }
 }
+
+// MARK: - A writer role that cannot alter the store
+
+/// Why ``EventStore/grantWriter(_:in:)`` refused to grant a role the writer's privileges: each
+/// case names the role, and says what would make the separation of owner and writer void.
+public enum WriterRoleError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// No such role in the cluster.
+    case noSuchRole(role: String)
+    /// The role is the one running `store init` (the owner).
+    case isTheOwner(role: String)
+    /// A superuser bypasses every privilege check.
+    case superuser(role: String)
+    /// The role can act as the owner of the events (`SET ROLE`, or inherited privileges).
+    case memberOfOwner(role: String, owner: String)
+    /// The connected role does not own the events, so it cannot grant anything on them (a
+    /// `GRANT` by a role without grant options only warns, so this is checked first).
+    case notOwner(connected: String, owner: String)
+    /// The connected role cannot grant `CREATE` on the database (only its owner can).
+    case cannotGrantOnDatabase(database: String, role: String)
+
+    public var description: String {
+        switch self {
+        case .noSuchRole(let role):
+            "role \(role) does not exist: create it first (CREATE ROLE \(quoteIdentifier(role)) LOGIN PASSWORD '…')"
+        case .isTheOwner(let role):
+            "the writer must be another role than the one running store init: \(role) owns the event store"
+        case .superuser(let role):
+            "role \(role) is a superuser: it could disable the append-only trigger whatever it is granted; "
+                + "use a role without SUPERUSER"
+        case .memberOfOwner(let role, let owner):
+            "role \(role) is a member of \(owner), which owns the events: it could SET ROLE \(owner) and alter "
+                + "or disable them; use a role that is not"
+        case .notOwner(let connected, let owner):
+            "\(connected) does not own the event store (\(owner) does): run store init --grant-to as \(owner)"
+        case .cannotGrantOnDatabase(let database, let role):
+            "only the owner of database \(database) (or a superuser) can grant CREATE on it, which the writer needs "
+                + "to build the read models: create the database with OWNER set to the role running store init, "
+                + "or have its owner run GRANT CREATE ON DATABASE \(quoteIdentifier(database)) TO \(quoteIdentifier(role))"
+        }
+    }
+}
+
+extension EventStore {
+    /// The statements that give `role` exactly what every command but `store init` needs on a
+    /// store in `database` — append and read events, move checkpoints, keep snapshots — and
+    /// nothing that alters the event log: no `UPDATE`, `DELETE`, `TRUNCATE` or `TRIGGER` on
+    /// events, and no ownership, so no `ALTER TABLE … DISABLE TRIGGER` (a non-superuser cannot
+    /// set `session_replication_role` anyway).
+    ///
+    /// Two grants are wider than the event log itself, both for objects the writer then owns
+    /// and rebuilds at will: `CREATE` on the store's schema, where the backfill creates its
+    /// bookkeeping tables (`backfill_runs`, `backfill_ranges`, `quarantine`) on its first run;
+    /// and `CREATE` on the database, because projecting builds each read model in a schema of
+    /// its own and swaps schemas by renaming them (`ledgerlift_read`, `_next`, `_old`).
+    /// `docs/security.md` lists these statements and why each is there.
+    public func writerGrants(to role: String, database: String) -> [String] {
+        let r = quoteIdentifier(role)
+        return [
+            "GRANT USAGE, CREATE ON SCHEMA \(s) TO \(r)",
+            "REVOKE UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON \(s).events FROM \(r)",
+            "GRANT SELECT, INSERT ON \(s).events TO \(r)",
+            "GRANT SELECT, INSERT, UPDATE ON \(s).streams TO \(r)",
+            "GRANT SELECT, INSERT, UPDATE ON \(s).snapshots TO \(r)",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON \(s).checkpoints TO \(r)",
+            "GRANT SELECT ON \(s).schema_migrations TO \(r)",
+            "GRANT EXECUTE ON FUNCTION \(s).append_to_stream(text, text, bigint, uuid[], text[], integer[], "
+                + "timestamptz[], jsonb[], jsonb[]) TO \(r)",
+            "GRANT CREATE ON DATABASE \(quoteIdentifier(database)) TO \(r)",
+        ]
+    }
+
+    /// Grants `role` the writer's privileges (``writerGrants(to:database:)``) in one
+    /// transaction, after checking that the separation means something: the role exists, is
+    /// not the connected role (the owner), not a superuser, and cannot act as the owner of the
+    /// events. Idempotent; run it again after upgrading the store.
+    ///
+    /// - Returns: the statements run.
+    /// - Throws: ``WriterRoleError`` (`notOwner` first, so a writer learns nothing more),
+    ///   ``EventStoreError/notInitialized(schema:)``.
+    @discardableResult
+    public func grantWriter(_ role: String, in session: Session) throws -> [String] {
+        try session.transaction { tx in
+            // From the catalogs, which every role may read: a role without privileges on the
+            // store's schema gets a clear refusal rather than "permission denied for schema".
+            let facts = try tx.query(
+                """
+                SELECT pg_has_role(current_user, c.relowner, 'USAGE'), current_user::text,
+                       pg_get_userbyid(c.relowner)::text, current_database()::text,
+                       has_database_privilege(current_database(), 'CREATE WITH GRANT OPTION'),
+                       r.oid IS NOT NULL, r.rolname = current_user, r.rolsuper, pg_has_role(r.oid, c.relowner, 'MEMBER')
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                LEFT JOIN pg_roles r ON r.rolname = $1
+                WHERE n.nspname = $2 AND c.relname = 'events'
+                """, [role, schema])
+            guard let row = facts.first else { throw EventStoreError.notInitialized(schema: schema) }
+            let owner = try row.decode(at: 2, as: String.self)
+            let database = try row.decode(at: 3, as: String.self)
+            if try !row.decode(at: 0, as: Bool.self) {
+                throw WriterRoleError.notOwner(connected: try row.decode(at: 1, as: String.self), owner: owner)
+            }
+            try requireInitialized(tx)
+            if try !row.decode(at: 5, as: Bool.self) { throw WriterRoleError.noSuchRole(role: role) }
+            if try row.decode(at: 6, as: Bool.self) { throw WriterRoleError.isTheOwner(role: role) }
+            if try row.decode(at: 7, as: Bool.self) { throw WriterRoleError.superuser(role: role) }
+            if try row.decode(at: 8, as: Bool.self) { throw WriterRoleError.memberOfOwner(role: role, owner: owner) }
+            if try !row.decode(at: 4, as: Bool.self) {
+                throw WriterRoleError.cannotGrantOnDatabase(database: database, role: role)
+            }
+            let statements = writerGrants(to: role, database: database)
+            for statement in statements { try tx.execute(statement) }
+            return statements
+        }
+    }
+}

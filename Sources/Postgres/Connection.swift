@@ -49,8 +49,10 @@ public final class Connection: Sendable, CustomStringConvertible {
     ///     conninfo; libpq's `PG*` environment variables fill in what it leaves out, and every
     ///     libpq option (`sslmode`, `connect_timeout`, `application_name`, …) is honoured.
     ///   - applicationName: used when the DSN does not set `application_name`.
-    /// - Throws: ``PostgresError`` with code `.connectionFailed`; its text carries the masked
-    ///   DSN and never the password.
+    /// - Throws: ``PostgresError`` with code `.invalidConnectionString` for a `dsn` that
+    ///   ``ConnectionString/validate(_:)`` refuses (nothing is sent anywhere, and the text says
+    ///   why without quoting it), `.connectionFailed` when libpq or the server refuses; its text
+    ///   carries the masked DSN and never the password.
     public static func connect(_ dsn: String, applicationName: String = "ledgerlift") async throws -> Connection {
         try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
@@ -61,6 +63,14 @@ public final class Connection: Sendable, CustomStringConvertible {
 
     /// Opens a connection on the calling thread.
     public static func connectBlocking(_ dsn: String, applicationName: String = "ledgerlift") throws -> Connection {
+        // libpq takes a string it does not recognise for a database name and sends it to the
+        // server, and its parse errors quote the text: a malformed string never reaches it.
+        do {
+            try ConnectionString.validate(dsn)
+        } catch {
+            throw PostgresError(
+                code: .invalidConnectionString, message: "could not connect: \(error)", connectionString: error)
+        }
         let masked = ConnectionString.masked(dsn)
         // Read from the raw text too: the malformed strings libpq cannot parse are the ones
         // whose error messages repeat the input.

@@ -4,17 +4,29 @@ import CLibPQ
 /// (`postgres://user:secret@host:5432/db?sslmode=require`) and `key=value` conninfo
 /// (`host=db user=app password=secret`).
 ///
-/// Everything here reads the raw text itself rather than relying on libpq's parser, because the
-/// strings that most need masking are the malformed ones libpq rejects — often with an error
-/// message that repeats the input.
+/// The rule for printing one: a well-formed string (see ``validate(_:)``) is printed masked,
+/// anything else is never printed at all — not even masked, since the password of a malformed
+/// string is not where a parser looks for it. The masking and scrubbing below read the raw
+/// text rather than relying on libpq's parser, so that even the error paths of strings libpq
+/// rejects never repeat a password.
 public enum ConnectionString {
-    /// The string with any password replaced by `****`, safe to print or log.
+    /// What ``masked(_:)`` prints for a string that is not well formed.
+    public static let unprintable = "(a connection string that is not well formed, not shown)"
+
+    /// The string with any password replaced by `****`, safe to print or log; for a string
+    /// ``validate(_:)`` refuses, ``unprintable`` instead (call ``validate(_:)`` to say why).
+    public static func masked(_ dsn: String) -> String {
+        isWellFormed(dsn) ? maskedText(dsn) : unprintable
+    }
+
+    /// The raw masking: every password replaced by `****`, on any text, well formed or not.
     ///
-    /// Works on text libpq would reject too, so error paths can always mask what they print:
+    /// Works on text libpq would reject too, so error paths can mask what a message repeats:
     /// invalid `%` escapes, `@`, `/` or `?` inside a URL password, unterminated IPv6 hosts,
     /// unterminated quotes and unquoted spaces in `key=value` passwords. When in doubt it masks
-    /// more than the password rather than less.
-    public static func masked(_ dsn: String) -> String {
+    /// more than the password rather than less. Only for scrubbing: printing goes through
+    /// ``masked(_:)``.
+    static func maskedText(_ dsn: String) -> String {
         isURL(dsn) ? maskURL(dsn) : maskKeywordValue(dsn)
     }
 
@@ -90,11 +102,18 @@ public enum ConnectionString {
         return result
     }
 
+    /// `text` with every form of the passwords `dsn` may hold removed (as ``scrub(_:secrets:)``
+    /// does for connection errors), for messages built elsewhere that might repeat a piece of
+    /// `dsn` — e.g. a command-line parser quoting a stray argument.
+    public static func removingPasswords(of dsn: String, from text: String) -> String {
+        scrub(text, dsn: dsn, secrets: secrets(in: dsn))
+    }
+
     /// ``scrub(_:secrets:)``, after replacing any copy of the whole `dsn` in `text` by its
     /// masked form (a last resort for messages that repeat the input).
     static func scrub(_ text: String, dsn: String, secrets: [String]) -> String {
         var result = text
-        if !dsn.isEmpty { result = result.replacing(dsn, with: masked(dsn)) }
+        if !dsn.isEmpty { result = result.replacing(dsn, with: maskedText(dsn)) }
         return scrub(result, secrets: secrets)
     }
 
@@ -108,7 +127,7 @@ public enum ConnectionString {
     }
 
     /// Every keyword libpq knows (`host`, `port`, …).
-    private static let knownKeywords: Set<String> = {
+    static let knownKeywords: Set<String> = {
         guard let options = PQconndefaults() else { return [] }
         defer { PQconninfoFree(options) }
         var keywords = Set<String>()
@@ -120,25 +139,13 @@ public enum ConnectionString {
         return keywords
     }()
 
-    private static func isURL(_ dsn: String) -> Bool {
+    static func isURL(_ dsn: String) -> Bool {
         dsn.hasPrefix("postgres://") || dsn.hasPrefix("postgresql://")
     }
 
     /// libpq's reading of the string, or nil when it cannot parse it.
     private static func parsedOptions(_ dsn: String) -> [String: String]? {
-        var errorMessage: UnsafeMutablePointer<CChar>?
-        guard let options = PQconninfoParse(dsn, &errorMessage) else {
-            if let errorMessage { PQfreemem(errorMessage) }
-            return nil
-        }
-        defer { PQconninfoFree(options) }
-        var values = [String: String]()
-        var option = options
-        while let keyword = option.pointee.keyword {
-            if let value = option.pointee.val { values[String(cString: keyword)] = String(cString: value) }
-            option += 1
-        }
-        return values
+        try? parse(dsn).get()
     }
 
     /// Passwords (and `sslpassword`s) as written in the text: the URL's userinfo password and

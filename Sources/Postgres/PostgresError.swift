@@ -7,12 +7,16 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure this is.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         fileprivate enum Base: String, Sendable, Hashable {
-            case connectionFailed, connectionLost, server, protocolViolation, misuse, copyAborted, cancelled
+            case connectionFailed, invalidConnectionString, connectionLost, server, protocolViolation, misuse, copyAborted
+            case cancelled
         }
         fileprivate let base: Base
 
         /// The connection could not be opened.
         public static let connectionFailed = Code(base: .connectionFailed)
+        /// The connection string is not one Ledgerlift hands to libpq (see
+        /// ``ConnectionString/validate(_:)``): nothing was attempted, and retrying cannot help.
+        public static let invalidConnectionString = Code(base: .invalidConnectionString)
         /// An open connection broke (server gone, socket closed).
         public static let connectionLost = Code(base: .connectionLost)
         /// The server rejected a statement; `sqlState` says why.
@@ -47,12 +51,16 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public var position: Int?
     /// The SQL text of the statement that failed (parameters are never included).
     public var query: String?
+    /// For `.invalidConnectionString`: why the string was refused, so a caller can name the
+    /// option it came from (``ConnectionStringError/naming(_:)``).
+    public var connectionString: ConnectionStringError?
 
     public init(
         code: Code, message: String, sqlState: SQLState? = nil, detail: String? = nil, hint: String? = nil,
-        query: String? = nil
+        query: String? = nil, connectionString: ConnectionStringError? = nil
     ) {
         self.code = code
+        self.connectionString = connectionString
         self.message = message
         self.sqlState = sqlState
         self.detail = detail

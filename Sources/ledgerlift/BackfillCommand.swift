@@ -52,6 +52,8 @@ struct BackfillCommand: AsyncParsableCommand {
     var wait = false
 
     func validate() throws {
+        try DSNArguments.validate(legacy, option: "--legacy")
+        try DSNArguments.validate(store, option: "--store")
         guard (1...64).contains(workers) else { throw ValidationError("--workers must be between 1 and 64") }
         guard batchEvents >= 1 else { throw ValidationError("--batch-events must be at least 1") }
     }

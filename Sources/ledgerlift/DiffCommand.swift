@@ -67,6 +67,8 @@ struct DiffCommand: AsyncParsableCommand {
     var skipInvariants = false
 
     func validate() throws {
+        try DSNArguments.validate(legacy, option: "--legacy")
+        try DSNArguments.validate(store, option: "--store")
         guard maxRows >= 0 else { throw ValidationError("--max-rows must be 0 or more") }
         guard catchUpTimeout >= 0 else { throw ValidationError("--catch-up-timeout must be 0 or more") }
         _ = try entities()
@@ -98,7 +100,9 @@ struct DiffCommand: AsyncParsableCommand {
             report = try await checker.run()
             progress.finish()
         } catch {
-            let reason = "\(error)"
+            // Connection errors never carry a password; scrubbing the command line's DSNs out
+            // of the text anyway keeps the JUnit artifact safe should any other error repeat one.
+            let reason = DSNArguments.scrub("\(error)", arguments: ["--legacy", legacy, "--store", store])
             standardError("ledgerlift diff: could not run: \(reason)\n")
             if format == .junit, let output { try? Self.write(DiffReportRendering.junitError(reason), to: output) }
             throw ExitCode(2)
@@ -150,6 +154,8 @@ struct DiffCommand: AsyncParsableCommand {
 
     /// For a usage error (exit 2 before any report): with `--format junit --output FILE` on
     /// the command line, FILE still gets a JUnit error saying why, as for any other exit 2.
+    /// The message is scrubbed of every piece of a connection string on the command line
+    /// (``DSNArguments/scrub(_:arguments:)``): a JUnit report is a CI artifact.
     static func writeUsageError(_ message: String, arguments: [String]) {
         func value(of flag: String) -> String? {
             for (index, argument) in arguments.enumerated() {
@@ -159,7 +165,7 @@ struct DiffCommand: AsyncParsableCommand {
             return nil
         }
         guard value(of: "--format") == DiffFormat.junit.rawValue, let output = value(of: "--output") else { return }
-        try? write(DiffReportRendering.junitError(message), to: output)
+        try? write(DiffReportRendering.junitError(DSNArguments.scrub(message, arguments: arguments)), to: output)
     }
 }
 

@@ -29,6 +29,10 @@ struct FixtureCommand: AsyncParsableCommand {
                 valueName: "dir"))
         var fixtures: String?
 
+        func validate() throws {
+            try DSNArguments.validate(dsn, option: "--dsn")
+        }
+
         func locate() throws -> FixtureDirectory {
             try FixtureDirectory.locate(explicitPath: fixtures)
         }

@@ -30,8 +30,10 @@ struct Ledgerlift: AsyncParsableCommand {
     /// gate on: 0 done, 1 a data finding (the command throws `ExitCode(1)`: quarantined rows,
     /// differences), 2 could not run — a usage error, an unreachable database, a refusal, any
     /// error. (ArgumentParser alone would exit 64 for usage and 1 for errors, and 1 must keep
-    /// meaning "the data has findings".) `ledgerlift diff` also writes its JUnit report for a
-    /// usage error, so a CI artifact says why the gate could not run.
+    /// meaning "the data has findings".) No error message repeats a piece of a connection
+    /// string (a DSN written without quotes splits into arguments the usage error quotes).
+    /// `ledgerlift diff` also writes its JUnit report for a usage error, so a CI artifact says
+    /// why the gate could not run.
     static func main() async {
         do {
             var command = try parseAsRoot()
@@ -41,11 +43,14 @@ struct Ledgerlift: AsyncParsableCommand {
                 try command.run()
             }
         } catch {
+            // Help and --version are printed to standard output as ArgumentParser does; a
+            // command's own ExitCode (1: findings) stands.
             if error is ExitCode || exitCode(for: error) == .success { exit(withError: error) }
-            let message = fullMessage(for: error)
+            let arguments = Array(CommandLine.arguments.dropFirst())
+            let message = DSNArguments.scrub(fullMessage(for: error), arguments: arguments)
             if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
-            if exitCode(for: error) == .validationFailure, CommandLine.arguments.dropFirst().first == "diff" {
-                DiffCommand.writeUsageError(message, arguments: Array(CommandLine.arguments.dropFirst(2)))
+            if exitCode(for: error) == .validationFailure, arguments.first == "diff" {
+                DiffCommand.writeUsageError(message, arguments: Array(arguments.dropFirst()))
             }
             Foundation.exit(2)
         }

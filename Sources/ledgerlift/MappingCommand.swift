@@ -33,6 +33,10 @@ struct MappingCommand: AsyncParsableCommand {
         @Option(help: "The mapping file (YAML).")
         var mapping: String
 
+        func validate() throws {
+            try DSNArguments.validate(legacy, option: "--legacy")
+        }
+
         func run() async throws {
             let file: MappingFile
             do {

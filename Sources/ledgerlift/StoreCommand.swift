@@ -14,6 +14,10 @@ struct StoreOptions: ParsableArguments {
 
     var store: EventStore { EventStore(schema: schema) }
 
+    func validate() throws {
+        try DSNArguments.validate(dsn, option: "--store")
+    }
+
     func connect() async throws -> Connection {
         try await Connection.connect(dsn, applicationName: "ledgerlift")
     }
@@ -29,19 +33,38 @@ struct StoreCommand: AsyncParsableCommand {
 
     struct Init: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Create the event store schema, or upgrade it to this version (idempotent).")
+            abstract: "Create the event store schema, or upgrade it to this version (idempotent).",
+            discussion: """
+                Run it as the role that is to own the store. With --grant-to, it also grants another role \
+                exactly what every other command needs (append and read events, checkpoints, snapshots, the \
+                backfill's bookkeeping, the read models) and nothing that could alter the event log: the \
+                writer cannot update, delete or truncate events, alter the table or disable its append-only \
+                trigger. Run everything but store init as that role. docs/security.md lists the grants.
+                """)
 
         @OptionGroup var options: StoreOptions
+
+        @Option(
+            help: ArgumentHelp(
+                "Grant this role the privileges of a writer that cannot alter the event log (rerun after upgrades).",
+                valueName: "role"))
+        var grantTo: String?
 
         func run() async throws {
             let connection = try await options.connect()
             let store = options.store
             let (from, to) = try await connection.withSession { try store.migrate($0) }
+            let masked = ConnectionString.masked(options.dsn)
             if from == to {
-                print("event store \(store.schema) at \(ConnectionString.masked(options.dsn)) is up to date (schema version \(to))")
+                print("event store \(store.schema) at \(masked) is up to date (schema version \(to))")
             } else {
-                print("event store \(store.schema) at \(ConnectionString.masked(options.dsn)): schema version \(from) → \(to)")
+                print("event store \(store.schema) at \(masked): schema version \(from) → \(to)")
             }
+            guard let role = grantTo else { return }
+            // A WriterRoleError says which role and why, e.g. "role app is a superuser: …".
+            let statements = try await connection.withSession { try store.grantWriter(role, in: $0) }
+            print("\(role) may now append and read, but not alter the event log; granted:")
+            for statement in statements { print("  " + statement + ";") }
         }
     }
 
