@@ -30,7 +30,7 @@ struct ArgumentParsingTests {
     }
 
     @Test func backfillDefaultsToOneWorkerBatchesOf5000AndWritingForReal() throws {
-        let backfill = try parse(["backfill", "--legacy", "l", "--store", "s", "--mapping", "m"], as: BackfillCommand.self)
+        let backfill = try parse(["backfill", "--legacy", "dbname=l", "--store", "dbname=s", "--mapping", "m"], as: BackfillCommand.self)
         #expect(backfill.workers == 1)
         #expect(backfill.schema == "ledgerlift")
         #expect(backfill.batchEvents == 5_000)
@@ -40,34 +40,34 @@ struct ArgumentParsingTests {
 
     @Test(arguments: [["--workers", "1"], ["--workers", "64"], ["--batch-events", "1"], ["--workers=64", "--batch-events=1"]])
     func backfillAcceptsTheEdgesOfItsRanges(_ extra: [String]) throws {
-        #expect(refusal(["backfill", "--legacy", "l", "--store", "s", "--mapping", "m"] + extra) == nil)
+        #expect(refusal(["backfill", "--legacy", "dbname=l", "--store", "dbname=s", "--mapping", "m"] + extra) == nil)
     }
 
     @Test func storeInitAndStatsTakeTheStoreAndItsSchema() throws {
         let initialize = try parse(["store", "init", "--store", "postgresql://store"], as: StoreCommand.Init.self)
         #expect(initialize.options.dsn == "postgresql://store")
         #expect(initialize.options.schema == "ledgerlift")
-        let other = try parse(["store", "init", "--store", "s", "--schema", "ledger_v2"], as: StoreCommand.Init.self)
+        let other = try parse(["store", "init", "--store", "dbname=s", "--schema", "ledger_v2"], as: StoreCommand.Init.self)
         #expect(other.options.schema == "ledger_v2")
 
-        let stats = try parse(["store", "stats", "--store", "s"], as: StoreCommand.Stats.self)
-        #expect(stats.options.dsn == "s")
+        let stats = try parse(["store", "stats", "--store", "dbname=s"], as: StoreCommand.Stats.self)
+        #expect(stats.options.dsn == "dbname=s")
         #expect(stats.format == .table)
-        #expect(try parse(["store", "stats", "--store", "s", "--format", "json"], as: StoreCommand.Stats.self).format == .json)
+        #expect(try parse(["store", "stats", "--store", "dbname=s", "--format", "json"], as: StoreCommand.Stats.self).format == .json)
     }
 
     @Test func eventsTakesAStreamAnAsOfAndAFormat() throws {
         let events = try parse(
-            ["events", "--store", "s", "--stream", "invoice-1042", "--as-of", "2024-03-01", "--format", "json"],
+            ["events", "--store", "dbname=s", "--stream", "invoice-1042", "--as-of", "2024-03-01", "--format", "json"],
             as: EventsCommand.self)
-        #expect(events.options.dsn == "s")
+        #expect(events.options.dsn == "dbname=s")
         #expect(events.stream == "invoice-1042")
         #expect(events.asOf == "2024-03-01")
         #expect(events.format == .json)
-        let plain = try parse(["events", "--store", "s", "--stream", "customer-7"], as: EventsCommand.self)
+        let plain = try parse(["events", "--store", "dbname=s", "--stream", "customer-7"], as: EventsCommand.self)
         #expect(plain.asOf == nil)
         #expect(plain.format == .table)
-        #expect(refusal(["events", "--store", "s", "--stream", "x", "--as-of", "2024-03-01T12:00:00Z"]) == nil)
+        #expect(refusal(["events", "--store", "dbname=s", "--stream", "x", "--as-of", "2024-03-01T12:00:00Z"]) == nil)
     }
 
     @Test func mappingCheckTakesTheLegacyDatabaseAndTheMappingFile() throws {
@@ -81,36 +81,36 @@ struct ArgumentParsingTests {
         #expect(load.target.dsn == "postgresql://legacy")
         #expect(load.target.fixtures == nil)
         #expect(!load.dirty)
-        let dirty = try parse(["fixture", "load", "--dsn", "d", "--fixtures", "/srv/fixtures", "--dirty"], as: FixtureCommand.Load.self)
+        let dirty = try parse(["fixture", "load", "--dsn", "dbname=d", "--fixtures", "/srv/fixtures", "--dirty"], as: FixtureCommand.Load.self)
         #expect(dirty.target.fixtures == "/srv/fixtures")
         #expect(dirty.dirty)
     }
 
     @Test func fixtureGenerateTakesCustomersSeedStartAndMonths() throws {
         let generate = try parse(
-            ["fixture", "generate", "--dsn", "d", "--customers", "3000", "--seed", "42", "--start", "2022-06-01", "--months", "12"],
+            ["fixture", "generate", "--dsn", "dbname=d", "--customers", "3000", "--seed", "42", "--start", "2022-06-01", "--months", "12"],
             as: FixtureCommand.Generate.self)
-        #expect(generate.target.dsn == "d")
+        #expect(generate.target.dsn == "dbname=d")
         #expect(generate.customers == 3_000)
         #expect(generate.seed == 42)
         #expect(generate.start == "2022-06-01")
         #expect(generate.months == 12)
-        let defaults = try parse(["fixture", "generate", "--dsn", "d", "--customers", "1", "--seed", "0"], as: FixtureCommand.Generate.self)
+        let defaults = try parse(["fixture", "generate", "--dsn", "dbname=d", "--customers", "1", "--seed", "0"], as: FixtureCommand.Generate.self)
         #expect(defaults.start == "2023-01-01")
         #expect(defaults.months == FixtureGenerator.Configuration.defaultMonths)
     }
 
     @Test func projectTakesItsSchemasBatchSizeAndModes() throws {
         let project = try parse(
-            ["project", "--store", "s", "--schema", "ll", "--read-schema", "rm", "--batch-size", "1", "--rebuild", "--follow"],
+            ["project", "--store", "dbname=s", "--schema", "ll", "--read-schema", "rm", "--batch-size", "1", "--rebuild", "--follow"],
             as: ProjectCommand.self)
-        #expect(project.store.dsn == "s")
+        #expect(project.store.dsn == "dbname=s")
         #expect(project.store.schema == "ll")
         #expect(project.readSchema == "rm")
         #expect(project.batchSize == 1)
         #expect(project.rebuild)
         #expect(project.follow)
-        let defaults = try parse(["project", "--store", "s"], as: ProjectCommand.self)
+        let defaults = try parse(["project", "--store", "dbname=s"], as: ProjectCommand.self)
         #expect(defaults.readSchema == "ledgerlift_read")
         #expect(defaults.batchSize == 10_000)
         #expect(!defaults.rebuild)
@@ -119,48 +119,48 @@ struct ArgumentParsingTests {
 
     @Test func queryBalanceAndInvoiceTakeTheirKeyAndAnAsOf() throws {
         let balance = try parse(
-            ["query", "balance", "--store", "s", "--customer", "7", "--as-of", "2024-03-01", "--format", "json"],
+            ["query", "balance", "--store", "dbname=s", "--customer", "7", "--as-of", "2024-03-01", "--format", "json"],
             as: QueryCommand.Balance.self)
-        #expect(balance.options.store.dsn == "s")
+        #expect(balance.options.store.dsn == "dbname=s")
         #expect(balance.options.readSchema == "ledgerlift_read")
         #expect(balance.options.format == .json)
         #expect(balance.customer == "7")
         #expect(balance.asOf == "2024-03-01")
 
         let invoice = try parse(
-            ["query", "invoice", "--store", "s", "1042", "--as-of", "2024-03-01T12:00:00Z", "--read-schema", "rm"],
+            ["query", "invoice", "--store", "dbname=s", "1042", "--as-of", "2024-03-01T12:00:00Z", "--read-schema", "rm"],
             as: QueryCommand.Invoice.self)
         #expect(invoice.invoiceID == "1042")
         #expect(invoice.asOf == "2024-03-01T12:00:00Z")
         #expect(invoice.options.readSchema == "rm")
         #expect(invoice.options.format == .table)
-        #expect(try parse(["query", "invoice", "--store", "s", "1042"], as: QueryCommand.Invoice.self).asOf == nil)
+        #expect(try parse(["query", "invoice", "--store", "dbname=s", "1042"], as: QueryCommand.Invoice.self).asOf == nil)
     }
 
     @Test func reportsTakeTheirMonthsOrAnAsOf() throws {
         let revenue = try parse(
-            ["report", "revenue", "--store", "s", "--from", "2024-01", "--to", "2024-06", "--format", "json"],
+            ["report", "revenue", "--store", "dbname=s", "--from", "2024-01", "--to", "2024-06", "--format", "json"],
             as: ReportCommand.Revenue.self)
         #expect(revenue.from == "2024-01")
         #expect(revenue.to == "2024-06")
         #expect(revenue.options.format == .json)
         // One month is a range too.
-        let mrr = try parse(["report", "mrr", "--store", "s", "--from", "2024-04", "--to", "2024-04"], as: ReportCommand.MRR.self)
+        let mrr = try parse(["report", "mrr", "--store", "dbname=s", "--from", "2024-04", "--to", "2024-04"], as: ReportCommand.MRR.self)
         #expect(mrr.from == "2024-04" && mrr.to == "2024-04")
-        let aging = try parse(["report", "aging", "--store", "s", "--as-of", "2024-03-31"], as: ReportCommand.Aging.self)
+        let aging = try parse(["report", "aging", "--store", "dbname=s", "--as-of", "2024-03-31"], as: ReportCommand.Aging.self)
         #expect(aging.asOf == "2024-03-31")
-        #expect(try parse(["report", "aging", "--store", "s"], as: ReportCommand.Aging.self).asOf == nil)
+        #expect(try parse(["report", "aging", "--store", "dbname=s"], as: ReportCommand.Aging.self).asOf == nil)
     }
 
     @Test func diffTakesEveryOption() throws {
         let diff = try parse(
             [
-                "diff", "--legacy", "l", "--store", "s", "--mapping", "m", "--entity", "invoice", "--entity", "payment, refund",
+                "diff", "--legacy", "dbname=l", "--store", "dbname=s", "--mapping", "m", "--entity", "invoice", "--entity", "payment, refund",
                 "--format", "junit", "--output", "report.xml", "--summary", "summary.md", "--max-rows", "0", "--schema", "ll",
                 "--read-schema", "rm", "--catch-up-timeout", "0", "--no-reverify", "--skip-invariants",
             ], as: DiffCommand.self)
-        #expect(diff.legacy == "l")
-        #expect(diff.store == "s")
+        #expect(diff.legacy == "dbname=l")
+        #expect(diff.store == "dbname=s")
         #expect(diff.mapping == "m")
         #expect(diff.entityNames == ["invoice", "payment, refund"])
         #expect(try diff.entities() == [.invoice, .payment, .refund])
@@ -176,7 +176,7 @@ struct ArgumentParsingTests {
     }
 
     @Test func diffDefaultsToEveryEntityAsTextWithReverificationAndInvariants() throws {
-        let diff = try parse(["diff", "--legacy", "l", "--store", "s", "--mapping", "m"], as: DiffCommand.self)
+        let diff = try parse(["diff", "--legacy", "dbname=l", "--store", "dbname=s", "--mapping", "m"], as: DiffCommand.self)
         #expect(try diff.entities() == nil)
         #expect(diff.format == .text)
         #expect(diff.output == nil && diff.summary == nil)

@@ -8,35 +8,35 @@ import Testing
 /// wrong form says which and why. The messages are pinned exactly as they are today.
 @Suite("CLI: wrong command lines are refused with a message naming the option")
 struct UsageErrorTests {
-    static let backfill = ["backfill", "--legacy", "l", "--store", "s", "--mapping", "m"]
-    static let diff = ["diff", "--legacy", "l", "--store", "s", "--mapping", "m"]
+    static let backfill = ["backfill", "--legacy", "dbname=l", "--store", "dbname=s", "--mapping", "m"]
+    static let diff = ["diff", "--legacy", "dbname=l", "--store", "dbname=s", "--mapping", "m"]
 
     static let missing: [([String], String)] = [
-        (["backfill", "--store", "s", "--mapping", "m"], "--legacy <legacy>"),
-        (["backfill", "--legacy", "l", "--mapping", "m"], "--store <store>"),
-        (["backfill", "--legacy", "l", "--store", "s"], "--mapping <mapping>"),
+        (["backfill", "--store", "dbname=s", "--mapping", "m"], "--legacy <legacy>"),
+        (["backfill", "--legacy", "dbname=l", "--mapping", "m"], "--store <store>"),
+        (["backfill", "--legacy", "dbname=l", "--store", "dbname=s"], "--mapping <mapping>"),
         (["store", "init"], "--store <store>"),
         (["store", "stats", "--format", "json"], "--store <store>"),
-        (["events", "--store", "s"], "--stream <stream>"),
+        (["events", "--store", "dbname=s"], "--stream <stream>"),
         (["events", "--stream", "invoice-1"], "--store <store>"),
         (["mapping", "check", "--mapping", "m"], "--legacy <legacy>"),
-        (["mapping", "check", "--legacy", "l"], "--mapping <mapping>"),
+        (["mapping", "check", "--legacy", "dbname=l"], "--mapping <mapping>"),
         (["fixture", "load"], "--dsn <dsn>"),
         (["fixture", "generate", "--customers", "10", "--seed", "1"], "--dsn <dsn>"),
-        (["fixture", "generate", "--dsn", "d", "--seed", "1"], "--customers <customers>"),
-        (["fixture", "generate", "--dsn", "d", "--customers", "10"], "--seed <seed>"),
+        (["fixture", "generate", "--dsn", "dbname=d", "--seed", "1"], "--customers <customers>"),
+        (["fixture", "generate", "--dsn", "dbname=d", "--customers", "10"], "--seed <seed>"),
         (["project"], "--store <store>"),
-        (["query", "balance", "--store", "s"], "--customer <customer>"),
+        (["query", "balance", "--store", "dbname=s"], "--customer <customer>"),
         (["query", "balance", "--customer", "7"], "--store <store>"),
-        (["query", "invoice", "--store", "s"], "<invoice-id>"),
-        (["report", "revenue", "--store", "s", "--to", "2024-04"], "--from <from>"),
-        (["report", "revenue", "--store", "s", "--from", "2024-01"], "--to <to>"),
-        (["report", "mrr", "--store", "s", "--to", "2024-04"], "--from <from>"),
-        (["report", "mrr", "--store", "s", "--from", "2024-01"], "--to <to>"),
+        (["query", "invoice", "--store", "dbname=s"], "<invoice-id>"),
+        (["report", "revenue", "--store", "dbname=s", "--to", "2024-04"], "--from <from>"),
+        (["report", "revenue", "--store", "dbname=s", "--from", "2024-01"], "--to <to>"),
+        (["report", "mrr", "--store", "dbname=s", "--to", "2024-04"], "--from <from>"),
+        (["report", "mrr", "--store", "dbname=s", "--from", "2024-01"], "--to <to>"),
         (["report", "aging"], "--store <store>"),
-        (["diff", "--store", "s", "--mapping", "m"], "--legacy <legacy>"),
-        (["diff", "--legacy", "l", "--mapping", "m"], "--store <store>"),
-        (["diff", "--legacy", "l", "--store", "s"], "--mapping <mapping>"),
+        (["diff", "--store", "dbname=s", "--mapping", "m"], "--legacy <legacy>"),
+        (["diff", "--legacy", "dbname=l", "--mapping", "m"], "--store <store>"),
+        (["diff", "--legacy", "dbname=l", "--store", "dbname=s"], "--mapping <mapping>"),
     ]
 
     @Test(arguments: missing)
@@ -51,35 +51,35 @@ struct UsageErrorTests {
         (backfill + ["--batch-events", "0"], "--batch-events must be at least 1"),
         (backfill + ["--workers", "two"], "The value 'two' is invalid for '--workers <workers>'"),
         (
-            ["store", "stats", "--store", "s", "--format", "xml"],
+            ["store", "stats", "--store", "dbname=s", "--format", "xml"],
             "The value 'xml' is invalid for '--format <format>'. Please provide one of 'table' and 'json'."
         ),
-        (["events", "--store", "s", "--stream", "x", "--as-of", "yesterday"], #"--as-of "yesterday" is not a date or timestamp \#(asOfExample)"#),
+        (["events", "--store", "dbname=s", "--stream", "x", "--as-of", "yesterday"], #"--as-of "yesterday" is not a date or timestamp \#(asOfExample)"#),
         (
-            ["events", "--store", "s", "--stream", "x", "--format", "xml"],
+            ["events", "--store", "dbname=s", "--stream", "x", "--format", "xml"],
             "The value 'xml' is invalid for '--format <format>'. Please provide one of 'table' and 'json'."
         ),
-        (["fixture", "generate", "--dsn", "d", "--customers", "0", "--seed", "1"], "customers must be between 1 and 50000000, got 0"),
-        (["fixture", "generate", "--dsn", "d", "--customers", "9", "--seed", "1", "--months", "0"], "months must be between 1 and 120, got 0"),
+        (["fixture", "generate", "--dsn", "dbname=d", "--customers", "0", "--seed", "1"], "customers must be between 1 and 50000000, got 0"),
+        (["fixture", "generate", "--dsn", "dbname=d", "--customers", "9", "--seed", "1", "--months", "0"], "months must be between 1 and 120, got 0"),
         (
-            ["fixture", "generate", "--dsn", "d", "--customers", "9", "--seed", "1", "--start", "2023-13-01"],
+            ["fixture", "generate", "--dsn", "dbname=d", "--customers", "9", "--seed", "1", "--start", "2023-13-01"],
             "--start must be a date like 2023-01-01, got '2023-13-01'"
         ),
-        (["fixture", "generate", "--dsn", "d", "--customers", "9", "--seed", "x"], "The value 'x' is invalid for '--seed <seed>'"),
-        (["project", "--store", "s", "--batch-size", "0"], "--batch-size must be positive"),
-        (["query", "balance", "--store", "s", "--customer", "7", "--as-of", "soon"], #"--as-of "soon" is not a date or timestamp \#(asOfExample)"#),
-        (["query", "invoice", "--store", "s", "42", "--as-of", "2024-02-30"], #"--as-of "2024-02-30" is not a valid date: 2024-02 has no day 30"#),
+        (["fixture", "generate", "--dsn", "dbname=d", "--customers", "9", "--seed", "x"], "The value 'x' is invalid for '--seed <seed>'"),
+        (["project", "--store", "dbname=s", "--batch-size", "0"], "--batch-size must be positive"),
+        (["query", "balance", "--store", "dbname=s", "--customer", "7", "--as-of", "soon"], #"--as-of "soon" is not a date or timestamp \#(asOfExample)"#),
+        (["query", "invoice", "--store", "dbname=s", "42", "--as-of", "2024-02-30"], #"--as-of "2024-02-30" is not a valid date: 2024-02 has no day 30"#),
         (
-            ["query", "balance", "--store", "s", "--customer", "7", "--format", "xml"],
+            ["query", "balance", "--store", "dbname=s", "--customer", "7", "--format", "xml"],
             "The value 'xml' is invalid for '--format <format>'. Please provide one of 'table' and 'json'."
         ),
-        (["report", "revenue", "--store", "s", "--from", "2024-3", "--to", "2024-04"], "--from 2024-3 is not a month like 2024-03 (years 0001 to 9999)"),
-        (["report", "revenue", "--store", "s", "--from", "2024-03", "--to", "April"], "--to April is not a month like 2024-03 (years 0001 to 9999)"),
-        (["report", "revenue", "--store", "s", "--from", "2024-05", "--to", "2024-04"], "--from 2024-05 is after --to 2024-04"),
-        (["report", "mrr", "--store", "s", "--from", "2024-01", "--to", "2024-13"], "--to 2024-13 is not a month like 2024-03 (years 0001 to 9999)"),
-        (["report", "aging", "--store", "s", "--as-of", "nope"], #"--as-of "nope" is not a date or timestamp \#(asOfExample)"#),
+        (["report", "revenue", "--store", "dbname=s", "--from", "2024-3", "--to", "2024-04"], "--from 2024-3 is not a month like 2024-03 (years 0001 to 9999)"),
+        (["report", "revenue", "--store", "dbname=s", "--from", "2024-03", "--to", "April"], "--to April is not a month like 2024-03 (years 0001 to 9999)"),
+        (["report", "revenue", "--store", "dbname=s", "--from", "2024-05", "--to", "2024-04"], "--from 2024-05 is after --to 2024-04"),
+        (["report", "mrr", "--store", "dbname=s", "--from", "2024-01", "--to", "2024-13"], "--to 2024-13 is not a month like 2024-03 (years 0001 to 9999)"),
+        (["report", "aging", "--store", "dbname=s", "--as-of", "nope"], #"--as-of "nope" is not a date or timestamp \#(asOfExample)"#),
         (
-            ["report", "aging", "--store", "s", "--format", "xml"],
+            ["report", "aging", "--store", "dbname=s", "--format", "xml"],
             "The value 'xml' is invalid for '--format <format>'. Please provide one of 'table' and 'json'."
         ),
         (
@@ -107,8 +107,8 @@ struct UsageErrorTests {
         (["stor", "init"], "2 unexpected arguments: 'stor', 'init'"),
         (["store", "ini"], "Unexpected argument 'ini'"),
         // A misspelt subcommand followed by an option is reported as an unknown option.
-        (["backfil", "--legacy", "l"], "Unknown option '--legacy'"),
-        (["query", "balances", "--store", "s"], "Unknown option '--store'"),
+        (["backfil", "--legacy", "dbname=l"], "Unknown option '--legacy'"),
+        (["query", "balances", "--store", "dbname=s"], "Unknown option '--store'"),
         (backfill + ["--worker", "2"], "Unknown option '--worker'. Did you mean '--workers'?"),
     ]
 
