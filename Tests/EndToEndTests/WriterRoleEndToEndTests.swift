@@ -90,13 +90,13 @@ struct WriterRoleEndToEndTests {
 
         // The writer cannot grant itself anything, and a superuser is not a writer.
         let selfGrant = try LedgerliftBinary.run(["store", "init", "--store", writerDSN, "--grant-to", writer])
-        #expect(selfGrant.status == 1)
+        #expect(selfGrant.status == 2)
         #expect(
             selfGrant.stderr.contains(
                 "\(writer) does not own the event store (\(owner) does): run store init --grant-to as \(owner)"))
         let superuser = try await admin.query("SELECT current_user::text").rows[0].decode(at: 0, as: String.self)
         let toSuperuser = try LedgerliftBinary.run(["store", "init", "--store", ownerDSN, "--grant-to", superuser])
-        #expect(toSuperuser.status == 1)
+        #expect(toSuperuser.status == 2)
         #expect(
             toSuperuser.stderr.contains("role \(superuser) is a superuser: it could disable the append-only trigger"))
     }
