@@ -267,7 +267,7 @@ public struct FixtureGenerator: Sendable {
             progress(Progress(phase: .generating, customersGenerated: 0, customersTotal: total, rowsWritten: 0))
             for id in 1...total {
                 if stop.isSet { throw FixtureError(code: .cancelled, message: "generation was cancelled after \(id - 1) customers") }
-                generator.generate(customer: Int64(id))
+                try generator.generate(customer: Int64(id))
                 do {
                     try emitter.emit(generator.rows)
                 } catch {

@@ -123,7 +123,11 @@ struct StoryGenerator {
     // MARK: - Customer
 
     /// Builds customer `id`'s rows into ``rows`` (ids 1…N, in order).
-    mutating func generate(customer id: Int64) {
+    ///
+    /// - Throws: ``FixtureError`` with code ``FixtureError/Code/generation`` when the story
+    ///   reaches a state the simulation cannot continue from (a defect of the generator, never of
+    ///   the input); the message names the seed and the customer, which reproduce it.
+    mutating func generate(customer id: Int64) throws(FixtureError) {
         rows.reset()
         rng = Xoshiro256(seed: seed, stream: UInt64(id))
         pool.removeAll(keepingCapacity: true)
@@ -133,7 +137,9 @@ struct StoryGenerator {
 
         let created = signupInstant(id)
         var currency = Currency.allCases[rng.weightedIndex([70, 16, 8, 3, 3])]
-        if created + Clock.hour >= window.clock || created + Clock.hour < catalog.launch(of: currency) { currency = .usd }
+        // A currency whose plans launch later is not offered yet: the customer's subscription
+        // starts minutes after `created`, and must find a plan in its currency then.
+        if !catalog.acceptsSignups(in: currency, from: created) { currency = .usd }
         let first = rng.pick(Vocabulary.firstNames)
         let last = rng.pick(Vocabulary.lastNames)
         let company = rng.pick(Vocabulary.companyFirst) + rng.pick(Vocabulary.companySecond)
@@ -156,7 +162,7 @@ struct StoryGenerator {
         } else if kind == 1 {
             servicesOnly(created)
         } else {
-            subscriber(created)
+            try subscriber(created)
         }
         finishCustomer()
     }
@@ -240,10 +246,10 @@ struct StoryGenerator {
         }
     }
 
-    private mutating func subscriber(_ created: Instant) {
+    private mutating func subscriber(_ created: Instant) throws(FixtureError) {
         let currency = rows.customer.moneyCurrency
         var start = created + rng.int64(1...30) * Clock.minute
-        var plan = signupPlan(currency, at: start)
+        var plan = try signupPlan(currency, at: start)
         choosePaymentMethod(for: plan)
         let teamPlan = catalog.plans.first { $0.perSeat && $0.currency == currency }
         let concurrentStart = start + rng.int64(0...400) * Clock.day
@@ -265,15 +271,15 @@ struct StoryGenerator {
                 plan = next
                 start = at
                 link = nextLink
-                quantity = rows.subscriptions.last!.quantity
+                quantity = try lastSubscription().quantity
             case .ended(let at):
                 endedAt = at
                 // Some churned customers come back later with a new signup (no
                 // previous_subscription_id: story 41).
-                let comeback = max(at, rows.subscriptions.last!.periodEnd ?? at) + rng.int64(20...300) * Clock.day
+                let comeback = max(at, try lastSubscription().periodEnd ?? at) + rng.int64(20...300) * Clock.day
                 guard !wantsConcurrent, rng.chance(0.08), comeback < window.clock - 2 * Clock.day else { break chain }
                 start = comeback
-                plan = signupPlan(currency, at: start)
+                plan = try signupPlan(currency, at: start)
                 quantity = plan.perSeat ? rng.int64(2...25) : 1
                 link = .signup
                 endedAt = nil
@@ -291,9 +297,30 @@ struct StoryGenerator {
         }
     }
 
-    private mutating func signupPlan(_ currency: Currency, at t: Instant) -> Plan {
+    /// A plan a new subscriber in `currency` picks at `t`, by the plans' signup weights.
+    private mutating func signupPlan(_ currency: Currency, at t: Instant) throws(FixtureError) -> Plan {
         let offered = catalog.offered(currency, at: t)
+        guard offered.contains(where: { $0.weight > 0 }) else {
+            throw inconsistency(
+                "no \(currency.code) plan is offered at \(Clock.timestampText(t)) for a signup "
+                    + "(the customer was created \(Clock.timestampText(rows.customer.createdAt)); "
+                    + "\(currency.code) launches \(catalog.launch(of: currency).map(Clock.timestampText) ?? "never"))")
+        }
         return offered[rng.weightedIndex(offered.map(\.weight))]
+    }
+
+    /// The subscription row ``runSubscription(plan:quantity:start:link:)`` appended last.
+    private func lastSubscription() throws(FixtureError) -> SubscriptionRow {
+        guard let last = rows.subscriptions.last else { throw inconsistency("a subscription ended before any was created") }
+        return last
+    }
+
+    /// A defect of the generator met while building the current customer, with what reproduces it.
+    private func inconsistency(_ what: String) -> FixtureError {
+        FixtureError(
+            code: .generation,
+            message: "the generator cannot build customer \(ids.customer) of \(customerCount) (seed \(seed), window "
+                + "\(Clock.timestampText(window.start)) + \(window.months) months): \(what)")
     }
 
     /// Derives the customer's caches from its rows.
