@@ -9,7 +9,7 @@ public struct FixtureError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure this is.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         fileprivate enum Base: String, Sendable, Hashable {
-            case fixturesNotFound, unreadableFile, invalidConfiguration, generation, database, cancelled
+            case fixturesNotFound, unreadableFile, invalidConfiguration, generation, database, cancelled, busy
         }
         fileprivate let base: Base
 
@@ -26,6 +26,8 @@ public struct FixtureError: Error, Sendable, CustomStringConvertible {
         public static let database = Code(base: .database)
         /// The task was cancelled.
         public static let cancelled = Code(base: .cancelled)
+        /// Another `fixture generate` is writing to the same database.
+        public static let busy = Code(base: .busy)
 
         public var description: String { base.rawValue }
     }
