@@ -160,7 +160,7 @@ struct StoryGenerator {
         if kind == 0 {
             lead(created)
         } else if kind == 1 {
-            servicesOnly(created)
+            try servicesOnly(created)
         } else {
             try subscriber(created)
         }
@@ -236,12 +236,12 @@ struct StoryGenerator {
     }
 
     /// A customer billed only for services (one-off invoices, no subscription), by bank transfer.
-    private mutating func servicesOnly(_ created: Instant) {
+    private mutating func servicesOnly(_ created: Instant) throws(FixtureError) {
         profile.method = .bankTransfer
         var t = created + rng.int64(1...72) * Clock.hour
         for _ in 0..<rng.int(1...3) {
             guard t < window.clock else { break }
-            oneOff(at: t)
+            try oneOff(at: t)
             t += rng.int64(20...200) * Clock.day
         }
     }
@@ -263,7 +263,7 @@ struct StoryGenerator {
         var quantity: Int64 = plan.perSeat ? rng.int64(2...25) : 1
         var endedAt: Instant?
         chain: while true {
-            switch runSubscription(plan: plan, quantity: quantity, start: start, link: link) {
+            switch try runSubscription(plan: plan, quantity: quantity, start: start, link: link) {
             case .running, .stopped:
                 endedAt = nil
                 break chain
@@ -286,7 +286,7 @@ struct StoryGenerator {
             }
         }
         if wantsConcurrent, let teamPlan {
-            _ = runSubscription(plan: teamPlan, quantity: rng.int64(2...12), start: concurrentStart, link: .signup)
+            _ = try runSubscription(plan: teamPlan, quantity: rng.int64(2...12), start: concurrentStart, link: .signup)
         } else if let endedAt, rng.chance(0.12) {
             // Soft delete (sin 14): the rows and the PII stay; the customer may still owe.
             let deleted = endedAt + rng.int64(1...90) * Clock.day + rng.int64(0...86_399)
@@ -342,7 +342,9 @@ struct StoryGenerator {
 
     // MARK: - Subscription
 
-    private mutating func runSubscription(plan initialPlan: Plan, quantity: Int64, start: Instant, link: Link) -> Ending {
+    private mutating func runSubscription(
+        plan initialPlan: Plan, quantity: Int64, start: Instant, link: Link
+    ) throws(FixtureError) -> Ending {
         var plan = initialPlan
         let clock = window.clock
         ids.subscription += 1
@@ -420,7 +422,7 @@ struct StoryGenerator {
             pending.removeAll()
             guard rows.invoices[invoiceIndex].status != .draft else { return .running }
 
-            let collected = collect(invoiceIndex, subscription: s, newSignup: newSignup && k == 0)
+            let collected = try collect(invoiceIndex, subscription: s, newSignup: newSignup && k == 0)
             var paidAt: Instant
             switch collected {
             case .paid(let t): paidAt = t
@@ -471,7 +473,7 @@ struct StoryGenerator {
                     case 0: refund(invoiceIndex, at: event.at, full: false)
                     case 1: creditNote(on: invoiceIndex, at: event.at, before: high)
                     case 2: goodwillCredit(at: event.at)
-                    case 3: oneOff(at: event.at)
+                    case 3: try oneOff(at: event.at)
                     case 4:
                         snapshot(s, at: event.at, byUser: true)
                         rows.subscriptions[s].status = .canceled
@@ -761,7 +763,7 @@ struct StoryGenerator {
     }
 
     /// A one-off invoice for services (story 34), collected like any other.
-    private mutating func oneOff(at t: Instant) {
+    private mutating func oneOff(at t: Instant) throws(FixtureError) {
         let currency = rows.customer.moneyCurrency
         var items: [PendingLine] = []
         for _ in 0..<rng.int(1...2) {
@@ -774,18 +776,23 @@ struct StoryGenerator {
                     amount: quantity * price, periodStart: nil, periodEnd: nil))
         }
         let i = issue(subscriptionID: nil, items: items, periodStart: nil, periodEnd: nil, at: t)
-        if rows.invoices[i].status == .open { _ = collect(i, subscription: nil, newSignup: false) }
+        if rows.invoices[i].status == .open { _ = try collect(i, subscription: nil, newSignup: false) }
     }
 
     // MARK: - Payments
 
     /// Collects an open invoice the way the customer pays: cards and ACH debits are charged and
     /// retried through dunning; bank transfers arrive days later, sometimes in two parts.
-    private mutating func collect(_ i: Int, subscription s: Int?, newSignup: Bool) -> Collection {
+    private mutating func collect(_ i: Int, subscription s: Int?, newSignup: Bool) throws(FixtureError) -> Collection {
         let clock = window.clock
         let due = rows.invoices[i].total - rows.invoices[i].amountPaid
-        let finalizedAt = rows.invoices[i].finalizedAt!
-        if rows.invoices[i].status == .paid { return .paid(rows.invoices[i].paidAt!) }
+        guard let finalizedAt = rows.invoices[i].finalizedAt else {
+            throw inconsistency("invoice \(rows.invoices[i].id) is collected but was never finalized")
+        }
+        if rows.invoices[i].status == .paid {
+            guard let paidAt = rows.invoices[i].paidAt else { throw inconsistency("invoice \(rows.invoices[i].id) is paid with no paid_at") }
+            return .paid(paidAt)
+        }
         guard due > 0 else {
             markPaid(i, at: finalizedAt)
             return .paid(finalizedAt)
