@@ -82,6 +82,25 @@ struct FixtureGeneratorTests {
         }
     }
 
+    /// The window is an input too: whatever the start and length allowed, generation finishes and
+    /// only C18 (events outside the reference window) can report anything.
+    @Test(arguments: [("2024-02-29", 16), ("2023-01-01", 1), ("1990-01-31", 120), ("2200-12-31", 1)])
+    func otherWindowsGenerateAndBreakNoRuleButTheReferenceWindow(start: String, months: Int) async throws {
+        let fixtures = try repositoryFixtures()
+        let date = try #require(PostgresDate(start))
+        try await TestDatabase.withConnection { connection, dsn in
+            var failures: [String] = []
+            for seed: UInt64 in 1...3 {
+                let configuration = FixtureGenerator.Configuration(customers: 40, seed: seed, start: date, months: months)
+                _ = try await FixtureGenerator(configuration: configuration, fixtures: fixtures).generate(dsn: dsn)
+                for (check, violations) in try await runChecks(connection) where check.code != "C18" && !violations.isEmpty {
+                    failures.append("seed \(seed): \(check.name) found \(violations.count) rows, first: \(violations.prefix(3))")
+                }
+            }
+            #expect(failures.isEmpty, "\(failures.count) failures: \(failures.prefix(5))")
+        }
+    }
+
     @Test func generatedDataCoversTheStoriesTheIssueAsksFor() async throws {
         let fixtures = try repositoryFixtures()
         try await TestDatabase.withConnection { connection, dsn in
