@@ -9,7 +9,7 @@ public struct FixtureError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure this is.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         fileprivate enum Base: String, Sendable, Hashable {
-            case fixturesNotFound, unreadableFile, invalidConfiguration, database, cancelled
+            case fixturesNotFound, unreadableFile, invalidConfiguration, generation, database, cancelled, busy
         }
         fileprivate let base: Base
 
@@ -19,10 +19,15 @@ public struct FixtureError: Error, Sendable, CustomStringConvertible {
         public static let unreadableFile = Code(base: .unreadableFile)
         /// A generator setting is out of range.
         public static let invalidConfiguration = Code(base: .invalidConfiguration)
+        /// The generator could not build a customer's story: a defect of the generator, never of
+        /// the input. The message names the seed and the customer, which reproduce it.
+        public static let generation = Code(base: .generation)
         /// PostgreSQL refused a statement or the connection broke; see ``FixtureError/underlying``.
         public static let database = Code(base: .database)
         /// The task was cancelled.
         public static let cancelled = Code(base: .cancelled)
+        /// Another `fixture generate` is writing to the same database.
+        public static let busy = Code(base: .busy)
 
         public var description: String { base.rawValue }
     }

@@ -18,7 +18,8 @@ import Synchronization
 /// customer count grows: one customer's rows are built, streamed into the `COPY`s (one
 /// connection per table) and dropped before the next customer is generated.
 ///
-/// - Important: Generating replaces the `legacy` schema of the target database.
+/// - Important: Generating replaces the `legacy` schema of the target database, all or nothing:
+///   the data is built in a staging schema and swapped in by one transaction at the end.
 public struct FixtureGenerator: Sendable {
     /// What to generate.
     public struct Configuration: Sendable, Hashable {
@@ -78,6 +79,7 @@ public struct FixtureGenerator: Sendable {
             case buildingIndexes = "building indexes"
             case addingForeignKeys = "adding foreign keys"
             case analyzing = "analyzing"
+            case replacingLegacySchema = "replacing the legacy schema"
             case finished = "finished"
         }
 
@@ -112,18 +114,38 @@ public struct FixtureGenerator: Sendable {
         self.fixtures = fixtures
     }
 
-    /// Replaces the `legacy` schema in the database at `dsn` with generated data.
+    /// The schema the data is generated in before it replaces `legacy`. It is ours alone: a
+    /// generation drops any left behind by an earlier run that was killed.
+    public static let stagingSchema = "ledgerlift_fixture_staging"
+    /// Where an existing `legacy` schema is parked, inside the first transaction only, while
+    /// `schema.sql` creates the new one (never committed under this name).
+    static let parkedSchema = "ledgerlift_fixture_parked"
+
+    /// Replaces the `legacy` schema in the database at `dsn` with generated data, all or nothing.
     ///
-    /// Runs `schema.sql`, takes off the secondary indexes and foreign keys, streams every table
-    /// with `COPY … FREEZE` on its own connection, then rebuilds the indexes, re-adds the foreign
-    /// keys (which validates every reference), moves each id sequence past its largest id and
-    /// runs `ANALYZE`.
+    /// Everything is built in the staging schema (``stagingSchema``), then swapped in:
+    ///
+    /// 1. One transaction runs `schema.sql` with the current `legacy` schema (if any) renamed out of
+    ///    its way, renames the new schema to the staging name and puts the old one back; it also
+    ///    takes off the secondary indexes and foreign keys and writes the plans.
+    /// 2. Every other table is streamed with `COPY … FREEZE`, each on its own connection and in its
+    ///    own transaction, which truncates the table first (that is what lets COPY write frozen
+    ///    rows).
+    /// 3. The indexes are rebuilt, the foreign keys re-added (which validates every reference),
+    ///    each id sequence moved past its largest id, and the tables analyzed.
+    /// 4. One transaction drops `legacy` and renames the staging schema to `legacy`.
+    ///
+    /// Until the last step commits, `legacy` is exactly as it was (or absent, if it was). A
+    /// failure drops the staging schema; if the process dies or loses its connection, the
+    /// staging schema stays behind and the next generation drops it. A session-level advisory
+    /// lock keeps two generations out of the same database.
     ///
     /// - Parameters:
     ///   - dsn: where to generate; needs the right to create schemas.
     ///   - progress: called from a background thread at each phase and every few hundred
     ///     customers; keep it quick.
-    /// - Throws: ``FixtureError``. On failure the partly generated `legacy` schema is dropped.
+    /// - Throws: ``FixtureError``; in every case `legacy` is left as it was.
+    ///   ``FixtureError/Code/busy`` when another generation holds the database.
     ///   Cancelling the task stops generation (``FixtureError/Code/cancelled``).
     public func generate(
         dsn: String, progress: @escaping @Sendable (Progress) -> Void = { _ in }
@@ -132,6 +154,7 @@ public struct FixtureGenerator: Sendable {
         let schema = try fixtures.contents(of: .schema)
         let configuration = configuration
         let total = configuration.customers
+        let staging = Self.stagingSchema
         let clock = ContinuousClock()
         let started = clock.now
         var phaseStarted = started
@@ -146,20 +169,24 @@ public struct FixtureGenerator: Sendable {
         }
 
         let control = try await Self.connect(dsn)
+        // Closing the control connection also releases the advisory lock.
         defer { control.close() }
+        try await Self.lockDatabase(control)
         report(.creatingSchema, 0)
         let catalog = PlanCatalog(window: configuration.window)
         let deferred: DeferredDDL
         do {
             deferred = try await control.withSession { session in
-                try session.executeScript(schema)
-                let deferred = try DeferredDDL.capture(in: session)
-                try deferred.drop(in: session)
-                try session.copyIn(LegacyTable.plans.copyStatement) { try Self.writePlans(catalog, $0) }
-                return deferred
+                try session.transaction { tx in
+                    try Self.createStagingSchema(schema, in: tx)
+                    let deferred = try DeferredDDL.capture(in: tx, schema: staging)
+                    try deferred.drop(in: tx)
+                    try tx.copyIn(LegacyTable.plans.copyStatement(in: staging)) { try Self.writePlans(catalog, $0) }
+                    return deferred
+                }
             }
         } catch {
-            throw FixtureError.database("creating the legacy schema in \(control.maskedDSN) failed", error)
+            throw Self.unchanged(FixtureError.database("creating the staging schema \(staging) in \(control.maskedDSN) failed", error))
         }
         finish(.creatingSchema)
 
@@ -185,20 +212,99 @@ public struct FixtureGenerator: Sendable {
             report(.analyzing, counts.total)
             try await control.withSession { session in
                 for table in LegacyTable.allCases {
+                    let name = table.qualifiedName(in: staging)
                     try session.execute(
-                        "SELECT setval(pg_get_serial_sequence($1, 'id'), (SELECT COALESCE(max(id), 0) + 1 FROM \(table.qualifiedName)), false)",
-                        [table.qualifiedName])
+                        "SELECT setval(pg_get_serial_sequence($1, 'id'), (SELECT COALESCE(max(id), 0) + 1 FROM \(name)), false)",
+                        [name])
                 }
-                try session.execute("ANALYZE " + LegacyTable.allCases.map(\.qualifiedName).joined(separator: ", "))
+                try session.execute("ANALYZE " + LegacyTable.allCases.map { $0.qualifiedName(in: staging) }.joined(separator: ", "))
             }
             finish(.analyzing)
+
+            report(.replacingLegacySchema, counts.total)
+            try await control.withSession { session in
+                try session.transaction { tx in
+                    try tx.execute("DROP SCHEMA IF EXISTS \(quoteIdentifier(LegacyTable.schema)) CASCADE")
+                    try tx.execute("ALTER SCHEMA \(quoteIdentifier(staging)) RENAME TO \(quoteIdentifier(LegacyTable.schema))")
+                }
+            }
+            finish(.replacingLegacySchema)
             report(.finished, counts.total)
             return Summary(rowCounts: counts, elapsed: clock.now - started, phases: phases)
         } catch {
-            // Leave no half-generated schema behind (schema.sql already dropped any earlier one).
-            _ = try? await control.execute("DROP SCHEMA IF EXISTS legacy CASCADE")
-            throw FixtureError.database("generating the legacy fixture in \(control.maskedDSN) failed", error)
+            // The legacy schema was never touched; the staging schema goes, in a task of its own so
+            // that it runs even when this one was cancelled. (If the connection is gone, the next
+            // generation drops it.)
+            await Task { _ = try? await control.execute("DROP SCHEMA IF EXISTS \(quoteIdentifier(staging)) CASCADE") }.value
+            throw Self.unchanged(FixtureError.database("generating the legacy fixture in \(control.maskedDSN) failed", error))
         }
+    }
+
+    /// Runs `schema.sql` in `tx` so that it creates the staging schema and leaves `legacy` alone.
+    ///
+    /// `schema.sql` drops and creates `legacy` itself; the current `legacy` is renamed out of its
+    /// way first and back afterwards, all in one transaction, so no other session ever sees it
+    /// missing and its tables keep their identity. A staging schema left by a killed run is dropped.
+    private static func createStagingSchema(_ script: String, in tx: Session) throws {
+        let legacy = quoteIdentifier(LegacyTable.schema)
+        let staging = quoteIdentifier(stagingSchema)
+        let parked = quoteIdentifier(parkedSchema)
+        try tx.execute("SET LOCAL client_min_messages = warning")
+        try tx.execute("DROP SCHEMA IF EXISTS \(staging) CASCADE")
+        let existing = try tx.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [LegacyTable.schema]).rows
+        if !existing.isEmpty { try tx.execute("ALTER SCHEMA \(legacy) RENAME TO \(parked)") }
+        try tx.executeScript(script)
+        try tx.execute("ALTER SCHEMA \(legacy) RENAME TO \(staging)")
+        if !existing.isEmpty { try tx.execute("ALTER SCHEMA \(parked) RENAME TO \(legacy)") }
+    }
+
+    /// A key of our own for `pg_try_advisory_lock`: FNV-1a of a fixed text, like the store's locks.
+    static let lockKey: Int64 = {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in "ledgerlift.fixture.generate".utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return Int64(bitPattern: hash)
+    }()
+
+    /// Takes the database's generation lock on `control` for as long as it stays open.
+    ///
+    /// - Throws: ``FixtureError/Code/busy``, naming the backend that holds it.
+    private static func lockDatabase(_ control: Connection) async throws {
+        let key = lockKey
+        let holder: Int32?
+        do {
+            holder = try await control.withSession { session -> Int32? in
+                if try session.tryAdvisoryLock(key) { return nil }
+                let rows = try session.query(
+                    """
+                    SELECT pid FROM pg_locks
+                    WHERE locktype = 'advisory' AND granted AND objsubid = 1
+                      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                      AND ((classid::bigint << 32) | objid::bigint) = $1
+                    """, [key]
+                ).rows
+                return try rows.first?.decode(at: 0, as: Int32.self) ?? 0
+            }
+        } catch {
+            throw FixtureError.database(
+                "cannot generate the legacy fixture: taking the generation lock in \(control.maskedDSN) failed", error)
+        }
+        if let holder {
+            throw FixtureError(
+                code: .busy,
+                message: "another `fixture generate` is writing to \(control.maskedDSN)"
+                    + (holder > 0 ? " (backend pid \(holder))" : "")
+                    + "; nothing was changed. Wait for it to finish, then retry")
+        }
+    }
+
+    /// `error` with a note that the legacy schema was left as it was.
+    private static func unchanged(_ error: any Error) -> any Error {
+        guard var fixture = error as? FixtureError else { return error }
+        fixture.message += "; the legacy schema was left as it was"
+        return fixture
     }
 
     private static func connect(_ dsn: String) async throws -> Connection {
@@ -226,8 +332,8 @@ public struct FixtureGenerator: Sendable {
     }
 
     /// Generates every customer on a dedicated thread (libpq calls block) and streams the rows
-    /// into one `COPY … FREEZE` per table, each on its own connection and in its own
-    /// transaction (the table is truncated first, which lets COPY write frozen rows).
+    /// into one `COPY … FREEZE` per table of the staging schema, each on its own connection and
+    /// in its own transaction (the table is truncated first, which lets COPY write frozen rows).
     /// - Returns: the rows the server loaded, per table of ``RowEmitter/tables``.
     private static func stream(
         _ configuration: Configuration, catalog: PlanCatalog, into connections: [Connection],
@@ -267,7 +373,7 @@ public struct FixtureGenerator: Sendable {
             progress(Progress(phase: .generating, customersGenerated: 0, customersTotal: total, rowsWritten: 0))
             for id in 1...total {
                 if stop.isSet { throw FixtureError(code: .cancelled, message: "generation was cancelled after \(id - 1) customers") }
-                generator.generate(customer: Int64(id))
+                try generator.generate(customer: Int64(id))
                 do {
                     try emitter.emit(generator.rows)
                 } catch {
@@ -286,15 +392,15 @@ public struct FixtureGenerator: Sendable {
             do {
                 try connections[level].withSessionBlocking { session in
                     try session.transaction { tx in
-                        try tx.execute("TRUNCATE \(table.qualifiedName)")
-                        counts[level] = try tx.copyIn(table.copyStatement + " WITH (FREEZE)") { writer in
+                        try tx.execute("TRUNCATE \(table.qualifiedName(in: stagingSchema))")
+                        counts[level] = try tx.copyIn(table.copyStatement(in: stagingSchema) + " WITH (FREEZE)") { writer in
                             writers.append(writer)
                             try open(level + 1)
                         }
                     }
                 }
             } catch {
-                throw FixtureError.database("writing \(table.qualifiedName) failed", error, table: table)
+                throw FixtureError.database("writing \(table.name) into \(stagingSchema) failed", error, table: table)
             }
         }
         try open(0)

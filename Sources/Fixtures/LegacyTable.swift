@@ -60,9 +60,13 @@ public enum LegacyTable: String, CaseIterable, Sendable, Hashable, CustomStringC
         }
     }
 
-    /// `COPY legacy.<name> (<columns>) FROM STDIN`.
-    var copyStatement: String {
-        "COPY \(qualifiedName) (\(columns.map(quoteIdentifier).joined(separator: ", "))) FROM STDIN"
+    /// `<schema>.<name>`: the table as it is named in another schema of the same shape (the
+    /// generator's staging schema).
+    func qualifiedName(in schema: String) -> String { quoteIdentifier(schema) + "." + quoteIdentifier(rawValue) }
+
+    /// `COPY <schema>.<name> (<columns>) FROM STDIN`.
+    func copyStatement(in schema: String = Self.schema) -> String {
+        "COPY \(qualifiedName(in: schema)) (\(columns.map(quoteIdentifier).joined(separator: ", "))) FROM STDIN"
     }
 }
 

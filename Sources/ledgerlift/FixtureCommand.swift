@@ -11,8 +11,8 @@ struct FixtureCommand: AsyncParsableCommand {
         commandName: "fixture",
         abstract: "Load the reference legacy billing database, or generate one at scale.",
         discussion: """
-            Both commands replace the `legacy` schema of the target database (fixtures/reference/schema.sql \
-            drops and recreates it).
+            Both commands replace the `legacy` schema of the target database, all or nothing: when they fail, \
+            the `legacy` schema the database had (if any) is left exactly as it was.
             """,
         subcommands: [Load.self, Generate.self]
     )
@@ -61,7 +61,9 @@ struct FixtureCommand: AsyncParsableCommand {
             abstract: "Create the legacy schema and fill it with synthetic customers (deterministic for a seed).",
             discussion: """
                 The generated data obeys the same arithmetic rules as the reference seed: \
-                fixtures/reference/checks.sql returns no rows on it (with the default window).
+                fixtures/reference/checks.sql returns no rows on it (with the default window). \
+                The data is built in the schema ledgerlift_fixture_staging and replaces `legacy` in one \
+                transaction at the end; one generation at a time per database.
                 """)
 
         @OptionGroup var target: Target

@@ -53,15 +53,52 @@ struct GeneratorInternalsTests {
         }
     }
 
-    @Test func aCustomersStoryDependsOnlyOnTheSeedAndItsId() {
+    @Test func aCustomersStoryDependsOnlyOnTheSeedAndItsId() throws {
         let window = GenerationWindow(start: Clock.instant(year: 2023, month: 1, day: 1), months: 34)
         let catalog = PlanCatalog(window: window)
         var one = StoryGenerator(catalog: catalog, window: window, seed: 5, customerCount: 1_000)
         var two = StoryGenerator(catalog: catalog, window: window, seed: 5, customerCount: 1_000)
-        for id in 1...20 { one.generate(customer: Int64(id)) }
-        for id in 1...20 { two.generate(customer: Int64(id)) }
+        for id in 1...20 { try one.generate(customer: Int64(id)) }
+        for id in 1...20 { try two.generate(customer: Int64(id)) }
         #expect(one.rows.customer.email == two.rows.customer.email)
         #expect(one.rows.invoices.map(\.total) == two.rows.invoices.map(\.total))
         #expect(one.ids.invoice == two.ids.invoice)
+    }
+
+    /// Issue 11 §2: seed 42 at 3,000 customers trapped ("weightedIndex needs a positive weight").
+    /// A customer created in the hour before JPY and KWD launched could take one of them (the rule
+    /// looked at `created + 1 hour`), and its subscription, a few minutes after signup, then found
+    /// no plan in its currency. From the moment a customer may take a currency on, every later
+    /// instant must offer a plan in it: the first signup, a comeback, a concurrent subscription.
+    @Test(arguments: [(2023, 1, 1, 34), (2024, 2, 29, 16), (1990, 1, 31, 120), (2200, 12, 31, 1)])
+    func aCustomerTakesACurrencyOnlyOnceAPlanInItIsOfferedFromThenOn(
+        year: Int, month: Int, day: Int, months: Int
+    ) {
+        let window = GenerationWindow(start: Clock.instant(year: year, month: month, day: day), months: months)
+        let catalog = PlanCatalog(window: window)
+        var failures: [String] = []
+        for currency in Currency.allCases {
+            guard let launch = catalog.launch(of: currency) else {
+                failures.append("\(currency.code) has no plan that stays offered")
+                continue
+            }
+            if !catalog.acceptsSignups(in: currency, from: launch) { failures.append("\(currency.code) refused at its launch") }
+            for created in stride(from: launch - 3 * Clock.hour, through: launch + 3 * Clock.hour, by: Int(Clock.minute))
+            where catalog.acceptsSignups(in: currency, from: created) {
+                for delay in [Clock.minute, 30 * Clock.minute, Clock.day, 400 * Clock.day] where created + delay < window.clock {
+                    if catalog.offered(currency, at: created + delay).isEmpty {
+                        failures.append("\(currency.code) created \(Clock.timestampText(created)) + \(delay) s: no plan")
+                    }
+                }
+            }
+        }
+        let failed = failures.count
+        #expect(failed == 0, "first: \(failures.prefix(3))")
+        // A launch inside the window really is refused before it happens (the rule is not vacuous).
+        let jpyLaunch = catalog.launch(of: .jpy) ?? window.start
+        let jpyRefusedAMinuteBeforeItsLaunch = !catalog.acceptsSignups(in: .jpy, from: jpyLaunch - Clock.minute)
+        #expect(jpyRefusedAMinuteBeforeItsLaunch)
+        let usdAcceptedFromTheStart = catalog.acceptsSignups(in: .usd, from: window.start)
+        #expect(usdAcceptedFromTheStart)
     }
 }

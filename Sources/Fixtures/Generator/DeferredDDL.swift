@@ -23,12 +23,14 @@ struct DeferredDDL: Sendable {
         let definition: String
     }
 
+    /// The schema the definitions were read from.
+    let schema: String
     let indexes: [Index]
     let foreignKeys: [ForeignKey]
 
-    /// Reads the definitions. Sets the session's `search_path` to `pg_catalog` so every name in
-    /// them comes out schema-qualified.
-    static func capture(in session: Session) throws -> DeferredDDL {
+    /// Reads the definitions of the tables in `schema`. Sets the session's `search_path` to
+    /// `pg_catalog` so every name in them comes out schema-qualified.
+    static func capture(in session: Session, schema: String) throws -> DeferredDDL {
         try session.execute("SELECT set_config('search_path', 'pg_catalog', false)")
         let indexRows = try session.query(
             """
@@ -40,7 +42,7 @@ struct DeferredDDL: Sendable {
             WHERE n.nspname = $1
               AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = t.oid AND c.conindid = i.oid)
             ORDER BY t.relname, i.relname
-            """, [LegacyTable.schema]
+            """, [schema]
         ).rows
         let keyRows = try session.query(
             """
@@ -51,9 +53,10 @@ struct DeferredDDL: Sendable {
             JOIN pg_namespace n ON n.oid = t.relnamespace
             WHERE n.nspname = $1 AND c.contype = 'f'
             ORDER BY t.relname, c.conname
-            """, [LegacyTable.schema]
+            """, [schema]
         ).rows
         return DeferredDDL(
+            schema: schema,
             indexes: try indexRows.map {
                 Index(name: try $0.decode(at: 0), table: try $0.decode(at: 1), definition: try $0.decode(at: 2))
             },
@@ -69,7 +72,7 @@ struct DeferredDDL: Sendable {
             try session.execute("ALTER TABLE \(key.table) DROP CONSTRAINT \(quoteIdentifier(key.name))")
         }
         for index in indexes {
-            try session.execute("DROP INDEX \(quoteIdentifier(LegacyTable.schema)).\(quoteIdentifier(index.name))")
+            try session.execute("DROP INDEX \(quoteIdentifier(schema)).\(quoteIdentifier(index.name))")
         }
     }
 

@@ -21,7 +21,7 @@ struct Plan {
     let weight: Int
 
     var interval: String { intervalMonths == 12 ? "year" : "month" }
-    var updatedAt: Instant { [createdAt, priceEditedAt ?? createdAt, archivedAt ?? createdAt].max()! }
+    var updatedAt: Instant { max(createdAt, priceEditedAt ?? createdAt, archivedAt ?? createdAt) }
 
     /// The price charged for a period starting at `t`: the old price before an in-place edit.
     func price(at t: Instant) -> Int64 {
@@ -111,9 +111,16 @@ struct PlanCatalog {
         plans.filter { $0.currency == currency && $0.isOffered(at: t) }
     }
 
-    /// When the first plan in `currency` launched.
-    func launch(of currency: Currency) -> Instant {
-        plans.filter { $0.currency == currency && $0.archivedAt == nil }.map(\.createdAt).min()!
+    /// When the first plan in `currency` that is never archived launched (`nil`: no such plan).
+    func launch(of currency: Currency) -> Instant? {
+        plans.filter { $0.currency == currency && $0.archivedAt == nil }.map(\.createdAt).min()
+    }
+
+    /// Whether a customer created at `t` may take `currency`: from `t` on, some plan in it is
+    /// offered at every instant (one that launched by `t` and is never archived), so a signup or a
+    /// comeback at any later time finds one.
+    func acceptsSignups(in currency: Currency, from t: Instant) -> Bool {
+        launch(of: currency).map { t >= $0 } ?? false
     }
 
     /// Plans `plan`'s subscriber could switch to at `t`: same currency, interval and seat model.

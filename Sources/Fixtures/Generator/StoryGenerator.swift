@@ -123,7 +123,11 @@ struct StoryGenerator {
     // MARK: - Customer
 
     /// Builds customer `id`'s rows into ``rows`` (ids 1…N, in order).
-    mutating func generate(customer id: Int64) {
+    ///
+    /// - Throws: ``FixtureError`` with code ``FixtureError/Code/generation`` when the story
+    ///   reaches a state the simulation cannot continue from (a defect of the generator, never of
+    ///   the input); the message names the seed and the customer, which reproduce it.
+    mutating func generate(customer id: Int64) throws(FixtureError) {
         rows.reset()
         rng = Xoshiro256(seed: seed, stream: UInt64(id))
         pool.removeAll(keepingCapacity: true)
@@ -133,7 +137,9 @@ struct StoryGenerator {
 
         let created = signupInstant(id)
         var currency = Currency.allCases[rng.weightedIndex([70, 16, 8, 3, 3])]
-        if created + Clock.hour >= window.clock || created + Clock.hour < catalog.launch(of: currency) { currency = .usd }
+        // A currency whose plans launch later is not offered yet: the customer's subscription
+        // starts minutes after `created`, and must find a plan in its currency then.
+        if !catalog.acceptsSignups(in: currency, from: created) { currency = .usd }
         let first = rng.pick(Vocabulary.firstNames)
         let last = rng.pick(Vocabulary.lastNames)
         let company = rng.pick(Vocabulary.companyFirst) + rng.pick(Vocabulary.companySecond)
@@ -154,9 +160,9 @@ struct StoryGenerator {
         if kind == 0 {
             lead(created)
         } else if kind == 1 {
-            servicesOnly(created)
+            try servicesOnly(created)
         } else {
-            subscriber(created)
+            try subscriber(created)
         }
         finishCustomer()
     }
@@ -230,20 +236,20 @@ struct StoryGenerator {
     }
 
     /// A customer billed only for services (one-off invoices, no subscription), by bank transfer.
-    private mutating func servicesOnly(_ created: Instant) {
+    private mutating func servicesOnly(_ created: Instant) throws(FixtureError) {
         profile.method = .bankTransfer
         var t = created + rng.int64(1...72) * Clock.hour
         for _ in 0..<rng.int(1...3) {
             guard t < window.clock else { break }
-            oneOff(at: t)
+            try oneOff(at: t)
             t += rng.int64(20...200) * Clock.day
         }
     }
 
-    private mutating func subscriber(_ created: Instant) {
+    private mutating func subscriber(_ created: Instant) throws(FixtureError) {
         let currency = rows.customer.moneyCurrency
         var start = created + rng.int64(1...30) * Clock.minute
-        var plan = signupPlan(currency, at: start)
+        var plan = try signupPlan(currency, at: start)
         choosePaymentMethod(for: plan)
         let teamPlan = catalog.plans.first { $0.perSeat && $0.currency == currency }
         let concurrentStart = start + rng.int64(0...400) * Clock.day
@@ -257,7 +263,7 @@ struct StoryGenerator {
         var quantity: Int64 = plan.perSeat ? rng.int64(2...25) : 1
         var endedAt: Instant?
         chain: while true {
-            switch runSubscription(plan: plan, quantity: quantity, start: start, link: link) {
+            switch try runSubscription(plan: plan, quantity: quantity, start: start, link: link) {
             case .running, .stopped:
                 endedAt = nil
                 break chain
@@ -265,22 +271,22 @@ struct StoryGenerator {
                 plan = next
                 start = at
                 link = nextLink
-                quantity = rows.subscriptions.last!.quantity
+                quantity = try lastSubscription().quantity
             case .ended(let at):
                 endedAt = at
                 // Some churned customers come back later with a new signup (no
                 // previous_subscription_id: story 41).
-                let comeback = max(at, rows.subscriptions.last!.periodEnd ?? at) + rng.int64(20...300) * Clock.day
+                let comeback = max(at, try lastSubscription().periodEnd ?? at) + rng.int64(20...300) * Clock.day
                 guard !wantsConcurrent, rng.chance(0.08), comeback < window.clock - 2 * Clock.day else { break chain }
                 start = comeback
-                plan = signupPlan(currency, at: start)
+                plan = try signupPlan(currency, at: start)
                 quantity = plan.perSeat ? rng.int64(2...25) : 1
                 link = .signup
                 endedAt = nil
             }
         }
         if wantsConcurrent, let teamPlan {
-            _ = runSubscription(plan: teamPlan, quantity: rng.int64(2...12), start: concurrentStart, link: .signup)
+            _ = try runSubscription(plan: teamPlan, quantity: rng.int64(2...12), start: concurrentStart, link: .signup)
         } else if let endedAt, rng.chance(0.12) {
             // Soft delete (sin 14): the rows and the PII stay; the customer may still owe.
             let deleted = endedAt + rng.int64(1...90) * Clock.day + rng.int64(0...86_399)
@@ -291,9 +297,30 @@ struct StoryGenerator {
         }
     }
 
-    private mutating func signupPlan(_ currency: Currency, at t: Instant) -> Plan {
+    /// A plan a new subscriber in `currency` picks at `t`, by the plans' signup weights.
+    private mutating func signupPlan(_ currency: Currency, at t: Instant) throws(FixtureError) -> Plan {
         let offered = catalog.offered(currency, at: t)
+        guard offered.contains(where: { $0.weight > 0 }) else {
+            throw inconsistency(
+                "no \(currency.code) plan is offered at \(Clock.timestampText(t)) for a signup "
+                    + "(the customer was created \(Clock.timestampText(rows.customer.createdAt)); "
+                    + "\(currency.code) launches \(catalog.launch(of: currency).map(Clock.timestampText) ?? "never"))")
+        }
         return offered[rng.weightedIndex(offered.map(\.weight))]
+    }
+
+    /// The subscription row ``runSubscription(plan:quantity:start:link:)`` appended last.
+    private func lastSubscription() throws(FixtureError) -> SubscriptionRow {
+        guard let last = rows.subscriptions.last else { throw inconsistency("a subscription ended before any was created") }
+        return last
+    }
+
+    /// A defect of the generator met while building the current customer, with what reproduces it.
+    private func inconsistency(_ what: String) -> FixtureError {
+        FixtureError(
+            code: .generation,
+            message: "the generator cannot build customer \(ids.customer) of \(customerCount) (seed \(seed), window "
+                + "\(Clock.timestampText(window.start)) + \(window.months) months): \(what)")
     }
 
     /// Derives the customer's caches from its rows.
@@ -315,7 +342,9 @@ struct StoryGenerator {
 
     // MARK: - Subscription
 
-    private mutating func runSubscription(plan initialPlan: Plan, quantity: Int64, start: Instant, link: Link) -> Ending {
+    private mutating func runSubscription(
+        plan initialPlan: Plan, quantity: Int64, start: Instant, link: Link
+    ) throws(FixtureError) -> Ending {
         var plan = initialPlan
         let clock = window.clock
         ids.subscription += 1
@@ -393,7 +422,7 @@ struct StoryGenerator {
             pending.removeAll()
             guard rows.invoices[invoiceIndex].status != .draft else { return .running }
 
-            let collected = collect(invoiceIndex, subscription: s, newSignup: newSignup && k == 0)
+            let collected = try collect(invoiceIndex, subscription: s, newSignup: newSignup && k == 0)
             var paidAt: Instant
             switch collected {
             case .paid(let t): paidAt = t
@@ -444,7 +473,7 @@ struct StoryGenerator {
                     case 0: refund(invoiceIndex, at: event.at, full: false)
                     case 1: creditNote(on: invoiceIndex, at: event.at, before: high)
                     case 2: goodwillCredit(at: event.at)
-                    case 3: oneOff(at: event.at)
+                    case 3: try oneOff(at: event.at)
                     case 4:
                         snapshot(s, at: event.at, byUser: true)
                         rows.subscriptions[s].status = .canceled
@@ -734,7 +763,7 @@ struct StoryGenerator {
     }
 
     /// A one-off invoice for services (story 34), collected like any other.
-    private mutating func oneOff(at t: Instant) {
+    private mutating func oneOff(at t: Instant) throws(FixtureError) {
         let currency = rows.customer.moneyCurrency
         var items: [PendingLine] = []
         for _ in 0..<rng.int(1...2) {
@@ -747,18 +776,23 @@ struct StoryGenerator {
                     amount: quantity * price, periodStart: nil, periodEnd: nil))
         }
         let i = issue(subscriptionID: nil, items: items, periodStart: nil, periodEnd: nil, at: t)
-        if rows.invoices[i].status == .open { _ = collect(i, subscription: nil, newSignup: false) }
+        if rows.invoices[i].status == .open { _ = try collect(i, subscription: nil, newSignup: false) }
     }
 
     // MARK: - Payments
 
     /// Collects an open invoice the way the customer pays: cards and ACH debits are charged and
     /// retried through dunning; bank transfers arrive days later, sometimes in two parts.
-    private mutating func collect(_ i: Int, subscription s: Int?, newSignup: Bool) -> Collection {
+    private mutating func collect(_ i: Int, subscription s: Int?, newSignup: Bool) throws(FixtureError) -> Collection {
         let clock = window.clock
         let due = rows.invoices[i].total - rows.invoices[i].amountPaid
-        let finalizedAt = rows.invoices[i].finalizedAt!
-        if rows.invoices[i].status == .paid { return .paid(rows.invoices[i].paidAt!) }
+        guard let finalizedAt = rows.invoices[i].finalizedAt else {
+            throw inconsistency("invoice \(rows.invoices[i].id) is collected but was never finalized")
+        }
+        if rows.invoices[i].status == .paid {
+            guard let paidAt = rows.invoices[i].paidAt else { throw inconsistency("invoice \(rows.invoices[i].id) is paid with no paid_at") }
+            return .paid(paidAt)
+        }
         guard due > 0 else {
             markPaid(i, at: finalizedAt)
             return .paid(finalizedAt)
