@@ -37,19 +37,31 @@ let package = Package(
             dependencies: ["Postgres"],
             swiftSettings: swiftSettings
         ),
+        // JSON values and text tables: formats every layer above reads and prints.
+        .target(
+            name: "TextFormats",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "Billing",
-            dependencies: ["EventStore", "Postgres"],
+            dependencies: ["EventStore", "Postgres", "TextFormats"],
+            swiftSettings: swiftSettings
+        ),
+        // The user's schema in, canonical rows out: the mapping file, its checker, the row
+        // converter, entity sources, cross-row rules and the quarantine.
+        .target(
+            name: "Mapping",
+            dependencies: ["Postgres", "EventStore", "Billing", "TextFormats", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "Migration",
-            dependencies: ["Postgres", "EventStore", "Billing", .product(name: "Yams", package: "Yams")],
+            dependencies: ["Postgres", "EventStore", "Billing", "Mapping", "TextFormats"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "Diff",
-            dependencies: ["Postgres", "EventStore", "Billing", "Migration"],
+            dependencies: ["Postgres", "EventStore", "Billing", "Mapping", "TextFormats"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -64,8 +76,10 @@ let package = Package(
                 "EventStore",
                 "Fixtures",
                 "Billing",
+                "Mapping",
                 "Migration",
                 "Diff",
+                "TextFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -77,6 +91,7 @@ let package = Package(
                 "EventStore",
                 "Billing",
                 "Diff",
+                "Mapping",
                 "Migration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -117,7 +132,7 @@ package.targets.append(
     .testTarget(
         name: "BillingTests",
         dependencies: [
-            "Billing", "EventStore", "Postgres", "TestSupport",
+            "Billing", "EventStore", "Postgres", "TestSupport", "TextFormats",
             .product(name: "PropertyBased", package: "swift-property-based"),
         ],
         swiftSettings: swiftSettings
@@ -135,7 +150,7 @@ package.targets.append(
 package.targets.append(
     .testTarget(
         name: "MigrationTests",
-        dependencies: ["Migration", "Diff", "Billing", "EventStore", "Postgres", "Fixtures", "TestSupport"],
+        dependencies: ["Mapping", "Migration", "Diff", "Billing", "EventStore", "Postgres", "Fixtures", "TestSupport"],
         swiftSettings: swiftSettings
     )
 )
@@ -144,7 +159,7 @@ package.targets.append(
     .testTarget(
         name: "CLITests",
         dependencies: [
-            "ledgerlift", "Billing", "Diff", "Fixtures",
+            "ledgerlift", "Billing", "Diff", "Fixtures", "Mapping",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
         swiftSettings: swiftSettings

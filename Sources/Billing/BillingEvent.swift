@@ -1,6 +1,7 @@
 import EventStore
 import Foundation
 import Postgres
+import TextFormats
 
 /// A billing fact: which entity, what happened, when, how well it is proven, and the canonical
 /// columns it sets.

@@ -1,4 +1,5 @@
 import Postgres
+import TextFormats
 
 /// One value of a canonical column, typed by the column's definition.
 ///

@@ -1,3 +1,4 @@
+import TextFormats
 import EventStore
 import Foundation
 import Postgres

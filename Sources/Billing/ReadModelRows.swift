@@ -1,4 +1,5 @@
 import Postgres
+import TextFormats
 
 /// Canonical rows to and from the text form of the read-model tables.
 enum ReadModelRows {

@@ -1,3 +1,5 @@
+import TextFormats
+import Mapping
 import Billing
 import Migration
 import Postgres

@@ -1,3 +1,4 @@
+import TextFormats
 import Billing
 
 /// The `json` format: one compact object whose keys come in a fixed order, so two runs over the

@@ -1,3 +1,4 @@
+import TextFormats
 import Billing
 
 /// The `junit` format: JUnit XML, the one report format every CI test reporter reads.

@@ -1,3 +1,4 @@
+import TextFormats
 import Billing
 
 /// The `markdown` format: GitHub-flavoured Markdown for a pull-request comment or a CI job

@@ -1,3 +1,4 @@
+import TextFormats
 import Billing
 
 /// The `text` format: aligned plain text for a terminal or a CI log.

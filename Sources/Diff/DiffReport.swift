@@ -1,3 +1,4 @@
+import TextFormats
 import Billing
 
 /// What `ledgerlift diff` found: per entity, the row-by-row comparison of the legacy mapping

@@ -1,3 +1,5 @@
+import Mapping
+import TextFormats
 import Billing
 
 /// Why a backfill refused to run or could not account for the legacy rows.

@@ -1,3 +1,5 @@
+import Mapping
+import TextFormats
 import Billing
 
 /// What a backfill did, entity by entity: every legacy row is accounted for as migrated or

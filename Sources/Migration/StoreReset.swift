@@ -1,3 +1,5 @@
+import Mapping
+import TextFormats
 import EventStore
 import Postgres
 

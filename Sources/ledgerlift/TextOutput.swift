@@ -1,3 +1,4 @@
+import TextFormats
 import Billing
 
 /// A JSON value rendered with keys in the order given (stable output for scripts and tests).

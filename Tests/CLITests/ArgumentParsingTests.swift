@@ -1,3 +1,4 @@
+import Mapping
 import ArgumentParser
 import Billing
 import Diff

@@ -1,3 +1,4 @@
+import Mapping
 import Billing
 import Diff
 import EventStore

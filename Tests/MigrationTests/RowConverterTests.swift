@@ -1,3 +1,4 @@
+import Mapping
 import Billing
 import Migration
 import Postgres

@@ -1,4 +1,5 @@
 import Billing
+import TextFormats
 
 /// A legacy row that cannot be migrated as it is: which row, why (a stable code), a sentence
 /// naming the column and value, and the raw row so nothing is lost.

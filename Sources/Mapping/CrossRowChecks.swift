@@ -1,21 +1,22 @@
 import Billing
+import TextFormats
 import Postgres
 
 /// Rules that need more than one row: references, totals against lines, duplicates. They run
 /// as SQL over the mapping queries inside the backfill's snapshot, so they see exactly the data
 /// the backfill migrates, and each names the keys it rejects and why.
-struct CrossRowCheck: Sendable {
+package struct CrossRowCheck: Sendable {
     /// The entity whose rows the check rejects.
-    let entity: Entity
+    package let entity: Entity
     /// Stable reason code, as in the quarantine table.
-    let reason: String
+    package let reason: String
     /// Entities whose queries the check reads.
     let needs: [Entity]
     /// SQL returning `(key text, detail text)`; `{invoice}` etc. stand for the mapping queries.
     let sql: String
 
     /// The check's SQL with each `{entity}` replaced by its mapping query as a subquery.
-    func render(_ queries: [Entity: String]) -> String? {
+    package func render(_ queries: [Entity: String]) -> String? {
         var text = sql
         for entity in needs {
             guard let query = queries[entity] else { return nil }
@@ -36,7 +37,7 @@ struct CrossRowCheck: Sendable {
     }
 
     /// Every check Ledgerlift runs, in the order their reasons take precedence.
-    static let all: [CrossRowCheck] = [
+    package static let all: [CrossRowCheck] = [
         reference(.subscription, "customer_id", .customer),
         reference(.subscription, "plan_id", .plan),
         reference(.invoice, "customer_id", .customer),
@@ -156,7 +157,7 @@ struct CrossRowCheck: Sendable {
     ]
 
     /// Which parent entities a child's rows follow into quarantine, by reference column.
-    static let parents: [Entity: [(column: String, parent: Entity)]] = [
+    package static let parents: [Entity: [(column: String, parent: Entity)]] = [
         .subscription: [("customer_id", .customer)],
         .invoice: [("customer_id", .customer)],
         .invoiceLine: [("invoice_id", .invoice)],

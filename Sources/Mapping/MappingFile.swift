@@ -1,4 +1,5 @@
 import Billing
+import TextFormats
 import Foundation
 
 /// The mapping file: the user's legacy schema in, canonical rows out (ARCHITECTURE §3).

@@ -1,4 +1,5 @@
 import Billing
+import TextFormats
 import Postgres
 
 /// Where one canonical entity's rows come from: the mapping's query (and history query) over

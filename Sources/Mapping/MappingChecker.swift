@@ -1,4 +1,5 @@
 import Billing
+import TextFormats
 import Postgres
 
 /// Validates a ``MappingFile`` against the live legacy database, before any row is migrated.

@@ -1,4 +1,5 @@
 import Billing
+import TextFormats
 import Postgres
 
 extension MappingFile {

@@ -1,4 +1,5 @@
 import Billing
+import TextFormats
 
 /// One thing ``MappingChecker`` found about an entity's mapping.
 public struct MappingFinding: Sendable, Hashable, CustomStringConvertible {

@@ -1,4 +1,5 @@
 import Billing
+import TextFormats
 import Postgres
 
 /// Turns one row of an entity's mapping query into a ``CanonicalRow``, or into a
