@@ -25,21 +25,55 @@ public enum TestDatabase {
     }
 
     /// Creates an empty database, runs `body` with its DSN, and drops it afterwards.
+    ///
+    /// At most ``maximumConcurrentTests`` tests hold databases at once (a test's nested calls
+    /// share its slot): Swift Testing runs every test in parallel, and each one opens several
+    /// connections (backfill workers, the diff's three sides), which would otherwise exceed the
+    /// server's `max_connections` as the suite grows.
     public static func withFresh<T>(
         _ label: String = #function, _ body: (_ dsn: String) async throws -> T
     ) async throws -> T {
-        let admin = try await adminConnection()
+        if holdsSlot { return try await withFreshDatabase(label, body) }
+        await slots.acquire()
+        do {
+            let value = try await $holdsSlot.withValue(true) { try await withFreshDatabase(label, body) }
+            await slots.release()
+            return value
+        } catch {
+            await slots.release()
+            throw error
+        }
+    }
+
+    /// Tests holding databases at once.
+    public static let maximumConcurrentTests = 24
+
+    @TaskLocal static var holdsSlot = false
+    static let slots = Slots(maximumConcurrentTests)
+
+    private static func withFreshDatabase<T>(
+        _ label: String, _ body: (_ dsn: String) async throws -> T
+    ) async throws -> T {
         let name = databaseName(label)
-        try await admin.execute("CREATE DATABASE " + quote(name))
+        try await withAdmin { try await $0.execute("CREATE DATABASE " + quote(name)) }
         let dsn = ConnectionString.withDatabase(try adminDSN(), name)
         do {
             let value = try await body(dsn)
-            try await admin.execute("DROP DATABASE IF EXISTS " + quote(name) + " WITH (FORCE)")
+            try await withAdmin { try await $0.execute("DROP DATABASE IF EXISTS " + quote(name) + " WITH (FORCE)") }
             return value
         } catch {
-            _ = try? await admin.execute("DROP DATABASE IF EXISTS " + quote(name) + " WITH (FORCE)")
+            _ = try? await withAdmin { try await $0.execute("DROP DATABASE IF EXISTS " + quote(name) + " WITH (FORCE)") }
             throw error
         }
+    }
+
+    /// Runs `body` on a maintenance connection that is closed right after, so a test does not
+    /// hold one for its whole run.
+    @discardableResult
+    static func withAdmin<T>(_ body: (Connection) async throws -> T) async throws -> T {
+        let admin = try await adminConnection()
+        defer { admin.close() }
+        return try await body(admin)
     }
 
     /// Like ``withFresh(_:_:)``, with an open connection to the new database.
@@ -91,5 +125,29 @@ public enum ProcessMemory {
             return (Int(digits) ?? 0) * 1024
         }
         return 0
+    }
+}
+
+/// A counting semaphore for tasks.
+actor Slots {
+    private var free: Int
+    private var waiting = [CheckedContinuation<Void, Never>]()
+
+    init(_ count: Int) { free = count }
+
+    func acquire() async {
+        if free > 0 {
+            free -= 1
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func release() {
+        if waiting.isEmpty {
+            free += 1
+        } else {
+            waiting.removeFirst().resume()
+        }
     }
 }
