@@ -174,7 +174,7 @@ extension EventStore {
     @discardableResult
     public func migrate(_ session: Session) throws -> (from: Int, to: Int) {
         try session.transaction { tx in
-            try tx.advisoryLock(Self.migrationLockKey(schema), scope: .transaction)
+            try tx.lock(AdvisoryLock("ledgerlift.migrate/" + schema), scope: .transaction)
             try tx.execute("CREATE SCHEMA IF NOT EXISTS \(s)")
             try tx.execute(
                 """
@@ -218,15 +218,6 @@ extension EventStore {
         }
     }
 
-    static func migrationLockKey(_ schema: String) -> Int64 {
-        // FNV-1a of the schema name: one lock per store, stable across processes.
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in ("ledgerlift.migrate." + schema).utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x100_0000_01b3
-        }
-        return Int64(bitPattern: hash)
-    }
 }
 
 // MARK: - A writer role that cannot alter the store

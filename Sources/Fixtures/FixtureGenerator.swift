@@ -258,34 +258,18 @@ public struct FixtureGenerator: Sendable {
         if !existing.isEmpty { try tx.execute("ALTER SCHEMA \(parked) RENAME TO \(legacy)") }
     }
 
-    /// A key of our own for `pg_try_advisory_lock`: FNV-1a of a fixed text, like the store's locks.
-    static let lockKey: Int64 = {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in "ledgerlift.fixture.generate".utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x100_0000_01b3
-        }
-        return Int64(bitPattern: hash)
-    }()
+    /// One generation per database at a time (`ledgerlift.fixture.generate`).
+    public static let lock = AdvisoryLock("ledgerlift.fixture.generate")
 
     /// Takes the database's generation lock on `control` for as long as it stays open.
     ///
     /// - Throws: ``FixtureError/Code/busy``, naming the backend that holds it.
     private static func lockDatabase(_ control: Connection) async throws {
-        let key = lockKey
-        let holder: Int32?
+        let holder: String?
         do {
-            holder = try await control.withSession { session -> Int32? in
-                if try session.tryAdvisoryLock(key) { return nil }
-                let rows = try session.query(
-                    """
-                    SELECT pid FROM pg_locks
-                    WHERE locktype = 'advisory' AND granted AND objsubid = 1
-                      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                      AND ((classid::bigint << 32) | objid::bigint) = $1
-                    """, [key]
-                ).rows
-                return try rows.first?.decode(at: 0, as: Int32.self) ?? 0
+            holder = try await control.withSession { session -> String? in
+                if try session.tryLock(Self.lock) { return nil }
+                return try session.holder(of: Self.lock) ?? "a session that has just ended"
             }
         } catch {
             throw FixtureError.database(
@@ -295,7 +279,7 @@ public struct FixtureGenerator: Sendable {
             throw FixtureError(
                 code: .busy,
                 message: "another `fixture generate` is writing to \(control.maskedDSN)"
-                    + (holder > 0 ? " (backend pid \(holder))" : "")
+                    + " (\(holder))"
                     + "; nothing was changed. Wait for it to finish, then retry")
         }
     }

@@ -4,6 +4,7 @@ import Billing
 import EventStore
 import Foundation
 import Postgres
+import Synchronization
 
 /// Reads every entity of the legacy database from one consistent snapshot and writes the
 /// history its rows imply into the event store — exactly, repeatably, resumably.
@@ -94,9 +95,8 @@ public struct Backfill: Sendable {
     /// free (closing the connection releases it too, but only once the server has noticed).
     private func unlock(_ storeConnection: Connection) async throws {
         guard !configuration.dryRun else { return }
-        _ = try await storeConnection.query(
-            "SELECT pg_advisory_unlock(\(Self.lockKeySQL)) WHERE EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())",
-            [configuration.store.schema])
+        let lock = Self.lock(for: configuration.store)
+        try await storeConnection.withSession { _ = try $0.unlock(lock) }
     }
 
     private func run(_ storeConnection: Connection, progress: (@Sendable (Progress) -> Void)?) async throws -> BackfillReport {
@@ -215,38 +215,27 @@ public struct Backfill: Sendable {
         return try await report(storeConnection, dryRun: false, extra: nil)
     }
 
-    /// The SQL expression of the store's backfill lock key, computed in SQL so an operator can
-    /// take the same lock from psql: `SELECT pg_advisory_lock(hashtextextended('ledgerlift.backfill/' || 'ledgerlift', 0))`.
-    public static let lockKeySQL = "hashtextextended('ledgerlift.backfill/' || $1, 0)"
+    /// The store's backfill lock (`ledgerlift.backfill/<schema>`): one run — or reset — at a
+    /// time. An operator takes it from psql with ``AdvisoryLock/psql``.
+    public static func lock(for store: EventStore) -> AdvisoryLock { AdvisoryLock("ledgerlift.backfill/" + store.schema) }
 
-    /// Takes the store's backfill lock for the session (released when the connection closes).
+    /// Takes the store's backfill lock for the session (released by ``unlock`` or when the
+    /// connection closes).
     ///
     /// - Throws: ``BackfillError/busy(holder:)`` naming the holder when `wait` is false.
     public static func lock(_ store: EventStore, _ session: Session, wait: Bool) throws {
+        let lock = lock(for: store)
         if wait {
-            _ = try session.query("SELECT pg_advisory_lock(\(lockKeySQL))", [store.schema])
+            try session.lock(lock)
             return
         }
         // A run that has just ended may still hold the lock for the moment its server process
         // takes to notice the closed connection: a few short retries tell that apart from a run.
         for attempt in 0..<10 {
-            let taken = try session.query("SELECT pg_try_advisory_lock(\(lockKeySQL))", [store.schema]).rows[0]
-                .decode(at: 0, as: Bool.self)
-            if taken { return }
+            if try session.tryLock(lock) { return }
             if attempt < 9 { usleep(100_000) }
         }
-        let holder = try session.query(
-            """
-            SELECT format('pid %s, %s, since %s', a.pid, coalesce(nullif(a.application_name, ''), 'unnamed client'),
-                          to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'))
-            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.database = (
-                    SELECT oid FROM pg_database WHERE datname = current_database())
-              AND ((l.classid::int8 << 32) | l.objid::int8) = \(lockKeySQL)
-            LIMIT 1
-            """, [store.schema]
-        ).first?.decode(at: 0, as: String.self)
-        throw BackfillError.busy(holder: holder ?? "a session that has just ended")
+        throw BackfillError.busy(holder: try session.holder(of: lock) ?? "a session that has just ended")
     }
 
     /// Refuses a store that holds a run of another legacy database or another mapping.
@@ -419,56 +408,40 @@ public struct Backfill: Sendable {
 }
 
 /// The ranges still to read, handed out one at a time to the workers.
-final class RangeQueue: @unchecked Sendable {
-    private let lock = NSLock()
-    private var ranges: [Backfill.KeyRange]
-    init(_ ranges: [Backfill.KeyRange]) { self.ranges = ranges.reversed() }
-    func next() -> Backfill.KeyRange? {
-        lock.lock()
-        defer { lock.unlock() }
-        return ranges.popLast()
-    }
+final class RangeQueue: Sendable {
+    private let ranges: Mutex<[Backfill.KeyRange]>
+    init(_ ranges: [Backfill.KeyRange]) { self.ranges = Mutex(ranges.reversed()) }
+    func next() -> Backfill.KeyRange? { ranges.withLock { $0.popLast() } }
 }
 
 /// A value shared between workers.
-final class Locked<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: Value
-    init(_ value: Value) { stored = value }
-    func update(_ body: (inout Value) -> Void) {
-        lock.lock()
-        body(&stored)
-        lock.unlock()
-    }
-    var value: Value {
-        lock.lock()
-        defer { lock.unlock() }
-        return stored
-    }
+final class Locked<Value: Sendable>: Sendable {
+    private let stored: Mutex<Value>
+    init(_ value: Value) { stored = Mutex(value) }
+    func update(_ body: (inout Value) -> Void) { stored.withLock { body(&$0) } }
+    var value: Value { stored.withLock { $0 } }
 }
 
-/// Thread-safe counters for progress.
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Int
-    init(_ value: Int) { self.value = value }
+/// Ranges done so far, for progress.
+final class Counter: Sendable {
+    private let value: Mutex<Int>
+    init(_ value: Int) { self.value = Mutex(value) }
     func increment() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        value += 1
-        return value
+        value.withLock {
+            $0 += 1
+            return $0
+        }
     }
 }
 
-final class Counter64: @unchecked Sendable {
-    private let lock = NSLock()
-    private var rows: Int64 = 0
-    private var events: Int64 = 0
-    func add(_ r: Int64, _ e: Int64) -> (Int64, Int64) {
-        lock.lock()
-        defer { lock.unlock() }
-        rows += r
-        events += e
-        return (rows, events)
+/// Rows and events so far, for progress.
+final class Counter64: Sendable {
+    private let totals = Mutex<(rows: Int64, events: Int64)>((0, 0))
+    func add(_ rows: Int64, _ events: Int64) -> (Int64, Int64) {
+        totals.withLock {
+            $0.rows += rows
+            $0.events += events
+            return ($0.rows, $0.events)
+        }
     }
 }

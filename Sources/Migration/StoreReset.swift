@@ -49,7 +49,7 @@ public struct StoreReset: Sendable {
     @discardableResult
     public func reset(_ session: Session, wait: Bool = false) throws -> Contents {
         try Backfill.lock(store, session, wait: wait)
-        defer { _ = try? session.query("SELECT pg_advisory_unlock(\(Backfill.lockKeySQL))", [store.schema]) }
+        defer { _ = try? session.unlock(Backfill.lock(for: store)) }
         let dropped = try session.transaction { tx in
             let found = try self.contents(tx)
             for schema in found.schemas {

@@ -142,18 +142,18 @@ struct GenerationAtomicityTests {
             let holder = try await Connection.connect(dsn, applicationName: "ledgerlift-fixture-generate")
             defer { holder.close() }
             let holderPID = try await holder.withSession { session in
-                try session.advisoryLock(FixtureGenerator.lockKey)
+                try session.lock(FixtureGenerator.lock)
                 return session.backendPID
             }
             let generator = FixtureGenerator(configuration: .init(customers: 20, seed: 1), fixtures: fixtures)
             let error = try await #require(throws: FixtureError.self) { try await generator.generate(dsn: dsn) }
             #expect(error.code == .busy)
-            #expect(error.message.contains("backend pid \(holderPID)"))
+            #expect(error.message.contains("(pid \(holderPID), "))
             #expect(error.message.contains("nothing was changed"))
             let after = try await LegacyState.read(connection, dsn)
             #expect(after == before)
             // Once the other generation is done, this one runs.
-            try await holder.withSession { _ = try $0.advisoryUnlock(FixtureGenerator.lockKey) }
+            try await holder.withSession { _ = try $0.unlock(FixtureGenerator.lock) }
             let summary = try await generator.generate(dsn: dsn)
             #expect(summary.rowCounts[.customers] == 20)
         }

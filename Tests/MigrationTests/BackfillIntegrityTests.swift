@@ -306,7 +306,8 @@ struct BackfillIntegrityTests {
             let mapping = try MappingTestSupport.referenceMapping()
             // An operator (or a first run) holds the lock, taken as docs/mapping.md shows from psql.
             let holder = try await Connection.connect(storeDSN, applicationName: "the-first-run")
-            _ = try await holder.query("SELECT pg_advisory_lock(\(Backfill.lockKeySQL))", ["ledgerlift"])
+            #expect(Backfill.lock(for: EventStore()).psql == "SELECT pg_advisory_lock(hashtextextended('ledgerlift.backfill/ledgerlift', 0));")
+            _ = try await holder.query("SELECT pg_advisory_lock(hashtextextended('ledgerlift.backfill/ledgerlift', 0))")
             await #expect {
                 _ = try await run(mapping, legacy, storeDSN)
             } throws: { error in
