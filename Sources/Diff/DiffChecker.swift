@@ -113,10 +113,7 @@ public struct DiffChecker: Sendable {
             try await checkReadModels(ledger, entities)
             portableHash = try await encodingsDiffer(legacy, ledger)
             let quarantineTable = try await ledger.withSession { [options] session in
-                try session.query(
-                    "SELECT to_regclass($1) IS NOT NULL",
-                    [quoteIdentifier(options.storeSchema) + ".quarantine"]
-                ).first?.decode(at: 0, as: Bool.self) ?? false
+                try QuarantineStore(schema: options.storeSchema).exists(session)
             }
             // The invariants read the ledger's snapshot on a connection of their own, while the
             // rows are compared: the ledger side of a comparison often waits for the legacy
@@ -401,15 +398,9 @@ public struct DiffChecker: Sendable {
                     // A key the read model holds is compared, whatever the quarantine says: an
                     // entry can be stale (a later run migrated the row) or cover one of two
                     // legacy rows of a key; leaving such keys out would hide their differences.
-                    let rows = try session.query(
-                        """
-                        SELECT q.entity_key, q.reason, q.detail FROM \(quoteIdentifier(storeSchema)).quarantine AS q
-                        WHERE q.entity = $1
-                          AND NOT EXISTS (SELECT 1 FROM \(table) AS t WHERE t.\(quoteIdentifier(entity.keyColumn)) = q.entity_key)
-                        ORDER BY q.entity_key COLLATE "C"
-                        """, [entity.rawValue]
-                    ).rows
-                    quarantine = rows.map { QuarantinedRow(key: $0.values[0] ?? "", reason: $0.values[1] ?? "", detail: $0.values[2] ?? "") }
+                    quarantine = try QuarantineStore(schema: storeSchema).entries(
+                        of: entity, unlessIn: (table, entity.keyColumn), in: session
+                    ).map { QuarantinedRow(key: $0.key, reason: $0.reason.rawValue, detail: $0.detail) }
                 }
                 var estimate = try session.query(
                     "SELECT reltuples::int8 FROM pg_class WHERE oid = $1::regclass", [table]

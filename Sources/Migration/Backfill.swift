@@ -396,12 +396,9 @@ public struct Backfill: Sendable {
     func quarantinedParents(of entity: Entity, _ storeConnection: Connection) async throws -> [Entity: Set<String>] {
         guard !configuration.dryRun, let links = CrossRowCheck.parents[entity] else { return [:] }
         var result = [Entity: Set<String>]()
+        let quarantine = QuarantineStore(schema: configuration.store.schema)
         for link in links where result[link.parent] == nil {
-            let keys = try await storeConnection.query(
-                "SELECT entity_key FROM \(quoteIdentifier(configuration.store.schema)).quarantine WHERE entity = $1",
-                [link.parent.rawValue]
-            ).rows.map { try $0.decode(at: 0, as: String.self) }
-            result[link.parent] = Set(keys)
+            result[link.parent] = try await storeConnection.withSession { try quarantine.keys(of: link.parent, in: $0) }
         }
         return result
     }

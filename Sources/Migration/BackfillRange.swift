@@ -301,19 +301,12 @@ extension Backfill {
     }
 
     func writeQuarantine(_ records: [QuarantineRecord], runID: String, _ tx: Session) throws {
-        guard !records.isEmpty else { return }
-        try tx.execute(
-            """
-            INSERT INTO \(quoteIdentifier(configuration.store.schema)).quarantine (entity, entity_key, reason, detail, raw, run_id)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[])
-            ON CONFLICT (entity, entity_key) DO UPDATE
-                SET reason = EXCLUDED.reason, detail = EXCLUDED.detail, raw = EXCLUDED.raw, run_id = EXCLUDED.run_id
-            """,
-            [
-                PostgresArray(records.map(\.entity.rawValue)), PostgresArray(records.map(\.key)),
-                PostgresArray(records.map(\.reason)), PostgresArray(records.map(\.detail)),
-                PostgresArray(records.map { PostgresJSON($0.raw) }), PostgresArray(records.map { _ in runID }),
-            ])
+        try QuarantineStore(schema: configuration.store.schema).write(
+            records.map {
+                QuarantineStore.Entry(
+                    entity: $0.entity, key: $0.key, reason: QuarantineReason($0.reason), detail: $0.detail, raw: $0.raw,
+                    runID: runID)
+            }, tx)
     }
 
     func markDone(_ range: KeyRange, entity: Entity, counts: RangeOutcome, runID: String, snapshot: String, _ tx: Session) throws {
@@ -332,9 +325,7 @@ extension Backfill {
 
     /// Removes quarantine entries of keys that migrated now (a row fixed in legacy between attempts).
     func releaseQuarantine(_ entity: Entity, keys: [String], _ tx: Session) throws {
-        try tx.execute(
-            "DELETE FROM \(quoteIdentifier(configuration.store.schema)).quarantine WHERE entity = $1 AND entity_key = ANY($2::text[])",
-            [entity.rawValue, PostgresArray(keys)])
+        try QuarantineStore(schema: configuration.store.schema).release(entity, keys: keys, tx)
     }
 
     /// The legacy row as a JSON object of text values, for the quarantine table.
@@ -365,13 +356,9 @@ extension Backfill {
                 rowsQuarantined: try row.decode(at: 3), events: try row.decode(at: 4), legacyRows: try row.decode(at: 5),
                 rowsResynced: try row.decode(at: 6))
         }
-        let reasons = try await storeConnection.query(
-            // A duplicate key's entry holds all of its rows (raw is an array of them).
-            """
-            SELECT reason, sum(CASE WHEN jsonb_typeof(raw) = 'array' THEN jsonb_array_length(raw) ELSE 1 END)::int8
-            FROM \(s).quarantine WHERE run_id = $1 GROUP BY reason ORDER BY reason
-            """, [runID]
-        ).rows.map { (reason: try $0.decode(at: 0, as: String.self), count: try $0.decode(at: 1, as: Int64.self)) }
+        let quarantine = QuarantineStore(schema: configuration.store.schema)
+        let reasons = try await storeConnection.withSession { try quarantine.rowsByReason(runID: runID, in: $0) }
+            .map { (reason: $0.reason.rawValue, count: $0.rows) }
         let types = try await storeConnection.query(
             """
             SELECT event_type, count(*)::int8 FROM \(s).events WHERE metadata->>'run_id' = $1 GROUP BY 1 ORDER BY 1

@@ -1,12 +1,14 @@
 import Mapping
 import TextFormats
 import EventStore
+import Mapping
 import Postgres
 
 /// The backfill's own bookkeeping, in the event store's schema beside the events it writes, so
 /// a batch of events and the record that its key range is done commit together.
 enum BackfillSchema {
     static func create(_ store: EventStore, _ session: Session) throws {
+        try QuarantineStore(schema: store.schema).create(session)
         let s = quoteIdentifier(store.schema)
         try session.executeScript(
             """
@@ -33,16 +35,6 @@ enum BackfillSchema {
                 events        bigint NOT NULL DEFAULT 0,
                 finished_at   timestamptz,
                 PRIMARY KEY (run_id, entity, ordinal)
-            );
-            CREATE TABLE IF NOT EXISTS \(s).quarantine (
-                entity       text NOT NULL,
-                entity_key   text NOT NULL,
-                reason       text NOT NULL,
-                detail       text NOT NULL,
-                raw          jsonb NOT NULL,
-                run_id       text NOT NULL,
-                recorded_at  timestamptz NOT NULL DEFAULT now(),
-                PRIMARY KEY (entity, entity_key)
             );
             -- Which legacy database the run read (system_identifier/oid/name): a store holds the
             -- history of one database.
