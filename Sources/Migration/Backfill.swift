@@ -134,12 +134,8 @@ public struct Backfill: Sendable {
         }
 
         // One snapshot for every worker: the coordinator holds it open for the whole run.
-        let (snapshotID, snapshotText) = try await coordinator.withSession { session -> (String, String) in
-            try session.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            let id = try session.exportSnapshot()
-            let text = try session.query("SELECT pg_current_snapshot()::text").rows[0].decode(at: 0, as: String.self)
-            return (id, text)
-        }
+        let snapshot = try await LegacySnapshot.open(on: coordinator)
+        let (snapshotID, snapshotText) = (snapshot.id, snapshot.visibility)
         if !config.dryRun {
             attempt = Int(
                 try await storeConnection.query(
@@ -201,7 +197,7 @@ public struct Backfill: Sendable {
                 try await recordLegacyRows(source, attempt: attempt, coordinator, storeConnection)
             }
         }
-        _ = try? await coordinator.execute("ROLLBACK")
+        await LegacySnapshot.close(on: coordinator)
         if config.dryRun { return dryCounts.report(runID: runID) }
         let summary = try await report(storeConnection, dryRun: false, extra: nil)
         // Conservation from the source: every row the mapping query returns is migrated or
