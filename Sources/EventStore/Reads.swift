@@ -26,7 +26,10 @@ extension EventStore {
         case nil: break
         }
         sql += " ORDER BY stream_version"
-        if let limit { sql += " LIMIT \(max(0, limit))" }
+        if let limit {
+            parameters.append(Int64(max(0, limit)))
+            sql += " LIMIT $\(parameters.count)"
+        }
         return try session.query(sql, parameters).rows.map(RecordedEvent.init(row:))
     }
 
@@ -52,7 +55,8 @@ extension EventStore {
             sql += " AND stream_id >= $3 AND stream_id < $4"
             parameters += [category + "-", category + "."]
         }
-        sql += " ORDER BY transaction_id, global_position LIMIT \(max(0, limit))"
+        parameters.append(Int64(max(0, limit)))
+        sql += " ORDER BY transaction_id, global_position LIMIT $\(parameters.count)"
         return try session.query(sql, parameters).rows.map(RecordedEvent.init(row:))
     }
 
