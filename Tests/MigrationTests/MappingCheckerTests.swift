@@ -1,6 +1,7 @@
 @testable import Mapping
 import Billing
 import Fixtures
+import Foundation
 import Migration
 import Postgres
 import Testing
@@ -526,5 +527,32 @@ struct MappingCheckerTests {
                     + "current subscription (deleted from legacy?): 900001 (2 rows), 900002, 900003, 900004, 900005, "
                     + "900006, 900007, 900008, 900009, 900010 and 4 more; they are not migrated")
         }
+    }
+
+    // MARK: - The starter mapping and the docs
+
+    /// fixtures/starter/mapping.yaml: the smallest useful mapping passes the check on the
+    /// reference fixture, rules included, and rejects no row.
+    @Test func theStarterMappingPassesOnTheReferenceFixture() async throws {
+        let path = try MappingTestSupport.repositoryRoot().appendingPathComponent("fixtures/starter/mapping.yaml").path
+        let mapping = try MappingFile.load(path: path)
+        #expect(mapping.entities.map(\.entity) == [.customer, .invoice, .invoiceLine, .payment])
+        try await MappingTestSupport.withLegacy(.reference) { connection, _ in
+            let report = try await MappingChecker(mapping).check(connection)
+            #expect(report.errors.isEmpty)
+            #expect(report.warnings.map(\.code) == [.sourceWritable])
+            #expect(report.notes.allSatisfy { $0.code == .datedByInference })
+            #expect(report[entity: .invoice]?.rowCount == 146)
+        }
+    }
+
+    /// docs/mapping.md describes every built-in rule by its reason code, in a table row.
+    @Test func theDocsDescribeEveryCrossRowRule() throws {
+        let doc = try String(
+            contentsOf: MappingTestSupport.repositoryRoot().appendingPathComponent("docs/mapping.md"), encoding: .utf8)
+        for reason in Set(CrossRowCheck.all.map(\.reason)) {
+            #expect(doc.contains("| `\(reason)` |"), "\(reason) is not in docs/mapping.md's table of rules")
+        }
+        #expect(!doc.contains("CrossRowChecks.swift"))
     }
 }
