@@ -178,7 +178,9 @@ struct CanonicalQuery: Sendable, Hashable {
         let aliases = (1...max(1, resultColumns.count)).map { "_\($0)" }.joined(separator: ", ")
         var from = "(\n\(query)\n) AS m(\(aliases))"
         if needsScale || needsExponent, let currencyExpression {
-            from += "\nLEFT JOIN (VALUES \(LegacyText.currencyScales)) AS ll_currency(code, scale, exponent) ON ll_currency.code = \(currencyExpression)"
+            from +=
+                "\nLEFT JOIN (VALUES \(LegacyText.currencyScales)) AS ll_currency(code, scale, exponent) "
+                + "ON ll_currency.code = \(currencyExpression)"
         }
         let relation = """
             SELECT r.* FROM (

@@ -75,8 +75,12 @@ package struct CrossRowCheck: Sendable {
     package func render(_ sources: [EntitySource]) -> String? {
         render(
             sources: Dictionary(
-                sources.map {
-                    ($0.entity, CrossRowSource(query: $0.query, amounts: $0.amounts, defaultCurrency: $0.defaultCurrency))
+                sources.map { source in
+                    (
+                        source.entity,
+                        CrossRowSource(
+                            query: source.query, amounts: source.amounts, defaultCurrency: source.defaultCurrency)
+                    )
                 }, uniquingKeysWith: { first, _ in first }))
     }
 

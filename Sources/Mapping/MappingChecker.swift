@@ -214,15 +214,18 @@ private struct CheckRun {
                     + Self.firstLine(error.message)
                 if let sqlState = error.sqlState { message += " (SQLSTATE \(sqlState))" }
                 if error.sqlState == "42703" {
-                    message += "; return the column from the query, NULL if legacy has no such data "
+                    message +=
+                        "; return the column from the query, NULL if legacy has no such data "
                         + "(e.g. `NULL::text AS previous_subscription_id`)"
                 }
                 if let detail = error.detail, !detail.isEmpty { message += "\ndetail: " + detail }
                 checks[index].findings.append(
-                    MappingFinding(.error, .ruleFailed, entity: rule.entity, part: .rules, column: rule.reason, message))
+                    MappingFinding(
+                        .error, .ruleFailed, entity: rule.entity, part: .rules, column: rule.reason, message))
             case .success(let result) where !result.rows.isEmpty:
                 checks[index].findings.append(
-                    try Self.quarantineNote(result, entity: rule.entity, part: .rules, reason: rule.reason, details: true))
+                    try Self.quarantineNote(
+                        result, entity: rule.entity, part: .rules, reason: rule.reason, details: true))
             case .success:
                 break
             }

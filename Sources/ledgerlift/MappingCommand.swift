@@ -108,7 +108,7 @@ struct MappingCommand: AsyncParsableCommand {
         @Option(help: "table, cte or sql.")
         var format: Format = .table
 
-        @Option(help: "The view's name with --format sql, optionally schema-qualified (billing_ref.currency_exponents).")
+        @Option(help: "With --format sql: the view's name, optionally schema-qualified (billing_ref.currencies).")
         var view: String = CurrencyExponentsSQL.defaultName
 
         func validate() throws {

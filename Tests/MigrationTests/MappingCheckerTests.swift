@@ -1,10 +1,11 @@
-@testable import Mapping
 import Billing
 import Fixtures
 import Foundation
 import Migration
 import Postgres
 import Testing
+
+@testable import Mapping
 
 /// Rows per entity in the reference and the dirty seeds (fixtures/README.md).
 let referenceRowCounts: [Entity: Int64] = [

@@ -1,4 +1,3 @@
-@testable import Mapping
 import Billing
 import Diff
 import EventStore
@@ -8,69 +7,74 @@ import Postgres
 import TestSupport
 import Testing
 
+@testable import Mapping
+
 /// The reference mapping with some entities' amounts returned in minor units (cents, yen,
 /// fils), converted in SQL by joining the ISO 4217 table of `ledgerlift mapping currencies`:
 /// legacy schemas that keep some tables in cents and others in decimals.
 enum MinorUnitMappings {
     static let cte = "WITH " + CurrencyExponentsSQL.commonTableExpression + "\n"
 
-    static let refund = cte + """
-        SELECT r.id::text          AS refund_id,
-               r.payment_id::text  AS payment_id,
-               p.customer_id::text AS customer_id,
-               (r.amount * x.minor_per_major)::int8 AS amount,
-               coalesce(p.currency, c.currency) AS currency,
-               r.status,
-               r.reason,
-               r.created_at
-        FROM legacy.refunds r
-        LEFT JOIN legacy.payments p ON p.id = r.payment_id
-        LEFT JOIN legacy.customers c ON c.id = p.customer_id
-        LEFT JOIN currency_exponents x ON x.code = coalesce(p.currency, c.currency)
-        """
+    static let refund =
+        cte + """
+            SELECT r.id::text          AS refund_id,
+                   r.payment_id::text  AS payment_id,
+                   p.customer_id::text AS customer_id,
+                   (r.amount * x.minor_per_major)::int8 AS amount,
+                   coalesce(p.currency, c.currency) AS currency,
+                   r.status,
+                   r.reason,
+                   r.created_at
+            FROM legacy.refunds r
+            LEFT JOIN legacy.payments p ON p.id = r.payment_id
+            LEFT JOIN legacy.customers c ON c.id = p.customer_id
+            LEFT JOIN currency_exponents x ON x.code = coalesce(p.currency, c.currency)
+            """
 
     /// Lines in minor units, the unit price too (`amounts: minor` applies to it).
-    static let invoiceLine = cte + """
-        SELECT l.id::text          AS invoice_line_id,
-               l.invoice_id::text  AS invoice_id,
-               l.kind,
-               l.description,
-               l.quantity,
-               l.unit_amount * x.minor_per_major AS unit_amount,
-               (l.amount * x.minor_per_major)::int8 AS amount,
-               coalesce(i.currency, c.currency) AS currency,
-               l.period_start,
-               l.period_end,
-               l.proration,
-               i.created_at
-        FROM legacy.invoice_line_items l
-        LEFT JOIN legacy.invoices i ON i.id = l.invoice_id
-        LEFT JOIN legacy.customers c ON c.id = i.customer_id
-        LEFT JOIN currency_exponents x ON x.code = coalesce(i.currency, c.currency)
-        """
+    static let invoiceLine =
+        cte + """
+            SELECT l.id::text          AS invoice_line_id,
+                   l.invoice_id::text  AS invoice_id,
+                   l.kind,
+                   l.description,
+                   l.quantity,
+                   l.unit_amount * x.minor_per_major AS unit_amount,
+                   (l.amount * x.minor_per_major)::int8 AS amount,
+                   coalesce(i.currency, c.currency) AS currency,
+                   l.period_start,
+                   l.period_end,
+                   l.proration,
+                   i.created_at
+            FROM legacy.invoice_line_items l
+            LEFT JOIN legacy.invoices i ON i.id = l.invoice_id
+            LEFT JOIN legacy.customers c ON c.id = i.customer_id
+            LEFT JOIN currency_exponents x ON x.code = coalesce(i.currency, c.currency)
+            """
 
     /// Invoices in minor units too (for the diff test: the backfill of this branch still
     /// renders cross-row rules without units, so invoice and lines share one).
-    static let invoice = cte + """
-        SELECT i.id::text               AS invoice_id,
-               i.customer_id::text      AS customer_id,
-               i.subscription_id::text  AS subscription_id,
-               i.number,
-               CASE i.status WHEN 0 THEN 'draft' WHEN 1 THEN 'open' WHEN 2 THEN 'paid' WHEN 3 THEN 'void'
-                             WHEN 4 THEN 'uncollectible' ELSE 'unknown:' || i.status END AS status,
-               coalesce(i.currency, c.currency) AS currency,
-               (i.subtotal * x.minor_per_major)::int8    AS subtotal,
-               (i.discount * x.minor_per_major)::int8    AS discount,
-               (i.tax * x.minor_per_major)::int8         AS tax,
-               (i.total * x.minor_per_major)::int8       AS total,
-               (i.amount_paid * x.minor_per_major)::int8 AS amount_paid,
-               (i.amount_due * x.minor_per_major)::int8  AS amount_due,
-               i.period_start, i.period_end, i.issued_on, i.due_on, i.finalized_at, i.paid_at, i.voided_at,
-               i.created_at, i.updated_at, i.tax_rate
-        FROM legacy.invoices i
-        LEFT JOIN legacy.customers c ON c.id = i.customer_id
-        LEFT JOIN currency_exponents x ON x.code = coalesce(i.currency, c.currency)
-        """
+    static let invoice =
+        cte + """
+            SELECT i.id::text               AS invoice_id,
+                   i.customer_id::text      AS customer_id,
+                   i.subscription_id::text  AS subscription_id,
+                   i.number,
+                   CASE i.status WHEN 0 THEN 'draft' WHEN 1 THEN 'open' WHEN 2 THEN 'paid' WHEN 3 THEN 'void'
+                                 WHEN 4 THEN 'uncollectible' ELSE 'unknown:' || i.status END AS status,
+                   coalesce(i.currency, c.currency) AS currency,
+                   (i.subtotal * x.minor_per_major)::int8    AS subtotal,
+                   (i.discount * x.minor_per_major)::int8    AS discount,
+                   (i.tax * x.minor_per_major)::int8         AS tax,
+                   (i.total * x.minor_per_major)::int8       AS total,
+                   (i.amount_paid * x.minor_per_major)::int8 AS amount_paid,
+                   (i.amount_due * x.minor_per_major)::int8  AS amount_due,
+                   i.period_start, i.period_end, i.issued_on, i.due_on, i.finalized_at, i.paid_at, i.voided_at,
+                   i.created_at, i.updated_at, i.tax_rate
+            FROM legacy.invoices i
+            LEFT JOIN legacy.customers c ON c.id = i.customer_id
+            LEFT JOIN currency_exponents x ON x.code = coalesce(i.currency, c.currency)
+            """
 
     /// The reference mapping with `minor` entities replaced by the queries above.
     static func mapping(minor: [Entity: String]) throws -> MappingFile {
