@@ -251,6 +251,18 @@ struct MappingUnitsTests {
         }
     }
 
+    /// The backfill's sources carry each entity's unit and default currency, so rules rendered
+    /// from them are the very SQL `mapping check` runs.
+    @Test func rulesRenderedFromTheBackfillsSourcesAreTheOnesTheCheckRuns() throws {
+        let mapping = try MinorUnitMappings.mapping(minor: [.refund: MinorUnitMappings.refund])
+        let sources = mapping.entitySources()
+        #expect(sources.first { $0.entity == .refund }?.amounts == .minor)
+        #expect(sources.first { $0.entity == .payment }?.amounts == .major)
+        for rule in CrossRowCheck.all {
+            #expect(rule.render(sources) == rule.render(sources: mapping.crossRowSources), "\(rule.reason)")
+        }
+    }
+
     // MARK: - The exponent table
 
     /// What `ledgerlift mapping currencies --format sql` prints installs on the server and
