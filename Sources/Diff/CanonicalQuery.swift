@@ -142,6 +142,10 @@ struct CanonicalQuery: Sendable, Hashable {
         // Without a currency (no column, no default) every amount is quarantined by the
         // converter, so the scale is never needed; the join would have nothing to join on.
         let needsScale = amounts == .major && entity.columns.contains { $0.type == .amount } && currencyExpression != nil
+        // Under `amounts: minor`, decimals (a line's unit_amount) are read in minor units and
+        // converted to the major unit with the exponent, as RowConverter does.
+        let needsExponent =
+            amounts == .minor && entity.columns.contains { $0.type == .decimal } && currencyExpression != nil
         var select = [String]()
         let keyExpression = reference(entity.keyColumn).map { LegacyText.output($0, typeByName[entity.keyColumn]!) } ?? "NULL::text"
         // Keys compare and hash by their bytes, whatever the legacy column's collation.
@@ -154,7 +158,8 @@ struct CanonicalQuery: Sendable, Hashable {
                 expression = currencyExpression ?? "NULL::text"
             } else if let ref = reference(column.name) {
                 expression = LegacyText.canonical(
-                    ref, typeByName[column.name]!, as: column.type, scale: needsScale ? "ll_currency.scale" : nil)
+                    ref, typeByName[column.name]!, as: column.type, scale: needsScale ? "ll_currency.scale" : nil,
+                    minorToMajor: needsExponent ? (scale: "ll_currency.scale", exponent: "ll_currency.exponent") : nil)
             } else {
                 expression = "NULL::text"
             }
@@ -172,8 +177,10 @@ struct CanonicalQuery: Sendable, Hashable {
 
         let aliases = (1...max(1, resultColumns.count)).map { "_\($0)" }.joined(separator: ", ")
         var from = "(\n\(query)\n) AS m(\(aliases))"
-        if needsScale, let currencyExpression {
-            from += "\nLEFT JOIN (VALUES \(LegacyText.currencyScales)) AS ll_currency(code, scale) ON ll_currency.code = \(currencyExpression)"
+        if needsScale || needsExponent, let currencyExpression {
+            from +=
+                "\nLEFT JOIN (VALUES \(LegacyText.currencyScales)) AS ll_currency(code, scale, exponent) "
+                + "ON ll_currency.code = \(currencyExpression)"
         }
         let relation = """
             SELECT r.* FROM (
@@ -224,9 +231,14 @@ enum LegacyText {
     /// Values ``RowConverter`` would refuse never reach here (their keys are quarantined and
     /// left out); where a type could still hold one, a guard keeps the cast from failing and
     /// the value prints as it is, so it shows up as a difference rather than an error.
-    static func canonical(_ expression: String, _ type: PostgresType, as columnType: ColumnType, scale: String?)
-        -> String
-    {
+    ///
+    /// `minorToMajor` (under `amounts: minor`) names the factor and exponent columns a decimal
+    /// is converted with: `round(x / 10^e, scale(x) + e)` is exact and prints every digit, as
+    /// ``RowConverter`` moves the point (`1200` USD is `12.00`).
+    static func canonical(
+        _ expression: String, _ type: PostgresType, as columnType: ColumnType, scale: String?,
+        minorToMajor: (scale: String, exponent: String)? = nil
+    ) -> String {
         let text = output(expression, type)
         switch columnType {
         case .text, .status, .currency:
@@ -244,8 +256,12 @@ enum LegacyText {
             if isNumber(type) { return "trim_scale(\(expression)::numeric\(times))::text" }
             return "CASE WHEN \(text) ~ \(numberPattern) THEN trim_scale((\(text))::numeric\(times))::text ELSE \(text) END"
         case .decimal:
-            if isNumber(type) { return "\(expression)::numeric::text" }
-            return "CASE WHEN \(text) ~ \(numberPattern) THEN (\(text))::numeric::text ELSE \(text) END"
+            func major(_ number: String) -> String {
+                guard let minorToMajor else { return "\(number)::text" }
+                return "round(\(number) / \(minorToMajor.scale), scale(\(number)) + \(minorToMajor.exponent))::text"
+            }
+            if isNumber(type) { return major("\(expression)::numeric") }
+            return "CASE WHEN \(text) ~ \(numberPattern) THEN \(major("(\(text))::numeric")) ELSE \(text) END"
         case .timestamp:
             switch type {
             case .timestamptz: return "\(expression)::text"
@@ -285,10 +301,11 @@ enum LegacyText {
         return "(" + parts.joined(separator: " || ") + ")"
     }
 
-    /// `('USD', 100), ('JPY', 1), …`: the factor from major to minor units of every currency
-    /// that has one (ISO 4217, as ``Currency`` knows it).
+    /// `('USD', 100, 2), ('JPY', 1, 0), …`: the factor from major to minor units of every
+    /// currency that has one (ISO 4217, as ``Currency`` knows it), and its exponent.
     static let currencyScales: String = Currency.all.sorted().map { currency in
-        "('\(currency.code)', 1\(String(repeating: "0", count: currency.minorUnitExponent))::numeric)"
+        "('\(currency.code)', 1\(String(repeating: "0", count: currency.minorUnitExponent))::numeric, "
+            + "\(currency.minorUnitExponent))"
     }.joined(separator: ", ")
 }
 

@@ -2,27 +2,125 @@ import Billing
 import TextFormats
 import Postgres
 
+/// What a cross-row rule needs to know about one entity's mapping: its query, and how that
+/// query writes amounts, so rules that compare amounts of different entities (a refund against
+/// its payment, an invoice against its lines) compare them in the same unit.
+package struct CrossRowSource: Sendable, Hashable {
+    package let query: String
+    package let amounts: MappingFile.AmountUnit
+    package let defaultCurrency: Currency?
+
+    package init(query: String, amounts: MappingFile.AmountUnit, defaultCurrency: Currency?) {
+        self.query = query
+        self.amounts = amounts
+        self.defaultCurrency = defaultCurrency
+    }
+}
+
+extension MappingFile {
+    /// Every mapped entity's query with the unit and default currency that apply to it: what
+    /// ``CrossRowCheck/render(sources:)`` needs.
+    package var crossRowSources: [Entity: CrossRowSource] {
+        Dictionary(
+            uniqueKeysWithValues: entities.map {
+                (
+                    $0.entity,
+                    CrossRowSource(
+                        query: $0.query, amounts: amounts(for: $0.entity),
+                        defaultCurrency: defaultCurrency(for: $0.entity))
+                )
+            })
+    }
+}
+
 /// Rules that need more than one row: references, totals against lines, duplicates. They run
 /// as SQL over the mapping queries inside the backfill's snapshot, so they see exactly the data
 /// the backfill migrates, and each names the keys it rejects and why.
+///
+/// Rules that compare amounts compare **minor units of the row's currency**: an entity mapped
+/// with `amounts: major` has its amounts multiplied by `10^exponent` of its row's currency (the
+/// same currency ``RowConverter`` resolves: the row's own, else the default), one mapped with
+/// `amounts: minor` is taken as it is. So payments in cents and invoices in decimals, which
+/// docs/mapping.md recommends when the legacy schema is written that way, compare correctly.
 package struct CrossRowCheck: Sendable {
     /// The entity whose rows the check rejects.
     package let entity: Entity
     /// Stable reason code, as in the quarantine table.
     package let reason: String
     /// Entities whose queries the check reads.
-    let needs: [Entity]
+    package let needs: [Entity]
+    /// Entities whose amounts the check compares: their placeholder is rendered with the
+    /// columns `ll_scale` (multiply an amount by it to get minor units), `ll_factor`
+    /// (`10^exponent`), `ll_exponent` and `ll_currency` (the resolved code) added.
+    let scaled: Set<Entity>
     /// SQL returning `(key text, detail text)`; `{invoice}` etc. stand for the mapping queries.
     let sql: String
 
-    /// The check's SQL with each `{entity}` replaced by its mapping query as a subquery.
+    init(entity: Entity, reason: String, needs: [Entity], scaled: Set<Entity> = [], sql: String) {
+        self.entity = entity
+        self.reason = reason
+        self.needs = needs
+        self.scaled = scaled
+        self.sql = sql
+    }
+
+    /// The check's SQL with each `{entity}` replaced by its mapping query as a subquery, for a
+    /// mapping whose entities all write amounts in one unit (`major`) and set no default
+    /// currency. Prefer ``render(sources:)``, which knows each entity's unit.
     package func render(_ queries: [Entity: String]) -> String? {
+        render(sources: queries.mapValues { CrossRowSource(query: $0, amounts: .major, defaultCurrency: nil) })
+    }
+
+    /// The check's SQL over the backfill's sources, each with its own unit (``render(sources:)``).
+    package func render(_ sources: [EntitySource]) -> String? {
+        render(
+            sources: Dictionary(
+                sources.map { source in
+                    (
+                        source.entity,
+                        CrossRowSource(
+                            query: source.query, amounts: source.amounts, defaultCurrency: source.defaultCurrency)
+                    )
+                }, uniquingKeysWith: { first, _ in first }))
+    }
+
+    /// The check's SQL with each `{entity}` replaced by its mapping query as a subquery; `nil`
+    /// when an entity it needs is not mapped. Entities whose amounts the check compares are
+    /// joined to the ISO 4217 exponents (``CurrencyExponentsSQL``) by their row's currency.
+    package func render(sources: [Entity: CrossRowSource]) -> String? {
         var text = sql
         for entity in needs {
-            guard let query = queries[entity] else { return nil }
-            text = text.replacing("{\(entity.rawValue)}", with: "(\n" + query + "\n)")
+            guard let source = sources[entity] else { return nil }
+            let subquery: String
+            if scaled.contains(entity) {
+                let own = "ll_q.currency::text"
+                let currency = source.defaultCurrency.map { "coalesce(\(own), '\($0.code)')" } ?? own
+                // An unknown currency scales by 1: its rows are quarantined by the converter anyway,
+                // and comparing them as written keeps a one-unit mapping's results as they were.
+                let scale = source.amounts == .major ? "coalesce(ll_c.minor_per_major, 1::numeric)" : "1::numeric"
+                subquery = """
+                    (
+                    SELECT ll_q.*, \(currency) AS ll_currency, \(scale) AS ll_scale,
+                           ll_c.minor_per_major AS ll_factor, ll_c.exponent AS ll_exponent
+                    FROM (
+                    \(source.query)) ll_q
+                    LEFT JOIN (\(CurrencyExponentsSQL.valuesList)) AS ll_c (\(CurrencyExponentsSQL.columns))
+                           ON ll_c.code = \(currency)
+                    )
+                    """
+            } else {
+                subquery = "(\n" + source.query + "\n)"
+            }
+            text = text.replacing("{\(entity.rawValue)}", with: subquery)
         }
         return text
+    }
+
+    /// SQL printing `minor` (minor units of the rows of `alias`, a scaled entity) as a major
+    /// amount with its currency (`50.00 USD`), or the bare number when the currency is unknown.
+    static func money(_ minor: String, _ alias: String) -> String {
+        "coalesce(round((\(minor)) / \(alias).ll_factor, \(alias).ll_exponent)::text || ' ' || \(alias).ll_currency, "
+            + "(\(minor))::text)"
     }
 
     static func reference(_ child: Entity, _ column: String, _ parent: Entity) -> CrossRowCheck {
@@ -52,14 +150,27 @@ package struct CrossRowCheck: Sendable {
         reference(.balanceTransaction, "credit_note_id", .creditNote),
         CrossRowCheck(
             entity: .invoice, reason: "invoice_total_mismatch", needs: [.invoice, .invoiceLine],
+            scaled: [.invoice, .invoiceLine],
             sql: """
                 SELECT i.invoice_id::text,
-                       'total ' || i.total::text || ' but subtotal - discount + tax = '
-                       || (i.subtotal - i.discount + i.tax)::text || ' and lines sum to ' || coalesce(l.s, 0)::text
+                       'total ' || \(money("i.total * i.ll_scale", "i")) || ' but subtotal - discount + tax = '
+                       || \(money("(i.subtotal - i.discount + i.tax) * i.ll_scale", "i"))
+                       || ' and lines sum to ' || \(money("coalesce(l.s, 0)", "i"))
                 FROM {invoice} i
-                LEFT JOIN (SELECT invoice_id::text AS invoice_id, sum(amount) AS s FROM {invoice_line} x GROUP BY 1) l
+                LEFT JOIN (SELECT invoice_id::text AS invoice_id, sum(amount * ll_scale) AS s FROM {invoice_line} x GROUP BY 1) l
                        ON l.invoice_id = i.invoice_id::text
-                WHERE i.total <> i.subtotal - i.discount + i.tax OR i.total <> coalesce(l.s, 0)
+                WHERE i.total <> i.subtotal - i.discount + i.tax OR i.total * i.ll_scale <> coalesce(l.s, 0)
+                """),
+        CrossRowCheck(
+            entity: .invoiceLine, reason: "line_amount_mismatch", needs: [.invoiceLine], scaled: [.invoiceLine],
+            sql: """
+                SELECT l.invoice_line_id::text,
+                       'quantity ' || l.quantity::text || ' × unit_amount ' || l.unit_amount::text
+                       || ' is ' || \(money("l.quantity * l.unit_amount * l.ll_scale", "l"))
+                       || ', but amount is ' || \(money("l.amount * l.ll_scale", "l"))
+                FROM {invoice_line} l
+                WHERE l.kind IS DISTINCT FROM 'proration' AND l.proration IS NOT TRUE AND l.unit_amount IS NOT NULL
+                  AND abs((l.quantity * l.unit_amount - l.amount) * l.ll_scale) >= 1
                 """),
         CrossRowCheck(
             entity: .invoice, reason: "paid_before_finalized", needs: [.invoice],
@@ -128,15 +239,15 @@ package struct CrossRowCheck: Sendable {
                 WHERE n > 1
                 """),
         CrossRowCheck(
-            entity: .refund, reason: "refund_exceeds_payment", needs: [.refund, .payment],
+            entity: .refund, reason: "refund_exceeds_payment", needs: [.refund, .payment], scaled: [.refund, .payment],
             sql: """
-                SELECT r.refund_id::text, 'refunds of payment ' || p.payment_id::text || ' total ' || t.s::text
-                       || ', more than its amount ' || p.amount::text
+                SELECT r.refund_id::text, 'refunds of payment ' || p.payment_id::text || ' total '
+                       || \(money("t.s", "p")) || ', more than its amount ' || \(money("p.amount * p.ll_scale", "p"))
                 FROM {refund} r
-                JOIN (SELECT payment_id::text AS payment_id, sum(amount) AS s FROM {refund} x
+                JOIN (SELECT payment_id::text AS payment_id, sum(amount * ll_scale) AS s FROM {refund} x
                       WHERE status IN ('succeeded', 'pending') GROUP BY 1) t ON t.payment_id = r.payment_id::text
                 JOIN {payment} p ON p.payment_id::text = r.payment_id::text
-                WHERE t.s > p.amount
+                WHERE t.s > p.amount * p.ll_scale
                 """),
         CrossRowCheck(
             entity: .refund, reason: "refund_of_unsucceeded_payment", needs: [.refund, .payment],

@@ -15,15 +15,23 @@ public struct EntitySource: Sendable {
     /// The mapping's own checks for this entity: rules only the user's schema can state (a
     /// cached balance that must equal its rows), each quarantining the keys its query returns.
     public let checks: [SourceCheck]
+    /// How the query writes amounts: cross-row rules that compare amounts of two entities
+    /// bring both to minor units with it.
+    public let amounts: MappingFile.AmountUnit
+    /// The currency of rows that have none, as the converter applies it.
+    public let defaultCurrency: Currency?
 
     public init(
         entity: Entity, query: String, historyQuery: String?, checks: [SourceCheck] = [],
+        amounts: MappingFile.AmountUnit = .major, defaultCurrency: Currency? = nil,
         convert: @escaping @Sendable (Row) -> ConvertedRow
     ) {
         self.entity = entity
         self.query = query
         self.historyQuery = historyQuery
         self.checks = checks
+        self.amounts = amounts
+        self.defaultCurrency = defaultCurrency
         self.convert = convert
     }
 }

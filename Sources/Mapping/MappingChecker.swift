@@ -43,12 +43,28 @@ public struct MappingChecker: Sendable {
             for entityMapping in mapping.entities {
                 checks.append(try run.check(entityMapping))
             }
+            // What the backfill runs before it converts a row: the mapping's own checks, then the
+            // built-in cross-row rules over the queries. A typo in either would pass the shape
+            // checks above and stop the backfill, naming neither entity nor check.
+            for index in checks.indices {
+                try run.checkSourceChecks(mapping.entities[index], &checks[index])
+            }
+            try run.checkRules(&checks)
             if let finding = try run.writableSources(), !checks.isEmpty {
                 checks[0].findings.append(finding)
-                checks[0].findings.sort { $0.severity < $1.severity }
             }
+            for index in checks.indices { checks[index].findings = Self.ordered(checks[index].findings) }
             return MappingReport(mappingFile: mapping.file, entities: checks, unmapped: mapping.unmappedEntities)
         }
+    }
+}
+
+extension MappingChecker {
+    /// Errors, then warnings, then notes; in the order found within each.
+    static func ordered(_ findings: [MappingFinding]) -> [MappingFinding] {
+        findings.enumerated().sorted { a, b in
+            a.element.severity != b.element.severity ? a.element.severity < b.element.severity : a.offset < b.offset
+        }.map(\.element)
     }
 }
 
@@ -119,8 +135,119 @@ private struct CheckRun {
                         "\(source.table) (key \(source.key)): \(Self.firstLine(error.message))"))
             }
         }
-        check.findings.sort { $0.severity < $1.severity }
         return check
+    }
+
+    // MARK: - What the backfill runs besides the queries
+
+    /// How many rejected keys a finding lists.
+    static let exampleLimit = 5
+    /// How many keys of history rows without a current row a finding lists.
+    static let orphanKeyLimit = 10
+
+    /// Runs each of the entity's `checks:` queries as the backfill does
+    /// (`SELECT * FROM (<query>) c`): one that fails is an error naming the entity and the
+    /// check, with PostgreSQL's message; one that rejects rows is a note with their keys.
+    mutating func checkSourceChecks(_ entityMapping: MappingFile.EntityMapping, _ check: inout EntityCheck) throws {
+        let entity = entityMapping.entity
+        for source in entityMapping.checks {
+            let wrapped = Self.subquery(source.query, "c")
+            switch try attempt("SELECT * FROM \(wrapped) LIMIT 0") {
+            case .failure(let error):
+                check.findings.append(
+                    MappingFinding(
+                        .error, .checkFailed, entity: entity, part: .checks, column: source.reason,
+                        "the check \(source.reason) fails: " + Self.explain(error, query: source.query)))
+                continue
+            case .success(let result) where result.columns.count == 0:
+                check.findings.append(
+                    MappingFinding(
+                        .error, .checkFailed, entity: entity, part: .checks, column: source.reason,
+                        "the check \(source.reason) returns no columns: it must return the \(entity.keyColumn) "
+                            + "of each row to quarantine (as text), then a sentence saying why"))
+                continue
+            case .success:
+                break
+            }
+            // The first column is the key, whatever its name; the second, if any, the detail.
+            let rejected = """
+                SELECT k::text, count(*) OVER () FROM (
+                SELECT * FROM \(wrapped)) AS c (k) ORDER BY 1 LIMIT \(Self.exampleLimit)
+                """
+            switch try attempt(rejected) {
+            case .failure(let error):
+                check.findings.append(
+                    MappingFinding(
+                        .error, .checkFailed, entity: entity, part: .checks, column: source.reason,
+                        "the check \(source.reason) fails when it reads rows: "
+                            + Self.explain(error, query: source.query)))
+            case .success(let result) where !result.rows.isEmpty:
+                check.findings.append(
+                    try Self.quarantineNote(
+                        result, entity: entity, part: .checks, reason: source.reason, details: false))
+            case .success:
+                break
+            }
+        }
+    }
+
+    /// Runs every built-in cross-row rule (``CrossRowCheck/all``) the mapping's entities allow,
+    /// rendered exactly as the backfill renders it. Rules over an entity whose own query has
+    /// errors are skipped: those errors already say what to fix.
+    mutating func checkRules(_ checks: inout [EntityCheck]) throws {
+        let sources = mapping.crossRowSources
+        let usable = Set(checks.filter { $0.queryRuns && $0.isClean }.map(\.entity))
+        for rule in CrossRowCheck.all where rule.needs.allSatisfy(usable.contains) {
+            guard let sql = rule.render(sources: sources),
+                let index = checks.firstIndex(where: { $0.entity == rule.entity })
+            else { continue }
+            let rejected = """
+                SELECT k, d, count(*) OVER () FROM (
+                \(sql)
+                ) AS r (k, d) ORDER BY 1 LIMIT \(Self.exampleLimit)
+                """
+            switch try attempt(rejected) {
+            case .failure(let error):
+                var message =
+                    "the rule \(rule.reason) (Ledgerlift's own, run by the backfill over "
+                    + rule.needs.map(\.rawValue).joined(separator: " and ") + ") fails over this mapping: "
+                    + Self.firstLine(error.message)
+                if let sqlState = error.sqlState { message += " (SQLSTATE \(sqlState))" }
+                if error.sqlState == "42703" {
+                    message +=
+                        "; return the column from the query, NULL if legacy has no such data "
+                        + "(e.g. `NULL::text AS previous_subscription_id`)"
+                }
+                if let detail = error.detail, !detail.isEmpty { message += "\ndetail: " + detail }
+                checks[index].findings.append(
+                    MappingFinding(
+                        .error, .ruleFailed, entity: rule.entity, part: .rules, column: rule.reason, message))
+            case .success(let result) where !result.rows.isEmpty:
+                checks[index].findings.append(
+                    try Self.quarantineNote(
+                        result, entity: rule.entity, part: .rules, reason: rule.reason, details: true))
+            case .success:
+                break
+            }
+        }
+    }
+
+    /// `will quarantine 2 invoices as invoice_total_mismatch, e.g. 901001 (total …)`.
+    static func quarantineNote(
+        _ result: QueryResult, entity: Entity, part: MappingFinding.Part, reason: String, details: Bool
+    ) throws -> MappingFinding {
+        let total = try result.rows[0].decode(at: details ? 2 : 1, as: Int64.self)
+        var examples = [String]()
+        for row in result.rows {
+            let key = try row.decode(at: 0, as: String?.self) ?? "NULL"
+            let detail = details ? try row.decode(at: 1, as: String?.self) : nil
+            examples.append(detail.map { "\(key) (\($0))" } ?? key)
+        }
+        let rows = total == 1 ? "1 \(entity)" : "\(total) \(entity) rows"
+        return MappingFinding(
+            .note, .willQuarantine, entity: entity, part: part, column: reason,
+            "the backfill will quarantine \(rows) as \(reason): "
+                + examples.joined(separator: ", ") + (total > Int64(examples.count) ? ", …" : ""))
     }
 
     /// One warning when the legacy role can write any `sources` table: a mapping query runs in
@@ -204,8 +331,32 @@ private struct CheckRun {
         // rather than a warning (the mapping works; its history is dated by inference).
         let dating = Transitions.dating(of: entity).dropFirst()
         let proofColumns = Set(dating.flatMap(\.proof))
+        // A result column that is not canonical but resembles a canonical one that is missing
+        // is most likely that column under its legacy name; left alone it becomes an
+        // attribute and the canonical column NULL, and nothing else would say so.
+        let extras = columns.columns.map(\.name).filter {
+            entity.column($0) == nil && !(part == .history && RowConverter.isVersionColumn($0))
+        }
+        let missing = entity.columns.map(\.name).filter { columns.index(of: $0) == nil }
+        let misnamed = ColumnNameSuggestion.pairs(extras: extras, missing: missing)
         for definition in entity.columns {
             guard let index = columns.index(of: definition.name) else {
+                if let extra = misnamed[definition.name] {
+                    let severity: MappingFinding.Severity = definition.nullable ? .warning : .error
+                    check.findings.append(
+                        MappingFinding(
+                            severity, .columnMisnamed, entity: entity, part: part, column: extra,
+                            "did you mean `\(definition.name)`? The \(part == .history ? "history query" : "query") "
+                                + "returns `\(extra)`, which is not canonical and would be carried as an attribute, "
+                                + "but not \(definition.name) (\(Self.describe(definition))"
+                                + (definition.nullable ? ", which would be NULL on every row" : ", required")
+                                + "): alias it, `… AS \(definition.name)`"))
+                    if part == .query, proofColumns.contains(definition.name) {
+                        // Still dated by inference until it is renamed: the note says so below.
+                    } else {
+                        continue
+                    }
+                }
                 if part == .query, definition.nullable, proofColumns.contains(definition.name) {
                     continue
                 } else if definition.nullable {
@@ -386,19 +537,31 @@ private struct CheckRun {
                     .error, .queryFailed, entity: entity, part: .history, column: RowConverter.validFromColumn,
                     "cannot check that versions are unique: " + Self.firstLine(error.message)))
         }
+        // Keys, not just a count: a history without its current row is usually a hard delete
+        // (a draft removed by the app), and the user has to find those rows to decide.
         let orphans = """
-            SELECT count(*) FROM \(wrapped)
-            WHERE NOT EXISTS (SELECT 1 FROM \(Self.subquery(current, "q")) WHERE q.\(key)::text = h.\(key)::text)
+            SELECT k, n, count(*) OVER (), sum(n) OVER ()::int8 FROM (
+                SELECT h.\(key)::text AS k, count(*) AS n FROM \(wrapped)
+                WHERE NOT EXISTS (SELECT 1 FROM \(Self.subquery(current, "q")) WHERE q.\(key)::text = h.\(key)::text)
+                GROUP BY 1
+            ) o ORDER BY k LIMIT \(Self.orphanKeyLimit)
             """
-        if case .success(let result) = try attempt(orphans) {
-            let count = try result.rows[0].decode(at: 0, as: Int64.self)
-            if count > 0 {
-                check.findings.append(
-                    MappingFinding(
-                        .warning, .historyWithoutCurrentRow, entity: entity, part: .history, column: entity.keyColumn,
-                        "\(count) history row\(count == 1 ? " has" : "s have") no current \(entity) with the same "
-                            + "\(entity.keyColumn); \(count == 1 ? "it is" : "they are") ignored"))
+        if case .success(let result) = try attempt(orphans), let first = result.rows.first {
+            let keys = try first.decode(at: 2, as: Int64.self)
+            let rows = try first.decode(at: 3, as: Int64.self)
+            let listed = try result.rows.map { row in
+                let k = try row.decode(at: 0, as: String?.self) ?? "NULL"
+                let n = try row.decode(at: 1, as: Int64.self)
+                return n == 1 ? k : "\(k) (\(n) rows)"
             }
+            let more = keys > Int64(listed.count) ? " and \(keys - Int64(listed.count)) more" : ""
+            let whose = keys == 1 ? "1 \(entity.keyColumn)" : "\(keys) \(entity.keyColumn)s"
+            check.findings.append(
+                MappingFinding(
+                    .warning, .historyWithoutCurrentRow, entity: entity, part: .history, column: entity.keyColumn,
+                    "\(rows) history row\(rows == 1 ? "" : "s") of \(whose) with no current \(entity) "
+                        + "(deleted from legacy?): \(listed.joined(separator: ", "))\(more); "
+                        + "\(rows == 1 ? "it is" : "they are") not migrated"))
         }
     }
 

@@ -54,6 +54,19 @@ public struct MappingFinding: Sendable, Hashable, CustomStringConvertible {
         /// An event of the entity will be dated by inference, because the column that proves its
         /// moment is not returned (note).
         case datedByInference = "dated_by_inference"
+        /// A result column that is not canonical is close to a canonical column the query does
+        /// not return (`deleted_at` for `archived_at`, `due_at` for `due_on`): it would become
+        /// an attribute and the canonical column NULL (warning, with the suggested name).
+        case columnMisnamed = "column_misnamed"
+        /// One of the mapping's `checks:` queries fails: the backfill, which runs it before
+        /// converting anything, would stop.
+        case checkFailed = "check_failed"
+        /// A built-in cross-row rule fails over the mapping's queries (a column it compares is
+        /// not returned): the backfill, which runs it too, would stop.
+        case ruleFailed = "rule_failed"
+        /// A `checks:` query or a built-in rule rejects rows: the backfill will quarantine them
+        /// with that reason (note, with the first keys).
+        case willQuarantine = "will_quarantine"
     }
 
     /// Which part of the entity's mapping the finding is about.
@@ -61,6 +74,10 @@ public struct MappingFinding: Sendable, Hashable, CustomStringConvertible {
         case query
         case history
         case sources
+        /// The mapping's own `checks:` (the finding's column is the check's reason).
+        case checks
+        /// Ledgerlift's cross-row rules (the finding's column is the rule's reason).
+        case rules
     }
 
     public let severity: Severity
@@ -80,10 +97,11 @@ public struct MappingFinding: Sendable, Hashable, CustomStringConvertible {
         self.message = message
     }
 
-    /// Where: `invoice.currency`, `subscription.history.valid_from`, `invoice.sources[1]`.
+    /// Where: `invoice.currency`, `subscription.history.valid_from`, `invoice.sources[1]`,
+    /// `customer.checks.balance_mismatch`, `refund.rules.refund_exceeds_payment`.
     public var location: String {
         var text = entity.rawValue
-        if part == .history { text += ".history" }
+        if part == .history || part == .checks || part == .rules { text += "." + part.rawValue }
         if let column { text += "." + column } else if part == .sources { text += ".sources" }
         return text
     }
@@ -140,14 +158,20 @@ public struct MappingReport: Sendable, Hashable {
     /// No errors (warnings allowed).
     public var isClean: Bool { errors.isEmpty }
 
+    /// Whether the mapping passes: no errors, and under `strict` (CI) no warnings either.
+    public func passes(strict: Bool) -> Bool { isClean && (!strict || warnings.isEmpty) }
+
     /// The check of `entity`, if it is mapped.
     public subscript(entity entity: Entity) -> EntityCheck? { entities.first { $0.entity == entity } }
 
     /// The report for a terminal: a table per entity (status, columns, attributes, rows,
     /// history rows), then every finding under its entity, then a verdict.
     ///
-    /// - Parameter database: the legacy DSN, already masked.
-    public func rendered(database: String) -> String {
+    /// - Parameters:
+    ///   - database: the legacy DSN, already masked.
+    ///   - strict: warnings fail the mapping too (`mapping check --strict`), and the verdict
+    ///     says so.
+    public func rendered(database: String, strict: Bool = false) -> String {
         var out = ["mapping \(mappingFile) against \(database)", ""]
         var table = [["entity", "status", "columns", "rows", "history", "attributes"]]
         for check in entities {
@@ -184,7 +208,12 @@ public struct MappingReport: Sendable, Hashable {
         var counts =
             "\(errorCount) error\(errorCount == 1 ? "" : "s"), \(warningCount) warning\(warningCount == 1 ? "" : "s")"
         if noteCount > 0 { counts += ", \(noteCount) note\(noteCount == 1 ? "" : "s")" }
-        if isClean {
+        if isClean && !passes(strict: strict) {
+            let warned = entities.filter { !$0.warnings.isEmpty }.map(\.entity.rawValue).joined(separator: ", ")
+            out.append(
+                "mapping has warnings (\(counts)) in: \(warned), and --strict fails on warnings. "
+                    + "Fix them and run `ledgerlift mapping check` again.")
+        } else if isClean {
             out.append("mapping ok: \(entities.count) entit\(entities.count == 1 ? "y" : "ies") checked, \(counts)")
         } else {
             let failing = entities.filter { !$0.isClean }.map(\.entity.rawValue).joined(separator: ", ")

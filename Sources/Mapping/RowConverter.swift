@@ -19,7 +19,10 @@ import Postgres
 /// - **status** (and line `kind`, plan `interval`): must be in the vocabulary (`status_unknown`).
 /// - **timestamp**: `timestamptz` as is; `timestamp without time zone` read as UTC; infinite or
 ///   malformed values are `value_invalid`. **date**, **integer**, **boolean** likewise.
-/// - **decimal** (`invoice_line.unit_amount`): kept as exact decimal text.
+/// - **decimal** (`invoice_line.unit_amount`, a price in the major unit): kept as exact decimal
+///   text; under `amounts: minor` it is read in minor units like the amounts and converted
+///   exactly with the currency's exponent (`1200` USD is `12.00`), so a cents column can never
+///   pass as a price a hundred times too high.
 /// - A NULL (or absent) required column is `required_value_missing`; an absent nullable column
 ///   reads as NULL.
 /// - Every other column is an attribute, verbatim text.
@@ -223,7 +226,15 @@ public struct RowConverter: Sendable {
             guard let numeric = PostgresNumeric(text), !numeric.isNaN else {
                 throw Failure(.valueInvalid, column.name, "\(column.name) \(Self.quoted(text)) is not an exact decimal")
             }
-            return .decimal(numeric.description)
+            // A price in the major unit, like every decimal of the model: under `amounts: minor`
+            // the query gives it in minor units, as it gives the amounts.
+            guard amounts == .minor else { return .decimal(numeric.description) }
+            guard let currency else {
+                throw Failure(
+                    .currencyMissing, "currency",
+                    "\(column.name) \(text) is in minor units (amounts: minor) and has no currency to convert them")
+            }
+            return .decimal(Self.majorUnits(numeric, exponent: currency.minorUnitExponent).description)
         case .timestamp:
             return .timestamp(try timestamp(text, column: column.name))
         case .date:
@@ -288,6 +299,21 @@ public struct RowConverter: Sendable {
                 }
             }
         }
+    }
+
+    /// `minor` minor units as an exact decimal of the major unit: the point moves `exponent`
+    /// places left and every digit is kept (`1200` USD is `12.00`, `1200.5` is `12.005`, `5`
+    /// is `0.05`; JPY's `1200` stays `1200`). Division by a power of ten is always exact, so
+    /// nothing is rounded; the scale grows by `exponent`, as PostgreSQL's
+    /// `round(x / 10^e, scale(x) + e)` prints it (the diff's legacy side).
+    static func majorUnits(_ minor: PostgresNumeric, exponent: Int) -> PostgresNumeric {
+        guard exponent > 0 else { return minor }
+        let digits = minor.integerDigits + minor.fractionDigits
+        let scale = minor.fractionDigits.count + exponent
+        let padded = String(repeating: "0", count: max(0, scale + 1 - digits.count)) + digits
+        let cut = padded.index(padded.endIndex, offsetBy: -scale)
+        // Zero keeps no sign (PostgresNumeric never marks zero negative).
+        return PostgresNumeric((minor.isNegative ? "-" : "") + padded[..<cut] + "." + padded[cut...])!
     }
 
     private func timestamp(_ text: String, column: String) throws(Failure) -> PostgresTimestamp {

@@ -137,6 +137,39 @@ struct RowConverterTests {
         #expect(credit.row["unit_amount"] == .decimal("-24.5000"))
     }
 
+    /// Under `amounts: minor` a unit price is read in minor units like the amounts: a cents
+    /// column returned as `unit_amount` becomes 12.00, not a price of 1200.00 on a 36.00 line.
+    @Test func unitAmountsFollowMinorAmountsExactlyWithTheCurrencysExponent() throws {
+        let lines = RowConverter(entity: .invoiceLine, amounts: .minor)
+        let cells: [(String, PostgresType, String?)] = [
+            ("invoice_line_id", .text, "1"), ("invoice_id", .text, "1"), ("kind", .text, "subscription"),
+            ("quantity", .int4, "3"), ("unit_amount", .int8, "1200"), ("amount", .int8, "3600"),
+            ("currency", .bpchar, "USD"), ("proration", .bool, "f"), ("created_at", .timestamp, "2025-10-01 00:00:00"),
+        ]
+        let line = try #require(lines.convert(makeRow(cells)).migrated)
+        #expect(line.row["unit_amount"] == .decimal("12.00"))
+        #expect(line.row["amount"] == .amount(3600))
+        // Every digit is kept, the scale grows by the exponent: nothing is rounded.
+        let cases: [(currency: String, minor: String, major: String)] = [
+            ("USD", "1200.5", "12.005"), ("USD", "5", "0.05"), ("USD", "-5", "-0.05"), ("USD", "0", "0.00"),
+            ("JPY", "1200", "1200"), ("KWD", "14875", "14.875"), ("CLF", "1", "0.0001"),
+            ("USD", "1.2500", "0.012500"),
+        ]
+        for example in cases {
+            let row = makeRow(
+                cells,
+                changing: [("unit_amount", .numeric, example.minor), ("currency", .bpchar, example.currency)])
+            let converted = try #require(lines.convert(row).migrated, "\(example)")
+            #expect(converted.row["unit_amount"] == .decimal(example.major), "\(example)")
+        }
+        // Under `amounts: major` the same column is taken as it is.
+        let major = try #require(
+            RowConverter(entity: .invoiceLine, amounts: .major).convert(
+                makeRow(cells, changing: [("amount", .numeric, "36.00"), ("unit_amount", .numeric, "12.00")])
+            ).migrated)
+        #expect(major.row["unit_amount"] == .decimal("12.00"))
+    }
+
     @Test func extraColumnsAreCarriedVerbatimIncludingNull() throws {
         let row = invoice([
             ("tax_rate", .float8, nil), ("legacy_note", .text, " spaced  "), ("legacy_flag", .int2, "7"),

@@ -1,0 +1,55 @@
+import Billing
+import Postgres
+
+/// The ISO 4217 exponent table as SQL, so a mapping converts cents ↔ major units by joining it
+/// instead of hand-writing `CASE currency WHEN 'JPY' THEN … END` (which silently misses the
+/// currencies nobody thought of: KWD and BHD have 3 decimals, CLF 4).
+///
+/// The rows are ``Currency/all``: every code the converter accepts, with the exponent it uses,
+/// so a mapping that joins this table converts exactly as Ledgerlift does. Three shapes:
+/// - ``valuesList``: the bare `VALUES` rows, to paste anywhere;
+/// - ``commonTableExpression``: a `WITH` entry a mapping query can start with (nothing to
+///   install: works with a read-only legacy role);
+/// - ``createView(named:)``: a view to install once, in a schema the user owns.
+///
+/// Columns: `code text` (ISO 4217 alphabetic code), `exponent int` (decimal places of the minor
+/// unit), `minor_per_major numeric` (`10^exponent`, exact: `amount_cents / minor_per_major` is
+/// the major amount, with no rounding).
+public enum CurrencyExponentsSQL {
+    /// The column list every shape uses.
+    public static let columns = "code, exponent, minor_per_major"
+
+    /// The default name of the CTE and the view.
+    public static let defaultName = "currency_exponents"
+
+    /// `('AED', 2, 100::numeric), …`: one row per currency, sorted by code.
+    public static let valuesRows: [String] = Currency.all.map { currency in
+        "('\(currency.code)', \(currency.minorUnitExponent), "
+            + "1\(String(repeating: "0", count: currency.minorUnitExponent))::numeric)"
+    }
+
+    /// `VALUES ('AED', 2, 100::numeric), …` on one line per row.
+    public static var valuesList: String {
+        "VALUES " + valuesRows.joined(separator: ",\n       ")
+    }
+
+    /// `currency_exponents (code, exponent, minor_per_major) AS (VALUES …)`: put it after a
+    /// mapping query's `WITH`.
+    public static var commonTableExpression: String {
+        "\(defaultName) (\(columns)) AS (\n    " + valuesList.replacing("\n", with: "\n    ") + "\n)"
+    }
+
+    /// A `CREATE OR REPLACE VIEW` of the table under `name` (optionally schema-qualified,
+    /// `billing_ref.currency_exponents`; each part quoted as an identifier), with a comment
+    /// saying where it came from, so whoever finds it in the legacy database knows.
+    public static func createView(named name: String) -> String {
+        let quoted = name.split(separator: ".", omittingEmptySubsequences: false).map {
+            quoteIdentifier(String($0))
+        }.joined(separator: ".")
+        return """
+            CREATE OR REPLACE VIEW \(quoted) (\(columns)) AS
+            \(valuesList);
+            COMMENT ON VIEW \(quoted) IS 'ISO 4217 minor-unit exponents as Ledgerlift converts amounts (ledgerlift mapping currencies --format sql)';
+            """
+    }
+}
