@@ -361,7 +361,6 @@ public struct Backfill: Sendable {
 
     /// Keys that cross-row checks reject, per entity, with the first reason found.
     func crossRowRejections(_ coordinator: Connection) async throws -> [Entity: [String: (String, String)]] {
-        let queries = Dictionary(uniqueKeysWithValues: configuration.sources.map { ($0.entity, $0.query) })
         var rejected = [Entity: [String: (String, String)]]()
         // The mapping's own checks first: they know the legacy schema's caches and rules.
         for source in configuration.sources {
@@ -376,7 +375,7 @@ public struct Backfill: Sendable {
             }
         }
         for check in CrossRowCheck.all {
-            guard let sql = check.render(queries) else { continue }
+            guard let sql = check.render(configuration.sources) else { continue }
             for row in try await coordinator.query(sql).rows {
                 // A row without a key is quarantined as key_missing when it is read.
                 guard let key = try row.decode(at: 0, as: String?.self) else { continue }

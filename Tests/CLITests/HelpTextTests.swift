@@ -20,7 +20,8 @@ struct HelpTextTests {
         ("store stats", StoreCommand.Stats.self, storeOptions + ["--format <format>"]),
         ("store reset", StoreCommand.Reset.self, storeOptions + ["--read-schema <read-schema>", "--yes", "--wait"]),
         ("events", EventsCommand.self, storeOptions + ["--stream <stream>", "--as-of <as-of>", "--format <format>"]),
-        ("mapping check", MappingCommand.Check.self, ["--legacy <legacy>", "--mapping <mapping>"]),
+        ("mapping check", MappingCommand.Check.self, ["--legacy <legacy>", "--mapping <mapping>", "--strict"]),
+        ("mapping currencies", MappingCommand.Currencies.self, ["--format <format>", "--view <view>"]),
         (
             "backfill", BackfillCommand.self,
             [
