@@ -196,7 +196,16 @@ public struct DiffChecker: Sendable {
 
     private func connect(_ dsn: String, side: DiffError.Side) async throws(DiffError) -> Connection {
         do {
-            return try await Connection.connect(dsn, applicationName: "ledgerlift diff")
+            let connection = try await Connection.connect(dsn, applicationName: "ledgerlift diff")
+            do {
+                // JIT would compile the hashing queries: seconds on a table of ten rows, and no
+                // gain on large ones, whose time goes to reading and hashing text.
+                _ = try await connection.execute("SET jit = off")
+            } catch {
+                connection.close()
+                throw error
+            }
+            return connection
         } catch {
             // libpq's message already says "could not connect to <masked DSN>".
             throw DiffError.wrap(error, side: side, entity: nil, doing: nil)
