@@ -89,6 +89,8 @@ struct HelpTextTests {
         for name in ["fixture", "store", "events", "mapping", "backfill", "project", "query", "report", "diff"] {
             #expect(help.contains("\n  \(name) "), "\(name)")
         }
-        #expect(help.contains("USAGE: ledgerlift <subcommand>"))
+        #expect(help.contains("USAGE: ledgerlift [--log-level <level>] [--verbose] <subcommand>"))
+        #expect(help.contains("\n  --log-level <level> "))
+        #expect(help.contains("\n  --verbose "))
     }
 }
