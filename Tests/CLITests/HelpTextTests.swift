@@ -35,7 +35,7 @@ struct HelpTextTests {
         ("query balance", QueryCommand.Balance.self, readModelOptions + ["--customer <customer>", "--as-of <as-of>"]),
         ("query invoice", QueryCommand.Invoice.self, readModelOptions + ["<invoice-id>", "--as-of <as-of>"]),
         ("report revenue", ReportCommand.Revenue.self, readModelOptions + ["--from <from>", "--to <to>"]),
-        ("report mrr", ReportCommand.MRR.self, readModelOptions + ["--from <from>", "--to <to>"]),
+        ("report mrr", ReportCommand.MRR.self, readModelOptions + ["--from <from>", "--to <to>", "--customer <id>"]),
         ("report aging", ReportCommand.Aging.self, readModelOptions + ["--as-of <as-of>"]),
         (
             "diff", DiffCommand.self,
