@@ -8,7 +8,7 @@ import Synchronization
 struct GlobalOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
-            "Log messages at this level and above to standard error: trace, debug, info, notice, warning, error or critical.",
+            "Log messages at this level and above to standard error.",
             discussion: "info logs one line per entity (backfill, diff); debug one per key range or projection batch.",
             valueName: "level"))
     var logLevel: LogLevel = .warning
