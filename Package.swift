@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(
@@ -44,7 +45,7 @@ let package = Package(
         ),
         .target(
             name: "Billing",
-            dependencies: ["EventStore", "Postgres", "TextFormats"],
+            dependencies: ["EventStore", "Postgres", "TextFormats", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         // The user's schema in, canonical rows out: the mapping file, its checker, the row
@@ -56,12 +57,16 @@ let package = Package(
         ),
         .target(
             name: "Migration",
-            dependencies: ["Postgres", "EventStore", "Billing", "Mapping", "TextFormats"],
+            dependencies: [
+                "Postgres", "EventStore", "Billing", "Mapping", "TextFormats", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "Diff",
-            dependencies: ["Postgres", "EventStore", "Billing", "Mapping", "TextFormats"],
+            dependencies: [
+                "Postgres", "EventStore", "Billing", "Mapping", "TextFormats", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -81,6 +86,7 @@ let package = Package(
                 "Diff",
                 "TextFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,5 +1,6 @@
 import EventStore
 import Foundation
+import Logging
 import Postgres
 import Synchronization
 
@@ -42,6 +43,9 @@ public struct Projector: Sendable {
     /// Events per batch (per transaction).
     public let batchSize: Int
     let mode: Mode
+    /// Where batches are logged (`debug`, with `consumer` and `position` metadata): the
+    /// caller's, since a library makes no logger of its own; by default nothing is logged.
+    public var logger = Logger(label: "ledgerlift.projection", factory: { _ in SwiftLogNoOpLogHandler() })
 
     /// - Parameters:
     ///   - store: the event store to read.
@@ -142,7 +146,7 @@ public struct Projector: Sendable {
         progress: (@Sendable (ProjectionProgress) -> Void)? = nil
     ) async throws -> ProjectionSummary {
         try await requireLive(connection)
-        let tracker = ProgressTracker(progress)
+        let tracker = ProgressTracker(progress, logger: logger, consumer: consumer)
         let result = try await withConsumerLock(connection) {
             try await subscription.run(on: connection, listener: listener, until: stop) { [self] tx, events in
                 let outcome = try self.project(events, in: tx)
@@ -194,7 +198,7 @@ public struct Projector: Sendable {
         progress: (@Sendable (ProjectionProgress) -> Void)? = nil
     ) async throws -> ProjectionSummary {
         let next = self.next
-        let tracker = ProgressTracker(progress)
+        let tracker = ProgressTracker(progress, logger: logger, consumer: next.consumer)
         let swapped = try await next.withConsumerLock(connection) { () async throws -> Bool in
             let (phase, known) = try await connection.withSession { [self] session in
                 if let state = try self.state(in: session), state.modelVersion > ReadModelSchema.modelVersion {
@@ -500,8 +504,14 @@ final class ProgressTracker: Sendable {
     private let state = Mutex(State())
     private let start = ContinuousClock.now
     private let report: (@Sendable (ProjectionProgress) -> Void)?
+    private let logger: Logger
+    private let consumer: String
 
-    init(_ report: (@Sendable (ProjectionProgress) -> Void)?) { self.report = report }
+    init(_ report: (@Sendable (ProjectionProgress) -> Void)?, logger: Logger, consumer: String) {
+        self.report = report
+        self.logger = logger
+        self.consumer = consumer
+    }
 
     func record(_ outcome: ProjectionBatchOutcome, cursor: GlobalCursor) {
         let snapshot = state.withLock { s in
@@ -513,6 +523,12 @@ final class ProgressTracker: Sendable {
             s.progress.elapsed = ContinuousClock.now - start
             return s.progress
         }
+        logger.debug(
+            "batch projected",
+            metadata: [
+                "consumer": "\(consumer)", "position": "\(cursor.position)", "events": "\(outcome.events)",
+                "batches": "\(snapshot.batches)",
+            ])
         report?(snapshot)
     }
 

@@ -104,17 +104,58 @@ extension ReadModelReader {
         }
     }
 
-    /// `mrr_by_month` for the months from `from` to `to` (inclusive), sorted by month and currency.
+    /// MRR and its movements for every month from `from` to `to` (inclusive), per currency:
+    /// the company's (`mrr_by_month`), or one customer's (from `mrr_movements`), sorted by
+    /// month and currency.
     ///
-    /// Months after a currency's last row carry its last `mrr` unchanged (no movement).
-    public func mrr(from: PostgresDate, to: PostgresDate, in session: Session) throws -> [MRRMonth] {
+    /// Every month asked for has a row for each currency that had MRR by then, whether or not
+    /// anything moved: a month without movements carries the MRR of the month before (zero
+    /// movements), so a reader never has to carry it forward by hand. Months before a
+    /// currency's first movement have no row for it.
+    ///
+    /// A customer's movement in a month is one of new (it had no MRR in the currency before),
+    /// churn (it has none left), expansion or contraction, as in `mrr_by_month`, whose
+    /// movements are these summed over customers.
+    public func mrr(
+        from: PostgresDate, to: PostgresDate, customer: String? = nil, in session: Session
+    ) throws -> [MRRMonth] {
         try requireBuilt(session)
+        // The monthly rows the fill starts from: month, currency, the four movements, mrr.
+        let source =
+            customer == nil
+            ? #"SELECT month, currency, "new", expansion, contraction, churn, mrr FROM \#(schema.qualified("mrr_by_month"))"#
+            : """
+            SELECT month, currency,
+                   CASE WHEN mrr_before = 0 THEN mrr_after ELSE 0 END AS "new",
+                   CASE WHEN mrr_before <> 0 AND mrr_after > mrr_before THEN mrr_after - mrr_before ELSE 0 END AS expansion,
+                   CASE WHEN mrr_after <> 0 AND mrr_after < mrr_before THEN mrr_after - mrr_before ELSE 0 END AS contraction,
+                   CASE WHEN mrr_before <> 0 AND mrr_after = 0 THEN -mrr_before ELSE 0 END AS churn,
+                   mrr_after AS mrr
+            FROM \(schema.qualified("mrr_movements")) WHERE customer_id = $3
+            """
+        var parameters: [(any PostgresEncodable)?] = [from, to]
+        if let customer { parameters.append(customer) }
         return try session.query(
             """
-            SELECT month, currency::text, "new", expansion, contraction, churn, mrr FROM \(schema.qualified("mrr_by_month"))
-            WHERE month >= date_trunc('month', $1::date)::date AND month <= date_trunc('month', $2::date)::date
-            ORDER BY month, currency
-            """, [from, to]
+            WITH source AS (\(source)),
+            months AS (
+                SELECT gs::date AS month
+                FROM generate_series(date_trunc('month', $1::date::timestamp), date_trunc('month', $2::date::timestamp), interval '1 month') AS gs
+            ),
+            currencies AS (
+                SELECT currency, min(month) AS first FROM source
+                WHERE month <= date_trunc('month', $2::date)::date GROUP BY currency
+            )
+            SELECT m.month, c.currency::text, coalesce(s."new", 0)::bigint, coalesce(s.expansion, 0)::bigint,
+                   coalesce(s.contraction, 0)::bigint, coalesce(s.churn, 0)::bigint,
+                   coalesce(s.mrr, (
+                       SELECT last.mrr FROM source AS last
+                       WHERE last.currency = c.currency AND last.month < m.month ORDER BY last.month DESC LIMIT 1
+                   ), 0)::bigint
+            FROM months AS m JOIN currencies AS c ON m.month >= c.first
+            LEFT JOIN source AS s ON s.month = m.month AND s.currency = c.currency
+            ORDER BY m.month, c.currency
+            """, parameters
         ).rows.map { row in
             MRRMonth(
                 month: try row.decode(at: 0), currency: try row.decode(at: 1), new: try row.decode(at: 2),

@@ -2,6 +2,7 @@ import TextFormats
 import Mapping
 import Billing
 import EventStore
+import Logging
 import Migration
 import Postgres
 
@@ -56,6 +57,9 @@ public struct DiffChecker: Sendable {
         /// Runs after the first pass, before re-verification: where shadow mode (and the
         /// tests) let writes race the check.
         public var beforeReverification: (@Sendable () async throws -> Void)?
+        /// Where each compared entity is logged (`info`, with `entity` metadata): the caller's,
+        /// since a library makes no logger of its own; by default nothing is logged.
+        public var logger = Logger(label: "ledgerlift.diff", factory: { _ in SwiftLogNoOpLogHandler() })
 
         public init(
             legacyDSN: String, storeDSN: String, mapping: MappingFile, entities: [Entity]? = nil, maxRows: Int = 100,
@@ -124,7 +128,15 @@ public struct DiffChecker: Sendable {
                 let pass = try await firstPassOf(
                     entity, legacy, ledger, quarantineTable: quarantineTable, portableHash: portableHash)
                 firstPass[entity] = pass
-                options.progress?(.entityCompared(pass.summary))
+                let summary = pass.summary
+                options.progress?(.entityCompared(summary))
+                options.logger.info(
+                    "entity compared",
+                    metadata: [
+                        "entity": "\(entity)", "keys": "\(summary.compared)", "differing": "\(summary.differenceCount)",
+                        "quarantined": "\(summary.quarantined)", "buckets": "\(summary.bucketsCompared)",
+                        "duration": "\(summary.duration)",
+                    ])
             }
             invariants = try await invariantResults
             try await end(legacy, ledger)
@@ -193,7 +205,16 @@ public struct DiffChecker: Sendable {
 
     private func connect(_ dsn: String, side: DiffError.Side) async throws(DiffError) -> Connection {
         do {
-            return try await Connection.connect(dsn, applicationName: "ledgerlift diff")
+            let connection = try await Connection.connect(dsn, applicationName: "ledgerlift diff")
+            do {
+                // JIT would compile the hashing queries: seconds on a table of ten rows, and no
+                // gain on large ones, whose time goes to reading and hashing text.
+                _ = try await connection.execute("SET jit = off")
+            } catch {
+                connection.close()
+                throw error
+            }
+            return connection
         } catch {
             // libpq's message already says "could not connect to <masked DSN>".
             throw DiffError.wrap(error, side: side, entity: nil, doing: nil)

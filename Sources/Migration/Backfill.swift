@@ -3,6 +3,7 @@ import Mapping
 import Billing
 import EventStore
 import Foundation
+import Logging
 import Postgres
 import Synchronization
 
@@ -31,6 +32,10 @@ public struct Backfill: Sendable {
         public var dryRun: Bool
         /// Wait for another run holding the store's backfill lock instead of refusing.
         public var wait: Bool
+        /// Where the run logs: one `info` line per entity, one `debug` line per key range, with
+        /// `run_id`, `entity` and `range` metadata. The caller's (a library makes no logger of
+        /// its own); by default nothing is logged.
+        public var logger = Logger(label: "ledgerlift.backfill", factory: { _ in SwiftLogNoOpLogHandler() })
 
         public init(
             legacyDSN: String, storeDSN: String, sources: [EntitySource], mappingFingerprint: String,
@@ -175,6 +180,13 @@ public struct Backfill: Sendable {
                             entityProgress.update { $0.add(outcome) }
                             let doneNow = done.increment()
                             let (rows, events) = totals.add(outcome.rowsRead, outcome.events)
+                            config.logger.debug(
+                                "range done",
+                                metadata: [
+                                    "run_id": "\(runID)", "entity": "\(source.entity)", "range": "\(range.ordinal)",
+                                    "ranges_done": "\(doneNow)/\(ranges.count)", "rows": "\(outcome.rowsRead)",
+                                    "events": "\(outcome.events)",
+                                ])
                             progress?(
                                 Progress(
                                     entity: source.entity, rangesDone: doneNow, rangesTotal: ranges.count, rowsRead: rows,
@@ -185,6 +197,13 @@ public struct Backfill: Sendable {
                 try await group.waitForAll()
             }
             dryCounts.merge(entityProgress.value)
+            let (rows, events) = totals.add(0, 0)
+            config.logger.info(
+                "entity done",
+                metadata: [
+                    "run_id": "\(runID)", "entity": "\(source.entity)", "ranges": "\(ranges.count)",
+                    "ranges_resumed": "\(ranges.count - pending.count)", "rows": "\(rows)", "events": "\(events)",
+                ])
             if config.dryRun {
                 let counted = try await legacyRowCount(source, coordinator)
                 let read = entityProgress.value.entities[source.entity]

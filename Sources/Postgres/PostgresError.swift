@@ -1,9 +1,10 @@
 /// An error from the database or from talking to it.
 ///
 /// Server errors carry every diagnostic field libpq hands us (SQLSTATE, message, detail, hint,
-/// constraint, schema, table, column). Descriptions never contain a password or a bound
-/// parameter value: only the SQL text, which our code always writes with `$n` placeholders.
-public struct PostgresError: Error, Sendable, CustomStringConvertible {
+/// constraint, schema, table, column). Neither description ever contains a password or a bound
+/// parameter value; ``description`` is safe to log (no detail, hint or SQL text), and
+/// ``debugDescription`` adds them for a person debugging.
+public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     /// What kind of failure this is.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         fileprivate enum Base: String, Sendable, Hashable {
@@ -84,22 +85,40 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
             || sqlState == .adminShutdown
     }
 
+    /// One line that is safe to log: the SQLSTATE, the primary message and the names of what
+    /// it concerns (schema, table, column, constraint). Never the detail, hint or query: the
+    /// detail quotes row values (`Key (email)=(…) already exists`) and a log line outlives the
+    /// data's access rules. ``debugDescription`` has everything, for `--verbose`.
     public var description: String {
         var text = "PostgreSQL"
         if let sqlState { text += " \(sqlState)" }
-        text += ": \(message)"
+        text += ": " + Self.oneLine(message)
+        var names = [String]()
+        if let table { names.append("table " + (schema.map { "\($0).\(table)" } ?? table)) }
+        if let column { names.append("column \(column)") }
+        if let constraint { names.append("constraint \(constraint)") }
+        if !names.isEmpty { text += " (" + names.joined(separator: ", ") + ")" }
+        return text
+    }
+
+    /// ``description`` plus the detail, hint, context and the failing statement's SQL text,
+    /// one per indented line: for a person debugging (`ledgerlift --verbose`), not for logs —
+    /// the detail can hold row values. Bound parameter values are never included.
+    public var debugDescription: String {
+        var text = description
         if let detail, !detail.isEmpty { text += "\n  detail: \(detail)" }
         if let hint, !hint.isEmpty { text += "\n  hint: \(hint)" }
-        if let constraint { text += "\n  constraint: \(constraint)" }
-        if let table {
-            text += "\n  table: " + (schema.map { "\($0).\(table)" } ?? table)
-            if let column { text += " column: \(column)" }
-        }
+        if let context, !context.isEmpty { text += "\n  context: " + Self.oneLine(context) }
         if let query {
-            let oneLine = query.split(whereSeparator: \.isNewline).map { $0.trimmingSpaces() }.joined(separator: " ")
+            let oneLine = Self.oneLine(query)
             text += "\n  query: " + (oneLine.count > 300 ? String(oneLine.prefix(300)) + "…" : oneLine)
         }
         return text
+    }
+
+    /// `text`'s lines, trimmed and joined by single spaces.
+    private static func oneLine(_ text: String) -> String {
+        text.split(whereSeparator: \.isNewline).map { $0.trimmingSpaces() }.filter { !$0.isEmpty }.joined(separator: " ")
     }
 }
 

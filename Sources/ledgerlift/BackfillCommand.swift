@@ -4,6 +4,7 @@ import ArgumentParser
 import Billing
 import EventStore
 import Foundation
+import Logging
 import Migration
 import Postgres
 
@@ -62,28 +63,26 @@ struct BackfillCommand: AsyncParsableCommand {
 
     func run() async throws {
         let file = try MappingFile.load(path: mapping)
-        let backfill = Backfill(
-            .init(
-                legacyDSN: legacy, storeDSN: store, sources: file.entitySources(), mappingFingerprint: file.fingerprint,
-                store: EventStore(schema: schema), workers: workers, batchEvents: batchEvents, dryRun: dryRun,
-                wait: wait))
-        let terminal = isatty(2) == 1
+        var configuration = Backfill.Configuration(
+            legacyDSN: legacy, storeDSN: store, sources: file.entitySources(), mappingFingerprint: file.fingerprint,
+            store: EventStore(schema: schema), workers: workers, batchEvents: batchEvents, dryRun: dryRun, wait: wait)
+        configuration.logger = CommandLineSettings.logger("backfill")
+        // Per-range lines in a log come from the logger (--log-level debug); the line redrawn
+        // in place is for a person at a terminal only.
+        let terminal = CommandLineSettings.drawsProgress
         let clock = ContinuousClock()
         let start = clock.now
-        let report = try await backfill.run { progress in
-            let seconds = max(0.001, Double((clock.now - start).components.seconds) + Double((clock.now - start).components.attoseconds) / 1e18)
+        let report = try await Backfill(configuration).run { progress in
+            guard terminal else { return }
+            let elapsed = clock.now - start
+            let seconds = max(0.001, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
             let rowsPerSecond = Int(Double(progress.rowsRead) / seconds)
             let eventsPerSecond = Int(Double(progress.events) / seconds)
-            if terminal {
-                let remaining = progress.rangesTotal - progress.rangesDone
-                let eta = progress.rangesDone == 0 ? "?" : "\(Int(seconds / Double(progress.rangesDone) * Double(remaining)))s"
-                FileHandle.standardError.write(
-                    Data("\r\u{1B}[K\(progress.entity): ranges \(progress.rangesDone)/\(progress.rangesTotal)  \(rowsPerSecond) rows/s  \(eventsPerSecond) events/s  ETA \(eta)".utf8))
-                if progress.rangesDone == progress.rangesTotal { FileHandle.standardError.write(Data("\n".utf8)) }
-            } else {
-                FileHandle.standardError.write(
-                    Data("backfill entity=\(progress.entity) ranges_done=\(progress.rangesDone) ranges_total=\(progress.rangesTotal) rows=\(progress.rowsRead) events=\(progress.events) rows_per_s=\(rowsPerSecond) events_per_s=\(eventsPerSecond)\n".utf8))
-            }
+            let remaining = progress.rangesTotal - progress.rangesDone
+            let eta = progress.rangesDone == 0 ? "?" : "\(Int(seconds / Double(progress.rangesDone) * Double(remaining)))s"
+            FileHandle.standardError.write(
+                Data("\r\u{1B}[K\(progress.entity): ranges \(progress.rangesDone)/\(progress.rangesTotal)  \(rowsPerSecond) rows/s  \(eventsPerSecond) events/s  ETA \(eta)".utf8))
+            if progress.rangesDone == progress.rangesTotal { FileHandle.standardError.write(Data("\n".utf8)) }
         }
         print(BackfillSummary(report: report, legacy: ConnectionString.masked(legacy), store: ConnectionString.masked(store)).text)
         if !report.isBalanced || (report.totalQuarantineEntries > 0 && !allowQuarantine && !dryRun) {

@@ -4,6 +4,7 @@ import ArgumentParser
 import Billing
 import Diff
 import Foundation
+import Logging
 import Migration
 import Postgres
 
@@ -93,19 +94,19 @@ struct DiffCommand: AsyncParsableCommand {
         let report: DiffReport
         do {
             let file = try MappingFile.load(path: mapping)
-            let progress = DiffProgressPrinter(terminal: isatty(2) == 1)
-            let checker = DiffChecker(
-                .init(
-                    legacyDSN: legacy, storeDSN: store, mapping: file, entities: try entities(), maxRows: maxRows,
-                    storeSchema: schema, readSchema: readSchema, reverify: !noReverify, checkInvariants: !skipInvariants,
-                    catchUpTimeout: .seconds(catchUpTimeout), progress: { progress.show($0) }))
-            report = try await checker.run()
+            let progress = DiffProgressPrinter(terminal: CommandLineSettings.drawsProgress)
+            var options = DiffChecker.Options(
+                legacyDSN: legacy, storeDSN: store, mapping: file, entities: try entities(), maxRows: maxRows,
+                storeSchema: schema, readSchema: readSchema, reverify: !noReverify, checkInvariants: !skipInvariants,
+                catchUpTimeout: .seconds(catchUpTimeout), progress: { progress.show($0) })
+            options.logger = CommandLineSettings.logger("diff")
+            report = try await DiffChecker(options).run()
             progress.finish()
         } catch {
             // Connection errors never carry a password; scrubbing the command line's DSNs out
             // of the text anyway keeps the JUnit artifact safe should any other error repeat one.
             let reason = DSNArguments.scrub("\(error)", arguments: ["--legacy", legacy, "--store", store])
-            standardError("ledgerlift diff: could not run: \(reason)\n")
+            standardError(Ledgerlift.prefix + "diff could not run: \(reason)\n")
             if format == .junit, let output { try? Self.write(DiffReportRendering.junitError(reason), to: output) }
             throw ExitCode(2)
         }
@@ -120,15 +121,19 @@ struct DiffCommand: AsyncParsableCommand {
             }
             if let summary { try append(report.rendered(.markdown), to: summary) }
         } catch {
-            standardError("ledgerlift diff: could not write the report: \(error)\n")
+            standardError(Ledgerlift.prefix + "diff could not write the report: \(error)\n")
             throw ExitCode(2)
         }
-        let verdict =
-            report.isClean
-            ? "diff: clean"
-            : "diff: \(report.differenceCount) difference\(report.differenceCount == 1 ? "" : "s"), "
-                + "\(report.brokenInvariantCount) broken invariant\(report.brokenInvariantCount == 1 ? "" : "s")"
-        standardError(verdict + (output.map { " (report: \($0))" } ?? "") + "\n")
+        // The text report ends with the verdict; when standard output holds another format,
+        // or the report went to a file, the verdict is said once more on standard error.
+        if output != nil || format != .text {
+            let verdict =
+                report.isClean
+                ? "diff: clean"
+                : "diff: \(report.differenceCount) difference\(report.differenceCount == 1 ? "" : "s"), "
+                    + "\(report.brokenInvariantCount) broken invariant\(report.brokenInvariantCount == 1 ? "" : "s")"
+            standardError(verdict + (output.map { " (report: \($0))" } ?? "") + "\n")
+        }
         if report.exitCode != 0 { throw ExitCode(report.exitCode) }
     }
 
@@ -177,8 +182,8 @@ private func standardError(_ text: String) {
     FileHandle.standardError.write(Data(text.utf8))
 }
 
-/// Progress on standard error: a line rewritten in place on a terminal, one line per entity
-/// otherwise (CI logs).
+/// Progress on standard error, only on a terminal: one line rewritten in place, and a line
+/// per compared entity. A CI log gets the same through the logger (`--log-level info`).
 private struct DiffProgressPrinter: Sendable {
     let terminal: Bool
 
@@ -188,32 +193,30 @@ private struct DiffProgressPrinter: Sendable {
     }
 
     func show(_ event: DiffProgress) {
+        guard terminal else { return }
         switch event {
         case .entityStarted(let entity):
-            if terminal { standardError("\r\u{1B}[K\(entity): hashing both sides…") }
+            standardError("\r\u{1B}[K\(entity): hashing both sides…")
         case .level(let entity, let level, let buckets, let differing, let elapsed):
             let seconds = Self.seconds(elapsed)
             let rate = seconds > 0 ? Int(Double(buckets) / seconds) : 0
-            let text = "\(entity): level \(level), \(buckets) buckets (\(rate) buckets/s), \(differing) differing"
-            standardError(terminal ? "\r\u{1B}[K" + text : "diff " + text + "\n")
+            standardError("\r\u{1B}[K\(entity): level \(level), \(buckets) buckets (\(rate) buckets/s), \(differing) differing")
         case .entityCompared(let diff):
             let seconds = Self.seconds(diff.duration)
             let rows = diff.legacyRows + diff.ledgerRows
             let rate = seconds > 0 ? Int(Double(rows) / seconds) : 0
-            let text =
-                "\(diff.entity): \(diff.compared) keys compared, \(diff.differenceCount) differing, "
-                + "\(diff.quarantined) quarantined, \(diff.bucketsCompared) buckets, \(rows) rows in "
-                + String(format: "%.2f", seconds) + " s (\(rate) rows/s)"
-            standardError(terminal ? "\r\u{1B}[K" + text + "\n" : "diff " + text + "\n")
-        case .invariant(let name):
-            if terminal { standardError("\r\u{1B}[Kinvariant \(name)…") }
-        case .waitingForProjection:
-            if terminal { standardError("\r\u{1B}[Kwaiting for the projection to catch up before re-checking…") }
-        case .projectionBehind(let waited):
             standardError(
-                (terminal ? "\r\u{1B}[K" : "") + "diff: the projection did not catch up within \(waited); re-checking anyway\n")
+                "\r\u{1B}[K\(diff.entity): \(diff.compared) keys compared, \(diff.differenceCount) differing, "
+                    + "\(diff.quarantined) quarantined, \(diff.bucketsCompared) buckets, \(rows) rows in "
+                    + String(format: "%.2f", seconds) + " s (\(rate) rows/s)\n")
+        case .invariant(let name):
+            standardError("\r\u{1B}[Kinvariant \(name)…")
+        case .waitingForProjection:
+            standardError("\r\u{1B}[Kwaiting for the projection to catch up before re-checking…")
+        case .projectionBehind(let waited):
+            standardError("\r\u{1B}[Kdiff: the projection did not catch up within \(waited); re-checking anyway\n")
         case .reverifying(let entity, let keys):
-            standardError((terminal ? "\r\u{1B}[K" : "diff ") + "\(entity): re-checking \(keys) differing keys\n")
+            standardError("\r\u{1B}[K\(entity): re-checking \(keys) differing keys\n")
         }
     }
 

@@ -113,15 +113,7 @@ struct FixtureCommand: AsyncParsableCommand {
         return TextTable(["table", "rows"], rows, rightAligned: [1]).rendered
     }
 
-    static func grouped(_ n: Int) -> String {
-        var digits = Array(String(n))
-        var i = digits.count - 3
-        while i > 0 {
-            digits.insert(",", at: i)
-            i -= 3
-        }
-        return String(digits)
-    }
+    static func grouped(_ n: Int) -> String { ProjectCommand.grouped(n) }
 
     static func seconds(_ d: Duration) -> String {
         let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
@@ -131,7 +123,7 @@ struct FixtureCommand: AsyncParsableCommand {
 
 /// A one-line progress indicator on stderr, drawn only when stderr is a terminal.
 private final class ProgressIndicator: Sendable {
-    private let enabled = isatty(STDERR_FILENO) == 1
+    private let enabled = CommandLineSettings.drawsProgress
     private let lastDrawn = Mutex<ContinuousClock.Instant?>(nil)
 
     func show(_ progress: FixtureGenerator.Progress) {

@@ -1,6 +1,7 @@
 import TextFormats
 import ArgumentParser
 import Foundation
+import Postgres
 
 /// The `ledgerlift` command: a table of contents of the library, one subcommand per job.
 @main
@@ -27,6 +28,12 @@ struct Ledgerlift: AsyncParsableCommand {
         ]
     )
 
+    @OptionGroup(title: "Global options (anywhere on the command line)") var global: GlobalOptions
+
+    /// Runs once the whole command line is parsed, before the subcommand's own validation:
+    /// the global options then apply to whichever command runs.
+    func validate() throws { CommandLineSettings.set(global) }
+
     /// As ArgumentParser's, with one exit-status scheme for every command, the one CI scripts
     /// gate on: 0 done, 1 a data finding (the command throws `ExitCode(1)`: quarantined rows,
     /// differences), 2 could not run — a usage error, an unreachable database, a refusal, any
@@ -36,8 +43,13 @@ struct Ledgerlift: AsyncParsableCommand {
     /// `ledgerlift diff` also writes its JUnit report for a usage error, so a CI artifact says
     /// why the gate could not run.
     static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if let unknown = unknownCommand(in: arguments) {
+            fail(DSNArguments.scrub(unknown, arguments: arguments), arguments: arguments)
+        }
         do {
             var command = try parseAsRoot()
+            CommandLineSettings.bootstrapLogging()
             if var command = command as? any AsyncParsableCommand {
                 try await command.run()
             } else {
@@ -47,14 +59,32 @@ struct Ledgerlift: AsyncParsableCommand {
             // Help and --version are printed to standard output as ArgumentParser does; a
             // command's own ExitCode (1: findings) stands.
             if error is ExitCode || exitCode(for: error) == .success { exit(withError: error) }
-            let arguments = Array(CommandLine.arguments.dropFirst())
-            let message = DSNArguments.scrub(fullMessage(for: error), arguments: arguments)
-            if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
-            if exitCode(for: error) == .validationFailure, arguments.first == "diff" {
-                DiffCommand.writeUsageError(message, arguments: Array(arguments.dropFirst()))
-            }
-            Foundation.exit(2)
+            fail(DSNArguments.scrub(errorMessage(for: error), arguments: arguments), arguments: arguments)
         }
+    }
+
+    /// Every error is printed the same way, whichever command and whoever threw it: one
+    /// `Error: ` line (ArgumentParser's usage errors add the usage after it); with
+    /// `--verbose`, a database error adds its detail, hint and SQL.
+    static func errorMessage(for error: any Error) -> String {
+        if exitCode(for: error) == .validationFailure { return fullMessage(for: error) }
+        if CommandLineSettings.verbose, let error = error as? PostgresError { return prefix + error.debugDescription }
+        return prefix + String(describing: error)
+    }
+
+    /// The one prefix of every error message `ledgerlift` prints (ArgumentParser's own).
+    static let prefix = "Error: "
+
+    /// Prints `message` (already scrubbed of connection strings) as an error and exits 2.
+    /// `ledgerlift diff` also writes its JUnit report for a usage error, so a CI artifact says
+    /// why the gate could not run.
+    private static func fail(_ message: String, arguments: [String]) -> Never {
+        let line = message.hasPrefix(prefix) ? message : prefix + message
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+        if arguments.first == "diff" {
+            DiffCommand.writeUsageError(message, arguments: Array(arguments.dropFirst()))
+        }
+        Foundation.exit(2)
     }
 }
 

@@ -3,6 +3,7 @@ import ArgumentParser
 import Billing
 import EventStore
 import Foundation
+import Logging
 import Postgres
 import Synchronization
 
@@ -48,7 +49,9 @@ struct ProjectCommand: AsyncParsableCommand {
         }
         let eventStore = store.store
         try await connection.withSession { try eventStore.requireInitialized($0) }
-        let projector = Projector(store: eventStore, readSchema: readSchema, batchSize: batchSize)
+        var projector = Projector(store: eventStore, readSchema: readSchema, batchSize: batchSize)
+        let logger = CommandLineSettings.logger("projection")
+        projector.logger = logger
         let indicator = ProjectionIndicator()
 
         let summary =
@@ -57,6 +60,9 @@ struct ProjectCommand: AsyncParsableCommand {
             : try await projector.catchUp(on: connection, reader: reader, progress: indicator.show)
         indicator.clear()
         print(Self.describe(summary))
+        logger.info(
+            "projection stopped",
+            metadata: ["consumer": "\(summary.consumer)", "position": "\(summary.progress.cursor.position)"])
 
         guard follow else { return }
         let listener = try await store.connect()
@@ -65,23 +71,25 @@ struct ProjectCommand: AsyncParsableCommand {
         try await projector.follow(on: connection, listener: listener, progress: indicator.show)
     }
 
+    /// What the run did, in words a newcomer reads without knowing how a rebuild works; the
+    /// checkpoint's position goes to the log (`--log-level info`).
     static func describe(_ summary: ProjectionSummary) -> String {
         let p = summary.progress
-        let how: String
+        let events = "\(ProjectCommand.grouped(p.events)) event\(p.events == 1 ? "" : "s")"
+        let timing =
+            p.events > 0
+            ? " in \(ProjectCommand.seconds(p.elapsed)) (\(ProjectCommand.grouped(p.eventsPerSecond)) events/s)" : ""
+        var line = "read models \(summary.schema): "
         if summary.rebuilt {
-            how =
+            line +=
                 summary.swapped
-                ? "built blue/green in \(summary.schema)_next and swapped in"
-                : "blue/green build in \(summary.schema)_next not finished (run again to continue)"
+                ? "built from \(events)\(timing), and put in place whole (readers never see a half-built one)"
+                : "a fresh build is not finished yet (\(events) so far); run `ledgerlift project` again to continue it"
         } else {
-            how = p.events == 0 ? "already up to date" : "caught up"
+            line += p.events == 0 ? "already up to date" : "brought up to date with \(events)\(timing)"
         }
-        var line =
-            "read model \(summary.schema): \(how); \(ProjectCommand.grouped(p.events)) events in "
-            + "\(ProjectCommand.grouped(p.batches)) batches, \(ProjectCommand.seconds(p.elapsed))"
-        if p.events > 0 { line += " (\(ProjectCommand.grouped(p.eventsPerSecond)) events/s)" }
-        if p.skipped > 0 { line += ", \(ProjectCommand.grouped(p.skipped)) non-billing events passed over" }
-        return line + "; checkpoint \(summary.consumer) at \(p.cursor)"
+        if p.skipped > 0 { line += "; \(ProjectCommand.grouped(p.skipped)) events that are not billing events passed over" }
+        return line
     }
 
     /// `1234567` as `1,234,567`.
@@ -104,7 +112,7 @@ struct ProjectCommand: AsyncParsableCommand {
 
 /// A one-line progress indicator on stderr (events, events/s), drawn only on a terminal.
 private final class ProjectionIndicator: Sendable {
-    private let enabled = isatty(STDERR_FILENO) == 1
+    private let enabled = CommandLineSettings.drawsProgress
     private let lastDrawn = Mutex<ContinuousClock.Instant?>(nil)
 
     func show(_ progress: ProjectionProgress) {

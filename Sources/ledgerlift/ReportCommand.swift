@@ -62,42 +62,16 @@ struct ReportCommand: AsyncParsableCommand {
         func validate() throws { try ReportCommand.validateMonths(from, to) }
 
         func run() async throws {
-            let connection = try await options.store.connect()
-            defer { connection.close() }
-            let reader = options.reader
             let (first, last) = (ReportCommand.month(from)!, ReportCommand.month(to)!)
-            let months = try await connection.withSession { try reader.revenue(from: first, to: last, in: $0) }
-            func amount(_ minor: Int64, _ currency: String) -> String { ReportAmount.decimal(minor, currency: currency) }
-            switch options.format {
-            case .json:
-                print(
-                    JSONText.array(
-                        months.map { m in
-                            .object([
-                                ("month", .string(ReportCommand.monthLabel(m.month))), ("currency", .string(m.currency)),
-                                ("invoiced", .string(amount(m.invoiced, m.currency))),
-                                ("collected", .string(amount(m.collected, m.currency))),
-                                ("refunded", .string(amount(m.refunded, m.currency))),
-                                ("credited", .string(amount(m.credited, m.currency))),
-                            ])
-                        }
-                    ).rendered)
-            case .table:
-                if months.isEmpty {
-                    print("no revenue from \(from) to \(to)")
-                    return
-                }
-                print(
-                    TextTable(
-                        ["month", "currency", "invoiced", "collected", "refunded", "credited"],
-                        months.map { m in
-                            [
-                                ReportCommand.monthLabel(m.month), m.currency, amount(m.invoiced, m.currency),
-                                amount(m.collected, m.currency), amount(m.refunded, m.currency),
-                                amount(m.credited, m.currency),
-                            ]
-                        }, rightAligned: [2, 3, 4, 5]
-                    ).rendered)
+            let report = MonthlyAmounts<RevenueMonth>(
+                month: \.month, currency: \.currency,
+                amounts: [("invoiced", \.invoiced), ("collected", \.collected), ("refunded", \.refunded), ("credited", \.credited)])
+            try await options.answer { reader, session in
+                try reader.revenue(from: first, to: last, in: session)
+            } json: {
+                report.json($0)
+            } table: { [from, to] months in
+                months.isEmpty ? "no revenue from \(from) to \(to)" : "revenue by month, \(from) to \(to)\n" + report.table(months)
             }
         }
     }
@@ -105,11 +79,13 @@ struct ReportCommand: AsyncParsableCommand {
     struct MRR: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "mrr",
-            abstract: "Monthly recurring revenue and its movements per month and currency.",
+            abstract: "Monthly recurring revenue and its movements per month and currency, or one customer's.",
             discussion: """
                 Per customer, MRR at each month's close (active and past_due subscriptions × plan amount, \
                 normalized to a month); new, expansion, contraction (≤ 0) and churn (≤ 0) sum the customers' \
-                changes, and mrr = previous month's mrr + the four movements.
+                changes, and mrr = previous month's mrr + the four movements. Every month from --from to --to \
+                has a row per currency (from the currency's first movement on): a month without movements \
+                carries the previous month's MRR. With --customer, the same for that one customer.
                 """)
 
         @OptionGroup var options: ReadModelOptions
@@ -120,45 +96,29 @@ struct ReportCommand: AsyncParsableCommand {
         @Option(help: "Last month, YYYY-MM (inclusive).")
         var to: String
 
+        @Option(help: ArgumentHelp("Only this customer's MRR (its key, customer_id).", valueName: "id"))
+        var customer: String?
+
         func validate() throws { try ReportCommand.validateMonths(from, to) }
 
         func run() async throws {
-            let connection = try await options.store.connect()
-            defer { connection.close() }
-            let reader = options.reader
             let (first, last) = (ReportCommand.month(from)!, ReportCommand.month(to)!)
-            let months = try await connection.withSession { try reader.mrr(from: first, to: last, in: $0) }
-            func amount(_ minor: Int64, _ currency: String) -> String { ReportAmount.decimal(minor, currency: currency) }
-            switch options.format {
-            case .json:
-                print(
-                    JSONText.array(
-                        months.map { m in
-                            .object([
-                                ("month", .string(ReportCommand.monthLabel(m.month))), ("currency", .string(m.currency)),
-                                ("new", .string(amount(m.new, m.currency))),
-                                ("expansion", .string(amount(m.expansion, m.currency))),
-                                ("contraction", .string(amount(m.contraction, m.currency))),
-                                ("churn", .string(amount(m.churn, m.currency))), ("mrr", .string(amount(m.mrr, m.currency))),
-                            ])
-                        }
-                    ).rendered)
-            case .table:
-                if months.isEmpty {
-                    print("no MRR movements from \(from) to \(to)")
-                    return
-                }
-                print(
-                    TextTable(
-                        ["month", "currency", "new", "expansion", "contraction", "churn", "mrr"],
-                        months.map { m in
-                            [
-                                ReportCommand.monthLabel(m.month), m.currency, amount(m.new, m.currency),
-                                amount(m.expansion, m.currency), amount(m.contraction, m.currency),
-                                amount(m.churn, m.currency), amount(m.mrr, m.currency),
-                            ]
-                        }, rightAligned: [2, 3, 4, 5, 6]
-                    ).rendered)
+            let customer = customer
+            let whose = customer.map { "customer \($0)" } ?? "all customers"
+            let report = MonthlyAmounts<MRRMonth>(
+                month: \.month, currency: \.currency,
+                amounts: [
+                    ("new", \.new), ("expansion", \.expansion), ("contraction", \.contraction), ("churn", \.churn),
+                    ("mrr", \.mrr),
+                ])
+            try await options.answer { reader, session in
+                try reader.mrr(from: first, to: last, customer: customer, in: session)
+            } json: {
+                report.json($0)
+            } table: { [from, to] months in
+                months.isEmpty
+                    ? "no MRR for \(whose) from \(from) to \(to)"
+                    : "MRR by month, \(whose), \(from) to \(to)\n" + report.table(months)
             }
         }
     }
@@ -179,39 +139,32 @@ struct ReportCommand: AsyncParsableCommand {
         func validate() throws { try BusinessTime.validate(asOf) }
 
         func run() async throws {
-            let connection = try await options.store.connect()
-            defer { connection.close() }
-            let reader = options.reader
             let asOf = try BusinessTime.validated(self.asOf)
-            let rows = try await connection.withSession { try reader.aging(asOf: asOf, in: $0) }
             func amount(_ minor: Int64, _ currency: String) -> String { ReportAmount.decimal(minor, currency: currency) }
-            switch options.format {
-            case .json:
-                print(
-                    JSONText.object([
-                        ("as_of", asOf.map { .string($0.iso8601) } ?? .null),
-                        (
-                            "customers",
-                            .array(
-                                rows.map { r in
-                                    .object([
-                                        ("customer_id", .string(r.customerID)), ("currency", .string(r.currency)),
-                                        ("current", .string(amount(r.current, r.currency))),
-                                        ("d1_30", .string(amount(r.days1to30, r.currency))),
-                                        ("d31_60", .string(amount(r.days31to60, r.currency))),
-                                        ("d61_90", .string(amount(r.days61to90, r.currency))),
-                                        ("d90_plus", .string(amount(r.over90, r.currency))),
-                                        ("total", .string(ReportAmount.decimal(r.total, currency: r.currency))),
-                                    ])
-                                })
-                        ),
-                    ]).rendered)
-            case .table:
-                print("receivables aging as of \(BusinessTime.label(asOf))")
-                if rows.isEmpty {
-                    print("no open or uncollectible invoices")
-                    return
-                }
+            try await options.answer { reader, session in
+                try reader.aging(asOf: asOf, in: session)
+            } json: { rows in
+                JSONText.object([
+                    ("as_of", asOf.map { .string($0.iso8601) } ?? .null),
+                    (
+                        "customers",
+                        .array(
+                            rows.map { r in
+                                .object([
+                                    ("customer_id", .string(r.customerID)), ("currency", .string(r.currency)),
+                                    ("current", .string(amount(r.current, r.currency))),
+                                    ("d1_30", .string(amount(r.days1to30, r.currency))),
+                                    ("d31_60", .string(amount(r.days31to60, r.currency))),
+                                    ("d61_90", .string(amount(r.days61to90, r.currency))),
+                                    ("d90_plus", .string(amount(r.over90, r.currency))),
+                                    ("total", .string(ReportAmount.decimal(r.total, currency: r.currency))),
+                                ])
+                            })
+                    ),
+                ])
+            } table: { rows in
+                let heading = "receivables aging as of \(BusinessTime.label(asOf))"
+                guard !rows.isEmpty else { return heading + "\nno open or uncollectible invoices" }
                 var lines = rows.map { r in
                     [
                         r.customerID, r.currency, amount(r.current, r.currency), amount(r.days1to30, r.currency),
@@ -233,12 +186,49 @@ struct ReportCommand: AsyncParsableCommand {
                         sum(\.total),
                     ])
                 }
-                print(
-                    TextTable(
+                return heading + "\n"
+                    + TextTable(
                         ["customer", "currency", "current", "1-30", "31-60", "61-90", "90+", "total"], lines,
                         rightAligned: [2, 3, 4, 5, 6, 7]
-                    ).rendered)
+                    ).rendered
             }
         }
+    }
+}
+
+/// A report of amounts per month and currency, the same columns in JSON (amounts as decimal
+/// strings) and in the table (right-aligned): one place, so the two never drift apart.
+struct MonthlyAmounts<Row> {
+    let month: KeyPath<Row, PostgresDate>
+    let currency: KeyPath<Row, String>
+    /// Each amount's name (its JSON key and column heading) and where it is, in minor units.
+    let amounts: [(name: String, value: KeyPath<Row, Int64>)]
+
+    private func cells(_ row: Row) -> (month: String, currency: String, amounts: [String]) {
+        let currency = row[keyPath: currency]
+        return (
+            ReportCommand.monthLabel(row[keyPath: month]), currency,
+            amounts.map { ReportAmount.decimal(row[keyPath: $0.value], currency: currency) }
+        )
+    }
+
+    func json(_ rows: [Row]) -> JSONText {
+        .array(
+            rows.map { row in
+                let cells = cells(row)
+                return .object(
+                    [("month", .string(cells.month)), ("currency", .string(cells.currency))]
+                        + zip(amounts, cells.amounts).map { ($0.name, .string($1)) })
+            })
+    }
+
+    func table(_ rows: [Row]) -> String {
+        TextTable(
+            ["month", "currency"] + amounts.map(\.name),
+            rows.map { row in
+                let cells = cells(row)
+                return [cells.month, cells.currency] + cells.amounts
+            }, rightAligned: Set(2..<(2 + amounts.count))
+        ).rendered
     }
 }

@@ -53,6 +53,7 @@ struct StoreCommand: AsyncParsableCommand {
 
         func run() async throws {
             let connection = try await options.connect()
+            defer { connection.close() }
             let store = options.store
             let (from, to) = try await connection.withSession { try store.migrate($0) }
             let masked = ConnectionString.masked(options.dsn)
@@ -78,26 +79,25 @@ struct StoreCommand: AsyncParsableCommand {
         var format: OutputFormat = .table
 
         func run() async throws {
-            let connection = try await options.connect()
             let store = options.store
-            let stats = try await connection.withSession { session in
+            let stats = try await options.read { session in
                 try store.requireInitialized(session)
                 return try store.stats(in: session)
             }
-            switch format {
-            case .json:
-                print(
-                    JSONText.object([
-                        ("events", .int(stats.totalEvents)), ("streams", .int(stats.totalStreams)),
-                        ("head_position", .int(stats.headPosition)),
-                        ("by_type", .array(stats.byType.map { .object([("type", .string($0.name)), ("events", .int($0.events)), ("streams", .int($0.streams))]) })),
-                        ("by_category", .array(stats.byCategory.map { .object([("category", .string($0.name)), ("events", .int($0.events)), ("streams", .int($0.streams))]) })),
-                    ]).rendered)
-            case .table:
-                print("\(stats.totalEvents) events in \(stats.totalStreams) streams (head position \(stats.headPosition))\n")
-                print(TextTable(["event type", "events", "streams"], stats.byType.map { [$0.name, "\($0.events)", "\($0.streams)"] }, rightAligned: [1, 2]).rendered)
-                print("")
-                print(TextTable(["category", "events", "streams"], stats.byCategory.map { [$0.name, "\($0.events)", "\($0.streams)"] }, rightAligned: [1, 2]).rendered)
+            format.print {
+                JSONText.object([
+                    ("events", .int(stats.totalEvents)), ("streams", .int(stats.totalStreams)),
+                    ("head_position", .int(stats.headPosition)),
+                    ("by_type", .array(stats.byType.map { .object([("type", .string($0.name)), ("events", .int($0.events)), ("streams", .int($0.streams))]) })),
+                    ("by_category", .array(stats.byCategory.map { .object([("category", .string($0.name)), ("events", .int($0.events)), ("streams", .int($0.streams))]) })),
+                ])
+            } table: {
+                [
+                    "\(stats.totalEvents) events in \(stats.totalStreams) streams (head position \(stats.headPosition))\n",
+                    TextTable(["event type", "events", "streams"], stats.byType.map { [$0.name, "\($0.events)", "\($0.streams)"] }, rightAligned: [1, 2]).rendered,
+                    "",
+                    TextTable(["category", "events", "streams"], stats.byCategory.map { [$0.name, "\($0.events)", "\($0.streams)"] }, rightAligned: [1, 2]).rendered,
+                ].joined(separator: "\n")
             }
         }
     }
@@ -122,16 +122,16 @@ struct EventsCommand: AsyncParsableCommand {
     func validate() throws { try BusinessTime.validate(asOf) }
 
     func run() async throws {
-        let connection = try await options.connect()
         let store = options.store
         let cutoff = try BusinessTime.validated(asOf)
         let stream = stream
-        let events = try await connection.withSession { session in
+        let events = try await options.read { session in
             try store.requireInitialized(session)
             return try store.readStream(stream, asOf: cutoff.map { .occurredAt($0) }, in: session)
         }
         switch format {
         case .json:
+            // One JSON object per line (JSON Lines): a long stream prints as it goes.
             for e in events {
                 print(
                     JSONText.object([
@@ -143,16 +143,14 @@ struct EventsCommand: AsyncParsableCommand {
                     ]).rendered)
             }
         case .table:
-            if events.isEmpty {
-                print("stream \(stream): no events")
-                return
-            }
             print(
-                TextTable(
-                    ["version", "occurred at", "type", "payload"],
-                    events.map { ["\($0.streamVersion)", $0.occurredAt.iso8601, $0.eventType, $0.payload.text] },
-                    rightAligned: [0]
-                ).rendered)
+                events.isEmpty
+                    ? "stream \(stream): no events"
+                    : TextTable(
+                        ["version", "occurred at", "type", "payload"],
+                        events.map { ["\($0.streamVersion)", $0.occurredAt.iso8601, $0.eventType, $0.payload.text] },
+                        rightAligned: [0]
+                    ).rendered)
         }
     }
 }

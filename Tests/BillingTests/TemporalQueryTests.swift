@@ -296,23 +296,46 @@ struct TemporalQueryTests {
             let months = try await connection.withSession {
                 try reader.mrr(from: date("2023-01-01"), to: date("2025-01-01"), in: $0)
             }
-            func m(_ month: String, new: Int64 = 0, expansion: Int64 = 0, contraction: Int64 = 0, churn: Int64 = 0, mrr: Int64)
-                -> MRRMonth
-            {
-                MRRMonth(
-                    month: date(month), currency: "USD", new: new, expansion: expansion, contraction: contraction,
-                    churn: churn, mrr: mrr)
-            }
             #expect(
                 months == [
-                    m("2024-01-01", new: 2000, mrr: 2000),
-                    m("2024-02-01", new: 833, mrr: 2833),
-                    m("2024-03-01", expansion: 4000, mrr: 6833),
-                    m("2024-04-01", mrr: 6833),
-                    m("2024-05-01", contraction: -3500, mrr: 3333),
-                    m("2024-06-01", mrr: 3333),
-                    m("2024-07-01", churn: -2500, mrr: 833),
+                    usdMRR("2024-01-01", new: 2000, mrr: 2000),
+                    usdMRR("2024-02-01", new: 833, mrr: 2833),
+                    usdMRR("2024-03-01", expansion: 4000, mrr: 6833),
+                    usdMRR("2024-04-01", mrr: 6833),
+                    usdMRR("2024-05-01", contraction: -3500, mrr: 3333),
+                    usdMRR("2024-06-01", mrr: 3333),
+                    usdMRR("2024-07-01", churn: -2500, mrr: 833),
+                    // Every month asked for: after the last movement, the MRR carries forward.
+                    usdMRR("2024-08-01", mrr: 833), usdMRR("2024-09-01", mrr: 833), usdMRR("2024-10-01", mrr: 833),
+                    usdMRR("2024-11-01", mrr: 833), usdMRR("2024-12-01", mrr: 833), usdMRR("2025-01-01", mrr: 833),
                 ])
+            // A window with no movement in it still carries the MRR from before it.
+            let quiet = try await connection.withSession {
+                try reader.mrr(from: date("2024-09-01"), to: date("2024-10-01"), in: $0)
+            }
+            #expect(quiet == [usdMRR("2024-09-01", mrr: 833), usdMRR("2024-10-01", mrr: 833)])
+        }
+    }
+
+    @Test func mrrOfOneCustomerClassifiesItsOwnMovementsAndCarriesItsMRR() async throws {
+        try await Self.withStories { (connection: Connection, reader: ReadModelReader) async throws in
+            func mrr(_ customer: String, _ from: String, _ to: String) async throws -> [MRRMonth] {
+                try await connection.withSession { try reader.mrr(from: date(from), to: date(to), customer: customer, in: $0) }
+            }
+            #expect(
+                try await mrr("cust-m", "2023-12-01", "2024-08-01") == [
+                    usdMRR("2024-01-01", new: 2000, mrr: 2000),
+                    usdMRR("2024-02-01", mrr: 2000),
+                    usdMRR("2024-03-01", expansion: 4000, mrr: 6000),
+                    usdMRR("2024-04-01", mrr: 6000),
+                    usdMRR("2024-05-01", contraction: -3500, mrr: 2500),
+                    usdMRR("2024-06-01", mrr: 2500),
+                    usdMRR("2024-07-01", churn: -2500, mrr: 0),
+                    usdMRR("2024-08-01", mrr: 0),
+                ])
+            // N's only movement (February) is before the window: its MRR carries into it.
+            #expect(try await mrr("cust-n", "2024-03-01", "2024-04-01") == [usdMRR("2024-03-01", mrr: 833), usdMRR("2024-04-01", mrr: 833)])
+            #expect(try await mrr("no-such-customer", "2024-01-01", "2024-12-01").isEmpty)
         }
     }
 
@@ -357,4 +380,13 @@ struct TemporalQueryTests {
         #expect(ReportAmount.decimal(12345, currency: "KWD") == "12.345")
         #expect(ReportAmount.decimal(5, currency: "XXX") == "5")
     }
+}
+
+/// One month of the MRR story (all in USD).
+private func usdMRR(
+    _ month: String, new: Int64 = 0, expansion: Int64 = 0, contraction: Int64 = 0, churn: Int64 = 0, mrr: Int64
+) -> MRRMonth {
+    MRRMonth(
+        month: date(month), currency: "USD", new: new, expansion: expansion, contraction: contraction, churn: churn,
+        mrr: mrr)
 }

@@ -148,6 +148,11 @@ struct ArgumentParsingTests {
         // One month is a range too.
         let mrr = try parse(["report", "mrr", "--store", "dbname=s", "--from", "2024-04", "--to", "2024-04"], as: ReportCommand.MRR.self)
         #expect(mrr.from == "2024-04" && mrr.to == "2024-04")
+        #expect(mrr.customer == nil)
+        let customer = try parse(
+            ["report", "mrr", "--store", "dbname=s", "--from", "2024-01", "--to", "2024-03", "--customer", "22"],
+            as: ReportCommand.MRR.self)
+        #expect(customer.customer == "22")
         let aging = try parse(["report", "aging", "--store", "dbname=s", "--as-of", "2024-03-31"], as: ReportCommand.Aging.self)
         #expect(aging.asOf == "2024-03-31")
         #expect(try parse(["report", "aging", "--store", "dbname=s"], as: ReportCommand.Aging.self).asOf == nil)

@@ -36,7 +36,7 @@ struct HelpTextTests {
         ("query balance", QueryCommand.Balance.self, readModelOptions + ["--customer <customer>", "--as-of <as-of>"]),
         ("query invoice", QueryCommand.Invoice.self, readModelOptions + ["<invoice-id>", "--as-of <as-of>"]),
         ("report revenue", ReportCommand.Revenue.self, readModelOptions + ["--from <from>", "--to <to>"]),
-        ("report mrr", ReportCommand.MRR.self, readModelOptions + ["--from <from>", "--to <to>"]),
+        ("report mrr", ReportCommand.MRR.self, readModelOptions + ["--from <from>", "--to <to>", "--customer <id>"]),
         ("report aging", ReportCommand.Aging.self, readModelOptions + ["--as-of <as-of>"]),
         (
             "diff", DiffCommand.self,
@@ -90,6 +90,8 @@ struct HelpTextTests {
         for name in ["fixture", "store", "events", "mapping", "backfill", "project", "query", "report", "diff"] {
             #expect(help.contains("\n  \(name) "), "\(name)")
         }
-        #expect(help.contains("USAGE: ledgerlift <subcommand>"))
+        #expect(help.contains("USAGE: ledgerlift [--log-level <level>] [--verbose] <subcommand>"))
+        #expect(help.contains("\n  --log-level <level> "))
+        #expect(help.contains("\n  --verbose "))
     }
 }
