@@ -1,7 +1,6 @@
 import TextFormats
 import Mapping
 import Billing
-import Migration
 import Postgres
 
 /// One side of an entity's comparison as SQL: a relation of canonical rows `(k, c1, …, cn)`

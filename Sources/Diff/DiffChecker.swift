@@ -3,7 +3,6 @@ import Mapping
 import Billing
 import EventStore
 import Logging
-import Migration
 import Postgres
 
 /// Proves, row by row and column by column, that the ledger's canonical read models equal

@@ -31,9 +31,9 @@ public struct DiffError: Error, Sendable, Hashable, CustomStringConvertible {
         if let error = error as? DiffError { return error }
         let prefix = what.map { $0 + ": " } ?? ""
         if let error = error as? PostgresError {
-            var message = error.message
-            if let detail = error.detail, !detail.isEmpty { message += " (\(detail))" }
-            return DiffError(side: side, entity: entity, prefix + message, sqlState: error.sqlState?.rawValue)
+            // The message only: PostgreSQL's detail can quote row values (`Key (email)=(…)`),
+            // and this text reaches CI artifacts (JUnit, Markdown).
+            return DiffError(side: side, entity: entity, prefix + error.message, sqlState: error.sqlState?.rawValue)
         }
         return DiffError(side: side, entity: entity, prefix + "\(error)")
     }
