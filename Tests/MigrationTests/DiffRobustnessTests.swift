@@ -46,8 +46,9 @@ struct DiffRobustnessTests {
     ) async throws {
         let admin = try await Connection.connect(try TestDatabase.adminDSN())
         defer { admin.close() }
-        let name = "ll_" + encoding.lowercased() + "_" + String(label.filter { $0.isLetter }.lowercased().prefix(40))
-        try await admin.execute("DROP DATABASE IF EXISTS \(quoteIdentifier(name)) WITH (FORCE)")
+        // Unique per run: two suites on one server must not drop each other's database.
+        let name = "ll_" + encoding.lowercased() + "_" + String(label.filter { $0.isLetter }.lowercased().prefix(40)) + "_"
+            + String(UInt32.random(in: 0...UInt32.max), radix: 16)
         try await admin.execute(
             "CREATE DATABASE \(quoteIdentifier(name)) ENCODING '\(encoding)' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
         let legacyDSN = ConnectionString.withDatabase(try TestDatabase.adminDSN(), name)
