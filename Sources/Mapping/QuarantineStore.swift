@@ -157,6 +157,31 @@ public struct QuarantineStore: Sendable {
             [entity.rawValue, PostgresArray(keys)])
     }
 
+    /// Removes `runID`'s entries of `entity` whose keys lie in `(after, through]` (bytewise;
+    /// `nil` bounds are open) — and, with `keyless`, its entries of rows without a key — before
+    /// a key range is read again and its verdicts written anew.
+    public func clear(
+        _ entity: Entity, runID: String, after lower: String?, through upper: String?, keyless: Bool, in session: Session
+    ) throws {
+        var sql = "DELETE FROM \(table) WHERE entity = $1 AND run_id = $2 AND ((TRUE"
+        var parameters: [(any PostgresEncodable)?] = [entity.rawValue, runID]
+        if let lower {
+            parameters.append(lower)
+            sql += " AND entity_key COLLATE \"C\" > $\(parameters.count)"
+        }
+        if let upper {
+            parameters.append(upper)
+            sql += " AND entity_key COLLATE \"C\" <= $\(parameters.count)"
+        }
+        if keyless {
+            parameters.append(Quarantine.nullKey + "#")
+            sql += ") OR starts_with(entity_key, $\(parameters.count)))"
+        } else {
+            sql += "))"
+        }
+        try session.execute(sql, parameters)
+    }
+
     /// The quarantined keys of `entity`.
     public func keys(of entity: Entity, in session: Session) throws -> Set<String> {
         Set(

@@ -157,14 +157,17 @@ public struct Backfill: Sendable {
         for source in config.sources {
             let ranges = try await plan(source, attempt: attempt, coordinator, storeConnection)
             let parents = try await quarantinedParents(of: source.entity, storeConnection)
-            let pending = ranges.filter { !$0.done }
+            // A resumed attempt reads every range again, in its own snapshot: legacy may have
+            // changed anywhere since the attempt that was interrupted, in ranges it had finished
+            // too, and only a state-based sync of every key makes the result equal a fresh run's.
+            // Keys whose streams are current append nothing, so this costs a read, not a rewrite.
+            let resumed = attempt > 1
+            let pending = resumed ? ranges : ranges.filter { !$0.done }
             let done = Counter(ranges.count - pending.count)
             let totals = Counter64()
             // Each worker keeps one legacy and one store connection and takes ranges in turn.
             let queue = RangeQueue(pending)
             let entityProgress = Locked(DryRunCounts())
-            // A range an earlier attempt started may hold streams whose rows legacy changed since.
-            let resumed = attempt > 1
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<min(config.workers, pending.count) {
                     group.addTask {
@@ -219,10 +222,10 @@ public struct Backfill: Sendable {
         await LegacySnapshot.close(on: coordinator)
         if config.dryRun { return dryCounts.report(runID: runID) }
         let summary = try await report(storeConnection, dryRun: false, extra: nil)
-        // Conservation from the source: every row the mapping query returns is migrated or
-        // quarantined. A run in one attempt must balance exactly; after a resume, rows legacy
-        // gained or lost between attempts show as a difference the report explains.
-        if attempt == 1, let entity = summary.entities.first(where: { $0.legacyRows != nil && $0.legacyRows != $0.rowsRead }) {
+        // Conservation from the source: every row the mapping query returns in this attempt's
+        // snapshot was read in it (a resumed attempt reads every range again) and migrated or
+        // quarantined.
+        if let entity = summary.entities.first(where: { $0.legacyRows != nil && $0.legacyRows != $0.rowsRead }) {
             throw BackfillError.unaccounted(
                 entity: entity.entity, legacyRows: entity.legacyRows!, accounted: entity.rowsMigrated + entity.rowsQuarantined)
         }

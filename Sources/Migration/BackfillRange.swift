@@ -43,14 +43,19 @@ extension Backfill {
         var existing = [String: StoredStream]()
         if resumed, let store {
             existing = try await store.withSession { session in
-                try self.storedStreams(of: source.entity, in: range, session)
+                // The range is read again in full: its quarantine entries of this run are
+                // written anew (a row fixed in legacy meanwhile leaves none behind).
+                try QuarantineStore(schema: self.configuration.store.schema).clear(
+                    source.entity, runID: runID, after: range.lower, through: range.upper, keyless: range.lower == nil,
+                    in: session)
+                return try self.storedStreams(of: source.entity, in: range, session)
             }
         }
         return try await legacy.withSession { [existing] session in
             try session.transaction(.init(isolation: .repeatableRead, readOnly: true, snapshot: snapshotID)) { tx in
                 try self.readRange(
                     range, source: source, tx, rejected: rejected, parents: parents, runID: runID, snapshotText: snapshotText,
-                    existing: existing, storeConnection: store)
+                    resumed: resumed, existing: existing, storeConnection: store)
             }
         }
     }
@@ -109,7 +114,7 @@ extension Backfill {
 
     private func readRange(
         _ range: KeyRange, source: EntitySource, _ tx: Session, rejected: [String: (String, String)],
-        parents: [Entity: Set<String>], runID: String, snapshotText: String, existing: [String: StoredStream],
+        parents: [Entity: Set<String>], runID: String, snapshotText: String, resumed: Bool, existing: [String: StoredStream],
         storeConnection: Connection?
     ) throws -> RangeOutcome {
         let config = configuration
@@ -248,7 +253,7 @@ extension Backfill {
                 outcome.events += Int64(result.events.count)
                 outcome.rowsMigrated += 1
                 if result.resynced { outcome.rowsResynced += 1 }
-                if !existing.isEmpty { migratedKeys.append(result.key) }
+                if resumed { migratedKeys.append(result.key) }
             }
             if events.count + quarantined.count >= config.batchEvents { try flush(final: false) }
         }
@@ -353,17 +358,26 @@ extension Backfill {
             guard let entity = Entity(rawValue: try row.decode(at: 0, as: String.self)) else { continue }
             byEntity[entity] = BackfillReport.EntityCounts(
                 entity: entity, rowsRead: try row.decode(at: 1), rowsMigrated: try row.decode(at: 2),
-                rowsQuarantined: try row.decode(at: 3), events: try row.decode(at: 4), legacyRows: try row.decode(at: 5),
+                rowsQuarantined: try row.decode(at: 3), events: 0, legacyRows: try row.decode(at: 5),
                 rowsResynced: try row.decode(at: 6))
         }
         let quarantine = QuarantineStore(schema: configuration.store.schema)
         let reasons = try await storeConnection.withSession { try quarantine.rowsByReason(runID: runID, in: $0) }
             .map { (reason: $0.reason.rawValue, count: $0.rows) }
-        let types = try await storeConnection.query(
+        // Events are counted in the store, not in the ranges: an interrupted attempt commits
+        // batches of a range it never marks done, and a resumed one re-reads finished ranges.
+        var typeCounts = [String: Int64]()
+        for row in try await storeConnection.query(
             """
-            SELECT event_type, count(*)::int8 FROM \(s).events WHERE metadata->>'run_id' = $1 GROUP BY 1 ORDER BY 1
+            SELECT split_part(stream_id, '-', 1), event_type, count(*)::int8 FROM \(s).events
+            WHERE metadata->>'run_id' = $1 GROUP BY 1, 2
             """, [runID]
-        ).rows.map { (type: try $0.decode(at: 0, as: String.self), count: try $0.decode(at: 1, as: Int64.self)) }
+        ).rows {
+            let count = try row.decode(at: 2, as: Int64.self)
+            typeCounts[try row.decode(at: 1, as: String.self), default: 0] += count
+            if let entity = Entity(rawValue: try row.decode(at: 0, as: String.self)) { byEntity[entity]?.events += count }
+        }
+        let types = typeCounts.keys.sorted().map { (type: $0, count: typeCounts[$0]!) }
         let total = types.reduce(0) { $0 + $1.count }
         return BackfillReport(
             runID: runID,

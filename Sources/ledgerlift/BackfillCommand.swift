@@ -117,19 +117,25 @@ struct BackfillSummary {
             out.append("every legacy row is accounted for: legacy rows (count of the mapping query) = migrated + quarantined")
         } else {
             out.append("NOT BALANCED: " + unbalanced.map(\.entity.rawValue).joined(separator: ", "))
-            out.append(
-                "the run was resumed and legacy gained or lost rows between attempts in ranges an earlier attempt had "
-                    + "finished; `ledgerlift diff` lists them; start over with `ledgerlift store reset` then backfill, "
-                    + "or let shadow mode's resync close the gap")
         }
         let resynced = report.entities.reduce(Int64(0)) { $0 + $1.rowsResynced }
         if resynced > 0 {
             out.append("\(resynced) keys changed in legacy after an interrupted attempt had migrated them: their streams got the events of the change")
         }
-        if !report.quarantineReasons.isEmpty {
+        // Keys that vanished from legacy are not legacy rows: listed apart from the quarantined rows.
+        let rows = report.quarantineReasons.filter { $0.reason != QuarantineReason.rowVanished.code }
+        let vanished = report.quarantineReasons.first { $0.reason == QuarantineReason.rowVanished.code }?.count ?? 0
+        if !rows.isEmpty {
             out.append("")
             out.append("quarantined (see \(report.dryRun ? "the report" : "ledgerlift.quarantine") for keys and raw rows):")
-            out.append(TextTable(["reason", "rows"], report.quarantineReasons.map { [$0.reason, "\($0.count)"] }, rightAligned: [1]).rendered)
+            out.append(TextTable(["reason", "rows"], rows.map { [$0.reason, "\($0.count)"] }, rightAligned: [1]).rendered)
+        }
+        if vanished > 0 {
+            out.append("")
+            out.append(
+                "\(vanished) keys were deleted from legacy after an interrupted attempt had migrated them: their streams "
+                    + "remain (the log is append-only) and ledgerlift.quarantine lists them as row_vanished; "
+                    + "`ledgerlift diff` shows them as extra in the ledger")
         }
         out.append("")
         out.append(report.dryRun ? "events it would append:" : "events of this run in the store:")

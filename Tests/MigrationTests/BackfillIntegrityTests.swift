@@ -151,12 +151,19 @@ struct BackfillIntegrityTests {
             _ = try await legacyConnection.execute(
                 "UPDATE legacy.invoices SET due_on = due_on + 1, updated_at = updated_at + interval '1 hour' WHERE id = $1",
                 [changed])
+            // …and in ranges the interrupted attempt had finished (customers, payments).
+            _ = try await legacyConnection.execute("UPDATE legacy.customers SET name = 'Renamed After Crash' WHERE id = 22")
+            _ = try await legacyConnection.execute("UPDATE legacy.payments SET method = 'wire' WHERE id = 101")
             let before = try await int(store, "SELECT count(*) FROM ledgerlift.events")
 
             let report = try await run(mapping, legacy, storeDSN)
             #expect(report.entities.first { $0.entity == .invoice }?.rowsResynced == 1)
+            #expect(report.entities.first { $0.entity == .customer }?.rowsResynced == 1)
+            #expect(report.entities.first { $0.entity == .payment }?.rowsResynced == 1)
             #expect(report.isBalanced)
-            #expect(try await int(store, "SELECT count(*) FROM ledgerlift.events") == before + 1)
+            #expect(try await int(store, "SELECT count(*) FROM ledgerlift.events") == before + 3)
+            // The summary's events are the store's, across attempts.
+            #expect(report.entities.reduce(0) { $0 + $1.events } == before + 3)
             let synced = try await store.query(
                 """
                 SELECT event_type, payload->'set'->>'due_on', metadata->>'evidence', event_id::text FROM ledgerlift.events
@@ -171,18 +178,18 @@ struct BackfillIntegrityTests {
                 namespace: DeterministicID.eventNamespace, name: "sync/invoice/\(changed)/v\(version)/0/InvoiceUpdated")
             #expect(try synced.decode(at: 3, as: String.self) == expectedID.uuidString.lowercased())
 
-            // Every invoice stream replays to the current legacy row: the diff is clean.
+            // Every stream replays to the current legacy row: the diff is clean.
             _ = try await Projector().catchUp(on: store)
-            let diff = try await compare(mapping, [.invoice], legacy, storeDSN)
+            let diff = try await compare(mapping, Entity.allCases, legacy, storeDSN)
             #expect(diff.isClean)
-            #expect(diff.entities.first?.matched == 146)
+            #expect(diff.entities.first { $0.entity == .invoice }?.matched == 146)
 
             // Once more: nothing changed, nothing appended.
             _ = try await store.execute("UPDATE ledgerlift.backfill_ranges SET done = false WHERE entity = 'invoice'")
             _ = try await store.execute("UPDATE ledgerlift.backfill_runs SET finished_at = NULL")
             let again = try await run(mapping, legacy, storeDSN)
-            #expect(again.entities.first { $0.entity == .invoice }?.rowsResynced == 0)
-            #expect(try await int(store, "SELECT count(*) FROM ledgerlift.events") == before + 1)
+            #expect(again.entities.allSatisfy { $0.rowsResynced == 0 })
+            #expect(try await int(store, "SELECT count(*) FROM ledgerlift.events") == before + 3)
         }
     }
 
@@ -198,8 +205,7 @@ struct BackfillIntegrityTests {
             let report = try await run(mapping, legacy, storeDSN)
             #expect(try await quarantine(store) == ["refund 1401 row_vanished"])
             #expect(report.quarantineReasons.map(\.reason) == ["row_vanished"])
-            // The legacy database lost a row in a range an earlier attempt... here all refund
-            // ranges were re-read, so the counts balance against the source.
+            // Every range is read again on a resume, so the counts balance against the source.
             #expect(report.entities.first { $0.entity == .refund }?.legacyRows == 4)
         }
     }
