@@ -182,12 +182,12 @@ public struct QuarantineStore: Sendable {
         try session.execute(sql, parameters)
     }
 
-    /// The quarantined keys of `entity`.
-    public func keys(of entity: Entity, in session: Session) throws -> Set<String> {
-        Set(
-            try session.query("SELECT entity_key FROM \(table) WHERE entity = $1", [entity.rawValue]).rows.map {
-                try $0.decode(at: 0, as: String.self)
-            })
+    /// The quarantined keys of `entity`, bytewise ordered (an array, not a `Set`: Swift's string
+    /// equality would merge canonically equivalent keys that PostgreSQL keeps apart).
+    public func keys(of entity: Entity, in session: Session) throws -> [String] {
+        try session.query(
+            "SELECT entity_key FROM \(table) WHERE entity = $1 ORDER BY entity_key COLLATE \"C\"", [entity.rawValue]
+        ).rows.map { try $0.decode(at: 0, as: String.self) }
     }
 
     /// The entries of `entity`, by key (bytewise). With `unlessIn`, those whose key the given

@@ -382,16 +382,16 @@ public struct Backfill: Sendable {
     }
 
     /// Keys that cross-row checks reject, per entity, with the first reason found.
-    func crossRowRejections(_ coordinator: Connection) async throws -> [Entity: [String: (String, String)]] {
-        var rejected = [Entity: [String: (String, String)]]()
+    func crossRowRejections(_ coordinator: Connection) async throws -> [Entity: [ExactKey: (String, String)]] {
+        var rejected = [Entity: [ExactKey: (String, String)]]()
         // The mapping's own checks first: they know the legacy schema's caches and rules.
         for source in configuration.sources {
             for check in source.checks {
                 for row in try await coordinator.query("SELECT * FROM (\(check.query)) c").rows {
                     guard let key = try row.decode(at: 0, as: String?.self) else { continue }
-                    if rejected[source.entity]?[key] == nil {
+                    if rejected[source.entity]?[ExactKey(key)] == nil {
                         let detail = row.values.count > 1 ? row.values[1] ?? check.reason : check.reason
-                        rejected[source.entity, default: [:]][key] = (check.reason, detail)
+                        rejected[source.entity, default: [:]][ExactKey(key)] = (check.reason, detail)
                     }
                 }
             }
@@ -401,8 +401,8 @@ public struct Backfill: Sendable {
             for row in try await coordinator.query(sql).rows {
                 // A row without a key is quarantined as key_missing when it is read.
                 guard let key = try row.decode(at: 0, as: String?.self) else { continue }
-                if rejected[check.entity]?[key] == nil {
-                    rejected[check.entity, default: [:]][key] = (check.reason, try row.decode(at: 1, as: String?.self) ?? check.reason)
+                if rejected[check.entity]?[ExactKey(key)] == nil {
+                    rejected[check.entity, default: [:]][ExactKey(key)] = (check.reason, try row.decode(at: 1, as: String?.self) ?? check.reason)
                 }
             }
         }
@@ -410,12 +410,12 @@ public struct Backfill: Sendable {
     }
 
     /// Keys of the parent entities already quarantined in this run.
-    func quarantinedParents(of entity: Entity, _ storeConnection: Connection) async throws -> [Entity: Set<String>] {
+    func quarantinedParents(of entity: Entity, _ storeConnection: Connection) async throws -> [Entity: Set<ExactKey>] {
         guard !configuration.dryRun, let links = CrossRowCheck.parents[entity] else { return [:] }
-        var result = [Entity: Set<String>]()
+        var result = [Entity: Set<ExactKey>]()
         let quarantine = QuarantineStore(schema: configuration.store.schema)
         for link in links where result[link.parent] == nil {
-            result[link.parent] = try await storeConnection.withSession { try quarantine.keys(of: link.parent, in: $0) }
+            result[link.parent] = Set(try await storeConnection.withSession { try quarantine.keys(of: link.parent, in: $0) }.map(ExactKey.init))
         }
         return result
     }

@@ -36,11 +36,11 @@ extension Backfill {
     ///   (state-based sync) instead of being derived from nothing again.
     func processRange(
         _ range: KeyRange, source: EntitySource, snapshotID: String, snapshotText: String,
-        rejected: [String: (String, String)], parents: [Entity: Set<String>], resumed: Bool, legacy: Connection,
+        rejected: [ExactKey: (String, String)], parents: [Entity: Set<ExactKey>], resumed: Bool, legacy: Connection,
         store: Connection?
     ) async throws -> RangeOutcome {
         let runID = runID
-        var existing = [String: StoredStream]()
+        var existing = [ExactKey: StoredStream]()
         if resumed, let store {
             existing = try await store.withSession { session in
                 // The range is read again in full: its quarantine entries of this run are
@@ -69,14 +69,14 @@ extension Backfill {
     }
 
     /// The streams of `entity` whose keys fall in `range`, replayed.
-    func storedStreams(of entity: Entity, in range: KeyRange, _ session: Session) throws -> [String: StoredStream] {
+    func storedStreams(of entity: Entity, in range: KeyRange, _ session: Session) throws -> [ExactKey: StoredStream] {
         let prefix = entity.streamID(key: "")
-        var streams = [String: StoredStream]()
-        var events = [String: [BillingEvent]]()
+        var streams = [ExactKey: StoredStream]()
+        var events = [ExactKey: [BillingEvent]]()
         for recorded in try configuration.store.readStreams(
             prefix: prefix, after: range.lower.map { prefix + $0 }, through: range.upper.map { prefix + $0 }, in: session)
         {
-            let key = String(recorded.streamID.dropFirst(prefix.count))
+            let key = ExactKey(String(recorded.streamID.utf8.dropFirst(prefix.utf8.count))!)
             events[key, default: []].append(try BillingEvent(recorded: recorded))
             streams[key] = StoredStream(version: recorded.streamVersion, row: nil, lastOccurredAt: recorded.occurredAt)
         }
@@ -113,8 +113,8 @@ extension Backfill {
     }
 
     private func readRange(
-        _ range: KeyRange, source: EntitySource, _ tx: Session, rejected: [String: (String, String)],
-        parents: [Entity: Set<String>], runID: String, snapshotText: String, resumed: Bool, existing: [String: StoredStream],
+        _ range: KeyRange, source: EntitySource, _ tx: Session, rejected: [ExactKey: (String, String)],
+        parents: [Entity: Set<ExactKey>], runID: String, snapshotText: String, resumed: Bool, existing: [ExactKey: StoredStream],
         storeConnection: Connection?
     ) throws -> RangeOutcome {
         let config = configuration
@@ -124,21 +124,21 @@ extension Backfill {
         var outcome = RangeOutcome(entity: entity)
 
         // Past versions of the range's keys (bounded by the range), by key, oldest first.
-        var history = [String: [Row]]()
+        var history = [ExactKey: [Row]]()
         if let historyQuery = source.historyQuery {
             try tx.stream(
                 "SELECT * FROM (\(historyQuery)) q WHERE \(filter) ORDER BY \(key)::text COLLATE \"C\", q.valid_from",
                 parameters
             ) { row in
                 guard let rowKey = row[entity.keyColumn] else { return }
-                history[rowKey, default: []].append(row)
+                history[ExactKey(rowKey), default: []].append(row)
             }
         }
 
         var events = [StreamEvent]()
         var quarantined = [QuarantineRecord]()
         var migratedKeys = [String]()
-        var seenStreams = Set<String>()
+        var seenStreams = Set<ExactKey>()
         // Rows without a key get a quarantine key of their own: the row's digest, numbered when
         // identical rows repeat, so each is listed and none overwrites another.
         var keylessSeen = [String: Int]()
@@ -172,12 +172,12 @@ extension Backfill {
         /// Converts the rows of one key (history, then the current row) into events or a reason.
         func process(_ row: Row, rowKey: String) -> KeyResult {
             var result = KeyResult(key: rowKey, rows: [row])
-            if let (reason, detail) = rejected[rowKey] {
+            if let (reason, detail) = rejected[ExactKey(rowKey)] {
                 result.quarantine = quarantineRecord(rowKey, reason, detail, row)
                 return result
             }
             var versions = [(row: CanonicalRow, validFrom: PostgresTimestamp?, validTo: PostgresTimestamp?, inferred: Bool)]()
-            for versionRow in history[rowKey] ?? [] {
+            for versionRow in history[ExactKey(rowKey)] ?? [] {
                 switch source.convert(versionRow) {
                 case .canonical(let canonical, let validFrom, let validTo, let inferred):
                     versions.append((canonical, validFrom, validTo, inferred))
@@ -195,7 +195,7 @@ extension Backfill {
             }
             let current = versions.last!
             for link in CrossRowCheck.parents[entity] ?? [] {
-                if let parentKey = current.row[link.column].textValue, parents[link.parent]?.contains(parentKey) == true {
+                if let parentKey = current.row[link.column].textValue, parents[link.parent]?.contains(ExactKey(parentKey)) == true {
                     result.quarantine = quarantineRecord(
                         rowKey, "parent_quarantined", "\(link.parent.rawValue) \(parentKey) is quarantined", row)
                     return result
@@ -203,7 +203,7 @@ extension Backfill {
             }
             var synthesized = [BillingEvent]()
             var firstVersion: Int64 = 1
-            if let stored = existing[rowKey] {
+            if let stored = existing[ExactKey(rowKey)] {
                 // An earlier attempt wrote this stream; legacy may have changed the row since.
                 // Append only the difference, exactly as shadow mode would (no change, no event).
                 var events = Transitions.transitions(
@@ -239,7 +239,7 @@ extension Backfill {
         /// Counts a key's result and queues its events or its quarantine record.
         func commit(_ result: KeyResult) throws {
             outcome.rowsRead += Int64(result.rows.count)
-            seenStreams.insert(result.key)
+            seenStreams.insert(ExactKey(result.key))
             if var record = result.quarantine {
                 outcome.rowsQuarantined += Int64(result.rows.count)
                 outcome.reasons[record.reason, default: 0] += Int64(result.rows.count)
@@ -274,7 +274,7 @@ extension Backfill {
                 try commit(result)
                 return
             }
-            if var previous = held, previous.key == legacyKey {
+            if var previous = held, previous.key.utf8.elementsEqual(legacyKey.utf8) {
                 // A second legacy row with the same key: neither can be migrated.
                 previous.rows.append(row)
                 previous.events = []
@@ -293,7 +293,7 @@ extension Backfill {
         if let previous = held { try commit(previous) }
         // Keys an earlier attempt migrated whose rows are gone from legacy now: their streams
         // stay (the event log is append-only) and the quarantine lists them for the operator.
-        for (vanished, _) in existing where !seenStreams.contains(vanished) {
+        for vanished in existing.keys.map(\.text) where !seenStreams.contains(ExactKey(vanished)) {
             quarantined.append(
                 QuarantineRecord(
                     entity: entity, key: vanished, reason: "row_vanished",

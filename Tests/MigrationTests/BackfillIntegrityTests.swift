@@ -358,3 +358,24 @@ func waitUntil(_ what: String, _ condition: () async throws -> Bool) async throw
         try await Task.sleep(for: .milliseconds(50))
     }
 }
+
+@Suite("Backfill: keys are compared by their bytes")
+struct ExactKeyTests {
+    @Test func canonicallyEquivalentKeysAreTwoKeysNotADuplicate() async throws {
+        // café with é (U+00E9) and with e + U+0301: equal to Swift's String ==, distinct to PostgreSQL.
+        let mapping = try editedReferenceMapping([
+            (
+                refundKey,
+                "SELECT CASE WHEN r.id = 4001 THEN U&'caf\\00E9' WHEN r.id = 4002 THEN U&'cafe\\0301' ELSE r.id::text END AS refund_id,"
+            )
+        ])
+        try await withLegacyAndStore(.reference) { legacy, store, storeDSN in
+            let report = try await run(mapping, legacy, storeDSN)
+            let refunds = try #require(report.entities.first { $0.entity == .refund })
+            #expect(refunds.rowsMigrated == 5)
+            #expect(refunds.rowsQuarantined == 0)
+            #expect(try await int(store, "SELECT count(*) FROM ledgerlift.streams WHERE stream_id LIKE 'refund-caf%'") == 2)
+            #expect(try await int(store, "SELECT count(*) FROM ledgerlift.quarantine") == 0)
+        }
+    }
+}
