@@ -149,7 +149,10 @@ struct CanonicalQuery: Sendable, Hashable {
         let keyExpression = reference(entity.keyColumn).map { LegacyText.output($0, typeByName[entity.keyColumn]!) } ?? "NULL::text"
         // Keys compare and hash by their bytes, whatever the legacy column's collation.
         // An empty key is no key (RowConverter quarantines both as key_missing): NULL here.
-        select.append("nullif(\(keyExpression), '') COLLATE \"C\" AS k")
+        // Longer than a stream id can hold: quarantined like a row without a key, and counted so.
+        select.append(
+            "(CASE WHEN octet_length(\(keyExpression)) BETWEEN 1 AND \(Quarantine.maximumKeyBytes) THEN \(keyExpression) END) "
+                + "COLLATE \"C\" AS k")
         let valueColumns = Array(entity.columns.dropFirst())
         for (index, column) in valueColumns.enumerated() {
             let expression: String

@@ -520,13 +520,14 @@ public struct DiffChecker: Sendable {
         }
     }
 
-    /// Legacy rows without a key are counted in the legacy rows; the backfill quarantines each
-    /// as `key_missing` under a key of its own (`<null>#…`). Rows beyond those entries were never
+    /// Legacy rows without a usable key (none, or too long) are counted in the legacy rows; the
+    /// backfill quarantines each under a key of its own (`<null>#…`, `<long>#…`). Rows beyond those entries were never
     /// migrated nor quarantined: each is a row missing in the ledger, listed with its values.
     private func accountForKeylessRows(
         _ count: Int64, in pass: inout EntityPass, _ legacy: Connection, _ quarantineKeys: PostgresArray
     ) async throws {
-        let quarantined = Int64(pass.quarantine.filter { $0.key.hasPrefix("<null>") }.count)
+        let quarantined = Int64(
+            pass.quarantine.filter { $0.key.hasPrefix(Quarantine.nullKey + "#") || $0.key.hasPrefix(Quarantine.longKey + "#") }.count)
         let unaccounted = count - quarantined
         guard unaccounted > 0 else { return }
         let rows = try await Self.rows(legacy, pass.legacyQuery.keylessRowsSQL, [quarantineKeys])

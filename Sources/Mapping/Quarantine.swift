@@ -25,6 +25,13 @@ public struct Quarantine: Sendable, Hashable, CustomStringConvertible {
     /// The key text used for rows without a key.
     public static let nullKey = "<null>"
 
+    /// The prefix of the quarantine key of a row whose key is too long to be a stream id.
+    public static let longKey = "<long>"
+
+    /// The longest legacy key, in UTF-8 bytes, that migrates: a stream id (`invoice-<key>`) is
+    /// indexed, and a btree entry holds at most about 2.7 kB.
+    public static let maximumKeyBytes = 1_024
+
     public init(entity: Entity, key: String, reason: Reason, detail: String, column: String?, raw: [String: String?]) {
         self.entity = entity
         self.key = key

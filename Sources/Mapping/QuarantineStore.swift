@@ -39,6 +39,8 @@ public struct QuarantineReason: RawRepresentable, Sendable, Hashable, Comparable
     public static let valueInvalid: Self = "value_invalid"
 
     // The backfill's own reasons (the run, not one row).
+    /// The key is longer than ``Quarantine/maximumKeyBytes``: no stream id can hold it.
+    public static let keyTooLong: Self = "key_too_long"
     /// Several rows of the mapping query share one key: none is migrated, the entry holds them all.
     public static let duplicateKey: Self = "duplicate_key"
     /// A parent row (the customer of an invoice, …) is quarantined, so its children are too.
@@ -70,6 +72,7 @@ public struct QuarantineReason: RawRepresentable, Sendable, Hashable, Comparable
         .statusUnknown: "a status, kind or interval outside the canonical vocabulary",
         .valueInvalid: "a value that does not fit its column's type",
         .duplicateKey: "several legacy rows share one key; the entry holds them all",
+        .keyTooLong: "the key is longer than 1,024 bytes, more than a stream id can hold",
         .parentQuarantined: "the row's parent is quarantined",
         .rowVanished: "deleted from legacy after an interrupted run had migrated it",
     ]

@@ -260,17 +260,25 @@ extension Backfill {
 
         var held: KeyResult?
         try tx.stream("SELECT * FROM (\(source.query)) q WHERE \(filter) ORDER BY \(key)::text COLLATE \"C\"", parameters) { row in
-            guard let legacyKey = row[entity.keyColumn], !legacyKey.isEmpty else {
-                // No key: quarantined (key_missing) under a key of its own.
+            let keyText = row[entity.keyColumn]
+            let tooLong = (keyText?.utf8.count ?? 0) > Quarantine.maximumKeyBytes
+            guard let legacyKey = keyText, !legacyKey.isEmpty, !tooLong else {
+                // No usable key (none, or longer than a stream id can hold): quarantined under
+                // a key of its own, the row's digest, so each such row is kept and counted.
                 let digest = DeterministicID.uuid5(namespace: DeterministicID.eventNamespace, name: Self.rawJSON(row))
                     .uuidString.lowercased().filter { $0 != "-" }.prefix(12)
-                let base = Quarantine.nullKey + "#" + digest
+                let base = (tooLong ? Quarantine.longKey : Quarantine.nullKey) + "#" + digest
                 let seen = keylessSeen[base, default: 0] + 1
                 keylessSeen[base] = seen
-                var result = process(row, rowKey: seen == 1 ? base : "\(base)#\(seen)")
-                if result.quarantine == nil {
-                    result.quarantine = quarantineRecord(result.key, "key_missing", "\(entity.keyColumn) (the key) is NULL or empty", row)
-                }
+                let ownKey = seen == 1 ? base : "\(base)#\(seen)"
+                var result = KeyResult(key: ownKey, rows: [row])
+                result.quarantine =
+                    tooLong
+                    ? quarantineRecord(
+                        ownKey, QuarantineReason.keyTooLong.code,
+                        "\(entity.keyColumn) is \(keyText!.utf8.count) bytes long; at most \(Quarantine.maximumKeyBytes) fit a "
+                            + "stream id (the raw row holds the whole key)", row)
+                    : quarantineRecord(ownKey, "key_missing", "\(entity.keyColumn) (the key) is NULL or empty", row)
                 try commit(result)
                 return
             }

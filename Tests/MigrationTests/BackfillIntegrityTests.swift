@@ -379,3 +379,31 @@ struct ExactKeyTests {
         }
     }
 }
+
+@Suite("Backfill: a key too long for a stream id")
+struct LongKeyTests {
+    @Test func aKeyLongerThanAStreamIdCanHoldIsQuarantinedAndCounted() async throws {
+        let mapping = try editedReferenceMapping([
+            (refundKey, "SELECT CASE WHEN r.id = 4001 THEN repeat('k', 100000) ELSE r.id::text END AS refund_id,")
+        ])
+        try await withLegacyAndStore(.reference) { legacy, store, storeDSN in
+            let report = try await run(mapping, legacy, storeDSN)
+            let refunds = try #require(report.entities.first { $0.entity == .refund })
+            #expect(refunds.rowsMigrated == 4)
+            #expect(refunds.rowsQuarantined == 1)
+            #expect(report.quarantineReasons.map(\.reason) == ["key_too_long"])
+            let entry = try await store.query(
+                "SELECT entity_key, detail, length(raw->>'refund_id') FROM ledgerlift.quarantine"
+            ).rows[0]
+            #expect(try entry.decode(at: 0, as: String.self).hasPrefix("<long>#"))
+            #expect(
+                try entry.decode(at: 1, as: String.self)
+                    == "refund_id is 100000 bytes long; at most 1024 fit a stream id (the raw row holds the whole key)")
+            #expect(try entry.decode(at: 2, as: Int32.self) == 100_000)
+            _ = try await Projector().catchUp(on: store)
+            let diff = try await compare(mapping, [.refund], legacy, storeDSN)
+            #expect(diff.entities.first?.legacyRows == 5)
+            #expect(diff.isClean)
+        }
+    }
+}
