@@ -129,6 +129,12 @@ struct EventsCommand: AsyncParsableCommand {
             try store.requireInitialized(session)
             return try store.readStream(stream, asOf: cutoff.map { .occurredAt($0) }, in: session)
         }
+        // An unknown stream is not found (exit 1), as `query invoice` says of an unknown invoice.
+        if events.isEmpty {
+            FileHandle.standardError.write(
+                Data("stream \(stream): not found\(cutoff == nil ? "" : " as of \(asOf ?? "")")\n".utf8))
+            throw ExitCode(1)
+        }
         switch format {
         case .json:
             // One JSON object per line (JSON Lines): a long stream prints as it goes.
@@ -144,13 +150,11 @@ struct EventsCommand: AsyncParsableCommand {
             }
         case .table:
             print(
-                events.isEmpty
-                    ? "stream \(stream): no events"
-                    : TextTable(
-                        ["version", "occurred at", "type", "payload"],
-                        events.map { ["\($0.streamVersion)", $0.occurredAt.iso8601, $0.eventType, $0.payload.text] },
-                        rightAligned: [0]
-                    ).rendered)
+                TextTable(
+                    ["version", "occurred at", "type", "payload"],
+                    events.map { ["\($0.streamVersion)", $0.occurredAt.iso8601, $0.eventType, $0.payload.text] },
+                    rightAligned: [0]
+                ).rendered)
         }
     }
 }

@@ -23,6 +23,13 @@ struct BackfillCommandTests {
                         #expect(clean.status == 0, "\(clean.stderr)")
                         #expect(clean.stdout.contains("every legacy row is accounted for"))
 
+                        // An unknown stream is not found, exit 1, as an unknown invoice is.
+                        let unknown = try LedgerliftBinary.run(["events", "--store", store, "--stream", "invoice-999999"])
+                        #expect(unknown.status == 1)
+                        #expect(unknown.stderr == "stream invoice-999999: not found\n")
+                        let known = try LedgerliftBinary.run(["events", "--store", store, "--stream", "invoice-1101"])
+                        #expect(known.status == 0, "\(known.stderr)")
+
                         let quarantined = try LedgerliftBinary.run(
                             ["backfill", "--legacy", dirty, "--store", dirtyStore, "--mapping", Self.mapping])
                         #expect(quarantined.status == 1, "\(quarantined.stderr)")
