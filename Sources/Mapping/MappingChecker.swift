@@ -53,6 +53,9 @@ public struct MappingChecker: Sendable {
             if let finding = try run.writableSources(), !checks.isEmpty {
                 checks[0].findings.append(finding)
             }
+            if let finding = try run.uncheckedEncoding(), !checks.isEmpty {
+                checks[0].findings.append(finding)
+            }
             for index in checks.indices { checks[index].findings = Self.ordered(checks[index].findings) }
             return MappingReport(mappingFile: mapping.file, entities: checks, unmapped: mapping.unmappedEntities)
         }
@@ -277,6 +280,21 @@ private struct CheckRun {
             .warning, .sourceWritable, entity: first.entity, part: .sources, column: nil,
             "\(what): a mapping query runs read-only, but dblink_exec or a function that writes could still change "
                 + "legacy data. Connect --legacy with a role that can only SELECT (docs/security.md).")
+    }
+
+    /// A warning when the legacy database is `SQL_ASCII`: PostgreSQL stores its text unchecked,
+    /// and a value whose bytes are not UTF-8 stops any query that returns it (22021, no row
+    /// named), so the backfill cannot quarantine it. The mapping must convert such text.
+    mutating func uncheckedEncoding() throws -> MappingFinding? {
+        guard let first = mapping.entities.first,
+            case .success(let result) = try attempt("SELECT current_setting('server_encoding')"),
+            try result.rows.first?.decode(at: 0, as: String.self) == "SQL_ASCII"
+        else { return nil }
+        return MappingFinding(
+            .warning, .uncheckedEncoding, entity: first.entity, part: .query, column: nil,
+            "the legacy database is SQL_ASCII: its text is stored unchecked, and a value that is not UTF-8 stops the "
+                + "query that returns it (SQLSTATE 22021) instead of being quarantined. Convert text columns in the "
+                + "mapping, e.g. convert_from(convert(convert_to(name, 'SQL_ASCII'), 'LATIN1', 'UTF8'), 'SQL_ASCII') AS name (docs/mapping.md)")
     }
 
     // MARK: - Shape

@@ -51,6 +51,9 @@ public struct MappingFinding: Sendable, Hashable, CustomStringConvertible {
         /// The legacy role can write a `sources` table: a mapping query (through `dblink_exec` or
         /// a writing function) could change legacy data. Use a read-only role (warning).
         case sourceWritable = "source_writable"
+        /// The legacy database is `SQL_ASCII`: text is unchecked, and bytes that are not UTF-8
+        /// stop the queries that return them (warning).
+        case uncheckedEncoding = "unchecked_encoding"
         /// An event of the entity will be dated by inference, because the column that proves its
         /// moment is not returned (note).
         case datedByInference = "dated_by_inference"
