@@ -57,6 +57,12 @@ enum DSNArguments {
         // Whole arguments first (longest first, so none is cut by a shorter one), then what is
         // left of their passwords.
         for suspect in suspects.sorted(by: { $0.count > $1.count }) where !suspect.isEmpty {
+            // A well-formed DSN has a safe printed form: its masked one (which says which
+            // database could not be reached); only what cannot be parsed is hidden whole.
+            if (try? ConnectionString.validate(suspect)) != nil {
+                result = result.replacing(suspect, with: ConnectionString.masked(suspect))
+                continue
+            }
             result = result.replacing("'\(suspect)'", with: "'\(redacted)'")
             if looksLikeConnectionMaterial(suspect) { result = result.replacing(suspect, with: redacted) }
         }
