@@ -132,9 +132,9 @@ struct CanonicalQuery: Sendable, Hashable {
             // `::text` drops from a char(n) never matters here, and the cast is cheaper.
             let own = reference("currency").map { LegacyText.currency($0, typeByName["currency"]!) }
             switch (own, defaultCurrency) {
-            case (let own?, let fallback?): return "coalesce(\(own), \(sqlLiteral(fallback.code)))"
+            case (let own?, let fallback?): return "coalesce(\(own), \(quoteLiteral(fallback.code)))"
             case (let own?, nil): return own
-            case (nil, let fallback?): return sqlLiteral(fallback.code)
+            case (nil, let fallback?): return quoteLiteral(fallback.code)
             case (nil, nil): return nil
             }
         }()
@@ -296,7 +296,7 @@ enum LegacyText {
         var parts = [String]()
         for (index, pair) in ordered.enumerated() {
             let prefix = (index == 0 ? "{" : ", ") + JSONValue.quoted(pair.name) + ": "
-            parts.append(sqlLiteral(prefix))
+            parts.append(quoteLiteral(prefix))
             parts.append("coalesce(to_json(\(pair.value))::text, 'null')")
         }
         parts.append("'}'")
@@ -306,12 +306,8 @@ enum LegacyText {
     /// `('USD', 100, 2), ('JPY', 1, 0), …`: the factor from major to minor units of every
     /// currency that has one (ISO 4217, as ``Currency`` knows it), and its exponent.
     static let currencyScales: String = Currency.all.sorted().map { currency in
-        "('\(currency.code)', 1\(String(repeating: "0", count: currency.minorUnitExponent))::numeric, "
+        "(\(quoteLiteral(currency.code)), 1\(String(repeating: "0", count: currency.minorUnitExponent))::numeric, "
             + "\(currency.minorUnitExponent))"
     }.joined(separator: ", ")
 }
 
-/// `text` as a SQL string literal.
-func sqlLiteral(_ text: String) -> String {
-    "'" + text.replacing("'", with: "''") + "'"
-}

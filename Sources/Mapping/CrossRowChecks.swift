@@ -94,7 +94,7 @@ package struct CrossRowCheck: Sendable {
             let subquery: String
             if scaled.contains(entity) {
                 let own = "ll_q.currency::text"
-                let currency = source.defaultCurrency.map { "coalesce(\(own), '\($0.code)')" } ?? own
+                let currency = source.defaultCurrency.map { "coalesce(\(own), \(quoteLiteral($0.code)))" } ?? own
                 // An unknown currency scales by 1: its rows are quarantined by the converter anyway,
                 // and comparing them as written keeps a one-unit mapping's results as they were.
                 let scale = source.amounts == .major ? "coalesce(ll_c.minor_per_major, 1::numeric)" : "1::numeric"
@@ -127,7 +127,7 @@ package struct CrossRowCheck: Sendable {
         CrossRowCheck(
             entity: child, reason: "reference_missing", needs: [child, parent],
             sql: """
-                SELECT c.\(child.keyColumn)::text, '\(column) ' || c.\(column)::text || ' names no \(parent.rawValue)'
+                SELECT c.\(child.keyColumn)::text, \(quoteLiteral(column + " ")) || c.\(column)::text || \(quoteLiteral(" names no " + parent.rawValue))
                 FROM {\(child.rawValue)} c
                 WHERE c.\(column) IS NOT NULL
                   AND NOT EXISTS (SELECT 1 FROM {\(parent.rawValue)} p WHERE p.\(parent.keyColumn)::text = c.\(column)::text)

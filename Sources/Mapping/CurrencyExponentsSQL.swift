@@ -24,7 +24,7 @@ public enum CurrencyExponentsSQL {
 
     /// `('AED', 2, 100::numeric), …`: one row per currency, sorted by code.
     public static let valuesRows: [String] = Currency.all.map { currency in
-        "('\(currency.code)', \(currency.minorUnitExponent), "
+        "(\(quoteLiteral(currency.code)), \(currency.minorUnitExponent), "
             + "1\(String(repeating: "0", count: currency.minorUnitExponent))::numeric)"
     }
 
