@@ -109,7 +109,7 @@ struct DerivedModels {
     func balancesInsert(_ filter: Filter) -> String {
         """
         INSERT INTO \(schema.qualified("customer_balances")) (customer_id, currency, receivables, unapplied_credit, balance)
-        SELECT customer_id, currency, sum(receivable)::bigint, sum(credit)::bigint, (sum(receivable) - sum(credit))::bigint
+        SELECT customer_id, currency, sum(receivable), sum(credit), sum(receivable) - sum(credit)
         FROM (
             SELECT customer_id, coalesce(currency, 'XXX')::char(3) AS currency,
                    CASE WHEN status IN ('open', 'uncollectible') THEN coalesce(amount_due, 0) ELSE 0 END AS receivable,
@@ -168,10 +168,10 @@ struct DerivedModels {
         """
         INSERT INTO \(schema.qualified("revenue_by_month")) (month, currency, invoiced, collected, refunded, credited)
         SELECT month, currency,
-               coalesce(sum(amount) FILTER (WHERE kind = 'invoice'), 0)::bigint,
-               coalesce(sum(amount) FILTER (WHERE kind = 'payment'), 0)::bigint,
-               coalesce(sum(amount) FILTER (WHERE kind = 'refund'), 0)::bigint,
-               coalesce(sum(amount) FILTER (WHERE kind = 'credit_note'), 0)::bigint
+               coalesce(sum(amount) FILTER (WHERE kind = 'invoice'), 0),
+               coalesce(sum(amount) FILTER (WHERE kind = 'payment'), 0),
+               coalesce(sum(amount) FILTER (WHERE kind = 'refund'), 0),
+               coalesce(sum(amount) FILTER (WHERE kind = 'credit_note'), 0)
         FROM \(schema.qualified("revenue_entries"))
         WHERE \(parameter.map { "month = ANY($\($0)::date[])" } ?? "true")
         GROUP BY month, currency

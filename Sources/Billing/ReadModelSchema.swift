@@ -22,7 +22,7 @@ public struct ReadModelSchema: Sendable, Hashable {
 
     /// Bumped whenever the DDL or a read model's definition changes: a read model built by an
     /// older binary is then rebuilt instead of being continued.
-    public static let modelVersion: Int32 = 2
+    public static let modelVersion: Int32 = 3
 
     /// The derived read models, in the order they are listed and compared.
     public static let derivedTables = [
@@ -77,9 +77,12 @@ public struct ReadModelSchema: Sendable, Hashable {
             CREATE TABLE \(qualified("customer_balances")) (
                 customer_id      text COLLATE "C" NOT NULL,
                 currency         char(3) NOT NULL,
-                receivables      bigint NOT NULL,
-                unapplied_credit bigint NOT NULL,
-                balance          bigint NOT NULL,
+                -- Sums of many amounts: numeric, so a total beyond 64-bit minor units is held
+                -- exactly (bigint stopped the projection for good); readers say so if it does
+                -- not fit their Int64.
+                receivables      numeric NOT NULL,
+                unapplied_credit numeric NOT NULL,
+                balance          numeric NOT NULL,
                 PRIMARY KEY (customer_id, currency)
             )
             """)
@@ -99,10 +102,10 @@ public struct ReadModelSchema: Sendable, Hashable {
             CREATE TABLE \(qualified("revenue_by_month")) (
                 month      date NOT NULL,
                 currency   char(3) NOT NULL,
-                invoiced   bigint NOT NULL,
-                collected  bigint NOT NULL,
-                refunded   bigint NOT NULL,
-                credited   bigint NOT NULL,
+                invoiced   numeric NOT NULL,
+                collected  numeric NOT NULL,
+                refunded   numeric NOT NULL,
+                credited   numeric NOT NULL,
                 PRIMARY KEY (month, currency)
             )
             """)

@@ -93,7 +93,8 @@ extension ReadModelReader {
         try requireBuilt(session)
         return try session.query(
             """
-            SELECT month, currency::text, invoiced, collected, refunded, credited FROM \(schema.qualified("revenue_by_month"))
+            SELECT month, currency::text, invoiced::int8, collected::int8, refunded::int8, credited::int8
+            FROM \(schema.qualified("revenue_by_month"))
             WHERE month >= date_trunc('month', $1::date)::date AND month <= date_trunc('month', $2::date)::date
             ORDER BY month, currency
             """, [from, to]

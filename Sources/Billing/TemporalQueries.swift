@@ -58,7 +58,8 @@ extension ReadModelReader {
         } else {
             rows = try session.query(
                 """
-                SELECT currency::text, receivables, unapplied_credit, balance FROM \(schema.qualified("customer_balances"))
+                SELECT currency::text, receivables::int8, unapplied_credit::int8, balance::int8
+                FROM \(schema.qualified("customer_balances"))
                 WHERE customer_id = $1 ORDER BY currency
                 """, [customer]
             ).rows

@@ -407,3 +407,40 @@ struct LongKeyTests {
         }
     }
 }
+
+@Suite("Read models: sums beyond 64-bit minor units")
+struct LargeSumTests {
+    @Test func aMonthlySumBeyondInt64IsHeldExactlyAndNeverStopsTheProjection() async throws {
+        try await withLegacyAndStore(.reference) { legacy, store, storeDSN in
+            let legacyConnection = try await Connection.connect(legacy)
+            defer { legacyConnection.close() }
+            // Two payments that each fit in 64-bit minor units; their month's sum does not.
+            _ = try await legacyConnection.execute(
+                """
+                INSERT INTO legacy.payments (id, customer_id, status, amount, currency, created_at, updated_at)
+                VALUES (90001, 1, 'succeeded', 92233720368547758.07, 'USD', '2025-05-10', '2025-05-10'),
+                       (90002, 1, 'succeeded', 92233720368547758.07, 'USD', '2025-05-11', '2025-05-11')
+                """)
+            _ = try await run(try MappingTestSupport.referenceMapping(), legacy, storeDSN)
+            _ = try await Projector().catchUp(on: store)
+            // Exact: the month's collected equals the sum of its entries, and exceeds Int64.
+            let exact = try await store.query(
+                """
+                SELECT m.collected > 9223372036854775807
+                   AND m.collected = (SELECT sum(amount) FROM ledgerlift_read.revenue_entries
+                                      WHERE kind = 'payment' AND month = m.month AND currency = m.currency)
+                FROM ledgerlift_read.revenue_by_month m WHERE m.month = '2025-05-01' AND m.currency = 'USD'
+                """
+            ).rows[0].decode(at: 0, as: Bool.self)
+            #expect(exact)
+            // The Int64 report API says it cannot hold the figure instead of wrapping it.
+            await #expect(throws: PostgresError.self) {
+                _ = try await store.withSession { session in
+                    try ReadModelReader().revenue(
+                        from: PostgresDate(year: 2025, month: 5, day: 1)!, to: PostgresDate(year: 2025, month: 5, day: 1)!,
+                        in: session)
+                }
+            }
+        }
+    }
+}
