@@ -30,34 +30,49 @@ enum BackfillBenchmark {
             ).rows[0].decode(at: 0, as: Int64.self)
             legacyConnection.close()
             say("  \(customers) customers: \(legacyRows) legacy rows")
-            for workers in [1, 2] {
-                let store = try await bench.scratchDatabase("ledgerlift_bench_backfill")
-                try runProcess(binary, ["store", "init", "--store", store])
-                let clock = ContinuousClock()
-                let start = clock.now
-                let peak = try runMeasuringPeak(
-                    binary, ["backfill", "--legacy", legacy, "--store", store, "--mapping", mapping, "--workers", "\(workers)"])
-                let elapsed = clock.now - start
-                let connection = try await Connection.connect(store)
-                defer { connection.close() }
-                let events = try await connection.query("SELECT count(*) FROM ledgerlift.events").rows[0]
-                    .decode(at: 0, as: Int64.self)
-                // The same events, raw: COPY out, then COPY into an empty copy of the table.
-                try await connection.execute("CREATE TABLE raw_events (LIKE ledgerlift.events INCLUDING ALL)")
-                let dump = FileManager.default.temporaryDirectory.appendingPathComponent("ledgerlift-bench-events.tsv")
-                try runProcess(
-                    try findExecutable("psql"),
-                    [store, "-c", "\\copy (SELECT event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload, metadata FROM ledgerlift.events ORDER BY global_position) TO '\(dump.path)'"])
-                let rawStart = clock.now
-                try runProcess(
-                    try findExecutable("psql"),
-                    [store, "-c", "\\copy raw_events (event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload, metadata) FROM '\(dump.path)'"])
-                let raw = clock.now - rawStart
-                try? FileManager.default.removeItem(at: dump)
-                say(
-                    "    --workers \(workers): \(rate(Int(legacyRows), elapsed)) legacy rows, \(rate(Int(events), elapsed)) events"
-                        + " (\(events) events in \(String(format: "%.1f", elapsed.seconds)) s), peak RSS \(peak / 1024) MB;"
-                        + " raw COPY of those events \(rate(Int(events), raw)) → ratio \(ratio(elapsed, raw))")
+            // LEDGERLIFT_BENCH_COMPARE=/path/to/older/ledgerlift also runs that binary, in the same
+            // run and against the same legacy database, for a before/after comparison.
+            let compare = ProcessInfo.processInfo.environment["LEDGERLIFT_BENCH_COMPARE"]
+            let workerCounts = ProcessInfo.processInfo.environment["LEDGERLIFT_BENCH_WORKERS"].map {
+                $0.split(separator: ",").compactMap { Int($0) }
+            } ?? [1, 2]
+            for workers in workerCounts {
+                for (label, binary) in [("", binary)] + (compare.map { [(" (\($0))", $0)] } ?? []) {
+                    let store = try await bench.scratchDatabase("ledgerlift_bench_backfill")
+                    try runProcess(binary, ["store", "init", "--store", store])
+                    let clock = ContinuousClock()
+                    let start = clock.now
+                    let peak = try runMeasuringPeak(
+                        binary, ["backfill", "--legacy", legacy, "--store", store, "--mapping", mapping, "--workers", "\(workers)"])
+                    let elapsed = clock.now - start
+                    let connection = try await Connection.connect(store)
+                    defer { connection.close() }
+                    let events = try await connection.query("SELECT count(*) FROM ledgerlift.events").rows[0]
+                        .decode(at: 0, as: Int64.self)
+                    // The same events, raw: COPY out, then COPY into an empty copy of the table.
+                    try await connection.execute("CREATE TABLE raw_events (LIKE ledgerlift.events INCLUDING ALL)")
+                    let dump = FileManager.default.temporaryDirectory.appendingPathComponent("ledgerlift-bench-events.tsv")
+                    try runProcess(
+                        try findExecutable("psql"),
+                        [store, "-c", "\\copy (SELECT event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload, metadata FROM ledgerlift.events ORDER BY global_position) TO '\(dump.path)'"])
+                    // The raw COPY is short and swings with the machine's load: the median of
+                    // `repetitions` loads (each into the emptied table) is the baseline.
+                    var raws = [Duration]()
+                    for _ in 0..<max(1, bench.repetitions) {
+                        try await connection.execute("TRUNCATE raw_events")
+                        let rawStart = clock.now
+                        try runProcess(
+                            try findExecutable("psql"),
+                            [store, "-c", "\\copy raw_events (event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload, metadata) FROM '\(dump.path)'"])
+                        raws.append(clock.now - rawStart)
+                    }
+                    let raw = raws.sorted()[raws.count / 2]
+                    try? FileManager.default.removeItem(at: dump)
+                    say(
+                        "    --workers \(workers)\(label): \(rate(Int(legacyRows), elapsed)) legacy rows, \(rate(Int(events), elapsed)) events"
+                            + " (\(events) events in \(String(format: "%.1f", elapsed.seconds)) s), peak RSS \(peak / 1024) MB;"
+                            + " raw COPY of those events \(rate(Int(events), raw)) (median of \(raws.count)) → ratio \(ratio(elapsed, raw))")
+                }
             }
         }
         say("  goal: ≥ 0.5 × raw COPY with 2 workers; peak memory flat as the data grows")

@@ -125,7 +125,7 @@ public struct Projector: Sendable {
     ) async throws -> ProjectionSummary {
         let state = try await connection.withSession { [self] in try self.state(in: $0) }
         if let state, state.isLive, state.modelVersion == ReadModelSchema.modelVersion {
-            return try await run(on: connection, until: .caughtUp, progress: progress)
+            return try await run(on: connection, reader: reader, until: .caughtUp, progress: progress)
         }
         return try await rebuild(on: connection, reader: reader, progress: progress)
     }
@@ -135,6 +135,10 @@ public struct Projector: Sendable {
     /// - Parameters:
     ///   - connection: reads, writes and the checkpoint.
     ///   - listener: a second connection for LISTEN, when following (`.cancelled`).
+    ///   - reader: a third connection, which pipelines catching up: the next batches are read
+    ///     and decoded on it while the current one is written (each batch still commits with
+    ///     its checkpoint, compare-and-set), which the read and the decoding no longer hold up.
+    ///     Once caught up, a `.cancelled` run follows through the subscription.
     ///   - progress: called after each batch (inside its transaction, before the commit).
     /// - Throws: ``ProjectionError/notBuilt(schema:)`` or
     ///   ``ProjectionError/modelVersionMismatch(schema:found:expected:)`` when there is no live
@@ -142,30 +146,44 @@ public struct Projector: Sendable {
     ///   process projects with this consumer; `EventStoreError.checkpointConflict` when a
     ///   blue/green swap moved the checkpoint under a running batch (run again to continue).
     public func run(
-        on connection: Connection, listener: Connection? = nil, until stop: CatchUpSubscription.StopCondition = .caughtUp,
-        progress: (@Sendable (ProjectionProgress) -> Void)? = nil
+        on connection: Connection, listener: Connection? = nil, reader: Connection? = nil,
+        until stop: CatchUpSubscription.StopCondition = .caughtUp, progress: (@Sendable (ProjectionProgress) -> Void)? = nil
     ) async throws -> ProjectionSummary {
         try await requireLive(connection)
         let tracker = ProgressTracker(progress, logger: logger, consumer: consumer)
-        let result = try await withConsumerLock(connection) {
-            try await subscription.run(on: connection, listener: listener, until: stop) { [self] tx, events in
+        let cursor = try await withConsumerLock(connection) { () async throws -> GlobalCursor in
+            var remaining: Int? = if case .batches(let n) = stop { n } else { nil }
+            if let reader {
+                let reachedHead = try await buildPipelined(
+                    writer: connection, reader: reader, limit: remaining, known: nil, tracker: tracker)
+                remaining = remaining.map { $0 - tracker.snapshot.batches }
+                let following = if case .cancelled = stop { true } else { false }
+                if !following || !reachedHead {
+                    return try await connection.withSession { [self] in try store.checkpoint(consumer, in: $0) }
+                }
+            }
+            let until = remaining.map { CatchUpSubscription.StopCondition.batches($0) } ?? stop
+            return try await subscription.run(on: connection, listener: listener, until: until) { [self] tx, events in
                 let outcome = try self.project(events, in: tx)
                 tracker.record(outcome, cursor: events.last!.cursor)
-            }
+            }.cursor
         }
         var summary = ProjectionSummary(schema: schema.name, consumer: consumer, progress: tracker.snapshot)
-        summary.progress.cursor = result.cursor
+        summary.progress.cursor = cursor
         return summary
     }
 
     /// Follows the global order until the task is cancelled, continuing across blue/green swaps
     /// (whose checkpoint move makes a running batch fail and start again from the new one).
+    ///
+    /// With a `reader`, each backlog is caught up pipelined (see ``run(on:listener:reader:until:progress:)``).
     public func follow(
-        on connection: Connection, listener: Connection, progress: (@Sendable (ProjectionProgress) -> Void)? = nil
+        on connection: Connection, listener: Connection, reader: Connection? = nil,
+        progress: (@Sendable (ProjectionProgress) -> Void)? = nil
     ) async throws {
         while true {
             do {
-                _ = try await run(on: connection, listener: listener, until: .cancelled, progress: progress)
+                _ = try await run(on: connection, listener: listener, reader: reader, until: .cancelled, progress: progress)
                 return
             } catch EventStoreError.checkpointConflict {
                 try Task.checkCancellation()

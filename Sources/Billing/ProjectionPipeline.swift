@@ -13,9 +13,13 @@ extension Projector {
     /// The reads follow the subscription's rules: only below the readable horizon, waiting
     /// while an older transaction holds it back. At most ``readAheadDepth`` batches are held
     /// in memory.
+    ///
+    /// An incremental projector (``run(on:listener:reader:until:progress:)``) catches up the same
+    /// way, with `known` `nil`: each batch then looks up every key's current row, exactly as
+    /// ``project(_:in:)`` does.
     /// - Returns: whether the build reached the head (rather than stopping at `limit` batches).
     func buildPipelined(
-        writer: Connection, reader: Connection, limit: Int?, known: KnownKeys, tracker: ProgressTracker
+        writer: Connection, reader: Connection, limit: Int?, known: KnownKeys?, tracker: ProgressTracker
     ) async throws -> Bool {
         var cursor = try await writer.withSession { [self] in try store.checkpoint(consumer, in: $0) }
         let slots = ReadAheadSlots(Self.readAheadDepth)
@@ -49,7 +53,7 @@ extension Projector {
                         return result
                     }
                 }
-                known.insert(result.created)
+                known?.insert(result.created)
                 tracker.record(result.outcome, cursor: batch.cursor)
                 cursor = batch.cursor
                 written += 1

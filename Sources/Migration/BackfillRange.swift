@@ -142,6 +142,12 @@ extension Backfill {
         // Rows without a key get a quarantine key of their own: the row's digest, numbered when
         // identical rows repeat, so each is listed and none overwrites another.
         var keylessSeen = [String: Int]()
+        // Batches are appended in the background while the next one is read; the range's last
+        // batch (with the record that the range is done) is awaited before the range returns.
+        let appender = BackfillAppender()
+        // Should reading fail, the range returns only once the batch in flight has committed or
+        // failed, as it did when batches were appended in turn.
+        defer { try? appender.finish() }
         func flush(final: Bool) throws {
             guard let storeConnection else {
                 events.removeAll(keepingCapacity: true)
@@ -153,16 +159,24 @@ extension Backfill {
             let records = quarantined
             let released = migratedKeys
             let counts = outcome
-            try storeConnection.withSessionBlocking { store in
-                try config.store.appendBulk(batch, in: store) { tx in
-                    try self.writeQuarantine(records, runID: runID, tx)
-                    if !released.isEmpty { try self.releaseQuarantine(entity, keys: released, tx) }
-                    if final { try self.markDone(range, entity: entity, counts: counts, runID: runID, snapshot: snapshotText, tx) }
+            let store = self
+            try appender.submit {
+                try storeConnection.withSessionBlocking { session -> Void in
+                    try config.store.appendBulk(batch, in: session) { tx in
+                        try store.writeQuarantine(records, runID: runID, tx)
+                        if !released.isEmpty { try store.releaseQuarantine(entity, keys: released, tx) }
+                        if final {
+                            try store.markDone(range, entity: entity, counts: counts, runID: runID, snapshot: snapshotText, tx)
+                        }
+                    }
                 }
             }
-            events.removeAll(keepingCapacity: true)
-            quarantined.removeAll()
-            migratedKeys.removeAll()
+            if final { try appender.finish() }
+            // Fresh arrays: the batch just handed over keeps its storage, so nothing is copied.
+            events = []
+            events.reserveCapacity(batch.count)
+            quarantined = []
+            migratedKeys = []
         }
 
         func quarantineRecord(_ rowKey: String, _ reason: String, _ detail: String, _ row: Row) -> QuarantineRecord {

@@ -1,0 +1,54 @@
+import Billing
+import EventStore
+import Foundation
+import Postgres
+import TestSupport
+import Testing
+
+extension ProjectionTests {
+    /// Catching up a live model over a reader connection (what `project` does after the first
+    /// build) writes exactly what catching up in turn on one connection writes, batch for
+    /// batch, with the checkpoint where the in-turn run leaves it — also when stopped after a
+    /// few batches and continued.
+    @Test func pipelinedIncrementalCatchUpEqualsCatchingUpInTurn() async throws {
+        try await withProjectionStore { connection, dsn, store in
+            let reader = try await Connection.connect(dsn)
+            defer { reader.close() }
+            let all = Self.fixture(customers: 30, seed: 17).events
+            let half = all.count / 2
+            var firstHalf = ProjectionEvents([])
+            firstHalf.events = Array(all[..<half])
+            var secondHalf = ProjectionEvents([])
+            secondHalf.events = Array(all[half...])
+            try await firstHalf.append(to: store, on: connection)
+
+            let inTurn = Projector(store: store, readSchema: "read_in_turn", batchSize: 41)
+            let pipelined = Projector(store: store, readSchema: "read_pipelined", batchSize: 41)
+            for projector in [inTurn, pipelined] {
+                let built = try await projector.catchUp(on: connection, reader: reader)
+                #expect(built.swapped)
+            }
+            try await secondHalf.append(to: store, on: connection)
+
+            let sequential = try await inTurn.run(on: connection)
+            let first = try await pipelined.run(on: connection, reader: reader, until: .batches(2))
+            #expect(first.progress.batches == 2)
+            #expect(first.progress.events == 2 * 41)
+            let rest = try await pipelined.catchUp(on: connection, reader: reader)
+            #expect(!rest.rebuilt)
+            #expect(first.progress.events + rest.progress.events == sequential.progress.events)
+            #expect(first.progress.batches + rest.progress.batches == sequential.progress.batches)
+            #expect(rest.progress.cursor == sequential.progress.cursor)
+
+            let a = try await tableHashes(connection, schema: "read_in_turn")
+            let b = try await tableHashes(connection, schema: "read_pipelined")
+            #expect(!a.isEmpty)
+            for table in a.keys.sorted() { #expect(a[table] == b[table], "\(table) differs") }
+
+            // Caught up: a further pipelined run reads nothing and leaves the checkpoint.
+            let idle = try await pipelined.run(on: connection, reader: reader)
+            #expect(idle.progress.events == 0)
+            #expect(idle.progress.cursor == sequential.progress.cursor)
+        }
+    }
+}
