@@ -65,6 +65,15 @@ extension Projector {
             _ = await producer.result
             throw error
         }
+        // Iterating the stream ends quietly when this task is cancelled, while the producer may
+        // wait for a slot no one will release: stop it, and say the build was cancelled rather
+        // than report the head reached.
+        if Task.isCancelled {
+            producer.cancel()
+            await slots.close()
+            _ = await producer.result
+            throw CancellationError()
+        }
         return limit.map { written < $0 } ?? true
     }
 

@@ -73,6 +73,13 @@ public enum JSONValue: Sendable, Hashable {
 
     static func quote(_ s: String, into out: inout String) {
         out += "\""
+        // Most text needs no escape: append it whole (a scalar at a time was a third of the
+        // backfill's client CPU, measured with perf). The bytes are the same either way.
+        if s.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x22 && $0 != 0x5C }) {
+            out += s
+            out += "\""
+            return
+        }
         for scalar in s.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""

@@ -68,7 +68,9 @@ struct ProjectCommand: AsyncParsableCommand {
         let listener = try await store.connect()
         defer { listener.close() }
         FileHandle.standardError.write(Data("following \(eventStore.schema) into \(readSchema) (Ctrl-C to stop)\n".utf8))
-        try await projector.follow(on: connection, listener: listener, progress: indicator.show)
+        // The reader connection pipelines each backlog: the next batches are read and decoded
+        // while the current one is written.
+        try await projector.follow(on: connection, listener: listener, reader: reader, progress: indicator.show)
     }
 
     /// What the run did, in words a newcomer reads without knowing how a rebuild works; the

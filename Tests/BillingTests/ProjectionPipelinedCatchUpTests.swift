@@ -52,3 +52,40 @@ extension ProjectionTests {
         }
     }
 }
+
+extension ProjectionTests {
+    /// Cancelling a pipelined run ends it — the read-ahead producer waiting for a slot is
+    /// stopped too — and never reports the head reached.
+    @Test(.timeLimit(.minutes(10)))
+    func cancellingAPipelinedRunEndsItAndItsProducer() async throws {
+        try await withProjectionStore { connection, dsn, store in
+            let reader = try await Connection.connect(dsn)
+            defer { reader.close() }
+            let all = Self.fixture(customers: 40, seed: 23).events
+            var first = ProjectionEvents([])
+            first.events = Array(all[..<20])
+            var rest = ProjectionEvents([])
+            rest.events = Array(all[20...])
+            try await first.append(to: store, on: connection)
+            let projector = Projector(store: store, readSchema: "read_cancelled", batchSize: 7)
+            let built = try await projector.catchUp(on: connection, reader: reader)
+            try await rest.append(to: store, on: connection)
+            let running = Task { try await projector.run(on: connection, reader: reader, until: .cancelled) }
+            // Cancel once it has written a batch of the backlog.
+            let start = built.progress.cursor.position
+            while try await connection.query(
+                "SELECT global_position FROM ledgerlift.checkpoints WHERE consumer = $1", [projector.consumer]
+            ).rows[0].decode(at: 0, as: Int64.self) <= start {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            running.cancel()
+            switch await running.result {
+            case .success(let summary):
+                // It may have written every batch before the cancellation landed.
+                #expect(summary.progress.events > 0)
+            case .failure(let error):
+                #expect(error is CancellationError || "\(error)".lowercased().contains("cancel"), "\(error)")
+            }
+        }
+    }
+}
