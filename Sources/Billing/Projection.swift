@@ -102,7 +102,7 @@ public struct Projector: Sendable {
     @discardableResult
     public func install(in session: Session) throws -> Bool {
         try session.transaction { tx in
-            try tx.advisoryLock(Self.lockKey("batch", schema.name), scope: .transaction)
+            try tx.lock(Self.batchLock(schema.name), scope: .transaction)
             guard try state(in: tx) == nil else { return false }
             try tx.executeScript(schema.createScript(bulk: false) + schema.secondaryIndexesScript)
             try tx.execute(
@@ -366,8 +366,8 @@ public struct Projector: Sendable {
                 try !store.hasEventsBeyond(cursor, in: tx)
             else { return false }
 
-            try tx.advisoryLock(Self.lockKey("batch", next.schema.name), scope: .transaction)
-            try tx.advisoryLock(Self.lockKey("batch", schema.name), scope: .transaction)
+            try tx.lock(Self.batchLock(next.schema.name), scope: .transaction)
+            try tx.lock(Self.batchLock(schema.name), scope: .transaction)
             try lockLiveTables(in: tx)
             try retired.dropIfOwned(tx)
             if try schema.exists(tx) {
@@ -446,34 +446,28 @@ public struct Projector: Sendable {
     }
 
     /// The session-level advisory lock a process holds while it projects with this consumer
-    /// (`pg_locks.objid` shows it), so two processes never project with one consumer at once.
-    public var consumerLockKey: Int64 { Self.lockKey("consumer", store.schema + "." + consumer) }
+    /// (`ledgerlift.project.consumer/<store>.<consumer>`), so two processes never project with
+    /// one consumer at once; an operator can take it from psql (``AdvisoryLock/psql``).
+    public var consumerLock: AdvisoryLock { AdvisoryLock("ledgerlift.project.consumer/" + store.schema + "." + consumer) }
 
     /// Runs `body` holding the consumer's session-level advisory lock on `connection`, so two
     /// processes never project with one consumer at once.
     func withConsumerLock<T: Sendable>(_ connection: Connection, _ body: () async throws -> T) async throws -> T {
-        let key = consumerLockKey
-        let acquired = try await connection.withSession { try $0.tryAdvisoryLock(key) }
+        let lock = consumerLock
+        let acquired = try await connection.withSession { try $0.tryLock(lock) }
         guard acquired else { throw ProjectionError.consumerBusy(consumer: consumer) }
         do {
             let value = try await body()
-            _ = try await connection.withSession { try $0.advisoryUnlock(key) }
+            _ = try await connection.withSession { try $0.unlock(lock) }
             return value
         } catch {
-            _ = try? await connection.withSession { try $0.advisoryUnlock(key) }
+            _ = try? await connection.withSession { try $0.unlock(lock) }
             throw error
         }
     }
 
-    /// A stable advisory-lock key (FNV-1a of the purpose and name).
-    static func lockKey(_ purpose: String, _ name: String) -> Int64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in ("ledgerlift.project." + purpose + "." + name).utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x100_0000_01b3
-        }
-        return Int64(bitPattern: hash)
-    }
+    /// The transaction-level lock a batch and a swap of the read model `schema` take.
+    static func batchLock(_ schema: String) -> AdvisoryLock { AdvisoryLock("ledgerlift.project.batch/" + schema) }
 }
 
 /// How far a projection has come.

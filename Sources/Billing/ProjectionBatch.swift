@@ -140,7 +140,7 @@ extension Projector {
         var outcome = batch.outcome
         // Serializes batches with a blue/green swap of this schema: a batch that started before
         // the swap waits here, then fails on its checkpoint, which the swap moved.
-        try tx.advisoryLock(Self.lockKey("batch", schema.name), scope: .transaction)
+        try tx.lock(Self.batchLock(schema.name), scope: .transaction)
         guard !batch.entities.isEmpty else { return (outcome, [:]) }
         // The lookups below touch a few keys of large tables whose statistics lag behind a
         // build (the planner could scan whole tables): each is a per-key index lookup by

@@ -417,8 +417,9 @@ struct ProjectionTests {
             try await connection.withSession { try projector.install(in: $0) }
             let other = try await Connection.connect(dsn)
             defer { other.close() }
-            let key = projector.consumerLockKey
-            _ = try await other.withSession { try $0.tryAdvisoryLock(key) }
+            // Taken as an operator would from psql.
+            #expect(projector.consumerLock.psql == "SELECT pg_advisory_lock(hashtextextended('ledgerlift.project.consumer/ledgerlift.ledgerlift_read', 0));")
+            _ = try await other.query(projector.consumerLock.psql)
             await #expect(throws: ProjectionError.consumerBusy(consumer: "ledgerlift_read")) {
                 _ = try await projector.run(on: connection)
             }
