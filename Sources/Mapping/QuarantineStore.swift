@@ -47,6 +47,9 @@ public struct QuarantineReason: RawRepresentable, Sendable, Hashable, Comparable
     public static let parentQuarantined: Self = "parent_quarantined"
     /// An interrupted run migrated the row, then it was deleted from legacy before the resume.
     public static let rowVanished: Self = "row_vanished"
+    /// The history query returns versions of a key the current query does not (a hard-deleted
+    /// row): kept in the entry's raw, nothing migrated.
+    public static let historyWithoutCurrentRow: Self = "history_without_current_row"
 
     /// Every reason the row converter gives, in the order it checks them.
     public static var allCases: [Self] { converterReasons }
@@ -75,6 +78,7 @@ public struct QuarantineReason: RawRepresentable, Sendable, Hashable, Comparable
         .keyTooLong: "the key is longer than 1,024 bytes, more than a stream id can hold",
         .parentQuarantined: "the row's parent is quarantined",
         .rowVanished: "deleted from legacy after an interrupted run had migrated it",
+        .historyWithoutCurrentRow: "history rows whose key has no current row (kept in raw)",
     ]
 }
 
@@ -215,7 +219,8 @@ public struct QuarantineStore: Sendable {
     public func rowsByReason(runID: String, in session: Session) throws -> [(reason: QuarantineReason, rows: Int64)] {
         try session.query(
             """
-            SELECT reason, sum(CASE WHEN jsonb_typeof(raw) = 'array' THEN jsonb_array_length(raw) ELSE 1 END)::int8
+            SELECT reason, sum(CASE WHEN reason = 'duplicate_key' AND jsonb_typeof(raw) = 'array' THEN jsonb_array_length(raw)
+                                    ELSE 1 END)::int8
             FROM \(table) WHERE run_id = $1 GROUP BY reason ORDER BY reason
             """, [runID]
         ).rows.map { (QuarantineReason(try $0.decode(at: 0, as: String.self)), try $0.decode(at: 1, as: Int64.self)) }

@@ -123,12 +123,20 @@ struct BackfillSummary {
             out.append("\(resynced) keys changed in legacy after an interrupted attempt had migrated them: their streams got the events of the change")
         }
         // Keys that vanished from legacy are not legacy rows: listed apart from the quarantined rows.
-        let rows = report.quarantineReasons.filter { $0.reason != QuarantineReason.rowVanished.code }
+        let notRows: Set = [QuarantineReason.rowVanished.code, QuarantineReason.historyWithoutCurrentRow.code]
+        let rows = report.quarantineReasons.filter { !notRows.contains($0.reason) }
         let vanished = report.quarantineReasons.first { $0.reason == QuarantineReason.rowVanished.code }?.count ?? 0
+        let orphans = report.quarantineReasons.first { $0.reason == QuarantineReason.historyWithoutCurrentRow.code }?.count ?? 0
         if !rows.isEmpty {
             out.append("")
             out.append("quarantined (see \(report.dryRun ? "the report" : "ledgerlift.quarantine") for keys and raw rows):")
             out.append(TextTable(["reason", "rows"], rows.map { [$0.reason, "\($0.count)"] }, rightAligned: [1]).rendered)
+        }
+        if orphans > 0 {
+            out.append("")
+            out.append(
+                "\(orphans) keys have history rows but no current row (deleted from legacy?): nothing to migrate; their "
+                    + "history is kept in ledgerlift.quarantine as history_without_current_row")
         }
         if vanished > 0 {
             out.append("")

@@ -444,3 +444,31 @@ struct LargeSumTests {
         }
     }
 }
+
+@Suite("Backfill: history without a current row")
+struct OrphanHistoryTests {
+    @Test func historyOfAKeyTheCurrentQueryNoLongerReturnsIsKeptWithItsKey() async throws {
+        // Subscription 11 has history rows; the current query stops returning it (a hard delete).
+        let mapping = try editedReferenceMapping([
+            ("      FROM legacy.subscriptions s\n", "      FROM legacy.subscriptions s WHERE s.id <> 11\n")
+        ])
+        try await withLegacyAndStore(.reference) { legacy, store, storeDSN in
+            let report = try await run(mapping, legacy, storeDSN)
+            #expect(report.isBalanced)
+            #expect(report.quarantineReasons.map(\.reason) == ["history_without_current_row"])
+            #expect(report.quarantineReasons.map(\.count) == [1])
+            let entry = try await store.query(
+                "SELECT entity, entity_key, jsonb_array_length(raw), detail FROM ledgerlift.quarantine"
+            ).rows[0]
+            #expect(try entry.decode(at: 0, as: String.self) == "subscription")
+            #expect(try entry.decode(at: 1, as: String.self) == "11")
+            let legacyConnection = try await Connection.connect(legacy)
+            defer { legacyConnection.close() }
+            let historyRows = try await int(
+                legacyConnection, "SELECT count(*) FROM legacy.subscription_history WHERE subscription_id = 11")
+            #expect(Int64(try entry.decode(at: 2, as: Int32.self)) == historyRows)
+            #expect(try entry.decode(at: 3, as: String.self).hasSuffix("but no current row (deleted from legacy?); raw holds them"))
+            #expect(try await int(store, "SELECT count(*) FROM ledgerlift.streams WHERE stream_id = 'subscription-11'") == 0)
+        }
+    }
+}
