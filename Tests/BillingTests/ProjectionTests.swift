@@ -446,7 +446,15 @@ struct ProjectionTests {
             try await events.append(to: store, on: connection)
             let clock = ContinuousClock()
             let deadline = clock.now + .seconds(180)
-            while projected.value < events.events.count, clock.now < deadline {
+            // Progress is reported inside each batch's transaction, before its commit: wait for
+            // the committed checkpoint to reach the head too, or cancelling could roll the last
+            // batch back.
+            func committedHead() async throws -> Bool {
+                let checkpoint = try await connection.withSession { try store.checkpoint(projector.consumer, in: $0) }
+                return try await connection.withSession { try store.readAll(after: checkpoint, limit: 1, in: $0).isEmpty }
+            }
+            while clock.now < deadline {
+                if projected.value >= events.events.count, try await committedHead() { break }
                 try await Task.sleep(for: .milliseconds(20))
             }
             task.cancel()
