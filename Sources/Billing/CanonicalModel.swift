@@ -35,12 +35,35 @@ public struct ColumnDefinition: Sendable, Hashable {
     public let nullable: Bool
     /// What the column means, for `docs/canonical-model.md` and `--help`.
     public let summary: String
+    /// The value of the column when a mapping query leaves it out or returns NULL for it: the
+    /// documented meaning of "absent" (an invoice without a rounding difference has 0), not a
+    /// guess, so it is not recorded as inferred. Columns added after the first release have
+    /// one when they are required, so older mappings keep working.
+    public let defaultValue: CanonicalValue?
+    /// For an amount in another currency than the row's `currency` (a payment's
+    /// `processed_amount` is in `processed_currency`): the column naming that currency.
+    public let currencyColumn: String?
+    /// A decimal price in the major unit that, under `amounts: minor`, the mapping query gives
+    /// in minor units like the amounts (a line's `unit_amount`); other decimals (a quantity)
+    /// are read as they are.
+    public let isUnitPrice: Bool
+    /// Left out by most mappings, which is no finding: the columns that widen the model for
+    /// some billing systems (tenants, phases, gateway conversion), and every column with a
+    /// default. `mapping check` warns only about the others a query leaves out.
+    public let isOptional: Bool
 
-    init(_ name: String, _ type: ColumnType, nullable: Bool = true, _ summary: String) {
+    init(
+        _ name: String, _ type: ColumnType, nullable: Bool = true, default defaultValue: CanonicalValue? = nil,
+        currency currencyColumn: String? = nil, unitPrice: Bool = false, optional: Bool = false, _ summary: String
+    ) {
+        self.isUnitPrice = unitPrice
+        self.isOptional = optional || defaultValue != nil
         self.name = name
         self.type = type
         self.nullable = nullable
         self.summary = summary
+        self.defaultValue = defaultValue
+        self.currencyColumn = currencyColumn
     }
 }
 
@@ -55,6 +78,13 @@ public enum Entity: String, Sendable, Hashable, CaseIterable, Codable, CustomStr
     case refund
     case creditNote = "credit_note"
     case balanceTransaction = "balance_transaction"
+    case billingEntity = "billing_entity"
+    case paymentAllocation = "payment_allocation"
+    case wallet
+    case walletTransaction = "wallet_transaction"
+    case creditApplication = "credit_application"
+    case chargeback
+    case paymentTransaction = "payment_transaction"
 
     public var description: String { rawValue }
 
@@ -73,6 +103,13 @@ public enum Entity: String, Sendable, Hashable, CaseIterable, Codable, CustomStr
         case .refund: "refunds"
         case .creditNote: "credit_notes"
         case .balanceTransaction: "balance_transactions"
+        case .billingEntity: "billing_entities"
+        case .paymentAllocation: "payment_allocations"
+        case .wallet: "wallets"
+        case .walletTransaction: "wallet_transactions"
+        case .creditApplication: "credit_applications"
+        case .chargeback: "chargebacks"
+        case .paymentTransaction: "payment_transactions"
         }
     }
 
@@ -88,8 +125,21 @@ public enum Entity: String, Sendable, Hashable, CaseIterable, Codable, CustomStr
 
 /// Status vocabularies (ARCHITECTURE §3).
 public enum Vocabulary {
-    public static let subscriptionStatus = ["trialing", "active", "past_due", "canceled", "unpaid", "incomplete", "paused"]
+    public static let subscriptionStatus = [
+        "trialing", "active", "past_due", "canceled", "unpaid", "incomplete", "paused", "pending",
+    ]
     public static let invoiceStatus = ["draft", "open", "paid", "void", "uncollectible"]
+    public static let invoiceKind = ["standard", "subscription", "add_on", "one_off", "usage", "progressive", "credit"]
+    public static let subscriptionCategory = ["base", "add_on", "standalone"]
+    public static let planPhase = ["trial", "discount", "fixed_term", "evergreen"]
+    public static let walletStatus = ["active", "terminated"]
+    public static let walletDirection = ["inbound", "outbound"]
+    public static let walletTransactionStatus = ["pending", "settled", "failed", "voided"]
+    public static let chargebackStatus = ["pending", "lost", "won"]
+    public static let paymentTransactionKind = [
+        "authorize", "capture", "purchase", "void", "refund", "credit", "chargeback", "chargeback_reversal",
+    ]
+    public static let paymentTransactionStatus = ["pending", "succeeded", "failed", "unknown"]
     public static let paymentStatus = ["pending", "succeeded", "failed", "canceled"]
     public static let refundStatus = ["pending", "succeeded", "failed", "canceled"]
     public static let creditNoteStatus = ["issued", "void"]
@@ -107,6 +157,12 @@ enum CanonicalSchema {
             .init("created_at", .timestamp, nullable: false, "when the customer was created"),
             .init("updated_at", .timestamp, "last change the legacy system recorded"),
             .init("archived_at", .timestamp, "soft delete: when the customer was archived"),
+            .init("billing_entity_id", .text, optional: true, "the organization or billing entity (tenant) the row belongs to; reports filter by it"),
+            .init("time_zone", .text, optional: true, "IANA time zone the customer is billed in (Europe/Paris); monthly reports can bucket by it"),
+            .init("parent_customer_id", .text, optional: true, "the parent account of a child account"),
+            .init(
+                "payment_delegated", .boolean, nullable: false, default: .boolean(false),
+                "the parent account pays this account's invoices"),
         ],
         .plan: [
             .init("plan_id", .text, nullable: false, "legacy key"),
@@ -119,6 +175,15 @@ enum CanonicalSchema {
             .init("archived", .boolean, nullable: false, "no longer sold"),
             .init("created_at", .timestamp, nullable: false, "when the plan was created"),
             .init("updated_at", .timestamp, "last change"),
+            .init("billing_entity_id", .text, optional: true, "the organization or billing entity (tenant) the row belongs to; reports filter by it"),
+            .init(
+                "interval_count", .integer, nullable: false, default: .integer(1),
+                "intervals per billing period (a quarterly plan is month × 3)"),
+            .init("product", .text, optional: true, "the product the plan sells"),
+            .init("price_list", .text, optional: true, "the price list the plan belongs to"),
+            .init("phase", .status(Vocabulary.planPhase), optional: true, "the phase this plan row prices (one row per phase of a phased plan)"),
+            .init("phase_duration_days", .integer, optional: true, "how long the phase lasts, in days (NULL: until changed)"),
+            .init("parent_plan_id", .text, optional: true, "the plan this one overrides (a customer-specific price)"),
         ],
         .subscription: [
             .init("subscription_id", .text, nullable: false, "legacy key"),
@@ -136,6 +201,10 @@ enum CanonicalSchema {
             .init("previous_subscription_id", .text, "the subscription this one replaced (plan change)"),
             .init("created_at", .timestamp, nullable: false, "row creation"),
             .init("updated_at", .timestamp, "last change"),
+            .init("billing_entity_id", .text, optional: true, "the organization or billing entity (tenant) the row belongs to; reports filter by it"),
+            .init("phase", .text, optional: true, "the plan phase it is in (trial, evergreen, ...)"),
+            .init("bundle_id", .text, optional: true, "the bundle it belongs to: add-ons share their base subscription's bundle"),
+            .init("category", .status(Vocabulary.subscriptionCategory), optional: true, "base, add_on or standalone"),
         ],
         .invoice: [
             .init("invoice_id", .text, nullable: false, "legacy key"),
@@ -162,20 +231,31 @@ enum CanonicalSchema {
                 "when it was written off as uncollectible (without it, that step is dated at finalization, inferred)"),
             .init("created_at", .timestamp, nullable: false, "draft creation"),
             .init("updated_at", .timestamp, "last change"),
+            .init("billing_entity_id", .text, optional: true, "the organization or billing entity (tenant) the row belongs to; reports filter by it"),
+            .init(
+                "kind", .status(Vocabulary.invoiceKind), nullable: false, default: .text("standard"),
+                "what the invoice bills; a `credit` invoice (a prepaid top-up) is not revenue"),
+            .init(
+                "rounding", .amount, nullable: false, default: .amount(0),
+                "the legacy system's rounding difference: total = subtotal - discount + tax + rounding"),
+            .init(
+                "credit_applied", .amount, nullable: false, default: .amount(0),
+                "prepaid credit and credit notes applied after tax: owed = total - amount_paid - credit_applied"),
         ],
         .invoiceLine: [
             .init("invoice_line_id", .text, nullable: false, "legacy key"),
             .init("invoice_id", .text, nullable: false, "invoice"),
             .init("kind", .status(Vocabulary.lineKind), nullable: false, "line kind"),
             .init("description", .text, "label"),
-            .init("quantity", .integer, nullable: false, "quantity"),
-            .init("unit_amount", .decimal, "unit price in major units, exact (may have more decimals than the currency)"),
+            .init("quantity", .decimal, nullable: false, "quantity, exact (metered usage: 37.5)"),
+            .init("unit_amount", .decimal, unitPrice: true, "unit price in major units, exact (may have more decimals than the currency)"),
             .init("amount", .amount, nullable: false, "line amount, minor units"),
             .init("currency", .currency, nullable: false, "the invoice's currency"),
             .init("period_start", .timestamp, "service period"),
             .init("period_end", .timestamp, "service period"),
             .init("proration", .boolean, nullable: false, "proration line"),
             .init("created_at", .timestamp, nullable: false, "when the line was added"),
+            .init("billing_entity_id", .text, optional: true, "the organization or billing entity (tenant) the row belongs to; reports filter by it"),
         ],
         .payment: [
             .init("payment_id", .text, nullable: false, "legacy key"),
@@ -193,6 +273,13 @@ enum CanonicalSchema {
             .init("canceled_at", .timestamp, "when it was canceled (without it: created_at, inferred)"),
             .init("created_at", .timestamp, nullable: false, "attempt time"),
             .init("updated_at", .timestamp, "last change the legacy system recorded"),
+            .init("billing_entity_id", .text, optional: true, "the organization or billing entity (tenant) the row belongs to; reports filter by it"),
+            .init(
+                "processed_amount", .amount, currency: "processed_currency", optional: true,
+                "what the gateway processed, in minor units of processed_currency (currency conversion)"),
+            .init("processed_currency", .currency, optional: true, "the currency the gateway processed"),
+            .init("attempts", .integer, optional: true, "attempts made so far"),
+            .init("next_retry_at", .timestamp, optional: true, "when the next attempt is scheduled"),
         ],
         .refund: [
             .init("refund_id", .text, nullable: false, "legacy key"),
@@ -203,6 +290,10 @@ enum CanonicalSchema {
             .init("status", .status(Vocabulary.refundStatus), nullable: false, "status"),
             .init("reason", .text, "reason"),
             .init("created_at", .timestamp, nullable: false, "when issued"),
+            .init("billing_entity_id", .text, optional: true, "the organization or billing entity (tenant) the row belongs to; reports filter by it"),
+            .init("invoice_id", .text, optional: true, "the invoice whose payment was refunded"),
+            .init("credit_note_id", .text, optional: true, "the credit note the refund pays out"),
+            .init("succeeded_at", .timestamp, optional: true, "when it succeeded (without it: created_at, inferred)"),
         ],
         .creditNote: [
             .init("credit_note_id", .text, nullable: false, "legacy key"),
@@ -216,6 +307,13 @@ enum CanonicalSchema {
             .init("reason", .text, "reason"),
             .init("created_at", .timestamp, nullable: false, "when issued"),
             .init("voided_at", .timestamp, "when voided"),
+            .init("billing_entity_id", .text, optional: true, "the organization or billing entity (tenant) the row belongs to; reports filter by it"),
+            .init(
+                "credit_amount", .amount, optional: true, "the part credited to the customer (NULL: the whole total); balance_remaining is what is left of it"),
+            .init("refund_amount", .amount, nullable: false, default: .amount(0), "the part refunded in cash"),
+            .init(
+                "offset_amount", .amount, nullable: false, default: .amount(0),
+                "the part that reduced what the invoice owed (credit_amount + refund_amount + offset_amount = total)"),
         ],
         .balanceTransaction: [
             .init("balance_transaction_id", .text, nullable: false, "legacy key"),
@@ -227,6 +325,95 @@ enum CanonicalSchema {
             .init("credit_note_id", .text, "related credit note"),
             .init("description", .text, "label"),
             .init("created_at", .timestamp, nullable: false, "when recorded"),
+            .init("billing_entity_id", .text, optional: true, "the organization or billing entity (tenant) the row belongs to; reports filter by it"),
+        ],
+        .billingEntity: [
+            .init("billing_entity_id", .text, nullable: false, "legacy key"),
+            .init("name", .text, "display name"),
+            .init("time_zone", .text, optional: true, "IANA time zone of the entity (monthly reports can bucket by it)"),
+            .init("currency", .currency, "default currency"),
+            .init("created_at", .timestamp, nullable: false, "when it was created"),
+            .init("updated_at", .timestamp, "last change"),
+        ],
+        .paymentAllocation: [
+            .init("payment_allocation_id", .text, nullable: false, "legacy key"),
+            .init("payment_id", .text, nullable: false, "the payment"),
+            .init("invoice_id", .text, nullable: false, "an invoice it settles"),
+            .init("customer_id", .text, "the invoice's customer"),
+            .init("amount", .amount, nullable: false, "the part of the payment allocated to the invoice"),
+            .init("currency", .currency, nullable: false, "currency"),
+            .init("created_at", .timestamp, nullable: false, "when allocated"),
+            .init("billing_entity_id", .text, optional: true, "the organization or billing entity (tenant) the row belongs to; reports filter by it"),
+        ],
+        .wallet: [
+            .init("wallet_id", .text, nullable: false, "legacy key"),
+            .init("customer_id", .text, nullable: false, "owner"),
+            .init("name", .text, "display name"),
+            .init("status", .status(Vocabulary.walletStatus), nullable: false, "active or terminated"),
+            .init("balance", .amount, nullable: false, "prepaid credit left: settled inbound minus settled outbound transactions"),
+            .init("currency", .currency, nullable: false, "currency"),
+            .init("created_at", .timestamp, nullable: false, "when it was opened"),
+            .init("terminated_at", .timestamp, "when it was terminated"),
+            .init("updated_at", .timestamp, "last change"),
+            .init("billing_entity_id", .text, optional: true, "the organization or billing entity (tenant) the row belongs to; reports filter by it"),
+        ],
+        .walletTransaction: [
+            .init("wallet_transaction_id", .text, nullable: false, "legacy key"),
+            .init("wallet_id", .text, nullable: false, "the wallet"),
+            .init("customer_id", .text, "the wallet's customer"),
+            .init("direction", .status(Vocabulary.walletDirection), nullable: false, "inbound adds credit, outbound uses it"),
+            .init("kind", .text, "purchased, granted, consumed, voided, expired, ..."),
+            .init("status", .status(Vocabulary.walletTransactionStatus), nullable: false, "only settled transactions move the balance"),
+            .init("amount", .amount, nullable: false, "amount, positive"),
+            .init("currency", .currency, nullable: false, "currency"),
+            .init("invoice_id", .text, "the top-up invoice of a purchase, or the invoice an outbound transaction paid"),
+            .init("settled_at", .timestamp, "when it settled"),
+            .init("failed_at", .timestamp, "when it failed"),
+            .init("created_at", .timestamp, nullable: false, "when it was recorded"),
+            .init("billing_entity_id", .text, optional: true, "the organization or billing entity (tenant) the row belongs to; reports filter by it"),
+        ],
+        .creditApplication: [
+            .init("credit_application_id", .text, nullable: false, "legacy key"),
+            .init("customer_id", .text, "customer"),
+            .init("invoice_id", .text, nullable: false, "the invoice the credit was applied to"),
+            .init("credit_note_id", .text, "the credit note whose credit was used"),
+            .init("wallet_transaction_id", .text, "the wallet transaction whose credit was used"),
+            .init("amount", .amount, nullable: false, "amount applied"),
+            .init("currency", .currency, nullable: false, "currency"),
+            .init("created_at", .timestamp, nullable: false, "when it was applied"),
+            .init("billing_entity_id", .text, optional: true, "the organization or billing entity (tenant) the row belongs to; reports filter by it"),
+        ],
+        .chargeback: [
+            .init("chargeback_id", .text, nullable: false, "legacy key"),
+            .init("payment_id", .text, nullable: false, "the disputed payment"),
+            .init("customer_id", .text, "customer"),
+            .init("invoice_id", .text, "the invoice the payment paid"),
+            .init("amount", .amount, nullable: false, "amount disputed"),
+            .init("currency", .currency, nullable: false, "currency"),
+            .init(
+                "status", .status(Vocabulary.chargebackStatus), nullable: false,
+                "pending (disputed), lost (funds taken back), won (reversed in the merchant's favour)"),
+            .init("reason", .text, "reason"),
+            .init("created_at", .timestamp, nullable: false, "when it was opened"),
+            .init("resolved_at", .timestamp, "when it was lost or won"),
+            .init("billing_entity_id", .text, optional: true, "the organization or billing entity (tenant) the row belongs to; reports filter by it"),
+        ],
+        .paymentTransaction: [
+            .init("payment_transaction_id", .text, nullable: false, "legacy key"),
+            .init("payment_id", .text, nullable: false, "the payment it belongs to"),
+            .init("kind", .status(Vocabulary.paymentTransactionKind), nullable: false, "what the gateway was asked to do"),
+            .init("status", .status(Vocabulary.paymentTransactionStatus), nullable: false, "outcome"),
+            .init("amount", .amount, nullable: false, "amount"),
+            .init("currency", .currency, nullable: false, "currency"),
+            .init(
+                "processed_amount", .amount, currency: "processed_currency", optional: true,
+                "what the gateway processed, in minor units of processed_currency"),
+            .init("processed_currency", .currency, optional: true, "the currency the gateway processed"),
+            .init("attempt", .integer, "attempt number"),
+            .init("gateway_error", .text, "the gateway's error"),
+            .init("created_at", .timestamp, nullable: false, "when it was sent"),
+            .init("effective_at", .timestamp, "when it took effect"),
+            .init("billing_entity_id", .text, optional: true, "the organization or billing entity (tenant) the row belongs to; reports filter by it"),
         ],
     ]
 }
@@ -243,7 +430,9 @@ public struct CanonicalRow: Sendable, Hashable {
     public init(entity: Entity, values: [String: CanonicalValue], attributes: [String: String?] = [:]) {
         self.entity = entity
         var complete = values
-        for column in entity.columns where complete[column.name] == nil { complete[column.name] = .null }
+        // A column left out holds its default (an invoice's rounding is 0), as a mapping query
+        // that leaves it out reads.
+        for column in entity.columns where complete[column.name] == nil { complete[column.name] = column.defaultValue ?? .null }
         self.values = complete
         self.attributes = attributes
     }

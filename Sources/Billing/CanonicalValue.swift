@@ -82,6 +82,8 @@ public enum CanonicalValue: Sendable, Hashable, CustomStringConvertible {
         case (.integer(let i), .amount): return .amount(i)
         case (.bool(let b), .boolean): return .boolean(b)
         case (.string(let s), .decimal): return PostgresNumeric(s) == nil ? nil : .decimal(s)
+        // An invoice line's quantity was an integer before it became a decimal (schema version 1).
+        case (.integer(let i), .decimal): return .decimal(String(i))
         case (.string(let s), .timestamp): return PostgresTimestamp(s).map { .timestamp($0) }
         case (.string(let s), .date): return PostgresDate(s).map { .date($0) }
         default: return nil

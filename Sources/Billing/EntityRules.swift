@@ -66,6 +66,13 @@ struct EntityRules: Sendable {
         case .refund: simple(.refundIssued, .refundUpdated)
         case .creditNote: creditNote
         case .balanceTransaction: simple(.balanceAdjusted, .balanceTransactionUpdated)
+        case .billingEntity: simple(.billingEntityCreated, .billingEntityUpdated)
+        case .paymentAllocation: simple(.paymentAllocated, .paymentAllocationUpdated)
+        case .wallet: wallet
+        case .walletTransaction: walletTransaction
+        case .creditApplication: simple(.creditApplied, .creditApplicationUpdated)
+        case .chargeback: chargeback
+        case .paymentTransaction: simple(.paymentTransactionRecorded, .paymentTransactionUpdated)
         }
     }
 
@@ -115,12 +122,23 @@ struct EntityRules: Sendable {
             let trialing = after["trial_ends_at"].timestampValue.map { t in
                 after["started_at"].timestampValue.map { t > $0 } ?? true
             } ?? false
+            // A subscription scheduled to start later (a plan change taking effect next period)
+            // is created pending; nothing in the row proves when it was scheduled but its creation.
+            let status = after["status"] == .text("pending") ? "pending" : trialing ? "trialing" : "active"
             return [
-                "status": .text(trialing ? "trialing" : "active"), "cancel_at_period_end": .boolean(false),
+                "status": .text(status), "cancel_at_period_end": .boolean(false),
                 "canceled_at": .null, "ended_at": .null,
             ]
         },
         changes: [
+            // A scheduled subscription taking effect: it starts at started_at.
+            Change(
+                type: .subscriptionActivated,
+                applies: { state, after in
+                    state["status"] == .text("pending") && after["status"] != .text("pending")
+                        && after["status"] != .text("canceled")
+                },
+                proof: ["started_at"], sets: { _, after in [("status", after["status"] == .text("trialing") ? .text("trialing") : .text("active"))] }),
             // Trial over while the subscription carried on (not canceled during the trial).
             Change(
                 type: .subscriptionTrialEnded,
@@ -135,6 +153,7 @@ struct EntityRules: Sendable {
             // time is known: from nothing the row's plan and quantity are where it starts.
             Change(type: .subscriptionPlanChanged, applies: changed("plan_id"), sets: take("plan_id")),
             Change(type: .subscriptionQuantityChanged, applies: changed("quantity"), sets: take("quantity")),
+            Change(type: .subscriptionPhaseChanged, applies: changed("phase"), sets: take("phase")),
             // Dunning starts with the renewal whose payment failed: the current period's start.
             Change(
                 type: .subscriptionPastDue, applies: became("status", "past_due"), inferred: ["current_period_start"],
@@ -218,7 +237,9 @@ struct EntityRules: Sendable {
     static let creditNote = EntityRules(
         creationType: .creditNoteIssued, creationTimeColumn: "created_at",
         creationOverrides: { after in
-            ["status": .text("issued"), "voided_at": .null, "balance_remaining": after["total"]]
+            // What is left to use starts as the credited part: a note that only refunds cash (or
+            // only offsets what the invoice owed) never had credit to apply.
+            ["status": .text("issued"), "voided_at": .null, "balance_remaining": after["credit_amount"].isNull ? after["total"] : after["credit_amount"]]
         },
         changes: [
             Change(
@@ -234,4 +255,43 @@ struct EntityRules: Sendable {
                 sets: take("status", "voided_at", "balance_remaining")),
         ],
         updatedType: .creditNoteUpdated, importedType: .creditNoteUpdated)
+
+    static let wallet = EntityRules(
+        creationType: .walletCreated, creationTimeColumn: "created_at",
+        creationOverrides: { _ in ["status": .text("active"), "terminated_at": .null] },
+        changes: [
+            Change(
+                type: .walletTerminated, applies: became("status", "terminated"), proof: ["terminated_at"],
+                sets: take("status", "terminated_at"))
+        ],
+        updatedType: .walletUpdated, importedType: .walletUpdated)
+
+    static let walletTransaction = EntityRules(
+        creationType: .walletTransactionCreated, creationTimeColumn: "created_at",
+        creationOverrides: { _ in ["status": .text("pending"), "settled_at": .null, "failed_at": .null] },
+        changes: [
+            Change(
+                type: .walletTransactionSettled, applies: became("status", "settled"), proof: ["settled_at"],
+                inferred: ["created_at"], sets: take("status", "settled_at")),
+            Change(
+                type: .walletTransactionFailed, applies: became("status", "failed"), proof: ["failed_at"],
+                inferred: ["created_at"], sets: take("status", "failed_at")),
+            Change(
+                type: .walletTransactionVoided, applies: became("status", "voided"), inferred: ["created_at"],
+                sets: take("status")),
+        ],
+        updatedType: .walletTransactionUpdated, importedType: .walletTransactionUpdated)
+
+    static let chargeback = EntityRules(
+        creationType: .chargebackOpened, creationTimeColumn: "created_at",
+        creationOverrides: { _ in ["status": .text("pending"), "resolved_at": .null] },
+        changes: [
+            Change(
+                type: .chargebackLost, applies: became("status", "lost"), proof: ["resolved_at"], inferred: ["created_at"],
+                sets: take("status", "resolved_at")),
+            Change(
+                type: .chargebackWon, applies: became("status", "won"), proof: ["resolved_at"], inferred: ["created_at"],
+                sets: take("status", "resolved_at")),
+        ],
+        updatedType: .chargebackUpdated, importedType: .chargebackUpdated)
 }

@@ -20,6 +20,8 @@ public enum BillingEventType: String, Sendable, Hashable, CaseIterable, Codable 
     case subscriptionEnded = "SubscriptionEnded"
     case subscriptionUpdated = "SubscriptionUpdated"
     case subscriptionImported = "SubscriptionImported"
+    case subscriptionPhaseChanged = "SubscriptionPhaseChanged"
+    case subscriptionActivated = "SubscriptionActivated"
 
     case invoiceDrafted = "InvoiceDrafted"
     case invoiceLineAdded = "InvoiceLineAdded"
@@ -48,8 +50,41 @@ public enum BillingEventType: String, Sendable, Hashable, CaseIterable, Codable 
     case balanceAdjusted = "BalanceAdjusted"
     case balanceTransactionUpdated = "BalanceTransactionUpdated"
 
-    /// Payload shape version.
-    public var schemaVersion: Int32 { 1 }
+    case billingEntityCreated = "BillingEntityCreated"
+    case billingEntityUpdated = "BillingEntityUpdated"
+
+    case paymentAllocated = "PaymentAllocated"
+    case paymentAllocationUpdated = "PaymentAllocationUpdated"
+
+    case walletCreated = "WalletCreated"
+    case walletTerminated = "WalletTerminated"
+    case walletUpdated = "WalletUpdated"
+
+    case walletTransactionCreated = "WalletTransactionCreated"
+    case walletTransactionSettled = "WalletTransactionSettled"
+    case walletTransactionFailed = "WalletTransactionFailed"
+    case walletTransactionVoided = "WalletTransactionVoided"
+    case walletTransactionUpdated = "WalletTransactionUpdated"
+
+    case creditApplied = "CreditApplied"
+    case creditApplicationUpdated = "CreditApplicationUpdated"
+
+    case chargebackOpened = "ChargebackOpened"
+    case chargebackLost = "ChargebackLost"
+    case chargebackWon = "ChargebackWon"
+    case chargebackUpdated = "ChargebackUpdated"
+
+    case paymentTransactionRecorded = "PaymentTransactionRecorded"
+    case paymentTransactionUpdated = "PaymentTransactionUpdated"
+
+    /// Payload shape version: 2 for invoice lines, whose `quantity` became an exact decimal
+    /// (a JSON string; version 1 wrote an integer, which still decodes).
+    public var schemaVersion: Int32 {
+        switch self {
+        case .invoiceLineAdded, .invoiceLineUpdated: 2
+        default: 1
+        }
+    }
 }
 
 /// How well the legacy data proves an event.

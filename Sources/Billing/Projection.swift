@@ -320,9 +320,10 @@ public struct Projector: Sendable {
     /// connection, the work is shared between the two.
     func complete(on connection: Connection, and second: Connection?) async throws {
         // Largest tables first, dealt alternately, so both connections finish about together.
-        let order: [Entity] = [
+        let largest: [Entity] = [
             .invoice, .payment, .invoiceLine, .subscription, .customer, .balanceTransaction, .creditNote, .refund, .plan,
         ]
+        let order = largest + Entity.allCases.filter { !largest.contains($0) }
         let derived = DerivedModels(schema: schema)
         if let second {
             let first = order.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)

@@ -332,7 +332,10 @@ extension Projector {
             touched.revenue["refund", default: []].insert(key)
         case .creditNote:
             touched.revenue["credit_note", default: []].insert(key)
-        case .invoiceLine:
+        case .wallet:
+            customers { touched.balanceCustomers.insert($0) }
+        case .invoiceLine, .billingEntity, .paymentAllocation, .walletTransaction, .creditApplication, .chargeback,
+            .paymentTransaction:
             break
         }
     }

@@ -43,8 +43,12 @@ public enum Transitions {
                 Draft(
                     type: rules.creationType, time: time ?? after["created_at"].timestampValue,
                     evidence: time == nil ? .inferred : .observed,
-                    changes: after.entity.columns.map(\.name).filter { !initial[$0]!.isNull || $0 == after.entity.keyColumn }
-                        .map { ($0, initial[$0]!) }))
+                    // A column at its default is, like NULL, not written: a row starts with its
+                    // defaults (``CanonicalRow``), and the events of rows that never set the
+                    // columns added to the model later stay exactly what they were.
+                    changes: after.entity.columns.filter {
+                        $0.name == after.entity.keyColumn || !(initial[$0.name]!.isNull || initial[$0.name] == $0.defaultValue)
+                    }.map { ($0.name, initial[$0.name]!) }))
         }
         for rule in rules.changes {
             guard rule.applies(state, after) else { continue }

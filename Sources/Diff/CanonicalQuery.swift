@@ -144,7 +144,7 @@ struct CanonicalQuery: Sendable, Hashable {
         // Under `amounts: minor`, decimals (a line's unit_amount) are read in minor units and
         // converted to the major unit with the exponent, as RowConverter does.
         let needsExponent =
-            amounts == .minor && entity.columns.contains { $0.type == .decimal } && currencyExpression != nil
+            amounts == .minor && entity.columns.contains { $0.isUnitPrice } && currencyExpression != nil
         var select = [String]()
         let keyExpression = reference(entity.keyColumn).map { LegacyText.output($0, typeByName[entity.keyColumn]!) } ?? "NULL::text"
         // Keys compare and hash by their bytes, whatever the legacy column's collation.
@@ -155,15 +155,30 @@ struct CanonicalQuery: Sendable, Hashable {
                 + "COLLATE \"C\" AS k")
         let valueColumns = Array(entity.columns.dropFirst())
         for (index, column) in valueColumns.enumerated() {
-            let expression: String
+            var expression: String
             if column.name == "currency" {
                 expression = currencyExpression ?? "NULL::text"
             } else if let ref = reference(column.name) {
+                var scale = needsScale ? "ll_currency.scale" : nil
+                if let other = column.currencyColumn {
+                    // An amount in another currency (processed_amount in processed_currency)
+                    // scales by that currency's exponent.
+                    let code = reference(other).map { LegacyText.currency($0, typeByName[other]!) } ?? "NULL::text"
+                    scale = amounts == .major
+                        ? "(SELECT ll_s.scale FROM (VALUES \(LegacyText.currencyScales)) AS ll_s(code, scale, exponent) WHERE ll_s.code = \(code))"
+                        : nil
+                }
                 expression = LegacyText.canonical(
-                    ref, typeByName[column.name]!, as: column.type, scale: needsScale ? "ll_currency.scale" : nil,
-                    minorToMajor: needsExponent ? (scale: "ll_currency.scale", exponent: "ll_currency.exponent") : nil)
+                    ref, typeByName[column.name]!, as: column.type, scale: scale,
+                    minorToMajor: needsExponent && column.isUnitPrice
+                        ? (scale: "ll_currency.scale", exponent: "ll_currency.exponent") : nil)
             } else {
                 expression = "NULL::text"
+            }
+            // A column with a default reads as the default when the query leaves it out or
+            // returns NULL, as RowConverter reads it.
+            if let fallback = column.defaultValue.flatMap(LegacyText.defaultText) {
+                expression = expression == "NULL::text" ? quoteLiteral(fallback) : "coalesce(\(expression), \(quoteLiteral(fallback)))"
             }
             select.append("\(expression) AS c\(index + 1)")
         }
@@ -237,6 +252,15 @@ enum LegacyText {
     /// `minorToMajor` (under `amounts: minor`) names the factor and exponent columns a decimal
     /// is converted with: `round(x / 10^e, scale(x) + e)` is exact and prints every digit, as
     /// ``RowConverter`` moves the point (`1200` USD is `12.00`).
+    /// A column default as the ledger's read model prints it.
+    static func defaultText(_ value: CanonicalValue) -> String? {
+        switch value {
+        case .null: nil
+        case .boolean(let b): b ? "t" : "f"
+        default: value.description
+        }
+    }
+
     static func canonical(
         _ expression: String, _ type: PostgresType, as columnType: ColumnType, scale: String?,
         minorToMajor: (scale: String, exponent: String)? = nil

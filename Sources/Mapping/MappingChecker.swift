@@ -378,6 +378,9 @@ private struct CheckRun {
                 }
                 if part == .query, definition.nullable, proofColumns.contains(definition.name) {
                     continue
+                } else if definition.isOptional {
+                    // A default (or NULL) is what leaving it out means: nothing to say.
+                    continue
                 } else if definition.nullable {
                     check.findings.append(
                         MappingFinding(

@@ -120,6 +120,15 @@ public struct EntityCheck: Sendable, Hashable {
     public var queryRuns = false
     /// Canonical columns the query returns.
     public var columnsReturned: [String] = []
+
+    /// `returned/expected`: the columns returned out of the entity's columns that are not
+    /// optional plus the optional ones returned, so a mapping that leaves out only optional
+    /// columns (a wider billing system's tenants or phases) reads as complete.
+    public var columnsFigure: String {
+        let returned = Set(columnsReturned)
+        let expected = entity.columns.filter { !$0.isOptional || returned.contains($0.name) }.count
+        return "\(columnsReturned.count)/\(expected)"
+    }
     /// Attributes the query carries (result columns beyond the canonical set), in query order.
     public var attributes: [String] = []
     /// Rows the query returns; `nil` when it could not be counted.
@@ -181,7 +190,7 @@ public struct MappingReport: Sendable, Hashable {
             let status = !check.isClean ? "ERROR" : check.warnings.isEmpty ? "ok" : "warning"
             table.append([
                 check.entity.rawValue, status,
-                check.queryRuns ? "\(check.columnsReturned.count)/\(check.entity.columns.count)" : "-",
+                check.queryRuns ? check.columnsFigure : "-",
                 check.rowCount.map(String.init) ?? "-",
                 check.hasHistory ? check.historyRowCount.map(String.init) ?? "-" : "",
                 check.attributes.isEmpty ? "" : check.attributes.joined(separator: ", "),

@@ -186,6 +186,7 @@ public struct RowConverter: Sendable {
         of column: ColumnDefinition, at position: Int?, in row: Row, currency: Currency?
     ) throws(Failure) -> CanonicalValue {
         guard let position, let text = row.values[position] else {
+            if let defaultValue = column.defaultValue { return defaultValue }
             guard column.nullable else {
                 let present = position != nil
                 throw Failure(
@@ -197,8 +198,16 @@ public struct RowConverter: Sendable {
             return .null
         }
         switch column.type {
-        case .text, .currency:
+        case .text:
             return .text(text)
+        case .currency:
+            // The row's own `currency` is resolved before the columns; another currency column
+            // (`processed_currency`) must be as usable.
+            do { return .text(try Currency(code: text).code) } catch {
+                throw Failure(
+                    .currencyUnknown, column.name,
+                    "\(column.name) \(Self.quoted(text)) is not a usable ISO 4217 code: \(error)")
+            }
         case .status(let vocabulary):
             guard vocabulary.contains(text) else {
                 throw Failure(
@@ -221,14 +230,17 @@ public struct RowConverter: Sendable {
             default: throw Failure(.valueInvalid, column.name, "\(column.name) \(Self.quoted(text)) is not a boolean")
             }
         case .amount:
+            if let other = column.currencyColumn {
+                return .amount(try amount(text, column: column.name, currency: try ownCurrency(of: column, other, in: row)))
+            }
             return .amount(try amount(text, column: column.name, currency: currency))
         case .decimal:
             guard let numeric = PostgresNumeric(text), !numeric.isNaN else {
                 throw Failure(.valueInvalid, column.name, "\(column.name) \(Self.quoted(text)) is not an exact decimal")
             }
-            // A price in the major unit, like every decimal of the model: under `amounts: minor`
-            // the query gives it in minor units, as it gives the amounts.
-            guard amounts == .minor else { return .decimal(numeric.description) }
+            // A price in the major unit: under `amounts: minor` the query gives it in minor
+            // units, as it gives the amounts. Other decimals (a quantity) are what they are.
+            guard amounts == .minor, column.isUnitPrice else { return .decimal(numeric.description) }
             guard let currency else {
                 throw Failure(
                     .currencyMissing, "currency",
@@ -246,6 +258,22 @@ public struct RowConverter: Sendable {
                     .valueInvalid, column.name, "\(column.name) \(Self.quoted(text)) is not a date (YYYY-MM-DD)")
             }
             return .date(date)
+        }
+    }
+
+    /// The currency of an amount kept in another currency than the row's (a payment's
+    /// `processed_amount` in `processed_currency`).
+    private func ownCurrency(of column: ColumnDefinition, _ currencyColumn: String, in row: Row) throws(Failure) -> Currency {
+        guard let position = row.columns.index(of: currencyColumn), let code = row.values[position] else {
+            throw Failure(
+                .currencyMissing, currencyColumn, "\(column.name) is set but \(currencyColumn), its currency, is not")
+        }
+        do {
+            return try Currency(code: code)
+        } catch {
+            throw Failure(
+                .currencyUnknown, currencyColumn,
+                "\(currencyColumn) \(Self.quoted(code)) is not a usable ISO 4217 code: \(error)")
         }
     }
 

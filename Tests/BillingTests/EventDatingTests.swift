@@ -11,7 +11,8 @@ struct EventDatingTests {
     static let catchAll: Set<BillingEventType> = [
         .customerUpdated, .subscriptionUpdated, .subscriptionImported, .invoiceLineUpdated, .invoiceUpdated,
         .invoiceImported, .paymentUpdated, .refundUpdated, .creditNoteUpdated, .balanceTransactionUpdated,
-        .planObserved,
+        .planObserved, .billingEntityUpdated, .paymentAllocationUpdated, .walletUpdated, .walletTransactionUpdated,
+        .creditApplicationUpdated, .chargebackUpdated, .paymentTransactionUpdated,
     ]
 
     @Test(arguments: Entity.allCases)

@@ -198,10 +198,138 @@ struct BillingHistories {
         }
     }
 
+    /// Two tenants, one of which moves to another time zone.
+    static func billingEntityHistories() -> [RowHistory] {
+        let eu = row(
+            .billingEntity,
+            [
+                "billing_entity_id": .text("be-eu"), "name": .text("Acme EU"), "time_zone": .text("Europe/Paris"),
+                "currency": .text("EUR"), "created_at": .timestamp(at(-60)), "updated_at": .timestamp(at(-60)),
+            ])
+        let us = row(
+            .billingEntity,
+            [
+                "billing_entity_id": .text("be-us"), "name": .text("Acme US"), "time_zone": .text("America/New_York"),
+                "currency": .text("USD"), "created_at": .timestamp(at(-60)), "updated_at": .timestamp(at(-60)),
+            ])
+        return [[eu], [us, with(us, ["time_zone": .text("America/Chicago"), "updated_at": .timestamp(at(90))])]]
+    }
+
+    /// Stories of the entities that widen the model (allocations, wallets, credit applied
+    /// after tax, chargebacks, gateway transactions), every fourth customer each, so every
+    /// read-model table has rows in a fixture of a few customers.
+    static func widerModelStories(_ c: Int, id: String, currency: String, start: Int) -> [RowHistory] {
+        var out = [RowHistory]()
+        let tenant: CanonicalValue = .text(c % 2 == 0 ? "be-eu" : "be-us")
+        switch c % 4 {
+        case 0:
+            // One payment settling two invoices.
+            let payment = row(
+                .payment,
+                [
+                    "payment_id": .text("pr\(c)"), "customer_id": .text(id), "status": .text("pending"),
+                    "amount": .amount(3000), "currency": .text(currency), "created_at": .timestamp(at(start + 35)),
+                    "updated_at": .timestamp(at(start + 35)), "billing_entity_id": tenant,
+                ])
+            out.append([
+                payment,
+                with(payment, [
+                    "status": .text("succeeded"), "succeeded_at": .timestamp(at(start + 35, 5)),
+                    "updated_at": .timestamp(at(start + 35, 5)),
+                ]),
+            ])
+            for (n, amount) in [(0, Int64(1000)), (1, Int64(2000))] {
+                out.append([
+                    row(
+                        .paymentAllocation,
+                        [
+                            "payment_allocation_id": .text("pa\(c)_\(n)"), "payment_id": .text("pr\(c)"),
+                            "invoice_id": .text("i\(c)_\(n)"), "customer_id": .text(id), "amount": .amount(amount),
+                            "currency": .text(currency), "created_at": .timestamp(at(start + 35, 5)),
+                            "billing_entity_id": tenant,
+                        ])
+                ])
+            }
+        case 1:
+            // A wallet topped up, then used by an invoice after tax.
+            let wallet = row(
+                .wallet,
+                [
+                    "wallet_id": .text("w\(c)"), "customer_id": .text(id), "name": .text("Prepaid"),
+                    "status": .text("active"), "balance": .amount(5000), "currency": .text(currency),
+                    "created_at": .timestamp(at(start + 1)), "updated_at": .timestamp(at(start + 1)),
+                    "billing_entity_id": tenant,
+                ])
+            out.append([
+                wallet, with(wallet, ["balance": .amount(3500), "updated_at": .timestamp(at(start + 31))]),
+                with(wallet, [
+                    "balance": .amount(3500), "status": .text("terminated"), "terminated_at": .timestamp(at(start + 90)),
+                    "updated_at": .timestamp(at(start + 90)),
+                ]),
+            ])
+            let topUp = row(
+                .walletTransaction,
+                [
+                    "wallet_transaction_id": .text("wt\(c)_0"), "wallet_id": .text("w\(c)"), "customer_id": .text(id),
+                    "direction": .text("inbound"), "kind": .text("purchased"), "status": .text("pending"),
+                    "amount": .amount(5000), "currency": .text(currency), "created_at": .timestamp(at(start + 1)),
+                    "billing_entity_id": tenant,
+                ])
+            out.append([topUp, with(topUp, ["status": .text("settled"), "settled_at": .timestamp(at(start + 1, 30))])])
+            out.append([
+                row(
+                    .walletTransaction,
+                    [
+                        "wallet_transaction_id": .text("wt\(c)_1"), "wallet_id": .text("w\(c)"), "customer_id": .text(id),
+                        "direction": .text("outbound"), "kind": .text("consumed"), "status": .text("settled"),
+                        "amount": .amount(1500), "currency": .text(currency), "invoice_id": .text("i\(c)_1"),
+                        "settled_at": .timestamp(at(start + 31)), "created_at": .timestamp(at(start + 31)),
+                        "billing_entity_id": tenant,
+                    ])
+            ])
+            out.append([
+                row(
+                    .creditApplication,
+                    [
+                        "credit_application_id": .text("ca\(c)"), "customer_id": .text(id), "invoice_id": .text("i\(c)_1"),
+                        "wallet_transaction_id": .text("wt\(c)_1"), "amount": .amount(1500), "currency": .text(currency),
+                        "created_at": .timestamp(at(start + 31)), "billing_entity_id": tenant,
+                    ])
+            ])
+        case 2:
+            // A disputed payment: lost, with the gateway's transactions behind it.
+            let chargeback = row(
+                .chargeback,
+                [
+                    "chargeback_id": .text("cb\(c)"), "payment_id": .text("p\(c)_0_0"), "customer_id": .text(id),
+                    "invoice_id": .text("i\(c)_0"), "amount": .amount(500), "currency": .text(currency),
+                    "status": .text("pending"), "reason": .text("fraudulent"), "created_at": .timestamp(at(start + 50)),
+                    "billing_entity_id": tenant,
+                ])
+            out.append([chargeback, with(chargeback, ["status": .text("lost"), "resolved_at": .timestamp(at(start + 70))])])
+        default:
+            for (n, kind) in ["authorize", "capture"].enumerated() {
+                out.append([
+                    row(
+                        .paymentTransaction,
+                        [
+                            "payment_transaction_id": .text("ptx\(c)_\(n)"), "payment_id": .text("p\(c)_0_0"),
+                            "kind": .text(kind), "status": .text("succeeded"), "amount": .amount(1000),
+                            "currency": .text(currency), "processed_amount": .amount(920),
+                            "processed_currency": .text(currency == "EUR" ? "USD" : "EUR"), "attempt": .integer(1),
+                            "created_at": .timestamp(at(start + 2, n)), "effective_at": .timestamp(at(start + 2, n)),
+                            "billing_entity_id": tenant,
+                        ])
+                ])
+            }
+        }
+        return out
+    }
+
     /// Every history of `customers` customers (and the plans), in no particular order.
     static func generate(customers: Int, seed: UInt64) -> [RowHistory] {
         var rng = FixtureRandom(state: seed)
-        var histories = planHistories()
+        var histories = planHistories() + billingEntityHistories()
         for c in 0..<customers {
             histories += customer(c, &rng)
         }
@@ -306,7 +434,7 @@ struct BillingHistories {
                     .invoiceLine,
                     [
                         "invoice_line_id": .text(invoiceID + "_1"), "invoice_id": .text(invoiceID),
-                        "kind": .text("subscription"), "description": .text("Subscription"), "quantity": .integer(1),
+                        "kind": .text("subscription"), "description": .text("Subscription"), "quantity": .decimal("1"),
                         "unit_amount": .decimal(ReportAmount.decimal(total, currency: currency)), "amount": .amount(total),
                         "currency": .text(currency), "period_start": .timestamp(at(d)), "period_end": .timestamp(at(d + 30)),
                         "proration": .boolean(false), "created_at": .timestamp(at(d, 60)),
@@ -420,6 +548,7 @@ struct BillingHistories {
                     ])
             ])
         }
+        out += widerModelStories(c, id: id, currency: currency, start: start)
         if rng.chance(8) {
             out.append([
                 row(

@@ -93,7 +93,8 @@ struct UsageErrorTests {
         (
             diff + ["--entity", "invoice,nope"],
             "unknown entity 'nope'; one of: customer, plan, subscription, invoice, invoice_line, payment, refund, "
-                + "credit_note, balance_transaction"
+                + "credit_note, balance_transaction, billing_entity, payment_allocation, wallet, wallet_transaction, "
+                + "credit_application, chargeback, payment_transaction"
         ),
     ]
 

@@ -130,7 +130,7 @@ struct RowConverterTests {
         let line = try #require(lines.convert(makeRow(cells)).migrated)
         #expect(line.row["unit_amount"] == .decimal("0.0125"))
         #expect(line.row["amount"] == .amount(416))
-        #expect(line.row["quantity"] == .integer(333))
+        #expect(line.row["quantity"] == .decimal("333"))
         #expect(line.row["proration"] == .boolean(false))
         let credit = try #require(
             lines.convert(makeRow(cells, changing: [("unit_amount", .numeric, "-24.5000")])).migrated)
