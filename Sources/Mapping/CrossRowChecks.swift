@@ -53,15 +53,54 @@ package struct CrossRowCheck: Sendable {
     /// columns `ll_scale` (multiply an amount by it to get minor units), `ll_factor`
     /// (`10^exponent`), `ll_exponent` and `ll_currency` (the resolved code) added.
     let scaled: Set<Entity>
+    /// Entities whose queries the check reads when they are mapped; an unmapped one reads as
+    /// no rows (a mapping without payment allocations has none to settle an invoice).
+    package let optional: [Entity]
     /// SQL returning `(key text, detail text)`; `{invoice}` etc. stand for the mapping queries.
     let sql: String
 
-    init(entity: Entity, reason: String, needs: [Entity], scaled: Set<Entity> = [], sql: String) {
+    init(entity: Entity, reason: String, needs: [Entity], optional: [Entity] = [], scaled: Set<Entity> = [], sql: String) {
         self.entity = entity
         self.reason = reason
         self.needs = needs
+        self.optional = optional
         self.scaled = scaled
         self.sql = sql
+    }
+
+    /// SQL reading `column` of the subquery row `alias` whether or not the mapping query returns
+    /// it (an optional column of the wider model, such as an invoice's `rounding`), as numeric,
+    /// `fallback` when it is absent or NULL.
+    static func optionalNumber(_ alias: String, _ column: String, _ fallback: String = "0") -> String {
+        "coalesce((to_jsonb(\(alias)) ->> \(quoteLiteral(column)))::numeric, \(fallback))"
+    }
+
+    /// SQL reading text `column` of the subquery row `alias` whether or not the query returns it.
+    static func optionalText(_ alias: String, _ column: String) -> String {
+        "(to_jsonb(\(alias)) ->> \(quoteLiteral(column)))"
+    }
+
+    /// No rows, with the canonical columns of `entity` (and a scaled entity's extra columns):
+    /// what an optional entity that is not mapped reads as.
+    static func emptyRelation(_ entity: Entity, scaled: Bool) -> String {
+        var columns = entity.columns.map { column -> String in
+            let type: String
+            switch column.type {
+            case .amount, .decimal, .integer: type = "numeric"
+            case .boolean: type = "boolean"
+            case .timestamp: type = "timestamptz"
+            case .date: type = "date"
+            case .text, .status, .currency: type = "text"
+            }
+            return "NULL::\(type) AS \(quoteIdentifier(column.name))"
+        }
+        if scaled {
+            columns += [
+                "NULL::text AS ll_currency", "NULL::numeric AS ll_scale", "NULL::numeric AS ll_factor",
+                "NULL::int AS ll_exponent",
+            ]
+        }
+        return "(SELECT " + columns.joined(separator: ", ") + " WHERE false)"
     }
 
     /// The check's SQL with each `{entity}` replaced by its mapping query as a subquery, for a
@@ -89,7 +128,10 @@ package struct CrossRowCheck: Sendable {
     /// joined to the ISO 4217 exponents (``CurrencyExponentsSQL``) by their row's currency.
     package func render(sources: [Entity: CrossRowSource]) -> String? {
         var text = sql
-        for entity in needs {
+        for entity in optional where sources[entity] == nil {
+            text = text.replacing("{\(entity.rawValue)}", with: Self.emptyRelation(entity, scaled: scaled.contains(entity)))
+        }
+        for entity in needs + optional.filter({ sources[$0] != nil }) {
             guard let source = sources[entity] else { return nil }
             let subquery: String
             if scaled.contains(entity) {
@@ -124,15 +166,41 @@ package struct CrossRowCheck: Sendable {
     }
 
     static func reference(_ child: Entity, _ column: String, _ parent: Entity) -> CrossRowCheck {
-        CrossRowCheck(
+        // An optional column (a wider model's reference) may not be returned by the query.
+        let value = child.column(column)?.isOptional == true ? optionalText("c", column) : "c.\(column)::text"
+        return CrossRowCheck(
             entity: child, reason: "reference_missing", needs: [child, parent],
             sql: """
-                SELECT c.\(child.keyColumn)::text, \(quoteLiteral(column + " ")) || c.\(column)::text || \(quoteLiteral(" names no " + parent.rawValue))
+                SELECT c.\(child.keyColumn)::text, \(quoteLiteral(column + " ")) || \(value) || \(quoteLiteral(" names no " + parent.rawValue))
                 FROM {\(child.rawValue)} c
-                WHERE c.\(column) IS NOT NULL
-                  AND NOT EXISTS (SELECT 1 FROM {\(parent.rawValue)} p WHERE p.\(parent.keyColumn)::text = c.\(column)::text)
+                WHERE \(value) IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM {\(parent.rawValue)} p WHERE p.\(parent.keyColumn)::text = \(value))
                 """)
     }
+
+    /// Every reference of the wider model's entities and columns, and each entity's tenant.
+    static let widerReferences: [CrossRowCheck] =
+        [
+            reference(.customer, "parent_customer_id", .customer),
+            reference(.plan, "parent_plan_id", .plan),
+            reference(.refund, "invoice_id", .invoice),
+            reference(.refund, "credit_note_id", .creditNote),
+            reference(.paymentAllocation, "payment_id", .payment),
+            reference(.paymentAllocation, "invoice_id", .invoice),
+            reference(.paymentAllocation, "customer_id", .customer),
+            reference(.wallet, "customer_id", .customer),
+            reference(.walletTransaction, "wallet_id", .wallet),
+            reference(.walletTransaction, "invoice_id", .invoice),
+            reference(.walletTransaction, "customer_id", .customer),
+            reference(.creditApplication, "invoice_id", .invoice),
+            reference(.creditApplication, "credit_note_id", .creditNote),
+            reference(.creditApplication, "wallet_transaction_id", .walletTransaction),
+            reference(.creditApplication, "customer_id", .customer),
+            reference(.chargeback, "payment_id", .payment),
+            reference(.chargeback, "invoice_id", .invoice),
+            reference(.chargeback, "customer_id", .customer),
+            reference(.paymentTransaction, "payment_id", .payment),
+        ] + Entity.allCases.filter { $0 != .billingEntity }.map { reference($0, "billing_entity_id", .billingEntity) }
 
     /// Every check Ledgerlift runs, in the order their reasons take precedence.
     package static let all: [CrossRowCheck] = [
@@ -153,13 +221,28 @@ package struct CrossRowCheck: Sendable {
             scaled: [.invoice, .invoiceLine],
             sql: """
                 SELECT i.invoice_id::text,
-                       'total ' || \(money("i.total * i.ll_scale", "i")) || ' but subtotal - discount + tax = '
-                       || \(money("(i.subtotal - i.discount + i.tax) * i.ll_scale", "i"))
+                       'total ' || \(money("i.total * i.ll_scale", "i")) || ' but subtotal - discount + tax'
+                       || CASE WHEN i.ll_rounding <> 0 THEN ' + rounding' ELSE '' END || ' = '
+                       || \(money("(i.subtotal - i.discount + i.tax + i.ll_rounding) * i.ll_scale", "i"))
                        || ' and lines sum to ' || \(money("coalesce(l.s, 0)", "i"))
-                FROM {invoice} i
+                       || CASE WHEN i.ll_rounding <> 0 THEN ' + rounding ' || \(money("i.ll_rounding * i.ll_scale", "i")) ELSE '' END
+                FROM (SELECT x.*, \(optionalNumber("x", "rounding")) AS ll_rounding FROM {invoice} x) i
                 LEFT JOIN (SELECT invoice_id::text AS invoice_id, sum(amount * ll_scale) AS s FROM {invoice_line} x GROUP BY 1) l
                        ON l.invoice_id = i.invoice_id::text
-                WHERE i.total <> i.subtotal - i.discount + i.tax OR i.total * i.ll_scale <> coalesce(l.s, 0)
+                WHERE i.total <> i.subtotal - i.discount + i.tax + i.ll_rounding
+                   OR i.total * i.ll_scale <> coalesce(l.s, 0) + i.ll_rounding * i.ll_scale
+                """),
+        // The legacy system's rounding difference is a cent or so per line, never a hidden charge.
+        CrossRowCheck(
+            entity: .invoice, reason: "rounding_too_large", needs: [.invoice, .invoiceLine], scaled: [.invoice],
+            sql: """
+                SELECT i.invoice_id::text,
+                       'rounding ' || \(money("i.ll_rounding * i.ll_scale", "i")) || ' is more than one minor unit per line ('
+                       || coalesce(l.n, 0)::text || ' line' || CASE WHEN coalesce(l.n, 0) = 1 THEN '' ELSE 's' END || ')'
+                FROM (SELECT x.*, \(optionalNumber("x", "rounding")) AS ll_rounding FROM {invoice} x) i
+                LEFT JOIN (SELECT invoice_id::text AS invoice_id, count(*) AS n FROM {invoice_line} x GROUP BY 1) l
+                       ON l.invoice_id = i.invoice_id::text
+                WHERE abs(i.ll_rounding * i.ll_scale) > greatest(coalesce(l.n, 0), 1)
                 """),
         CrossRowCheck(
             entity: .invoiceLine, reason: "line_amount_mismatch", needs: [.invoiceLine], scaled: [.invoiceLine],
@@ -203,14 +286,18 @@ package struct CrossRowCheck: Sendable {
                 """),
         CrossRowCheck(
             entity: .invoice, reason: "paid_without_payment", needs: [.invoice, .payment, .balanceTransaction],
+            optional: [.paymentAllocation, .creditApplication],
             sql: """
                 SELECT i.invoice_id::text, 'status paid, total ' || i.total::text
-                       || ', but no succeeded payment or balance application names it'
+                       || ', but no succeeded payment, payment allocation, balance application or credit applied settles it'
                 FROM {invoice} i
-                WHERE i.status = 'paid' AND i.total > 0
+                WHERE i.status = 'paid' AND i.total > 0 AND \(optionalNumber("i", "credit_applied")) = 0
                   AND NOT EXISTS (SELECT 1 FROM {payment} p
                                   WHERE p.invoice_id::text = i.invoice_id::text AND p.status = 'succeeded')
+                  AND NOT EXISTS (SELECT 1 FROM {payment_allocation} a JOIN {payment} p ON p.payment_id::text = a.payment_id::text
+                                  WHERE a.invoice_id::text = i.invoice_id::text AND p.status = 'succeeded')
                   AND NOT EXISTS (SELECT 1 FROM {balance_transaction} b WHERE b.invoice_id::text = i.invoice_id::text)
+                  AND NOT EXISTS (SELECT 1 FROM {credit_application} c WHERE c.invoice_id::text = i.invoice_id::text)
                 """),
         CrossRowCheck(
             entity: .invoice, reason: "payment_currency_mismatch", needs: [.invoice, .payment],
@@ -262,10 +349,46 @@ package struct CrossRowCheck: Sendable {
                 SELECT credit_note_id::text, 'balance_remaining ' || balance_remaining::text || ' exceeds total ' || total::text
                 FROM {credit_note} x WHERE balance_remaining > total
                 """),
+        // A note split into a credited, a refunded and an offset part: the parts are the total,
+        // and what is left to use comes out of the credited part.
+        CrossRowCheck(
+            entity: .creditNote, reason: "credit_note_parts_mismatch", needs: [.creditNote],
+            sql: """
+                SELECT credit_note_id::text,
+                       CASE WHEN c + r + o <> total
+                            THEN 'credit_amount ' || c::text || ' + refund_amount ' || r::text || ' + offset_amount '
+                                 || o::text || ' is ' || (c + r + o)::text || ', not the total ' || total::text
+                            ELSE 'balance_remaining ' || balance_remaining::text || ' exceeds credit_amount ' || c::text END
+                FROM (SELECT x.*, \(optionalNumber("x", "credit_amount", "x.total")) AS c,
+                             \(optionalNumber("x", "refund_amount")) AS r, \(optionalNumber("x", "offset_amount")) AS o
+                      FROM {credit_note} x) n
+                WHERE (c + r + o <> total OR balance_remaining > c)
+                  AND NOT balance_remaining > total  -- credit_note_balance_exceeds_total says so already
+                """),
+        CrossRowCheck(
+            entity: .paymentAllocation, reason: "allocation_exceeds_payment", needs: [.paymentAllocation, .payment],
+            scaled: [.paymentAllocation, .payment],
+            sql: """
+                SELECT a.payment_allocation_id::text, 'allocations of payment ' || p.payment_id::text || ' total '
+                       || \(money("t.s", "p")) || ', more than its amount ' || \(money("p.amount * p.ll_scale", "p"))
+                FROM {payment_allocation} a
+                JOIN (SELECT payment_id::text AS payment_id, sum(amount * ll_scale) AS s FROM {payment_allocation} x GROUP BY 1) t
+                  ON t.payment_id = a.payment_id::text
+                JOIN {payment} p ON p.payment_id::text = a.payment_id::text
+                WHERE t.s > p.amount * p.ll_scale
+                """),
+        CrossRowCheck(
+            entity: .paymentAllocation, reason: "allocation_currency_mismatch", needs: [.paymentAllocation, .payment],
+            sql: """
+                SELECT a.payment_allocation_id::text, 'allocation in ' || a.currency || ' of payment '
+                       || p.payment_id::text || ' in ' || p.currency
+                FROM {payment_allocation} a JOIN {payment} p ON p.payment_id::text = a.payment_id::text
+                WHERE a.currency IS NOT NULL AND p.currency IS NOT NULL AND a.currency <> p.currency
+                """),
         CrossRowCheck(
             entity: .subscription, reason: "quantity_negative", needs: [.subscription],
             sql: "SELECT subscription_id::text, 'quantity ' || quantity::text FROM {subscription} x WHERE quantity < 0"),
-    ]
+    ] + widerReferences
 
     /// Which parent entities a child's rows follow into quarantine, by reference column.
     package static let parents: [Entity: [(column: String, parent: Entity)]] = [
@@ -276,5 +399,14 @@ package struct CrossRowCheck: Sendable {
         .refund: [("payment_id", .payment), ("customer_id", .customer)],
         .creditNote: [("customer_id", .customer), ("invoice_id", .invoice)],
         .balanceTransaction: [("customer_id", .customer), ("invoice_id", .invoice), ("credit_note_id", .creditNote)],
+        .paymentAllocation: [("payment_id", .payment), ("invoice_id", .invoice), ("customer_id", .customer)],
+        .wallet: [("customer_id", .customer)],
+        .walletTransaction: [("wallet_id", .wallet), ("invoice_id", .invoice), ("customer_id", .customer)],
+        .creditApplication: [
+            ("invoice_id", .invoice), ("credit_note_id", .creditNote), ("wallet_transaction_id", .walletTransaction),
+            ("customer_id", .customer),
+        ],
+        .chargeback: [("payment_id", .payment), ("invoice_id", .invoice), ("customer_id", .customer)],
+        .paymentTransaction: [("payment_id", .payment)],
     ]
 }

@@ -200,7 +200,9 @@ private struct CheckRun {
     mutating func checkRules(_ checks: inout [EntityCheck]) throws {
         let sources = mapping.crossRowSources
         let usable = Set(checks.filter { $0.queryRuns && $0.isClean }.map(\.entity))
-        for rule in CrossRowCheck.all where rule.needs.allSatisfy(usable.contains) {
+        for rule in CrossRowCheck.all
+        where rule.needs.allSatisfy(usable.contains) && rule.optional.allSatisfy({ usable.contains($0) || sources[$0] == nil })
+        {
             guard let sql = rule.render(sources: sources),
                 let index = checks.firstIndex(where: { $0.entity == rule.entity })
             else { continue }

@@ -125,7 +125,7 @@ struct MappingCheckerTests {
         "note: invoice.rules.duplicate_invoice_number: the backfill will quarantine 1 invoice as "
             + "duplicate_invoice_number: 902102 (number LL9021-0001 is already used by invoice 902101)",
         "note: invoice.rules.paid_without_payment: the backfill will quarantine 1 invoice as paid_without_payment: "
-            + "901801 (status paid, total 99.00, but no succeeded payment or balance application names it)",
+            + "901801 (status paid, total 99.00, but no succeeded payment, payment allocation, balance application or credit applied settles it)",
         "note: invoice.rules.payment_currency_mismatch: the backfill will quarantine 1 invoice as "
             + "payment_currency_mismatch: 902301 (payment 902301 in EUR for an invoice in USD)",
         "note: payment.rules.reference_missing: the backfill will quarantine 1 payment as reference_missing: 901103 "
