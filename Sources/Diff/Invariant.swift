@@ -152,7 +152,8 @@ public struct Invariant: Sendable, Hashable {
 
     /// Every invariant, in report order.
     public static let all: [Invariant] = [
-        .invoiceTotal, .receivableBalance, .refundWithinPayment, .creditNoteParts, .invoiceVersions, .creditNoteVersions,
+        .invoiceTotal, .receivableBalance, .refundWithinPayment, .creditNoteParts,
+        .invoiceVersions, .creditNoteVersions,
     ]
 
     /// Runs the check on the read models in `readSchema` (unquoted schema name, e.g.
@@ -645,7 +646,8 @@ extension Invariant {
                     + " - discount \(try amount("discount")) + tax \(try amount("tax")) = \(try amount("parts"))")
         }
         if !(try row.decode("paid_range_ok", as: Bool.self)) {
-            broken.append("amount_paid \(try amount("amount_paid")) is not between 0 and the total \(try amount("total"))")
+            broken.append(
+                "amount_paid \(try amount("amount_paid")) is not between 0 and the total \(try amount("total"))")
         }
         if !(try row.decode("status_ok", as: Bool.self)) {
             let paid = "amount_paid \(try amount("amount_paid"))"
@@ -654,7 +656,8 @@ extension Invariant {
             case "draft":
                 broken.append("\(paid) and \(due), but a draft has 0 paid and its total \(try amount("total")) due")
             case "paid":
-                broken.append("\(paid) and \(due), but a paid invoice has its total \(try amount("total")) paid and 0 due")
+                broken.append(
+                    "\(paid) and \(due), but a paid invoice has its total \(try amount("total")) paid and 0 due")
             case "void":
                 broken.append("\(due), but a void invoice has 0 due")
             default:
@@ -669,7 +672,8 @@ extension Invariant {
         var broken = [String]()
         if !(try row.decode("range_ok", as: Bool.self)) {
             broken.append(
-                "balance_remaining \(try amount("balance_remaining")) is not between 0 and the total \(try amount("total"))")
+                "balance_remaining \(try amount("balance_remaining")) is not between 0 and the total "
+                    + "\(try amount("total"))")
         }
         if !(try row.decode("not_restored", as: Bool.self)) {
             let previous = try row.decode("previous_from", as: PostgresTimestamp.self)

@@ -61,13 +61,14 @@ public struct Backfill: Sendable {
         /// A run of `mapping`: its entity sources and fingerprint, and — before anything is read —
         /// the checks of `ledgerlift mapping check` (see ``mapping``).
         public init(
-            legacyDSN: String, storeDSN: String, mapping: MappingFile, store: EventStore = EventStore(), workers: Int = 1,
-            rangesPerEntity: Int? = nil, batchEvents: Int = 5_000, dryRun: Bool = false, wait: Bool = false
+            legacyDSN: String, storeDSN: String, mapping: MappingFile, store: EventStore = EventStore(),
+            workers: Int = 1, rangesPerEntity: Int? = nil, batchEvents: Int = 5_000, dryRun: Bool = false,
+            wait: Bool = false
         ) {
             self.init(
                 legacyDSN: legacyDSN, storeDSN: storeDSN, sources: mapping.entitySources(),
-                mappingFingerprint: mapping.fingerprint, store: store, workers: workers, rangesPerEntity: rangesPerEntity,
-                batchEvents: batchEvents, dryRun: dryRun, wait: wait)
+                mappingFingerprint: mapping.fingerprint, store: store, workers: workers,
+                rangesPerEntity: rangesPerEntity, batchEvents: batchEvents, dryRun: dryRun, wait: wait)
             self.mapping = mapping
         }
     }

@@ -101,7 +101,8 @@ struct AsOfAttributesTests {
                     #expect(json.hasSuffix(#","attributes":{}}}"# + "\n"))
                     let paid = Self.fields(try query(store, "2025-06-16T10:17:00Z").stdout)
                     #expect(paid["status"] == "paid")
-                    #expect(Self.attributes(paid) == ["attributes.payment_status": "paid", "attributes.tax_rate": "NULL"])
+                    #expect(
+                        Self.attributes(paid) == ["attributes.payment_status": "paid", "attributes.tax_rate": "NULL"])
 
                     // With the audit history: the version valid then says `unpaid`.
                     let draft = Self.fields(try query(auditedStore, "2025-06-16T09:30:00Z").stdout)
@@ -110,12 +111,17 @@ struct AsOfAttributesTests {
                     let audited = Self.fields(try query(auditedStore, "2025-06-16T10:15:00Z").stdout)
                     #expect(audited["status"] == "open")
                     #expect(
-                        Self.attributes(audited) == ["attributes.payment_status": "unpaid", "attributes.tax_rate": "NULL"])
+                        Self.attributes(audited) == [
+                            "attributes.payment_status": "unpaid", "attributes.tax_rate": "NULL",
+                        ])
                     let auditedJSON = try query(auditedStore, "2025-06-16T10:15:00Z", json: true).stdout
-                    #expect(auditedJSON.hasSuffix(#","attributes":{"payment_status":"unpaid","tax_rate":null}}}"# + "\n"))
+                    #expect(
+                        auditedJSON.hasSuffix(#","attributes":{"payment_status":"unpaid","tax_rate":null}}}"# + "\n"))
                     let settled = Self.fields(try query(auditedStore, "2025-06-16T10:17:00Z").stdout)
                     #expect(
-                        Self.attributes(settled) == ["attributes.payment_status": "paid", "attributes.tax_rate": "NULL"])
+                        Self.attributes(settled) == [
+                            "attributes.payment_status": "paid", "attributes.tax_rate": "NULL",
+                        ])
                 }
             }
         }

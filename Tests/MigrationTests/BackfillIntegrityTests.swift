@@ -25,8 +25,8 @@ private func run(
 ) async throws -> BackfillReport {
     try await Backfill(
         .init(
-            legacyDSN: legacyDSN, storeDSN: storeDSN, mapping: mapping, workers: workers, batchEvents: 97, dryRun: dryRun,
-            wait: wait)
+            legacyDSN: legacyDSN, storeDSN: storeDSN, mapping: mapping, workers: workers, batchEvents: 97,
+            dryRun: dryRun, wait: wait)
     ).run()
 }
 
@@ -290,10 +290,11 @@ struct BackfillIntegrityTests {
             let legacyConnection = try await Connection.connect(legacy)
             defer { legacyConnection.close() }
             let check = try await MappingChecker(mapping).check(legacyConnection)
-            #expect(check.errors.map(\.description) == [
-                "error: refund.history.amount: is numeric; amounts: minor needs an integer column (int2, int4, int8)"
-                    + " holding minor units; for decimals of the major unit (12.30) set amounts: major on this entity"
-            ])
+            #expect(
+                check.errors.map(\.description) == [
+                    "error: refund.history.amount: is numeric; amounts: minor needs an integer column (int2, int4, int8)"
+                        + " holding minor units; for decimals of the major unit (12.30) set amounts: major on this entity"
+                ])
             // Dry runs too: what a dry run shows must be what a run would do.
             for dryRun in [false, true] {
                 await #expect(throws: BackfillError.mappingRejected(check)) {

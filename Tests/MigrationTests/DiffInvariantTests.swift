@@ -330,7 +330,8 @@ struct DiffInvariantTests {
                 ])
 
             // --max-rows caps the keys listed, each with every one of its failing versions.
-            let capped = try #require(try await invariants(on: store, maxRows: 1, after: statements)["invoice_versions"])
+            let capped = try #require(
+                try await invariants(on: store, maxRows: 1, after: statements)["invoice_versions"])
             #expect(capped.violations == 2)
             #expect(capped.offending.map(\.key) == ["101"])
             #expect(capped.offending.first?.detail == result.offending.first?.detail)
@@ -373,8 +374,8 @@ struct DiffInvariantTests {
                             + " or voided, never restored"),
                     InvariantViolation(
                         key: "381",
-                        detail: "version from 2025-09-20T14:10:00.000000Z (void): balance_remaining 1.00 GBP, but a void"
-                            + " note has 0 remaining"),
+                        detail: "version from 2025-09-20T14:10:00.000000Z (void): balance_remaining 1.00 GBP,"
+                            + " but a void note has 0 remaining"),
                 ])
         }
     }
