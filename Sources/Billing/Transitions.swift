@@ -141,8 +141,14 @@ public enum Transitions {
     }
 
     /// Orders business time (never earlier than the event before: a clamped time is marked
-    /// inferred), assigns deterministic ids, and attaches attributes to the first event that
-    /// can carry them.
+    /// inferred), assigns deterministic ids, and attaches the attributes (when they changed) to
+    /// the last event: the one that reaches `after`, the row they were read with.
+    ///
+    /// The events before it are steps legacy's timestamps date (a draft, a finalization) but
+    /// whose extra columns legacy did not keep; carried on the first event, today's attributes
+    /// would show in every earlier version ("as of" the day an invoice was still open, a
+    /// `payment_status` attribute already saying paid). So those versions keep the attributes
+    /// the row had before the transition (none, from nothing).
     static func finish(
         _ drafts: [Draft], after: CanonicalRow, idScope: String, notBefore: PostgresTimestamp, attributesChanged: Bool
     ) -> [BillingEvent] {
@@ -166,7 +172,7 @@ public enum Transitions {
                     changes: draft.changes.sorted { order[$0.0]! < order[$1.0]! }.map {
                         BillingEvent.ColumnChange(column: $0.0, value: $0.1)
                     },
-                    attributes: index == 0 && attributesChanged ? after.attributes : nil))
+                    attributes: index == drafts.count - 1 && attributesChanged ? after.attributes : nil))
         }
         return events
     }

@@ -40,6 +40,8 @@ public struct Invariant: Sendable, Hashable {
         case receivableBalance
         case refundWithinPayment
         case creditNoteParts
+        case invoiceVersions
+        case creditNoteVersions
     }
 
     /// An invoice's total equals its charge lines plus tax minus discount.
@@ -118,8 +120,41 @@ public struct Invariant: Sendable, Hashable {
             + "so total = applied + reversed + balance_remaining.",
         rule: .creditNoteParts)
 
+    /// Every version of every invoice in `invoices_history` obeys the arithmetic of a single
+    /// invoice row: `total` = `subtotal − discount + tax`; 0 ≤ `amount_paid` ≤ `total`; and
+    /// `amount_due` fits the status (`fixtures/README.md`, rules C02 and C06).
+    ///
+    /// The rules above check the current rows only; an "as of" read serves past versions, which
+    /// the backfill reconstructed from legacy's timestamps or read from an audit table, and a
+    /// version that never balanced would pass them unseen. Key: `invoice_id`; `checked` and
+    /// `violations` count invoices, and the detail names each offending version by its
+    /// `valid_from`.
+    public static let invoiceVersions = Invariant(
+        name: "invoice_versions",
+        summary: "Every version of an invoice in its history balances: total = subtotal - discount + tax, "
+            + "0 <= amount_paid <= total, and amount_due fits the status (draft: nothing paid, the total due; "
+            + "open and uncollectible: total - amount_paid; paid: amount_paid = total, nothing due; void: nothing due).",
+        rule: .invoiceVersions)
+
+    /// Every version of every credit note in `credit_notes_history` keeps its remaining credit
+    /// within its total, never restores it, and a void note has none left.
+    ///
+    /// Per version: 0 ≤ `balance_remaining` ≤ `total`; `balance_remaining` ≤ the previous
+    /// version's (issuing sets it to the total, applying credit lowers it, voiding sets it to 0,
+    /// and nothing raises it: `fixtures/README.md`, rule C09); status `void` has
+    /// `balance_remaining` 0. Key: `credit_note_id`; counts in credit notes, detail per version.
+    public static let creditNoteVersions = Invariant(
+        name: "credit_note_versions",
+        summary: "Every version of a credit note in its history has 0 <= balance_remaining <= total, "
+            + "never more remaining than the version before it (credit is used up or voided, never restored), "
+            + "and nothing remaining once void.",
+        rule: .creditNoteVersions)
+
     /// Every invariant, in report order.
-    public static let all: [Invariant] = [.invoiceTotal, .receivableBalance, .refundWithinPayment, .creditNoteParts]
+    public static let all: [Invariant] = [
+        .invoiceTotal, .receivableBalance, .refundWithinPayment, .creditNoteParts,
+        .invoiceVersions, .creditNoteVersions,
+    ]
 
     /// Runs the check on the read models in `readSchema` (unquoted schema name, e.g.
     /// "ledgerlift_read"), listing at most `maxRows` offending keys (key order; counts complete).
@@ -139,6 +174,8 @@ public struct Invariant: Sendable, Hashable {
         case .receivableBalance: (sql, detail) = (Self.receivableBalanceSQL(schema), Self.receivableBalanceDetail)
         case .refundWithinPayment: (sql, detail) = (Self.refundWithinPaymentSQL(schema), Self.refundWithinPaymentDetail)
         case .creditNoteParts: (sql, detail) = (Self.creditNotePartsSQL(schema), Self.creditNotePartsDetail)
+        case .invoiceVersions: (sql, detail) = (Self.invoiceVersionsSQL(schema), Self.invoiceVersionsDetail)
+        case .creditNoteVersions: (sql, detail) = (Self.creditNoteVersionsSQL(schema), Self.creditNoteVersionsDetail)
         }
         let rows = try session.query(sql, [Int64(max(0, maxRows))]).rows
         guard let first = rows.first else {
@@ -486,6 +523,169 @@ public struct Invariant: Sendable, Hashable {
                     + " + balance_remaining \(try amount("balance_remaining")) = \(try amount("parts"))")
         }
         return broken.joined(separator: "; ")
+    }
+}
+
+// MARK: - Versions in the history tables
+
+extension Invariant {
+    /// The statement every per-version rule runs: `ctes` ends with a CTE `figures` holding one
+    /// row per version (columns `key` and `valid_from`, then its figures); a version passes when
+    /// every one of `conditions` holds, and a key when all its versions do.
+    ///
+    /// Counts are per key, like the other rules' (so the report's "and N more" under a capped
+    /// list stays right); the listed rows are every failing version of the first `$1` failing
+    /// keys, in key then business-time order, so ``check(_:readSchema:maxRows:)`` joins a key's
+    /// versions into one detail. Flags and `listedFigures` are computed for listed rows only, as
+    /// in ``oneRowPerKey(_:conditions:listedFigures:)`` and for the same reason.
+    private static func oneRowPerVersion(
+        _ ctes: String, conditions: [Condition], listedFigures: [String] = []
+    ) -> String {
+        let ok = conditions.map { "(\($0.sql))" }.joined(separator: "\n    AND ")
+        let flags = conditions.compactMap { condition in condition.flag.map { "\(condition.sql) AS \($0)" } }
+        let listedColumns = flags + listedFigures
+        return """
+            WITH \(ctes),
+            checked AS (
+                SELECT *,
+                    \(ok)
+                    AS ok
+                FROM figures
+            ),
+            keys AS (
+                SELECT key, bool_and(ok) AS ok FROM checked GROUP BY key
+            )
+            SELECT counts.checked, counts.violations, listed.*
+            FROM (SELECT count(*) AS checked, count(*) FILTER (WHERE NOT ok) AS violations FROM keys) AS counts
+            LEFT JOIN (
+                SELECT *\(listedColumns.map { ",\n    " + $0 }.joined())
+                FROM checked
+                WHERE NOT ok
+                  AND key IN (SELECT key FROM keys WHERE NOT ok ORDER BY key COLLATE "C" LIMIT $1)
+            ) AS listed ON true
+            ORDER BY listed.key COLLATE "C", listed.valid_from
+            """
+    }
+
+    /// Per version of `invoices_history`, whatever legacy's caches say elsewhere:
+    ///
+    /// - `total` = `subtotal − discount + tax` (rule C02, as ``invoiceTotal`` checks it on the
+    ///   current row; keep the two in step when an invoice gains a part);
+    /// - 0 ≤ `amount_paid` ≤ `total` (C06: nothing paid on a draft, part of it while open, all of
+    ///   it once paid; an overpayment's surplus becomes credit, it never raises `amount_paid`);
+    /// - `amount_due` by status (C06): a draft has `amount_paid` 0 and owes `total`; an open or
+    ///   uncollectible invoice owes `total − amount_paid`; a paid one has `amount_paid` = `total`
+    ///   and owes 0; a void one owes 0 (its `amount_paid` is not constrained: money on a voided
+    ///   invoice is refunded, not un-paid). Other statuses never get past the quarantine, and
+    ///   have no rule here.
+    ///
+    /// Comparisons treat NULL as a value, so a version with a NULL amount breaks its rule.
+    private static func invoiceVersionsSQL(_ s: String) -> String {
+        oneRowPerVersion(
+            """
+            figures AS (
+                SELECT invoice_id AS key, valid_from, currency::text AS currency, status,
+                       total, subtotal, discount, tax, amount_paid, amount_due
+                FROM \(s).invoices_history
+            )
+            """,
+            conditions: [
+                ("parts_ok", "total IS NOT DISTINCT FROM subtotal::numeric - discount + tax"),
+                ("paid_range_ok", "coalesce(amount_paid BETWEEN 0 AND total, false)"),
+                (
+                    "status_ok",
+                    """
+                    CASE
+                        WHEN status = 'draft'
+                            THEN amount_paid IS NOT DISTINCT FROM 0 AND amount_due IS NOT DISTINCT FROM total
+                        WHEN status IN ('open', 'uncollectible')
+                            THEN amount_due IS NOT DISTINCT FROM total::numeric - amount_paid
+                        WHEN status = 'paid'
+                            THEN amount_paid IS NOT DISTINCT FROM total AND amount_due IS NOT DISTINCT FROM 0
+                        WHEN status = 'void' THEN amount_due IS NOT DISTINCT FROM 0
+                        ELSE true
+                    END
+                    """
+                ),
+            ],
+            listedFigures: ["subtotal::numeric - discount + tax AS parts", "total::numeric - amount_paid AS owed"])
+    }
+
+    /// Per version of `credit_notes_history`, with the version before it (by `valid_from`).
+    private static func creditNoteVersionsSQL(_ s: String) -> String {
+        oneRowPerVersion(
+            """
+            figures AS (
+                SELECT credit_note_id AS key, valid_from, currency::text AS currency, status, total, balance_remaining,
+                       lag(balance_remaining) OVER w AS previous_remaining, lag(valid_from) OVER w AS previous_from
+                FROM \(s).credit_notes_history
+                WINDOW w AS (PARTITION BY credit_note_id ORDER BY valid_from)
+            )
+            """,
+            conditions: [
+                ("range_ok", "coalesce(balance_remaining BETWEEN 0 AND total, false)"),
+                // A NULL on either side is the range rule's to report.
+                ("not_restored", "coalesce(balance_remaining <= previous_remaining, true)"),
+                ("void_ok", "status IS DISTINCT FROM 'void' OR balance_remaining IS NOT DISTINCT FROM 0"),
+            ])
+    }
+
+    /// `version from 2025-06-16T10:14:00.000000Z (open): …`: which version, then what broke.
+    private static func versionLabel(_ row: Row) throws -> String {
+        let from = try row.decode("valid_from", as: PostgresTimestamp.self)
+        let status = try row.decode("status", as: String?.self) ?? "NULL"
+        return "version from \(from.iso8601) (\(status))"
+    }
+
+    private static func invoiceVersionsDetail(_ row: Row) throws -> String {
+        let amount = try Amounts(row)
+        var broken = [String]()
+        if !(try row.decode("parts_ok", as: Bool.self)) {
+            broken.append(
+                "total \(try amount("total")) but subtotal \(try amount("subtotal"))"
+                    + " - discount \(try amount("discount")) + tax \(try amount("tax")) = \(try amount("parts"))")
+        }
+        if !(try row.decode("paid_range_ok", as: Bool.self)) {
+            broken.append(
+                "amount_paid \(try amount("amount_paid")) is not between 0 and the total \(try amount("total"))")
+        }
+        if !(try row.decode("status_ok", as: Bool.self)) {
+            let paid = "amount_paid \(try amount("amount_paid"))"
+            let due = "amount_due \(try amount("amount_due"))"
+            switch try row.decode("status", as: String?.self) {
+            case "draft":
+                broken.append("\(paid) and \(due), but a draft has 0 paid and its total \(try amount("total")) due")
+            case "paid":
+                broken.append(
+                    "\(paid) and \(due), but a paid invoice has its total \(try amount("total")) paid and 0 due")
+            case "void":
+                broken.append("\(due), but a void invoice has 0 due")
+            default:
+                broken.append("\(due), but total - amount_paid = \(try amount("owed"))")
+            }
+        }
+        return try versionLabel(row) + ": " + broken.joined(separator: "; ")
+    }
+
+    private static func creditNoteVersionsDetail(_ row: Row) throws -> String {
+        let amount = try Amounts(row)
+        var broken = [String]()
+        if !(try row.decode("range_ok", as: Bool.self)) {
+            broken.append(
+                "balance_remaining \(try amount("balance_remaining")) is not between 0 and the total "
+                    + "\(try amount("total"))")
+        }
+        if !(try row.decode("not_restored", as: Bool.self)) {
+            let previous = try row.decode("previous_from", as: PostgresTimestamp.self)
+            broken.append(
+                "balance_remaining \(try amount("balance_remaining")) is more than the"
+                    + " \(try amount("previous_remaining")) of the version from \(previous.iso8601):"
+                    + " credit is used up or voided, never restored")
+        }
+        if !(try row.decode("void_ok", as: Bool.self)) {
+            broken.append("balance_remaining \(try amount("balance_remaining")), but a void note has 0 remaining")
+        }
+        return try versionLabel(row) + ": " + broken.joined(separator: "; ")
     }
 }
 

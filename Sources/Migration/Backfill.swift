@@ -21,6 +21,10 @@ public struct Backfill: Sendable {
         public var sources: [EntitySource]
         /// Identifies the run: a rerun with the same mapping resumes (or finds it finished).
         public var mappingFingerprint: String
+        /// The mapping file `sources` come from. When set, the run first checks it against the
+        /// legacy database exactly as `ledgerlift mapping check` does, and refuses one with
+        /// errors (``BackfillError/mappingRejected(_:)``) before it converts a row or writes anything.
+        public var mapping: MappingFile?
         public var store: EventStore
         /// Legacy connections reading key ranges in parallel.
         public var workers: Int
@@ -53,6 +57,20 @@ public struct Backfill: Sendable {
             self.dryRun = dryRun
             self.wait = wait
         }
+
+        /// A run of `mapping`: its entity sources and fingerprint, and — before anything is read —
+        /// the checks of `ledgerlift mapping check` (see ``mapping``).
+        public init(
+            legacyDSN: String, storeDSN: String, mapping: MappingFile, store: EventStore = EventStore(),
+            workers: Int = 1, rangesPerEntity: Int? = nil, batchEvents: Int = 5_000, dryRun: Bool = false,
+            wait: Bool = false
+        ) {
+            self.init(
+                legacyDSN: legacyDSN, storeDSN: storeDSN, sources: mapping.entitySources(),
+                mappingFingerprint: mapping.fingerprint, store: store, workers: workers,
+                rangesPerEntity: rangesPerEntity, batchEvents: batchEvents, dryRun: dryRun, wait: wait)
+            self.mapping = mapping
+        }
     }
 
     /// Progress as the run goes, for terminals and logs.
@@ -82,7 +100,9 @@ public struct Backfill: Sendable {
     ///
     /// - Parameter progress: called after each key range.
     /// - Returns: the counts of the whole run, across resumed attempts.
-    /// - Throws: ``BackfillError`` for a refused or unbalanced run; connection and SQL errors.
+    /// - Throws: ``BackfillError`` for a refused or unbalanced run (``BackfillError/mappingRejected(_:)``
+    ///   for a ``Configuration/mapping`` with errors, before anything is migrated or written);
+    ///   connection and SQL errors.
     public func run(progress: (@Sendable (Progress) -> Void)? = nil) async throws -> BackfillReport {
         let storeConnection = try await Connection.connect(configuration.storeDSN, applicationName: "ledgerlift-backfill")
         defer { storeConnection.close() }
@@ -111,6 +131,15 @@ public struct Backfill: Sendable {
         // The legacy database first: an unreachable or wrong one must never look like success.
         let coordinator = try await Connection.connect(config.legacyDSN, applicationName: "ledgerlift-backfill")
         defer { coordinator.close() }
+        // What `mapping check` rejects must not become events: a numeric amount under
+        // `amounts: minor`, a history query missing a column, a check that fails. The check
+        // runs in a read-only transaction of its own (shapes with LIMIT 0, then counts, key
+        // uniqueness, checks and rules), before the store is locked or written and before any
+        // row is converted, dry runs included.
+        if let mapping = config.mapping {
+            let report = try await MappingChecker(mapping).check(coordinator)
+            if !Self.refusals(in: report).isEmpty { throw BackfillError.mappingRejected(report) }
+        }
         let identity = try await coordinator.withSession { session in
             let row = try session.query(LegacyIdentity.query).rows[0]
             return LegacyIdentity(
@@ -231,6 +260,14 @@ public struct Backfill: Sendable {
         }
         try await storeConnection.execute("UPDATE \(s).backfill_runs SET finished_at = now() WHERE run_id = $1", [runID])
         return try await report(storeConnection, dryRun: false, extra: nil)
+    }
+
+    /// The findings of a `mapping check` report that stop a backfill: every error except
+    /// ``MappingFinding/Code/keyNotUnique``. Several rows with one key are a finding about the
+    /// data the backfill handles itself: it quarantines them together as `duplicate_key`, keeping
+    /// every row (`docs/mapping.md`). Warnings and notes never stop it.
+    public static func refusals(in report: MappingReport) -> [MappingFinding] {
+        report.errors.filter { $0.code != .keyNotUnique }
     }
 
     /// The store's backfill lock (`ledgerlift.backfill/<schema>`): one run — or reset — at a

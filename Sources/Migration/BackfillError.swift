@@ -14,6 +14,9 @@ public enum BackfillError: Error, Sendable, Hashable, CustomStringConvertible {
     case busy(holder: String)
     /// Rows of the mapping query that the run neither migrated nor quarantined.
     case unaccounted(entity: Entity, legacyRows: Int64, accounted: Int64)
+    /// The mapping has errors `ledgerlift mapping check` reports (``Backfill/refusals(in:)``):
+    /// nothing was migrated or written. The report is the check's, whole.
+    case mappingRejected(MappingReport)
 
     public var description: String {
         switch self {
@@ -31,6 +34,10 @@ public enum BackfillError: Error, Sendable, Hashable, CustomStringConvertible {
         case .unaccounted(let entity, let legacyRows, let accounted):
             "\(entity): the mapping query returns \(legacyRows) rows but the run accounted for \(accounted) "
                 + "(migrated + quarantined): rows were lost; please report this as a bug"
+        case .mappingRejected(let report):
+            "the mapping \(report.mappingFile) has errors, so nothing was migrated or appended: "
+                + Backfill.refusals(in: report).map(\.description).joined(separator: "; ")
+                + ". Fix them and run `ledgerlift mapping check` (docs/mapping.md), then the backfill again."
         }
     }
 }

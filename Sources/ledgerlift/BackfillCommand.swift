@@ -22,9 +22,15 @@ struct BackfillCommand: AsyncParsableCommand {
             or with an edited mapping, the run is refused (start over with `ledgerlift store reset`). One run at a \
             time: a second one is refused, naming the first, or waits with --wait.
 
+            Before it migrates a row, the backfill checks the mapping against the legacy database as `ledgerlift \
+            mapping check` does, and refuses a mapping with errors: it prints the check's report and appends \
+            nothing (dry runs too). Warnings do not stop it; neither do keys on several rows, which it quarantines \
+            (duplicate_key).
+
             Exit status: 0 done; 1 done, but rows were quarantined (unless --allow-quarantine) or legacy changed \
-            between attempts so the counts do not balance; 2 could not run (bad arguments, a database unreachable, \
-            refused, another run holds the store).
+            between attempts so the counts do not balance, or refused because the mapping has errors (nothing \
+            appended); 2 could not run (bad arguments, a database unreachable, refused, another run holds the \
+            store).
             """)
 
     @Option(help: "DSN of the legacy database (read only).")
@@ -64,15 +70,36 @@ struct BackfillCommand: AsyncParsableCommand {
     func run() async throws {
         let file = try MappingFile.load(path: mapping)
         var configuration = Backfill.Configuration(
-            legacyDSN: legacy, storeDSN: store, sources: file.entitySources(), mappingFingerprint: file.fingerprint,
-            store: EventStore(schema: schema), workers: workers, batchEvents: batchEvents, dryRun: dryRun, wait: wait)
-        configuration.logger = CommandLineSettings.logger("backfill")
+            legacyDSN: legacy, storeDSN: store, mapping: file, store: EventStore(schema: schema), workers: workers,
+            batchEvents: batchEvents, dryRun: dryRun, wait: wait)
         // Per-range lines in a log come from the logger (--log-level debug); the line redrawn
         // in place is for a person at a terminal only.
+        configuration.logger = CommandLineSettings.logger("backfill")
+        let report: BackfillReport
+        do {
+            report = try await run(configuration)
+        } catch BackfillError.mappingRejected(let check) {
+            // A finding about the mapping, as `mapping check` reports it (and exits 1 for): the
+            // same report on standard output, the refusal on standard error.
+            print(check.rendered(database: ConnectionString.masked(legacy)))
+            FileHandle.standardError.write(
+                Data(
+                    ("backfill refused: the mapping has errors `ledgerlift mapping check` reports (above); "
+                        + "nothing was migrated or appended\n").utf8))
+            throw ExitCode(1)
+        }
+        print(BackfillSummary(report: report, legacy: ConnectionString.masked(legacy), store: ConnectionString.masked(store)).text)
+        if !report.isBalanced || (report.totalQuarantineEntries > 0 && !allowQuarantine && !dryRun) {
+            throw ExitCode(1)
+        }
+    }
+
+    /// Runs the backfill, drawing its progress on a terminal.
+    private func run(_ configuration: Backfill.Configuration) async throws -> BackfillReport {
         let terminal = CommandLineSettings.drawsProgress
         let clock = ContinuousClock()
         let start = clock.now
-        let report = try await Backfill(configuration).run { progress in
+        return try await Backfill(configuration).run { progress in
             guard terminal else { return }
             let elapsed = clock.now - start
             let seconds = max(0.001, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
@@ -83,10 +110,6 @@ struct BackfillCommand: AsyncParsableCommand {
             FileHandle.standardError.write(
                 Data("\r\u{1B}[K\(progress.entity): ranges \(progress.rangesDone)/\(progress.rangesTotal)  \(rowsPerSecond) rows/s  \(eventsPerSecond) events/s  ETA \(eta)".utf8))
             if progress.rangesDone == progress.rangesTotal { FileHandle.standardError.write(Data("\n".utf8)) }
-        }
-        print(BackfillSummary(report: report, legacy: ConnectionString.masked(legacy), store: ConnectionString.masked(store)).text)
-        if !report.isBalanced || (report.totalQuarantineEntries > 0 && !allowQuarantine && !dryRun) {
-            throw ExitCode(1)
         }
     }
 }

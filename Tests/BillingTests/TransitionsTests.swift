@@ -116,6 +116,36 @@ struct TransitionsTests {
         }
     }
 
+    /// Issue 13: attributes are read with the row a transition reaches, so only the event that
+    /// reaches it carries them; every step before it (dated by legacy's timestamps) keeps the
+    /// attributes the row had before the transition — none, from nothing. Carried on the first
+    /// event, they showed in every earlier version ("as of" a time the invoice was open, its
+    /// `payment_status` attribute already said paid).
+    @Test(arguments: Entity.allCases)
+    func onlyTheEventThatReachesTheRowCarriesItsAttributes(entity: Entity) async {
+        await propertyCheck(count: 200, input: Gen.uint64(), Gen.int(in: 1...4)) { seed, length in
+            let rows = Self.history(entity, seed: seed, length: length)
+            var previous: CanonicalRow?
+            var replayed = [BillingEvent]()
+            for (step, row) in rows.enumerated() {
+                let events = Transitions.transitions(
+                    before: previous, after: row, step: step, notBefore: replayed.last?.occurredAt)
+                for (index, event) in events.enumerated() {
+                    replayed.append(event)
+                    let expected = index == events.count - 1 ? row.attributes : previous?.attributes ?? [:]
+                    #expect(Transitions.replay(replayed)?.attributes == expected, "step \(step), event \(index)")
+                }
+                previous = row
+            }
+        }
+    }
+
+    @Test func aPaidInvoiceFromNothingShowsItsAttributesFromThePaymentOnly() {
+        let events = Transitions.transitions(before: nil, after: GoldenTests.paidInvoice)
+        #expect(events.map(\.type) == [.invoiceDrafted, .invoiceFinalized, .invoicePaid])
+        #expect(events.map { $0.attributes } == [nil, nil, ["po_number": "PO-77", "legacy_note": nil]])
+    }
+
     @Test func noChangeMeansNoEvents() {
         for entity in Entity.allCases {
             let row = Self.history(entity, seed: 7, length: 1)[0]

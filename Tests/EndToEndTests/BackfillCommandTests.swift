@@ -63,6 +63,79 @@ struct BackfillCommandTests {
         }
     }
 
+    /// Issue 13: `mapping check` exits 1 on a history query returning numeric refund amounts
+    /// under `amounts: minor`, and `backfill` used to exit 0 and append events. Now it prints the
+    /// check's very report, appends nothing and exits 1; the reference and starter mappings
+    /// (which the check passes with a warning: the tests connect as a superuser) still backfill.
+    @Test func aMappingThatMappingCheckRejectsIsRefusedWithExitOneAndTheSameFindings() async throws {
+        let reference = try String(contentsOfFile: Self.mapping, encoding: .utf8)
+        var rejected = reference
+        for (old, new) in [
+            ("             r.amount,\n", "             (r.amount * 100)::int8 AS amount,\n"),
+            (
+                "      - { table: legacy.refunds, key: id }\n",
+                "      - { table: legacy.refunds, key: id }\n    amounts: minor\n    history:\n      query: |\n"
+                    + "        SELECT r.id::text AS refund_id, r.payment_id::text AS payment_id, NULL::text AS customer_id,\n"
+                    + "               r.amount, 'USD'::text AS currency, r.status, r.reason, r.created_at,\n"
+                    + "               r.created_at AS valid_from\n"
+                    + "        FROM legacy.refunds r\n"
+            ),
+        ] {
+            #expect(rejected.contains(old))
+            rejected = rejected.replacingOccurrences(of: old, with: new)
+        }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("rejected-\(UUID().uuidString).yaml")
+        try rejected.write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let starter = URL(fileURLWithPath: Self.mapping).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("starter/mapping.yaml").path
+
+        try await TestDatabase.withFresh("legacy") { legacy in
+            try await TestDatabase.withFresh("store") { store in
+                try await TestDatabase.withFresh("starter_store") { starterStore in
+                    #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
+                    for dsn in [store, starterStore] {
+                        #expect(try LedgerliftBinary.run(["store", "init", "--store", dsn]).status == 0)
+                    }
+                    let check = try LedgerliftBinary.run(
+                        ["mapping", "check", "--legacy", legacy, "--mapping", file.path])
+                    #expect(check.status == 1)
+                    #expect(check.stdout.contains("  error   refund.history.amount: is numeric; amounts: minor needs"))
+
+                    for dryRun in [[], ["--dry-run"]] {
+                        let backfill = try LedgerliftBinary.run(
+                            ["backfill", "--legacy", legacy, "--store", store, "--mapping", file.path] + dryRun)
+                        #expect(backfill.status == 1, "\(dryRun) \(backfill.stderr)")
+                        #expect(backfill.stdout == check.stdout, "\(dryRun)")
+                        #expect(
+                            backfill.stderr
+                                == "backfill refused: the mapping has errors `ledgerlift mapping check` reports (above); "
+                                + "nothing was migrated or appended\n")
+                    }
+                    let connection = try await Connection.connect(store)
+                    defer { connection.close() }
+                    func events() async throws -> Int64 {
+                        try await connection.query("SELECT count(*) FROM ledgerlift.events").rows[0]
+                            .decode(at: 0, as: Int64.self)
+                    }
+                    #expect(try await events() == 0)
+
+                    // What the check passes, with its warning, the backfill runs: the same store
+                    // takes the reference mapping (nothing of the refused run is in its way).
+                    let clean = try LedgerliftBinary.run(
+                        ["backfill", "--legacy", legacy, "--store", store, "--mapping", Self.mapping])
+                    #expect(clean.status == 0, "\(clean.stderr)")
+                    #expect(clean.stdout.contains("every legacy row is accounted for"))
+                    #expect(try await events() == 1_080)
+                    let small = try LedgerliftBinary.run(
+                        ["backfill", "--legacy", legacy, "--store", starterStore, "--mapping", starter])
+                    #expect(small.status == 0, "\(small.stderr)")
+                    #expect(small.stdout.contains("every legacy row is accounted for"))
+                }
+            }
+        }
+    }
+
     @Test func storeResetAsksForTheDatabaseNameAndStartsOver() async throws {
         try await TestDatabase.withFresh("legacy") { legacy in
             try await TestDatabase.withFresh("store") { store in

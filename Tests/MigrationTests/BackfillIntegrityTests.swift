@@ -25,8 +25,8 @@ private func run(
 ) async throws -> BackfillReport {
     try await Backfill(
         .init(
-            legacyDSN: legacyDSN, storeDSN: storeDSN, sources: mapping.entitySources(),
-            mappingFingerprint: mapping.fingerprint, workers: workers, batchEvents: 97, dryRun: dryRun, wait: wait)
+            legacyDSN: legacyDSN, storeDSN: storeDSN, mapping: mapping, workers: workers, batchEvents: 97,
+            dryRun: dryRun, wait: wait)
     ).run()
 }
 
@@ -257,6 +257,86 @@ struct BackfillIntegrityTests {
                 """
             ).rows.map { try $0.decode(at: 0, as: String.self) }
             #expect(gap == ["00:05:00"])
+        }
+    }
+
+    // MARK: - What `mapping check` rejects
+
+    /// Issue 13: refunds in minor units whose history query returns the legacy `numeric` amount,
+    /// which `mapping check` rejects (an error) — and the backfill ran, appending events.
+    static let minorRefundsWithNumericHistory: [(String, String)] = [
+        ("             r.amount,\n", "             (r.amount * 100)::int8 AS amount,\n"),
+        (
+            "      - { table: legacy.refunds, key: id }\n",
+            """
+                  - { table: legacy.refunds, key: id }
+                amounts: minor
+                history:
+                  query: |
+                    SELECT r.id::text AS refund_id, r.payment_id::text AS payment_id, p.customer_id::text AS customer_id,
+                           r.amount, coalesce(p.currency, c.currency) AS currency, 'pending'::text AS status, r.reason,
+                           r.created_at, r.created_at AS valid_from
+                    FROM legacy.refunds r
+                    LEFT JOIN legacy.payments p ON p.id = r.payment_id
+                    LEFT JOIN legacy.customers c ON c.id = p.customer_id
+
+            """
+        ),
+    ]
+
+    @Test func aMappingThatMappingCheckRejectsIsRefusedWithTheChecksReportBeforeAnythingIsWritten() async throws {
+        let mapping = try editedReferenceMapping(Self.minorRefundsWithNumericHistory)
+        try await withLegacyAndStore(.reference) { legacy, store, storeDSN in
+            let legacyConnection = try await Connection.connect(legacy)
+            defer { legacyConnection.close() }
+            let check = try await MappingChecker(mapping).check(legacyConnection)
+            #expect(
+                check.errors.map(\.description) == [
+                    "error: refund.history.amount: is numeric; amounts: minor needs an integer column (int2, int4, int8)"
+                        + " holding minor units; for decimals of the major unit (12.30) set amounts: major on this entity"
+                ])
+            // Dry runs too: what a dry run shows must be what a run would do.
+            for dryRun in [false, true] {
+                await #expect(throws: BackfillError.mappingRejected(check)) {
+                    _ = try await run(mapping, legacy, storeDSN, dryRun: dryRun)
+                }
+            }
+            #expect(
+                BackfillError.mappingRejected(check).description
+                    == "the mapping edited.yaml has errors, so nothing was migrated or appended: "
+                    + "error: refund.history.amount: is numeric; amounts: minor needs an integer column (int2, int4, int8)"
+                    + " holding minor units; for decimals of the major unit (12.30) set amounts: major on this entity."
+                    + " Fix them and run `ledgerlift mapping check` (docs/mapping.md), then the backfill again.")
+            // Nothing appended, not even the run's record.
+            #expect(try await int(store, "SELECT count(*) FROM ledgerlift.events") == 0)
+            #expect(
+                try await store.query("SELECT to_regclass('ledgerlift.backfill_runs') IS NULL").rows[0]
+                    .decode(at: 0, as: Bool.self))
+        }
+    }
+
+    /// Only errors stop a backfill, and not the one about keys on several rows, which the
+    /// backfill quarantines as `duplicate_key` (the runs of these mappings are tested above).
+    @Test func warningsNotesAndKeysOnSeveralRowsDoNotStopTheBackfill() async throws {
+        let duplicated = try editedReferenceMapping([
+            (refundKey, "SELECT CASE WHEN r.id = 4001 THEN '2101' ELSE r.id::text END AS refund_id,")
+        ])
+        try await MappingTestSupport.withLegacy(.reference) { connection, _ in
+            // The tests connect as a superuser, which the check warns about.
+            let reference = try await MappingChecker(try MappingTestSupport.referenceMapping()).check(connection)
+            #expect(reference.errors.isEmpty && !reference.warnings.isEmpty && !reference.notes.isEmpty)
+            #expect(Backfill.refusals(in: reference).isEmpty)
+            let check = try await MappingChecker(duplicated).check(connection)
+            #expect(check.errors.map(\.code) == [.keyNotUnique])
+            #expect(Backfill.refusals(in: check).isEmpty)
+        }
+        // And a history version error is refused like any other error.
+        try await MappingTestSupport.withLegacy(.reference, "refused_versions") { connection, _ in
+            let twice = try editedReferenceMapping([
+                ("coalesce(lag(h.changed_at) OVER w, s.created_at) AS valid_from", "s.created_at AS valid_from")
+            ])
+            let check = try await MappingChecker(twice).check(connection)
+            #expect(Backfill.refusals(in: check).map(\.code) == [.historyVersionNotUnique])
         }
     }
 

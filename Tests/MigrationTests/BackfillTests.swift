@@ -26,9 +26,7 @@ func backfill(_ legacyDSN: String, _ storeDSN: String, workers: Int = 2, dryRun:
 {
     let mapping = try MappingTestSupport.referenceMapping()
     return try await Backfill(
-        .init(
-            legacyDSN: legacyDSN, storeDSN: storeDSN, sources: mapping.entitySources(),
-            mappingFingerprint: mapping.fingerprint, workers: workers, batchEvents: 97, dryRun: dryRun)
+        .init(legacyDSN: legacyDSN, storeDSN: storeDSN, mapping: mapping, workers: workers, batchEvents: 97, dryRun: dryRun)
     ).run()
 }
 

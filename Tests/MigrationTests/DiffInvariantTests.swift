@@ -43,17 +43,24 @@ private func broken(_ results: [String: InvariantResult]) -> [String] {
 @Suite("Diff invariants: the ledger's arithmetic over the read models")
 struct DiffInvariantTests {
     /// What each invariant checks on the reference fixture: 146 invoices, 45 customers (two of
-    /// them with no currency and nothing owed), 151 payments, 5 credit notes.
+    /// them with no currency and nothing owed), 151 payments, 5 credit notes; the version rules
+    /// count the keys whose versions they checked (427 invoice versions, 6 credit note versions).
     static let referenceChecked: [String: Int64] = [
         "invoice_total": 146, "receivable_balance": 45, "refund_within_payment": 151, "credit_note_parts": 5,
+        "invoice_versions": 146, "credit_note_versions": 5,
     ]
 
-    @Test func theInvariantsAreTheFourLedgerRulesInReportOrderWithStableNames() {
+    @Test func theInvariantsAreTheFourLedgerRulesThenTheTwoVersionRulesInReportOrderWithStableNames() {
         #expect(
             Invariant.all.map(\.name) == [
                 "invoice_total", "receivable_balance", "refund_within_payment", "credit_note_parts",
+                "invoice_versions", "credit_note_versions",
             ])
-        #expect(Invariant.all == [.invoiceTotal, .receivableBalance, .refundWithinPayment, .creditNoteParts])
+        #expect(
+            Invariant.all == [
+                .invoiceTotal, .receivableBalance, .refundWithinPayment, .creditNoteParts, .invoiceVersions,
+                .creditNoteVersions,
+            ])
         #expect(Invariant.all.allSatisfy { !$0.summary.isEmpty && $0.summary.hasSuffix(".") })
     }
 
@@ -283,6 +290,92 @@ struct DiffInvariantTests {
                         detail: "total 5.00 USD but its credit_note transactions issue 10.00 USD; "
                             + "total 5.00 USD but applied 10.00 USD + reversed 0.00 USD + balance_remaining 0.00 USD"
                             + " = 10.00 USD")
+                ])
+        }
+    }
+
+    // MARK: - Versions in the history tables
+
+    /// The current rows stay as they are, so only the version rules can notice: invoice 101
+    /// (draft, open, paid at 19.00) gets an open version that owes 19.00 after 10.00 was paid and
+    /// a paid version overpaid at 20.00; the draft version of the void invoice 1202 totals
+    /// 148.00 against parts of 147.00.
+    @Test func anInvoiceVersionThatDoesNotBalanceIsReportedByInvoiceVersionsAloneWithItsValidFrom() async throws {
+        try await withProjectedReference { store in
+            let history = "ledgerlift_read.invoices_history"
+            let statements = [
+                "UPDATE \(history) SET amount_paid = 1000 WHERE invoice_id = '101' AND status = 'open'",
+                "UPDATE \(history) SET amount_paid = 2000 WHERE invoice_id = '101' AND status = 'paid'",
+                "UPDATE \(history) SET total = 14800 WHERE invoice_id = '1202' AND status = 'draft'",
+            ]
+            let all = try await invariants(on: store, after: statements)
+            #expect(broken(all) == ["invoice_versions"])
+            let result = try #require(all["invoice_versions"])
+            #expect(result.checked == 146)
+            #expect(result.violations == 2)
+            #expect(
+                result.offending == [
+                    InvariantViolation(
+                        key: "101",
+                        detail: "version from 2025-06-16T10:14:00.000000Z (open): amount_due 19.00 USD, but total"
+                            + " - amount_paid = 9.00 USD; "
+                            + "version from 2025-06-16T10:16:03.000000Z (paid): amount_paid 20.00 USD is not between 0"
+                            + " and the total 19.00 USD; amount_paid 20.00 USD and amount_due 0.00 USD, but a paid"
+                            + " invoice has its total 19.00 USD paid and 0 due"),
+                    InvariantViolation(
+                        key: "1202",
+                        detail: "version from 2025-09-02T09:00:00.000000Z (draft): total 148.00 USD but subtotal"
+                            + " 147.00 USD - discount 0.00 USD + tax 0.00 USD = 147.00 USD; amount_paid 0.00 USD and"
+                            + " amount_due 147.00 USD, but a draft has 0 paid and its total 148.00 USD due"),
+                ])
+
+            // --max-rows caps the keys listed, each with every one of its failing versions.
+            let capped = try #require(
+                try await invariants(on: store, maxRows: 1, after: statements)["invoice_versions"])
+            #expect(capped.violations == 2)
+            #expect(capped.offending.map(\.key) == ["101"])
+            #expect(capped.offending.first?.detail == result.offending.first?.detail)
+        }
+    }
+
+    /// Issue 13's case: credit note 171 (50.00, 12.00 remaining since 2025-08-20 15:00) gets an
+    /// earlier version that says nothing was left before the credit was used, so its current
+    /// version has more remaining than the one before it. The current row is untouched, so
+    /// `credit_note_parts` passes it; the void note 381 keeps 1.00 GBP in its void version, and 161
+    /// goes below 0.
+    @Test func aCreditNoteVersionThatRestoresCreditOrLeavesItsRangeIsReportedByCreditNoteVersionsAlone()
+        async throws
+    {
+        try await withProjectedReference { store in
+            let history = "ledgerlift_read.credit_notes_history"
+            let statements = [
+                "CREATE TEMPORARY TABLE earlier ON COMMIT DROP AS SELECT * FROM \(history) WHERE credit_note_id = '171'",
+                "UPDATE earlier SET valid_to = '2025-09-01 00:00:00+00', balance_remaining = 0",
+                "UPDATE \(history) SET valid_from = '2025-09-01 00:00:00+00' WHERE credit_note_id = '171'",
+                "INSERT INTO \(history) SELECT * FROM earlier",
+                "UPDATE \(history) SET balance_remaining = 100 WHERE credit_note_id = '381' AND status = 'void'",
+                "UPDATE \(history) SET balance_remaining = -1 WHERE credit_note_id = '161'",
+            ]
+            let all = try await invariants(on: store, after: statements)
+            #expect(broken(all) == ["credit_note_versions"])
+            let result = try #require(all["credit_note_versions"])
+            #expect(result.checked == 5)
+            #expect(result.violations == 3)
+            #expect(
+                result.offending == [
+                    InvariantViolation(
+                        key: "161",
+                        detail: "version from 2025-09-01T10:00:00.000000Z (issued): balance_remaining -0.01 USD is not"
+                            + " between 0 and the total 10.00 USD"),
+                    InvariantViolation(
+                        key: "171",
+                        detail: "version from 2025-09-01T00:00:00.000000Z (issued): balance_remaining 12.00 USD is more"
+                            + " than the 0.00 USD of the version from 2025-08-20T15:00:00.000000Z: credit is used up"
+                            + " or voided, never restored"),
+                    InvariantViolation(
+                        key: "381",
+                        detail: "version from 2025-09-20T14:10:00.000000Z (void): balance_remaining 1.00 GBP,"
+                            + " but a void note has 0 remaining"),
                 ])
         }
     }
