@@ -47,19 +47,19 @@ struct DiffInvariantTests {
     /// count the keys whose versions they checked (427 invoice versions, 6 credit note versions).
     static let referenceChecked: [String: Int64] = [
         "invoice_total": 146, "receivable_balance": 45, "refund_within_payment": 151, "credit_note_parts": 5,
-        "invoice_versions": 146, "credit_note_versions": 5,
+        "wallet_balance": 0, "invoice_versions": 146, "credit_note_versions": 5,
     ]
 
-    @Test func theInvariantsAreTheFourLedgerRulesThenTheTwoVersionRulesInReportOrderWithStableNames() {
+    @Test func theInvariantsAreTheFiveLedgerRulesThenTheTwoVersionRulesInReportOrderWithStableNames() {
         #expect(
             Invariant.all.map(\.name) == [
-                "invoice_total", "receivable_balance", "refund_within_payment", "credit_note_parts",
+                "invoice_total", "receivable_balance", "refund_within_payment", "credit_note_parts", "wallet_balance",
                 "invoice_versions", "credit_note_versions",
             ])
         #expect(
             Invariant.all == [
-                .invoiceTotal, .receivableBalance, .refundWithinPayment, .creditNoteParts, .invoiceVersions,
-                .creditNoteVersions,
+                .invoiceTotal, .receivableBalance, .refundWithinPayment, .creditNoteParts, .walletBalance,
+                .invoiceVersions, .creditNoteVersions,
             ])
         #expect(Invariant.all.allSatisfy { !$0.summary.isEmpty && $0.summary.hasSuffix(".") })
     }
@@ -321,7 +321,7 @@ struct DiffInvariantTests {
                             + " - amount_paid = 9.00 USD; "
                             + "version from 2025-06-16T10:16:03.000000Z (paid): amount_paid 20.00 USD is not between 0"
                             + " and the total 19.00 USD; amount_paid 20.00 USD and amount_due 0.00 USD, but a paid"
-                            + " invoice has its total 19.00 USD paid and 0 due"),
+                            + " invoice has its total 19.00 USD settled and 0 due"),
                     InvariantViolation(
                         key: "1202",
                         detail: "version from 2025-09-02T09:00:00.000000Z (draft): total 148.00 USD but subtotal"
