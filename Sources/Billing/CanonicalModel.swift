@@ -135,6 +135,7 @@ public enum Vocabulary {
     public static let walletStatus = ["active", "terminated"]
     public static let walletDirection = ["inbound", "outbound"]
     public static let walletTransactionStatus = ["pending", "settled", "failed", "voided"]
+    public static let creditNotePart = ["credit", "offset"]
     public static let chargebackStatus = ["pending", "lost", "won"]
     public static let paymentTransactionKind = [
         "authorize", "capture", "purchase", "void", "refund", "credit", "chargeback", "chargeback_reversal",
@@ -378,6 +379,9 @@ enum CanonicalSchema {
             .init("invoice_id", .text, nullable: false, "the invoice the credit was applied to"),
             .init("credit_note_id", .text, "the credit note whose credit was used"),
             .init("wallet_transaction_id", .text, "the wallet transaction whose credit was used"),
+            .init(
+                "part", .status(Vocabulary.creditNotePart), nullable: false, default: .text("credit"),
+                "which part of a credit note it uses: its credit (what balance_remaining holds until used) or its offset (taken off what an invoice owed)"),
             .init("amount", .amount, nullable: false, "amount applied"),
             .init("currency", .currency, nullable: false, "currency"),
             .init("created_at", .timestamp, nullable: false, "when it was applied"),

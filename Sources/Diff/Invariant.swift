@@ -465,7 +465,9 @@ public struct Invariant: Sendable, Hashable {
                 GROUP BY credit_note_id
             ),
             applications AS (
-                SELECT credit_note_id, count(*) AS application_count, sum(amount) AS used
+                SELECT credit_note_id, count(*) AS application_count,
+                       coalesce(sum(amount) FILTER (WHERE part IS DISTINCT FROM 'offset'), 0) AS used,
+                       coalesce(sum(amount) FILTER (WHERE part = 'offset'), 0) AS offset_used
                 FROM \(s).credit_applications
                 WHERE credit_note_id IS NOT NULL
                 GROUP BY credit_note_id
@@ -478,7 +480,7 @@ public struct Invariant: Sendable, Hashable {
                        coalesce(t.transaction_count, 0) AS transaction_count, coalesce(t.unused, 0) AS unused,
                        coalesce(t.issued, 0) AS issued, coalesce(t.applied, 0) + coalesce(a.used, 0) AS applied,
                        coalesce(t.reversed, 0) AS reversed, coalesce(a.application_count, 0) AS application_count,
-                       coalesce(a.used, 0) AS used,
+                       coalesce(a.used, 0) AS used, coalesce(a.offset_used, 0) AS offset_used, n.offset_amount,
                        coalesce(t.applied, 0) + coalesce(a.used, 0) + coalesce(t.reversed, 0) + n.balance_remaining AS parts
                 FROM \(s).credit_notes AS n
                 FULL JOIN transactions AS t ON t.credit_note_id = n.credit_note_id
@@ -501,6 +503,7 @@ public struct Invariant: Sendable, Hashable {
                     """
                 ),
                 ("range_ok", "coalesce(balance_remaining BETWEEN 0 AND credited, false)"),
+                ("offset_ok", "offset_used <= offset_amount"),
                 ("issued_ok", "transaction_count = 0 OR credited IS NOT DISTINCT FROM issued"),
                 ("parts_ok", "transaction_count = 0 OR credited IS NOT DISTINCT FROM parts"),
             ],
@@ -626,6 +629,11 @@ public struct Invariant: Sendable, Hashable {
         if !(try row.decode("range_ok", as: Bool.self)) {
             broken.append(
                 "balance_remaining \(try amount("balance_remaining")) is not between 0 and the \(credited)")
+        }
+        if !(try row.decode("offset_ok", as: Bool.self)) {
+            broken.append(
+                "credit applications of its offset part use \(try amount("offset_used")), "
+                    + "more than its offset_amount \(try amount("offset_amount"))")
         }
         if !(try row.decode("issued_ok", as: Bool.self)) {
             broken.append("\(credited) but its credit_note transactions issue \(try amount("issued"))")

@@ -285,8 +285,8 @@ package struct CrossRowCheck: Sendable {
                 WHERE n > 1
                 """),
         CrossRowCheck(
-            entity: .invoice, reason: "paid_without_payment", needs: [.invoice, .payment, .balanceTransaction],
-            optional: [.paymentAllocation, .creditApplication],
+            entity: .invoice, reason: "paid_without_payment", needs: [.invoice],
+            optional: [.payment, .balanceTransaction, .paymentAllocation, .creditApplication],
             sql: """
                 SELECT i.invoice_id::text, 'status paid, total ' || i.total::text
                        || ', but no succeeded payment, payment allocation, balance application or credit applied settles it'
