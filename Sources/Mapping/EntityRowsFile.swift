@@ -109,11 +109,15 @@ struct EntityRowsFile {
             for (keyNode, value) in pairs {
                 let at = (line: keyNode.mark?.line, column: keyNode.mark?.column)
                 guard let name = keyNode.scalar?.string, keyNode.null == nil, !name.isEmpty else {
-                    problems.append(Problem(line: at.line, column: at.column, "row \(number): a column name must be text"))
+                    problems.append(
+                        Problem(line: at.line, column: at.column, "row \(number): a column name must be text"))
                     continue
                 }
                 if let problem = columnNameProblem(name) {
-                    problems.append(Problem(line: at.line, column: at.column, "row \(number), column \(name.debugDescription): \(problem)"))
+                    problems.append(
+                        Problem(
+                            line: at.line, column: at.column,
+                            "row \(number), column \(name.debugDescription): \(problem)"))
                     continue
                 }
                 let text: String?
@@ -236,7 +240,9 @@ struct EntityRowsFile {
                 do throws(PostgresTimeError) {
                     return .success(quoteLiteral(try PostgresTimestamp.parse(text).iso8601) + "::timestamptz")
                 } catch {
-                    return .failure(.init("is not a timestamp (2024-12-01T00:00:00Z; without an offset, UTC): \(error.explanation)"))
+                    return .failure(
+                        .init("is not a timestamp (2024-12-01T00:00:00Z; without an offset, UTC): \(error.explanation)")
+                    )
                 }
             case .date:
                 do throws(PostgresTimeError) {
