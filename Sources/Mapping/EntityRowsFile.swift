@@ -183,12 +183,14 @@ struct EntityRowsFile {
     /// written for it.
     enum ValueType {
         case text, numeric, bigint, boolean, timestamptz, date
+        /// An amount under `amounts: minor`: an `int8` of minor units.
+        case minorUnits
 
         var sqlName: String {
             switch self {
             case .text: "text"
             case .numeric: "numeric"
-            case .bigint: "int8"
+            case .bigint, .minorUnits: "int8"
             case .boolean: "boolean"
             case .timestamptz: "timestamptz"
             case .date: "date"
@@ -200,7 +202,7 @@ struct EntityRowsFile {
             case nil, .text, .status, .currency: self = .text
             // Under `minor`, amounts are integers of minor units, the type `mapping check`
             // requires of such a column.
-            case .amount: self = amounts == .minor ? .bigint : .numeric
+            case .amount: self = amounts == .minor ? .minorUnits : .numeric
             case .decimal: self = .numeric
             case .integer: self = .bigint
             case .boolean: self = .boolean
@@ -220,18 +222,22 @@ struct EntityRowsFile {
                 }
                 return .success(quoteLiteral(number.description) + "::numeric")
             case .bigint:
+                guard let integer = Int64(text) else { return .failure(.init("is not a 64-bit integer")) }
+                return .success("\(integer)::int8")
+            case .minorUnits:
                 guard let integer = Int64(text) else {
                     return .failure(
                         .init(
                             PostgresNumeric(text) != nil
                                 ? "is not a whole number: under amounts: minor an amount is an integer of minor units"
-                                : "is not a 64-bit integer"))
+                                : "is not a 64-bit integer of minor units (amounts: minor)"))
                 }
                 return .success("\(integer)::int8")
             case .boolean:
+                // YAML's words, and the letters libpq prints (an export from a query).
                 switch text.lowercased() {
-                case "true": return .success("true")
-                case "false": return .success("false")
+                case "true", "t": return .success("true")
+                case "false", "f": return .success("false")
                 default: return .failure(.init("is not a boolean: write true or false"))
                 }
             case .timestamptz:
