@@ -1,5 +1,4 @@
 import Billing
-import Diff
 import EventStore
 import Fixtures
 import Foundation
@@ -8,6 +7,7 @@ import Postgres
 import TestSupport
 import Testing
 
+@testable import Diff
 @testable import Mapping
 
 private func currency(_ code: String) -> Currency { try! Currency(code: code) }
@@ -404,6 +404,49 @@ struct CurrencyExponentsTests {
             let mismatched = Set(
                 wrong.entities.filter { $0.differences.contains { $0.kind == .mismatched } }.map(\.entity.rawValue))
             #expect(mismatched == ["refund", "invoice", "invoice_line"])
+        }
+    }
+
+    /// The diff's legacy side prints each amount as the converter reads it: payments in
+    /// whole forints (`{HUF: 0}`) and hundredths of a yen (`{JPY: 2}`), with a processed amount
+    /// in another, declared currency; other currencies as written.
+    @Test func theDiffsLegacySideReadsDeclaredExponentsAsTheConverterDoes() async throws {
+        let query = """
+            SELECT * FROM (VALUES
+                ('p1', 'c1', 'succeeded', 1000::int8, 'HUF', now(), 150000::int8, 'JPY'),
+                ('p2', 'c1', 'succeeded', 150000, 'JPY', now(), 1000, 'HUF'),
+                ('p3', 'c1', 'succeeded', 1230, 'USD', now(), 4500, 'HUF'),
+                ('p4', 'c1', 'succeeded', 1230, 'EUR', now(), 1230, 'USD')
+            ) AS p (payment_id, customer_id, status, amount, currency, created_at, processed_amount, processed_currency)
+            """
+        let exponents = [currency("HUF"): 0, currency("JPY"): 2]
+        let converter = RowConverter(entity: .payment, amounts: .minor, currencyExponents: exponents)
+        try await TestDatabase.withConnection { connection, _ in
+            let shape = try await connection.query("SELECT * FROM (\(query)) q LIMIT 0").columns
+            let legacy = CanonicalQuery.legacy(
+                .payment, query: query, resultColumns: shape, amounts: .minor, defaultCurrency: nil,
+                currencyExponents: exponents)
+            let amount = try #require(legacy.columns.firstIndex(of: "amount"))
+            let processed = try #require(legacy.columns.firstIndex(of: "processed_amount"))
+            let printed = try await connection.query(
+                "SELECT x.k, x.c\(amount), x.c\(processed) FROM (\(legacy.relation)) x ORDER BY 1",
+                [PostgresArray([String]())]
+            ).rows.map {
+                try [
+                    $0.decode(at: 0, as: String.self), $0.decode(at: 1, as: String.self),
+                    $0.decode(at: 2, as: String.self),
+                ]
+            }
+            #expect(
+                printed == [
+                    ["p1", "100000", "1500"], ["p2", "1500", "100000"], ["p3", "1230", "450000"],
+                    ["p4", "1230", "1230"],
+                ])
+            let converted = try await MappingTestSupport.convertAll(query, with: converter, on: connection).map {
+                let row = try #require($0.migrated).row
+                return [row.key, row["amount"].description, row["processed_amount"].description]
+            }
+            #expect(converted == printed)
         }
     }
 
