@@ -45,6 +45,8 @@ struct EntityRowsFile {
         let line: Int?
         let column: Int?
         let message: String
+        /// The file could not be read at all (missing, no permission, not UTF-8).
+        var unreadable = false
     }
 
     /// The path as the mapping names it.
@@ -71,7 +73,8 @@ struct EntityRowsFile {
                 (error as? CocoaError)?.code == .fileReadNoSuchFile ? "no such file" : error.localizedDescription
             throw Problem(
                 line: nil, column: nil,
-                "cannot read \(path)" + (resolved == path ? "" : " (\(resolved))") + ": \(reason)")
+                message: "cannot read \(path)" + (resolved == path ? "" : " (\(resolved))") + ": \(reason)",
+                unreadable: true)
         }
         let root: Node?
         do {

@@ -199,6 +199,9 @@ public struct MappingFile: Sendable, Hashable {
 
     /// Parses and validates mapping YAML.
     ///
+    /// An entity's `file:` (rows kept in a YAML file) is read now, relative to the directory of
+    /// `file` (for a label without one, the working directory).
+    ///
     /// - Parameters:
     ///   - yaml: The file's text.
     ///   - file: The path or label used in error messages.

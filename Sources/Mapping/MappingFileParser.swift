@@ -324,7 +324,7 @@ struct MappingFileParser {
             return try EntityRowsFile.read(path, relativeTo: file)
         } catch {
             report(
-                error.message.hasPrefix("cannot read") ? .unreadableFile : .invalidValue, entity: entity,
+                error.unreadable ? .unreadableFile : .invalidValue, entity: entity,
                 field: "file", at: node, error.message)
             return nil
         }
