@@ -110,9 +110,12 @@ struct CanonicalQuery: Sendable, Hashable {
     ///     `boolean` attribute prints `t` as libpq does).
     ///   - amounts: Whether the query gives amounts in major or minor units.
     ///   - defaultCurrency: The currency that applies to rows without one.
+    ///   - currencyExponents: Per currency, the exponent the legacy system wrote minor amounts
+    ///     with (`currency_exponents`): under `amounts: minor`, those currencies' amounts are
+    ///     brought to ISO minor units and their unit prices to the major unit with it.
     static func legacy(
         _ entity: Entity, query: String, resultColumns: Columns, amounts: MappingFile.AmountUnit,
-        defaultCurrency: Currency?
+        defaultCurrency: Currency?, currencyExponents: [Currency: Int]
     ) -> CanonicalQuery {
         // Columns are referred to by position (`m._3`), never by name: a query may return two
         // columns of one name, where RowConverter reads the first and SQL would call the name
@@ -145,6 +148,23 @@ struct CanonicalQuery: Sendable, Hashable {
         // converted to the major unit with the exponent, as RowConverter does.
         let needsExponent =
             amounts == .minor && entity.columns.contains { $0.isUnitPrice } && currencyExpression != nil
+        // Under `amounts: minor`, a currency the legacy system wrote with another exponent than
+        // ISO's (`currency_exponents`): its amounts times 10^(iso − declared), its unit prices
+        // divided by 10^declared, as RowConverter converts them. Other currencies: as before.
+        func minorScale(_ code: String) -> String? {
+            guard amounts == .minor else { return nil }
+            return CurrencyExponentsSQL.toISOMinorFactor(currencyExponents, currency: code).map {
+                "coalesce(\($0), 1::numeric)"
+            }
+        }
+        let unitPriceConversion: (scale: String, exponent: String)? = currencyExpression.map { code in
+            (
+                scale: CurrencyExponentsSQL.legacyMinorPerMajor(currencyExponents, currency: code)
+                    .map { "coalesce(\($0), ll_currency.scale)" } ?? "ll_currency.scale",
+                exponent: CurrencyExponentsSQL.legacyExponent(currencyExponents, currency: code)
+                    .map { "coalesce(\($0), ll_currency.exponent)" } ?? "ll_currency.exponent"
+            )
+        }
         var select = [String]()
         let keyExpression = reference(entity.keyColumn).map { LegacyText.output($0, typeByName[entity.keyColumn]!) } ?? "NULL::text"
         // Keys compare and hash by their bytes, whatever the legacy column's collation.
@@ -159,19 +179,18 @@ struct CanonicalQuery: Sendable, Hashable {
             if column.name == "currency" {
                 expression = currencyExpression ?? "NULL::text"
             } else if let ref = reference(column.name) {
-                var scale = needsScale ? "ll_currency.scale" : nil
+                var scale = needsScale ? "ll_currency.scale" : currencyExpression.flatMap(minorScale)
                 if let other = column.currencyColumn {
                     // An amount in another currency (processed_amount in processed_currency)
                     // scales by that currency's exponent.
                     let code = reference(other).map { LegacyText.currency($0, typeByName[other]!) } ?? "NULL::text"
                     scale = amounts == .major
                         ? "(SELECT ll_s.scale FROM (VALUES \(LegacyText.currencyScales)) AS ll_s(code, scale, exponent) WHERE ll_s.code = \(code))"
-                        : nil
+                        : minorScale(code)
                 }
                 expression = LegacyText.canonical(
                     ref, typeByName[column.name]!, as: column.type, scale: scale,
-                    minorToMajor: needsExponent && column.isUnitPrice
-                        ? (scale: "ll_currency.scale", exponent: "ll_currency.exponent") : nil)
+                    minorToMajor: needsExponent && column.isUnitPrice ? unitPriceConversion : nil)
             } else {
                 expression = "NULL::text"
             }

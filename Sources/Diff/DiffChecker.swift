@@ -297,7 +297,8 @@ public struct DiffChecker: Sendable {
         let keys = PostgresArray(quarantine.map(\.key))
         var legacyQuery = CanonicalQuery.legacy(
             entity, query: mapping.query, resultColumns: shape, amounts: options.mapping.amounts(for: entity),
-            defaultCurrency: options.mapping.defaultCurrency(for: entity))
+            defaultCurrency: options.mapping.defaultCurrency(for: entity),
+            currencyExponents: options.mapping.currencyExponents(for: entity))
         var ledgerQuery = CanonicalQuery.ledger(entity, readSchema: options.readSchema)
         legacyQuery.portableHash = portableHash
         ledgerQuery.portableHash = portableHash

@@ -9,17 +9,24 @@ package struct CrossRowSource: Sendable, Hashable {
     package let query: String
     package let amounts: MappingFile.AmountUnit
     package let defaultCurrency: Currency?
+    /// Per currency, the exponent the legacy system wrote minor amounts with
+    /// (`currency_exponents`); read under `amounts: minor` only.
+    package let currencyExponents: [Currency: Int]
 
-    package init(query: String, amounts: MappingFile.AmountUnit, defaultCurrency: Currency?) {
+    package init(
+        query: String, amounts: MappingFile.AmountUnit, defaultCurrency: Currency?,
+        currencyExponents: [Currency: Int] = [:]
+    ) {
         self.query = query
         self.amounts = amounts
         self.defaultCurrency = defaultCurrency
+        self.currencyExponents = currencyExponents
     }
 }
 
 extension MappingFile {
-    /// Every mapped entity's query with the unit and default currency that apply to it: what
-    /// ``CrossRowCheck/render(sources:)`` needs.
+    /// Every mapped entity's query with the unit, default currency and currency exponents that
+    /// apply to it: what ``CrossRowCheck/render(sources:)`` needs.
     package var crossRowSources: [Entity: CrossRowSource] {
         Dictionary(
             uniqueKeysWithValues: entities.map {
@@ -27,7 +34,8 @@ extension MappingFile {
                     $0.entity,
                     CrossRowSource(
                         query: $0.query, amounts: amounts(for: $0.entity),
-                        defaultCurrency: defaultCurrency(for: $0.entity))
+                        defaultCurrency: defaultCurrency(for: $0.entity),
+                        currencyExponents: currencyExponents(for: $0.entity))
                 )
             })
     }
@@ -37,10 +45,12 @@ extension MappingFile {
 /// as SQL over the mapping queries inside the backfill's snapshot, so they see exactly the data
 /// the backfill migrates, and each names the keys it rejects and why.
 ///
-/// Rules that compare amounts compare **minor units of the row's currency**: an entity mapped
-/// with `amounts: major` has its amounts multiplied by `10^exponent` of its row's currency (the
-/// same currency ``RowConverter`` resolves: the row's own, else the default), one mapped with
-/// `amounts: minor` is taken as it is. So payments in cents and invoices in decimals, which
+/// Rules that compare amounts compare **ISO 4217 minor units of the row's currency**, as
+/// ``RowConverter`` converts them: an entity mapped with `amounts: major` has its amounts
+/// multiplied by `10^exponent` of its row's currency (the same currency ``RowConverter``
+/// resolves: the row's own, else the default); one mapped with `amounts: minor` is taken as it
+/// is, except the currencies its `currency_exponents` declares another exponent for, which are
+/// multiplied by `10^(iso − declared)`. So payments in cents and invoices in decimals, which
 /// docs/mapping.md recommends when the legacy schema is written that way, compare correctly.
 package struct CrossRowCheck: Sendable {
     /// The entity whose rows the check rejects.
@@ -50,8 +60,8 @@ package struct CrossRowCheck: Sendable {
     /// Entities whose queries the check reads.
     package let needs: [Entity]
     /// Entities whose amounts the check compares: their placeholder is rendered with the
-    /// columns `ll_scale` (multiply an amount by it to get minor units), `ll_factor`
-    /// (`10^exponent`), `ll_exponent` and `ll_currency` (the resolved code) added.
+    /// columns `ll_scale` (multiply an amount by it to get ISO minor units), `ll_factor`
+    /// (`10^exponent`, ISO's), `ll_exponent` (ISO's) and `ll_currency` (the resolved code) added.
     let scaled: Set<Entity>
     /// Entities whose queries the check reads when they are mapped; an unmapped one reads as
     /// no rows (a mapping without payment allocations has none to settle an invoice).
@@ -118,7 +128,8 @@ package struct CrossRowCheck: Sendable {
                     (
                         source.entity,
                         CrossRowSource(
-                            query: source.query, amounts: source.amounts, defaultCurrency: source.defaultCurrency)
+                            query: source.query, amounts: source.amounts, defaultCurrency: source.defaultCurrency,
+                            currencyExponents: source.currencyExponents)
                     )
                 }, uniquingKeysWith: { first, _ in first }))
     }
@@ -139,7 +150,16 @@ package struct CrossRowCheck: Sendable {
                 let currency = source.defaultCurrency.map { "coalesce(\(own), \(quoteLiteral($0.code)))" } ?? own
                 // An unknown currency scales by 1: its rows are quarantined by the converter anyway,
                 // and comparing them as written keeps a one-unit mapping's results as they were.
-                let scale = source.amounts == .major ? "coalesce(ll_c.minor_per_major, 1::numeric)" : "1::numeric"
+                // Under `minor`, a currency written with another exponent than ISO's is brought
+                // to ISO minor units, as the converter brings it.
+                let scale: String
+                switch source.amounts {
+                case .major: scale = "coalesce(ll_c.minor_per_major, 1::numeric)"
+                case .minor:
+                    scale =
+                        CurrencyExponentsSQL.toISOMinorFactor(source.currencyExponents, currency: currency)
+                        .map { "coalesce(\($0), 1::numeric)" } ?? "1::numeric"
+                }
                 subquery = """
                     (
                     SELECT ll_q.*, \(currency) AS ll_currency, \(scale) AS ll_scale,

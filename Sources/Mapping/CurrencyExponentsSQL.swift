@@ -53,3 +53,52 @@ public enum CurrencyExponentsSQL {
             """
     }
 }
+
+// MARK: - Exponents the legacy system used (`currency_exponents`)
+
+extension CurrencyExponentsSQL {
+    /// The entries of `exponents` that differ from ISO 4217's, sorted by code: the currencies
+    /// whose amounts need converting. An entry equal to ISO's changes nothing.
+    package static func deviating(_ exponents: [Currency: Int]) -> [(currency: Currency, exponent: Int)] {
+        exponents.filter { $0.key.minorUnitExponent != $0.value }.sorted { $0.key < $1.key }
+            .map { (currency: $0.key, exponent: $0.value) }
+    }
+
+    /// `10^power` as an exact `numeric` literal: `100::numeric`, `1::numeric`, `0.01::numeric`.
+    package static func powerOfTen(_ power: Int) -> String {
+        (power >= 0
+            ? "1" + String(repeating: "0", count: power)
+            : "0." + String(repeating: "0", count: -power - 1) + "1") + "::numeric"
+    }
+
+    /// `CASE <currency> WHEN 'HUF' THEN 100::numeric … END`: what an amount written with the
+    /// declared exponent is multiplied by to be in ISO 4217 minor units (`10^(iso − declared)`,
+    /// `0.1` for a currency written with one more decimal than ISO's; exact either way). NULL
+    /// for a currency written as ISO 4217 says; `nil` when no declared exponent differs.
+    ///
+    /// - Parameter currency: SQL giving the row's currency code as text.
+    package static func toISOMinorFactor(_ exponents: [Currency: Int], currency: String) -> String? {
+        caseExpression(exponents, currency: currency) { powerOfTen($0.minorUnitExponent - $1) }
+    }
+
+    /// `CASE <currency> WHEN 'HUF' THEN 1::numeric … END`: `10^declared`, the legacy system's
+    /// minor units per major unit; NULL for the other currencies; `nil` when none differs.
+    package static func legacyMinorPerMajor(_ exponents: [Currency: Int], currency: String) -> String? {
+        caseExpression(exponents, currency: currency) { powerOfTen($1) }
+    }
+
+    /// `CASE <currency> WHEN 'HUF' THEN 0 … END`: the declared exponent; NULL for the other
+    /// currencies; `nil` when none differs.
+    package static func legacyExponent(_ exponents: [Currency: Int], currency: String) -> String? {
+        caseExpression(exponents, currency: currency) { "\($1)" }
+    }
+
+    private static func caseExpression(
+        _ exponents: [Currency: Int], currency: String, _ value: (Currency, Int) -> String
+    ) -> String? {
+        let entries = deviating(exponents)
+        guard !entries.isEmpty else { return nil }
+        let whens = entries.map { "WHEN \(quoteLiteral($0.currency.code)) THEN \(value($0.currency, $0.exponent))" }
+        return "(CASE \(currency) " + whens.joined(separator: " ") + " END)"
+    }
+}

@@ -20,11 +20,15 @@ public struct EntitySource: Sendable {
     public let amounts: MappingFile.AmountUnit
     /// The currency of rows that have none, as the converter applies it.
     public let defaultCurrency: Currency?
+    /// Per currency, the exponent the legacy system wrote minor amounts with
+    /// (`currency_exponents`), as the converter applies it: cross-row rules bring amounts to
+    /// the same minor units.
+    public let currencyExponents: [Currency: Int]
 
     public init(
         entity: Entity, query: String, historyQuery: String?, checks: [SourceCheck] = [],
         amounts: MappingFile.AmountUnit = .major, defaultCurrency: Currency? = nil,
-        convert: @escaping @Sendable (Row) -> ConvertedRow
+        currencyExponents: [Currency: Int] = [:], convert: @escaping @Sendable (Row) -> ConvertedRow
     ) {
         self.entity = entity
         self.query = query
@@ -32,6 +36,7 @@ public struct EntitySource: Sendable {
         self.checks = checks
         self.amounts = amounts
         self.defaultCurrency = defaultCurrency
+        self.currencyExponents = currencyExponents
         self.convert = convert
     }
 }

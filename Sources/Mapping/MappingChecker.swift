@@ -50,6 +50,7 @@ public struct MappingChecker: Sendable {
                 try run.checkSourceChecks(mapping.entities[index], &checks[index])
             }
             try run.checkRules(&checks)
+            try run.checkCurrencyExponents(&checks)
             if let finding = try run.writableSources(), !checks.isEmpty {
                 checks[0].findings.append(finding)
             }
@@ -715,5 +716,144 @@ private struct CheckRun {
 
     static func firstLine(_ text: String) -> String {
         text.split(separator: "\n").first.map(String.init) ?? text
+    }
+}
+
+// MARK: - Currency exponents
+
+extension CheckRun {
+    /// How many non-zero amounts of a currency an entity needs before their digits say anything.
+    static let powerOfTenMinimumAmounts = 10
+
+    /// `currency_exponents` declared where it changes nothing, and amounts whose digits suggest
+    /// the legacy system wrote a currency with more decimal places than the mapping assumes.
+    ///
+    /// The heuristic (docs/mapping.md, "Currencies written with another exponent"): under
+    /// `amounts: minor`, for each currency with fewer than 2 decimal places in ISO 4217 (JPY,
+    /// KRW, ISK, CLP, …) that the mapping does not declare, if at least
+    /// ``powerOfTenMinimumAmounts`` non-zero amounts of the entity are in it and every one is a
+    /// multiple of 100, it warns: a library that writes every currency in hundredths writes
+    /// ¥1,500 as 150000, which would migrate as 150000 JPY. Amounts kept in the currency's own
+    /// unit end in any digits, so 10 multiples of 100 in a row are rare unless every price is
+    /// round; declaring the currency (`{JPY: 2}`, or `{JPY: 0}` to confirm ISO's) answers and
+    /// silences it. The converse (whole units where ISO 4217 has cents, HUF written in forints)
+    /// cannot be seen in the digits: such amounts end in any digits too. One aggregate query per
+    /// entity with amounts under `minor`.
+    mutating func checkCurrencyExponents(_ checks: inout [EntityCheck]) throws {
+        let withAmounts = mapping.entities.filter { Self.hasAmounts($0.entity) }
+        for (index, entityMapping) in mapping.entities.enumerated() where !entityMapping.currencyExponents.isEmpty {
+            let entity = entityMapping.entity
+            let declared = Self.declaration(entityMapping.currencyExponents)
+            if !Self.hasAmounts(entity) {
+                checks[index].findings.append(
+                    MappingFinding(
+                        .warning, .currencyExponentsIgnored, entity: entity, part: .query, column: "currency_exponents",
+                        "\(entity) has no amounts: currency_exponents \(declared) changes nothing here; remove it"))
+            } else if mapping.amounts(for: entity) == .major {
+                checks[index].findings.append(
+                    MappingFinding(
+                        .warning, .currencyExponentsIgnored, entity: entity, part: .query, column: "currency_exponents",
+                        "currency_exponents \(declared) changes nothing under amounts: major (a decimal of the major "
+                            + "unit is the same whatever exponent the legacy system used): remove it, or set "
+                            + "amounts: minor if these amounts are integers"))
+            }
+        }
+        if !mapping.currencyExponents.isEmpty, !withAmounts.contains(where: { mapping.amounts(for: $0.entity) == .minor }),
+            let first = withAmounts.first ?? mapping.entities.first,
+            let index = checks.firstIndex(where: { $0.entity == first.entity })
+        {
+            checks[index].findings.append(
+                MappingFinding(
+                    .warning, .currencyExponentsIgnored, entity: first.entity, part: .query,
+                    column: "currency_exponents",
+                    "currency_exponents \(Self.declaration(mapping.currencyExponents)) at the top of the file "
+                        + "applies to no entity: only amounts: minor reads it, and every entity with amounts is "
+                        + "amounts: major; remove it, or set amounts: minor where amounts are integers"))
+        }
+
+        for (index, entityMapping) in mapping.entities.enumerated() {
+            let entity = entityMapping.entity
+            // Only the query's own shape matters here (a rule that fails elsewhere does not).
+            guard mapping.amounts(for: entity) == .minor, checks[index].queryRuns,
+                !checks[index].errors.contains(where: { $0.part == .query }),
+                let finding = try powerOfTenFinding(entityMapping, returned: Set(checks[index].columnsReturned))
+            else { continue }
+            checks[index].findings.append(contentsOf: finding)
+        }
+    }
+
+    static func hasAmounts(_ entity: Entity) -> Bool {
+        entity.columns.contains { $0.type == .amount || $0.isUnitPrice }
+    }
+
+    /// `{HUF: 0, ISK: 2}`
+    static func declaration(_ exponents: [Currency: Int]) -> String {
+        "{" + exponents.sorted { $0.key < $1.key }.map { "\($0.key.code): \($0.value)" }.joined(separator: ", ") + "}"
+    }
+
+    /// The warnings of ``checkCurrencyExponents(_:)``'s heuristic for one entity under
+    /// `amounts: minor`; `nil` when it has nothing to look at.
+    mutating func powerOfTenFinding(
+        _ entityMapping: MappingFile.EntityMapping, returned: Set<String>
+    ) throws -> [MappingFinding]? {
+        let entity = entityMapping.entity
+        let declared = mapping.currencyExponents(for: entity)
+        // Currencies with fewer than 2 decimal places the mapping says nothing about.
+        let candidates = Currency.all.filter { $0.minorUnitExponent < 2 && declared[$0] == nil }
+        let defaultCurrency = mapping.defaultCurrency(for: entity)
+        func currency(of column: String) -> String? {
+            let own = returned.contains(column) ? "q.\(quoteIdentifier(column))::text" : nil
+            let fallback = column == "currency" ? defaultCurrency.map { quoteLiteral($0.code) } : nil
+            switch (own, fallback) {
+            case (let own?, let fallback?): return "coalesce(\(own), \(fallback))"
+            case (let own?, nil): return own
+            case (nil, let fallback?): return fallback + "::text"
+            case (nil, nil): return nil
+            }
+        }
+        // Amounts only: a unit price may be a fraction of a minor unit (0.0125 USD), which says
+        // nothing about the exponent.
+        let pairs = entity.columns.filter { $0.type == .amount && returned.contains($0.name) }.compactMap { column in
+            currency(of: column.currencyColumn ?? "currency").map { "(q.\(quoteIdentifier(column.name))::numeric, \($0))" }
+        }
+        guard !candidates.isEmpty, !pairs.isEmpty else { return nil }
+        let sql = """
+            SELECT x.c, count(*), count(*) FILTER (WHERE x.a % 10 <> 0), count(*) FILTER (WHERE x.a % 100 <> 0),
+                   min(abs(x.a))::text, max(abs(x.a))::text
+            FROM \(Self.subquery(entityMapping.query, "q"))
+            CROSS JOIN LATERAL (VALUES \(pairs.joined(separator: ", "))) AS x (a, c)
+            WHERE x.a <> 0 AND x.c = ANY($1::text[])
+            GROUP BY 1 ORDER BY 1
+            """
+        // A query that fails here fails for the backfill too, and the key count above (which
+        // reads every row) has said so already: this advisory look adds nothing.
+        guard case .success(let result) = try attempt(sql, [PostgresArray(candidates.map(\.code))]) else { return nil }
+        var findings = [MappingFinding]()
+        for row in result.rows {
+            guard let currency = try? Currency(code: try row.decode(at: 0, as: String.self)) else { continue }
+            let count = try row.decode(at: 1, as: Int64.self)
+            // The digits a hundredths-writing library adds: 2 for a currency without minor unit.
+            let added = 2 - currency.minorUnitExponent
+            let notMultiples = try row.decode(at: added == 1 ? 2 : 3, as: Int64.self)
+            guard count >= Int64(Self.powerOfTenMinimumAmounts), notMultiples == 0,
+                let smallest = Int64(try row.decode(at: 4, as: String.self)),
+                let largest = Int64(try row.decode(at: 5, as: String.self))
+            else { continue }
+            let factor: Int64 = added == 1 ? 10 : 100
+            func read(_ minor: Int64) -> String { Money(minorUnits: minor, currency: currency).description }
+            let code = currency.code
+            let places = currency.minorUnitExponent
+            findings.append(
+                MappingFinding(
+                    .warning, .amountsOffByPowerOfTen, entity: entity, part: .query,
+                    column: "currency_exponents.\(code)",
+                    "all \(count) non-zero \(code) amounts are multiples of \(factor) (\(smallest) to \(largest)), "
+                        + "read as \(read(smallest)) to \(read(largest)) (ISO 4217 gives \(code) \(places) "
+                        + "decimal place\(places == 1 ? "" : "s")). If the legacy system writes \(code) in hundredths, "
+                        + "as libraries that write every currency in cents do, they are \(factor) times too large: "
+                        + "declare currency_exponents: {\(code): 2} (\(read(smallest / factor)) to \(read(largest / factor))). "
+                        + "If they are right, declare {\(code): \(places)} to say so"))
+        }
+        return findings
     }
 }

@@ -13,7 +13,8 @@ extension MappingFile {
             guard let converter = converter(for: mapping.entity) else { return nil }
             return EntitySource(
                 entity: mapping.entity, query: mapping.query, historyQuery: mapping.historyQuery,
-                checks: mapping.checks, amounts: converter.amounts, defaultCurrency: converter.defaultCurrency
+                checks: mapping.checks, amounts: converter.amounts, defaultCurrency: converter.defaultCurrency,
+                currencyExponents: converter.currencyExponents
             ) { row in
                 let isHistory = row.columns.index(of: RowConverter.validFromColumn) != nil
                 switch isHistory ? converter.convertHistory(row) : converter.convert(row) {

@@ -7,7 +7,10 @@ import Foundation
 /// For each canonical entity it holds one SQL query over the legacy database that returns the
 /// entity's canonical columns (extra columns become attributes), the legacy tables whose
 /// changes touch the entity, and optionally a history query returning past versions with a
-/// `valid_from`. File-level `amounts` and `default_currency` can be overridden per entity.
+/// `valid_from`; or, instead of the query, a YAML file of rows (`file:`, for data kept outside
+/// the database, such as a plan catalog), turned into a `VALUES` query. File-level `amounts`,
+/// `default_currency` and `currency_exponents` can be overridden per entity; `receivables`
+/// states the legacy system's receivable semantics.
 ///
 /// ```yaml
 /// version: 1
@@ -43,6 +46,42 @@ public struct MappingFile: Sendable, Hashable {
         case none
         case currency(Currency)
     }
+
+    /// The legacy system's receivable semantics (`receivables:`): whether a refund or a lost
+    /// chargeback reopens the invoice it took money from. The diff's receivable invariant
+    /// follows them; they are part of the mapping's fingerprint.
+    public struct ReceivableRules: Sendable, Hashable, CustomStringConvertible {
+        /// What taking money back does to the invoice it paid.
+        public enum Effect: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+            /// The invoice stays paid: the money returned is a cost, not a debt (Stripe's rule
+            /// for refunds).
+            case keepPaid = "keep_paid"
+            /// The invoice is owed again (a chargeback lost: the customer has not paid after all).
+            case reopen
+
+            public var description: String { rawValue }
+        }
+
+        /// What a refund does to the invoice of the refunded payment; `keep_paid` by default.
+        public var refunds: Effect
+        /// What a lost chargeback does to the invoice of the disputed payment; `reopen` by default.
+        public var chargebacks: Effect
+
+        public init(refunds: Effect = .keepPaid, chargebacks: Effect = .reopen) {
+            self.refunds = refunds
+            self.chargebacks = chargebacks
+        }
+
+        /// The rules when the file says nothing: a refund keeps its invoice paid, a chargeback
+        /// reopens it.
+        public static let standard = ReceivableRules()
+
+        /// `refunds: keep_paid, chargebacks: reopen`
+        public var description: String { "refunds: \(refunds), chargebacks: \(chargebacks)" }
+    }
+
+    /// The exponents `currency_exponents` may declare: ISO 4217 uses 0 to 4.
+    public static let declarableExponents = 0...4
 
     /// A legacy table whose changes touch an entity (for shadow mode): the table and the column
     /// holding the entity's key.
@@ -80,10 +119,18 @@ public struct MappingFile: Sendable, Hashable {
         /// Rules of the legacy schema that rows must satisfy (`checks:`): each query returns
         /// `(key, detail)` for the rows to quarantine with its `reason`.
         public var checks: [SourceCheck]
+        /// The entity's own `currency_exponents`: per currency, the exponent the legacy system
+        /// wrote it with. Each entry overrides the file's for that currency.
+        public var currencyExponents: [Currency: Int]
+        /// The rows file (`file:`) as the mapping names it, when the entity is read from one;
+        /// ``query`` is then the `VALUES` query built from its rows, and there are no
+        /// ``sources`` (no legacy table changes it) and no history.
+        public var file: String?
 
         public init(
             entity: Entity, query: String, sources: [Source] = [], historyQuery: String? = nil,
-            amounts: AmountUnit? = nil, defaultCurrency: CurrencyDefault = .inherited, checks: [SourceCheck] = []
+            amounts: AmountUnit? = nil, defaultCurrency: CurrencyDefault = .inherited, checks: [SourceCheck] = [],
+            currencyExponents: [Currency: Int] = [:], file: String? = nil
         ) {
             self.entity = entity
             self.key = entity.keyColumn
@@ -93,6 +140,8 @@ public struct MappingFile: Sendable, Hashable {
             self.amounts = amounts
             self.defaultCurrency = defaultCurrency
             self.checks = checks.map { SourceCheck(reason: $0.reason, query: MappingFile.normalizedQuery($0.query)) }
+            self.currencyExponents = currencyExponents
+            self.file = file
         }
     }
 
@@ -102,6 +151,12 @@ public struct MappingFile: Sendable, Hashable {
     public var amounts: AmountUnit?
     /// The file-level `default_currency`, if any.
     public var defaultCurrency: Currency?
+    /// The file-level `currency_exponents`: per currency, the exponent the legacy system wrote
+    /// it with where that differs from ISO 4217 (an entry equal to ISO's is allowed and changes
+    /// nothing). Only `amounts: minor` reads it.
+    public var currencyExponents: [Currency: Int]
+    /// The legacy system's receivable semantics (`receivables:`).
+    public var receivables: ReceivableRules
     /// The mapped entities, in canonical order (``Entity/allCases``). Entities may be omitted.
     public private(set) var entities: [EntityMapping]
     /// Where the mapping came from (a path, or a label for text loaded directly).
@@ -113,11 +168,14 @@ public struct MappingFile: Sendable, Hashable {
     ///   columns and no `amounts` anywhere converts as `major`.
     public init(
         version: Int = MappingFile.supportedVersion, amounts: AmountUnit?, defaultCurrency: Currency? = nil,
+        currencyExponents: [Currency: Int] = [:], receivables: ReceivableRules = .standard,
         entities: [EntityMapping], file: String = "<mapping>"
     ) {
         self.version = version
         self.amounts = amounts
         self.defaultCurrency = defaultCurrency
+        self.currencyExponents = currencyExponents
+        self.receivables = receivables
         self.entities = entities.sorted { Self.order($0.entity) < Self.order($1.entity) }
         self.file = file
     }
@@ -140,6 +198,9 @@ public struct MappingFile: Sendable, Hashable {
     }
 
     /// Parses and validates mapping YAML.
+    ///
+    /// An entity's `file:` (rows kept in a YAML file) is read now, relative to the directory of
+    /// `file` (for a label without one, the working directory).
     ///
     /// - Parameters:
     ///   - yaml: The file's text.
@@ -179,23 +240,51 @@ public struct MappingFile: Sendable, Hashable {
         }
     }
 
+    /// The `currency_exponents` that apply to `entity`: the file's, each overridden by the
+    /// entity's own entry for the same currency. Empty when neither declares any.
+    ///
+    /// Only meaningful under `amounts: minor`; under `major` the converter ignores them.
+    public func currencyExponents(for entity: Entity) -> [Currency: Int] {
+        currencyExponents.merging(self[entity: entity]?.currencyExponents ?? [:]) { _, own in own }
+    }
+
     /// The converter for `entity`'s rows with the settings that apply to it; `nil` when the
     /// entity is not mapped.
     public func converter(for entity: Entity) -> RowConverter? {
         guard self[entity: entity] != nil else { return nil }
         return RowConverter(
-            entity: entity, amounts: amounts(for: entity), defaultCurrency: defaultCurrency(for: entity))
+            entity: entity, amounts: amounts(for: entity), defaultCurrency: defaultCurrency(for: entity),
+            currencyExponents: currencyExponents(for: entity))
     }
 
     /// A stable identity of what the mapping means (not how it is formatted): the same
     /// settings and queries give the same fingerprint, whatever the comments and layout.
     /// 32 lowercase hex digits.
+    ///
+    /// An entity read from a file is identified by its rows (its `VALUES` query), not by the
+    /// file's path or layout. `currency_exponents` and `receivables` are included only when
+    /// they say something (declared exponents; rules other than the defaults), so a mapping
+    /// that does not use them keeps the fingerprint it had before they existed, and its stored
+    /// backfill stays resumable.
     public var fingerprint: String {
         var pairs: [(String, JSONValue)] = [
             ("version", .integer(Int64(version))),
             ("amounts", amounts.map { .string($0.rawValue) } ?? .null),
             ("default_currency", defaultCurrency.map { .string($0.code) } ?? .null),
         ]
+        if !currencyExponents.isEmpty {
+            pairs.append(("currency_exponents", Self.fingerprintValue(currencyExponents)))
+        }
+        if receivables != .standard {
+            pairs.append(
+                (
+                    "receivables",
+                    .object([
+                        ("refunds", .string(receivables.refunds.rawValue)),
+                        ("chargebacks", .string(receivables.chargebacks.rawValue)),
+                    ])
+                ))
+        }
         pairs.append(
             (
                 "entities",
@@ -207,7 +296,7 @@ public struct MappingFile: Sendable, Hashable {
                             case .none: .null
                             case .currency(let c): .string(c.code)
                             }
-                        return .object([
+                        var fields: [(String, JSONValue)] = [
                             ("entity", .string(mapping.entity.rawValue)),
                             ("key", .string(mapping.key)),
                             ("query", .string(mapping.query)),
@@ -228,11 +317,20 @@ public struct MappingFile: Sendable, Hashable {
                                         .object([("reason", .string($0.reason)), ("query", .string($0.query))])
                                     })
                             ),
-                        ])
+                        ]
+                        if !mapping.currencyExponents.isEmpty {
+                            fields.append(("currency_exponents", Self.fingerprintValue(mapping.currencyExponents)))
+                        }
+                        return .object(fields)
                     })
             ))
         let uuid = DeterministicID.uuid5(namespace: Self.fingerprintNamespace, name: JSONValue.object(pairs).rendered)
         return uuid.uuidString.lowercased().replacing("-", with: "")
+    }
+
+    /// `{"HUF": 0, "ISK": 2}`, sorted by code.
+    static func fingerprintValue(_ exponents: [Currency: Int]) -> JSONValue {
+        .object(exponents.sorted { $0.key < $1.key }.map { ($0.key.code, .integer(Int64($0.value))) })
     }
 
     static let fingerprintNamespace = UUID(uuidString: "3f0c9a52-6d1e-5b7a-8c44-2a9e7d5b1f60")!

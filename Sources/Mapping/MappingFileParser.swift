@@ -14,8 +14,13 @@ struct MappingFileParser {
 
     init(file: String) { self.file = file }
 
-    static let topLevelFields = ["version", "amounts", "default_currency", "entities"]
-    static let entityFields = ["key", "query", "sources", "history", "amounts", "default_currency", "checks"]
+    static let topLevelFields = [
+        "version", "amounts", "default_currency", "currency_exponents", "receivables", "entities",
+    ]
+    static let entityFields = [
+        "key", "query", "file", "sources", "history", "amounts", "default_currency", "currency_exponents", "checks",
+    ]
+    static let receivableFields = ["refunds", "chargebacks"]
     static let checkFields = ["reason", "query"]
     static let sourceFields = ["table", "key"]
     static let historyFields = ["query"]
@@ -52,6 +57,8 @@ struct MappingFileParser {
         var amounts: MappingFile.AmountUnit?
         var amountsInvalid = false
         var defaultCurrency: Currency?
+        var currencyExponents = [Currency: Int]()
+        var receivables = MappingFile.ReceivableRules.standard
         var entitiesNode: Node?
         for (keyNode, value) in top {
             guard let name = keyNode.scalar?.string else {
@@ -64,6 +71,8 @@ struct MappingFileParser {
                 amounts = parseAmounts(value, entity: nil)
                 amountsInvalid = amounts == nil
             case "default_currency": defaultCurrency = parseCurrency(value, entity: nil) ?? nil
+            case "currency_exponents": currencyExponents = parseCurrencyExponents(value, entity: nil)
+            case "receivables": receivables = parseReceivables(value)
             case "entities": entitiesNode = value
             default:
                 reportUnknownField(
@@ -114,12 +123,31 @@ struct MappingFileParser {
                         + "here or at the top of the file: write `amounts: major` (12.30) or `amounts: minor` (1230)"))
         }
 
+        // Entities read from a file: their query needs the unit (an amount under `minor` is an
+        // integer column), known only now that the whole file is read.
+        for index in entities.indices {
+            let entity = entities[index].entity
+            guard let rows = rowsFiles[entity], !amountsInvalid else { continue }
+            let unit = entities[index].amounts ?? amounts ?? .major
+            switch rows.file.query(for: entity, amounts: unit) {
+            case .success(let query): entities[index].query = MappingFile.normalizedQuery(query)
+            case .failure(let problem):
+                issues.append(
+                    .init(
+                        .invalidValue, entity: entity.rawValue, field: "file", line: rows.mark?.line,
+                        column: rows.mark?.column, "values that do not fit their column:\n" + problem.message))
+            }
+        }
+
         guard issues.isEmpty, let version else { throw MappingError(file: file, issues: issues) }
         return MappingFile(
-            version: version, amounts: amounts, defaultCurrency: defaultCurrency, entities: entities, file: file)
+            version: version, amounts: amounts, defaultCurrency: defaultCurrency,
+            currencyExponents: currencyExponents, receivables: receivables, entities: entities, file: file)
     }
 
     private var positions = [Entity: Mark]()
+    /// The rows files of entities read from one (`file:`), with where the mapping names them.
+    private var rowsFiles = [Entity: (file: EntityRowsFile, mark: Mark?)]()
 
     // MARK: - Fields
 
@@ -193,6 +221,9 @@ struct MappingFileParser {
         }
         let issuesBefore = issues.count
         var query: String?
+        var rowsFile: EntityRowsFile?
+        var fileNode: Node?
+        var currencyExponents = [Currency: Int]()
         var sources = [MappingFile.Source]()
         var history: String?
         var amounts: MappingFile.AmountUnit?
@@ -215,6 +246,11 @@ struct MappingFileParser {
                 }
             case "query":
                 query = parseQuery(fieldValue, entity: name, field: "query")
+            case "file":
+                fileNode = fieldValue
+                rowsFile = parseRowsFile(fieldValue, entity: name)
+            case "currency_exponents":
+                currencyExponents = parseCurrencyExponents(fieldValue, entity: name)
             case "sources":
                 sources = parseSources(fieldValue, entity: name)
             case "history":
@@ -233,15 +269,137 @@ struct MappingFileParser {
                 reportUnknownField(field, at: fieldNode, entity: name, allowed: Self.entityFields, context: "an entity")
             }
         }
-        if query == nil, !fields.keys.contains(where: { $0.scalar?.string == "query" }) {
+        func has(_ field: String) -> Node? {
+            fields.first { $0.key.scalar?.string == field }?.key
+        }
+        if let fileNode {
+            // The rows come from the file: nothing in the legacy database changes them, and
+            // they have no past versions.
+            if let queryKey = has("query") {
+                report(
+                    .invalidValue, entity: name, field: "query", at: queryKey,
+                    "write either query (SQL over the legacy database) or file (a YAML list of rows), not both")
+            }
+            if let historyKey = has("history") {
+                report(
+                    .invalidValue, entity: name, field: "history", at: historyKey,
+                    "not supported with file: a file holds current rows only; "
+                        + "map past versions with a query and history instead")
+            }
+            if let sourcesKey = has("sources"), !sources.isEmpty {
+                report(
+                    .invalidValue, entity: name, field: "sources", at: sourcesKey,
+                    "an entity read from a file has no legacy tables (shadow mode has nothing to follow): "
+                        + "remove sources, or map the entity with a query")
+            }
+            guard issues.count == issuesBefore, let rowsFile else { return nil }
+            rowsFiles[entity] = (rowsFile, fileNode.mark)
+            // The query is built once the file's `amounts` is known (parse(_:)).
+            return MappingFile.EntityMapping(
+                entity: entity, query: "", amounts: amounts, defaultCurrency: defaultCurrency, checks: checks,
+                currencyExponents: currencyExponents, file: rowsFile.path)
+        }
+        if query == nil, has("query") == nil {
             report(
                 .missingField, entity: name, field: "query", at: keyNode,
-                "missing: write the SQL that returns \(entity)'s canonical columns (\(Self.columnList(entity)))")
+                "missing: write the SQL that returns \(entity)'s canonical columns (\(Self.columnList(entity))), "
+                    + "or `file:` naming a YAML list of its rows")
         }
         guard issues.count == issuesBefore, let query else { return nil }
         return MappingFile.EntityMapping(
             entity: entity, query: query, sources: sources, historyQuery: history, amounts: amounts,
-            defaultCurrency: defaultCurrency, checks: checks)
+            defaultCurrency: defaultCurrency, checks: checks, currencyExponents: currencyExponents)
+    }
+
+    /// `file: catalog.yaml`: the entity's rows, read now (relative to the mapping file's
+    /// directory), so every problem is reported with the mapping's others.
+    private mutating func parseRowsFile(_ node: Node, entity: String) -> EntityRowsFile? {
+        guard let path = node.scalar?.string, node.null == nil, !path.isEmpty else {
+            report(
+                .missingField, entity: entity, field: "file", at: node,
+                "expected the path of a YAML list of rows (relative to this mapping file), e.g. `file: catalog.yaml`")
+            return nil
+        }
+        do throws(EntityRowsFile.Problem) {
+            return try EntityRowsFile.read(path, relativeTo: file)
+        } catch {
+            report(
+                error.unreadable ? .unreadableFile : .invalidValue, entity: entity,
+                field: "file", at: node, error.message)
+            return nil
+        }
+    }
+
+    /// `currency_exponents: { HUF: 0, ISK: 2 }`: per ISO 4217 currency, the exponent (0 to 4)
+    /// the legacy system wrote its minor amounts with. A null is no declaration.
+    private mutating func parseCurrencyExponents(_ node: Node, entity: String?) -> [Currency: Int] {
+        if node.null != nil { return [:] }
+        guard let pairs = node.mapping else {
+            report(
+                .invalidValue, entity: entity, field: "currency_exponents", at: node,
+                "expected a map from currency code to the number of decimal places the legacy system wrote it "
+                    + "with, e.g. `{ HUF: 0, ISK: 2 }`")
+            return [:]
+        }
+        let range = MappingFile.declarableExponents
+        var exponents = [Currency: Int]()
+        for (keyNode, value) in pairs {
+            let code = keyNode.scalar?.string ?? ""
+            let field = "currency_exponents." + code
+            let currency: Currency
+            do {
+                currency = try Currency(code: code)
+            } catch {
+                report(.unknownCurrency, entity: entity, field: field, at: keyNode, error.description)
+                continue
+            }
+            guard let text = value.scalar?.string, value.null == nil, let exponent = Int(text), range.contains(exponent)
+            else {
+                let got = value.scalar.map { " got \(Self.quoted($0.string))" } ?? ""
+                report(
+                    .invalidValue, entity: entity, field: field, at: value,
+                    "expected \(range.lowerBound) to \(range.upperBound),\(got.isEmpty ? "" : got + ":") the number of "
+                        + "decimal places the legacy system wrote \(code) amounts with "
+                        + "(ISO 4217 gives \(code) \(currency.minorUnitExponent))")
+                continue
+            }
+            exponents[currency] = exponent
+        }
+        return exponents
+    }
+
+    /// `receivables: { refunds: keep_paid, chargebacks: reopen }`.
+    private mutating func parseReceivables(_ node: Node) -> MappingFile.ReceivableRules {
+        var rules = MappingFile.ReceivableRules.standard
+        if node.null != nil { return rules }
+        let values = MappingFile.ReceivableRules.Effect.allCases.map(\.rawValue).joined(separator: " or ")
+        guard let pairs = node.mapping else {
+            report(
+                .invalidValue, field: "receivables", at: node,
+                "expected `{ refunds: keep_paid | reopen, chargebacks: reopen | keep_paid }`")
+            return rules
+        }
+        for (keyNode, value) in pairs {
+            let name = keyNode.scalar?.string ?? ""
+            guard Self.receivableFields.contains(name) else {
+                reportUnknownField(
+                    name, at: keyNode, entity: nil, allowed: Self.receivableFields, context: "receivables",
+                    prefix: "receivables.")
+                continue
+            }
+            guard let text = value.scalar?.string, value.null == nil,
+                let effect = MappingFile.ReceivableRules.Effect(rawValue: text)
+            else {
+                let got = value.scalar.map { ", got \(Self.quoted($0.string))" } ?? ""
+                report(
+                    .invalidValue, field: "receivables." + name, at: value,
+                    "expected \(values)\(got): whether a \(name == "refunds" ? "refund" : "lost chargeback") "
+                        + "leaves its invoice paid (keep_paid) or owed again (reopen)")
+                continue
+            }
+            if name == "refunds" { rules.refunds = effect } else { rules.chargebacks = effect }
+        }
+        return rules
     }
 
     private mutating func parseChecks(_ node: Node, entity: String) -> [SourceCheck] {

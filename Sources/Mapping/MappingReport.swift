@@ -70,6 +70,15 @@ public struct MappingFinding: Sendable, Hashable, CustomStringConvertible {
         /// A `checks:` query or a built-in rule rejects rows: the backfill will quarantine them
         /// with that reason (note, with the first keys).
         case willQuarantine = "will_quarantine"
+        /// `currency_exponents` is declared where it changes nothing: for an entity under
+        /// `amounts: major` (a major amount is the same whatever exponent the legacy system
+        /// used) or without amounts (warning).
+        case currencyExponentsIgnored = "currency_exponents_ignored"
+        /// Under `amounts: minor`, every non-zero amount of a currency with fewer than 2 decimal
+        /// places is a multiple of 100: the legacy system may write it in hundredths, and the
+        /// amounts would migrate 100 times too large (warning; declaring the currency's exponent
+        /// says which it is).
+        case amountsOffByPowerOfTen = "amounts_off_by_power_of_ten"
     }
 
     /// Which part of the entity's mapping the finding is about.

@@ -13,16 +13,19 @@ import Postgres
 /// - **currency**: an ISO 4217 code (`currency_unknown`); NULL takes `default_currency` when one
 ///   applies (recorded as an ``InferredValue``), else `currency_missing` when the column is required.
 /// - **amount**: `amounts: major` converts the decimal exactly with the currency's exponent
-///   (JPY 0, USD 2, KWD 3); `amounts: minor` requires an integer. Inexact values are
-///   `amount_not_minor_unit` (never rounded), values beyond `Int64` `amount_overflow`, `NaN` or
-///   non-numbers `amount_not_a_number`.
+///   (JPY 0, USD 2, KWD 3); `amounts: minor` requires an integer, in units of `10^-e` of the
+///   currency where `e` is the exponent the legacy system wrote it with (`currency_exponents`,
+///   else ISO 4217's), converted exactly to ISO minor units (HUF written whole, `e` 0: `1000` is
+///   `100000`). Inexact values are `amount_not_minor_unit` (never rounded), values beyond
+///   `Int64` `amount_overflow`, `NaN` or non-numbers `amount_not_a_number`. An amount in another
+///   currency than the row's (``ColumnDefinition/currencyColumn``) follows that currency.
 /// - **status** (and line `kind`, plan `interval`): must be in the vocabulary (`status_unknown`).
 /// - **timestamp**: `timestamptz` as is; `timestamp without time zone` read as UTC; infinite or
 ///   malformed values are `value_invalid`. **date**, **integer**, **boolean** likewise.
 /// - **decimal** (`invoice_line.unit_amount`, a price in the major unit): kept as exact decimal
 ///   text; under `amounts: minor` it is read in minor units like the amounts and converted
-///   exactly with the currency's exponent (`1200` USD is `12.00`), so a cents column can never
-///   pass as a price a hundred times too high.
+///   exactly with the exponent the legacy system wrote the currency with (`1200` USD is
+///   `12.00`), so a cents column can never pass as a price a hundred times too high.
 /// - A NULL (or absent) required column is `required_value_missing`; an absent nullable column
 ///   reads as NULL.
 /// - Every other column is an attribute, verbatim text.
@@ -39,6 +42,11 @@ public struct RowConverter: Sendable {
     public let entity: Entity
     public let amounts: MappingFile.AmountUnit
     public let defaultCurrency: Currency?
+    /// Per currency, the exponent the legacy system wrote its minor amounts with, where that is
+    /// not ISO 4217's (`currency_exponents`); read only under `amounts: minor`.
+    public let currencyExponents: [Currency: Int]
+    /// ``currencyExponents`` without the entries that equal ISO's: the ones that convert.
+    private let legacyExponents: [Currency: Int]
     /// Computed once: the converter runs for every legacy row.
     private let columns: [ColumnDefinition]
     private let keyColumn: String
@@ -51,10 +59,17 @@ public struct RowConverter: Sendable {
     ///   - entity: The canonical entity the rows belong to.
     ///   - amounts: How the query writes amounts.
     ///   - defaultCurrency: The currency for rows whose `currency` is NULL, if any.
-    public init(entity: Entity, amounts: MappingFile.AmountUnit = .major, defaultCurrency: Currency? = nil) {
+    ///   - currencyExponents: Per currency, the exponent the legacy system wrote minor amounts
+    ///     with where it differs from ISO 4217 (`currency_exponents`); ignored under `major`.
+    public init(
+        entity: Entity, amounts: MappingFile.AmountUnit = .major, defaultCurrency: Currency? = nil,
+        currencyExponents: [Currency: Int] = [:]
+    ) {
         self.entity = entity
         self.amounts = amounts
         self.defaultCurrency = defaultCurrency
+        self.currencyExponents = currencyExponents
+        self.legacyExponents = currencyExponents.filter { $0.key.minorUnitExponent != $0.value }
         self.columns = entity.columns
         self.keyColumn = entity.keyColumn
         self.canonicalNames = Set(entity.columns.map(\.name))
@@ -246,7 +261,7 @@ public struct RowConverter: Sendable {
                     .currencyMissing, "currency",
                     "\(column.name) \(text) is in minor units (amounts: minor) and has no currency to convert them")
             }
-            return .decimal(Self.majorUnits(numeric, exponent: currency.minorUnitExponent).description)
+            return .decimal(Self.majorUnits(numeric, exponent: legacyExponent(of: currency)).description)
         case .timestamp:
             return .timestamp(try timestamp(text, column: column.name))
         case .date:
@@ -309,8 +324,9 @@ public struct RowConverter: Sendable {
                 }
             }
         case .minor:
+            let units: Int64
             do throws(PostgresNumeric.ScalingError) {
-                return try numeric.scaledInteger(exponent: 0)
+                units = try numeric.scaledInteger(exponent: 0)
             } catch {
                 switch error {
                 case .inexact:
@@ -325,6 +341,42 @@ public struct RowConverter: Sendable {
                 case .notANumber:
                     throw Failure(.amountNotANumber, column, "\(column) \(Self.quoted(text)) is not a number")
                 }
+            }
+            guard let currency, let written = legacyExponents[currency] else { return units }
+            return try rescaled(units, writtenWith: written, currency: currency, column: column)
+        }
+    }
+
+    /// The exponent the legacy system wrote `currency`'s minor amounts with: the declared one,
+    /// else ISO 4217's.
+    private func legacyExponent(of currency: Currency) -> Int {
+        legacyExponents[currency] ?? currency.minorUnitExponent
+    }
+
+    /// `units` of `10^-written` of `currency` in ISO 4217 minor units, exactly: the point moves
+    /// to the major unit, then to ISO's exponent (HUF written whole, `1000` → `100000`; a
+    /// currency written with 3 decimals where ISO has 2, `1230` → `123`, and `1235` refused).
+    private func rescaled(
+        _ units: Int64, writtenWith written: Int, currency: Currency, column: String
+    ) throws(Failure) -> Int64 {
+        let major = Self.majorUnits(PostgresNumeric(units: units, scale: 0), exponent: written)
+        do throws(PostgresNumeric.ScalingError) {
+            return try major.scaledInteger(exponent: currency.minorUnitExponent)
+        } catch {
+            let iso = currency.minorUnitExponent
+            let declared =
+                "\(column) \(units) is written with \(written) decimal place\(written == 1 ? "" : "s") "
+                + "(currency_exponents: {\(currency.code): \(written)}), so it is \(major) \(currency.code)"
+            switch error {
+            case .inexact:
+                throw Failure(
+                    .amountNotMinorUnit, column,
+                    declared + ", which is not a whole number of \(currency.code) minor units "
+                        + "(ISO 4217: \(iso) decimal place\(iso == 1 ? "" : "s")); it is never rounded")
+            case .overflow, .notANumber:
+                throw Failure(
+                    .amountOverflow, column,
+                    declared + ", which does not fit in 64-bit minor units (ISO 4217: \(iso) decimal places)")
             }
         }
     }

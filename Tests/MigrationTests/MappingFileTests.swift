@@ -131,6 +131,55 @@ struct MappingFileTests {
         #expect(base.fingerprint != minor.fingerprint)
     }
 
+    // MARK: Receivables
+
+    @Test func receivableRulesDefaultToRefundsKeepingInvoicesPaidAndChargebacksReopeningThem() throws {
+        let plain = try load(minimalInvoice)
+        #expect(plain.receivables == .standard)
+        #expect(plain.receivables.refunds == .keepPaid)
+        #expect(plain.receivables.chargebacks == .reopen)
+        let declared = try load(
+            minimalInvoice.replacing("amounts: major", with: "amounts: major\nreceivables: { refunds: reopen, chargebacks: keep_paid }"))
+        #expect(declared.receivables == MappingFile.ReceivableRules(refunds: .reopen, chargebacks: .keepPaid))
+        #expect(declared.receivables.description == "refunds: reopen, chargebacks: keep_paid")
+        let one = try load(minimalInvoice.replacing("amounts: major", with: "amounts: major\nreceivables:\n  refunds: reopen"))
+        #expect(one.receivables == MappingFile.ReceivableRules(refunds: .reopen, chargebacks: .reopen))
+    }
+
+    @Test func receivableRulesOtherThanTheDefaultsChangeTheFingerprint() throws {
+        func with(_ receivables: String) throws -> String {
+            try load(minimalInvoice.replacing("amounts: major", with: "amounts: major\nreceivables: " + receivables))
+                .fingerprint
+        }
+        let plain = try load(minimalInvoice).fingerprint
+        #expect(try with("{ refunds: keep_paid, chargebacks: reopen }") == plain)
+        #expect(try with("{}") == plain)
+        let refunds = try with("{ refunds: reopen }")
+        let chargebacks = try with("{ chargebacks: keep_paid }")
+        let both = try with("{ refunds: reopen, chargebacks: keep_paid }")
+        #expect(Set([plain, refunds, chargebacks, both]).count == 4)
+    }
+
+    @Test func unknownReceivableKeysAndValuesAreRefusedWithTheirLine() throws {
+        let error = try loadError(
+            minimalInvoice.replacing(
+                "amounts: major", with: "amounts: major\nreceivables:\n  refund: reopen\n  chargebacks: reverse"))
+        #expect(error.codes == [.unknownField, .invalidValue])
+        #expect(error.issues.map(\.path) == ["receivables.refund", "receivables.chargebacks"])
+        #expect(error.issues.map(\.line) == [4, 5])
+        #expect(
+            error.issues[0].message
+                == "unknown field \"refund\" in receivables; did you mean refunds? Allowed: refunds, chargebacks")
+        #expect(
+            error.issues[1].message
+                == "expected keep_paid or reopen, got \"reverse\": whether a lost chargeback leaves its invoice paid "
+                + "(keep_paid) or owed again (reopen)")
+        let scalar = try loadError(minimalInvoice.replacing("amounts: major", with: "amounts: major\nreceivables: reopen"))
+        #expect(scalar.codes == [.invalidValue])
+        #expect(
+            scalar.issues[0].message == "expected `{ refunds: keep_paid | reopen, chargebacks: reopen | keep_paid }`")
+    }
+
     // MARK: Errors
 
     @Test func anUnsupportedVersionIsRefused() throws {
@@ -215,7 +264,7 @@ struct MappingFileTests {
         #expect(error.issues[0].path == "entities.invoice.defualt_currency")
         #expect(
             error.issues[0].message
-                == "unknown field \"defualt_currency\" in an entity; did you mean default_currency? Allowed: key, query, sources, history, amounts, default_currency, checks"
+                == "unknown field \"defualt_currency\" in an entity; did you mean default_currency? Allowed: key, query, file, sources, history, amounts, default_currency, currency_exponents, checks"
         )
         let history = try loadError(minimalInvoice + "\n    history:\n      sql: SELECT 1")
         #expect(history.codes == [.unknownField, .missingField])
