@@ -478,6 +478,7 @@ public struct DiffChecker: Sendable {
         let readSchema = options.readSchema
         let maxRows = options.maxRows
         let progress = options.progress
+        let receivables = options.mapping.receivables
         return try await side(.ledger, nil, "checking the invariants") {
             try await ledger.withSession { session in
                 try session.transaction(.init(isolation: .repeatableRead, readOnly: true, snapshot: snapshot)) { tx in
@@ -485,7 +486,9 @@ public struct DiffChecker: Sendable {
                     try tx.execute("SET LOCAL work_mem = '64MB'")
                     return try Invariant.all.map { invariant in
                         progress?(.invariant(invariant.name))
-                        return try invariant.check(tx, readSchema: readSchema, maxRows: maxRows)
+                        return try invariant.check(
+                            tx, readSchema: readSchema, maxRows: maxRows, refundsReopen: receivables.refunds == .reopen,
+                            chargebacksReopen: receivables.chargebacks == .reopen)
                     }
                 }
             }

@@ -64,19 +64,20 @@ public struct MappingFile: Sendable, Hashable {
 
         /// What a refund does to the invoice of the refunded payment; `keep_paid` by default.
         public var refunds: Effect
-        /// What a lost chargeback does to the invoice of the disputed payment; `reopen` by default.
+        /// What a lost chargeback does to the invoice of the disputed payment; `keep_paid` by
+        /// default (Stripe's rule, like refunds: the loss is a cost, the invoice stays paid).
         public var chargebacks: Effect
 
-        public init(refunds: Effect = .keepPaid, chargebacks: Effect = .reopen) {
+        public init(refunds: Effect = .keepPaid, chargebacks: Effect = .keepPaid) {
             self.refunds = refunds
             self.chargebacks = chargebacks
         }
 
-        /// The rules when the file says nothing: a refund keeps its invoice paid, a chargeback
-        /// reopens it.
+        /// The rules when the file says nothing (Stripe's, which the canonical model's receivable
+        /// rule is): neither a refund nor a lost chargeback reopens the invoice.
         public static let standard = ReceivableRules()
 
-        /// `refunds: keep_paid, chargebacks: reopen`
+        /// `refunds: keep_paid, chargebacks: keep_paid`
         public var description: String { "refunds: \(refunds), chargebacks: \(chargebacks)" }
     }
 

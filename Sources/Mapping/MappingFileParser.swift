@@ -376,7 +376,7 @@ struct MappingFileParser {
         guard let pairs = node.mapping else {
             report(
                 .invalidValue, field: "receivables", at: node,
-                "expected `{ refunds: keep_paid | reopen, chargebacks: reopen | keep_paid }`")
+                "expected `{ refunds: keep_paid | reopen, chargebacks: keep_paid | reopen }`")
             return rules
         }
         for (keyNode, value) in pairs {

@@ -133,17 +133,17 @@ struct MappingFileTests {
 
     // MARK: Receivables
 
-    @Test func receivableRulesDefaultToRefundsKeepingInvoicesPaidAndChargebacksReopeningThem() throws {
+    @Test func receivableRulesDefaultToRefundsAndChargebacksKeepingInvoicesPaid() throws {
         let plain = try load(minimalInvoice)
         #expect(plain.receivables == .standard)
         #expect(plain.receivables.refunds == .keepPaid)
-        #expect(plain.receivables.chargebacks == .reopen)
+        #expect(plain.receivables.chargebacks == .keepPaid)
         let declared = try load(
             minimalInvoice.replacing("amounts: major", with: "amounts: major\nreceivables: { refunds: reopen, chargebacks: keep_paid }"))
         #expect(declared.receivables == MappingFile.ReceivableRules(refunds: .reopen, chargebacks: .keepPaid))
         #expect(declared.receivables.description == "refunds: reopen, chargebacks: keep_paid")
         let one = try load(minimalInvoice.replacing("amounts: major", with: "amounts: major\nreceivables:\n  refunds: reopen"))
-        #expect(one.receivables == MappingFile.ReceivableRules(refunds: .reopen, chargebacks: .reopen))
+        #expect(one.receivables == MappingFile.ReceivableRules(refunds: .reopen, chargebacks: .keepPaid))
     }
 
     @Test func receivableRulesOtherThanTheDefaultsChangeTheFingerprint() throws {
@@ -152,11 +152,11 @@ struct MappingFileTests {
                 .fingerprint
         }
         let plain = try load(minimalInvoice).fingerprint
-        #expect(try with("{ refunds: keep_paid, chargebacks: reopen }") == plain)
+        #expect(try with("{ refunds: keep_paid, chargebacks: keep_paid }") == plain)
         #expect(try with("{}") == plain)
         let refunds = try with("{ refunds: reopen }")
-        let chargebacks = try with("{ chargebacks: keep_paid }")
-        let both = try with("{ refunds: reopen, chargebacks: keep_paid }")
+        let chargebacks = try with("{ chargebacks: reopen }")
+        let both = try with("{ refunds: reopen, chargebacks: reopen }")
         #expect(Set([plain, refunds, chargebacks, both]).count == 4)
     }
 
@@ -177,7 +177,7 @@ struct MappingFileTests {
         let scalar = try loadError(minimalInvoice.replacing("amounts: major", with: "amounts: major\nreceivables: reopen"))
         #expect(scalar.codes == [.invalidValue])
         #expect(
-            scalar.issues[0].message == "expected `{ refunds: keep_paid | reopen, chargebacks: reopen | keep_paid }`")
+            scalar.issues[0].message == "expected `{ refunds: keep_paid | reopen, chargebacks: keep_paid | reopen }`")
     }
 
     // MARK: Errors
