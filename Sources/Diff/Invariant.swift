@@ -704,7 +704,20 @@ extension Invariant {
     /// - Parameter reopens: refunds or chargebacks reopen a paid invoice (the mapping's
     ///   receivable rules), so an open invoice may owe more than its total less what was paid.
     private static func invoiceVersionsSQL(_ s: String, reopens: Bool) -> String {
-        let owedOK = reopens ? "amount_due >= total::numeric - amount_paid - credit_applied" : "amount_due IS NOT DISTINCT FROM total::numeric - amount_paid - credit_applied"
+        // Where a refund reopens the invoice, what was paid counts gross (Kill Bill's amountPaid):
+        // a refund beside an adjustment leaves more paid than the adjusted total, and the
+        // refunds it reopens are owed on top. The receivable invariant checks those sums.
+        let owedOK =
+            reopens
+            ? "amount_due >= total::numeric - amount_paid - credit_applied"
+            : "amount_due IS NOT DISTINCT FROM total::numeric - amount_paid - credit_applied"
+        // An invoice that grants credit has a negative total, and nothing paid.
+        let paidRange =
+            reopens
+            ? "coalesce(amount_paid >= least(0, total), false)" : "coalesce(amount_paid BETWEEN SYMMETRIC 0 AND total, false)"
+        let settled =
+            reopens
+            ? "amount_paid + credit_applied >= total" : "amount_paid + credit_applied IS NOT DISTINCT FROM total"
         return oneRowPerVersion(
             """
             figures AS (
@@ -716,7 +729,7 @@ extension Invariant {
             """,
             conditions: [
                 ("parts_ok", "total IS NOT DISTINCT FROM subtotal::numeric - discount + tax + rounding"),
-                ("paid_range_ok", "coalesce(amount_paid BETWEEN 0 AND total, false)"),
+                ("paid_range_ok", paidRange),
                 (
                     "status_ok",
                     """
@@ -725,7 +738,7 @@ extension Invariant {
                             THEN amount_paid IS NOT DISTINCT FROM 0 AND amount_due IS NOT DISTINCT FROM total
                         WHEN status IN ('open', 'uncollectible') THEN \(owedOK)
                         WHEN status = 'paid'
-                            THEN amount_paid + credit_applied IS NOT DISTINCT FROM total AND amount_due IS NOT DISTINCT FROM 0
+                            THEN \(settled) AND amount_due IS NOT DISTINCT FROM 0
                         WHEN status = 'void' THEN amount_due IS NOT DISTINCT FROM 0
                         ELSE true
                     END
