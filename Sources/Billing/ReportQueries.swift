@@ -144,15 +144,16 @@ public enum ReportError: Error, Sendable, Hashable, CustomStringConvertible {
     case unknownTimeZone(String)
     /// A customer's or billing entity's `time_zone` is no zone PostgreSQL knows, so the rows
     /// it dates cannot be bucketed in it.
-    case unknownTimeZoneInData(table: String, key: String, zone: String)
+    /// `entity` is `customer` or `billing_entity`.
+    case unknownTimeZoneInData(entity: String, key: String, zone: String)
 
     public var description: String {
         switch self {
         case .unknownTimeZone(let name):
             "--time-zone \(name) is not utc, customer, billing-entity or a time zone PostgreSQL knows "
                 + "(an IANA name such as Europe/Paris; see pg_timezone_names)"
-        case .unknownTimeZoneInData(let table, let key, let zone):
-            "\(table) \(key) has time_zone \(String(reflecting: zone)), which is not a time zone PostgreSQL knows "
+        case .unknownTimeZoneInData(let entity, let key, let zone):
+            "\(entity) \(key) has time_zone \(String(reflecting: zone)), which is not a time zone PostgreSQL knows "
                 + "(pg_timezone_names): correct it, or report with --time-zone utc or an IANA name"
         }
     }
@@ -198,7 +199,7 @@ extension ReadModelReader {
     /// - Returns: the zone to use: a named zone as `pg_timezone_names` spells it (names are
     ///   matched without regard to case, as PostgreSQL does).
     /// - Throws: ``ReportError/unknownTimeZone(_:)`` for a name PostgreSQL does not know;
-    ///   ``ReportError/unknownTimeZoneInData(table:key:zone:)`` for the first customer or
+    ///   ``ReportError/unknownTimeZoneInData(entity:key:zone:)`` for the first customer or
     ///   billing entity (by key) whose `time_zone` the report would use and PostgreSQL does
     ///   not know.
     public func checkTimeZone(_ zone: ReportTimeZone, in session: Session) throws -> ReportTimeZone {
@@ -228,7 +229,7 @@ extension ReadModelReader {
                 """)
             if let row = found.first {
                 throw ReportError.unknownTimeZoneInData(
-                    table: try row.decode(at: 0), key: try row.decode(at: 1), zone: try row.decode(at: 2))
+                    entity: try row.decode(at: 0), key: try row.decode(at: 1), zone: try row.decode(at: 2))
             }
             return zone
         }
