@@ -513,6 +513,56 @@ struct WiderReadModelTests {
         }
     }
 
+    /// The reports computed when read (any zone but the materialized UTC) follow the same
+    /// definitions: in UTC they equal the materialized tables on the synthetic fixture, and
+    /// per billing entity they add up to the whole.
+    @Test func reportsComputedWhenReadInUTCEqualTheMaterializedTablesAndTenantsAddUp() async throws {
+        try await withProjectionStore { connection, _, store in
+            try await ProjectionEvents(BillingHistories.generate(customers: 30, seed: 11)).append(to: store, on: connection)
+            _ = try await Projector(store: store, batchSize: 1000).catchUp(on: connection)
+            let reader = ReadModelReader()
+            let (from, to) = (date("2023-12-01"), date("2025-03-01"))
+            try await connection.withSession { session in
+                let revenue = try reader.revenue(from: from, to: to, in: session)
+                #expect(revenue.count > 20)
+                #expect(revenue.contains { $0.prepaidCollected > 0 })
+                #expect(try reader.revenue(from: from, to: to, timeZone: .named("Etc/UTC"), in: session) == revenue)
+                let mrr = try reader.mrr(from: from, to: to, in: session)
+                #expect(mrr.contains { $0.churn < 0 } && mrr.contains { $0.expansion > 0 })
+                #expect(try reader.mrr(from: from, to: to, timeZone: .named("Etc/UTC"), in: session) == mrr)
+                for customer in ["c3", "c5", "c11", "c17"] {
+                    #expect(
+                        try reader.mrr(from: from, to: to, customer: customer, timeZone: .named("UTC"), in: session)
+                            == reader.mrr(from: from, to: to, customer: customer, in: session), "\(customer)")
+                }
+                let aging = try reader.aging(asOf: ts("2024-09-01T00:00:00Z"), in: session)
+                #expect(!aging.isEmpty)
+                #expect(try reader.aging(asOf: ts("2024-09-01T00:00:00Z"), timeZone: .named("UTC"), in: session) == aging)
+
+                // Every row has one billing entity or none: the tenants' sums and the rest make the whole.
+                let orphans = try session.query(
+                    """
+                    SELECT count(*) FROM ledgerlift_read.revenue_entries AS e
+                    LEFT JOIN ledgerlift_read.customers AS c USING (customer_id)
+                    WHERE coalesce(e.billing_entity_id, c.billing_entity_id) IS NULL
+                    """
+                ).rows[0].decode(at: 0, as: Int64.self)
+                #expect(orphans > 0)
+                let tenants = try ["be-eu", "be-us"].map { try reader.revenue(from: from, to: to, billingEntity: $0, in: session) }
+                #expect(tenants.allSatisfy { !$0.isEmpty })
+                func total(_ months: [RevenueMonth]) -> Int64 { months.reduce(0) { $0 + $1.invoiced + $1.collected + $1.prepaidCollected } }
+                let covered = try session.query(
+                    """
+                    SELECT sum(amount)::int8 FROM ledgerlift_read.revenue_entries AS e
+                    LEFT JOIN ledgerlift_read.customers AS c USING (customer_id)
+                    WHERE coalesce(e.billing_entity_id, c.billing_entity_id) IS NOT NULL AND e.kind IN ('invoice', 'payment', 'prepaid')
+                    """
+                ).rows[0].decode(at: 0, as: Int64.self)
+                #expect(total(tenants[0]) + total(tenants[1]) == covered)
+            }
+        }
+    }
+
     @Test func incrementalProjectionOfTheStoriesEqualsTheBlueGreenBuild() async throws {
         try await Self.withStories { (connection: Connection, _: String, _: ReadModelReader) async throws in
             let store = EventStore()
