@@ -61,10 +61,15 @@ struct ReportCommand: AsyncParsableCommand {
 
         var zone: ReportTimeZone { ReportTimeZone(timeZone) }
 
-        /// `, in Europe/Paris, billing entity be-eu` for a heading; empty for UTC and every entity.
+        /// ` (in Europe/Paris, billing entity be-eu)` for a heading; empty for UTC and every entity.
         var label: String {
             var parts = [String]()
-            if zone != .utc { parts.append("time zone \(zone)") }
+            switch zone {
+            case .utc: break
+            case .customer: parts.append("in each customer's time zone")
+            case .billingEntity: parts.append("in each billing entity's time zone")
+            case .named(let name): parts.append("in \(name)")
+            }
             if let billingEntity { parts.append("billing entity \(billingEntity)") }
             return parts.isEmpty ? "" : " (" + parts.joined(separator: ", ") + ")"
         }
@@ -148,8 +153,8 @@ struct ReportCommand: AsyncParsableCommand {
         func run() async throws {
             let (first, last) = (ReportCommand.month(from)!, ReportCommand.month(to)!)
             let customer = customer
-            let whose = (customer.map { "customer \($0)" } ?? "all customers") + scope.label
-            let (zone, entity) = (scope.zone, scope.billingEntity)
+            let whose = customer.map { "customer \($0)" } ?? "all customers"
+            let (zone, entity, label) = (scope.zone, scope.billingEntity, scope.label)
             let report = MonthlyAmounts<MRRMonth>(
                 month: \.month, currency: \.currency,
                 amounts: [
@@ -162,8 +167,8 @@ struct ReportCommand: AsyncParsableCommand {
                 report.json($0)
             } table: { [from, to] months in
                 months.isEmpty
-                    ? "no MRR for \(whose) from \(from) to \(to)"
-                    : "MRR by month, \(whose), \(from) to \(to)\n" + report.table(months)
+                    ? "no MRR for \(whose) from \(from) to \(to)\(label)"
+                    : "MRR by month, \(whose), \(from) to \(to)\(label)\n" + report.table(months)
             }
         }
     }
