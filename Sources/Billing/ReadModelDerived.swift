@@ -222,41 +222,47 @@ struct DerivedModels {
     /// zero (a payment with no prepaid part keeps its `payment` entry even at zero).
     func revenueEntriesInsert(invoices invoiceFilter: Filter, payments: Filter, refunds: Filter, creditNotes: Filter) -> String {
         let invoices = schema.table(.invoice)
+        // The payments first, split once, then emitted as up to two entries (a CTE read twice:
+        // cheaper than joining each payment to a two-row VALUES list).
         return """
             INSERT INTO \(schema.qualified("revenue_entries")) (kind, key, month, at, currency, amount, customer_id, billing_entity_id)
+            WITH paid AS (
+                SELECT p.payment_id, s.first_succeeded, coalesce(p.currency, 'XXX')::char(3) AS currency,
+                       coalesce(p.amount, 0)::numeric AS amount,
+                       CASE WHEN al.allocations > 0 THEN al.prepaid
+                            WHEN pi.invoice_id IS NOT NULL THEN coalesce(p.amount, 0) ELSE 0 END::numeric AS prepaid,
+                       p.customer_id, p.billing_entity_id
+                FROM \(schema.table(.payment)) AS p
+                JOIN (
+                    SELECT payment_id, min(valid_from) AS first_succeeded FROM \(schema.history(.payment))
+                    WHERE status = 'succeeded' AND \(payments.on("payment_id")) GROUP BY payment_id
+                ) AS s USING (payment_id)
+                LEFT JOIN (
+                    SELECT a.payment_id, count(*) AS allocations,
+                           coalesce(sum(a.amount) FILTER (
+                               WHERE ci.invoice_id IS NOT NULL AND a.currency IS NOT DISTINCT FROM ap.currency), 0) AS prepaid
+                    FROM \(schema.table(.paymentAllocation)) AS a
+                    JOIN \(schema.table(.payment)) AS ap ON ap.payment_id = a.payment_id
+                    LEFT JOIN \(invoices) AS ci ON ci.invoice_id = a.invoice_id AND ci.kind = 'credit'
+                    WHERE \(payments.on("a.payment_id"))
+                    GROUP BY a.payment_id
+                ) AS al ON al.payment_id = p.payment_id
+                LEFT JOIN \(invoices) AS pi ON pi.invoice_id = p.invoice_id AND pi.kind = 'credit'
+                WHERE p.status = 'succeeded' AND \(payments.on("p.payment_id"))
+            )
             SELECT 'invoice', invoice_id, date_trunc('month', finalized_at AT TIME ZONE 'UTC')::date, finalized_at,
                    coalesce(currency, 'XXX')::char(3), coalesce(total, 0), customer_id, billing_entity_id
             FROM \(invoices)
             WHERE finalized_at IS NOT NULL AND status NOT IN ('draft', 'void') AND kind IS DISTINCT FROM 'credit'
               AND \(invoiceFilter.on("invoice_id"))
             UNION ALL
-            SELECT part.kind, p.payment_id, date_trunc('month', s.first_succeeded AT TIME ZONE 'UTC')::date, s.first_succeeded,
-                   coalesce(p.currency, 'XXX')::char(3), part.amount, p.customer_id, p.billing_entity_id
-            FROM \(schema.table(.payment)) AS p
-            JOIN (
-                SELECT payment_id, min(valid_from) AS first_succeeded FROM \(schema.history(.payment))
-                WHERE status = 'succeeded' AND \(payments.on("payment_id")) GROUP BY payment_id
-            ) AS s USING (payment_id)
-            LEFT JOIN (
-                SELECT a.payment_id, count(*) AS allocations,
-                       coalesce(sum(a.amount) FILTER (
-                           WHERE ci.invoice_id IS NOT NULL AND a.currency IS NOT DISTINCT FROM ap.currency), 0) AS prepaid
-                FROM \(schema.table(.paymentAllocation)) AS a
-                JOIN \(schema.table(.payment)) AS ap ON ap.payment_id = a.payment_id
-                LEFT JOIN \(invoices) AS ci ON ci.invoice_id = a.invoice_id AND ci.kind = 'credit'
-                WHERE \(payments.on("a.payment_id"))
-                GROUP BY a.payment_id
-            ) AS al ON al.payment_id = p.payment_id
-            LEFT JOIN \(invoices) AS pi ON pi.invoice_id = p.invoice_id AND pi.kind = 'credit'
-            CROSS JOIN LATERAL (
-                SELECT CASE WHEN al.allocations > 0 THEN al.prepaid
-                            WHEN pi.invoice_id IS NOT NULL THEN coalesce(p.amount, 0)::numeric ELSE 0 END AS prepaid
-            ) AS pp
-            CROSS JOIN LATERAL (
-                VALUES ('payment', coalesce(p.amount, 0) - pp.prepaid), ('prepaid', pp.prepaid)
-            ) AS part (kind, amount)
-            WHERE p.status = 'succeeded' AND \(payments.on("p.payment_id"))
-              AND (part.amount <> 0 OR (part.kind = 'payment' AND pp.prepaid = 0))
+            SELECT 'payment', payment_id, date_trunc('month', first_succeeded AT TIME ZONE 'UTC')::date, first_succeeded,
+                   currency, amount - prepaid, customer_id, billing_entity_id
+            FROM paid WHERE amount - prepaid <> 0 OR prepaid = 0
+            UNION ALL
+            SELECT 'prepaid', payment_id, date_trunc('month', first_succeeded AT TIME ZONE 'UTC')::date, first_succeeded,
+                   currency, prepaid, customer_id, billing_entity_id
+            FROM paid WHERE prepaid <> 0
             UNION ALL
             SELECT 'refund', r.refund_id, date_trunc('month', s.first_succeeded AT TIME ZONE 'UTC')::date, s.first_succeeded,
                    coalesce(r.currency, 'XXX')::char(3), coalesce(r.amount, 0), r.customer_id, r.billing_entity_id
