@@ -174,7 +174,9 @@ struct DerivedModels {
         let a = scope("a", customer: "a.customer_id")
         let n = scope("a", customer: "ai.customer_id")
         let w = scope("w", customer: "w.customer_id")
-        let c = scope("c", customer: "c.customer_id")
+        // The customer's own currency row belongs to the customer's billing entity as it is now,
+        // as every other row's customer part does (also for a version as of an instant).
+        let c = scope("zc", customer: "c.customer_id")
         let balanceCredit = "a.credit_note_id IS NULL AND a.wallet_transaction_id IS NULL"
         return """
             SELECT i.customer_id, coalesce(i.currency, 'XXX')::char(3) AS currency,

@@ -98,7 +98,8 @@ struct QueryCommand: AsyncParsableCommand {
                     "customer \(customer), as of \(BusinessTime.label(asOf))"
                     + (entity.map { ", billing entity \($0)" } ?? "")
                 guard !balances.isEmpty else {
-                    return heading + "\nno invoices, balance transactions or currency for this customer at that time"
+                    return heading + "\nno invoices, balance transactions, balance credit applications, wallets or currency for this customer"
+                        + (entity == nil ? "" : " in this billing entity") + " at that time"
                 }
                 return heading + "\n"
                     + TextTable(

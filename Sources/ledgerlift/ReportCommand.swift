@@ -77,7 +77,7 @@ struct ReportCommand: AsyncParsableCommand {
 
     struct Revenue: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Invoiced, collected, refunded and credited per month and currency.",
+            abstract: "Invoiced, collected, prepaid collected, refunded and credited per month and currency.",
             discussion: """
                 invoiced: totals of invoices finalized in the month (void ones and credit invoices — prepaid \
                 top-ups, not revenue — excluded); collected: payments that succeeded in the month, except what \

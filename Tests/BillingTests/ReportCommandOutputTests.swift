@@ -93,6 +93,16 @@ struct ReportCommandOutputTests {
                     USD              4.00              0.00     4.00            0.00
 
                     """)
+            // A known customer with nothing in that billing entity: an answer (status 0), not "not found".
+            let elsewhere = try LedgerliftBinary.run(
+                ["query", "balance", "--store", dsn, "--customer", "cust-w", "--billing-entity", "be-us"])
+            #expect(elsewhere.status == 0, "\(elsewhere.stderr)")
+            #expect(
+                elsewhere.stdout == """
+                    customer cust-w, as of now, billing entity be-us
+                    no invoices, balance transactions, balance credit applications, wallets or currency for this customer in this billing entity at that time
+
+                    """)
             let json = try LedgerliftBinary.run(["query", "balance", "--store", dsn, "--customer", "cust-w", "--format", "json"])
             #expect(json.status == 0, "\(json.stderr)")
             #expect(

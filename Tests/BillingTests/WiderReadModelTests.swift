@@ -417,6 +417,10 @@ struct WiderReadModelTests {
             #expect(try await mrr(.named("Asia/Tokyo"), customer: "cust-q") == tokyo)
             // Acme US: only the biennial plan's subscription names it: 10000 / 2 / 12 = 416.67 → 417.
             #expect(try await mrr(entity: "be-us") == [Self.mrr("2024-05-01", new: 417, mrr: 417), Self.mrr("2024-06-01", mrr: 417)])
+            #expect(
+                try await mrr(entity: "be-us", customer: "cust-q") == [
+                    Self.mrr("2024-05-01", new: 417, mrr: 417), Self.mrr("2024-06-01", mrr: 417),
+                ])
             #expect(try await mrr(entity: "be-eu").isEmpty)
         }
     }
