@@ -48,8 +48,17 @@ struct TouchedKeys {
     var plans = Set<String>()
     /// Keys per revenue kind (`invoice`, `payment`, `refund`, `credit_note`).
     var revenue = [String: Set<String>]()
+    /// Invoices that became credit invoices or stopped being one: the payments that pay them
+    /// (directly or through an allocation) split into collected and prepaid anew.
+    var creditKindInvoices = Set<String>()
+    /// Invoices of credit applications that name no customer: such an application counts for
+    /// its invoice's customer, whose balances are recomputed.
+    var creditApplicationInvoices = Set<String>()
 
-    var isEmpty: Bool { balanceCustomers.isEmpty && mrrCustomers.isEmpty && plans.isEmpty && revenue.isEmpty }
+    var isEmpty: Bool {
+        balanceCustomers.isEmpty && mrrCustomers.isEmpty && plans.isEmpty && revenue.isEmpty
+            && creditKindInvoices.isEmpty && creditApplicationInvoices.isEmpty
+    }
 }
 
 /// A row version to write: valid over `[from, to)`.
@@ -308,34 +317,52 @@ extension Projector {
     }
 
     /// Records which derived read models a key's change reaches.
+    ///
+    /// The derived tables depend on the current rows only, so a key's versions before and after
+    /// the batch say everything: the customers it belonged to, the payments it names. Billing
+    /// entities, and customers' billing entities and time zones, reach no materialized table:
+    /// the tables are in UTC and keep each row's own billing entity, and reports resolve the
+    /// rest when they read.
     func collect(_ entity: Entity, before: CanonicalRow?, versions: [StagedVersion], into touched: inout TouchedKeys) {
         guard mode == .incremental, let key = versions.first?.key else { return }
-        func customers(_ insert: (String) -> Void) {
-            if let id = before?["customer_id"].textValue { insert(id) }
-            for version in versions { if let id = version.row["customer_id"].textValue { insert(id) } }
+        /// The non-NULL values of `column` in the row before the batch and in every new version.
+        func values(_ column: String, _ insert: (String) -> Void) {
+            if let id = before?[column].textValue { insert(id) }
+            for version in versions { if let id = version.row[column].textValue { insert(id) } }
         }
+        func customers(_ insert: (String) -> Void) { values("customer_id", insert) }
         switch entity {
         case .customer:
             touched.balanceCustomers.insert(key)
         case .invoice:
             customers { touched.balanceCustomers.insert($0) }
             touched.revenue["invoice", default: []].insert(key)
-        case .balanceTransaction:
+            let credit = CanonicalValue.text("credit")
+            if (before?["kind"] == credit) != (versions.last?.row["kind"] == credit) {
+                touched.creditKindInvoices.insert(key)
+            }
+        case .balanceTransaction, .wallet:
             customers { touched.balanceCustomers.insert($0) }
+        case .creditApplication:
+            customers { touched.balanceCustomers.insert($0) }
+            // Without a customer of its own, it counts for its invoice's.
+            for row in [before].compactMap({ $0 }) + versions.map(\.row) where row["customer_id"].textValue == nil {
+                if let invoice = row["invoice_id"].textValue { touched.creditApplicationInvoices.insert(invoice) }
+            }
         case .subscription:
             customers { touched.mrrCustomers.insert($0) }
         case .plan:
             touched.plans.insert(key)
         case .payment:
             touched.revenue["payment", default: []].insert(key)
+        case .paymentAllocation:
+            // Its payment's prepaid part depends on it.
+            values("payment_id") { touched.revenue["payment", default: []].insert($0) }
         case .refund:
             touched.revenue["refund", default: []].insert(key)
         case .creditNote:
             touched.revenue["credit_note", default: []].insert(key)
-        case .wallet:
-            customers { touched.balanceCustomers.insert($0) }
-        case .invoiceLine, .billingEntity, .paymentAllocation, .walletTransaction, .creditApplication, .chargeback,
-            .paymentTransaction:
+        case .invoiceLine, .billingEntity, .walletTransaction, .chargeback, .paymentTransaction:
             break
         }
     }

@@ -22,7 +22,7 @@ public struct ReadModelSchema: Sendable, Hashable {
 
     /// Bumped whenever the DDL or a read model's definition changes: a read model built by an
     /// older binary is then rebuilt instead of being continued.
-    public static let modelVersion: Int32 = 4
+    public static let modelVersion: Int32 = 5
 
     /// The derived read models, in the order they are listed and compared.
     public static let derivedTables = [
@@ -83,17 +83,27 @@ public struct ReadModelSchema: Sendable, Hashable {
                 receivables      numeric NOT NULL,
                 unapplied_credit numeric NOT NULL,
                 balance          numeric NOT NULL,
+                prepaid_credit   numeric NOT NULL,
                 PRIMARY KEY (customer_id, currency)
             )
             """)
         parts.append(
             """
             CREATE TABLE \(qualified("revenue_entries")) (
-                kind      text NOT NULL,
-                key       text COLLATE "C" NOT NULL,
-                month     date NOT NULL,
-                currency  char(3) NOT NULL,
-                amount    bigint NOT NULL,
+                kind               text NOT NULL,
+                key                text COLLATE "C" NOT NULL,
+                -- The UTC month of `at`, which revenue_by_month sums by.
+                month              date NOT NULL,
+                -- The instant the entry counts at: reports in another time zone bucket it again.
+                at                 timestamptz NOT NULL,
+                currency           char(3) NOT NULL,
+                -- numeric: a payment's collected part is its amount minus its prepaid part,
+                -- which dirty data can push beyond 64 bits; the projection must not stall.
+                amount             numeric NOT NULL,
+                customer_id        text COLLATE "C",
+                -- The row's own billing entity; NULL means its customer's, resolved when a
+                -- report reads it, so a customer changing tenant rewrites no entries.
+                billing_entity_id  text COLLATE "C",
                 PRIMARY KEY (kind, key)
             )
             """)
@@ -104,6 +114,7 @@ public struct ReadModelSchema: Sendable, Hashable {
                 currency   char(3) NOT NULL,
                 invoiced   numeric NOT NULL,
                 collected  numeric NOT NULL,
+                prepaid_collected numeric NOT NULL,
                 refunded   numeric NOT NULL,
                 credited   numeric NOT NULL,
                 PRIMARY KEY (month, currency)
@@ -133,6 +144,10 @@ public struct ReadModelSchema: Sendable, Hashable {
                 PRIMARY KEY (month, currency)
             )
             """)
+        // The least common multiple of a group's plan interval counts: MRR adds amounts per
+        // 1, 2, 3… intervals over one common denominator, so it is exact and rounded once.
+        parts.append(
+            "CREATE AGGREGATE \(qualified(Self.lcmAggregate))(numeric) (SFUNC = pg_catalog.lcm, STYPE = numeric, INITCOND = '1')")
         parts.append(
             """
             CREATE VIEW \(qualified("ar_aging")) AS
@@ -224,9 +239,28 @@ public struct ReadModelSchema: Sendable, Hashable {
         }
     }
 
-    /// The secondary indexes of the derived tables.
+    /// The aggregate `lcm(numeric)` over rows, made in the schema (PostgreSQL has `lcm` of
+    /// two numbers only).
+    static let lcmAggregate = "ledgerlift_lcm"
+
+    /// The secondary indexes of the derived tables, and those of canonical tables that only
+    /// the derived models' incremental path needs: the payments of an invoice that turns into
+    /// a credit invoice (or stops being one), a payment's allocations, a customer's wallets
+    /// and credit applications, the credit applications of an invoice (for those that name no
+    /// customer).
     var derivedIndexes: [String] {
-        ["CREATE INDEX IF NOT EXISTS revenue_entries_month ON \(qualified("revenue_entries")) (month)"]
+        func index(_ table: String, _ name: String, _ column: String) -> String {
+            "CREATE INDEX IF NOT EXISTS \(quoteIdentifier(name)) ON \(qualified(table)) (\(quoteIdentifier(column)))"
+        }
+        return [
+            index("revenue_entries", "revenue_entries_month", "month"),
+            index("payments", "payments_invoice_id", "invoice_id"),
+            index("payment_allocations", "payment_allocations_payment_id", "payment_id"),
+            index("payment_allocations", "payment_allocations_invoice_id", "invoice_id"),
+            index("wallets", "wallets_customer_id", "customer_id"),
+            index("credit_applications", "credit_applications_customer_id", "customer_id"),
+            index("credit_applications", "credit_applications_invoice_id", "invoice_id"),
+        ]
     }
 
     /// Every secondary index.

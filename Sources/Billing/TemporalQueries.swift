@@ -7,67 +7,81 @@ public struct CustomerBalance: Sendable, Hashable {
     public var currency: String
     /// Σ `amount_due` of the customer's open and uncollectible invoices.
     public var receivables: Int64
-    /// Credit held by the customer: −Σ of its balance transactions.
+    /// Credit held in the customer balance: −Σ of its balance transactions − Σ of its credit
+    /// applications that name neither a credit note nor a wallet transaction (balance credit
+    /// applied to an invoice).
     public var unappliedCredit: Int64
     /// `receivables − unappliedCredit`: positive when the customer owes, negative when it
-    /// holds credit.
+    /// holds credit. Prepaid wallet credit is not netted in (``prepaidCredit``).
     public var balance: Int64
+    /// Σ `balance` of the customer's active wallets: prepaid credit left to spend.
+    public var prepaidCredit: Int64
 
-    public init(customerID: String, currency: String, receivables: Int64, unappliedCredit: Int64, balance: Int64) {
+    public init(
+        customerID: String, currency: String, receivables: Int64, unappliedCredit: Int64, balance: Int64,
+        prepaidCredit: Int64 = 0
+    ) {
         self.customerID = customerID
         self.currency = currency
         self.receivables = receivables
         self.unappliedCredit = unappliedCredit
         self.balance = balance
+        self.prepaidCredit = prepaidCredit
     }
 }
 
 extension ReadModelReader {
     /// A customer's balance per currency, now (from `customer_balances`) or as of a business
-    /// time (from the history tables: the invoice, balance-transaction and customer versions
-    /// valid at `asOf`).
+    /// time (from the history tables: the invoice, balance-transaction, credit-application,
+    /// wallet and customer versions valid at `asOf`).
     ///
     /// Both follow the same definition (`docs/read-models.md`), so the balance as of a time
     /// after the last event equals the current one.
+    /// - Parameter billingEntity: only the rows of that billing entity (the row's own
+    ///   `billing_entity_id`, else its customer's as the customer is now), computed from the
+    ///   canonical or history tables by the same definition.
     /// - Returns: one entry per currency, sorted by currency; empty for an unknown customer.
-    public func balances(customer: String, asOf: PostgresTimestamp? = nil, in session: Session) throws
-        -> [CustomerBalance]
-    {
+    public func balances(
+        customer: String, asOf: PostgresTimestamp? = nil, billingEntity: String? = nil, in session: Session
+    ) throws -> [CustomerBalance] {
         try requireBuilt(session)
         let rows: [Row]
-        if let asOf {
-            let valid = "valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2)"
+        if asOf == nil, billingEntity == nil {
             rows = try session.query(
                 """
-                SELECT currency::text, sum(receivable)::bigint, sum(credit)::bigint, (sum(receivable) - sum(credit))::bigint
-                FROM (
-                    SELECT coalesce(currency, 'XXX')::char(3) AS currency,
-                           CASE WHEN status IN ('open', 'uncollectible') THEN coalesce(amount_due, 0) ELSE 0 END AS receivable,
-                           0::bigint AS credit
-                    FROM \(schema.history(.invoice)) WHERE customer_id = $1 AND \(valid)
-                    UNION ALL
-                    SELECT coalesce(currency, 'XXX')::char(3), 0, -coalesce(amount, 0)
-                    FROM \(schema.history(.balanceTransaction)) WHERE customer_id = $1 AND \(valid)
-                    UNION ALL
-                    SELECT currency::char(3), 0, 0
-                    FROM \(schema.history(.customer)) WHERE customer_id = $1 AND currency IS NOT NULL AND \(valid)
-                ) AS movements
-                GROUP BY currency ORDER BY currency
-                """, [customer, asOf]
-            ).rows
-        } else {
-            rows = try session.query(
-                """
-                SELECT currency::text, receivables::int8, unapplied_credit::int8, balance::int8
+                SELECT currency::text, receivables::int8, unapplied_credit::int8, balance::int8, prepaid_credit::int8
                 FROM \(schema.qualified("customer_balances"))
                 WHERE customer_id = $1 ORDER BY currency
                 """, [customer]
+            ).rows
+        } else {
+            var parameters: [(any PostgresEncodable)?] = [customer]
+            let source: (Entity) -> String
+            if let asOf {
+                parameters.append(asOf)
+                source = { entity in
+                    "(SELECT * FROM \(schema.history(entity)) WHERE valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2))"
+                }
+            } else {
+                source = { schema.table($0) }
+            }
+            if let billingEntity { parameters.append(billingEntity) }
+            let movements = DerivedModels(schema: schema).balanceMovements(
+                from: source, customers: { "\($0) = $1" },
+                billingEntity: billingEntity == nil ? nil : "$\(parameters.count)")
+            rows = try session.query(
+                """
+                SELECT currency::text, sum(receivable)::bigint, sum(credit)::bigint, (sum(receivable) - sum(credit))::bigint,
+                       sum(prepaid)::bigint
+                FROM (\(movements)) AS movements
+                GROUP BY currency ORDER BY currency
+                """, parameters
             ).rows
         }
         return try rows.map { row in
             CustomerBalance(
                 customerID: customer, currency: try row.decode(at: 0), receivables: try row.decode(at: 1),
-                unappliedCredit: try row.decode(at: 2), balance: try row.decode(at: 3))
+                unappliedCredit: try row.decode(at: 2), balance: try row.decode(at: 3), prepaidCredit: try row.decode(at: 4))
         }
     }
 

@@ -51,11 +51,13 @@ struct QueryCommand: AsyncParsableCommand {
 
     struct Balance: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "A customer's balance per currency: receivables, unapplied credit, balance.",
+            abstract: "A customer's balance per currency: receivables, unapplied credit, balance, prepaid credit.",
             discussion: """
                 receivables = amount due of the customer's open and uncollectible invoices; unapplied credit = \
-                minus the sum of its balance transactions; balance = receivables − unapplied credit (positive: \
-                the customer owes; negative: it holds credit).
+                minus the sum of its balance transactions, minus its credit applications that name neither a \
+                credit note nor a wallet transaction (balance credit applied to an invoice); balance = \
+                receivables − unapplied credit (positive: the customer owes; negative: it holds credit); \
+                prepaid credit = the balance of its active wallets, not netted into the balance.
 
                 Exits with status 1 when the customer is unknown (or did not exist yet at --as-of).
                 """)
@@ -65,6 +67,12 @@ struct QueryCommand: AsyncParsableCommand {
         @Option(help: "The customer's key (customer_id).")
         var customer: String
 
+        @Option(
+            help: ArgumentHelp(
+                "Only the rows of this billing entity (tenant): the row's own billing_entity_id, else the customer's.",
+                valueName: "id"))
+        var billingEntity: String?
+
         @Option(help: "Business time: a date (its end, UTC) or a timestamp. Default: now.")
         var asOf: String?
 
@@ -72,33 +80,38 @@ struct QueryCommand: AsyncParsableCommand {
 
         func run() async throws {
             let asOf = try BusinessTime.validated(self.asOf)
-            let customer = customer
+            let (customer, entity) = (customer, billingEntity)
             let (found, _) = try await options.answer { reader, session in
-                let balances = try reader.balances(customer: customer, asOf: asOf, in: session)
+                let balances = try reader.balances(customer: customer, asOf: asOf, billingEntity: entity, in: session)
                 // A customer quarantined by the backfill can still have migrated invoices.
                 let known = try !balances.isEmpty || reader.row(.customer, key: customer, asOf: asOf, in: session) != nil
                 return (known, balances)
             } json: { found, balances in
-                JSONText.object([
-                    ("customer_id", .string(customer)), ("as_of", asOf.map { .string($0.iso8601) } ?? .null),
-                    ("balances", found ? .array(balances.map(Self.json)) : .null),
-                ])
+                // The billing entity only when one was asked for: the answer's shape stays as it was.
+                JSONText.object(
+                    [("customer_id", .string(customer)), ("as_of", asOf.map { .string($0.iso8601) } ?? .null)]
+                        + (entity.map { [("billing_entity", .string($0))] } ?? [])
+                        + [("balances", found ? .array(balances.map(Self.json)) : .null)])
             } table: { found, balances in
                 guard found else { return nil }
-                let heading = "customer \(customer), as of \(BusinessTime.label(asOf))"
+                let heading =
+                    "customer \(customer), as of \(BusinessTime.label(asOf))"
+                    + (entity.map { ", billing entity \($0)" } ?? "")
                 guard !balances.isEmpty else {
-                    return heading + "\nno invoices, balance transactions or currency for this customer at that time"
+                    return heading + "\nno invoices, balance transactions, balance credit applications, wallets or currency for this customer"
+                        + (entity == nil ? "" : " in this billing entity") + " at that time"
                 }
                 return heading + "\n"
                     + TextTable(
-                        ["currency", "receivables", "unapplied credit", "balance"],
+                        ["currency", "receivables", "unapplied credit", "balance", "prepaid credit"],
                         balances.map { b in
                             [
                                 b.currency, ReportAmount.decimal(b.receivables, currency: b.currency),
                                 ReportAmount.decimal(b.unappliedCredit, currency: b.currency),
                                 ReportAmount.decimal(b.balance, currency: b.currency),
+                                ReportAmount.decimal(b.prepaidCredit, currency: b.currency),
                             ]
-                        }, rightAligned: [1, 2, 3]
+                        }, rightAligned: [1, 2, 3, 4]
                     ).rendered
             }
             if !found {
@@ -113,6 +126,7 @@ struct QueryCommand: AsyncParsableCommand {
                 ("receivables", .string(ReportAmount.decimal(b.receivables, currency: b.currency))),
                 ("unapplied_credit", .string(ReportAmount.decimal(b.unappliedCredit, currency: b.currency))),
                 ("balance", .string(ReportAmount.decimal(b.balance, currency: b.currency))),
+                ("prepaid_credit", .string(ReportAmount.decimal(b.prepaidCredit, currency: b.currency))),
             ])
         }
     }

@@ -42,16 +42,54 @@ struct ReportCommand: AsyncParsableCommand {
 
     static func monthLabel(_ date: PostgresDate) -> String { String(date.description.prefix(7)) }
 
+    /// `--time-zone` and `--billing-entity`, shared by the three reports.
+    struct Scope: ParsableArguments {
+        @Option(
+            help: ArgumentHelp(
+                "Time zone of the months (and of the day receivables are aged on): utc; customer (the customer's "
+                    + "time_zone, else its billing entity's, else UTC); billing-entity (the time_zone of the row's "
+                    + "billing entity: its own billing_entity_id, else its customer's; else UTC); or an IANA name "
+                    + "such as Europe/Paris. Other than utc, the report is computed when read.",
+                valueName: "zone"))
+        var timeZone: String = "utc"
+
+        @Option(
+            help: ArgumentHelp(
+                "Only the rows of this billing entity (tenant): the row's own billing_entity_id, else its customer's.",
+                valueName: "id"))
+        var billingEntity: String?
+
+        var zone: ReportTimeZone { ReportTimeZone(timeZone) }
+
+        /// ` (in Europe/Paris, billing entity be-eu)` for a heading; empty for UTC and every entity.
+        var label: String {
+            var parts = [String]()
+            switch zone {
+            case .utc: break
+            case .customer: parts.append("in each customer's time zone")
+            case .billingEntity: parts.append("in each billing entity's time zone")
+            case .named(let name): parts.append("in \(name)")
+            }
+            if let billingEntity { parts.append("billing entity \(billingEntity)") }
+            return parts.isEmpty ? "" : " (" + parts.joined(separator: ", ") + ")"
+        }
+    }
+
     struct Revenue: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Invoiced, collected, refunded and credited per month and currency.",
+            abstract: "Invoiced, collected, prepaid collected, refunded and credited per month and currency.",
             discussion: """
-                invoiced: totals of invoices finalized in the month (void ones excluded); collected: payments \
-                that succeeded in the month; refunded: refunds that succeeded in the month; credited: credit \
-                notes issued in the month (void ones excluded).
+                invoiced: totals of invoices finalized in the month (void ones and credit invoices — prepaid \
+                top-ups, not revenue — excluded); collected: payments that succeeded in the month, except what \
+                they paid towards credit invoices; prepaid_collected: that part (by allocation, else the whole \
+                payment when the invoice it names is a credit invoice), cash for credit not yet used; refunded: \
+                refunds that succeeded in the month; credited: credit notes issued in the month (void ones \
+                excluded). Months are UTC unless --time-zone says otherwise.
                 """)
 
         @OptionGroup var options: ReadModelOptions
+
+        @OptionGroup var scope: Scope
 
         @Option(help: "First month, YYYY-MM.")
         var from: String
@@ -65,13 +103,19 @@ struct ReportCommand: AsyncParsableCommand {
             let (first, last) = (ReportCommand.month(from)!, ReportCommand.month(to)!)
             let report = MonthlyAmounts<RevenueMonth>(
                 month: \.month, currency: \.currency,
-                amounts: [("invoiced", \.invoiced), ("collected", \.collected), ("refunded", \.refunded), ("credited", \.credited)])
+                amounts: [
+                    ("invoiced", \.invoiced), ("collected", \.collected), ("prepaid_collected", \.prepaidCollected),
+                    ("refunded", \.refunded), ("credited", \.credited),
+                ])
+            let (zone, entity, label) = (scope.zone, scope.billingEntity, scope.label)
             try await options.answer { reader, session in
-                try reader.revenue(from: first, to: last, in: session)
+                try reader.revenue(from: first, to: last, timeZone: zone, billingEntity: entity, in: session)
             } json: {
                 report.json($0)
             } table: { [from, to] months in
-                months.isEmpty ? "no revenue from \(from) to \(to)" : "revenue by month, \(from) to \(to)\n" + report.table(months)
+                months.isEmpty
+                    ? "no revenue from \(from) to \(to)\(label)"
+                    : "revenue by month, \(from) to \(to)\(label)\n" + report.table(months)
             }
         }
     }
@@ -81,14 +125,19 @@ struct ReportCommand: AsyncParsableCommand {
             commandName: "mrr",
             abstract: "Monthly recurring revenue and its movements per month and currency, or one customer's.",
             discussion: """
-                Per customer, MRR at each month's close (active and past_due subscriptions × plan amount, \
-                normalized to a month); new, expansion, contraction (≤ 0) and churn (≤ 0) sum the customers' \
-                changes, and mrr = previous month's mrr + the four movements. Every month from --from to --to \
-                has a row per currency (from the currency's first movement on): a month without movements \
-                carries the previous month's MRR. With --customer, the same for that one customer.
+                Per customer, MRR at each month's close (active and past_due subscriptions — not pending ones, \
+                which are scheduled — × plan amount per billing period of interval_count intervals, normalized \
+                to a month, rounded once per customer); new, expansion, contraction (≤ 0) and churn (≤ 0) sum \
+                the customers' changes, and mrr = previous month's mrr + the four movements. Every month from \
+                --from to --to has a row per currency (from the currency's first movement on): a month without \
+                movements carries the previous month's MRR. With --customer, the same for that one customer. \
+                With --time-zone, each customer's months close in its zone (billing-entity: its billing \
+                entity's); with --billing-entity, only that entity's subscriptions count.
                 """)
 
         @OptionGroup var options: ReadModelOptions
+
+        @OptionGroup var scope: Scope
 
         @Option(help: "First month, YYYY-MM.")
         var from: String
@@ -105,6 +154,7 @@ struct ReportCommand: AsyncParsableCommand {
             let (first, last) = (ReportCommand.month(from)!, ReportCommand.month(to)!)
             let customer = customer
             let whose = customer.map { "customer \($0)" } ?? "all customers"
+            let (zone, entity, label) = (scope.zone, scope.billingEntity, scope.label)
             let report = MonthlyAmounts<MRRMonth>(
                 month: \.month, currency: \.currency,
                 amounts: [
@@ -112,13 +162,13 @@ struct ReportCommand: AsyncParsableCommand {
                     ("mrr", \.mrr),
                 ])
             try await options.answer { reader, session in
-                try reader.mrr(from: first, to: last, customer: customer, in: session)
+                try reader.mrr(from: first, to: last, customer: customer, timeZone: zone, billingEntity: entity, in: session)
             } json: {
                 report.json($0)
             } table: { [from, to] months in
                 months.isEmpty
-                    ? "no MRR for \(whose) from \(from) to \(to)"
-                    : "MRR by month, \(whose), \(from) to \(to)\n" + report.table(months)
+                    ? "no MRR for \(whose) from \(from) to \(to)\(label)"
+                    : "MRR by month, \(whose), \(from) to \(to)\(label)\n" + report.table(months)
             }
         }
     }
@@ -127,11 +177,14 @@ struct ReportCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Receivables (open and uncollectible invoices) by days past due, per customer and currency.",
             discussion: """
-                Days past due = the as-of date (UTC) − due_on; current covers invoices not yet due or without \
-                a due date. With --as-of, the invoices are taken as they were at that business time.
+                Days past due = the as-of date (UTC, or in --time-zone) − due_on; current covers invoices not \
+                yet due or without a due date. With --as-of, the invoices are taken as they were at that \
+                business time; with --billing-entity, only that entity's invoices count.
                 """)
 
         @OptionGroup var options: ReadModelOptions
+
+        @OptionGroup var scope: Scope
 
         @Option(help: "Business time: a date (its end, UTC) or a timestamp. Default: now.")
         var asOf: String?
@@ -141,11 +194,13 @@ struct ReportCommand: AsyncParsableCommand {
         func run() async throws {
             let asOf = try BusinessTime.validated(self.asOf)
             func amount(_ minor: Int64, _ currency: String) -> String { ReportAmount.decimal(minor, currency: currency) }
+            let (zone, entity, label) = (scope.zone, scope.billingEntity, scope.label)
             try await options.answer { reader, session in
-                try reader.aging(asOf: asOf, in: session)
+                try reader.aging(asOf: asOf, timeZone: zone, billingEntity: entity, in: session)
             } json: { rows in
                 JSONText.object([
                     ("as_of", asOf.map { .string($0.iso8601) } ?? .null),
+                    ("time_zone", .string(zone.description)), ("billing_entity", entity.map { .string($0) } ?? .null),
                     (
                         "customers",
                         .array(
@@ -163,7 +218,7 @@ struct ReportCommand: AsyncParsableCommand {
                     ),
                 ])
             } table: { rows in
-                let heading = "receivables aging as of \(BusinessTime.label(asOf))"
+                let heading = "receivables aging as of \(BusinessTime.label(asOf))\(label)"
                 guard !rows.isEmpty else { return heading + "\nno open or uncollectible invoices" }
                 var lines = rows.map { r in
                     [

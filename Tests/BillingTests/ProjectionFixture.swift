@@ -215,12 +215,88 @@ struct BillingHistories {
         return [[eu], [us, with(us, ["time_zone": .text("America/Chicago"), "updated_at": .timestamp(at(90))])]]
     }
 
+    /// A quarterly plan per currency, first observed billed every month: its interval count
+    /// changes on day 100, which changes the MRR of every customer on it.
+    static func quarterlyPlanHistories() -> [RowHistory] {
+        ["USD", "JPY", "KWD", "EUR"].map { currency in
+            let v0 = row(
+                .plan,
+                [
+                    "plan_id": .text("q-\(currency)"), "code": .text("q-\(currency)"), "name": .text("Quarterly"),
+                    "amount": .amount(9000), "currency": .text(currency), "interval": .text("month"),
+                    "interval_count": .integer(1), "archived": .boolean(false), "created_at": .timestamp(at(-30)),
+                    "updated_at": .timestamp(at(-30)),
+                ])
+            return [v0, with(v0, ["interval_count": .integer(3), "updated_at": .timestamp(at(100))])]
+        }
+    }
+
+    /// A customer's tenant and time zone (by `c`, drawing no random number, so the rest of the
+    /// fixture stays as it was): every fifth in Acme EU and Tokyo time, every fifth in Acme US,
+    /// every fifth only in Berlin time, every fifth moving into Acme EU on day `start + 70`.
+    static func tenancy(_ c: Int) -> [String: CanonicalValue] {
+        switch c % 5 {
+        case 0: ["billing_entity_id": .text("be-eu"), "time_zone": .text("Asia/Tokyo")]
+        case 1: ["billing_entity_id": .text("be-us")]
+        case 2: ["time_zone": .text("Europe/Berlin")]
+        default: [:]
+        }
+    }
+
     /// Stories of the entities that widen the model (allocations, wallets, credit applied
     /// after tax, chargebacks, gateway transactions), every fourth customer each, so every
-    /// read-model table has rows in a fixture of a few customers.
+    /// read-model table has rows in a fixture of a few customers; credit invoices (prepaid
+    /// top-ups) paid directly or through an allocation, one of them first mapped as a
+    /// standard invoice and corrected after its payment; balance credit applied without a
+    /// customer of its own; and, every sixth customer, a scheduled subscription on a
+    /// quarterly plan that becomes active and one that stays pending.
     static func widerModelStories(_ c: Int, id: String, currency: String, start: Int) -> [RowHistory] {
         var out = [RowHistory]()
         let tenant: CanonicalValue = .text(c % 2 == 0 ? "be-eu" : "be-us")
+        func creditInvoice(_ invoiceID: String, kind: String, day: Int) -> [CanonicalRow] {
+            let open = row(
+                .invoice,
+                [
+                    "invoice_id": .text(invoiceID), "customer_id": .text(id), "status": .text("open"), "kind": .text(kind),
+                    "currency": .text(currency), "subtotal": .amount(5000), "discount": .amount(0), "tax": .amount(0),
+                    "total": .amount(5000), "amount_paid": .amount(0), "amount_due": .amount(5000),
+                    "finalized_at": .timestamp(at(day)), "due_on": .date(at(day).utcDate), "created_at": .timestamp(at(day)),
+                    "updated_at": .timestamp(at(day)),
+                ])
+            return [
+                open,
+                with(open, [
+                    "status": .text("paid"), "amount_paid": .amount(5000), "amount_due": .amount(0),
+                    "paid_at": .timestamp(at(day, 30)), "updated_at": .timestamp(at(day, 30)),
+                ]),
+            ]
+        }
+        func paid(_ paymentID: String, invoice: String?, day: Int) -> [CanonicalRow] {
+            let pending = row(
+                .payment,
+                [
+                    "payment_id": .text(paymentID), "customer_id": .text(id), "invoice_id": invoice.map { .text($0) } ?? .null,
+                    "status": .text("pending"), "amount": .amount(5000), "currency": .text(currency),
+                    "created_at": .timestamp(at(day, 20)), "updated_at": .timestamp(at(day, 20)),
+                ])
+            return [pending, with(pending, ["status": .text("succeeded"), "updated_at": .timestamp(at(day, 30))])]
+        }
+        if c % 6 == 5 {
+            let scheduled = row(
+                .subscription,
+                [
+                    "subscription_id": .text("sq\(c)"), "customer_id": .text(id), "plan_id": .text("q-\(currency)"),
+                    "status": .text("pending"), "quantity": .integer(2), "started_at": .timestamp(at(start + 40)),
+                    "cancel_at_period_end": .boolean(false), "created_at": .timestamp(at(start + 5)),
+                    "updated_at": .timestamp(at(start + 5)), "billing_entity_id": tenant,
+                ])
+            out.append([scheduled, with(scheduled, ["status": .text("active"), "updated_at": .timestamp(at(start + 40))])])
+            out.append([
+                with(scheduled, [
+                    "subscription_id": .text("sp\(c)"), "quantity": .integer(5), "started_at": .timestamp(at(start + 100)),
+                ])
+            ])
+        }
         switch c % 4 {
         case 0:
             // One payment settling two invoices.
@@ -296,6 +372,19 @@ struct BillingHistories {
                         "created_at": .timestamp(at(start + 31)), "billing_entity_id": tenant,
                     ])
             ])
+            // The top-up's invoice, paid by a payment allocated to it.
+            out.append(creditInvoice("ic\(c)", kind: "credit", day: start + 1))
+            out.append(paid("pc\(c)", invoice: nil, day: start + 1))
+            out.append([
+                row(
+                    .paymentAllocation,
+                    [
+                        "payment_allocation_id": .text("pac\(c)"), "payment_id": .text("pc\(c)"), "invoice_id": .text("ic\(c)"),
+                        "customer_id": .text(id), "amount": .amount(5000), "currency": .text(currency),
+                        // Recorded weeks after the payment: a later batch moves it to prepaid.
+                        "created_at": .timestamp(at(start + 20)),
+                    ])
+            ])
         case 2:
             // A disputed payment: lost, with the gateway's transactions behind it.
             let chargeback = row(
@@ -308,6 +397,22 @@ struct BillingHistories {
                 ])
             out.append([chargeback, with(chargeback, ["status": .text("lost"), "resolved_at": .timestamp(at(start + 70))])])
         default:
+            // A top-up first mapped as a standard invoice and corrected weeks after its payment
+            // (in a later batch, which must move the payment from collected to prepaid).
+            var topUp = creditInvoice("ik\(c)", kind: "standard", day: start + 3)
+            topUp.append(with(topUp[1], ["kind": .text("credit"), "updated_at": .timestamp(at(start + 60))]))
+            out.append(topUp)
+            out.append(paid("pk\(c)", invoice: "ik\(c)", day: start + 3))
+            // Balance credit applied to an invoice, naming no customer of its own, after the
+            // customer's last other event (no later batch recomputes its balances by chance).
+            out.append([
+                row(
+                    .creditApplication,
+                    [
+                        "credit_application_id": .text("cab\(c)"), "invoice_id": .text("i\(c)_0"), "amount": .amount(300),
+                        "currency": .text(currency), "created_at": .timestamp(at(start + 230)),
+                    ])
+            ])
             for (n, kind) in ["authorize", "capture"].enumerated() {
                 out.append([
                     row(
@@ -329,7 +434,7 @@ struct BillingHistories {
     /// Every history of `customers` customers (and the plans), in no particular order.
     static func generate(customers: Int, seed: UInt64) -> [RowHistory] {
         var rng = FixtureRandom(state: seed)
-        var histories = planHistories() + billingEntityHistories()
+        var histories = planHistories() + quarterlyPlanHistories() + billingEntityHistories()
         for c in 0..<customers {
             histories += customer(c, &rng)
         }
@@ -351,11 +456,15 @@ struct BillingHistories {
             [
                 "customer_id": .text(id), "email": .text("\(id)@example.com"), "name": .text("Customer \(c)"),
                 "currency": .text(currency), "created_at": .timestamp(at(start)), "updated_at": .timestamp(at(start)),
-            ], attributes: c % 3 == 0 ? ["segment": "smb", "legacy_flag": nil] : [:])
+            ].merging(tenancy(c)) { $1 }, attributes: c % 3 == 0 ? ["segment": "smb", "legacy_flag": nil] : [:])
         var customerRows = [customer0]
         if rng.chance(30) {
             customerRows.append(
                 with(customer0, ["email": .text("billing+\(id)@example.com"), "updated_at": .timestamp(at(start + 40, 7))]))
+        }
+        if c % 5 == 3 {
+            customerRows.append(
+                with(customerRows.last!, ["billing_entity_id": .text("be-eu"), "updated_at": .timestamp(at(start + 70))]))
         }
 
         // Subscription: starts (maybe trialing), may change plan or quantity, may be canceled.

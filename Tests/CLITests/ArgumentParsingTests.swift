@@ -158,6 +158,34 @@ struct ArgumentParsingTests {
         #expect(try parse(["report", "aging", "--store", "dbname=s"], as: ReportCommand.Aging.self).asOf == nil)
     }
 
+    @Test func reportsTakeATimeZoneAndABillingEntityDefaultingToUTCAndEveryEntity() throws {
+        let plain = try parse(["report", "revenue", "--store", "dbname=s", "--from", "2024-01", "--to", "2024-02"], as: ReportCommand.Revenue.self)
+        #expect(plain.scope.zone == .utc)
+        #expect(plain.scope.billingEntity == nil)
+        #expect(plain.scope.label == "")
+        let paris = try parse(
+            [
+                "report", "revenue", "--store", "dbname=s", "--from", "2024-01", "--to", "2024-02", "--time-zone",
+                "Europe/Paris", "--billing-entity", "be-eu",
+            ], as: ReportCommand.Revenue.self)
+        #expect(paris.scope.zone == .named("Europe/Paris"))
+        #expect(paris.scope.billingEntity == "be-eu")
+        #expect(paris.scope.label == " (in Europe/Paris, billing entity be-eu)")
+        let mrr = try parse(
+            ["report", "mrr", "--store", "dbname=s", "--from", "2024-01", "--to", "2024-02", "--time-zone", "customer"],
+            as: ReportCommand.MRR.self)
+        #expect(mrr.scope.zone == .customer)
+        let aging = try parse(
+            ["report", "aging", "--store", "dbname=s", "--time-zone", "billing-entity", "--billing-entity", "be-us"],
+            as: ReportCommand.Aging.self)
+        #expect(aging.scope.zone == .billingEntity)
+        #expect(aging.scope.label == " (in each billing entity's time zone, billing entity be-us)")
+        #expect(try parse(["report", "aging", "--store", "dbname=s", "--time-zone", "UTC"], as: ReportCommand.Aging.self).scope.zone == .utc)
+        let balance = try parse(
+            ["query", "balance", "--store", "dbname=s", "--customer", "7", "--billing-entity", "be-eu"], as: QueryCommand.Balance.self)
+        #expect(balance.billingEntity == "be-eu")
+    }
+
     @Test func diffTakesEveryOption() throws {
         let diff = try parse(
             [

@@ -8,6 +8,7 @@ import Testing
 struct HelpTextTests {
     static let storeOptions = ["--store <store>", "--schema <schema>"]
     static let readModelOptions = storeOptions + ["--read-schema <read-schema>", "--format <format>"]
+    static let scopeOptions = ["--time-zone <zone>", "--billing-entity <id>"]
 
     /// Every leaf subcommand, with the options its help must show.
     static let commands: [(path: String, type: any ParsableCommand.Type, options: [String])] = [
@@ -33,11 +34,17 @@ struct HelpTextTests {
             "project", ProjectCommand.self,
             storeOptions + ["--read-schema <read-schema>", "--batch-size <batch-size>", "--rebuild", "--follow"]
         ),
-        ("query balance", QueryCommand.Balance.self, readModelOptions + ["--customer <customer>", "--as-of <as-of>"]),
+        (
+            "query balance", QueryCommand.Balance.self,
+            readModelOptions + ["--customer <customer>", "--billing-entity <id>", "--as-of <as-of>"]
+        ),
         ("query invoice", QueryCommand.Invoice.self, readModelOptions + ["<invoice-id>", "--as-of <as-of>"]),
-        ("report revenue", ReportCommand.Revenue.self, readModelOptions + ["--from <from>", "--to <to>"]),
-        ("report mrr", ReportCommand.MRR.self, readModelOptions + ["--from <from>", "--to <to>", "--customer <id>"]),
-        ("report aging", ReportCommand.Aging.self, readModelOptions + ["--as-of <as-of>"]),
+        ("report revenue", ReportCommand.Revenue.self, readModelOptions + scopeOptions + ["--from <from>", "--to <to>"]),
+        (
+            "report mrr", ReportCommand.MRR.self,
+            readModelOptions + scopeOptions + ["--from <from>", "--to <to>", "--customer <id>"]
+        ),
+        ("report aging", ReportCommand.Aging.self, readModelOptions + scopeOptions + ["--as-of <as-of>"]),
         (
             "diff", DiffCommand.self,
             [
