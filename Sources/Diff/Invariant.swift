@@ -376,8 +376,18 @@ public struct Invariant: Sendable, Hashable {
             ) AS sums
         ),
         credit AS (
-            SELECT customer_id, currency, -sum(amount) AS unapplied
-            FROM \(s).balance_transactions
+            -- The balance credit: minus the balance transactions, less what credit applications
+            -- naming neither a credit note nor a wallet transaction drew from it (a customer's
+            -- own, else its invoice's customer's).
+            SELECT customer_id, currency, sum(amount) AS unapplied
+            FROM (
+                SELECT customer_id, currency::text AS currency, -amount::numeric AS amount
+                FROM \(s).balance_transactions WHERE customer_id IS NOT NULL
+                UNION ALL
+                SELECT coalesce(a.customer_id, i.customer_id), a.currency::text, -a.amount::numeric
+                FROM \(s).credit_applications AS a LEFT JOIN \(s).invoices AS i ON i.invoice_id = a.invoice_id
+                WHERE a.credit_note_id IS NULL AND a.wallet_transaction_id IS NULL
+            ) AS moves
             WHERE customer_id IS NOT NULL
             GROUP BY customer_id, currency
         ),
@@ -571,7 +581,7 @@ public struct Invariant: Sendable, Hashable {
         if !(try row.decode("unapplied_ok", as: Bool.self)) {
             broken.append(
                 "unapplied credit \(try amount("unapplied_credit", zeroIfNull: true)) but minus the sum of "
-                    + "its balance transactions = \(try amount("expected_unapplied"))")
+                    + "its balance transactions and balance credit applied = \(try amount("expected_unapplied"))")
         }
         if !(try row.decode("balance_ok", as: Bool.self)) {
             broken.append(
@@ -717,7 +727,7 @@ extension Invariant {
             ? "coalesce(amount_paid >= least(0, total), false)" : "coalesce(amount_paid BETWEEN SYMMETRIC 0 AND total, false)"
         let settled =
             reopens
-            ? "amount_paid + credit_applied >= total" : "amount_paid + credit_applied IS NOT DISTINCT FROM total"
+            ? "amount_paid::numeric + credit_applied >= total" : "amount_paid::numeric + credit_applied IS NOT DISTINCT FROM total"
         return oneRowPerVersion(
             """
             figures AS (

@@ -66,14 +66,22 @@ package struct CrossRowCheck: Sendable {
     /// Entities whose queries the check reads when they are mapped; an unmapped one reads as
     /// no rows (a mapping without payment allocations has none to settle an invoice).
     package let optional: [Entity]
+    /// When not empty, the check runs only if one of these is mapped: what it needs to see
+    /// before it may conclude (a paid invoice is settled by payments or credit; with no way to
+    /// see credit, an invoice paid by it would be wrongly refused).
+    package let anyOf: [Entity]
     /// SQL returning `(key text, detail text)`; `{invoice}` etc. stand for the mapping queries.
     let sql: String
 
-    init(entity: Entity, reason: String, needs: [Entity], optional: [Entity] = [], scaled: Set<Entity> = [], sql: String) {
+    init(
+        entity: Entity, reason: String, needs: [Entity], optional: [Entity] = [], anyOf: [Entity] = [],
+        scaled: Set<Entity> = [], sql: String
+    ) {
         self.entity = entity
         self.reason = reason
         self.needs = needs
         self.optional = optional
+        self.anyOf = anyOf
         self.scaled = scaled
         self.sql = sql
     }
@@ -138,6 +146,7 @@ package struct CrossRowCheck: Sendable {
     /// when an entity it needs is not mapped. Entities whose amounts the check compares are
     /// joined to the ISO 4217 exponents (``CurrencyExponentsSQL``) by their row's currency.
     package func render(sources: [Entity: CrossRowSource]) -> String? {
+        guard anyOf.isEmpty || anyOf.contains(where: { sources[$0] != nil }) else { return nil }
         var text = sql
         for entity in optional where sources[entity] == nil {
             text = text.replacing("{\(entity.rawValue)}", with: Self.emptyRelation(entity, scaled: scaled.contains(entity)))
@@ -305,8 +314,9 @@ package struct CrossRowCheck: Sendable {
                 WHERE n > 1
                 """),
         CrossRowCheck(
-            entity: .invoice, reason: "paid_without_payment", needs: [.invoice],
-            optional: [.payment, .balanceTransaction, .paymentAllocation, .creditApplication],
+            entity: .invoice, reason: "paid_without_payment", needs: [.invoice, .payment],
+            optional: [.balanceTransaction, .paymentAllocation, .creditApplication],
+            anyOf: [.balanceTransaction, .creditApplication],
             sql: """
                 SELECT i.invoice_id::text, 'status paid, total ' || i.total::text
                        || ', but no succeeded payment, payment allocation, balance application or credit applied settles it'

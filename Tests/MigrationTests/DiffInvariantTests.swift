@@ -157,7 +157,7 @@ struct DiffInvariantTests {
                     InvariantViolation(
                         key: "17",
                         detail:
-                            "USD: unapplied credit 0.00 USD but minus the sum of its balance transactions = 12.00 USD; "
+                            "USD: unapplied credit 0.00 USD but minus the sum of its balance transactions and balance credit applied = 12.00 USD; "
                             + "balance 0.00 USD but receivables 0.00 USD - unapplied credit 12.00 USD = -12.00 USD"),
                 ])
             let capped = try #require(
