@@ -246,17 +246,9 @@ public struct Invariant: Sendable, Hashable {
     private static func oneRowPerKey(
         _ ctes: String, conditions: [Condition], listedFigures: [String] = []
     ) -> String {
-        let ok = conditions.map { "(\($0.sql))" }.joined(separator: "\n    AND ")
-        let flags = conditions.compactMap { condition in condition.flag.map { "\(condition.sql) AS \($0)" } }
-        let listedColumns = flags + listedFigures
+        let listedColumns = listedColumns(conditions, listedFigures)
         return """
-            WITH \(ctes),
-            checked AS (
-                SELECT *,
-                    \(ok)
-                    AS ok
-                FROM figures
-            )
+            \(checked(ctes, conditions))
             SELECT counts.checked, counts.violations, listed.*
             FROM (SELECT count(*) AS checked, count(*) FILTER (WHERE NOT ok) AS violations FROM checked) AS counts
             LEFT JOIN (
@@ -265,6 +257,26 @@ public struct Invariant: Sendable, Hashable {
             ) AS listed ON true
             ORDER BY listed.key COLLATE "C"
             """
+    }
+
+    /// `WITH ctes, checked AS (…)`: every row of `figures` with `ok`, whether all `conditions`
+    /// hold (the statement both shapes of rule start with).
+    private static func checked(_ ctes: String, _ conditions: [Condition]) -> String {
+        let ok = conditions.map { "(\($0.sql))" }.joined(separator: "\n    AND ")
+        return """
+            WITH \(ctes),
+            checked AS (
+                SELECT *,
+                    \(ok)
+                    AS ok
+                FROM figures
+            )
+            """
+    }
+
+    /// The flag of each named condition, then `listedFigures`: the columns of listed rows only.
+    private static func listedColumns(_ conditions: [Condition], _ listedFigures: [String]) -> [String] {
+        conditions.compactMap { condition in condition.flag.map { "\(condition.sql) AS \($0)" } } + listedFigures
     }
 
     private static func invoiceTotalSQL(_ s: String) -> String {
@@ -672,17 +684,9 @@ extension Invariant {
     private static func oneRowPerVersion(
         _ ctes: String, conditions: [Condition], listedFigures: [String] = []
     ) -> String {
-        let ok = conditions.map { "(\($0.sql))" }.joined(separator: "\n    AND ")
-        let flags = conditions.compactMap { condition in condition.flag.map { "\(condition.sql) AS \($0)" } }
-        let listedColumns = flags + listedFigures
+        let listedColumns = listedColumns(conditions, listedFigures)
         return """
-            WITH \(ctes),
-            checked AS (
-                SELECT *,
-                    \(ok)
-                    AS ok
-                FROM figures
-            ),
+            \(checked(ctes, conditions)),
             keys AS (
                 SELECT key, bool_and(ok) AS ok FROM checked GROUP BY key
             )
@@ -700,13 +704,15 @@ extension Invariant {
 
     /// Per version of `invoices_history`, whatever legacy's caches say elsewhere:
     ///
-    /// - `total` = `subtotal − discount + tax` (rule C02, as ``invoiceTotal`` checks it on the
-    ///   current row; keep the two in step when an invoice gains a part);
-    /// - 0 ≤ `amount_paid` ≤ `total` (C06: nothing paid on a draft, part of it while open, all of
-    ///   it once paid; an overpayment's surplus becomes credit, it never raises `amount_paid`);
+    /// - `total` = `subtotal − discount + tax + rounding` (rule C02, as ``invoiceTotal`` checks it
+    ///   on the current row; keep the two in step when an invoice gains a part);
+    /// - `amount_paid` between 0 and `total` (C06: nothing paid on a draft, part of it while
+    ///   open, all of it once paid; an overpayment's surplus becomes credit, it never raises
+    ///   `amount_paid`; an invoice that grants credit has a negative total and nothing paid);
     /// - `amount_due` by status (C06): a draft has `amount_paid` 0 and owes `total`; an open or
-    ///   uncollectible invoice owes `total − amount_paid`; a paid one has `amount_paid` = `total`
-    ///   and owes 0; a void one owes 0 (its `amount_paid` is not constrained: money on a voided
+    ///   uncollectible invoice owes `total − amount_paid − credit_applied`; a paid one has
+    ///   `amount_paid + credit_applied` = `total` and owes 0 (bounds instead, where refunds or
+    ///   chargebacks reopen invoices: see `reopens`); a void one owes 0 (its `amount_paid` is not constrained: money on a voided
     ///   invoice is refunded, not un-paid). Other statuses never get past the quarantine, and
     ///   have no rule here.
     ///

@@ -387,11 +387,7 @@ struct CurrencyExponentsTests {
             #expect(currencies.contains("JPY") && currencies.contains("KWD"))
         }
         try await withLegacyAndStore(.reference) { legacyDSN, store, storeDSN in
-            let backfill = try await Backfill(
-                .init(
-                    legacyDSN: legacyDSN, storeDSN: storeDSN, sources: mapping.entitySources(),
-                    mappingFingerprint: mapping.fingerprint, workers: 2, batchEvents: 97)
-            ).run()
+            let backfill = try await MappingTestSupport.backfill(mapping, legacyDSN: legacyDSN, storeDSN: storeDSN)
             #expect(backfill.totalQuarantined == 0)
             _ = try await Projector().catchUp(on: store)
             let diff = try await DiffChecker(.init(legacyDSN: legacyDSN, storeDSN: storeDSN, mapping: mapping)).run()

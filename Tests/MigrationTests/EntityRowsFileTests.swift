@@ -305,11 +305,7 @@ struct EntityRowsFileTests {
                 let path = directory.appendingPathComponent("mapping.yaml").path
                 let mapping = try MappingFile.load(path: path)
                 #expect(mapping[.plan]?.file == "plans.yaml")
-                let backfill = try await Backfill(
-                    .init(
-                        legacyDSN: legacyDSN, storeDSN: storeDSN, sources: mapping.entitySources(),
-                        mappingFingerprint: mapping.fingerprint, workers: 2, batchEvents: 97)
-                ).run()
+                let backfill = try await MappingTestSupport.backfill(mapping, legacyDSN: legacyDSN, storeDSN: storeDSN)
                 #expect(backfill.totalQuarantined == 0)
                 #expect(backfill.entities.first { $0.entity == .plan }?.rowsMigrated == 11)
                 _ = try await Projector().catchUp(on: store)

@@ -9,6 +9,16 @@ import TestSupport
 
 /// Helpers shared by the mapping and row-converter tests.
 enum MappingTestSupport {
+    /// Backfills `mapping` from `legacyDSN` into `storeDSN` with two workers and small batches,
+    /// as the unit-conversion tests do.
+    static func backfill(_ mapping: MappingFile, legacyDSN: String, storeDSN: String) async throws -> BackfillReport {
+        try await Backfill(
+            .init(
+                legacyDSN: legacyDSN, storeDSN: storeDSN, sources: mapping.entitySources(),
+                mappingFingerprint: mapping.fingerprint, workers: 2, batchEvents: 97)
+        ).run()
+    }
+
     /// The repository root, found from this file's path.
     static func repositoryRoot(_ file: String = #filePath) throws -> URL {
         var directory = URL(fileURLWithPath: file).deletingLastPathComponent()

@@ -223,11 +223,7 @@ struct MappingUnitsTests {
             .invoice: MinorUnitMappings.invoice, .invoiceLine: MinorUnitMappings.invoiceLine,
         ])
         try await withLegacyAndStore(.reference) { legacyDSN, store, storeDSN in
-            let backfill = try await Backfill(
-                .init(
-                    legacyDSN: legacyDSN, storeDSN: storeDSN, sources: mapping.entitySources(),
-                    mappingFingerprint: mapping.fingerprint, workers: 2, batchEvents: 97)
-            ).run()
+            let backfill = try await MappingTestSupport.backfill(mapping, legacyDSN: legacyDSN, storeDSN: storeDSN)
             #expect(backfill.totalQuarantined == 0)
             _ = try await Projector().catchUp(on: store)
             // The same prices as legacy's decimals, every one (sum and the largest), exactly.
