@@ -154,17 +154,23 @@ public struct Backfill: Sendable {
                 try Self.lock(store, session, wait: config.wait)
                 try BackfillSchema.create(store, session)
             }
-            let finished = try await storeConnection.withSession { session -> Bool in
+            let finished = try await storeConnection.withSession { session -> PostgresTimestamp? in
                 try session.transaction { tx in
                     try self.checkIdentity(identity, tx)
                     try tx.execute(
                         "INSERT INTO \(s).backfill_runs (run_id, mapping_sha1, legacy_identity) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                         [runID, config.mappingFingerprint, identity.text])
-                    return try tx.query("SELECT finished_at IS NOT NULL FROM \(s).backfill_runs WHERE run_id = $1", [runID])
-                        .rows[0].decode(at: 0, as: Bool.self)
+                    return try tx.query("SELECT finished_at FROM \(s).backfill_runs WHERE run_id = $1", [runID])
+                        .rows[0].decode(at: 0, as: PostgresTimestamp?.self)
                 }
             }
-            if finished { return try await report(storeConnection, dryRun: false, extra: nil) }
+            if let finished {
+                // Nothing left to do: the report of the run that finished. Legacy changes since
+                // then are not this run's (its snapshot is gone); the summary says so.
+                var earlier = try await report(storeConnection, dryRun: false, extra: nil)
+                earlier.finishedEarlier = finished
+                return earlier
+            }
         }
 
         // One snapshot for every worker: the coordinator holds it open for the whole run.

@@ -1,3 +1,4 @@
+import Postgres
 import Mapping
 import TextFormats
 import Billing
@@ -47,6 +48,9 @@ public struct BackfillReport: Sendable, Hashable {
     /// Events per type (dry runs and real runs alike).
     public var eventsByType: [(type: String, count: Int64)]
     public var dryRun: Bool
+    /// When this run had already finished, before this call: the figures are that run's, from
+    /// its snapshot, and nothing was read now (`nil` for a run that did its work now).
+    public var finishedEarlier: PostgresTimestamp?
 
     public var totalQuarantined: Int64 { entities.reduce(0) { $0 + $1.rowsQuarantined } }
 

@@ -68,7 +68,17 @@ struct BackfillCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let file = try MappingFile.load(path: mapping)
+        let file: MappingFile
+        do {
+            file = try MappingFile.load(path: mapping)
+        } catch {
+            // The same finding `mapping check` reports, and exits 1 for.
+            FileHandle.standardError.write(
+                Data(
+                    ("mapping file has errors:\n\(error)\nbackfill refused: fix the mapping file "
+                        + "(`ledgerlift mapping check` says the same); nothing was migrated or appended\n").utf8))
+            throw ExitCode(1)
+        }
         var configuration = Backfill.Configuration(
             legacyDSN: legacy, storeDSN: store, mapping: file, store: EventStore(schema: schema), workers: workers,
             batchEvents: batchEvents, dryRun: dryRun, wait: wait)
@@ -123,6 +133,12 @@ struct BackfillSummary {
     var text: String {
         var out = [String]()
         out.append((report.dryRun ? "dry run (nothing written) " : "") + "backfill \(report.runID): \(legacy) → \(store)")
+        if let finished = report.finishedEarlier {
+            out.append(
+                "this run finished at \(finished.iso8601) and has nothing left to do: the figures below are of that "
+                    + "run's snapshot; legacy changes since then are not migrated by a backfill (shadow mode carries "
+                    + "them; `ledgerlift diff` shows them)")
+        }
         out.append("")
         out.append(
             TextTable(
