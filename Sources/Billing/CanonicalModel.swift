@@ -315,6 +315,9 @@ enum CanonicalSchema {
             .init(
                 "offset_amount", .amount, nullable: false, default: .amount(0),
                 "the part that reduced what the invoice owed (credit_amount + refund_amount + offset_amount = total)"),
+            .init(
+                "applied_at", .timestamp, optional: true,
+                "when its credit was last used (dates CreditNoteApplied; without it: created_at, inferred)"),
         ],
         .balanceTransaction: [
             .init("balance_transaction_id", .text, nullable: false, "legacy key"),

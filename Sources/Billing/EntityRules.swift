@@ -239,7 +239,10 @@ struct EntityRules: Sendable {
         creationOverrides: { after in
             // What is left to use starts as the credited part: a note that only refunds cash (or
             // only offsets what the invoice owed) never had credit to apply.
-            ["status": .text("issued"), "voided_at": .null, "balance_remaining": after["credit_amount"].isNull ? after["total"] : after["credit_amount"]]
+            [
+                "status": .text("issued"), "voided_at": .null, "applied_at": .null,
+                "balance_remaining": after["credit_amount"].isNull ? after["total"] : after["credit_amount"],
+            ]
         },
         changes: [
             Change(
@@ -249,7 +252,7 @@ struct EntityRules: Sendable {
                     else { return false }
                     return now < was && after["status"] != .text("void")
                 },
-                inferred: ["created_at"], sets: take("balance_remaining")),
+                proof: ["applied_at"], inferred: ["created_at"], sets: take("balance_remaining", "applied_at")),
             Change(
                 type: .creditNoteVoided, applies: became("status", "void"), proof: ["voided_at"], inferred: ["created_at"],
                 sets: take("status", "voided_at", "balance_remaining")),

@@ -91,6 +91,18 @@ struct WiderFixturesTests {
                 for entity in ["payment_allocation", "wallet", "wallet_transaction", "credit_application", "billing_entity"] {
                     #expect(diff.contains("\n\(entity) "), "\(entity) is compared")
                 }
+                // CN0601's credit was used by the March invoice (finalized 28 Feb 23:00:30 UTC, its
+                // Lago credits row): that is when it was applied, observed, not at its issue.
+                let events = try await Connection.connect(store)
+                defer { events.close() }
+                let applied = try await events.query(
+                    """
+                    SELECT occurred_at::text || ' ' || (metadata ->> 'evidence') FROM ledgerlift.events
+                    WHERE stream_id = 'credit_note-00000070-0000-4000-8000-000000006001' AND event_type = 'CreditNoteApplied'
+                    """
+                ).rows.map { try $0.decode(at: 0, as: String.self) }
+                #expect(applied == ["2025-02-28 23:00:30+00 observed"])
+
                 // Receivables EUR 168.80, USD 283.49, HUF 19 050; Café Lumière's wallet 30.40.
                 let balances = try await Self.balances(store)
                 #expect(balances["Boulangerie Martin EUR"] == [11_880, 0, 0])
