@@ -207,6 +207,18 @@ package struct CrossRowCheck: Sendable {
                 """)
     }
 
+    /// A `time_zone` the reports can bucket months in: one PostgreSQL knows (by name, any case),
+    /// checked when the row is migrated rather than when a report first needs it.
+    static func timeZoneKnown(_ entity: Entity) -> CrossRowCheck {
+        CrossRowCheck(
+            entity: entity, reason: "time_zone_unknown", needs: [entity],
+            sql: """
+                SELECT x.\(entity.keyColumn)::text, 'time_zone ' || x.ll_tz || ' is not a time zone PostgreSQL knows (pg_timezone_names)'
+                FROM (SELECT q.*, \(optionalText("q", "time_zone")) AS ll_tz FROM {\(entity.rawValue)} q) x
+                WHERE x.ll_tz IS NOT NULL AND lower(x.ll_tz) NOT IN (SELECT lower(name) FROM pg_timezone_names)
+                """)
+    }
+
     /// Every reference of the wider model's entities and columns, and each entity's tenant.
     static let widerReferences: [CrossRowCheck] =
         [
@@ -415,6 +427,8 @@ package struct CrossRowCheck: Sendable {
                 FROM {payment_allocation} a JOIN {payment} p ON p.payment_id::text = a.payment_id::text
                 WHERE a.currency IS NOT NULL AND p.currency IS NOT NULL AND a.currency <> p.currency
                 """),
+        timeZoneKnown(.customer),
+        timeZoneKnown(.billingEntity),
         CrossRowCheck(
             entity: .subscription, reason: "quantity_negative", needs: [.subscription],
             sql: "SELECT subscription_id::text, 'quantity ' || quantity::text FROM {subscription} x WHERE quantity < 0"),

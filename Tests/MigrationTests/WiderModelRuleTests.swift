@@ -173,3 +173,19 @@ struct WiderModelRuleTests {
         }
     }
 }
+
+extension WiderModelRuleTests {
+    @Test func aTimeZonePostgreSQLDoesNotKnowIsQuarantinedWhenMigratedNotWhenAReportNeedsIt() async throws {
+        let customers = """
+            SELECT * FROM (VALUES ('c1', 'Europe/Paris'), ('c2', 'europe/paris'), ('c3', 'Mars/Olympus'), ('c4', NULL), ('c5', 'UTC'))
+                AS c (customer_id, time_zone)
+            """
+        try await TestDatabase.withConnection { connection, _ in
+            let found = try await Self.rejected("time_zone_unknown", [.customer: Self.major(customers)], on: connection)
+            #expect(found == [["c3", "time_zone Mars/Olympus is not a time zone PostgreSQL knows (pg_timezone_names)"]])
+            let without = "SELECT customer_id FROM (\(customers)) q"
+            let none = try await Self.rejected("time_zone_unknown", [.customer: Self.major(without)], on: connection)
+            #expect(none.isEmpty)
+        }
+    }
+}
