@@ -146,9 +146,26 @@ public enum ReportError: Error, Sendable, Hashable, CustomStringConvertible {
     /// it dates cannot be bucketed in it.
     /// `entity` is `customer` or `billing_entity`.
     case unknownTimeZoneInData(entity: String, key: String, zone: String)
+    /// `--billing-entity` names no row of `billing_entities` and no row's `billing_entity_id`
+    /// (now or in any version): a finding about the data, as an unknown customer is, not an
+    /// empty answer.
+    case unknownBillingEntity(String)
+    /// `--customer` names no customer (in any version) and no subscription's customer.
+    case unknownCustomer(String)
+
+    /// Whether the error is a finding about what was asked (an unknown billing entity or
+    /// customer: status 1) rather than a report that could not run (status 2).
+    public var isUnknownName: Bool {
+        switch self {
+        case .unknownBillingEntity, .unknownCustomer: true
+        case .unknownTimeZone, .unknownTimeZoneInData: false
+        }
+    }
 
     public var description: String {
         switch self {
+        case .unknownBillingEntity(let id): "unknown billing entity '\(id)'"
+        case .unknownCustomer(let id): "unknown customer '\(id)'"
         case .unknownTimeZone(let name):
             "--time-zone \(name) is not utc, customer, billing-entity or a time zone PostgreSQL knows "
                 + "(an IANA name such as Europe/Paris; see pg_timezone_names)"
@@ -193,6 +210,37 @@ struct RowScope {
 }
 
 extension ReadModelReader {
+    /// Whether the read models know the billing entity `id`: a version of a
+    /// `billing_entities` row, or a version of any row whose `billing_entity_id` names it.
+    public func knowsBillingEntity(_ id: String, in session: Session) throws -> Bool {
+        let named = Entity.allCases.filter { $0.columns.contains { $0.name == "billing_entity_id" } }.map {
+            "SELECT 1 FROM \(schema.history($0)) WHERE billing_entity_id = $1"
+        }
+        return try session.query("SELECT EXISTS (\(named.joined(separator: " UNION ALL ")))", [id]).rows[0]
+            .decode(at: 0, as: Bool.self)
+    }
+
+    /// Whether the read models know the customer `id`: a version of a `customers` row, or a
+    /// version of a subscription of it (a customer quarantined by the backfill can still
+    /// have migrated subscriptions).
+    public func knowsCustomer(_ id: String, in session: Session) throws -> Bool {
+        try session.query(
+            """
+            SELECT EXISTS (
+                SELECT 1 FROM \(schema.history(.customer)) WHERE customer_id = $1
+                UNION ALL SELECT 1 FROM \(schema.history(.subscription)) WHERE customer_id = $1)
+            """, [id]
+        ).rows[0].decode(at: 0, as: Bool.self)
+    }
+
+    /// - Throws: ``ReportError/unknownBillingEntity(_:)`` when `billingEntity` is one the read
+    ///   models do not know (``knowsBillingEntity(_:in:)``).
+    func requireKnown(billingEntity: String?, in session: Session) throws {
+        if let billingEntity, try !knowsBillingEntity(billingEntity, in: session) {
+            throw ReportError.unknownBillingEntity(billingEntity)
+        }
+    }
+
     /// Checks a report's time zone before it runs, so no report fails halfway on a zone
     /// PostgreSQL does not know.
     ///
@@ -244,13 +292,15 @@ extension ReadModelReader {
     ///   - timeZone: where months begin and end (see ``ReportTimeZone``).
     ///   - billingEntity: only entries of that billing entity (the row's own, else its
     ///     customer's).
-    /// - Throws: ``ReportError`` for a time zone PostgreSQL does not know.
+    /// - Throws: ``ReportError`` for a time zone PostgreSQL does not know, or a billing entity
+    ///   (or, for MRR, a customer) the read models do not know.
     public func revenue(
         from: PostgresDate, to: PostgresDate, timeZone: ReportTimeZone = .utc, billingEntity: String? = nil,
         in session: Session
     ) throws -> [RevenueMonth] {
         try requireBuilt(session)
         let zone = try checkTimeZone(timeZone, in: session)
+        try requireKnown(billingEntity: billingEntity, in: session)
         let columns = "month, currency::text, invoiced::int8, collected::int8, refunded::int8, credited::int8, prepaid_collected::int8"
         let inRange = "month >= date_trunc('month', $1::date)::date AND month <= date_trunc('month', $2::date)::date"
         let rows: [Row]
@@ -310,13 +360,16 @@ extension ReadModelReader {
     /// when read, by the same definition, with each customer's months closing in its zone
     /// and only the subscriptions of that billing entity (the subscription's own, else its
     /// customer's).
-    /// - Throws: ``ReportError`` for a time zone PostgreSQL does not know.
+    /// - Throws: ``ReportError`` for a time zone PostgreSQL does not know, or a billing entity
+    ///   (or, for MRR, a customer) the read models do not know.
     public func mrr(
         from: PostgresDate, to: PostgresDate, customer: String? = nil, timeZone: ReportTimeZone = .utc,
         billingEntity: String? = nil, in session: Session
     ) throws -> [MRRMonth] {
         try requireBuilt(session)
         let zone = try checkTimeZone(timeZone, in: session)
+        try requireKnown(billingEntity: billingEntity, in: session)
+        if let customer, try !knowsCustomer(customer, in: session) { throw ReportError.unknownCustomer(customer) }
         var parameters: [(any PostgresEncodable)?] = [from, to]
         // The monthly rows the fill starts from: month, currency, the four movements, mrr.
         let source: String
@@ -398,13 +451,15 @@ extension ReadModelReader {
     /// they are now.
     ///
     /// - Returns: rows sorted by customer and currency.
-    /// - Throws: ``ReportError`` for a time zone PostgreSQL does not know.
+    /// - Throws: ``ReportError`` for a time zone PostgreSQL does not know, or a billing entity
+    ///   (or, for MRR, a customer) the read models do not know.
     public func aging(
         asOf: PostgresTimestamp? = nil, timeZone: ReportTimeZone = .utc, billingEntity: String? = nil,
         in session: Session
     ) throws -> [AgingRow] {
         try requireBuilt(session)
         let zone = try checkTimeZone(timeZone, in: session)
+        try requireKnown(billingEntity: billingEntity, in: session)
         let rows: [Row]
         if asOf == nil, zone == .utc, billingEntity == nil {
             rows = try session.query(

@@ -14,7 +14,9 @@ public struct CustomerBalance: Sendable, Hashable {
     /// `receivables − unappliedCredit`: positive when the customer owes, negative when it
     /// holds credit. Prepaid wallet credit is not netted in (``prepaidCredit``).
     public var balance: Int64
-    /// Σ `balance` of the customer's active wallets: prepaid credit left to spend.
+    /// Σ `balance` of the customer's active wallets: prepaid credit left to spend. As of a
+    /// business time, a wallet with transactions counts its settled transactions up to then
+    /// (``ReadModelReader/balances(customer:asOf:billingEntity:in:)``).
     public var prepaidCredit: Int64
 
     public init(
@@ -40,11 +42,18 @@ extension ReadModelReader {
     /// - Parameter billingEntity: only the rows of that billing entity (the row's own
     ///   `billing_entity_id`, else its customer's as the customer is now), computed from the
     ///   canonical or history tables by the same definition.
+    ///
+    /// As of a business time, a wallet's prepaid credit is that of its settled transactions
+    /// up to then when it has any (its own version's balance can be a later one), else its
+    /// version's balance; only wallets whose version then is `active` count.
     /// - Returns: one entry per currency, sorted by currency; empty for an unknown customer.
+    /// - Throws: ``ReportError/unknownBillingEntity(_:)`` for a billing entity the read models
+    ///   do not know.
     public func balances(
         customer: String, asOf: PostgresTimestamp? = nil, billingEntity: String? = nil, in session: Session
     ) throws -> [CustomerBalance] {
         try requireBuilt(session)
+        try requireKnown(billingEntity: billingEntity, in: session)
         let rows: [Row]
         if asOf == nil, billingEntity == nil {
             rows = try session.query(
@@ -60,7 +69,9 @@ extension ReadModelReader {
             if let asOf {
                 parameters.append(asOf)
                 source = { entity in
-                    "(SELECT * FROM \(schema.history(entity)) WHERE valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2))"
+                    entity == .wallet
+                        ? walletsAsOf("$2")
+                        : "(SELECT * FROM \(schema.history(entity)) WHERE valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2))"
                 }
             } else {
                 source = { schema.table($0) }
@@ -83,6 +94,30 @@ extension ReadModelReader {
                 customerID: customer, currency: try row.decode(at: 0), receivables: try row.decode(at: 1),
                 unappliedCredit: try row.decode(at: 2), balance: try row.decode(at: 3), prepaidCredit: try row.decode(at: 4))
         }
+    }
+
+    /// The wallet versions valid at the instant `asOf` (an SQL parameter), with the balance
+    /// as of that instant: for a wallet with wallet transactions in the read model (any
+    /// version), Σ `amount` of its settled inbound − Σ of its settled outbound transaction
+    /// versions valid at `asOf` that settled (`settled_at`, else `created_at`) by then — the
+    /// wallet's own version can carry a later balance (a wallet migrated from one row is
+    /// created with the balance it has now); for a wallet without transactions, its version's
+    /// `balance`. The other columns are the version's (its `status` says whether it counts).
+    func walletsAsOf(_ asOf: String) -> String {
+        let transactions = schema.history(.walletTransaction)
+        return """
+            (SELECT w.wallet_id, w.customer_id, w.currency, w.status, w.billing_entity_id,
+                    CASE WHEN EXISTS (SELECT 1 FROM \(transactions) AS t WHERE t.wallet_id = w.wallet_id)
+                         THEN (SELECT coalesce(sum(CASE t.direction WHEN 'inbound' THEN t.amount
+                                                                    WHEN 'outbound' THEN -t.amount ELSE 0 END), 0)
+                               FROM \(transactions) AS t
+                               WHERE t.wallet_id = w.wallet_id AND t.status = 'settled'
+                                 AND t.valid_from <= \(asOf) AND (t.valid_to IS NULL OR t.valid_to > \(asOf))
+                                 AND coalesce(t.settled_at, t.created_at) <= \(asOf))
+                         ELSE w.balance END AS balance
+             FROM \(schema.history(.wallet)) AS w
+             WHERE w.valid_from <= \(asOf) AND (w.valid_to IS NULL OR w.valid_to > \(asOf)))
+            """
     }
 
     /// The invoice row now, or as of a business time.

@@ -59,7 +59,11 @@ struct QueryCommand: AsyncParsableCommand {
                 receivables − unapplied credit (positive: the customer owes; negative: it holds credit); \
                 prepaid credit = the balance of its active wallets, not netted into the balance.
 
-                Exits with status 1 when the customer is unknown (or did not exist yet at --as-of).
+                As of a business time, a wallet with wallet transactions counts its settled transactions up \
+                to then (its own version may carry a later balance).
+
+                Exits with status 1 when the customer is unknown (or did not exist yet at --as-of), or the \
+                billing entity is unknown.
                 """)
 
         @OptionGroup var options: ReadModelOptions
@@ -69,19 +73,23 @@ struct QueryCommand: AsyncParsableCommand {
 
         @Option(
             help: ArgumentHelp(
-                "Only the rows of this billing entity (tenant): the row's own billing_entity_id, else the customer's.",
+                "Only the rows of this billing entity (tenant): the row's own billing_entity_id, else the customer's. "
+                    + "One the read models do not know exits with status 1.",
                 valueName: "id"))
         var billingEntity: String?
 
         @Option(help: "Business time: a date (its end, UTC) or a timestamp. Default: now.")
         var asOf: String?
 
-        func validate() throws { try BusinessTime.validate(asOf) }
+        func validate() throws {
+            try BusinessTime.validate(asOf)
+            try ReportCommand.validateBillingEntity(billingEntity)
+        }
 
         func run() async throws {
             let asOf = try BusinessTime.validated(self.asOf)
             let (customer, entity) = (customer, billingEntity)
-            let (found, _) = try await options.answer { reader, session in
+            let (found, _) = try await ReportCommand.findingUnknownNames { try await options.answer { reader, session in
                 let balances = try reader.balances(customer: customer, asOf: asOf, billingEntity: entity, in: session)
                 // A customer quarantined by the backfill can still have migrated invoices.
                 let known = try !balances.isEmpty || reader.row(.customer, key: customer, asOf: asOf, in: session) != nil
@@ -113,7 +121,7 @@ struct QueryCommand: AsyncParsableCommand {
                             ]
                         }, rightAligned: [1, 2, 3, 4]
                     ).rendered
-            }
+            } }
             if !found {
                 printToStandardError("customer \(customer): not found as of \(BusinessTime.label(asOf))")
                 throw ExitCode(1)

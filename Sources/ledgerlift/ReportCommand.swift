@@ -42,6 +42,24 @@ struct ReportCommand: AsyncParsableCommand {
 
     static func monthLabel(_ date: PostgresDate) -> String { String(date.description.prefix(7)) }
 
+    /// `--billing-entity ''` names nothing: a usage error (status 2), not an empty report.
+    static func validateBillingEntity(_ id: String?) throws {
+        if id == "" { throw ValidationError("--billing-entity is empty: give a billing entity's key (billing_entity_id)") }
+    }
+
+    /// Runs `body`; an unknown billing entity or customer (``ReportError/isUnknownName``) is a
+    /// finding: its one sentence on standard error and status 1, as for an unknown customer
+    /// or invoice, rather than an empty answer indistinguishable from one that owes nothing.
+    @discardableResult
+    static func findingUnknownNames<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as ReportError where error.isUnknownName {
+            printToStandardError(error.description)
+            throw ExitCode(1)
+        }
+    }
+
     /// `--time-zone` and `--billing-entity`, shared by the three reports.
     struct Scope: ParsableArguments {
         @Option(
@@ -55,11 +73,14 @@ struct ReportCommand: AsyncParsableCommand {
 
         @Option(
             help: ArgumentHelp(
-                "Only the rows of this billing entity (tenant): the row's own billing_entity_id, else its customer's.",
+                "Only the rows of this billing entity (tenant): the row's own billing_entity_id, else its customer's. "
+                    + "One the read models do not know exits with status 1.",
                 valueName: "id"))
         var billingEntity: String?
 
         var zone: ReportTimeZone { ReportTimeZone(timeZone) }
+
+        func validate() throws { try ReportCommand.validateBillingEntity(billingEntity) }
 
         /// ` (in Europe/Paris, billing entity be-eu)` for a heading; empty for UTC and every entity.
         var label: String {
@@ -108,7 +129,7 @@ struct ReportCommand: AsyncParsableCommand {
                     ("refunded", \.refunded), ("credited", \.credited),
                 ])
             let (zone, entity, label) = (scope.zone, scope.billingEntity, scope.label)
-            try await options.answer { reader, session in
+            try await ReportCommand.findingUnknownNames { try await options.answer { reader, session in
                 try reader.revenue(from: first, to: last, timeZone: zone, billingEntity: entity, in: session)
             } json: {
                 report.json($0)
@@ -116,7 +137,7 @@ struct ReportCommand: AsyncParsableCommand {
                 months.isEmpty
                     ? "no revenue from \(from) to \(to)\(label)"
                     : "revenue by month, \(from) to \(to)\(label)\n" + report.table(months)
-            }
+            } }
         }
     }
 
@@ -130,7 +151,7 @@ struct ReportCommand: AsyncParsableCommand {
                 to a month, rounded once per customer); new, expansion, contraction (≤ 0) and churn (≤ 0) sum \
                 the customers' changes, and mrr = previous month's mrr + the four movements. Every month from \
                 --from to --to has a row per currency (from the currency's first movement on): a month without \
-                movements carries the previous month's MRR. With --customer, the same for that one customer. \
+                movements carries the previous month's MRR. With --customer, the same for that one customer (an unknown customer exits with status 1). \
                 With --time-zone, each customer's months close in its zone (billing-entity: its billing \
                 entity's); with --billing-entity, only that entity's subscriptions count.
                 """)
@@ -161,7 +182,7 @@ struct ReportCommand: AsyncParsableCommand {
                     ("new", \.new), ("expansion", \.expansion), ("contraction", \.contraction), ("churn", \.churn),
                     ("mrr", \.mrr),
                 ])
-            try await options.answer { reader, session in
+            try await ReportCommand.findingUnknownNames { try await options.answer { reader, session in
                 try reader.mrr(from: first, to: last, customer: customer, timeZone: zone, billingEntity: entity, in: session)
             } json: {
                 report.json($0)
@@ -169,7 +190,7 @@ struct ReportCommand: AsyncParsableCommand {
                 months.isEmpty
                     ? "no MRR for \(whose) from \(from) to \(to)\(label)"
                     : "MRR by month, \(whose), \(from) to \(to)\(label)\n" + report.table(months)
-            }
+            } }
         }
     }
 
@@ -195,7 +216,7 @@ struct ReportCommand: AsyncParsableCommand {
             let asOf = try BusinessTime.validated(self.asOf)
             func amount(_ minor: Int64, _ currency: String) -> String { ReportAmount.decimal(minor, currency: currency) }
             let (zone, entity, label) = (scope.zone, scope.billingEntity, scope.label)
-            try await options.answer { reader, session in
+            try await ReportCommand.findingUnknownNames { try await options.answer { reader, session in
                 try reader.aging(asOf: asOf, timeZone: zone, billingEntity: entity, in: session)
             } json: { rows in
                 JSONText.object([
@@ -246,7 +267,7 @@ struct ReportCommand: AsyncParsableCommand {
                         ["customer", "currency", "current", "1-30", "31-60", "61-90", "90+", "total"], lines,
                         rightAligned: [2, 3, 4, 5, 6, 7]
                     ).rendered
-            }
+            } }
         }
     }
 }

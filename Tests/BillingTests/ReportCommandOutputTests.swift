@@ -112,6 +112,36 @@ struct ReportCommandOutputTests {
         }
     }
 
+    @Test func anUnknownBillingEntityOrMRRCustomerIsAFindingStatusOneAndAnEmptyOneAUsageError() async throws {
+        try await WiderReadModelTests.withStories { (_: Connection, dsn: String, _: ReadModelReader) async throws in
+            let months = ["--from", "2024-01", "--to", "2024-04"]
+            for command in [
+                ["report", "revenue"] + months, ["report", "mrr"] + months, ["report", "aging"],
+                ["report", "aging", "--as-of", "2024-03-01"], ["query", "balance", "--customer", "cust-x"],
+                ["query", "balance", "--customer", "cust-x", "--as-of", "2024-03-01", "--format", "json"],
+            ] {
+                let unknown = try LedgerliftBinary.run(command + ["--store", dsn, "--billing-entity", "nope"])
+                #expect(unknown.status == 1, "\(command)")
+                #expect(unknown.stdout == "", "\(command)")
+                #expect(unknown.stderr == "unknown billing entity 'nope'\n", "\(command)")
+                let empty = try LedgerliftBinary.run(command + ["--store", dsn, "--billing-entity", ""])
+                #expect(empty.status == 2, "\(command)")
+                #expect(empty.stdout == "", "\(command)")
+                #expect(
+                    empty.stderr.hasPrefix("Error: --billing-entity is empty: give a billing entity's key (billing_entity_id)\n"),
+                    "\(command): \(empty.stderr)")
+            }
+            let customer = try LedgerliftBinary.run(["report", "mrr", "--store", dsn, "--customer", "nope"] + months)
+            #expect(customer.status == 1)
+            #expect(customer.stdout == "")
+            #expect(customer.stderr == "unknown customer 'nope'\n")
+            // A known customer without MRR is still an answer.
+            let none = try LedgerliftBinary.run(["report", "mrr", "--store", dsn, "--customer", "cust-w"] + months)
+            #expect(none.status == 0, "\(none.stderr)")
+            #expect(none.stdout == "no MRR for customer cust-w from 2024-01 to 2024-04\n")
+        }
+    }
+
     @Test func aTimeZoneUnknownToPostgreSQLCouldNotRunStatusTwo() async throws {
         try await WiderReadModelTests.withStories { (_: Connection, dsn: String, _: ReadModelReader) async throws in
             for command in [

@@ -335,7 +335,12 @@ struct TemporalQueryTests {
                 ])
             // N's only movement (February) is before the window: its MRR carries into it.
             #expect(try await mrr("cust-n", "2024-03-01", "2024-04-01") == [usdMRR("2024-03-01", mrr: 833), usdMRR("2024-04-01", mrr: 833)])
-            #expect(try await mrr("no-such-customer", "2024-01-01", "2024-12-01").isEmpty)
+            // A customer the read models do not know is a finding, not an empty report.
+            await #expect(throws: ReportError.unknownCustomer("no-such-customer")) {
+                _ = try await mrr("no-such-customer", "2024-01-01", "2024-12-01")
+            }
+            // A known customer without subscriptions: no MRR, an answer.
+            #expect(try await mrr("cust-a", "2024-01-01", "2024-12-01") == [])
         }
     }
 
@@ -370,6 +375,82 @@ struct TemporalQueryTests {
             }
             #expect(now == nowFromHistory)
             #expect(now.map(\.total) == [6000, 9000])
+        }
+    }
+
+    /// Story V (EUR): a wallet migrated from one row — created on 2025-01-05 with the balance
+    /// it has now, 30.40 — whose transactions are in the read model: topped up 100.00 (settled
+    /// Jan 5), 34.80 consumed on Jan 31 and 34.80 on Feb 28; a 5.00 outbound transaction
+    /// created Feb 1 still pending. Customer U's wallet (12.00, no transactions) is terminated
+    /// on Feb 20.
+    static var walletStory: [RowHistory] {
+        func transaction(_ id: String, _ direction: String, _ amount: Int64, status: String, at time: String) -> RowHistory {
+            [
+                row(
+                    .walletTransaction,
+                    [
+                        "wallet_transaction_id": .text(id), "wallet_id": .text("wal-v"), "customer_id": .text("cust-v"),
+                        "direction": .text(direction), "kind": .text(direction == "inbound" ? "purchased" : "consumed"),
+                        "status": .text(status), "amount": .amount(amount), "currency": .text("EUR"),
+                        "settled_at": status == "settled" ? .timestamp(ts(time)) : .null, "created_at": .timestamp(ts(time)),
+                    ])
+            ]
+        }
+        func wallet(_ id: String, _ customer: String, balance: Int64) -> CanonicalRow {
+            row(
+                .wallet,
+                [
+                    "wallet_id": .text(id), "customer_id": .text(customer), "status": .text("active"), "balance": .amount(balance),
+                    "currency": .text("EUR"), "created_at": .timestamp(ts("2025-01-05T09:00:00Z")),
+                    "updated_at": .timestamp(ts("2025-01-05T09:00:00Z")),
+                ])
+        }
+        let u = wallet("wal-u", "cust-u", balance: 1200)
+        return [
+            customer("cust-v", "EUR", created: "2025-01-01T00:00:00Z"),
+            customer("cust-u", "EUR", created: "2025-01-01T00:00:00Z"),
+            [wallet("wal-v", "cust-v", balance: 3040)],
+            transaction("wt-v1", "inbound", 10000, status: "settled", at: "2025-01-05T09:00:00Z"),
+            transaction("wt-v2", "outbound", 3480, status: "settled", at: "2025-01-31T12:00:00Z"),
+            transaction("wt-v3", "outbound", 500, status: "pending", at: "2025-02-01T12:00:00Z"),
+            transaction("wt-v4", "outbound", 3480, status: "settled", at: "2025-02-28T12:00:00Z"),
+            [
+                u,
+                with(
+                    u,
+                    [
+                        "status": .text("terminated"), "terminated_at": .timestamp(ts("2025-02-20T00:00:00Z")),
+                        "updated_at": .timestamp(ts("2025-02-20T00:00:00Z")),
+                    ]),
+            ],
+        ]
+    }
+
+    @Test func prepaidCreditAsOfADateIsTheWalletsSettledTransactionsUpToThen() async throws {
+        try await withProjectionStore { connection, _, store in
+            try await ProjectionEvents(Self.walletStory).append(to: store, on: connection, chunk: 3)
+            let projector = Projector(store: store, batchSize: 4)
+            try await connection.withSession { try projector.install(in: $0) }
+            _ = try await projector.run(on: connection)
+            let reader = ReadModelReader()
+            func prepaid(_ customer: String, _ asOf: String?) async throws -> [Int64] {
+                try await connection.withSession {
+                    try reader.balances(customer: customer, asOf: asOf.map(ts), in: $0).map(\.prepaidCredit)
+                }
+            }
+            // Before the wallet: the customer's currency row only.
+            #expect(try await prepaid("cust-v", "2025-01-04") == [0])
+            // 100.00 topped up; nothing consumed yet (not the migrated row's 30.40).
+            #expect(try await prepaid("cust-v", "2025-01-15") == [10000])
+            // 100.00 − 34.80 (Jan 31); the pending 5.00 moves nothing.
+            #expect(try await prepaid("cust-v", "2025-02-10") == [6520])
+            // 100.00 − 34.80 − 34.80, now and as of any later date.
+            #expect(try await prepaid("cust-v", "2025-03-01") == [3040])
+            #expect(try await prepaid("cust-v", nil) == [3040])
+            // Without transactions: the wallet version's balance, while the wallet is active.
+            #expect(try await prepaid("cust-u", "2025-01-15") == [1200])
+            #expect(try await prepaid("cust-u", "2025-02-20") == [0])
+            #expect(try await prepaid("cust-u", nil) == [0])
         }
     }
 

@@ -386,7 +386,7 @@ struct WiderReadModelTests {
                 try await revenue("be-us", .billingEntity) == [
                     Self.revenue("2024-02-01", "USD", invoiced: 3700, collected: 3000, prepaid: 2000)
                 ])
-            #expect(try await revenue("no-such-entity").isEmpty)
+            await #expect(throws: ReportError.unknownBillingEntity("no-such-entity")) { try await revenue("no-such-entity") }
         }
     }
 
@@ -490,6 +490,33 @@ struct WiderReadModelTests {
             #expect(try await balances("cust-x", entity: "be-us") == [balance("cust-x", "USD", 0, 300, 0)])
             #expect(try await balances("cust-x", "2024-03-03", entity: "be-us") == [balance("cust-x", "USD", 700, 1000, 900)])
             #expect(try await balances("cust-w", entity: "be-us") == [])
+        }
+    }
+
+    @Test func aBillingEntityTheReadModelsDoNotKnowIsRefusedNotAnsweredEmpty() async throws {
+        try await Self.withStories { (connection: Connection, _: String, reader: ReadModelReader) async throws in
+            let unknown = ReportError.unknownBillingEntity("nope")
+            #expect(unknown.description == "unknown billing entity 'nope'")
+            #expect(unknown.isUnknownName)
+            #expect(!ReportError.unknownTimeZone("x").isUnknownName)
+            let (from, to) = (date("2024-01-01"), date("2024-04-01"))
+            await #expect(throws: unknown) { try await connection.withSession { try reader.revenue(from: from, to: to, billingEntity: "nope", in: $0) } }
+            await #expect(throws: unknown) {
+                try await connection.withSession { try reader.mrr(from: from, to: to, timeZone: .customer, billingEntity: "nope", in: $0) }
+            }
+            await #expect(throws: unknown) { try await connection.withSession { try reader.aging(billingEntity: "nope", in: $0) } }
+            await #expect(throws: unknown) {
+                try await connection.withSession { try reader.balances(customer: "cust-w", asOf: ts("2024-03-01T00:00:00Z"), billingEntity: "nope", in: $0) }
+            }
+            // Known: a billing_entities row; a name only a row's billing_entity_id gives.
+            let known = try await connection.withSession { session in
+                try ["be-eu", "be-us", "nope"].map { try reader.knowsBillingEntity($0, in: session) }
+            }
+            #expect(known == [true, true, false])
+            try await connection.withSession { session in
+                _ = try session.execute("UPDATE ledgerlift_read.customers_history SET billing_entity_id = 'be-only-named' WHERE customer_id = 'cust-q'")
+                #expect(try reader.knowsBillingEntity("be-only-named", in: session))
+            }
         }
     }
 
