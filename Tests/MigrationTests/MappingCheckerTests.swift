@@ -55,6 +55,8 @@ struct MappingCheckerTests {
             + "records that moment",
         "note: payment.canceled_at: PaymentCanceled will be dated at created_at, inferred: return `canceled_at` if "
             + "legacy records that moment",
+        "note: credit_note.applied_at: CreditNoteApplied will be dated at created_at, inferred: return `applied_at` if "
+            + "legacy records that moment",
     ]
 
     @Test func theReferenceMappingIsCleanOnTheReferenceFixture() async throws {
@@ -70,6 +72,7 @@ struct MappingCheckerTests {
             #expect(report.entities.map(\.entity) == referenceEntities)
             let datingColumns: [Entity: Set<String>] = [
                 .payment: ["succeeded_at", "failed_at", "canceled_at"], .invoice: ["marked_uncollectible_at"],
+                .creditNote: ["applied_at"],
             ]
             for check in report.entities {
                 #expect(check.rowCount == referenceRowCounts[check.entity], "\(check.entity)")
@@ -102,7 +105,7 @@ struct MappingCheckerTests {
                 text.contains(
                     "  note    payment.succeeded_at: PaymentSucceeded will be dated at created_at, inferred: "
                         + "return `succeeded_at` if legacy records that moment\n"))
-            #expect(text.hasSuffix("mapping ok: 9 entities checked, 0 errors, 1 warning, 4 notes"))
+            #expect(text.hasSuffix("mapping ok: 9 entities checked, 0 errors, 1 warning, 5 notes"))
         }
     }
 
@@ -211,7 +214,7 @@ struct MappingCheckerTests {
             #expect(text.contains("  error   payment.currency: missing: the query must return it"))
             #expect(
                 text.hasSuffix(
-                    "mapping has errors (1 error, 2 warnings, 4 notes) in: payment. Fix them and run `ledgerlift mapping check` again."
+                    "mapping has errors (1 error, 2 warnings, 5 notes) in: payment. Fix them and run `ledgerlift mapping check` again."
                 ))
         }
     }
@@ -478,7 +481,7 @@ struct MappingCheckerTests {
             let text = report.rendered(database: "db", strict: true)
             #expect(
                 text.hasSuffix(
-                    "mapping has warnings (0 errors, 3 warnings, 5 notes) in: customer, invoice, and --strict fails on "
+                    "mapping has warnings (0 errors, 3 warnings, 6 notes) in: customer, invoice, and --strict fails on "
                         + "warnings. Fix them and run `ledgerlift mapping check` again."))
         }
     }
