@@ -195,14 +195,19 @@ package struct CrossRowCheck: Sendable {
     }
 
     static func reference(_ child: Entity, _ column: String, _ parent: Entity) -> CrossRowCheck {
-        // An optional column (a wider model's reference) may not be returned by the query.
-        let value = child.column(column)?.isOptional == true ? optionalText("c", column) : "c.\(column)::text"
+        // An optional column (a wider model's reference) may not be returned by the query. A
+        // returned one is tested as the column itself: `c.col IS NOT NULL` has statistics, where
+        // `c.col::text IS NOT NULL` is guessed at half the rows — and with that guess the
+        // planner chose a nested-loop anti-join that took 48 s on 90 000 invoices.
+        let optional = child.column(column)?.isOptional == true
+        let value = optional ? optionalText("c", column) : "c.\(column)::text"
+        let present = optional ? "\(value) IS NOT NULL" : "c.\(column) IS NOT NULL"
         return CrossRowCheck(
             entity: child, reason: "reference_missing", needs: [child, parent],
             sql: """
                 SELECT c.\(child.keyColumn)::text, \(quoteLiteral(column + " ")) || \(value) || \(quoteLiteral(" names no " + parent.rawValue))
                 FROM {\(child.rawValue)} c
-                WHERE \(value) IS NOT NULL
+                WHERE \(present)
                   AND NOT EXISTS (SELECT 1 FROM {\(parent.rawValue)} p WHERE p.\(parent.keyColumn)::text = \(value))
                 """)
     }
@@ -215,7 +220,10 @@ package struct CrossRowCheck: Sendable {
             sql: """
                 SELECT x.\(entity.keyColumn)::text, 'time_zone ' || x.ll_tz || ' is not a time zone PostgreSQL knows (pg_timezone_names)'
                 FROM (SELECT q.*, \(optionalText("q", "time_zone")) AS ll_tz FROM {\(entity.rawValue)} q) x
-                WHERE x.ll_tz IS NOT NULL AND lower(x.ll_tz) NOT IN (SELECT lower(name) FROM pg_timezone_names)
+                -- pg_timezone_names reads the time zone files: read once, joined by hash, never
+                -- once per row (which took 50 ms a customer).
+                LEFT JOIN (SELECT DISTINCT lower(name) AS name FROM pg_timezone_names) z ON z.name = lower(x.ll_tz)
+                WHERE x.ll_tz IS NOT NULL AND z.name IS NULL
                 """)
     }
 
