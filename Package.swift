@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         .systemLibrary(
@@ -74,9 +75,20 @@ let package = Package(
             dependencies: ["Postgres"],
             swiftSettings: swiftSettings
         ),
+        // The legacy application, simulated: live billing traffic on the reference schema, its
+        // journal of acknowledged writes, and the check that none was lost.
+        .target(
+            name: "Simulator",
+            dependencies: [
+                "Postgres", "Billing", "TextFormats", .product(name: "Yams", package: "Yams"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "ledgerlift",
             dependencies: [
+                "Simulator",
                 "Postgres",
                 "EventStore",
                 "Fixtures",
@@ -99,6 +111,8 @@ let package = Package(
                 "Diff",
                 "Mapping",
                 "Migration",
+                "Simulator",
+                "Fixtures",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/ledgerlift-bench",
@@ -167,6 +181,16 @@ package.targets.append(
         dependencies: [
             "ledgerlift", "Billing", "Diff", "Fixtures", "Mapping",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ],
+        swiftSettings: swiftSettings
+    )
+)
+
+package.targets.append(
+    .testTarget(
+        name: "SimulatorTests",
+        dependencies: [
+            "Simulator", "Postgres", "Fixtures", "Mapping", "Migration", "Diff", "Billing", "EventStore", "TestSupport",
         ],
         swiftSettings: swiftSettings
     )

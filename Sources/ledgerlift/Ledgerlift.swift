@@ -25,6 +25,7 @@ struct Ledgerlift: AsyncParsableCommand {
             QueryCommand.self,
             ReportCommand.self,
             DiffCommand.self,
+            SimulateCommand.self,
         ]
     )
 
