@@ -1,0 +1,183 @@
+import Billing
+import Postgres
+
+/// Where an effect stands in the fold's order: business time first, then op id, then its place
+/// among its entry's effects.
+///
+/// `at` decides because within one row it always increases with commit order (an operation
+/// takes its time from ``BusinessClock`` once it holds the row's locks), while journal lines of
+/// concurrent connections may be written out of commit order. The op id breaks ties between
+/// rows' unrelated operations at one instant, which never touch the same row.
+public struct JournalStamp: Sendable, Hashable, Comparable, CustomStringConvertible {
+    /// Business time, microseconds since the epoch.
+    public let at: Int64
+    public let op: UInt64
+    /// The effect's position in its entry (a later effect on the same row in one entry wins).
+    public let effect: UInt32
+    public let kind: OperationKind
+
+    public static func < (a: JournalStamp, b: JournalStamp) -> Bool {
+        (a.at, a.op, a.effect) < (b.at, b.op, b.effect)
+    }
+
+    /// `op 17 (payment_succeeded)`.
+    public var description: String { "op \(op) (\(kind.rawValue))" }
+
+    /// The business time as ``PostgresTimestamp/iso8601``.
+    public var time: String { PostgresTimestamp(microsecondsSinceEpoch: at).iso8601 }
+}
+
+/// What the journal says one row must hold, folded over every operation that touched it.
+///
+/// Memory is per distinct row (one slot per checkable field), never per journal line.
+struct RowExpectation: Sendable {
+    /// A field's expected value and the effect that set it last.
+    struct Slot: Sendable {
+        var value: String?
+        var stamp: JournalStamp
+    }
+
+    /// By position in ``JournalFields/fields(_:)``.
+    var slots: [Slot?]
+    /// The latest effect that said the row exists (set fields, or named it without deleting).
+    var presence: JournalStamp?
+    /// The earliest such effect, and its operation's summary: who created the row, as far as
+    /// the journal knows.
+    var firstPresence: JournalStamp?
+    var firstSummary: String?
+    /// The latest effect that deleted the row.
+    var deletion: JournalStamp?
+
+    init(fieldCount: Int) { slots = Array(repeating: nil, count: fieldCount) }
+
+    /// Whether the row must be absent: its latest existence-stating effect is a delete. An
+    /// effect after a delete re-creates the row (and only fields set after the delete count).
+    var mustBeAbsent: Bool {
+        guard let deletion else { return false }
+        guard let presence else { return true }
+        return deletion > presence
+    }
+
+    /// The fields the row must hold: those set after its latest delete.
+    var expectedFields: [(index: Int, slot: Slot)] {
+        slots.enumerated().compactMap { index, slot in
+            guard let slot, deletion.map({ slot.stamp > $0 }) ?? true else { return nil }
+            return (index, slot)
+        }
+    }
+
+    /// The operation that created the row as far as the journal knows: the first effect
+    /// stating it, unless a later delete voided that; then the earliest field set since.
+    var creator: JournalStamp? {
+        if let firstPresence, deletion.map({ firstPresence > $0 }) ?? true { return firstPresence }
+        return expectedFields.map(\.slot.stamp).min()
+    }
+
+    /// The operations a lost row's expectations come from: its creator and every op that set
+    /// a field it must hold, earliest first, each once.
+    var writers: [JournalStamp] {
+        var seen = Set<UInt64>()
+        var stamps = [JournalStamp]()
+        for stamp in ([creator].compactMap { $0 } + expectedFields.map(\.slot.stamp).sorted()) where seen.insert(stamp.op).inserted {
+            stamps.append(stamp)
+        }
+        return stamps
+    }
+
+    mutating func apply(_ effect: Effect, stamp: JournalStamp, summary: String, entity: Entity) {
+        if effect.deleted {
+            if deletion.map({ stamp > $0 }) ?? true { deletion = stamp }
+            return
+        }
+        if presence.map({ stamp > $0 }) ?? true { presence = stamp }
+        if firstPresence.map({ stamp < $0 }) ?? true {
+            firstPresence = stamp
+            firstSummary = summary
+        }
+        for (name, value) in effect.fields {
+            // Validated by the caller.
+            let index = JournalFields.index(of: name, in: entity)!
+            if slots[index].map({ stamp > $0.stamp }) ?? true { slots[index] = Slot(value: value, stamp: stamp) }
+        }
+    }
+}
+
+/// The journal folded: per (entity, key), what must hold now.
+///
+/// The fold is order-independent: each field keeps the value of the effect with the greatest
+/// ``JournalStamp``, so lines may come in any order (concurrent connections acknowledge out of
+/// commit order).
+public struct JournalExpectations: Sendable {
+    var rows: [Entity: [String: RowExpectation]] = [:]
+    /// Entries folded.
+    public private(set) var operations = 0
+    /// Effects folded.
+    public private(set) var effects = 0
+
+    public init() {}
+
+    /// Distinct rows the journal states something about.
+    public var rowCount: Int { rows.values.reduce(0) { $0 + $1.count } }
+
+    /// Folds one journal entry in.
+    ///
+    /// - Throws: ``JournalError/malformedLine(line:reason:)`` when the entry's time is not a
+    ///   timestamp, or an effect names an entity or field verify cannot check, or a value does
+    ///   not fit its field (named by its place in the line, never quoted).
+    public mutating func apply(_ entry: JournalEntry, line: Int) throws(JournalError) {
+        guard let at = PostgresTimestamp(entry.at), at != .infinity, at != .negativeInfinity else {
+            throw .malformedLine(line: line, reason: "`at` is not a timestamp like 2025-11-02T10:00:00.000000Z")
+        }
+        // Validate every effect before folding any, so a refused line leaves no trace.
+        var checked = [(Entity, Effect)]()
+        for (position, effect) in entry.effects.enumerated() {
+            checked.append((try Self.validated(effect, position: position, line: line), effect))
+        }
+        for (position, (entity, effect)) in checked.enumerated() {
+            let stamp = JournalStamp(at: at.microsecondsSinceEpoch, op: entry.op, effect: UInt32(position), kind: entry.kind)
+            var canonical = effect
+            for (name, value) in effect.fields {
+                let kind = JournalFields.fields(entity)[JournalFields.index(of: name, in: entity)!].kind
+                canonical.fields[name] = value.map { try! JournalFields.canonical($0, kind: kind).get() }
+            }
+            rows[entity, default: [:]][effect.key, default: RowExpectation(fieldCount: JournalFields.fields(entity).count)]
+                .apply(canonical, stamp: stamp, summary: entry.summary, entity: entity)
+        }
+        operations += 1
+        effects += entry.effects.count
+    }
+
+    private static func validated(_ effect: Effect, position: Int, line: Int) throws(JournalError) -> Entity {
+        let place = "`effects[\(position)]`"
+        guard let entity = Entity(rawValue: effect.entity), JournalFields.entities.contains(entity) else {
+            throw .malformedLine(
+                line: line,
+                reason: "\(place) names an entity verify does not check (it checks "
+                    + JournalFields.entities.map(\.rawValue).joined(separator: ", ") + ")")
+        }
+        guard !effect.key.isEmpty else { throw .malformedLine(line: line, reason: "\(place) has an empty `key`") }
+        if effect.deleted && !effect.fields.isEmpty {
+            throw .malformedLine(line: line, reason: "\(place) both deletes its row and sets fields of it")
+        }
+        for (name, value) in effect.fields.sorted(by: { $0.key < $1.key }) {
+            guard let index = JournalFields.index(of: name, in: entity) else {
+                throw .malformedLine(
+                    line: line,
+                    reason: "\(place) sets \(Self.shown(name)), which verify does not check on \(entity) (it checks "
+                        + JournalFields.fields(entity).map(\.name).joined(separator: ", ") + ")")
+            }
+            guard let value else { continue }
+            if case .failure(let error) = JournalFields.canonical(value, kind: JournalFields.fields(entity)[index].kind) {
+                throw .malformedLine(line: line, reason: "\(place) `\(name)` is not \(error.expected)")
+            }
+        }
+        return entity
+    }
+
+    /// A field name from the file, named only when it looks like one.
+    private static func shown(_ name: String) -> String {
+        let identifier = name.utf8.count <= 40 && !name.isEmpty
+            && name.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F }
+        return identifier ? "`\(name)`" : "a field"
+    }
+}
