@@ -138,7 +138,10 @@ public struct JournalExpectations: Sendable {
             var canonical = effect
             for (name, value) in effect.fields {
                 let kind = JournalFields.fields(entity)[JournalFields.index(of: name, in: entity)!].kind
-                canonical.fields[name] = value.map { try! JournalFields.canonical($0, kind: kind).get() }
+                // Validated above. Written with updateValue: assigning a nil `String?` through
+                // the subscript would remove the field, and a JSON null means "must be NULL".
+                let text: String? = value.map { try! JournalFields.canonical($0, kind: kind).get() }
+                canonical.fields.updateValue(text, forKey: name)
             }
             rows[entity, default: [:]][effect.key, default: RowExpectation(fieldCount: JournalFields.fields(entity).count)]
                 .apply(canonical, stamp: stamp, summary: entry.summary, entity: entity)
