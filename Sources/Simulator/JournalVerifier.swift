@@ -110,9 +110,11 @@ public struct JournalVerifier: Sendable {
             do {
                 let missing = try await connection.withSession { try store.missingTables(in: $0) }
                 guard missing.isEmpty else {
-                    throw JournalError.cannotCheck(
-                        "no read model \(missing.joined(separator: ", ")): build the read models with "
-                            + "`ledgerlift project --store DSN` first")
+                    let what =
+                        missing.count == store.tables.count
+                        ? "no read models in schema \(quoteIdentifier(readSchema))"
+                        : "no read model \(missing.joined(separator: ", "))"
+                    throw JournalError.cannotCheck(what + ": build the read models with `ledgerlift project --store DSN` first")
                 }
                 let progress = progress
                 let caughtUp = try await store.waitForProjection(

@@ -490,7 +490,10 @@ struct JournalVerifierTests {
     @Test func theReadModelsMissingIsAnErrorNotAVerdict() async throws {
         let path = try Self.journal(Self.cleanEntries)
         try await TestDatabase.withFresh { dsn -> Void in
-            await #expect(throws: JournalError.self) {
+            await #expect(
+                throws: JournalError.cannotCheck(
+                    "no read models in schema \"ledgerlift_read\": build the read models with `ledgerlift project --store DSN` first")
+            ) {
                 try await JournalVerifier(journal: path, target: .store(dsn: dsn)).run()
             }
         }
