@@ -29,16 +29,20 @@ public struct JournalStamp: Sendable, Hashable, Comparable, CustomStringConverti
 
 /// What the journal says one row must hold, folded over every operation that touched it.
 ///
-/// Memory is per distinct row (one slot per checkable field), never per journal line.
+/// Memory is per distinct row (one slot per field the journal sets on it), never per journal
+/// line.
 struct RowExpectation: Sendable {
     /// A field's expected value and the effect that set it last.
     struct Slot: Sendable {
+        /// The field's position in ``JournalFields/fields(_:)``.
+        var field: UInt8
         var value: String?
         var stamp: JournalStamp
     }
 
-    /// By position in ``JournalFields/fields(_:)``.
-    var slots: [Slot?]
+    /// Only the fields the journal set, in the order first set: most operations set a few of
+    /// an invoice's fourteen, and a row per key adds up over a long journal.
+    var slots: [Slot] = []
     /// The latest effect that said the row exists (set fields, or named it without deleting).
     var presence: JournalStamp?
     /// The earliest such effect, and its operation's summary: who created the row, as far as
@@ -48,7 +52,7 @@ struct RowExpectation: Sendable {
     /// The latest effect that deleted the row.
     var deletion: JournalStamp?
 
-    init(fieldCount: Int) { slots = Array(repeating: nil, count: fieldCount) }
+    init() {}
 
     /// Whether the row must be absent: its latest existence-stating effect is a delete. An
     /// effect after a delete re-creates the row (and only fields set after the delete count).
@@ -60,10 +64,9 @@ struct RowExpectation: Sendable {
 
     /// The fields the row must hold: those set after its latest delete.
     var expectedFields: [(index: Int, slot: Slot)] {
-        slots.enumerated().compactMap { index, slot in
-            guard let slot, deletion.map({ slot.stamp > $0 }) ?? true else { return nil }
-            return (index, slot)
-        }
+        slots.filter { slot in deletion.map { slot.stamp > $0 } ?? true }
+            .sorted { $0.field < $1.field }
+            .map { (Int($0.field), $0) }
     }
 
     /// The operation that created the row as far as the journal knows: the first effect
@@ -97,7 +100,12 @@ struct RowExpectation: Sendable {
         for (name, value) in effect.fields {
             // Validated by the caller.
             let index = JournalFields.index(of: name, in: entity)!
-            if slots[index].map({ stamp > $0.stamp }) ?? true { slots[index] = Slot(value: value, stamp: stamp) }
+            let slot = Slot(field: UInt8(index), value: value, stamp: stamp)
+            if let existing = slots.firstIndex(where: { $0.field == slot.field }) {
+                if stamp > slots[existing].stamp { slots[existing] = slot }
+            } else {
+                slots.append(slot)
+            }
         }
     }
 }
@@ -143,7 +151,7 @@ public struct JournalExpectations: Sendable {
                 let text: String? = value.map { try! JournalFields.canonical($0, kind: kind).get() }
                 canonical.fields.updateValue(text, forKey: name)
             }
-            rows[entity, default: [:]][effect.key, default: RowExpectation(fieldCount: JournalFields.fields(entity).count)]
+            rows[entity, default: [:]][effect.key, default: RowExpectation()]
                 .apply(canonical, stamp: stamp, summary: entry.summary, entity: entity)
         }
         operations += 1

@@ -77,19 +77,21 @@ public struct JournalReader: Sendable {
         var pending = [UInt8]()
         var lineNumber = 0
         while true {
-            let chunk: Data
+            // Scanned as an array: searching `Data` for newlines goes through its generic
+            // slicing, a fifth of the time of a large journal.
+            let chunk: [UInt8]
             do {
                 guard let data = try handle.read(upToCount: Self.chunkSize), !data.isEmpty else { break }
-                chunk = data
+                chunk = [UInt8](data)
             } catch {
                 throw .unreadable(path: path, reason: error.localizedDescription)
             }
-            var start = chunk.startIndex
+            var start = 0
             while let newline = chunk[start...].firstIndex(of: UInt8(ascii: "\n")) {
                 lineNumber += 1
                 let entry: JournalEntry
                 if pending.isEmpty {
-                    entry = try Self.decode(chunk[start..<newline], line: lineNumber, decoder)
+                    entry = try Self.decode(Data(chunk[start..<newline]), line: lineNumber, decoder)
                 } else {
                     pending.append(contentsOf: chunk[start..<newline])
                     guard pending.count <= Self.maximumLineLength else { throw Self.tooLong(lineNumber) }
@@ -98,7 +100,7 @@ public struct JournalReader: Sendable {
                 }
                 summary.lines += 1
                 try body(entry, lineNumber)
-                start = chunk.index(after: newline)
+                start = newline + 1
             }
             pending.append(contentsOf: chunk[start...])
             guard pending.count <= Self.maximumLineLength else { throw Self.tooLong(lineNumber + 1) }
