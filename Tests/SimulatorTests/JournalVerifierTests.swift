@@ -499,6 +499,63 @@ struct JournalVerifierTests {
         }
     }
 
+    // MARK: - The command
+
+    /// `dsn` with a password in it (the test server trusts local connections, so it is sent
+    /// nowhere; the point is that no output repeats it).
+    static func withPassword(_ dsn: String) -> (dsn: String, password: String) {
+        if let password = ConnectionString.password(in: dsn) { return (dsn, password) }
+        let password = "Verify5ecretPw"
+        for scheme in ["postgresql://", "postgres://"] where dsn.hasPrefix(scheme) {
+            let rest = dsn.dropFirst(scheme.count)
+            if let at = rest.firstIndex(of: "@") {
+                return (scheme + rest[..<at] + ":" + password + rest[at...], password)
+            }
+        }
+        return (dsn + (dsn.contains("://") ? "" : " password=" + password), password)
+    }
+
+    @Test func theCommandExits0Then1NamingTheOpThen2WithoutEverPrintingThePassword() async throws {
+        let path = try Self.journal(Self.cleanEntries)
+        let malformed = try Self.journal([try Self.line(Self.cleanEntries[0]), "{\"op\": 2, \"summary\": \"secret@customer.example\""])
+        try await Self.withReference { plain in
+            let (dsn, password) = Self.withPassword(plain)
+            let clean = try LedgerliftBinary.run(["simulate", "verify", "--journal", path, "--legacy", dsn])
+            #expect(clean.status == 0)
+            #expect(clean.stdout.hasSuffix("verdict:  clean: every acknowledged effect of 15 operations is present\n"))
+
+            try await Self.execute(plain, "DELETE FROM legacy.payments WHERE id = 102")
+            let lost = try LedgerliftBinary.run(["simulate", "verify", "--journal", path, "--legacy", dsn])
+            #expect(lost.status == 1)
+            #expect(lost.stdout.contains("LOST        payment 102: absent; written by op 2 (payment_succeeded)"))
+            let json = try LedgerliftBinary.run(["simulate", "verify", "--journal", path, "--legacy", dsn, "--report", "json"])
+            #expect(json.status == 1)
+            #expect(json.stdout.hasPrefix("{\"clean\":false,\"exit_code\":1,\"journal\":"))
+            #expect(json.stdout.contains("\"lost\":1,\"altered_fields\":0,") && json.stdout.contains("\"failing_ops\":[2],"))
+            #expect(json.stderr == "simulate verify: 1 lost, 0 altered, 0 resurrected\n")
+
+            let refused = [
+                (["--legacy", dsn, "--store", dsn], "give one of --legacy and --store, not both"),
+                ([], "give the system to check: --legacy DSN or --store DSN"),
+            ]
+            for (targets, message) in refused {
+                let result = try LedgerliftBinary.run(["simulate", "verify", "--journal", path] + targets)
+                #expect(result.status == 2)
+                #expect(result.stderr.hasPrefix("Error: " + message))
+            }
+            let bad = try LedgerliftBinary.run(["simulate", "verify", "--journal", malformed, "--legacy", dsn])
+            #expect(bad.status == 2 && bad.stdout == "")
+            #expect(bad.stderr == "Error: simulate verify could not run: journal line 2: not valid JSON\n")
+            let unreachable = ConnectionString.withDatabase(dsn, "no_such_database_for_verify")
+            let down = try LedgerliftBinary.run(["simulate", "verify", "--journal", path, "--store", unreachable])
+            #expect(down.status == 2 && down.stderr.hasPrefix("Error: simulate verify could not run: cannot connect to the store: "))
+            for result in [clean, lost, json, bad, down] {
+                #expect(!(result.stdout + result.stderr).contains(password))
+                #expect(!(result.stdout + result.stderr).contains("secret@customer"))
+            }
+        }
+    }
+
     // MARK: - The report
 
     @Test func theJSONReportHasItsKeysInAFixedOrder() throws {
