@@ -81,7 +81,8 @@ struct RowExpectation: Sendable {
     var writers: [JournalStamp] {
         var seen = Set<UInt64>()
         var stamps = [JournalStamp]()
-        for stamp in ([creator].compactMap { $0 } + expectedFields.map(\.slot.stamp).sorted()) where seen.insert(stamp.op).inserted {
+        for stamp in ([creator].compactMap { $0 } + expectedFields.map(\.slot.stamp).sorted())
+        where seen.insert(stamp.op).inserted {
             stamps.append(stamp)
         }
         return stamps
@@ -142,7 +143,8 @@ public struct JournalExpectations: Sendable {
             checked.append((try Self.validated(effect, position: position, line: line), effect))
         }
         for (position, (entity, effect)) in checked.enumerated() {
-            let stamp = JournalStamp(at: at.microsecondsSinceEpoch, op: entry.op, effect: UInt32(position), kind: entry.kind)
+            let stamp = JournalStamp(
+                at: at.microsecondsSinceEpoch, op: entry.op, effect: UInt32(position), kind: entry.kind)
             var canonical = effect
             for (name, value) in effect.fields {
                 let kind = JournalFields.fields(entity)[JournalFields.index(of: name, in: entity)!].kind
@@ -178,7 +180,8 @@ public struct JournalExpectations: Sendable {
                         + JournalFields.fields(entity).map(\.name).joined(separator: ", ") + ")")
             }
             guard let value else { continue }
-            if case .failure(let error) = JournalFields.canonical(value, kind: JournalFields.fields(entity)[index].kind) {
+            if case .failure(let error) = JournalFields.canonical(value, kind: JournalFields.fields(entity)[index].kind)
+            {
                 throw .malformedLine(line: line, reason: "\(place) `\(name)` is not \(error.expected)")
             }
         }
@@ -187,7 +190,8 @@ public struct JournalExpectations: Sendable {
 
     /// A field name from the file, named only when it looks like one.
     private static func shown(_ name: String) -> String {
-        let identifier = name.utf8.count <= 40 && !name.isEmpty
+        let identifier =
+            name.utf8.count <= 40 && !name.isEmpty
             && name.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F }
         return identifier ? "`\(name)`" : "a field"
     }

@@ -113,7 +113,9 @@ public enum JournalFields {
         case .text, .key, .status, .currency:
             return .success(value)
         case .amount, .integer:
-            guard let number = Int64(value) else { return .failure(.init(expected: "an integer (minor units for an amount)")) }
+            guard let number = Int64(value) else {
+                return .failure(.init(expected: "an integer (minor units for an amount)"))
+            }
             return .success(String(number))
         case .boolean:
             guard value == "true" || value == "false" else { return .failure(.init(expected: "true or false")) }

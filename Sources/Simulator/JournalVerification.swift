@@ -110,10 +110,12 @@ public struct JournalVerification: Sendable {
 
     /// The report in a log: a header, the figures, each failure on one line, the verdict last.
     public var text: String {
-        var out = "simulate verify: journal \(journal) against the \(target == .legacy ? "legacy database" : "ledger's read models") "
+        var out =
+            "simulate verify: journal \(journal) against the \(target == .legacy ? "legacy database" : "ledger's read models") "
             + "\(database) (schema \(schema))\n"
         out += "journal:  \(operations) operations, \(effects) effects, on \(rows) rows (\(lines) lines)\n"
-        out += "checked:  \(rowsChecked) rows (\(deletedRowsChecked) deleted), \(fieldsChecked) fields in "
+        out +=
+            "checked:  \(rowsChecked) rows (\(deletedRowsChecked) deleted), \(fieldsChecked) fields in "
             + Self.seconds(duration) + "\n"
         for note in (truncatedNote.map { [$0] } ?? []) + notes { out += "note:     \(note)\n" }
         for failure in failures { out += Self.line(failure) + "\n" }
@@ -121,7 +123,8 @@ public struct JournalVerification: Sendable {
         if isClean {
             out += "verdict:  clean: every acknowledged effect of \(operations) operations is present\n"
         } else {
-            out += "verdict:  \(Self.count(lost, "lost row")), \(Self.count(alteredFields, "altered field")) "
+            out +=
+                "verdict:  \(Self.count(lost, "lost row")), \(Self.count(alteredFields, "altered field")) "
                 + "(in \(Self.count(alteredRows, "row"))), \(Self.count(resurrected, "resurrected row"))"
             let ops = failingOps
             if !ops.isEmpty {
@@ -137,7 +140,8 @@ public struct JournalVerification: Sendable {
         let ops = f.ops.map { "\($0) at \($0.time)" }.joined(separator: ", ")
         switch f.kind {
         case .lost:
-            return "LOST        \(row): absent; written by \(ops)" + (f.summary.map { ": " + JSONValue.quoted($0) } ?? "")
+            return "LOST        \(row): absent; written by \(ops)"
+                + (f.summary.map { ": " + JSONValue.quoted($0) } ?? "")
         case .altered:
             return "ALTERED     \(row) \(f.field ?? ""): expected \(shown(f.expected)), actual \(shown(f.actual)); "
                 + "set by \(ops)"

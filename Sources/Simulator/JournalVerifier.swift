@@ -28,7 +28,9 @@ public struct JournalVerifier: Sendable {
         case legacy(dsn: String, schema: String = "legacy")
         /// The read models in `readSchema`, fed from the event store in `storeSchema`; waits at
         /// most `catchUpTimeout` for the projection to catch up first.
-        case store(dsn: String, storeSchema: String = "ledgerlift", readSchema: String = "ledgerlift_read", catchUpTimeout: Duration = .seconds(30))
+        case store(
+            dsn: String, storeSchema: String = "ledgerlift", readSchema: String = "ledgerlift_read",
+            catchUpTimeout: Duration = .seconds(30))
     }
 
     /// What the verifier is doing, for a progress display.
@@ -74,12 +76,14 @@ public struct JournalVerifier: Sendable {
             dsn = legacyDSN
             reader = LegacyStateReader(schema: schema)
             report = JournalVerification(
-                journal: journal, target: .legacy, database: ConnectionString.masked(dsn), schema: schema, maxRows: maxRows)
+                journal: journal, target: .legacy, database: ConnectionString.masked(dsn), schema: schema,
+                maxRows: maxRows)
         case .store(let storeDSN, _, let readSchema, _):
             dsn = storeDSN
             reader = StoreStateReader(readSchema: readSchema)
             report = JournalVerification(
-                journal: journal, target: .store, database: ConnectionString.masked(dsn), schema: readSchema, maxRows: maxRows)
+                journal: journal, target: .store, database: ConnectionString.masked(dsn), schema: readSchema,
+                maxRows: maxRows)
         }
 
         var expectations = JournalExpectations()
@@ -92,7 +96,9 @@ public struct JournalVerifier: Sendable {
         report.effects = expectations.effects
         report.rows = expectations.rowCount
         progress?(.journalRead(lines: summary.lines, rows: report.rows))
-        if summary.lines == 0 { report.notes.append("the journal holds no acknowledged operation: there was nothing to check") }
+        if summary.lines == 0 {
+            report.notes.append("the journal holds no acknowledged operation: there was nothing to check")
+        }
 
         let side = report.target == .legacy ? "the legacy database" : "the store"
         let connection: Connection
@@ -114,7 +120,8 @@ public struct JournalVerifier: Sendable {
                         missing.count == store.tables.count
                         ? "no read models in schema \(quoteIdentifier(readSchema))"
                         : "no read model \(missing.joined(separator: ", "))"
-                    throw JournalError.cannotCheck(what + ": build the read models with `ledgerlift project --store DSN` first")
+                    throw JournalError.cannotCheck(
+                        what + ": build the read models with `ledgerlift project --store DSN` first")
                 }
                 let progress = progress
                 let caughtUp = try await store.waitForProjection(
@@ -145,7 +152,8 @@ public struct JournalVerifier: Sendable {
                         try tx.execute("LOCK TABLE \(lockTables.joined(separator: ", ")) IN ACCESS SHARE MODE")
                     }
                     return try Self.check(
-                        expectations, reader: reader, batchSize: batchSize, maxRows: maxRows, progress: progress, in: tx)
+                        expectations, reader: reader, batchSize: batchSize, maxRows: maxRows, progress: progress, in: tx
+                    )
                 }
             }
         } catch {
@@ -200,7 +208,8 @@ public struct JournalVerifier: Sendable {
                             outcome.resurrected += 1
                             outcome.failures.add(
                                 JournalFailure(
-                                    kind: .resurrected, entity: entity, key: key, field: nil, expected: nil, actual: nil,
+                                    kind: .resurrected, entity: entity, key: key, field: nil, expected: nil,
+                                    actual: nil,
                                     ops: [expected.deletion!], summary: nil), order: 0)
                         }
                         continue
@@ -221,7 +230,8 @@ public struct JournalVerifier: Sendable {
                         outcome.alteredFields += 1
                         outcome.failures.add(
                             JournalFailure(
-                                kind: .altered, entity: entity, key: key, field: fields[index].name, expected: slot.value,
+                                kind: .altered, entity: entity, key: key, field: fields[index].name,
+                                expected: slot.value,
                                 actual: actual[index], ops: [slot.stamp], summary: nil), order: index + 1)
                     }
                     if altered { outcome.alteredRows += 1 }
@@ -238,7 +248,8 @@ public struct JournalVerifier: Sendable {
         let aNumeric = !a.isEmpty && a.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
         let bNumeric = !b.isEmpty && b.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
         switch (aNumeric, bNumeric) {
-        case (true, true): return a.utf8.count != b.utf8.count ? a.utf8.count < b.utf8.count : a.utf8.lexicographicallyPrecedes(b.utf8)
+        case (true, true):
+            return a.utf8.count != b.utf8.count ? a.utf8.count < b.utf8.count : a.utf8.lexicographicallyPrecedes(b.utf8)
         case (true, false): return true
         case (false, true): return false
         case (false, false): return a.utf8.lexicographicallyPrecedes(b.utf8)

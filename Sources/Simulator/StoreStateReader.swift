@@ -36,7 +36,8 @@ public struct StoreStateReader: JournalStateReader {
             }
         }
         let key = quoteIdentifier(entity.keyColumn)
-        return "SELECT \(key), \(columns.joined(separator: ", ")) FROM \(quoteIdentifier(readSchema)).\(quoteIdentifier(entity.tableName)) "
+        return
+            "SELECT \(key), \(columns.joined(separator: ", ")) FROM \(quoteIdentifier(readSchema)).\(quoteIdentifier(entity.tableName)) "
             + "WHERE \(key) = ANY($1::text[])"
     }
 

@@ -64,7 +64,8 @@ struct SimulateVerifyCommand: AsyncParsableCommand {
                 .legacy(dsn: legacy, schema: legacySchema)
             } else {
                 .store(
-                    dsn: store ?? "", storeSchema: schema, readSchema: readSchema, catchUpTimeout: .seconds(catchUpTimeout))
+                    dsn: store ?? "", storeSchema: schema, readSchema: readSchema,
+                    catchUpTimeout: .seconds(catchUpTimeout))
             }
         let terminal = CommandLineSettings.drawsProgress
         let verifier = JournalVerifier(

@@ -27,7 +27,8 @@ struct JournalVerifierTests {
                 Effect(
                     entity: "payment", key: "101",
                     fields: [
-                        "customer_id": "1", "invoice_id": "101", "status": "succeeded", "amount": "1900", "currency": "USD",
+                        "customer_id": "1", "invoice_id": "101", "status": "succeeded", "amount": "1900",
+                        "currency": "USD",
                         "failure_code": nil,
                     ]),
                 Effect(
@@ -40,31 +41,46 @@ struct JournalVerifierTests {
                     ]),
                 Effect(
                     entity: "invoice_line", key: "1011",
-                    fields: ["invoice_id": "101", "kind": "subscription", "quantity": "1", "amount": "1900", "currency": "USD"]),
+                    fields: [
+                        "invoice_id": "101", "kind": "subscription", "quantity": "1", "amount": "1900",
+                        "currency": "USD",
+                    ]),
             ], "payment 101 of 19.00 USD on invoice 101 succeeded"),
         entry(
             2, .paymentSucceeded, "2025-07-16T10:16:03.000000Z",
             [
                 Effect(
                     entity: "payment", key: "102",
-                    fields: ["customer_id": "1", "invoice_id": "102", "status": "succeeded", "amount": "1900", "currency": "USD"])
+                    fields: [
+                        "customer_id": "1", "invoice_id": "102", "status": "succeeded", "amount": "1900",
+                        "currency": "USD",
+                    ])
             ], "payment 102 of 19.00 USD on invoice 102 succeeded"),
         entry(
             3, .paymentSucceeded, "2025-07-21T04:02:03.000000Z",
             [
                 Effect(
                     entity: "payment", key: "2101",
-                    fields: ["customer_id": "21", "invoice_id": "2101", "status": "succeeded", "amount": "6050", "currency": "JPY"]),
+                    fields: [
+                        "customer_id": "21", "invoice_id": "2101", "status": "succeeded", "amount": "6050",
+                        "currency": "JPY",
+                    ]),
                 Effect(
                     entity: "invoice", key: "2101",
-                    fields: ["status": "paid", "subtotal": "5500", "tax": "550", "total": "6050", "amount_paid": "6050", "amount_due": "0"]),
+                    fields: [
+                        "status": "paid", "subtotal": "5500", "tax": "550", "total": "6050", "amount_paid": "6050",
+                        "amount_due": "0",
+                    ]),
             ], "payment 2101 of 6050 JPY on invoice 2101 succeeded"),
         entry(
             4, .paymentSucceeded, "2025-08-10T07:00:00.000000Z",
             [
                 Effect(
                     entity: "invoice", key: "2201",
-                    fields: ["status": "paid", "currency": "KWD", "total": "14875", "amount_paid": "14875", "amount_due": "0"]),
+                    fields: [
+                        "status": "paid", "currency": "KWD", "total": "14875", "amount_paid": "14875",
+                        "amount_due": "0",
+                    ]),
                 Effect(entity: "invoice_line", key: "22011", fields: ["amount": "14875", "quantity": "1"]),
             ], "invoice 2201 of 14.875 KWD paid"),
         entry(
@@ -73,33 +89,48 @@ struct JournalVerifierTests {
                 Effect(
                     entity: "credit_note", key: "221",
                     fields: [
-                        "customer_id": "22", "invoice_id": "2202", "status": "issued", "total": "2125", "balance_remaining": "0",
+                        "customer_id": "22", "invoice_id": "2202", "status": "issued", "total": "2125",
+                        "balance_remaining": "0",
                         "currency": "KWD",
                     ]),
                 Effect(
                     entity: "balance_transaction", key: "2201",
                     fields: [
-                        "customer_id": "22", "type": "credit_note", "amount": "-2125", "currency": "KWD", "invoice_id": nil,
+                        "customer_id": "22", "type": "credit_note", "amount": "-2125", "currency": "KWD",
+                        "invoice_id": nil,
                         "credit_note_id": "221",
                     ]),
             ], "credit note 221 of 2.125 KWD on invoice 2202"),
         entry(
             6, .refundPartial, "2025-10-12T16:00:00.000000Z",
-            [Effect(entity: "refund", key: "1501", fields: ["payment_id": "1503", "amount": "2000", "status": "succeeded"])],
+            [
+                Effect(
+                    entity: "refund", key: "1501",
+                    fields: ["payment_id": "1503", "amount": "2000", "status": "succeeded"])
+            ],
             "refund 1501 of 20.00 USD on payment 1503"),
         entry(
             7, .refundPartial, "2025-10-02T05:00:00.000000Z",
             [
                 Effect(
-                    entity: "refund", key: "2101", fields: ["payment_id": "2103", "amount": "1100", "status": "succeeded", "currency": "JPY"])
+                    entity: "refund", key: "2101",
+                    fields: ["payment_id": "2103", "amount": "1100", "status": "succeeded", "currency": "JPY"])
             ], "refund 2101 of 1100 JPY on payment 2103"),
         entry(
             8, .voidInvoice, "2025-09-03T08:15:00.000000Z",
-            [Effect(entity: "invoice", key: "1202", fields: ["status": "void", "amount_due": "0", "voided_at": "2025-09-03T08:15:00.000000Z"])],
+            [
+                Effect(
+                    entity: "invoice", key: "1202",
+                    fields: ["status": "void", "amount_due": "0", "voided_at": "2025-09-03T08:15:00.000000Z"])
+            ],
             "invoice 1202 voided"),
         entry(
             9, .paymentFailed, "2025-10-01T12:00:00.000000Z",
-            [Effect(entity: "payment", key: "805", fields: ["status": "failed", "failure_code": "card_declined", "amount": "4900"])],
+            [
+                Effect(
+                    entity: "payment", key: "805",
+                    fields: ["status": "failed", "failure_code": "card_declined", "amount": "4900"])
+            ],
             "payment 805 of 49.00 USD on invoice 805 failed"),
         entry(
             10, .activateTrial, "2025-10-16T09:14:00.000000Z",
@@ -107,7 +138,8 @@ struct JournalVerifierTests {
                 Effect(
                     entity: "subscription", key: "11",
                     fields: [
-                        "customer_id": "1", "plan_id": "1", "status": "active", "quantity": "1", "cancel_at_period_end": "false",
+                        "customer_id": "1", "plan_id": "1", "status": "active", "quantity": "1",
+                        "cancel_at_period_end": "false",
                         "canceled_at": nil, "ended_at": nil,
                     ])
             ], "subscription 11 active"),
@@ -130,7 +162,11 @@ struct JournalVerifierTests {
         // Written before the earlier edit: `at` orders them, not the file.
         entry(
             15, .editEmail, "2025-10-22T10:00:00.000000Z",
-            [Effect(entity: "customer", key: "1", fields: ["email": "maya.okafor@brightloom.example", "name": "Brightloom Studio"])],
+            [
+                Effect(
+                    entity: "customer", key: "1",
+                    fields: ["email": "maya.okafor@brightloom.example", "name": "Brightloom Studio"])
+            ],
             "customer 1's email is maya.okafor@brightloom.example"),
         entry(
             14, .editEmail, "2025-10-21T10:00:00.000000Z",
@@ -142,7 +178,9 @@ struct JournalVerifierTests {
     /// once: the last write of it).
     static let cleanCounts = (operations: 15, effects: 22, rows: 21, deleted: 2, fields: 88)
 
-    static func entry(_ op: UInt64, _ kind: OperationKind, _ at: String, _ effects: [Effect], _ summary: String) -> JournalEntry {
+    static func entry(_ op: UInt64, _ kind: OperationKind, _ at: String, _ effects: [Effect], _ summary: String)
+        -> JournalEntry
+    {
         JournalEntry(op: op, kind: kind, at: at, keys: [:], effects: effects, summary: summary)
     }
 
@@ -155,7 +193,8 @@ struct JournalVerifierTests {
     /// Writes `lines` as a journal, each ending with a newline unless `cutOff` (the last one then
     /// has none, as a crash mid-write leaves it).
     static func journal(_ lines: [String], cutOff: Bool = false) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("journal-\(UUID().uuidString).jsonl").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("journal-\(UUID().uuidString).jsonl")
+            .path
         var text = lines.joined(separator: "\n")
         if !cutOff && !lines.isEmpty { text += "\n" }
         try Data(text.utf8).write(to: URL(fileURLWithPath: path))
@@ -181,7 +220,8 @@ struct JournalVerifierTests {
     /// A fresh database holding the reference fixture.
     static func withReference(_ label: String = #function, _ body: (_ dsn: String) async throws -> Void) async throws {
         try await TestDatabase.withFresh(label) { dsn in
-            let fixtures = try FixtureDirectory(validating: repositoryRoot().appendingPathComponent("fixtures", isDirectory: true))
+            let fixtures = try FixtureDirectory(
+                validating: repositoryRoot().appendingPathComponent("fixtures", isDirectory: true))
             _ = try await FixtureLoader(fixtures: fixtures).load(.reference, dsn: dsn)
             try await body(dsn)
         }
@@ -236,7 +276,9 @@ struct JournalVerifierTests {
                 report.text.contains(
                     "LOST        payment 102: absent; written by op 2 (payment_succeeded) at 2025-07-16T10:16:03.000000Z: "
                         + "\"payment 102 of 19.00 USD on invoice 102 succeeded\"\n"))
-            #expect(report.text.hasSuffix("verdict:  1 lost row, 0 altered fields (in 0 rows), 0 resurrected rows — ops 2\n"))
+            #expect(
+                report.text.hasSuffix(
+                    "verdict:  1 lost row, 0 altered fields (in 0 rows), 0 resurrected rows — ops 2\n"))
         }
     }
 
@@ -273,7 +315,8 @@ struct JournalVerifierTests {
                         kind: .altered, entity: .customer, key: "31", field: "currency", expected: nil, actual: "EUR",
                         ops: [Self.stamp(12, .editName, "2025-10-29T16:20:00Z", effect: 1)], summary: nil)
                 ])
-            #expect(report.text.contains("ALTERED     customer 31 currency: expected NULL, actual \"EUR\"; set by op 12"))
+            #expect(
+                report.text.contains("ALTERED     customer 31 currency: expected NULL, actual \"EUR\"; set by op 12"))
         }
     }
 
@@ -281,7 +324,9 @@ struct JournalVerifierTests {
         let path = try Self.journal(Self.cleanEntries)
         try await Self.withReference { dsn in
             try await Self.execute(
-                dsn, "UPDATE legacy.invoices SET amount_paid = 14.8754 WHERE id = 2201; UPDATE legacy.payments SET amount = 49.001 WHERE id = 805")
+                dsn,
+                "UPDATE legacy.invoices SET amount_paid = 14.8754 WHERE id = 2201; UPDATE legacy.payments SET amount = 49.001 WHERE id = 805"
+            )
             let report = try await Self.verifyLegacy(path, dsn)
             #expect(
                 report.failures.map { [$0.entity.rawValue, $0.key, $0.field, $0.expected, $0.actual] } == [
@@ -303,8 +348,10 @@ struct JournalVerifierTests {
             #expect(
                 report.failures == [
                     JournalFailure(
-                        kind: .altered, entity: .customer, key: "1", field: "email", expected: "maya@new-address.example",
-                        actual: "maya.okafor@brightloom.example", ops: [Self.stamp(15, .editEmail, "2025-10-22T10:00:00Z")],
+                        kind: .altered, entity: .customer, key: "1", field: "email",
+                        expected: "maya@new-address.example",
+                        actual: "maya.okafor@brightloom.example",
+                        ops: [Self.stamp(15, .editEmail, "2025-10-22T10:00:00Z")],
                         summary: nil)
                 ])
         }
@@ -323,7 +370,10 @@ struct JournalVerifierTests {
             var fold = JournalExpectations()
             for (line, entry) in order.enumerated() { try fold.apply(entry, line: line + 1) }
             let row = try #require(fold.rows[.customer]?["7"])
-            #expect(row.expectedFields.map { "\($0.index)=\($0.slot.value ?? "NULL") by \($0.slot.stamp.op)" } == ["0=b@x by 8", "1=Seven by 9"])
+            #expect(
+                row.expectedFields.map { "\($0.index)=\($0.slot.value ?? "NULL") by \($0.slot.stamp.op)" } == [
+                    "0=b@x by 8", "1=Seven by 9",
+                ])
             #expect(row.creator?.op == 3)
         }
     }
@@ -331,17 +381,27 @@ struct JournalVerifierTests {
     @Test func aDeleteThenALaterEffectRecreatesTheRowWithOnlyTheFieldsSetSince() throws {
         var fold = JournalExpectations()
         try fold.apply(
-            Self.entry(3, .editName, "2025-10-03T00:00:00Z", [Effect(entity: "invoice", key: "5", fields: ["number": "N-2"])], ""),
+            Self.entry(
+                3, .editName, "2025-10-03T00:00:00Z", [Effect(entity: "invoice", key: "5", fields: ["number": "N-2"])],
+                ""),
             line: 1)
         try fold.apply(
-            Self.entry(1, .draftInvoice, "2025-10-01T00:00:00Z", [Effect(entity: "invoice", key: "5", fields: ["status": "draft"])], ""),
+            Self.entry(
+                1, .draftInvoice, "2025-10-01T00:00:00Z",
+                [Effect(entity: "invoice", key: "5", fields: ["status": "draft"])], ""),
             line: 2)
-        try fold.apply(Self.entry(2, .discardDraft, "2025-10-02T00:00:00Z", [Effect(entity: "invoice", key: "5", deleted: true)], ""), line: 3)
+        try fold.apply(
+            Self.entry(
+                2, .discardDraft, "2025-10-02T00:00:00Z", [Effect(entity: "invoice", key: "5", deleted: true)], ""),
+            line: 3)
         let row = try #require(fold.rows[.invoice]?["5"])
         #expect(!row.mustBeAbsent)
         #expect(row.expectedFields.map { JournalFields.fields(.invoice)[$0.index].name } == ["number"])
         #expect(row.creator?.op == 3)
-        try fold.apply(Self.entry(4, .discardDraft, "2025-10-04T00:00:00Z", [Effect(entity: "invoice", key: "5", deleted: true)], ""), line: 4)
+        try fold.apply(
+            Self.entry(
+                4, .discardDraft, "2025-10-04T00:00:00Z", [Effect(entity: "invoice", key: "5", deleted: true)], ""),
+            line: 4)
         #expect(fold.rows[.invoice]?["5"]?.mustBeAbsent == true)
     }
 
@@ -351,7 +411,10 @@ struct JournalVerifierTests {
         entries.append(
             Self.entry(
                 16, .discardDraft, "2025-10-31T10:00:00Z",
-                [Effect(entity: "invoice", key: "1303", deleted: true), Effect(entity: "invoice_line", key: "13031", deleted: true)],
+                [
+                    Effect(entity: "invoice", key: "1303", deleted: true),
+                    Effect(entity: "invoice_line", key: "13031", deleted: true),
+                ],
                 "draft invoice 1303 discarded"))
         let path = try Self.journal(entries)
         try await Self.withReference { dsn in
@@ -365,8 +428,13 @@ struct JournalVerifierTests {
                         kind: .resurrected, entity: .invoiceLine, key: "13031", field: nil, expected: nil, actual: nil,
                         ops: [Self.stamp(16, .discardDraft, "2025-10-31T10:00:00Z", effect: 1)], summary: nil),
                 ])
-            #expect(report.resurrected == 2 && report.deletedRowsChecked == Self.cleanCounts.deleted + 2 && report.exitCode == 1)
-            #expect(report.text.contains("RESURRECTED invoice 1303: present; deleted by op 16 (discard_draft) at 2025-10-31T10:00:00.000000Z\n"))
+            #expect(
+                report.resurrected == 2 && report.deletedRowsChecked == Self.cleanCounts.deleted + 2
+                    && report.exitCode == 1)
+            #expect(
+                report.text.contains(
+                    "RESURRECTED invoice 1303: present; deleted by op 16 (discard_draft) at 2025-10-31T10:00:00.000000Z\n"
+                ))
         }
     }
 
@@ -374,7 +442,8 @@ struct JournalVerifierTests {
         // Whole and wrong (an email customer 1 never had): it would fail, were it acknowledged.
         let cut = try Self.line(
             Self.entry(
-                16, .editEmail, "2025-10-31T10:00:00Z", [Effect(entity: "customer", key: "1", fields: ["email": "never@acknowledged.example"])],
+                16, .editEmail, "2025-10-31T10:00:00Z",
+                [Effect(entity: "customer", key: "1", fields: ["email": "never@acknowledged.example"])],
                 ""))
         let path = try Self.journal(try Self.cleanEntries.map(Self.line) + [cut], cutOff: true)
         let partial = try Self.journal(try Self.cleanEntries.map(Self.line) + [String(cut.prefix(30))], cutOff: true)
@@ -387,7 +456,8 @@ struct JournalVerifierTests {
                     "note:     line 16 (\(cut.utf8.count) bytes, op 16's line) has no newline at its end: its operation's "
                         + "acknowledgement was cut off"))
             let partialReport = try await Self.verifyLegacy(partial, dsn)
-            #expect(partialReport.isClean && partialReport.truncated == TruncatedJournalLine(line: 16, bytes: 30, op: nil))
+            #expect(
+                partialReport.isClean && partialReport.truncated == TruncatedJournalLine(line: 16, bytes: 30, op: nil))
         }
     }
 
@@ -427,10 +497,15 @@ struct JournalVerifierTests {
     @Test func batchesOfKeysFindTheSameAsOneQuery() async throws {
         let path = try Self.journal(Self.cleanEntries)
         try await Self.withReference { dsn in
-            try await Self.execute(dsn, "DELETE FROM legacy.payments WHERE id = 102; UPDATE legacy.customers SET name = 'X' WHERE id = 31")
+            try await Self.execute(
+                dsn, "DELETE FROM legacy.payments WHERE id = 102; UPDATE legacy.customers SET name = 'X' WHERE id = 31")
             for batchSize in [1, 2, 1000] {
-                let report = try await JournalVerifier(journal: path, target: .legacy(dsn: dsn), batchSize: batchSize).run()
-                #expect(report.failures.map { "\($0.kind) \($0.entity) \($0.key)" } == ["lost payment 102", "altered customer 31"])
+                let report = try await JournalVerifier(journal: path, target: .legacy(dsn: dsn), batchSize: batchSize)
+                    .run()
+                #expect(
+                    report.failures.map { "\($0.kind) \($0.entity) \($0.key)" } == [
+                        "lost payment 102", "altered customer 31",
+                    ])
                 #expect(report.fieldsChecked == Self.cleanCounts.fields - 5)
             }
             // --max-rows lists the first by op id and counts every one.
@@ -454,7 +529,8 @@ struct JournalVerifierTests {
                 ).run()
                 #expect(backfill.totalQuarantined == 0)
                 _ = try await Projector().catchUp(on: store)
-                let verifier = JournalVerifier(journal: path, target: .store(dsn: storeDSN, catchUpTimeout: .seconds(5)), batchSize: 4)
+                let verifier = JournalVerifier(
+                    journal: path, target: .store(dsn: storeDSN, catchUpTimeout: .seconds(5)), batchSize: 4)
 
                 let clean = try await verifier.run()
                 #expect(clean.failures == [] && clean.notes == [] && clean.exitCode == 0)
@@ -475,7 +551,8 @@ struct JournalVerifierTests {
                             ops: [Self.stamp(2, .paymentSucceeded, "2025-07-16T10:16:03Z")],
                             summary: "payment 102 of 19.00 USD on invoice 102 succeeded"),
                         JournalFailure(
-                            kind: .altered, entity: .invoice, key: "2101", field: "amount_paid", expected: "6050", actual: "1899",
+                            kind: .altered, entity: .invoice, key: "2101", field: "amount_paid", expected: "6050",
+                            actual: "1899",
                             ops: [Self.stamp(3, .paymentSucceeded, "2025-07-21T04:02:03Z", effect: 1)], summary: nil),
                         JournalFailure(
                             kind: .altered, entity: .customer, key: "1", field: "email",
@@ -492,7 +569,8 @@ struct JournalVerifierTests {
         try await TestDatabase.withFresh { dsn -> Void in
             await #expect(
                 throws: JournalError.cannotCheck(
-                    "no read models in schema \"ledgerlift_read\": build the read models with `ledgerlift project --store DSN` first")
+                    "no read models in schema \"ledgerlift_read\": build the read models with `ledgerlift project --store DSN` first"
+                )
             ) {
                 try await JournalVerifier(journal: path, target: .store(dsn: dsn)).run()
             }
@@ -517,7 +595,9 @@ struct JournalVerifierTests {
 
     @Test func theCommandExits0Then1NamingTheOpThen2WithoutEverPrintingThePassword() async throws {
         let path = try Self.journal(Self.cleanEntries)
-        let malformed = try Self.journal([try Self.line(Self.cleanEntries[0]), "{\"op\": 2, \"summary\": \"secret@customer.example\""])
+        let malformed = try Self.journal([
+            try Self.line(Self.cleanEntries[0]), "{\"op\": 2, \"summary\": \"secret@customer.example\"",
+        ])
         try await Self.withReference { plain in
             let (dsn, password) = Self.withPassword(plain)
             let clean = try LedgerliftBinary.run(["simulate", "verify", "--journal", path, "--legacy", dsn])
@@ -528,10 +608,14 @@ struct JournalVerifierTests {
             let lost = try LedgerliftBinary.run(["simulate", "verify", "--journal", path, "--legacy", dsn])
             #expect(lost.status == 1)
             #expect(lost.stdout.contains("LOST        payment 102: absent; written by op 2 (payment_succeeded)"))
-            let json = try LedgerliftBinary.run(["simulate", "verify", "--journal", path, "--legacy", dsn, "--report", "json"])
+            let json = try LedgerliftBinary.run([
+                "simulate", "verify", "--journal", path, "--legacy", dsn, "--report", "json",
+            ])
             #expect(json.status == 1)
             #expect(json.stdout.hasPrefix("{\"clean\":false,\"exit_code\":1,\"journal\":"))
-            #expect(json.stdout.contains("\"lost\":1,\"altered_fields\":0,") && json.stdout.contains("\"failing_ops\":[2],"))
+            #expect(
+                json.stdout.contains("\"lost\":1,\"altered_fields\":0,") && json.stdout.contains("\"failing_ops\":[2],")
+            )
             #expect(json.stderr == "simulate verify: 1 lost, 0 altered, 0 resurrected\n")
 
             let refused = [
@@ -548,7 +632,9 @@ struct JournalVerifierTests {
             #expect(bad.stderr == "Error: simulate verify could not run: journal line 2: not valid JSON\n")
             let unreachable = ConnectionString.withDatabase(dsn, "no_such_database_for_verify")
             let down = try LedgerliftBinary.run(["simulate", "verify", "--journal", path, "--store", unreachable])
-            #expect(down.status == 2 && down.stderr.hasPrefix("Error: simulate verify could not run: cannot connect to the store: "))
+            #expect(
+                down.status == 2
+                    && down.stderr.hasPrefix("Error: simulate verify could not run: cannot connect to the store: "))
             for result in [clean, lost, json, bad, down] {
                 #expect(!(result.stdout + result.stderr).contains(password))
                 #expect(!(result.stdout + result.stderr).contains("secret@customer"))
