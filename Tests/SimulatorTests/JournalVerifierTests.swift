@@ -560,6 +560,18 @@ struct JournalVerifierTests {
                             ops: [Self.stamp(15, .editEmail, "2025-10-22T10:00:00Z")], summary: nil),
                     ])
                 #expect(broken.lost == 1 && broken.alteredFields == 2 && broken.exitCode == 1)
+
+                // A live projector that has not applied every event: checked anyway, and said.
+                try await store.execute("UPDATE ledgerlift_read.projection_state SET consumer = 'a_consumer_at_the_start'")
+                let behind = try await JournalVerifier(
+                    journal: path, target: .store(dsn: storeDSN, catchUpTimeout: .zero)
+                ).run()
+                #expect(behind.failures == broken.failures)
+                #expect(
+                    behind.notes == [
+                        "the projection had not caught up with the event store after 0.0 seconds: rows were checked anyway, "
+                            + "and a lost or altered write may be an event not yet projected"
+                    ])
             }
         }
     }
