@@ -183,11 +183,14 @@ private final class SignalStop {
                     count += 1
                     return count
                 }
+                // Over the progress line on a terminal; a plain line elsewhere.
+                let clear = CommandLineSettings.drawsProgress ? "\r\u{1B}[K" : ""
                 FileHandle.standardError.write(
                     Data(
-                        (seen == 1
-                            ? "\r\u{1B}[K\(reason.rawValue): no new operations; waiting for the running ones (again to cancel them)\n"
-                            : "\r\u{1B}[K\(reason.rawValue): cancelling the running operations\n").utf8))
+                        (clear
+                            + (seen == 1
+                                ? "\(reason.rawValue): no new operations; waiting for the running ones (again to cancel them)\n"
+                                : "\(reason.rawValue): cancelling the running operations\n")).utf8))
                 simulation.stop(reason)
             }
             source.resume()
