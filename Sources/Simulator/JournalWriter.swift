@@ -1,16 +1,18 @@
 import Dispatch
 import Foundation
+import Synchronization
 
 /// The journal of acknowledged operations (`ledgerlift simulate --journal FILE`): one
 /// ``JournalEntry`` per line, as compact JSON with sorted keys, in the order the operations
 /// were acknowledged.
 ///
 /// An operation counts as acknowledged only once its line is on disk: ``append(_:)`` writes the
-/// line with one `write(2)` and waits for `fdatasync(2)` before it returns, so a journal never
+/// line with `write(2)` and waits for `fdatasync(2)` before it returns, so a journal never
 /// lacks an operation the report counted, even if the machine stops right after (the cost is
-/// one disk flush per operation; `ledgerlift-bench --only simulate` measures it). Lines go
-/// through one serial queue: one writer for every connection, whole lines, never interleaved,
-/// and the blocking calls stay off Swift's cooperative threads.
+/// a disk flush per acknowledgement, shared by the lines of concurrent connections that arrive
+/// during one flush; `ledgerlift-bench --only simulate` measures it). Lines go through one
+/// serial queue: one writer for every connection, whole lines, never interleaved, and the
+/// blocking calls stay off Swift's cooperative threads.
 ///
 /// The file must not exist or be empty: a journal belongs to one run (op ids start at 1 in
 /// each), and an existing one is never appended to or overwritten.
@@ -61,8 +63,13 @@ public final class JournalWriter: Sendable {
 
     /// Encodes `entry` and appends it as one line, returning once the line is on disk.
     ///
+    /// Lines that arrive while a flush is under way are written and flushed together by the
+    /// next one (group commit): each caller still returns only after the `fdatasync` that
+    /// covers its own line, but concurrent connections share the disk flushes instead of
+    /// queueing one each.
+    ///
     /// - Throws: ``Failure`` when the write or the flush fails (the journal can then no longer
-    ///   prove anything: the run stops).
+    ///   prove anything: every later append fails too, and the run stops).
     public func append(_ entry: JournalEntry) async throws(Failure) {
         let line: Data
         do {
@@ -71,9 +78,45 @@ public final class JournalWriter: Sendable {
             throw Failure(path: path, reason: "entry of op \(entry.op) cannot be encoded: \(error)")
         }
         let result: Result<Void, Failure> = await withCheckedContinuation { continuation in
-            queue.async { continuation.resume(returning: self.writeAndFlush(line)) }
+            let startsFlush = pending.withLock { pending in
+                pending.lines.append(line)
+                pending.waiters.append(continuation)
+                defer { pending.flushing = true }
+                return !pending.flushing
+            }
+            if startsFlush { queue.async { self.flushPending() } }
         }
         try result.get()
+    }
+
+    /// Lines waiting for the next flush, their callers, and whether a flush is under way.
+    private struct Pending: Sendable {
+        var lines: [Data] = []
+        var waiters: [CheckedContinuation<Result<Void, Failure>, Never>] = []
+        var flushing = false
+        /// The first failure: a journal with a gap proves nothing, so every later append fails.
+        var failure: Failure?
+    }
+
+    private let pending = Mutex(Pending())
+
+    /// Writes and flushes every pending line, then the lines that came meanwhile, until none is
+    /// left (on the serial queue).
+    private func flushPending() {
+        while true {
+            let (lines, waiters, failure): ([Data], [CheckedContinuation<Result<Void, Failure>, Never>], Failure?) =
+                pending.withLock { pending in
+                    let batch = (pending.lines, pending.waiters, pending.failure)
+                    pending.lines = []
+                    pending.waiters = []
+                    if batch.0.isEmpty { pending.flushing = false }
+                    return batch
+                }
+            guard !lines.isEmpty else { return }
+            let result = failure.map { .failure($0) } ?? writeAndFlush(lines.reduce(Data(), +))
+            if case .failure(let error) = result { pending.withLock { if $0.failure == nil { $0.failure = error } } }
+            for waiter in waiters { waiter.resume(returning: result) }
+        }
     }
 
     private func writeAndFlush(_ line: Data) -> Result<Void, Failure> {

@@ -115,6 +115,7 @@ public final class Simulation: Sendable {
         var stopCalls = 0
         var failure: String?
         var runTask: Task<Void, Never>?
+        var started = false
     }
 
     private let state = Mutex(State())
@@ -168,6 +169,12 @@ public final class Simulation: Sendable {
     /// - Parameter progress: called about once a second from a background task.
     /// - Throws: when the application cannot open its connections (nothing ran).
     public func run(progress: (@Sendable (Progress) -> Void)? = nil) async throws -> SimulationReport {
+        // Operation ids, counts and the end time belong to one run.
+        let first = state.withLock { state in
+            defer { state.started = true }
+            return !state.started
+        }
+        guard first else { throw SimulatorError.invalidConfiguration("a Simulation runs once: make a new one for another run") }
         // Every connection first: a run that cannot open them all does not start.
         var workers = [any BillingAppWorker]()
         do {

@@ -190,6 +190,27 @@ import Testing
         }
     }
 
+    @Test func concurrentConnectionsShareTheJournalWholeLineByLine() async throws {
+        try await TestDatabase.withConnection { admin, dsn in
+            try await ProbeApp.createTable(admin)
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("ledgerlift-journal-\(UUID().uuidString).jsonl").path
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let app = ProbeApp(dsn: dsn) { operation, _ in operation.id % 5 == 0 ? .skip : .insert }
+            let journal = try JournalWriter(path: path)
+            let report = try await Simulation(
+                .init(app: app, connections: 4, stop: .operations(60), seed: 8, journal: journal, clock: BusinessClock(.wall))
+            ).run()
+            journal.close()
+            let entries = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map {
+                try JSONDecoder().decode(JournalEntry.self, from: Data($0.utf8))
+            }
+            #expect(entries.count == 48)
+            #expect(report.journalLines == 48)
+            #expect(Set(entries.map(\.op)) == Set((UInt64(1)...60).filter { $0 % 5 != 0 }))
+            #expect(try await ProbeApp.rows(admin).map(UInt64.init) == entries.map(\.op).sorted())
+        }
+    }
+
     @Test func theJSONReportHasAStableShape() async throws {
         try await TestDatabase.withConnection { admin, dsn in
             try await ProbeApp.createTable(admin)
