@@ -39,8 +39,22 @@ enum SimulateBenchmark {
         writer.close()
         times.sort()
         say(
-            "  journal append (write + fdatasync, \(appends)×): median \(micros(times[appends / 2])) µs, "
+            "  journal append (write + fdatasync, \(appends)×, one at a time): median \(micros(times[appends / 2])) µs, "
                 + "p99 \(micros(times[appends * 99 / 100])) µs")
+        // Four connections appending at once share flushes (group commit).
+        let shared = try JournalWriter(path: directory.appendingPathComponent("fsync-4.jsonl").path)
+        let concurrentStart = clock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<4 {
+                group.addTask { for _ in 0..<(appends / 4) { try await shared.append(entry) } }
+            }
+            try await group.waitForAll()
+        }
+        let concurrent = clock.now - concurrentStart
+        shared.close()
+        say(
+            "  journal append, 4 appenders at once: \(Int((Double(appends) / concurrent.seconds).rounded())) appends/s "
+                + "(one at a time: \(Int((1 / times[appends / 2].seconds).rounded())) appends/s)")
 
         let legacy = try await bench.scratchDatabase("ledgerlift_bench_simulate")
         let fixtures = try FixtureDirectory.locate()

@@ -26,7 +26,8 @@ import Testing
             let app = ProbeApp(dsn: dsn)
             let simulation = try Simulation(
                 .init(app: app, connections: 1, rate: 10, stop: .duration(.seconds(2)), seed: 3, mix: Self.oneKind, clock: BusinessClock(.wall)))
-            async let running = simulation.run()
+            let progress = Mutex([Simulation.Progress]())
+            async let running = simulation.run { update in progress.withLock { $0.append(update) } }
             try await Task.sleep(for: .seconds(1))
             let released = ContinuousClock.now
             try await locker.execute("COMMIT")
@@ -48,6 +49,11 @@ import Testing
             #expect(report.mode == "open")
             #expect(report.targetRate == 10)
             #expect(report.total.blockedSeconds == 0, "a lock wait without a timeout is latency, not a retry")
+            // Progress came about once a second while the run lasted (it lasts at least 2 s).
+            let updates = progress.withLock { $0 }
+            #expect(!updates.isEmpty)
+            #expect(updates.map(\.operations) == updates.map(\.operations).sorted())
+            #expect(updates.allSatisfy { $0.operations <= 20 && $0.failed == 0 })
         }
     }
 
