@@ -16,7 +16,8 @@ enum SimulateBenchmark {
         let environment = ProcessInfo.processInfo.environment
         let seconds = environment["LEDGERLIFT_BENCH_SIM_SECONDS"].flatMap(Int.init) ?? 20
         let customers = environment["LEDGERLIFT_BENCH_SIM_CUSTOMERS"].flatMap(Int.init) ?? 10_000
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ledgerlift-bench-simulate-\(getpid())")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ledgerlift-bench-simulate-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
 
@@ -24,10 +25,15 @@ enum SimulateBenchmark {
         let appends = 500
         let writer = try JournalWriter(path: directory.appendingPathComponent("fsync.jsonl").path)
         let entry = JournalEntry(
-            op: 1, kind: .paymentSucceeded, at: "2025-11-02T10:00:00.000000Z", keys: ["invoice": "1203", "payment": "15201"],
+            op: 1, kind: .paymentSucceeded, at: "2025-11-02T10:00:00.000000Z",
+            keys: ["invoice": "1203", "payment": "15201"],
             effects: [
-                Effect(entity: "payment", key: "15201", fields: ["status": "succeeded", "amount": "4900", "currency": "USD", "invoice_id": "1203"]),
-                Effect(entity: "invoice", key: "1203", fields: ["status": "paid", "amount_paid": "4900", "amount_due": "0"]),
+                Effect(
+                    entity: "payment", key: "15201",
+                    fields: ["status": "succeeded", "amount": "4900", "currency": "USD", "invoice_id": "1203"]),
+                Effect(
+                    entity: "invoice", key: "1203",
+                    fields: ["status": "paid", "amount_paid": "4900", "amount_due": "0"]),
             ], summary: "payment 15201 of 49.00 USD on invoice 1203 succeeded")
         let clock = ContinuousClock()
         var times = [Duration]()
@@ -59,13 +65,16 @@ enum SimulateBenchmark {
         let legacy = try await bench.scratchDatabase("ledgerlift_bench_simulate")
         let fixtures = try FixtureDirectory.locate()
         let generated = clock.now
-        _ = try await FixtureGenerator(configuration: .init(customers: customers, seed: 1), fixtures: fixtures).generate(dsn: legacy)
+        _ = try await FixtureGenerator(configuration: .init(customers: customers, seed: 1), fixtures: fixtures)
+            .generate(dsn: legacy)
         say("  \(customers) customers generated in \(String(format: "%.1f", (clock.now - generated).seconds)) s")
 
         // The runner's own ceiling: the same closed loop with an application that only runs
         // `SELECT 1` per operation (scheduling, counting, one round trip).
         let ceiling = try await Simulation(
-            .init(app: RoundTripApp(dsn: legacy), connections: 4, stop: .duration(.seconds(min(seconds, 5))), seed: 1, clock: BusinessClock(.wall))
+            .init(
+                app: RoundTripApp(dsn: legacy), connections: 4, stop: .duration(.seconds(min(seconds, 5))), seed: 1,
+                clock: BusinessClock(.wall))
         ).run()
         say(
             "  runner ceiling (SELECT 1 per operation, 4 connections): \(Int(ceiling.achievedRate.rounded())) ops/s, "
@@ -78,7 +87,8 @@ enum SimulateBenchmark {
             let journal = journaled ? try JournalWriter(path: directory.appendingPathComponent("run.jsonl").path) : nil
             let simulation = try Simulation(
                 .init(
-                    app: LegacySQLApp(dsn: legacy), connections: 4, rate: nil, stop: .duration(.seconds(seconds)), seed: 1,
+                    app: LegacySQLApp(dsn: legacy), connections: 4, rate: nil, stop: .duration(.seconds(seconds)),
+                    seed: 1,
                     journal: journal, clock: BusinessClock(.data(start: start))))
             let report = try await simulation.run()
             journal?.close()
@@ -89,7 +99,10 @@ enum SimulateBenchmark {
                     + "\(report.total.operations) operations (\(report.total.acknowledged) ok, \(report.total.skipped) skipped, "
                     + "\(report.total.failed) failed, \(report.total.retries) retries)")
             if report.total.failed > 0 {
-                say("    errors: " + report.total.errors.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", "))
+                say(
+                    "    errors: "
+                        + report.total.errors.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(
+                            separator: ", "))
             }
         }
     }

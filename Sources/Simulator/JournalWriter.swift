@@ -37,7 +37,9 @@ public final class JournalWriter: Sendable {
     public init(path: String) throws(Failure) {
         self.path = path
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw Failure(path: path, reason: "cannot be created: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw Failure(path: path, reason: "cannot be created: \(String(cString: strerror(errno)))")
+        }
         var status = stat()
         guard fstat(fd, &status) == 0 else {
             let reason = String(cString: strerror(errno))
@@ -52,7 +54,8 @@ public final class JournalWriter: Sendable {
             _ = Foundation.close(fd)
             throw Failure(
                 path: path,
-                reason: "already holds \(status.st_size) bytes (an earlier run's journal?): a journal belongs to one run; "
+                reason:
+                    "already holds \(status.st_size) bytes (an earlier run's journal?): a journal belongs to one run; "
                     + "give a new file, or remove this one")
         }
         descriptor = fd

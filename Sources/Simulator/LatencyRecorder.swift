@@ -30,7 +30,8 @@ final class LatencyRecorder: Sendable {
         var retries = 0
         var blocked: Duration = .zero
         /// Latencies of the operations that completed (acknowledged or skipped), in µs.
-        var latency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: LatencyRecorder.highestMicroseconds)
+        var latency = Histogram<UInt64>(
+            lowestDiscernibleValue: 1, highestTrackableValue: LatencyRecorder.highestMicroseconds)
         /// The exact largest latency (the histogram keeps 3 digits).
         var maxMicroseconds: UInt64 = 0
 
@@ -51,7 +52,8 @@ final class LatencyRecorder: Sendable {
 
     /// Counts one finished operation.
     func record(
-        kind: OperationKind, outcome: OperationOutcome, rerouted: Bool, retries: Int, blocked: Duration, latency: Duration
+        kind: OperationKind, outcome: OperationOutcome, rerouted: Bool, retries: Int, blocked: Duration,
+        latency: Duration
     ) {
         let micros = Self.microseconds(latency)
         state.withLock { state in

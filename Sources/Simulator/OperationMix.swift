@@ -86,7 +86,8 @@ extension OperationMix {
             let value = mapping[name]
             guard let weight = value as? Int, weight >= 0 else {
                 throw .invalidConfiguration(
-                    "mix file \(file): the weight of \(name) must be a whole number of 0 or more, got \(value.map { "\($0)" } ?? "nothing")")
+                    "mix file \(file): the weight of \(name) must be a whole number of 0 or more, got \(value.map { "\($0)" } ?? "nothing")"
+                )
             }
             weights[kind] = weight
         }

@@ -26,9 +26,13 @@ public struct RetryPolicy: Sendable, Hashable {
     /// pauses plus its attempts (with a 1 s lock timeout, about 16 s in all), long enough to
     /// ride out a cutover's write freeze of a few seconds.
     public static let standard = RetryPolicy(
-        initialBackoff: .milliseconds(50), maxBackoff: .seconds(1), maxAttempts: 10, retryableStates: defaultRetryableStates)
+        initialBackoff: .milliseconds(50), maxBackoff: .seconds(1), maxAttempts: 10,
+        retryableStates: defaultRetryableStates)
 
-    public init(initialBackoff: Duration, maxBackoff: Duration, maxAttempts: Int, retryableStates: Set<String> = defaultRetryableStates) {
+    public init(
+        initialBackoff: Duration, maxBackoff: Duration, maxAttempts: Int,
+        retryableStates: Set<String> = defaultRetryableStates
+    ) {
         self.initialBackoff = initialBackoff
         self.maxBackoff = maxBackoff
         self.maxAttempts = maxAttempts
@@ -50,7 +54,9 @@ public struct RetryPolicy: Sendable, Hashable {
 
     /// Checks the settings make sense.
     public func validate() throws(SimulatorError) {
-        guard maxAttempts >= 1 else { throw .invalidConfiguration("the attempts per operation must be at least 1 (got \(maxAttempts))") }
+        guard maxAttempts >= 1 else {
+            throw .invalidConfiguration("the attempts per operation must be at least 1 (got \(maxAttempts))")
+        }
         guard initialBackoff >= .zero, maxBackoff >= initialBackoff else {
             throw .invalidConfiguration("the retry backoff must be 0 or more and its cap at least the first pause")
         }

@@ -174,7 +174,9 @@ public final class Simulation: Sendable {
             defer { state.started = true }
             return !state.started
         }
-        guard first else { throw SimulatorError.invalidConfiguration("a Simulation runs once: make a new one for another run") }
+        guard first else {
+            throw SimulatorError.invalidConfiguration("a Simulation runs once: make a new one for another run")
+        }
         // Every connection first: a run that cannot open them all does not start.
         var workers = [any BillingAppWorker]()
         do {
@@ -265,7 +267,9 @@ public final class Simulation: Sendable {
         }
         guard let id else { return nil }
         let operation = Self.operation(id, seed: configuration.seed, mix: configuration.mix)
-        let scheduled = configuration.rate.map { rate in start + .nanoseconds(Int64((Double(id - 1) / rate * 1e9).rounded())) }
+        let scheduled = configuration.rate.map { rate in
+            start + .nanoseconds(Int64((Double(id - 1) / rate * 1e9).rounded()))
+        }
         return (operation, scheduled)
     }
 
@@ -286,7 +290,9 @@ public final class Simulation: Sendable {
         }
     }
 
-    private func perform(_ operation: Operation, on connection: inout ConnectionState, began: ContinuousClock.Instant) async {
+    private func perform(_ operation: Operation, on connection: inout ConnectionState, began: ContinuousClock.Instant)
+        async
+    {
         var attempts = await attempt(operation, worker: &connection.worker, app: configuration.app)
         var rerouted = false
         if attempts.code == WriteGuard.sqlState {
@@ -324,13 +330,16 @@ public final class Simulation: Sendable {
             }
         }
         recorder.record(
-            kind: operation.kind, outcome: outcome, rerouted: rerouted, retries: attempts.retries, blocked: attempts.blocked,
+            kind: operation.kind, outcome: outcome, rerouted: rerouted, retries: attempts.retries,
+            blocked: attempts.blocked,
             latency: clock.now - began)
     }
 
     /// Runs `operation` on `worker` (opening one of `app` when there is none), retrying the
     /// retryable failures.
-    private func attempt(_ operation: Operation, worker: inout (any BillingAppWorker)?, app: any BillingApp) async -> Attempts {
+    private func attempt(_ operation: Operation, worker: inout (any BillingAppWorker)?, app: any BillingApp) async
+        -> Attempts
+    {
         var attempts = Attempts()
         var number = 1
         while true {
@@ -408,17 +417,22 @@ public final class Simulation: Sendable {
                 f.latency.totalCount == 0
                 ? nil
                 : SimulationReport.Latency(
-                    p50: Self.milliseconds(f.latency.valueAtPercentile(50)), p95: Self.milliseconds(f.latency.valueAtPercentile(95)),
+                    p50: Self.milliseconds(f.latency.valueAtPercentile(50)),
+                    p95: Self.milliseconds(f.latency.valueAtPercentile(95)),
                     p99: Self.milliseconds(f.latency.valueAtPercentile(99)), max: Self.milliseconds(f.maxMicroseconds))
             return SimulationReport.Figures(
-                kind: name, operations: f.operations, acknowledged: f.acknowledged, skipped: f.skipped, rerouted: f.rerouted,
-                errors: f.errors, failed: f.failed, retries: f.retries, blockedSeconds: Self.rounded(f.blocked.seconds), latencyMs: latency)
+                kind: name, operations: f.operations, acknowledged: f.acknowledged, skipped: f.skipped,
+                rerouted: f.rerouted,
+                errors: f.errors, failed: f.failed, retries: f.retries, blockedSeconds: Self.rounded(f.blocked.seconds),
+                latencyMs: latency)
         }
         let seconds = duration.seconds
         return SimulationReport(
-            mode: configuration.rate == nil ? "closed" : "open", app: configuration.app.name, connections: configuration.connections,
+            mode: configuration.rate == nil ? "closed" : "open", app: configuration.app.name,
+            connections: configuration.connections,
             seed: configuration.seed, targetRate: configuration.rate,
-            achievedRate: seconds > 0 ? Self.rounded(Double(total.operations) / seconds) : 0, durationSeconds: Self.rounded(seconds),
+            achievedRate: seconds > 0 ? Self.rounded(Double(total.operations) / seconds) : 0,
+            durationSeconds: Self.rounded(seconds),
             stoppedBy: stopReason?.rawValue, failure: failure, journal: configuration.journal?.path,
             journalLines: configuration.journal == nil ? 0 : total.acknowledged,
             kinds: OperationKind.allCases.compactMap { kind in kinds[kind].map { figures(kind.rawValue, $0) } },

@@ -115,7 +115,9 @@ public struct SimulationReport: Sendable, Hashable, Codable {
         } else {
             rateLine = "closed loop: \(Self.format(achievedRate)) ops/s"
         }
-        out.append("simulate (\(app)): \(total.operations) operations in \(Self.format(durationSeconds)) s on \(connections) connection\(connections == 1 ? "" : "s"), seed \(seed)")
+        out.append(
+            "simulate (\(app)): \(total.operations) operations in \(Self.format(durationSeconds)) s on \(connections) connection\(connections == 1 ? "" : "s"), seed \(seed)"
+        )
         out.append(rateLine)
         if let stoppedBy { out.append("stopped early by \(stoppedBy): the figures cover the operations that ran") }
         if let failure { out.append("RUN FAILED: \(failure)") }
@@ -123,7 +125,8 @@ public struct SimulationReport: Sendable, Hashable, Codable {
         let rows = (kinds + [total]).map { figures -> [String] in
             let latency = figures.latencyMs
             return [
-                figures.kind, "\(figures.operations)", "\(figures.acknowledged)", "\(figures.skipped)", "\(figures.rerouted)",
+                figures.kind, "\(figures.operations)", "\(figures.acknowledged)", "\(figures.skipped)",
+                "\(figures.rerouted)",
                 "\(figures.failed)", "\(figures.retries)", Self.format(figures.blockedSeconds),
                 latency.map { Self.format($0.p50) } ?? "-", latency.map { Self.format($0.p95) } ?? "-",
                 latency.map { Self.format($0.p99) } ?? "-", latency.map { Self.format($0.max) } ?? "-",
@@ -131,7 +134,10 @@ public struct SimulationReport: Sendable, Hashable, Codable {
         }
         out.append(
             TextTable(
-                ["kind", "ops", "ok", "skipped", "rerouted", "errors", "retries", "blocked s", "p50 ms", "p95 ms", "p99 ms", "max ms"],
+                [
+                    "kind", "ops", "ok", "skipped", "rerouted", "errors", "retries", "blocked s", "p50 ms", "p95 ms",
+                    "p99 ms", "max ms",
+                ],
                 rows, rightAligned: Set(1...11)
             ).rendered)
         out.append("")

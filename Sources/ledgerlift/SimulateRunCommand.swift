@@ -35,7 +35,10 @@ struct SimulateRunCommand: AsyncParsableCommand {
     @Option(help: "DSN of the legacy database (the reference schema, loaded or generated).")
     var legacy: String
 
-    @Option(help: ArgumentHelp("Operations per second on a fixed schedule (open loop). Default: as fast as the connections go.", valueName: "ops/s"))
+    @Option(
+        help: ArgumentHelp(
+            "Operations per second on a fixed schedule (open loop). Default: as fast as the connections go.",
+            valueName: "ops/s"))
     var rate: Double?
 
     @Option(help: ArgumentHelp("Run for this many seconds.", valueName: "seconds"))
@@ -50,10 +53,15 @@ struct SimulateRunCommand: AsyncParsableCommand {
     @Option(help: "Concurrent connections (one operation at a time each).")
     var connections: Int = 4
 
-    @Option(help: ArgumentHelp("YAML file of operation kind to weight (default: the standard mix; see docs/simulator.md).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "YAML file of operation kind to weight (default: the standard mix; see docs/simulator.md).",
+            valueName: "file"))
     var mix: String?
 
-    @Option(help: ArgumentHelp("Write each acknowledged operation to this file (JSON lines); it must be new or empty.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "Write each acknowledged operation to this file (JSON lines); it must be new or empty.", valueName: "file"))
     var journal: String?
 
     @Option(help: "Report format: text or json.")
@@ -62,7 +70,9 @@ struct SimulateRunCommand: AsyncParsableCommand {
     @Option(help: "Business time written: data (continue the data's own timeline; deterministic) or wall (now).")
     var clock: SimulateClockMode = .data
 
-    @Option(help: ArgumentHelp("How long an operation waits for a row lock before it fails (55P03) and is retried.", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "How long an operation waits for a row lock before it fails (55P03) and is retried.", valueName: "seconds"))
     var lockTimeout: Double = 1
 
     @Option(help: "Attempts per operation in all, for lock timeouts, serialization failures and deadlocks.")
@@ -74,13 +84,21 @@ struct SimulateRunCommand: AsyncParsableCommand {
         case (nil, nil): throw ValidationError("say how long to run: --duration SECONDS or --operations COUNT")
         case (_?, _?): throw ValidationError("--duration and --operations cannot be combined: give one")
         case (let duration?, nil):
-            guard duration.isFinite, duration > 0 else { throw ValidationError("--duration must be a positive number of seconds") }
+            guard duration.isFinite, duration > 0 else {
+                throw ValidationError("--duration must be a positive number of seconds")
+            }
         case (nil, let operations?):
             guard operations >= 1 else { throw ValidationError("--operations must be at least 1") }
         }
-        if let rate { guard rate.isFinite, rate > 0 else { throw ValidationError("--rate must be a positive number of operations per second") } }
+        if let rate {
+            guard rate.isFinite, rate > 0 else {
+                throw ValidationError("--rate must be a positive number of operations per second")
+            }
+        }
         guard (1...256).contains(connections) else { throw ValidationError("--connections must be between 1 and 256") }
-        guard lockTimeout.isFinite, lockTimeout > 0 else { throw ValidationError("--lock-timeout must be a positive number of seconds") }
+        guard lockTimeout.isFinite, lockTimeout > 0 else {
+            throw ValidationError("--lock-timeout must be a positive number of seconds")
+        }
         guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
     }
 
@@ -108,7 +126,8 @@ struct SimulateRunCommand: AsyncParsableCommand {
 
         let signals = SignalStop(simulation)
         defer { signals.cancel() }
-        let progress = SimulateProgressPrinter(terminal: CommandLineSettings.drawsProgress, logger: CommandLineSettings.logger("simulate"))
+        let progress = SimulateProgressPrinter(
+            terminal: CommandLineSettings.drawsProgress, logger: CommandLineSettings.logger("simulate"))
         let result: SimulationReport
         do {
             result = try await simulation.run { progress.show($0) }
@@ -190,7 +209,8 @@ private final class SignalStop {
                         (clear
                             + (seen == 1
                                 ? "\(reason.rawValue): no new operations; waiting for the running ones (again to cancel them)\n"
-                                : "\(reason.rawValue): cancelling the running operations\n")).utf8))
+                                : "\(reason.rawValue): cancelling the running operations\n"))
+                            .utf8))
                 simulation.stop(reason)
             }
             source.resume()

@@ -13,7 +13,8 @@ import Testing
     /// One kind only, so per-kind figures are the totals.
     static let oneKind = try! OperationMix([.editName: 1])
     /// Short pauses: the tests are about what is counted, not about how long a real app waits.
-    static let quickRetry = RetryPolicy(initialBackoff: .milliseconds(10), maxBackoff: .milliseconds(40), maxAttempts: 10)
+    static let quickRetry = RetryPolicy(
+        initialBackoff: .milliseconds(10), maxBackoff: .milliseconds(40), maxAttempts: 10)
 
     @Test func aStalledDatabaseShowsAsLatencyFromTheScheduledStartWhileTheScheduleKeepsItsRate() async throws {
         try await TestDatabase.withConnection { admin, dsn in
@@ -25,7 +26,9 @@ import Testing
             try await locker.execute("LOCK TABLE probe IN EXCLUSIVE MODE")
             let app = ProbeApp(dsn: dsn)
             let simulation = try Simulation(
-                .init(app: app, connections: 1, rate: 10, stop: .duration(.seconds(2)), seed: 3, mix: Self.oneKind, clock: BusinessClock(.wall)))
+                .init(
+                    app: app, connections: 1, rate: 10, stop: .duration(.seconds(2)), seed: 3, mix: Self.oneKind,
+                    clock: BusinessClock(.wall)))
             let progress = Mutex([Simulation.Progress]())
             async let running = simulation.run { update in progress.withLock { $0.append(update) } }
             try await Task.sleep(for: .seconds(1))
@@ -45,7 +48,8 @@ import Testing
             #expect(hold > 0.5, "the lock must have stalled the first operation")
             let latency = try #require(report.total.latencyMs)
             #expect(latency.max >= hold * 1000)
-            #expect(latency.p95 >= (hold - 0.1) * 1000, "the second slowest operation is measured from its scheduled start")
+            #expect(
+                latency.p95 >= (hold - 0.1) * 1000, "the second slowest operation is measured from its scheduled start")
             #expect(report.mode == "open")
             #expect(report.targetRate == 10)
             #expect(report.total.blockedSeconds == 0, "a lock wait without a timeout is latency, not a retry")
@@ -64,7 +68,9 @@ import Testing
                 operation.id == 2 && attempt <= 2 ? .raise("55P03") : .insert
             }
             let simulation = try Simulation(
-                .init(app: app, stop: .operations(5), seed: 1, mix: Self.oneKind, clock: BusinessClock(.wall), retry: Self.quickRetry))
+                .init(
+                    app: app, stop: .operations(5), seed: 1, mix: Self.oneKind, clock: BusinessClock(.wall),
+                    retry: Self.quickRetry))
             let report = try await simulation.run()
             #expect(report.total.operations == 5)
             #expect(report.total.acknowledged == 5)
@@ -73,7 +79,9 @@ import Testing
             #expect(report.kinds.map(\.retries) == [2])
             // Blocked: the failed attempts and the two pauses, each at least its planned length.
             let operation = Simulation.operation(2, seed: 1, mix: Self.oneKind)
-            let pauses = Self.quickRetry.delay(after: 1, operation: operation) + Self.quickRetry.delay(after: 2, operation: operation)
+            let pauses =
+                Self.quickRetry.delay(after: 1, operation: operation)
+                + Self.quickRetry.delay(after: 2, operation: operation)
             #expect(report.total.blockedSeconds >= pauses.seconds)
             #expect(try await ProbeApp.rows(admin) == [1, 2, 3, 4, 5])
         }
@@ -86,7 +94,9 @@ import Testing
                 operation.id == 2 ? .raise(WriteGuard.sqlState) : .insert
             }
             let alone = try await Simulation(
-                .init(app: ProbeApp(dsn: dsn, plan: refusing), stop: .operations(4), seed: 1, mix: Self.oneKind, clock: BusinessClock(.wall))
+                .init(
+                    app: ProbeApp(dsn: dsn, plan: refusing), stop: .operations(4), seed: 1, mix: Self.oneKind,
+                    clock: BusinessClock(.wall))
             ).run()
             #expect(alone.total.rerouted == 1)
             #expect(alone.total.acknowledged == 3)
@@ -98,7 +108,8 @@ import Testing
             let ledger = ProbeApp(dsn: dsn)
             let rerouted = try await Simulation(
                 .init(
-                    app: ProbeApp(dsn: dsn, plan: refusing), stop: .operations(4), seed: 1, mix: Self.oneKind, clock: BusinessClock(.wall),
+                    app: ProbeApp(dsn: dsn, plan: refusing), stop: .operations(4), seed: 1, mix: Self.oneKind,
+                    clock: BusinessClock(.wall),
                     reroute: ledger)
             ).run()
             #expect(rerouted.total.rerouted == 1)
@@ -121,7 +132,9 @@ import Testing
             }
             let retry = RetryPolicy(initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(2), maxAttempts: 3)
             let report = try await Simulation(
-                .init(app: app, stop: .operations(6), seed: 1, mix: Self.oneKind, clock: BusinessClock(.wall), retry: retry)
+                .init(
+                    app: app, stop: .operations(6), seed: 1, mix: Self.oneKind, clock: BusinessClock(.wall),
+                    retry: retry)
             ).run()
             #expect(report.total.operations == 6)
             #expect(report.total.errors == ["23505": 1, "40001": 1])
@@ -142,7 +155,11 @@ import Testing
             try await ProbeApp.createTable(admin)
             func run(seed: UInt64, connections: Int) async throws -> [Simulator.Operation] {
                 let app = ProbeApp(dsn: dsn)
-                _ = try await Simulation(.init(app: app, connections: connections, stop: .operations(40), seed: seed, clock: BusinessClock(.wall))).run()
+                _ = try await Simulation(
+                    .init(
+                        app: app, connections: connections, stop: .operations(40), seed: seed,
+                        clock: BusinessClock(.wall))
+                ).run()
                 return app.log.performed()
             }
             let first = try await run(seed: 11, connections: 1)
@@ -152,7 +169,8 @@ import Testing
             // operation's seed from the second.
             let expected = (UInt64(1)...40).map { id in
                 var random = SimulationRandom(seed: SimulationRandom.derive(11, id))
-                return Simulator.Operation(id: id, kind: OperationMix.standard.kind(for: random.next()), seed: random.next())
+                return Simulator.Operation(
+                    id: id, kind: OperationMix.standard.kind(for: random.next()), seed: random.next())
             }
             #expect(first == expected)
             #expect(Set(first.map(\.kind)).count > 5)
@@ -165,7 +183,9 @@ import Testing
     @Test func theJournalHoldsExactlyTheAcknowledgedOperationsEachWrittenBeforeTheNextStarts() async throws {
         try await TestDatabase.withConnection { admin, dsn in
             try await ProbeApp.createTable(admin)
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("ledgerlift-journal-\(UUID().uuidString).jsonl").path
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "ledgerlift-journal-\(UUID().uuidString).jsonl"
+            ).path
             defer { try? FileManager.default.removeItem(atPath: path) }
             let app = ProbeApp(dsn: dsn, journal: path) { operation, _ in
                 switch operation.id {
@@ -179,11 +199,13 @@ import Testing
                 .init(app: app, stop: .operations(7), seed: 5, journal: journal, clock: BusinessClock(.wall))
             ).run()
             journal.close()
-            let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+            let lines = try String(contentsOfFile: path, encoding: .utf8).split(
+                separator: "\n", omittingEmptySubsequences: false)
             #expect(lines.last == "", "every line ends with a newline")
             let entries = try lines.dropLast().map { try JSONDecoder().decode(JournalEntry.self, from: Data($0.utf8)) }
             #expect(entries.map(\.op) == [1, 2, 5, 6, 7])
-            #expect(entries.map(\.kind) == [1, 2, 5, 6, 7].map { Simulation.operation($0, seed: 5, mix: .standard).kind })
+            #expect(
+                entries.map(\.kind) == [1, 2, 5, 6, 7].map { Simulation.operation($0, seed: 5, mix: .standard).kind })
             #expect(report.journalLines == 5)
             #expect(report.total.acknowledged == 5)
             // Compact JSON with sorted keys, one object per line.
@@ -199,12 +221,16 @@ import Testing
     @Test func concurrentConnectionsShareTheJournalWholeLineByLine() async throws {
         try await TestDatabase.withConnection { admin, dsn in
             try await ProbeApp.createTable(admin)
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("ledgerlift-journal-\(UUID().uuidString).jsonl").path
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "ledgerlift-journal-\(UUID().uuidString).jsonl"
+            ).path
             defer { try? FileManager.default.removeItem(atPath: path) }
             let app = ProbeApp(dsn: dsn) { operation, _ in operation.id % 5 == 0 ? .skip : .insert }
             let journal = try JournalWriter(path: path)
             let report = try await Simulation(
-                .init(app: app, connections: 4, stop: .operations(60), seed: 8, journal: journal, clock: BusinessClock(.wall))
+                .init(
+                    app: app, connections: 4, stop: .operations(60), seed: 8, journal: journal,
+                    clock: BusinessClock(.wall))
             ).run()
             journal.close()
             let entries = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map {
@@ -221,11 +247,16 @@ import Testing
         try await TestDatabase.withConnection { admin, dsn in
             try await ProbeApp.createTable(admin)
             let app = ProbeApp(dsn: dsn) { operation, _ in operation.id == 1 ? .raise("23505") : .insert }
-            let report = try await Simulation(.init(app: app, connections: 2, stop: .operations(3), seed: 9, mix: Self.oneKind, clock: BusinessClock(.wall))).run()
+            let report = try await Simulation(
+                .init(
+                    app: app, connections: 2, stop: .operations(3), seed: 9, mix: Self.oneKind,
+                    clock: BusinessClock(.wall))
+            ).run()
             let object = try #require(try JSONSerialization.jsonObject(with: Data(report.json.utf8)) as? [String: Any])
             #expect(
                 Set(object.keys) == [
-                    "mode", "app", "connections", "seed", "target_rate", "achieved_rate", "duration_seconds", "stopped_by", "failure",
+                    "mode", "app", "connections", "seed", "target_rate", "achieved_rate", "duration_seconds",
+                    "stopped_by", "failure",
                     "journal", "journal_lines", "kinds", "total", "error_messages",
                 ])
             #expect(object["mode"] as? String == "closed")
@@ -235,7 +266,8 @@ import Testing
             let total = try #require(object["total"] as? [String: Any])
             #expect(
                 Set(total.keys) == [
-                    "kind", "operations", "acknowledged", "skipped", "rerouted", "errors", "failed", "retries", "blocked_seconds", "latency_ms",
+                    "kind", "operations", "acknowledged", "skipped", "rerouted", "errors", "failed", "retries",
+                    "blocked_seconds", "latency_ms",
                 ])
             #expect(total["kind"] as? String == "total")
             #expect(total["errors"] as? [String: Int] == ["23505": 1])
@@ -253,7 +285,8 @@ import Testing
         try await TestDatabase.withConnection { admin, dsn in
             try await ProbeApp.createTable(admin)
             let app = ProbeApp(dsn: dsn)
-            let simulation = try Simulation(.init(app: app, connections: 2, stop: .duration(.seconds(600)), seed: 2, clock: BusinessClock(.wall)))
+            let simulation = try Simulation(
+                .init(app: app, connections: 2, stop: .duration(.seconds(600)), seed: 2, clock: BusinessClock(.wall)))
             async let running = simulation.run()
             try await Task.sleep(for: .milliseconds(300))
             simulation.stop(.interrupt)
@@ -275,11 +308,15 @@ import Testing
     }
 
     @Test func namesAnUnknownKindWithTheClosestOne() {
-        for (name, meant) in [("payment_succeded", "payment_succeeded"), ("PaymentFailed", "payment_failed"), ("edit-email", "edit_email")] {
+        for (name, meant) in [
+            ("payment_succeded", "payment_succeeded"), ("PaymentFailed", "payment_failed"),
+            ("edit-email", "edit_email"),
+        ] {
             #expect {
                 try OperationMix.parse(yaml: "\(name): 1\n", file: "mix.yaml")
             } throws: { error in
-                "\(error)".contains("unknown operation kind \"\(name)\" (did you mean \(meant)?)") && "\(error)".contains("mix.yaml")
+                "\(error)".contains("unknown operation kind \"\(name)\" (did you mean \(meant)?)")
+                    && "\(error)".contains("mix.yaml")
             }
         }
         #expect {
@@ -309,7 +346,11 @@ final class ProbeApp: BillingApp {
 
     /// What the application saw, in order.
     final class Log: Sendable {
-        private let state = Mutex((performed: [Simulator.Operation](), attempts: [UInt64: Int](), firstCalls: [UInt64: ContinuousClock.Instant](), lines: [UInt64: Int]()))
+        private let state = Mutex(
+            (
+                performed: [Simulator.Operation](), attempts: [UInt64: Int](),
+                firstCalls: [UInt64: ContinuousClock.Instant](), lines: [UInt64: Int]()
+            ))
 
         /// Counts an attempt; returns its number (from 1).
         func attempt(_ operation: Simulator.Operation, journalLines: Int?) -> Int {
@@ -337,14 +378,18 @@ final class ProbeApp: BillingApp {
     let log = Log()
     var name: String { "probe" }
 
-    init(dsn: String, journal: String? = nil, plan: @escaping @Sendable (Simulator.Operation, Int) -> Step = { _, _ in .insert }) {
+    init(
+        dsn: String, journal: String? = nil,
+        plan: @escaping @Sendable (Simulator.Operation, Int) -> Step = { _, _ in .insert }
+    ) {
         self.dsn = dsn
         self.journal = journal
         self.plan = plan
     }
 
     static func createTable(_ connection: Connection) async throws {
-        try await connection.execute("CREATE TABLE probe (op bigint PRIMARY KEY, kind text NOT NULL, at timestamptz NOT NULL)")
+        try await connection.execute(
+            "CREATE TABLE probe (op bigint PRIMARY KEY, kind text NOT NULL, at timestamptz NOT NULL)")
     }
 
     static func rows(_ connection: Connection) async throws -> [Int64] {
@@ -376,14 +421,18 @@ final class ProbeApp: BillingApp {
                 case .insert:
                     let at = try await connection.transaction { session in
                         // The time is taken once the row is locked (here: inserted), as BusinessClock asks.
-                        try session.execute("INSERT INTO probe (op, kind, at) VALUES ($1, $2, now())", [Int64(operation.id), operation.kind.rawValue])
+                        try session.execute(
+                            "INSERT INTO probe (op, kind, at) VALUES ($1, $2, now())",
+                            [Int64(operation.id), operation.kind.rawValue])
                         let at = clock.next()
                         try session.execute("UPDATE probe SET at = $1 WHERE op = $2", [at, Int64(operation.id)])
                         return at
                     }
                     return JournalEntry(
                         op: operation.id, kind: operation.kind, at: at.iso8601, keys: ["probe": "\(operation.id)"],
-                        effects: [Effect(entity: "probe", key: "\(operation.id)", fields: ["kind": operation.kind.rawValue])],
+                        effects: [
+                            Effect(entity: "probe", key: "\(operation.id)", fields: ["kind": operation.kind.rawValue])
+                        ],
                         summary: "probe row \(operation.id)")
                 }
             } catch let error as PostgresError {
