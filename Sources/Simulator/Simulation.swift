@@ -129,8 +129,9 @@ public final class Simulation: Sendable {
         guard (1...1_000).contains(configuration.connections) else {
             throw .invalidConfiguration("connections must be between 1 and 1000 (got \(configuration.connections))")
         }
-        if let rate = configuration.rate, !(rate.isFinite && rate > 0) {
-            throw .invalidConfiguration("the rate must be a positive number of operations per second (got \(rate))")
+        // Bounded so every scheduled start fits a Duration.
+        if let rate = configuration.rate, !(rate.isFinite && rate >= 0.001 && rate <= 1_000_000) {
+            throw .invalidConfiguration("the rate must be between 0.001 and 1000000 operations per second (got \(rate))")
         }
         switch configuration.stop {
         case .duration(let duration) where duration <= .zero:
@@ -268,7 +269,8 @@ public final class Simulation: Sendable {
         guard let id else { return nil }
         let operation = Self.operation(id, seed: configuration.seed, mix: configuration.mix)
         let scheduled = configuration.rate.map { rate in
-            start + .nanoseconds(Int64((Double(id - 1) / rate * 1e9).rounded()))
+            // Capped (at ~285 years) so a huge --operations at a low rate cannot overflow.
+            start + .nanoseconds(Int64(min((Double(id - 1) / rate * 1e9).rounded(), 9e18)))
         }
         return (operation, scheduled)
     }

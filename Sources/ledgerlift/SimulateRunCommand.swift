@@ -84,15 +84,15 @@ struct SimulateRunCommand: AsyncParsableCommand {
         case (nil, nil): throw ValidationError("say how long to run: --duration SECONDS or --operations COUNT")
         case (_?, _?): throw ValidationError("--duration and --operations cannot be combined: give one")
         case (let duration?, nil):
-            guard duration.isFinite, duration > 0 else {
-                throw ValidationError("--duration must be a positive number of seconds")
+            guard duration.isFinite, duration > 0, duration <= 31_536_000 else {
+                throw ValidationError("--duration must be a positive number of seconds, at most a year (31536000)")
             }
         case (nil, let operations?):
             guard operations >= 1 else { throw ValidationError("--operations must be at least 1") }
         }
         if let rate {
-            guard rate.isFinite, rate > 0 else {
-                throw ValidationError("--rate must be a positive number of operations per second")
+            guard rate.isFinite, rate >= 0.001, rate <= 1_000_000 else {
+                throw ValidationError("--rate must be between 0.001 and 1000000 operations per second")
             }
         }
         guard (1...256).contains(connections) else { throw ValidationError("--connections must be between 1 and 256") }
