@@ -87,6 +87,34 @@ import Testing
         }
     }
 
+    @Test func aRealLockTimeoutDuringATableLockIsRetriedUntilTheLockIsGone() async throws {
+        try await TestDatabase.withConnection { admin, dsn in
+            try await ProbeApp.createTable(admin)
+            // psql's `LOCK TABLE … IN EXCLUSIVE MODE` for about a second, against an application
+            // whose lock_timeout is 200 ms.
+            let locker = try await Connection.connect(dsn)
+            defer { locker.close() }
+            try await locker.execute("BEGIN")
+            try await locker.execute("LOCK TABLE probe IN EXCLUSIVE MODE")
+            let app = ProbeApp(dsn: dsn, lockTimeoutMilliseconds: 200)
+            let retry = RetryPolicy(initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(100), maxAttempts: 100)
+            let simulation = try Simulation(
+                .init(
+                    app: app, stop: .operations(3), seed: 4, mix: Self.oneKind, clock: BusinessClock(.wall),
+                    retry: retry))
+            async let running = simulation.run()
+            try await Task.sleep(for: .seconds(1))
+            try await locker.execute("COMMIT")
+            let report = try await running
+            #expect(report.total.acknowledged == 3)
+            #expect(report.total.failed == 0)
+            #expect(report.total.retries >= 1)
+            // Each failed attempt waited out the 200 ms lock timeout.
+            #expect(report.total.blockedSeconds >= 0.2 * Double(report.total.retries))
+            #expect(try await ProbeApp.rows(admin) == [1, 2, 3])
+        }
+    }
+
     @Test func anOperationRefusedByTheWriteGuardIsCountedReroutedAndSentToTheSecondApplication() async throws {
         try await TestDatabase.withConnection { admin, dsn in
             try await ProbeApp.createTable(admin)
@@ -374,16 +402,18 @@ final class ProbeApp: BillingApp {
 
     let dsn: String
     let journal: String?
+    let lockTimeoutMilliseconds: Int?
     let plan: @Sendable (Simulator.Operation, Int) -> Step
     let log = Log()
     var name: String { "probe" }
 
     init(
-        dsn: String, journal: String? = nil,
+        dsn: String, journal: String? = nil, lockTimeoutMilliseconds: Int? = nil,
         plan: @escaping @Sendable (Simulator.Operation, Int) -> Step = { _, _ in .insert }
     ) {
         self.dsn = dsn
         self.journal = journal
+        self.lockTimeoutMilliseconds = lockTimeoutMilliseconds
         self.plan = plan
     }
 
@@ -397,7 +427,12 @@ final class ProbeApp: BillingApp {
     }
 
     func makeWorker() async throws -> any BillingAppWorker {
-        Worker(app: self, connection: try await Connection.connect(dsn, applicationName: "ledgerlift-probe"))
+        let connection = try await Connection.connect(dsn, applicationName: "ledgerlift-probe")
+        // As the legacy application does: a lock wait longer than this fails with 55P03.
+        if let lockTimeoutMilliseconds {
+            try await connection.execute("SET lock_timeout = \(lockTimeoutMilliseconds)")
+        }
+        return Worker(app: self, connection: connection)
     }
 
     struct Worker: BillingAppWorker {
