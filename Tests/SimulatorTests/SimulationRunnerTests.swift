@@ -31,6 +31,8 @@ import Testing
                     clock: BusinessClock(.wall)))
             let progress = Mutex([Simulation.Progress]())
             async let running = simulation.run { update in progress.withLock { $0.append(update) } }
+            // Held for a second from the moment the first operation is under way.
+            while app.log.firstCall(of: 1) == nil { try await Task.sleep(for: .milliseconds(10)) }
             try await Task.sleep(for: .seconds(1))
             let released = ContinuousClock.now
             try await locker.execute("COMMIT")
@@ -90,8 +92,8 @@ import Testing
     @Test func aRealLockTimeoutDuringATableLockIsRetriedUntilTheLockIsGone() async throws {
         try await TestDatabase.withConnection { admin, dsn in
             try await ProbeApp.createTable(admin)
-            // psql's `LOCK TABLE … IN EXCLUSIVE MODE` for about a second, against an application
-            // whose lock_timeout is 200 ms.
+            // psql's `LOCK TABLE … IN EXCLUSIVE MODE`, against an application whose lock_timeout
+            // is 200 ms.
             let locker = try await Connection.connect(dsn)
             defer { locker.close() }
             try await locker.execute("BEGIN")
@@ -103,7 +105,8 @@ import Testing
                     app: app, stop: .operations(3), seed: 4, mix: Self.oneKind, clock: BusinessClock(.wall),
                     retry: retry))
             async let running = simulation.run()
-            try await Task.sleep(for: .seconds(1))
+            // Released once the first operation has timed out at least once.
+            while app.log.attempts(of: 1) < 2 { try await Task.sleep(for: .milliseconds(10)) }
             try await locker.execute("COMMIT")
             let report = try await running
             #expect(report.total.acknowledged == 3)
@@ -316,7 +319,8 @@ import Testing
             let simulation = try Simulation(
                 .init(app: app, connections: 2, stop: .duration(.seconds(600)), seed: 2, clock: BusinessClock(.wall)))
             async let running = simulation.run()
-            try await Task.sleep(for: .milliseconds(300))
+            // Stop once operations are under way (however long the connections took to open).
+            while app.log.performed().count < 3 { try await Task.sleep(for: .milliseconds(10)) }
             simulation.stop(.interrupt)
             let report = try await running
             #expect(report.stoppedBy == "SIGINT")
