@@ -164,8 +164,9 @@ public final class Simulation: Sendable {
 
     private var isStopping: Bool { state.withLock { $0.stopReason != nil || $0.failure != nil } }
 
-    /// Runs the operations (once per ``Simulation``) and returns the report (also when stopped early or when the journal
-    /// failed: see ``SimulationReport/stoppedBy`` and ``SimulationReport/failure``).
+    /// Runs the operations (once per ``Simulation``) and returns the report, also when stopped
+    /// early or when the journal failed (``SimulationReport/stoppedBy``,
+    /// ``SimulationReport/failure``).
     ///
     /// - Parameter progress: called about once a second from a background task.
     /// - Throws: when the application cannot open its connections (nothing ran).
