@@ -42,6 +42,25 @@ public struct SimulationReport: Sendable, Hashable, Codable {
         public var blockedSeconds: Double
         /// `nil` when no operation of this kind completed.
         public var latencyMs: Latency?
+
+        enum CodingKeys: String, CodingKey {
+            case kind, operations, acknowledged, skipped, rerouted, errors, failed, retries, blockedSeconds, latencyMs
+        }
+
+        /// `latency_ms` is written as `null`, never left out.
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(kind, forKey: .kind)
+            try c.encode(operations, forKey: .operations)
+            try c.encode(acknowledged, forKey: .acknowledged)
+            try c.encode(skipped, forKey: .skipped)
+            try c.encode(rerouted, forKey: .rerouted)
+            try c.encode(errors, forKey: .errors)
+            try c.encode(failed, forKey: .failed)
+            try c.encode(retries, forKey: .retries)
+            try c.encode(blockedSeconds, forKey: .blockedSeconds)
+            try c.encode(latencyMs, forKey: .latencyMs)
+        }
     }
 
     /// `open` (a fixed schedule, `--rate`) or `closed` (as fast as the connections go).

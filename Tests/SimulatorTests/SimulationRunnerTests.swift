@@ -306,6 +306,16 @@ import Testing
             #expect(Set(latency.keys) == ["p50", "p95", "p99", "max"])
             let kinds = try #require(object["kinds"] as? [[String: Any]])
             #expect(kinds.map { $0["kind"] as? String } == ["edit_name"])
+            // A kind none of whose operations completed still has every key.
+            let failing = ProbeApp(dsn: dsn) { _, _ in .raise("23505") }
+            let failed = try await Simulation(
+                .init(app: failing, stop: .operations(1), seed: 9, mix: Self.oneKind, clock: BusinessClock(.wall))
+            ).run()
+            let failedObject = try #require(
+                try JSONSerialization.jsonObject(with: Data(failed.json.utf8)) as? [String: Any])
+            let failedKind = try #require((failedObject["kinds"] as? [[String: Any]])?.first)
+            #expect(Set(failedKind.keys) == Set(total.keys))
+            #expect(failedKind["latency_ms"] is NSNull)
             // The text form names every kind and the total.
             #expect(report.text.contains("edit_name"))
             #expect(report.text.contains("23505: 1"))
