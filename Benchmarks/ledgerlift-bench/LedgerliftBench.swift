@@ -15,7 +15,7 @@ struct LedgerliftBench: AsyncParsableCommand {
     @Option(help: "PostgreSQL DSN of a server the benchmark may create databases on.")
     var dsn: String
 
-    @Option(help: "Benchmarks to run (copy, store, backfill, projection, follow, diff). Default: all.")
+    @Option(help: "Benchmarks to run (copy, store, backfill, projection, follow, diff, simulate). Default: all.")
     var only: [String] = []
 
     @Option(help: "Repetitions of each measurement; the median is reported.")
@@ -30,6 +30,7 @@ struct LedgerliftBench: AsyncParsableCommand {
             ("projection", ProjectionBenchmark.run),
             ("follow", FollowBenchmark.run),
             ("diff", DiffBenchmark.run),
+            ("simulate", SimulateBenchmark.run),
         ]
         for (name, body) in all where only.isEmpty || only.contains(name) {
             print("== \(name)")

@@ -1,3 +1,6 @@
+import Foundation
+import Yams
+
 /// How often each operation kind runs: relative weights, e.g. `payment_succeeded: 20`.
 ///
 /// A mix file (`ledgerlift simulate --mix FILE`) is a YAML mapping of kind to weight; kinds it
@@ -46,4 +49,93 @@ public struct OperationMix: Sendable, Hashable {
         .partialPayment: 3, .voidInvoice: 2, .markUncollectible: 1, .refundFull: 2, .refundPartial: 2,
         .creditNote: 2, .customerCredit: 2, .editEmail: 4, .editName: 3, .softDelete: 1, .discardDraft: 2,
     ])
+}
+
+extension OperationMix {
+    /// Reads a mix file: a YAML mapping of operation kind (``OperationKind``'s raw value) to a
+    /// weight, an integer of 0 or more. Kinds left out, or given 0, do not run.
+    ///
+    /// ```yaml
+    /// payment_succeeded: 20
+    /// draft_invoice: 10
+    /// edit_email: 1
+    /// ```
+    ///
+    /// - Throws: ``SimulatorError/invalidConfiguration(_:)`` naming the file and what is wrong
+    ///   with it: not a mapping, a kind that does not exist (with the closest one), a weight
+    ///   that is not a whole number of 0 or more, no positive weight.
+    public static func parse(yaml text: String, file: String) throws(SimulatorError) -> OperationMix {
+        let document: Any?
+        do {
+            document = try Yams.load(yaml: text)
+        } catch {
+            throw .invalidConfiguration("mix file \(file) is not valid YAML: \(error)")
+        }
+        guard let mapping = document as? [String: Any] else {
+            throw .invalidConfiguration(
+                "mix file \(file) must be a mapping of operation kind to weight (e.g. `payment_succeeded: 20`)")
+        }
+        var weights: [OperationKind: Int] = [:]
+        for name in mapping.keys.sorted() {
+            guard let kind = OperationKind(rawValue: name) else {
+                let hint = suggestion(for: name).map { " (did you mean \($0.rawValue)?)" } ?? ""
+                throw .invalidConfiguration(
+                    "mix file \(file): unknown operation kind \"\(name)\"\(hint); the kinds are: "
+                        + OperationKind.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            let value = mapping[name]
+            guard let weight = value as? Int, weight >= 0 else {
+                throw .invalidConfiguration(
+                    "mix file \(file): the weight of \(name) must be a whole number of 0 or more, got \(value.map { "\($0)" } ?? "nothing")"
+                )
+            }
+            weights[kind] = weight
+        }
+        do {
+            return try OperationMix(weights)
+        } catch {
+            throw .invalidConfiguration("mix file \(file): \(error)")
+        }
+    }
+
+    /// Reads the mix file at `path` (see ``parse(yaml:file:)``).
+    public static func load(path: String) throws(SimulatorError) -> OperationMix {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw .invalidConfiguration("mix file \(path) cannot be read: \(error.localizedDescription)")
+        }
+        return try parse(yaml: text, file: path)
+    }
+
+    /// The kind closest to a misspelt name (`payment_succeded`, `payment-succeeded`,
+    /// `PaymentSucceeded`), when one is close enough to be what was meant.
+    static func suggestion(for name: String) -> OperationKind? {
+        // Case and separators first: camelCase and kebab-case spell the same kind.
+        var folded = ""
+        for character in name {
+            if character.isUppercase, !folded.isEmpty, folded.last != "_" { folded.append("_") }
+            folded.append(character == "-" || character == " " ? "_" : Character(character.lowercased()))
+        }
+        let scored = OperationKind.allCases.map { ($0, editDistance(folded, $0.rawValue)) }
+        guard let best = scored.min(by: { $0.1 < $1.1 }) else { return nil }
+        return best.1 <= max(2, best.0.rawValue.count / 4) ? best.0 : nil
+    }
+
+    /// Levenshtein distance over UTF-8 bytes (kind names are ASCII).
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a.utf8)
+        let b = Array(b.utf8)
+        if a.isEmpty { return b.count }
+        var previous = Array(0...b.count)
+        for i in 1...a.count {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in stride(from: 1, through: b.count, by: 1) {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
 }

@@ -1,0 +1,452 @@
+import Foundation
+import Histogram
+import Postgres
+import Synchronization
+
+/// A run of business operations against a ``BillingApp``: the load generator behind
+/// `ledgerlift simulate` (which only parses options and prints the ``SimulationReport``).
+///
+/// **The operations.** Operation `i` (from 1) is ``operation(_:seed:mix:)``: a generator seeded
+/// with `SimulationRandom.derive(seed, i)` draws once for the kind (`mix.kind(for:)`) and once
+/// more for the seed of the operation's own stream (``Operation/random``). Each operation is a
+/// function of (seed, mix, i) alone, so with one connection and `.operations(N)` a run performs
+/// the same operations in the same order every time; with several, the same operations, in the
+/// order the connections reach them.
+///
+/// **Open loop** (`rate` set): operation `i` is scheduled at `start + (i−1)/rate`, however long
+/// earlier ones take. A free connection takes the next operation in schedule order and starts
+/// it at its scheduled time (or at once, when late); latency runs from the scheduled start, so
+/// a stalled database shows as latency, not as a lower rate (wrk2's correction of coordinated
+/// omission). With `.duration(D)`, the operations scheduled before `start + D` run — all of
+/// them, even when the database stalls and the last ones start late, so their number is
+/// `⌈rate · D⌉`. **Closed loop** (`rate` nil): each connection starts the next operation as soon
+/// as its previous one ends (latency from the actual start); with `.duration(D)` no operation
+/// starts after `start + D`.
+///
+/// **Failures.** An attempt failing with a retryable SQLSTATE (``RetryPolicy``: lock timeout
+/// 55P03, serialization 40001, deadlock 40P01) is retried after a backoff, at most
+/// `maxAttempts` attempts in all; the time in those failed attempts and pauses is the
+/// operation's *blocked time*. (A successful attempt that waited on a lock for less than the
+/// application's lock timeout is not told apart: that wait shows in its latency only.) An
+/// operation refused by ``WriteGuard`` (LL001) is counted `rerouted` and, when
+/// ``Configuration/reroute`` names a second application, performed there (the cutover's write
+/// path); otherwise it is not performed. Any other error is counted by SQLSTATE and not
+/// retried. A `nil` result (nothing to act on) is counted `skipped`. A connection whose link to
+/// the server was lost opens a new worker before its next operation.
+///
+/// **Acknowledgement.** An operation is acknowledged once the application returned its
+/// ``JournalEntry`` (commit confirmed) and, with a journal, its line is on disk
+/// (``JournalWriter``); only then is it counted and its latency taken. If the journal cannot be
+/// written the run stops (``SimulationReport/failure``).
+///
+/// **Stopping.** ``stop(_:)`` (on SIGINT or SIGTERM): no operation starts after it, those
+/// running finish (with their retries); a second call cancels them (their statements are
+/// cancelled, and they count as errors with SQLSTATE 57014 or `cancelled`).
+public final class Simulation: Sendable {
+    /// When a run ends.
+    public enum Stop: Sendable, Hashable {
+        /// Open loop: the operations scheduled within the duration. Closed loop: none started after it.
+        case duration(Duration)
+        /// Exactly this many operations (ids 1…N).
+        case operations(UInt64)
+    }
+
+    /// Why a run was stopped early.
+    public enum StopReason: String, Sendable {
+        case interrupt = "SIGINT"
+        case terminate = "SIGTERM"
+        case requested = "stop"
+    }
+
+    /// What to run.
+    public struct Configuration: Sendable {
+        /// The application performing the operations.
+        public var app: any BillingApp
+        /// Where operations the write guard refuses (LL001) go, when anywhere: the cutover's
+        /// write path. `nil`: they are counted `rerouted` and not performed.
+        public var reroute: (any BillingApp)?
+        /// Concurrent connections (workers of `app`), each running one operation at a time.
+        public var connections: Int
+        /// Operations per second on a fixed schedule (open loop); `nil`: closed loop.
+        public var rate: Double?
+        public var stop: Stop
+        public var seed: UInt64
+        public var mix: OperationMix
+        /// The journal of acknowledged operations, if any.
+        public var journal: JournalWriter?
+        /// The business time operations write.
+        public var clock: BusinessClock
+        public var retry: RetryPolicy
+
+        public init(
+            app: any BillingApp, connections: Int = 1, rate: Double? = nil, stop: Stop, seed: UInt64 = 1,
+            mix: OperationMix = .standard, journal: JournalWriter? = nil, clock: BusinessClock,
+            retry: RetryPolicy = .standard, reroute: (any BillingApp)? = nil
+        ) {
+            self.app = app
+            self.connections = connections
+            self.rate = rate
+            self.stop = stop
+            self.seed = seed
+            self.mix = mix
+            self.journal = journal
+            self.clock = clock
+            self.retry = retry
+            self.reroute = reroute
+        }
+    }
+
+    /// Figures while a run goes on, about once a second.
+    public struct Progress: Sendable {
+        public var elapsed: Duration
+        public var operations: Int
+        /// Operations per second since the previous progress.
+        public var recentRate: Double
+        public var failed: Int
+        /// p99 latency of the run so far.
+        public var p99: Duration
+    }
+
+    public let configuration: Configuration
+
+    private struct State: Sendable {
+        var nextID: UInt64 = 1
+        var stopReason: StopReason?
+        var stopCalls = 0
+        var failure: String?
+        var runTask: Task<Void, Never>?
+        var started = false
+    }
+
+    private let state = Mutex(State())
+    private let recorder = LatencyRecorder()
+    /// When the last operation ended (the run's end).
+    private let lastEnd = Mutex<ContinuousClock.Instant?>(nil)
+    private let clock = ContinuousClock()
+
+    /// - Throws: ``SimulatorError/invalidConfiguration(_:)`` for settings out of range.
+    public init(_ configuration: Configuration) throws(SimulatorError) {
+        guard (1...1_000).contains(configuration.connections) else {
+            throw .invalidConfiguration("connections must be between 1 and 1000 (got \(configuration.connections))")
+        }
+        // Bounded so every scheduled start fits a Duration.
+        if let rate = configuration.rate, !(rate.isFinite && rate >= 0.001 && rate <= 1_000_000) {
+            throw .invalidConfiguration("the rate must be between 0.001 and 1000000 operations per second (got \(rate))")
+        }
+        switch configuration.stop {
+        case .duration(let duration) where duration <= .zero:
+            throw .invalidConfiguration("the duration must be positive")
+        case .operations(let count) where count == 0:
+            throw .invalidConfiguration("the number of operations must be at least 1")
+        default: break
+        }
+        try configuration.retry.validate()
+        self.configuration = configuration
+    }
+
+    /// Operation `id` of a run with `seed` and `mix`: kind from the first draw of
+    /// `SimulationRandom(seed: derive(seed, id))`, the operation's own seed from the second.
+    public static func operation(_ id: UInt64, seed: UInt64, mix: OperationMix) -> Operation {
+        var random = SimulationRandom(seed: SimulationRandom.derive(seed, id))
+        let kind = mix.kind(for: random.next())
+        return Operation(id: id, kind: kind, seed: random.next())
+    }
+
+    /// Stops the run: the first call lets running operations finish, a second cancels them.
+    public func stop(_ reason: StopReason) {
+        let task: Task<Void, Never>? = state.withLock { state in
+            state.stopCalls += 1
+            if state.stopReason == nil { state.stopReason = reason }
+            return state.stopCalls > 1 ? state.runTask : nil
+        }
+        task?.cancel()
+    }
+
+    private var isStopping: Bool { state.withLock { $0.stopReason != nil || $0.failure != nil } }
+
+    /// Runs the operations (once per ``Simulation``) and returns the report, also when stopped
+    /// early or when the journal failed (``SimulationReport/stoppedBy``,
+    /// ``SimulationReport/failure``).
+    ///
+    /// - Parameter progress: called about once a second from a background task.
+    /// - Throws: when the application cannot open its connections (nothing ran).
+    public func run(progress: (@Sendable (Progress) -> Void)? = nil) async throws -> SimulationReport {
+        // Operation ids, counts and the end time belong to one run.
+        let first = state.withLock { state in
+            defer { state.started = true }
+            return !state.started
+        }
+        guard first else {
+            throw SimulatorError.invalidConfiguration("a Simulation runs once: make a new one for another run")
+        }
+        // Every connection first: a run that cannot open them all does not start.
+        var workers = [any BillingAppWorker]()
+        do {
+            for _ in 0..<configuration.connections { workers.append(try await configuration.app.makeWorker()) }
+        } catch {
+            for worker in workers { worker.close() }
+            throw error
+        }
+        let start = clock.now
+        let task = Task { [workers] in
+            await withTaskGroup(of: Void.self) { group in
+                for worker in workers {
+                    group.addTask { await self.connectionLoop(worker: worker, start: start) }
+                }
+            }
+        }
+        state.withLock { $0.runTask = task }
+        let monitor = progress.map { progress in
+            Task {
+                var last = (instant: start, operations: 0)
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    if Task.isCancelled { break }
+                    let now = clock.now
+                    let figures = recorder.progress()
+                    let seconds = max(0.001, (now - last.instant).seconds)
+                    progress(
+                        Progress(
+                            elapsed: now - start, operations: figures.operations,
+                            recentRate: Double(figures.operations - last.operations) / seconds, failed: figures.failed,
+                            p99: .microseconds(figures.p99Microseconds)))
+                    last = (now, figures.operations)
+                }
+            }
+        }
+        // A cancelled caller stops the run as a second signal would.
+        await withTaskCancellationHandler {
+            await task.value
+        } onCancel: {
+            task.cancel()
+        }
+        monitor?.cancel()
+        return report(duration: (lastEnd.withLock { $0 } ?? start) - start)
+    }
+
+    /// One connection: takes the next operation, waits for its scheduled time (open loop),
+    /// performs it, counts it; until the schedule is exhausted or the run stops.
+    private func connectionLoop(worker: any BillingAppWorker, start: ContinuousClock.Instant) async {
+        var connection = ConnectionState(worker: worker)
+        defer {
+            connection.worker?.close()
+            connection.rerouteWorker?.close()
+        }
+        while let (operation, scheduled) = nextOperation(start: start) {
+            if let scheduled {
+                // Wait in short slices so a stop is noticed while waiting for a far-off slot.
+                while clock.now < scheduled {
+                    if isStopping || Task.isCancelled { return }
+                    try? await Task.sleep(until: min(scheduled, clock.now + .milliseconds(100)), clock: clock)
+                }
+            }
+            if Task.isCancelled { return }
+            let began = scheduled ?? clock.now
+            await perform(operation, on: &connection, began: began)
+            let now = clock.now
+            lastEnd.withLock { $0 = max($0 ?? now, now) }
+        }
+    }
+
+    /// The next operation and, in open loop, its scheduled start; `nil` when the run is over.
+    private func nextOperation(start: ContinuousClock.Instant) -> (Operation, ContinuousClock.Instant?)? {
+        let now = clock.now
+        let id: UInt64? = state.withLock { state in
+            guard state.stopReason == nil, state.failure == nil else { return nil }
+            let id = state.nextID
+            switch configuration.stop {
+            case .operations(let count):
+                guard id <= count else { return nil }
+            case .duration(let duration):
+                if let rate = configuration.rate {
+                    guard Double(id - 1) / rate < duration.seconds else { return nil }
+                } else {
+                    guard now - start < duration else { return nil }
+                }
+            }
+            state.nextID += 1
+            return id
+        }
+        guard let id else { return nil }
+        let operation = Self.operation(id, seed: configuration.seed, mix: configuration.mix)
+        let scheduled = configuration.rate.map { rate in
+            // Capped (at ~285 years) so a huge --operations at a low rate cannot overflow.
+            start + .nanoseconds(Int64(min((Double(id - 1) / rate * 1e9).rounded(), 9e18)))
+        }
+        return (operation, scheduled)
+    }
+
+    /// A connection's workers: its own, and the re-route target's, opened on first use.
+    private struct ConnectionState {
+        var worker: (any BillingAppWorker)?
+        var rerouteWorker: (any BillingAppWorker)?
+    }
+
+    /// What the attempts of one operation on one application came to.
+    private struct Attempts {
+        var result: Result<JournalEntry?, any Error> = .success(nil)
+        var retries = 0
+        var blocked: Duration = .zero
+        var code: String? {
+            if case .failure(let error) = result { return Simulation.errorCode(of: error) }
+            return nil
+        }
+    }
+
+    private func perform(_ operation: Operation, on connection: inout ConnectionState, began: ContinuousClock.Instant)
+        async
+    {
+        var attempts = await attempt(operation, worker: &connection.worker, app: configuration.app)
+        var rerouted = false
+        if attempts.code == WriteGuard.sqlState {
+            rerouted = true
+            if let reroute = configuration.reroute {
+                let first = attempts
+                attempts = await attempt(operation, worker: &connection.rerouteWorker, app: reroute)
+                attempts.retries += first.retries
+                attempts.blocked += first.blocked
+            }
+        }
+        let outcome: OperationOutcome
+        switch attempts.result {
+        case .success(nil):
+            outcome = .skipped
+        case .success(var entry?):
+            // The journal records the runner's operation, whatever the application echoed.
+            entry.op = operation.id
+            entry.kind = operation.kind
+            if let journal = configuration.journal {
+                do {
+                    try await journal.append(entry)
+                } catch {
+                    // Committed but not journaled: the journal can no longer prove anything.
+                    state.withLock { if $0.failure == nil { $0.failure = error.description } }
+                    return
+                }
+            }
+            outcome = .acknowledged
+        case .failure(let error):
+            if rerouted && configuration.reroute == nil {
+                outcome = .refused
+            } else {
+                outcome = .failed(code: Self.errorCode(of: error), message: Self.message(of: error))
+            }
+        }
+        recorder.record(
+            kind: operation.kind, outcome: outcome, rerouted: rerouted, retries: attempts.retries,
+            blocked: attempts.blocked,
+            latency: clock.now - began)
+    }
+
+    /// Runs `operation` on `worker` (opening one of `app` when there is none), retrying the
+    /// retryable failures.
+    private func attempt(_ operation: Operation, worker: inout (any BillingAppWorker)?, app: any BillingApp) async
+        -> Attempts
+    {
+        var attempts = Attempts()
+        var number = 1
+        while true {
+            let attemptStart = clock.now
+            do {
+                let current: any BillingAppWorker
+                if let worker {
+                    current = worker
+                } else {
+                    current = try await app.makeWorker()
+                    worker = current
+                }
+                attempts.result = .success(try await current.perform(operation, clock: configuration.clock))
+                return attempts
+            } catch {
+                attempts.result = .failure(error)
+                if Self.isConnectionLost(error) {
+                    // The next attempt, or the next operation, opens a new connection.
+                    worker?.close()
+                    worker = nil
+                }
+                let code = Self.errorCode(of: error)
+                guard configuration.retry.isRetryable(code) else { return attempts }
+                attempts.blocked += clock.now - attemptStart
+                guard number < configuration.retry.maxAttempts, !Task.isCancelled else { return attempts }
+                let pauseStart = clock.now
+                try? await Task.sleep(for: configuration.retry.delay(after: number, operation: operation))
+                attempts.blocked += clock.now - pauseStart
+                attempts.retries += 1
+                number += 1
+            }
+        }
+    }
+
+    /// The code an error is counted under: its SQLSTATE; for a failure without one (a lost
+    /// connection, a cancelled statement), the client's code (`connection_lost`, `cancelled`);
+    /// `app` for an error that is not the database's.
+    public static func errorCode(of error: any Error) -> String {
+        switch error {
+        case let error as SimulatorError:
+            if case .database(let database) = error { return code(of: database) }
+            return "app"
+        case let error as PostgresError: return code(of: error)
+        default: return "app"
+        }
+    }
+
+    private static func code(of error: PostgresError) -> String { error.sqlState?.rawValue ?? error.code.description }
+
+    private static func isConnectionLost(_ error: any Error) -> Bool {
+        switch error {
+        case let error as SimulatorError:
+            if case .database(let database) = error { return database.isConnectionLost }
+            return false
+        case let error as PostgresError: return error.isConnectionLost
+        default: return false
+        }
+    }
+
+    private static func message(of error: any Error) -> String {
+        switch error {
+        case let error as SimulatorError:
+            if case .database(let database) = error { return database.message }
+            return error.description
+        case let error as PostgresError: return error.message
+        default: return String(describing: error)
+        }
+    }
+
+    private func report(duration: Duration) -> SimulationReport {
+        let (kinds, total, messages) = recorder.snapshot()
+        let (stopReason, failure) = state.withLock { ($0.stopReason, $0.failure) }
+        func figures(_ name: String, _ f: LatencyRecorder.Figures) -> SimulationReport.Figures {
+            let latency: SimulationReport.Latency? =
+                f.latency.totalCount == 0
+                ? nil
+                : SimulationReport.Latency(
+                    p50: Self.milliseconds(f.latency.valueAtPercentile(50)),
+                    p95: Self.milliseconds(f.latency.valueAtPercentile(95)),
+                    p99: Self.milliseconds(f.latency.valueAtPercentile(99)), max: Self.milliseconds(f.maxMicroseconds))
+            return SimulationReport.Figures(
+                kind: name, operations: f.operations, acknowledged: f.acknowledged, skipped: f.skipped,
+                rerouted: f.rerouted,
+                errors: f.errors, failed: f.failed, retries: f.retries, blockedSeconds: Self.rounded(f.blocked.seconds),
+                latencyMs: latency)
+        }
+        let seconds = duration.seconds
+        return SimulationReport(
+            mode: configuration.rate == nil ? "closed" : "open", app: configuration.app.name,
+            connections: configuration.connections,
+            seed: configuration.seed, targetRate: configuration.rate,
+            achievedRate: seconds > 0 ? Self.rounded(Double(total.operations) / seconds) : 0,
+            durationSeconds: Self.rounded(seconds),
+            stoppedBy: stopReason?.rawValue, failure: failure, journal: configuration.journal?.path,
+            journalLines: configuration.journal == nil ? 0 : total.acknowledged,
+            kinds: OperationKind.allCases.compactMap { kind in kinds[kind].map { figures(kind.rawValue, $0) } },
+            total: figures("total", total), errorMessages: messages)
+    }
+
+    private static func milliseconds(_ micros: UInt64) -> Double { Double(micros) / 1000 }
+    private static func rounded(_ value: Double) -> Double { (value * 1_000_000).rounded() / 1_000_000 }
+}
+
+extension Duration {
+    /// The duration in seconds, as a `Double`.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
