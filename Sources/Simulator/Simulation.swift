@@ -187,6 +187,7 @@ public final class Simulation: Sendable {
             for worker in workers { worker.close() }
             throw error
         }
+        let businessStart = configuration.clock.current
         let start = clock.now
         let task = Task { [workers] in
             await withTaskGroup(of: Void.self) { group in
@@ -221,7 +222,7 @@ public final class Simulation: Sendable {
             task.cancel()
         }
         monitor?.cancel()
-        return report(duration: (lastEnd.withLock { $0 } ?? start) - start)
+        return report(businessStart: businessStart, duration: (lastEnd.withLock { $0 } ?? start) - start)
     }
 
     /// One connection: takes the next operation, waits for its scheduled time (open loop),
@@ -412,7 +413,7 @@ public final class Simulation: Sendable {
         }
     }
 
-    private func report(duration: Duration) -> SimulationReport {
+    private func report(businessStart: PostgresTimestamp, duration: Duration) -> SimulationReport {
         let (kinds, total, messages) = recorder.snapshot()
         let (stopReason, failure) = state.withLock { ($0.stopReason, $0.failure) }
         func figures(_ name: String, _ f: LatencyRecorder.Figures) -> SimulationReport.Figures {
@@ -439,7 +440,8 @@ public final class Simulation: Sendable {
             stoppedBy: stopReason?.rawValue, failure: failure, journal: configuration.journal?.path,
             journalLines: configuration.journal == nil ? 0 : total.acknowledged,
             kinds: OperationKind.allCases.compactMap { kind in kinds[kind].map { figures(kind.rawValue, $0) } },
-            total: figures("total", total), errorMessages: messages)
+            total: figures("total", total), errorMessages: messages,
+            businessTimeFrom: businessStart.iso8601, businessTimeTo: configuration.clock.current.iso8601)
     }
 
     private static func milliseconds(_ micros: UInt64) -> Double { Double(micros) / 1000 }

@@ -87,13 +87,18 @@ public struct SimulationReport: Sendable, Hashable, Codable {
     public var total: Figures
     /// One example message per error code.
     public var errorMessages: [String: String]
+    /// The business time the run wrote (``BusinessClock``): the clock before the first operation
+    /// and after the last. After a run on the data clock, checks.sql's date window must reach
+    /// `businessTimeTo` (`ledgerlift fixture check --until`).
+    public var businessTimeFrom: String
+    public var businessTimeTo: String
 
     /// Whether some operation failed for good (exit status 1 of `ledgerlift simulate`).
     public var hasErrors: Bool { total.failed > 0 }
 
     enum CodingKeys: String, CodingKey {
         case mode, app, connections, seed, targetRate, achievedRate, durationSeconds, stoppedBy, failure, journal
-        case journalLines, kinds, total, errorMessages
+        case journalLines, kinds, total, errorMessages, businessTimeFrom, businessTimeTo
     }
 
     /// Optional figures are written as JSON `null`, never left out: the shape does not depend
@@ -114,6 +119,8 @@ public struct SimulationReport: Sendable, Hashable, Codable {
         try c.encode(kinds, forKey: .kinds)
         try c.encode(total, forKey: .total)
         try c.encode(errorMessages, forKey: .errorMessages)
+        try c.encode(businessTimeFrom, forKey: .businessTimeFrom)
+        try c.encode(businessTimeTo, forKey: .businessTimeTo)
     }
 
     /// The report as one JSON document: snake_case keys, sorted, pretty-printed.
@@ -138,6 +145,7 @@ public struct SimulationReport: Sendable, Hashable, Codable {
             "simulate (\(app)): \(total.operations) operations in \(Self.format(durationSeconds)) s on \(connections) connection\(connections == 1 ? "" : "s"), seed \(seed)"
         )
         out.append(rateLine)
+        out.append("business time written: \(businessTimeFrom) → \(businessTimeTo)")
         if let stoppedBy { out.append("stopped early by \(stoppedBy): the figures cover the operations that ran") }
         if let failure { out.append("RUN FAILED: \(failure)") }
         out.append("")

@@ -53,6 +53,22 @@ struct HelpTextTests {
                 "--read-schema <read-schema>", "--catch-up-timeout <catch-up-timeout>", "--no-reverify", "--skip-invariants",
             ]
         ),
+        (
+            "simulate run", SimulateRunCommand.self,
+            [
+                "--legacy <legacy>", "--rate <ops/s>", "--duration <seconds>", "--operations <count>", "--seed <seed>",
+                "--connections <connections>", "--mix <file>", "--journal <file>", "--report <report>", "--clock <clock>",
+                "--lock-timeout <seconds>", "--max-attempts <max-attempts>",
+            ]
+        ),
+        (
+            "simulate verify", SimulateVerifyCommand.self,
+            [
+                "--journal <file>", "--legacy <legacy>", "--store <store>", "--legacy-schema <legacy-schema>",
+                "--schema <schema>", "--read-schema <read-schema>", "--catch-up-timeout <catch-up-timeout>",
+                "--report <report>", "--max-rows <max-rows>",
+            ]
+        ),
     ]
 
     @Test func theTableCoversEverySubcommand() {
@@ -94,7 +110,7 @@ struct HelpTextTests {
 
     @Test func theRootHelpListsEverySubcommand() {
         let help = Ledgerlift.helpMessage(columns: 1_000)
-        for name in ["fixture", "store", "events", "mapping", "backfill", "project", "query", "report", "diff"] {
+        for name in ["fixture", "store", "events", "mapping", "backfill", "project", "query", "report", "diff", "simulate"] {
             #expect(help.contains("\n  \(name) "), "\(name)")
         }
         #expect(help.contains("USAGE: ledgerlift [--log-level <level>] [--verbose] <subcommand>"))

@@ -13,7 +13,7 @@ struct UnknownCommandTests {
         (
             ["shadow", "--help"],
             "unknown command 'shadow'; the commands are: fixture, store, events, mapping, backfill, project, query, "
-                + "report, diff\nSee 'ledgerlift --help'."
+                + "report, diff, simulate\nSee 'ledgerlift --help'."
         ),
         (
             ["store", "int", "--store", "x"],

@@ -1,0 +1,170 @@
+import Foundation
+import Postgres
+import TestSupport
+import Testing
+
+/// `ledgerlift simulate` and `simulate verify` as an operator runs them, on the reference
+/// fixture: live traffic keeps every rule of the legacy data, migrates without a quarantine, and
+/// every acknowledged write is found again — in legacy, and in the ledger after a backfill.
+/// (Seconds of traffic here; `make bench` runs minutes.)
+@Suite("ledgerlift simulate, run as a binary")
+struct SimulateCommandTests {
+    static var mapping: String { BackfillResumeTests.mapping }
+
+    /// The report's JSON.
+    struct Report: Decodable {
+        struct Figures: Decodable {
+            let operations: Int
+            let acknowledged: Int
+            let failed: Int
+            let retries: Int
+            let blockedSeconds: Double
+            let errors: [String: Int]
+        }
+        let total: Figures
+        let journalLines: Int
+        let businessTimeTo: String
+    }
+
+    static func report(_ output: LedgerliftBinary.Output) throws -> Report {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try decoder.decode(Report.self, from: Data(output.stdout.utf8))
+    }
+
+    static func journalPath(_ name: String) -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ledgerlift-simulate-\(UUID())")
+        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory.appendingPathComponent(name).path
+    }
+
+    @Test func liveTrafficKeepsEveryRuleMigratesCleanAndLosesNoAcknowledgedWrite() async throws {
+        try await TestDatabase.withFresh("sim_legacy") { legacy in
+            try await TestDatabase.withFresh("sim_store") { store in
+                #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
+                let journal = Self.journalPath("journal.jsonl")
+                let run = try LedgerliftBinary.run([
+                    "simulate", "--legacy", legacy, "--rate", "40", "--duration", "3", "--connections", "4",
+                    "--journal", journal, "--report", "json",
+                ])
+                #expect(run.status == 0, "\(run.stderr)")
+                let report = try Self.report(run)
+                // Open loop: the schedule, not the database's speed, decides how many operations run.
+                #expect(report.total.operations == 120)
+                #expect(report.total.failed == 0)
+                #expect(report.total.errors.isEmpty)
+                #expect(report.journalLines == report.total.acknowledged)
+                #expect(report.total.acknowledged > 60, "most operations find something to act on")
+
+                let checks = try LedgerliftBinary.run(["fixture", "check", "--dsn", legacy, "--until", report.businessTimeTo])
+                #expect(checks.status == 0, "\(checks.stdout)\(checks.stderr)")
+
+                let verifyLegacy = try LedgerliftBinary.run(["simulate", "verify", "--journal", journal, "--legacy", legacy])
+                #expect(verifyLegacy.status == 0, "\(verifyLegacy.stdout)\(verifyLegacy.stderr)")
+
+                #expect(try LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
+                let backfill = try LedgerliftBinary.run(["backfill", "--legacy", legacy, "--store", store, "--mapping", Self.mapping])
+                #expect(backfill.status == 0, "the simulator writes what the mapping accepts: \(backfill.stdout)\(backfill.stderr)")
+                #expect(try LedgerliftBinary.run(["project", "--store", store]).status == 0)
+                let verifyStore = try LedgerliftBinary.run(["simulate", "verify", "--journal", journal, "--store", store])
+                #expect(verifyStore.status == 0, "\(verifyStore.stdout)\(verifyStore.stderr)")
+            }
+        }
+    }
+
+    @Test func aTableLockedForThreeSecondsIsWaitedOutAndNothingIsLost() async throws {
+        try await TestDatabase.withFresh("sim_locked") { legacy in
+            #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
+            let journal = Self.journalPath("journal.jsonl")
+            let simulation = Task.detached {
+                try LedgerliftBinary.run([
+                    "simulate", "--legacy", legacy, "--rate", "30", "--duration", "6", "--connections", "4",
+                    "--journal", journal, "--report", "json",
+                ])
+            }
+            try await Task.sleep(for: .seconds(1))
+            let locker = try await Connection.connect(legacy)
+            defer { locker.close() }
+            try await locker.withSession { session in
+                try session.transaction { tx in
+                    try tx.execute("LOCK TABLE legacy.invoices IN EXCLUSIVE MODE")
+                    _ = try tx.query("SELECT pg_sleep(3)")
+                }
+            }
+            let run = try await simulation.value
+            #expect(run.status == 0, "\(run.stderr)")
+            let report = try Self.report(run)
+            #expect(report.total.operations == 180)
+            #expect(report.total.failed == 0, "blocked operations wait or retry, they do not fail")
+            // The lock outlasts the application's 1 s lock timeout: operations on invoices time out,
+            // back off and retry, and the report shows the time they spent blocked.
+            #expect(report.total.retries > 0)
+            #expect(report.total.blockedSeconds >= 1)
+            let verify = try LedgerliftBinary.run(["simulate", "verify", "--journal", journal, "--legacy", legacy])
+            #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        }
+    }
+
+    @Test func aJournaledPaymentDeletedByHandIsNamedByItsOperation() async throws {
+        try await TestDatabase.withFresh("sim_lost") { legacy in
+            #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
+            let journal = Self.journalPath("journal.jsonl")
+            let run = try LedgerliftBinary.run([
+                "simulate", "--legacy", legacy, "--operations", "300", "--connections", "1", "--seed", "5",
+                "--journal", journal, "--report", "json",
+            ])
+            #expect(run.status == 0, "\(run.stderr)")
+            // The first payment a `payment_succeeded` operation recorded that nothing refunded.
+            let lines = try String(contentsOfFile: journal, encoding: .utf8).split(separator: "\n")
+            let connection = try await Connection.connect(legacy)
+            defer { connection.close() }
+            var victim: (op: String, payment: String)?
+            for line in lines {
+                guard let entry = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                    entry["kind"] as? String == "payment_succeeded",
+                    let keys = entry["keys"] as? [String: String], let payment = keys["payment"],
+                    let op = entry["op"] as? Int
+                else { continue }
+                let refunds = try await connection.query(
+                    "SELECT count(*) FROM legacy.refunds WHERE payment_id = $1::bigint", [payment]
+                ).rows[0].decode(at: 0, as: Int64.self)
+                if refunds == 0 {
+                    victim = (String(op), payment)
+                    break
+                }
+            }
+            let (op, payment) = try #require(victim, "the run made a payment")
+            #expect(try LedgerliftBinary.run(["simulate", "verify", "--journal", journal, "--legacy", legacy]).status == 0)
+            try await connection.execute("DELETE FROM legacy.payments WHERE id = $1::bigint", [payment])
+            let verify = try LedgerliftBinary.run(["simulate", "verify", "--journal", journal, "--legacy", legacy])
+            #expect(verify.status == 1)
+            #expect(verify.stdout.contains("op \(op)"), "\(verify.stdout)")
+            #expect(verify.stdout.contains("payment \(payment)"), "\(verify.stdout)")
+        }
+    }
+
+    @Test func oneConnectionWithTheSameSeedWritesByteIdenticalData() async throws {
+        try await TestDatabase.withFresh("sim_det_a") { first in
+            try await TestDatabase.withFresh("sim_det_b") { second in
+                var dumps = [Data]()
+                for legacy in [first, second] {
+                    #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
+                    let run = try LedgerliftBinary.run([
+                        "simulate", "--legacy", legacy, "--operations", "250", "--connections", "1", "--seed", "9",
+                    ])
+                    #expect(run.status == 0, "\(run.stderr)")
+                    dumps.append(try dumpLegacyData(legacy))
+                }
+                #expect(dumps[0] == dumps[1])
+                // …and the run did write: the dump differs from the fixture's.
+                let simulated = dumps[0]
+                let untouched = try await TestDatabase.withFresh("sim_det_fixture") { fixture -> Data in
+                    let load = try LedgerliftBinary.run(["fixture", "load", "--dsn", fixture])
+                    #expect(load.status == 0)
+                    return try dumpLegacyData(fixture)
+                }
+                #expect(untouched != simulated)
+            }
+        }
+    }
+}
