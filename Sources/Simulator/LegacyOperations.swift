@@ -286,7 +286,7 @@ extension LegacyOperationRun {
         var tax: Int64 = 0
         if let rate {
             let taxText = try one(
-                "SELECT CASE WHEN $2::float8 = 0 THEN 0 ELSE round($1::numeric * $2::float8::numeric, $3) END::text",
+                "SELECT CASE WHEN $2::float8 = 0 THEN 0 ELSE round($1::numeric * $2::float8::numeric, $3::int) END::text",
                 [currency.text(subtotal - discount), rate, Int64(currency.exponent)]
             )!.decode(at: 0, as: String.self)
             tax = try currency.minor(taxText, context: "the tax of a draft for subscription \(id)")

@@ -130,3 +130,100 @@ enum LegacyTestSupport {
         Simulator.Operation(id: id, kind: kind, seed: SimulationRandom.derive(seed, id))
     }
 }
+
+/// Reads back, in the legacy tables, what a journal says must be visible: each effect's fields
+/// in canonical form (fixtures/reference/mapping.yaml's meaning), the journal folded in order.
+enum LegacyEffectReader {
+    private static let iso = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
+    private static func minor(_ column: String, _ currency: String) -> String {
+        "(\(column) * 10 ^ CASE btrim(\(currency)) WHEN 'JPY' THEN 0 WHEN 'KWD' THEN 3 ELSE 2 END)::bigint::text"
+    }
+    private static func time(_ column: String) -> String { "to_char(\(column), \(iso))" }
+    private static func bool(_ column: String) -> String { "CASE WHEN \(column) THEN 'true' ELSE 'false' END" }
+
+    static let queries: [String: String] = [
+        "customer": """
+            SELECT email, name, btrim(currency) AS currency, \(time("deleted_at")) AS archived_at FROM legacy.customers WHERE id = $1
+            """,
+        "subscription": """
+            SELECT customer_id::text, plan_id::text, status, quantity::text, \(bool("cancel_at_period_end")) AS cancel_at_period_end,
+                   \(time("canceled_at")) AS canceled_at, \(time("ended_at")) AS ended_at
+            FROM legacy.subscriptions WHERE id = $1
+            """,
+        "invoice": """
+            SELECT i.customer_id::text, i.subscription_id::text,
+                   (ARRAY['draft','open','paid','void','uncollectible'])[i.status + 1] AS status, i.number,
+                   btrim(COALESCE(i.currency, c.currency)) AS currency,
+                   \(minor("i.subtotal", "COALESCE(i.currency, c.currency)")) AS subtotal,
+                   \(minor("i.discount", "COALESCE(i.currency, c.currency)")) AS discount,
+                   \(minor("i.tax", "COALESCE(i.currency, c.currency)")) AS tax,
+                   \(minor("i.total", "COALESCE(i.currency, c.currency)")) AS total,
+                   \(minor("i.amount_paid", "COALESCE(i.currency, c.currency)")) AS amount_paid,
+                   \(minor("i.amount_due", "COALESCE(i.currency, c.currency)")) AS amount_due,
+                   \(time("i.finalized_at")) AS finalized_at, \(time("i.paid_at")) AS paid_at, \(time("i.voided_at")) AS voided_at
+            FROM legacy.invoices i JOIN legacy.customers c ON c.id = i.customer_id WHERE i.id = $1
+            """,
+        "invoice_line": """
+            SELECT l.invoice_id::text, l.kind, l.quantity::text, \(minor("l.amount", "COALESCE(i.currency, c.currency)")) AS amount
+            FROM legacy.invoice_line_items l JOIN legacy.invoices i ON i.id = l.invoice_id
+            JOIN legacy.customers c ON c.id = i.customer_id WHERE l.id = $1
+            """,
+        "payment": """
+            SELECT customer_id::text, invoice_id::text, status, \(minor("amount", "currency")) AS amount, btrim(currency) AS currency,
+                   failure_code
+            FROM legacy.payments WHERE id = $1
+            """,
+        "refund": """
+            SELECT r.payment_id::text, \(minor("r.amount", "p.currency")) AS amount, r.status
+            FROM legacy.refunds r JOIN legacy.payments p ON p.id = r.payment_id WHERE r.id = $1
+            """,
+        "credit_note": """
+            SELECT n.customer_id::text, n.invoice_id::text, n.status, \(minor("n.total", "COALESCE(i.currency, c.currency)")) AS total,
+                   \(minor("n.balance_remaining", "COALESCE(i.currency, c.currency)")) AS balance_remaining
+            FROM legacy.credit_notes n JOIN legacy.invoices i ON i.id = n.invoice_id
+            JOIN legacy.customers c ON c.id = n.customer_id WHERE n.id = $1
+            """,
+        "balance_transaction": """
+            SELECT t.customer_id::text, t.type, \(minor("t.amount", "COALESCE(t.currency, c.currency)")) AS amount,
+                   btrim(COALESCE(t.currency, c.currency)) AS currency, t.invoice_id::text, t.credit_note_id::text
+            FROM legacy.customer_balance_transactions t JOIN legacy.customers c ON c.id = t.customer_id WHERE t.id = $1
+            """,
+    ]
+
+    /// The differences between the folded journal and the legacy rows (empty: all visible).
+    static func mismatches(_ journal: [JournalEntry], on connection: Connection) async throws -> [String] {
+        var folded: [String: (entity: String, key: String, fields: [String: String?], deleted: Bool)] = [:]
+        var order: [String] = []
+        for entry in journal {
+            for effect in entry.effects {
+                let id = effect.entity + " " + effect.key
+                if folded[id] == nil { order.append(id) }
+                var current = folded[id] ?? (effect.entity, effect.key, [:], false)
+                current.deleted = effect.deleted
+                for (name, value) in effect.fields { current.fields[name] = value }
+                folded[id] = current
+            }
+        }
+        var out: [String] = []
+        for id in order {
+            let expected = folded[id]!
+            guard let sql = queries[expected.entity], let key = Int64(expected.key) else {
+                out.append("\(id): unknown entity or key")
+                continue
+            }
+            let row = try await connection.query(sql, [key]).rows.first
+            if expected.deleted {
+                if row != nil { out.append("\(id): should be deleted") }
+                continue
+            }
+            guard let row else {
+                out.append("\(id): missing")
+                continue
+            }
+            for (name, value) in expected.fields.sorted(by: { $0.key < $1.key }) where row[name] != value {
+                out.append("\(id).\(name): journal \(value ?? "NULL"), legacy \(row[name] ?? "NULL")")
+            }
+        }
+        return out
+    }
+}
