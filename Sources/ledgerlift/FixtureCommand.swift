@@ -122,19 +122,24 @@ struct FixtureCommand: AsyncParsableCommand {
         @Option(
             help: ArgumentHelp(
                 "Exclusive end of the window event timestamps must lie in (C18), UTC.",
-                discussion: "A timestamp like 2025-11-03T12:00:00Z or '2025-11-03 12:00'. Default: 2025-11-01.",
+                discussion: "A timestamp like 2025-11-03T12:00:00Z, or a date like 2025-11-03 (its midnight). Default: 2025-11-01.",
                 valueName: "timestamp"))
         var until: String?
 
         func validate() throws {
-            if let until, PostgresTimestamp(until) == nil {
-                throw ValidationError("--until must be a timestamp like 2025-11-03T12:00:00Z, got '\(until)'")
+            if let until, Self.windowEnd(until) == nil {
+                throw ValidationError("--until must be a timestamp like 2025-11-03T12:00:00Z or a date like 2025-11-03, got '\(until)'")
             }
+        }
+
+        /// `--until`'s value: a timestamp, or a date's midnight (UTC).
+        static func windowEnd(_ text: String) -> PostgresTimestamp? {
+            PostgresTimestamp(text) ?? PostgresDate(text)?.startOfDayUTC
         }
 
         func run() async throws {
             let suite = try FixtureCheckSuite(fixtures: try target.locate())
-            let windowEnd = until.flatMap(PostgresTimestamp.init) ?? FixtureCheckSuite.defaultWindowEnd
+            let windowEnd = until.flatMap(Self.windowEnd) ?? FixtureCheckSuite.defaultWindowEnd
             let connection = try await Connection.connect(target.dsn)
             defer { connection.close() }
             let results = try await connection.withSession { try suite.run(in: $0, windowEnd: windowEnd) }
