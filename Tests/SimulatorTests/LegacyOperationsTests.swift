@@ -266,3 +266,39 @@ struct LegacyOperationsTests {
         }
     }
 }
+
+@Suite("ledgerlift fixture check")
+struct FixtureCheckCommandTests {
+    @Test func exitsZeroOnCleanDataOneOnBrokenRulesWithC18sWindowEndFromUntil() async throws {
+        try await LegacyTestSupport.withReference { connection, dsn in
+            let fixtures = try LegacyTestSupport.repositoryRoot().appendingPathComponent("fixtures").path
+            let clean = try LedgerliftBinary.run(["fixture", "check", "--dsn", dsn, "--fixtures", fixtures])
+            #expect(clean.status == 0, "\(clean.stderr)")
+            #expect(clean.stdout.contains("19 checks, every rule holds"))
+            // A window ending before the seed's last events: C18 lists them, exit 1.
+            let early = try LedgerliftBinary.run(["fixture", "check", "--dsn", dsn, "--fixtures", fixtures, "--until", "2025-10-01"])
+            #expect(early.status == 1)
+            #expect(early.stdout.split(separator: "\n").first?.hasPrefix("C18 ") == true)
+            // A cache edited in place (D05's defect): C07 names the customer.
+            try await connection.execute("UPDATE legacy.customers SET balance = balance + 1 WHERE id = 19")
+            let broken = try LedgerliftBinary.run(["fixture", "check", "--dsn", dsn, "--fixtures", fixtures, "--until", "2025-11-02T00:00:00Z"])
+            #expect(broken.status == 1)
+            #expect(broken.stdout.hasPrefix("C07 customers 19: balance=-24.00 owed=0 unapplied_credit=25.00\n"))
+            #expect(broken.stdout.hasSuffix("1 row(s) break 1 of 19 checks: C07 (1)\n"))
+            let unusable = try LedgerliftBinary.run(["fixture", "check", "--dsn", dsn, "--fixtures", fixtures, "--until", "soon"])
+            #expect(unusable.status == 2)
+        }
+    }
+
+    @Test func theWindowEndIsLocalToTheChecksTransaction() async throws {
+        try await LegacyTestSupport.withReference { connection, _ in
+            let suite = try FixtureCheckSuite(fixtures: try LegacyTestSupport.fixtures())
+            let early = PostgresTimestamp(microsecondsSinceEpoch: FixtureCheckSuite.defaultWindowEnd.microsecondsSinceEpoch - 31 * 86_400_000_000)
+            let found = try await connection.withSession { try suite.run(in: $0, windowEnd: early) }.flatMap(\.violations)
+            #expect(!found.isEmpty && found.allSatisfy { $0.check == "C18" })
+            let setting = try await connection.query("SELECT current_setting('ledgerlift.window_end', true)").rows[0]
+            #expect((try setting.decode(at: 0, as: String?.self) ?? "") == "")
+            #expect(try await connection.withSession { try suite.run(in: $0) }.flatMap(\.violations).isEmpty)
+        }
+    }
+}
