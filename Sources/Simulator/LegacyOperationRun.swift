@@ -70,8 +70,12 @@ struct LegacyOperationRun {
 
     /// The SQL condition "the row's customer exists and is not soft-deleted" (the application
     /// never acts on a deleted customer's behalf).
+    ///
+    /// Every correlated subquery of a pick's condition ends with `OFFSET 0`: it keeps PostgreSQL
+    /// from turning it into a (merge) semi or anti join, which reads the other table from its
+    /// start rather than probing it for the few rows of the pick's id window.
     static func live(_ customerColumn: String) -> String {
-        "EXISTS (SELECT 1 FROM customers c WHERE c.id = \(customerColumn) AND c.deleted_at IS NULL)"
+        "EXISTS (SELECT 1 FROM customers c WHERE c.id = \(customerColumn) AND c.deleted_at IS NULL OFFSET 0)"
     }
 
     /// A row of `table` (aliased `x`) that satisfies `condition`, chosen from the operation's

@@ -139,7 +139,7 @@ extension LegacyOperationRun {
             """
         }
         let condition =
-            "x.status IN ('active', 'trialing') AND \(Self.live("x.customer_id")) AND EXISTS (\(alternatives(to: "x.plan_id")))"
+            "x.status IN ('active', 'trialing') AND \(Self.live("x.customer_id")) AND EXISTS (\(alternatives(to: "x.plan_id")) OFFSET 0)"
         guard let id = try pick("subscriptions", where: condition), let (customer, _) = try lockedSubscription(id, condition)
         else { return nil }
         let choices = try rows(
@@ -206,7 +206,7 @@ extension LegacyOperationRun {
     private mutating func draftInvoice() throws -> JournalEntry? {
         let invoiced = """
             EXISTS (SELECT 1 FROM invoices i WHERE i.subscription_id = x.id
-                    AND i.period_start = x.current_period_start AND i.status <> 3)
+                    AND i.period_start = x.current_period_start AND i.status <> 3 OFFSET 0)
             """
         let pickedAt = clock.current
         let condition = """
@@ -431,7 +431,7 @@ extension LegacyOperationRun {
     }
 
     private static let noPending =
-        "NOT EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = x.id AND p.status = 'pending')"
+        "NOT EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = x.id AND p.status = 'pending' OFFSET 0)"
 
     /// Inserts a payment of `amount` on invoice `id` and returns its id.
     private mutating func insertPayment(
@@ -541,7 +541,7 @@ extension LegacyOperationRun {
     private mutating func paymentRetried() throws -> JournalEntry? {
         let condition = """
             x.status IN (1, 4) AND x.amount_due > 0 AND \(Self.noPending) AND \(Self.live("x.customer_id"))
-            AND EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = x.id AND p.status = 'failed')
+            AND EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = x.id AND p.status = 'failed' OFFSET 0)
             """
         guard let id = try pick("invoices", where: condition), let (customer, subscriptionID) = try lockedInvoice(id, condition),
             let currency = customer.currency
@@ -606,9 +606,9 @@ extension LegacyOperationRun {
     private mutating func voidInvoice() throws -> JournalEntry? {
         let condition = """
             x.status = 1 AND x.amount_paid = 0 AND \(Self.live("x.customer_id"))
-            AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = x.id AND p.status IN ('succeeded', 'pending'))
-            AND NOT EXISTS (SELECT 1 FROM credit_notes n WHERE n.invoice_id = x.id)
-            AND NOT EXISTS (SELECT 1 FROM customer_balance_transactions b WHERE b.invoice_id = x.id)
+            AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = x.id AND p.status IN ('succeeded', 'pending') OFFSET 0)
+            AND NOT EXISTS (SELECT 1 FROM credit_notes n WHERE n.invoice_id = x.id OFFSET 0)
+            AND NOT EXISTS (SELECT 1 FROM customer_balance_transactions b WHERE b.invoice_id = x.id OFFSET 0)
             """
         guard let id = try pick("invoices", where: condition), let (customer, subscriptionID) = try lockedInvoice(id, condition),
             let currency = customer.currency
@@ -773,7 +773,7 @@ extension LegacyOperationRun {
     private mutating func customerCredit() throws -> JournalEntry? {
         let condition = """
             x.deleted_at IS NULL
-            AND (x.currency IS NOT NULL OR EXISTS (SELECT 1 FROM invoices i WHERE i.customer_id = x.id AND i.currency IS NOT NULL))
+            AND (x.currency IS NOT NULL OR EXISTS (SELECT 1 FROM invoices i WHERE i.customer_id = x.id AND i.currency IS NOT NULL OFFSET 0))
             """
         guard let id = try pick("customers", where: condition), let customer = try lockCustomer(id), let currency = customer.currency
         else { return nil }
@@ -831,9 +831,9 @@ extension LegacyOperationRun {
     private mutating func softDelete() throws -> JournalEntry? {
         let condition = """
             x.deleted_at IS NULL AND x.balance = 0 AND x.credit_balance = 0
-            AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.customer_id = x.id AND s.status <> 'canceled')
-            AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.customer_id = x.id AND i.status IN (0, 1, 4))
-            AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.customer_id = x.id AND p.status = 'pending')
+            AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.customer_id = x.id AND s.status <> 'canceled' OFFSET 0)
+            AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.customer_id = x.id AND i.status IN (0, 1, 4) OFFSET 0)
+            AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.customer_id = x.id AND p.status = 'pending' OFFSET 0)
             """
         guard let id = try pick("customers", where: condition), try lockCustomer(id) != nil, try holds("customers", id, condition)
         else { return nil }
