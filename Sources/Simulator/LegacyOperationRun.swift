@@ -89,13 +89,24 @@ struct LegacyOperationRun {
         else { return nil }
         let window = Self.pickWindow
         let start = random.int(low...high)
-        let forward = "SELECT x.id FROM \(table) x WHERE x.id >= $1 AND x.id < $2 AND (\(condition)) ORDER BY x.id LIMIT 1"
+        // The window's rows stream in id order and the condition is evaluated row by row until
+        // one holds (the fence keeps the planner from filtering the whole window first, through
+        // a bitmap scan and a sort, which evaluates every subquery for every candidate).
+        let forward = """
+            SELECT s.id FROM (SELECT x.id, (\(condition)) AS ok FROM \(table) x WHERE x.id >= $1 AND x.id < $2
+                              ORDER BY x.id OFFSET 0) s
+            WHERE s.ok LIMIT 1
+            """
         if let row = try one(forward, [start, start + window]) { return try row.decode(at: 0, as: Int64.self) }
         if start + window > high + 1, high - low + 1 > window {
             let wrapped = start + window - (high + 1)
             if let row = try one(forward, [low, low + wrapped]) { return try row.decode(at: 0, as: Int64.self) }
         }
-        let newest = "SELECT x.id FROM \(table) x WHERE x.id > $1 AND (\(condition)) ORDER BY x.id DESC LIMIT 1"
+        let newest = """
+            SELECT s.id FROM (SELECT x.id, (\(condition)) AS ok FROM \(table) x WHERE x.id > $1
+                              ORDER BY x.id DESC OFFSET 0) s
+            WHERE s.ok LIMIT 1
+            """
         if let row = try one(newest, [high - window]) { return try row.decode(at: 0, as: Int64.self) }
         return nil
     }

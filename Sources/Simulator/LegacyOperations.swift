@@ -608,7 +608,8 @@ extension LegacyOperationRun {
             x.status = 1 AND x.amount_paid = 0 AND \(Self.live("x.customer_id"))
             AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = x.id AND p.status IN ('succeeded', 'pending') OFFSET 0)
             AND NOT EXISTS (SELECT 1 FROM credit_notes n WHERE n.invoice_id = x.id OFFSET 0)
-            AND NOT EXISTS (SELECT 1 FROM customer_balance_transactions b WHERE b.invoice_id = x.id OFFSET 0)
+            AND NOT EXISTS (SELECT 1 FROM customer_balance_transactions b
+                        WHERE b.customer_id = x.customer_id AND b.invoice_id = x.id OFFSET 0)
             """
         guard let id = try pick("invoices", where: condition), let (customer, subscriptionID) = try lockedInvoice(id, condition),
             let currency = customer.currency
