@@ -223,12 +223,9 @@ struct LockedCustomer {
     let name: String?
 }
 
-/// Journal effects in canonical terms (Effect.swift): amounts in minor units, statuses by name.
+/// Values of journal effects (Effect.swift): amounts are minor units in decimal, statuses by
+/// their canonical names, timestamps ISO 8601.
 enum LegacyEffects {
-    static let invoiceStatus = ["draft", "open", "paid", "void", "uncollectible"]
-
-    static func text(_ value: Int64) -> String? { String(value) }
-    static func text(_ value: Bool) -> String? { value ? "true" : "false" }
-    static func text(_ value: PostgresTimestamp?) -> String? { value?.iso8601 }
+    /// A field that must be NULL.
     static let null: String? = nil
 }
