@@ -4,6 +4,7 @@ import Foundation
 import Mapping
 import Migration
 import Postgres
+import Synchronization
 import TestSupport
 
 @testable import Simulator
@@ -225,5 +226,54 @@ enum LegacyEffectReader {
             }
         }
         return out
+    }
+}
+
+extension LegacyTestSupport {
+    /// Runs operations 1…`count` of a seeded run on `workers` connections at once, each taking
+    /// the next operation id, retrying an operation that hit a lock timeout or a deadlock, and
+    /// returns the journal in (time, op) order.
+    static func runConcurrently(
+        dsn: String, clock: BusinessClock, seed: UInt64, count: UInt64, workers: Int
+    ) async throws -> [JournalEntry] {
+        let next = OperationCounter()
+        let journal = try await withThrowingTaskGroup(of: [JournalEntry].self) { group in
+            for _ in 0..<workers {
+                group.addTask {
+                    let worker = try await LegacySQLApp(dsn: dsn, lockTimeout: .milliseconds(200)).makeWorker()
+                    defer { worker.close() }
+                    var entries: [JournalEntry] = []
+                    while let id = next.take(upTo: count) {
+                        let op = operation(id, seed: seed)
+                        for attempt in 1...50 {
+                            do {
+                                if let entry = try await worker.perform(op, clock: clock) { entries.append(entry) }
+                                break
+                            } catch let error as SimulatorError where ["55P03", "40P01"].contains(error.sqlState ?? "") && attempt < 50 {
+                                try await Task.sleep(for: .milliseconds(attempt * 3))
+                            }
+                        }
+                    }
+                    return entries
+                }
+            }
+            var all: [JournalEntry] = []
+            for try await entries in group { all += entries }
+            return all
+        }
+        return journal.sorted { ($0.at, $0.op) < ($1.at, $1.op) }
+    }
+}
+
+/// The next operation id, shared by concurrent workers.
+final class OperationCounter: Sendable {
+    private let value = Mutex<UInt64>(0)
+
+    func take(upTo limit: UInt64) -> UInt64? {
+        value.withLock { value in
+            guard value < limit else { return nil }
+            value += 1
+            return value
+        }
     }
 }

@@ -203,6 +203,18 @@ struct LegacyOperationsTests {
         }
     }
 
+    @Test func concurrentConnectionsKeepEveryRuleAndTheJournalFoldsInTimeOrder() async throws {
+        try await LegacyTestSupport.withGenerated(customers: 60, seed: 8) { connection, dsn in
+            let clock = try await LegacyTestSupport.dataClock(connection)
+            let journal = try await LegacyTestSupport.runConcurrently(dsn: dsn, clock: clock, seed: 41, count: 600, workers: 4)
+            #expect(journal.count > 300)
+            // One business time per operation, never shared: a row's changes are ordered by it.
+            #expect(Set(journal.map(\.at)).count == journal.count)
+            #expect(try await LegacyTestSupport.violations(connection, clock: clock).map(\.description) == [])
+            #expect(try await LegacyEffectReader.mismatches(journal, on: connection) == [])
+        }
+    }
+
     @Test func theSameSeedOnTheSameDataWritesTheSameRows() async throws {
         func run() async throws -> (rows: [String], journal: [JournalEntry]) {
             try await LegacyTestSupport.withReference { connection, dsn in
