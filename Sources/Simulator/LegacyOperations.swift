@@ -368,7 +368,11 @@ extension LegacyOperationRun {
 
     /// A draft is finalized: the customer's next invoice number, issued today, due today (30
     /// days for bank-transfer customers); the customer now owes it (balance). A draft of 0
-    /// is paid at once, with no payment (story 3).
+    /// is paid at once, with no payment (story 3). The customer's unapplied credit pays what
+    /// it can at once, as the generator does (stories 16, 17): credit notes' remaining credit
+    /// first, oldest first, then goodwill; each use an `applied_to_invoice` transaction of +x
+    /// (with its credit note) that counts in `amount_paid` (C05, C09). An invoice the credit
+    /// covers is paid with no payment.
     private mutating func finalizeInvoice() throws -> JournalEntry? {
         let condition = "x.status = 0 AND \(Self.live("x.customer_id"))"
         guard let id = try pick("invoices", where: condition), let (customer, subscriptionID) = try lockedInvoice(id, condition),
@@ -379,32 +383,91 @@ extension LegacyOperationRun {
         let bankTransfer =
             try one("SELECT method FROM payments WHERE customer_id = $1 ORDER BY id DESC LIMIT 1", [customer.id])?
             .decode(at: 0, as: String?.self) == "bank_transfer"
+        let uses = try creditUses(customer, currency, due: money.total)
+        let applied = uses.reduce(Int64(0)) { $0 + $1.amount }
         let t = now()
-        let paid = money.total == 0
+        let paid = money.total == applied
         try execute(
             """
             UPDATE invoices SET status = $2, number = $3, finalized_at = $4::timestamptz::timestamp,
                 issued_on = ($4::timestamptz::timestamp)::date, due_on = ($4::timestamptz::timestamp)::date + $5::int,
-                paid_at = CASE WHEN $6 THEN $4::timestamptz::timestamp END, amount_due = CASE WHEN $6 THEN 0 ELSE total END,
-                updated_at = $4::timestamptz::timestamp
+                paid_at = CASE WHEN $6 THEN $4::timestamptz::timestamp END, amount_paid = $7::numeric,
+                amount_due = CASE WHEN $6 THEN 0 ELSE total - $7::numeric END, updated_at = $4::timestamptz::timestamp
             WHERE id = $1
-            """, [id, Int64(paid ? 2 : 1), number, t, Int64(bankTransfer ? 30 : 0), paid])
-        if !paid { try addToBalance(customer, currency, money.total, at: t) }
+            """, [id, Int64(paid ? 2 : 1), number, t, Int64(bankTransfer ? 30 : 0), paid, currency.text(applied)])
+        var effects = [
+            Effect(
+                entity: "invoice", key: String(id),
+                fields: [
+                    "status": paid ? "paid" : "open", "number": number, "finalized_at": t.iso8601,
+                    "paid_at": paid ? t.iso8601 : LegacyEffects.null, "amount_paid": String(applied),
+                    "amount_due": String(money.total - applied), "total": String(money.total), "currency": currency.code,
+                ])
+        ]
         var keys: [String: Int64] = ["customer": customer.id, "invoice": id]
         keys["subscription"] = subscriptionID
-        return entry(
-            keys: keys,
-            effects: [
+        for use in uses {
+            let transactionID = try insert(
+                """
+                INSERT INTO customer_balance_transactions (customer_id, amount, currency, type, invoice_id, credit_note_id,
+                    description, created_at)
+                VALUES ($1, $2::numeric, $3, 'applied_to_invoice', $4, $5, $6, $7::timestamptz::timestamp) RETURNING id
+                """, [customer.id, currency.text(use.amount), currency.code, id, use.creditNote, "Applied to invoice \(number)", t])
+            effects.append(
                 Effect(
-                    entity: "invoice", key: String(id),
+                    entity: "balance_transaction", key: String(transactionID),
                     fields: [
-                        "status": paid ? "paid" : "open", "number": number, "finalized_at": t.iso8601,
-                        "paid_at": paid ? t.iso8601 : LegacyEffects.null, "amount_paid": "0",
-                        "amount_due": paid ? "0" : String(money.total), "total": String(money.total), "currency": currency.code,
-                    ])
-            ],
+                        "customer_id": String(customer.id), "type": "applied_to_invoice", "amount": String(use.amount),
+                        "currency": currency.code, "invoice_id": String(id), "credit_note_id": use.creditNote.map(String.init),
+                    ]))
+            if let note = use.creditNote {
+                try execute(
+                    "UPDATE credit_notes SET balance_remaining = balance_remaining - $2::numeric WHERE id = $1",
+                    [note, currency.text(use.amount)])
+                effects.append(
+                    Effect(entity: "credit_note", key: String(note), fields: ["balance_remaining": String(use.remainingAfter)]))
+            }
+        }
+        // The balance counts what is owed minus the unapplied credit: applying credit lowers
+        // both alike, so only the invoice's total is new.
+        if money.total != 0 { try addToBalance(customer, currency, money.total, at: t) }
+        if applied != 0 { try refreshCreditBalance(customer.id) }
+        return entry(
+            keys: keys, effects: effects,
             summary: "invoice \(id) of \(currency.human(money.total)) finalized as \(number) for customer \(customer.id)"
-                + (paid ? ", paid at once (nothing to pay)" : ""))
+                + (applied > 0 ? ", \(currency.human(applied)) of credit applied" : "")
+                + (paid ? ", paid at once" + (money.total == 0 ? " (nothing to pay)" : " by credit") : ""))
+    }
+
+    /// How the customer's unapplied credit pays up to `due`: credit notes with credit left,
+    /// oldest first (locked: last in the global lock order), then goodwill credit.
+    private func creditUses(_ customer: LockedCustomer, _ currency: LegacyCurrency, due: Int64) throws -> [CreditUse] {
+        guard due > 0 else { return [] }
+        let unapplied = try currency.minor(
+            try one(
+                "SELECT (-COALESCE(sum(amount), 0))::text FROM customer_balance_transactions WHERE customer_id = $1", [customer.id]
+            )!.decode(at: 0, as: String.self), context: "the balance transactions of customer \(customer.id)")
+        guard unapplied > 0 else { return [] }
+        var left = min(due, unapplied)
+        var uses: [CreditUse] = []
+        var inNotes: Int64 = 0
+        for row in try rows(
+            """
+            SELECT id, balance_remaining::text FROM credit_notes
+            WHERE customer_id = $1 AND status = 'issued' AND balance_remaining > 0 ORDER BY id FOR UPDATE
+            """, [customer.id])
+        {
+            let note = try row.decode(at: 0, as: Int64.self)
+            let remaining = try currency.minor(try row.decode(at: 1, as: String.self), context: "credit note \(note)")
+            inNotes += remaining
+            guard left > 0 else { continue }
+            let used = min(remaining, left)
+            left -= used
+            uses.append(CreditUse(creditNote: note, amount: used, remainingAfter: remaining - used))
+        }
+        let goodwill = unapplied - inNotes
+        if left > 0, goodwill > 0 { uses.append(CreditUse(creditNote: nil, amount: min(left, goodwill), remainingAfter: 0)) }
+        return uses
     }
 
     /// The customer's next invoice number: its numbering's prefix (`LL0016`) and one more than
@@ -846,6 +909,14 @@ extension LegacyOperationRun {
             keys: ["customer": id], effects: [Effect(entity: "customer", key: String(id), fields: ["archived_at": t.iso8601])],
             summary: "customer \(id) soft-deleted")
     }
+}
+
+/// Credit used to pay an invoice: from a credit note (with what it has left afterwards), or
+/// goodwill credit (`creditNote` nil).
+private struct CreditUse {
+    let creditNote: Int64?
+    let amount: Int64
+    let remainingAfter: Int64
 }
 
 /// A line of a draft invoice before it is written.

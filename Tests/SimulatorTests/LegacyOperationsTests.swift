@@ -107,6 +107,45 @@ struct LegacyOperationsTests {
         }
     }
 
+    @Test func finalizingUsesTheCustomersUnappliedCreditNoteFirst() async throws {
+        try await LegacyTestSupport.withReference { connection, dsn in
+            let clock = try await LegacyTestSupport.dataClock(connection)
+            let worker = try await LegacySQLApp(dsn: dsn).makeWorker()
+            defer { worker.close() }
+            // Story 17: credit note 171 has 12.00 left. The only draft: 19.00 for customer 17.
+            try await connection.executeScript(
+                """
+                SET search_path = legacy;
+                DELETE FROM invoice_line_items WHERE invoice_id IN (SELECT id FROM invoices WHERE status = 0);
+                DELETE FROM invoices WHERE status = 0;
+                INSERT INTO invoices (id, customer_id, subscription_id, status, currency, subtotal, discount, tax, total,
+                    amount_paid, amount_due, period_start, period_end, created_at, updated_at)
+                VALUES (1799, 17, 171, 0, 'USD', 19.00, 0.00, 0.00, 19.00, 0.00, 19.00, '2025-11-01 09:00', '2025-12-01 09:00',
+                    '2025-10-30 09:00', '2025-10-30 09:00');
+                INSERT INTO invoice_line_items (invoice_id, kind, description, quantity, unit_amount, amount)
+                VALUES (1799, 'subscription', '1 × Starter', 1, 19.0000, 19.00);
+                RESET search_path;
+                """)
+            let entry = try #require(try await Self.firstActing(.finalizeInvoice, worker: worker, clock: clock))
+            #expect(entry.keys["invoice"] == "1799")
+            let invoice = try await LegacyTestSupport.row(
+                connection, "SELECT status::text, amount_paid::text, amount_due::text, paid_at FROM legacy.invoices WHERE id = 1799")
+            #expect(invoice == ["1", "12.00", "7.00", nil])
+            let applied = try await LegacyTestSupport.row(
+                connection,
+                "SELECT type, amount::text, credit_note_id::text, (SELECT balance_remaining::text FROM legacy.credit_notes WHERE id = 171) FROM legacy.customer_balance_transactions WHERE invoice_id = 1799")
+            #expect(applied == ["applied_to_invoice", "12.00", "171", "0.00"])
+            // Owed 7.00 more, no credit left: balance 0 + 19.00 − 12.00 used… as C07 counts it.
+            let customer = try await LegacyTestSupport.row(
+                connection, "SELECT balance::text, credit_balance::text FROM legacy.customers WHERE id = 17")
+            #expect(customer == ["7.00", "0"])
+            #expect(try await LegacyEffectReader.mismatches([entry], on: connection) == [])
+            let violations = try await LegacyTestSupport.violations(connection, clock: clock).map(\.description)
+            #expect(violations == [])
+            #expect(entry.summary.hasSuffix(", 12.00 USD of credit applied"))
+        }
+    }
+
     @Test func aCreditNoteCreditsTheCustomerThroughItsBalanceTransaction() async throws {
         try await LegacyTestSupport.withReference { connection, dsn in
             let clock = try await LegacyTestSupport.dataClock(connection)
