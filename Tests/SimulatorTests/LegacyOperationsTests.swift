@@ -143,6 +143,7 @@ struct LegacyOperationsTests {
             let violations = try await LegacyTestSupport.violations(connection, clock: clock).map(\.description)
             #expect(violations == [])
             #expect(entry.summary.hasSuffix(", 12.00 USD of credit applied"))
+            #expect(try await LegacyTestSupport.quarantinedByBackfill(dsn).quarantined == [])
         }
     }
 
