@@ -493,6 +493,11 @@ extension LegacyOperationRun {
             + "-" + padded
     }
 
+    /// The SQL value of one minor unit of the currency `code` evaluates to (0.01, 1, 0.001).
+    private static func minorUnit(_ code: String) -> String {
+        "(10::numeric ^ (-CASE \(code) WHEN 'JPY' THEN 0 WHEN 'KWD' THEN 3 ELSE 2 END))"
+    }
+
     private static let noPending =
         "NOT EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = x.id AND p.status = 'pending' OFFSET 0)"
 
@@ -634,7 +639,12 @@ extension LegacyOperationRun {
 
     /// Part of an open invoice arrives by bank transfer (story 11): no provider id.
     private mutating func partialPayment() throws -> JournalEntry? {
-        let condition = "x.status = 1 AND x.amount_due > 0 AND \(Self.noPending) AND \(Self.live("x.customer_id"))"
+        // At least two minor units due, in the condition itself: a pick that then gave up would
+        // pick the same invoice again and again.
+        let currency = "btrim(COALESCE(x.currency, (SELECT c.currency FROM customers c WHERE c.id = x.customer_id)))"
+        let condition = """
+            x.status = 1 AND x.amount_due >= 2 * \(Self.minorUnit(currency)) AND \(Self.noPending) AND \(Self.live("x.customer_id"))
+            """
         guard let id = try pick("invoices", where: condition), let (customer, subscriptionID) = try lockedInvoice(id, condition),
             let currency = customer.currency
         else { return nil }
@@ -744,7 +754,7 @@ extension LegacyOperationRun {
         let refunded = "COALESCE((SELECT sum(r.amount) FROM refunds r WHERE r.payment_id = x.id AND r.status IN ('succeeded', 'pending')), 0)"
         let condition =
             "x.status = 'succeeded' AND x.invoice_id IS NOT NULL AND \(Self.live("x.customer_id")) AND "
-            + (full ? "\(refunded) = 0" : "x.amount > \(refunded)")
+            + (full ? "\(refunded) = 0" : "x.amount - \(refunded) >= 2 * \(Self.minorUnit("btrim(x.currency)"))")
         guard let id = try pick("payments", where: condition),
             let row = try one("SELECT customer_id, invoice_id FROM payments WHERE id = $1", [id])
         else { return nil }
