@@ -1,3 +1,4 @@
+import Foundation
 import Postgres
 
 /// One query of `fixtures/reference/checks.sql`: it returns the rows that break one arithmetic
@@ -78,14 +79,29 @@ public struct FixtureCheckSuite: Sendable {
         self.init(parsing: try fixtures.contents(of: .checks))
     }
 
+    /// The end of the fixture window C18 uses when none is given: the reference seed's and
+    /// the default generation's (`2025-11-01`, exclusive).
+    public static let defaultWindowEnd = PostgresTimestamp(microsecondsSinceEpoch: 1_761_955_200_000_000)
+
     /// Runs every check and returns what each one found, in file order.
     ///
     /// Runs in a read-only transaction; the session's `search_path` is restored afterwards.
+    /// - Parameter windowEnd: the exclusive end of the window every event timestamp must lie
+    ///   in (C18), set as `ledgerlift.window_end` for the transaction only; `nil` leaves the
+    ///   file's default (2025-11-01), e.g. for data a simulation continued past it, pass the
+    ///   simulation clock's last time plus a moment.
     /// - Throws: ``FixtureError`` with the check's name when a query fails.
-    public func run(in session: Session) throws -> [(check: FixtureCheck, violations: [FixtureCheckViolation])] {
+    public func run(
+        in session: Session, windowEnd: PostgresTimestamp? = nil
+    ) throws -> [(check: FixtureCheck, violations: [FixtureCheckViolation])] {
         let savedPath = try session.query("SELECT current_setting('search_path')").rows[0].decode(at: 0, as: String.self)
         defer { _ = try? session.execute("SELECT set_config('search_path', $1, false)", [savedPath]) }
         return try session.transaction(TransactionOptions(readOnly: true)) { tx in
+            if let windowEnd {
+                // A `timestamp` literal in UTC (the columns are timestamp without time zone).
+                let text = String(windowEnd.iso8601.dropLast()).replacingOccurrences(of: "T", with: " ")
+                try tx.execute("SELECT set_config('ledgerlift.window_end', $1, true)", [text])
+            }
             for statement in setup { try tx.executeScript(statement) }
             return try checks.map { check in
                 do {

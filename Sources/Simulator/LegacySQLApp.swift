@@ -1,17 +1,71 @@
 import Postgres
 
 /// The legacy billing application: every ``OperationKind`` written to the reference schema
-/// (`fixtures/reference/schema.sql`) the way the application does it (placeholder until the
-/// operations land).
+/// (`fixtures/reference/schema.sql`) the way the application does it, one transaction each.
+///
+/// Each worker is one PostgreSQL connection (`application_name` `ledgerlift-simulate`) with a
+/// `lock_timeout`, so an operation blocked by another connection's locks fails with SQLSTATE
+/// `55P03` instead of waiting, and the runner retries it.
 public struct LegacySQLApp: BillingApp {
     public let dsn: String
+    /// How long an operation waits for a row lock before failing with `55P03`.
+    public let lockTimeout: Duration
     public var name: String { "legacy-sql" }
 
-    public init(dsn: String) { self.dsn = dsn }
-
-    public func makeWorker() async throws -> any BillingAppWorker {
-        throw SimulatorError.invalidConfiguration("not built yet")
+    public init(dsn: String, lockTimeout: Duration = .seconds(1)) {
+        self.dsn = dsn
+        self.lockTimeout = lockTimeout
     }
+
+    /// Opens a connection for one worker.
+    ///
+    /// - Throws: ``SimulatorError/database(_:)`` when the connection or its settings fail.
+    public func makeWorker() async throws -> any BillingAppWorker {
+        do {
+            let connection = try await Connection.connect(dsn, applicationName: "ledgerlift-simulate")
+            do {
+                let timeout = lockTimeout
+                try await connection.withSession { session in
+                    try session.setLockTimeout(timeout)
+                    try session.setting("search_path", to: "legacy, pg_catalog")
+                }
+            } catch {
+                connection.close()
+                throw error
+            }
+            return LegacySQLWorker(connection: connection)
+        } catch let error as PostgresError {
+            throw SimulatorError.database(error)
+        }
+    }
+}
+
+/// One connection of the legacy application, running one operation at a time.
+final class LegacySQLWorker: BillingAppWorker {
+    let connection: Connection
+
+    init(connection: Connection) { self.connection = connection }
+
+    func perform(_ operation: Operation, clock: BusinessClock) async throws -> JournalEntry? {
+        do {
+            return try await connection.withSession { session in
+                // Session.transaction rolls back on any error, so a failed operation leaves the
+                // connection idle and usable, and has written nothing.
+                try session.transaction { tx in
+                    var run = LegacyOperationRun(session: tx, operation: operation, clock: clock)
+                    return try run.perform()
+                }
+            }
+        } catch let error as PostgresError {
+            throw SimulatorError.database(error)
+        } catch let error as SimulatorError {
+            throw error
+        } catch {
+            throw SimulatorError.unusableData("\(operation.kind.rawValue) (op \(operation.id)) could not read the data: \(error)")
+        }
+    }
+
+    func close() { connection.close() }
 }
 
 extension LegacySQLApp {

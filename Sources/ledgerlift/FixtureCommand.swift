@@ -10,12 +10,12 @@ import Synchronization
 struct FixtureCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fixture",
-        abstract: "Load the reference legacy billing database, or generate one at scale.",
+        abstract: "Load the reference legacy billing database, generate one at scale, or check its arithmetic rules.",
         discussion: """
-            Both commands replace the `legacy` schema of the target database, all or nothing: when they fail, \
-            the `legacy` schema the database had (if any) is left exactly as it was.
+            `load` and `generate` replace the `legacy` schema of the target database, all or nothing: when they \
+            fail, the `legacy` schema the database had (if any) is left exactly as it was. `check` only reads.
             """,
-        subcommands: [Load.self, Generate.self]
+        subcommands: [Load.self, Generate.self, Check.self]
     )
 
     /// Options both subcommands take.
@@ -104,6 +104,56 @@ struct FixtureCommand: AsyncParsableCommand {
             print(FixtureCommand.table(summary.rowCounts))
             let phases = summary.phases.map { "\($0.phase.rawValue) \(FixtureCommand.seconds($0.elapsed))" }
             print("\nelapsed \(FixtureCommand.seconds(summary.elapsed)) (\(phases.joined(separator: ", ")))")
+        }
+    }
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run fixtures/reference/checks.sql (the rules C01–C19) on a legacy database and print what breaks them.",
+            discussion: """
+                Read-only, in one transaction. Exit status: 0 every rule holds, 1 some rows break a rule (listed one a \
+                line: check, table, key, detail), 2 the checks could not run. C18 wants every event timestamp before \
+                the end of the fixture window: 2025-11-01 unless --until says otherwise (for data `ledgerlift simulate` \
+                continued past it).
+                """)
+
+        @OptionGroup var target: Target
+
+        @Option(
+            help: ArgumentHelp(
+                "Exclusive end of the window event timestamps must lie in (C18), UTC.",
+                discussion: "A timestamp like 2025-11-03T12:00:00Z, or a date like 2025-11-03 (its midnight). Default: 2025-11-01.",
+                valueName: "timestamp"))
+        var until: String?
+
+        func validate() throws {
+            if let until, Self.windowEnd(until) == nil {
+                throw ValidationError("--until must be a timestamp like 2025-11-03T12:00:00Z or a date like 2025-11-03, got '\(until)'")
+            }
+        }
+
+        /// `--until`'s value: a timestamp, or a date's midnight (UTC).
+        static func windowEnd(_ text: String) -> PostgresTimestamp? {
+            PostgresTimestamp(text) ?? PostgresDate(text)?.startOfDayUTC
+        }
+
+        func run() async throws {
+            let suite = try FixtureCheckSuite(fixtures: try target.locate())
+            let windowEnd = until.flatMap(Self.windowEnd) ?? FixtureCheckSuite.defaultWindowEnd
+            let connection = try await Connection.connect(target.dsn)
+            defer { connection.close() }
+            let results = try await connection.withSession { try suite.run(in: $0, windowEnd: windowEnd) }
+            let violations = results.flatMap(\.violations)
+            let broken = results.filter { !$0.violations.isEmpty }
+            if violations.isEmpty {
+                print("\(results.count) checks, every rule holds on \(ConnectionString.masked(target.dsn)) (window end \(windowEnd.iso8601))")
+                return
+            }
+            for violation in violations { print(violation.description) }
+            print(
+                "\n\(violations.count) row(s) break \(broken.count) of \(results.count) checks: "
+                    + broken.map { "\($0.check.code) (\($0.violations.count))" }.joined(separator: ", "))
+            throw ExitCode(1)
         }
     }
 
