@@ -121,7 +121,7 @@ private struct RoundTripApp: BillingApp {
     struct Worker: BillingAppWorker {
         let connection: Connection
 
-        func perform(_ operation: Simulator.Operation, clock: BusinessClock) async throws -> JournalEntry? {
+        func perform(_ operation: BillingOperation, clock: BusinessClock) async throws -> JournalEntry? {
             try await connection.query("SELECT 1")
             return nil
         }

@@ -24,7 +24,7 @@ public protocol BillingAppWorker: Sendable {
     /// - Throws: ``SimulatorError/database(_:)`` for a failure the caller classifies by
     ///   SQLSTATE (lock timeout and serialization failures are retried, ``WriteGuard`` refusals
     ///   re-routed, the rest counted as errors). A failed operation wrote nothing.
-    func perform(_ operation: Operation, clock: BusinessClock) async throws -> JournalEntry?
+    func perform(_ operation: BillingOperation, clock: BusinessClock) async throws -> JournalEntry?
 
     /// Closes the connection.
     func close()

@@ -16,7 +16,7 @@ import Postgres
 ///    of the operation with that one time.
 struct LegacyOperationRun {
     let session: Session
-    let operation: Operation
+    let operation: BillingOperation
     let clock: BusinessClock
     var random: SimulationRandom
     /// How far the data clock moves for this operation, drawn first from its stream.
@@ -27,7 +27,7 @@ struct LegacyOperationRun {
     /// find common rows at once, few enough that a pick costs milliseconds on millions of rows.
     static let pickWindow: Int64 = 4000
 
-    init(session: Session, operation: Operation, clock: BusinessClock) {
+    init(session: Session, operation: BillingOperation, clock: BusinessClock) {
         self.session = session
         self.operation = operation
         self.clock = clock

@@ -46,7 +46,7 @@ final class LegacySQLWorker: BillingAppWorker {
 
     init(connection: Connection) { self.connection = connection }
 
-    func perform(_ operation: Operation, clock: BusinessClock) async throws -> JournalEntry? {
+    func perform(_ operation: BillingOperation, clock: BusinessClock) async throws -> JournalEntry? {
         do {
             return try await connection.withSession { session in
                 // Session.transaction rolls back on any error, so a failed operation leaves the

@@ -43,7 +43,7 @@ public struct RetryPolicy: Sendable, Hashable {
     public func isRetryable(_ sqlState: String) -> Bool { retryableStates.contains(sqlState) }
 
     /// The pause after failed attempt `attempt` (from 1) of `operation`.
-    public func delay(after attempt: Int, operation: Operation) -> Duration {
+    public func delay(after attempt: Int, operation: BillingOperation) -> Duration {
         let exponent = min(max(attempt - 1, 0), 30)
         let full = min(initialBackoff * (1 << exponent), maxBackoff)
         var random = SimulationRandom(seed: SimulationRandom.derive(operation.seed, UInt64(attempt)))

@@ -146,10 +146,10 @@ public final class Simulation: Sendable {
 
     /// Operation `id` of a run with `seed` and `mix`: kind from the first draw of
     /// `SimulationRandom(seed: derive(seed, id))`, the operation's own seed from the second.
-    public static func operation(_ id: UInt64, seed: UInt64, mix: OperationMix) -> Operation {
+    public static func operation(_ id: UInt64, seed: UInt64, mix: OperationMix) -> BillingOperation {
         var random = SimulationRandom(seed: SimulationRandom.derive(seed, id))
         let kind = mix.kind(for: random.next())
-        return Operation(id: id, kind: kind, seed: random.next())
+        return BillingOperation(id: id, kind: kind, seed: random.next())
     }
 
     /// Stops the run: the first call lets running operations finish, a second cancels them.
@@ -250,7 +250,7 @@ public final class Simulation: Sendable {
     }
 
     /// The next operation and, in open loop, its scheduled start; `nil` when the run is over.
-    private func nextOperation(start: ContinuousClock.Instant) -> (Operation, ContinuousClock.Instant?)? {
+    private func nextOperation(start: ContinuousClock.Instant) -> (BillingOperation, ContinuousClock.Instant?)? {
         let now = clock.now
         let id: UInt64? = state.withLock { state in
             guard state.stopReason == nil, state.failure == nil else { return nil }
@@ -294,7 +294,7 @@ public final class Simulation: Sendable {
         }
     }
 
-    private func perform(_ operation: Operation, on connection: inout ConnectionState, began: ContinuousClock.Instant)
+    private func perform(_ operation: BillingOperation, on connection: inout ConnectionState, began: ContinuousClock.Instant)
         async
     {
         var attempts = await attempt(operation, worker: &connection.worker, app: configuration.app)
@@ -341,7 +341,7 @@ public final class Simulation: Sendable {
 
     /// Runs `operation` on `worker` (opening one of `app` when there is none), retrying the
     /// retryable failures.
-    private func attempt(_ operation: Operation, worker: inout (any BillingAppWorker)?, app: any BillingApp) async
+    private func attempt(_ operation: BillingOperation, worker: inout (any BillingAppWorker)?, app: any BillingApp) async
         -> Attempts
     {
         var attempts = Attempts()

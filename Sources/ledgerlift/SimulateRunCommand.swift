@@ -113,9 +113,7 @@ struct SimulateRunCommand: AsyncParsableCommand {
         }
         let journalWriter = try journal.map { try JournalWriter(path: $0) }
         defer { journalWriter?.close() }
-        // TODO(merge): pass --lock-timeout once LegacySQLApp takes it:
-        // LegacySQLApp(dsn: legacy, lockTimeout: .milliseconds(Int64(lockTimeout * 1000))).
-        let app = LegacySQLApp(dsn: legacy)
+        let app = LegacySQLApp(dsn: legacy, lockTimeout: .milliseconds(Int64((lockTimeout * 1000).rounded())))
         var retry = RetryPolicy.standard
         retry.maxAttempts = maxAttempts
         let simulation = try Simulation(

@@ -17,6 +17,7 @@ struct HelpTextTests {
             "fixture generate", FixtureCommand.Generate.self,
             ["--dsn <dsn>", "--fixtures <dir>", "--customers <customers>", "--seed <seed>", "--start <start>", "--months <months>"]
         ),
+        ("fixture check", FixtureCommand.Check.self, ["--dsn <dsn>", "--fixtures <dir>", "--until <timestamp>"]),
         ("store init", StoreCommand.Init.self, storeOptions),
         ("store stats", StoreCommand.Stats.self, storeOptions + ["--format <format>"]),
         ("store reset", StoreCommand.Reset.self, storeOptions + ["--read-schema <read-schema>", "--yes", "--wait"]),

@@ -78,11 +78,16 @@ struct SimulateCommandTests {
             let journal = Self.journalPath("journal.jsonl")
             let simulation = Task.detached {
                 try LedgerliftBinary.run([
-                    "simulate", "--legacy", legacy, "--rate", "30", "--duration", "6", "--connections", "4",
+                    "simulate", "--legacy", legacy, "--rate", "30", "--duration", "8", "--connections", "4",
                     "--journal", journal, "--report", "json",
                 ])
             }
-            try await Task.sleep(for: .seconds(1))
+            // Lock once the application is writing (its first acknowledged operation is journaled),
+            // however long a loaded machine takes to start it.
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ((try? Data(contentsOf: URL(fileURLWithPath: journal)))?.isEmpty ?? true), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
             let locker = try await Connection.connect(legacy)
             defer { locker.close() }
             try await locker.withSession { session in
@@ -94,11 +99,11 @@ struct SimulateCommandTests {
             let run = try await simulation.value
             #expect(run.status == 0, "\(run.stderr)")
             let report = try Self.report(run)
-            #expect(report.total.operations == 180)
+            #expect(report.total.operations == 240)
             #expect(report.total.failed == 0, "blocked operations wait or retry, they do not fail")
             // The lock outlasts the application's 1 s lock timeout: operations on invoices time out,
             // back off and retry, and the report shows the time they spent blocked.
-            #expect(report.total.retries > 0)
+            #expect(report.total.retries > 0, "\(run.stdout)")
             #expect(report.total.blockedSeconds >= 1)
             let verify = try LedgerliftBinary.run(["simulate", "verify", "--journal", journal, "--legacy", legacy])
             #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")

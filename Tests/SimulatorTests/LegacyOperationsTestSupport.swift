@@ -56,10 +56,10 @@ enum LegacyTestSupport {
 
     /// Operation `id` of a run seeded `seed`: its seed derived from the run's, its kind drawn
     /// from the mix with the first draw of its own stream.
-    static func operation(_ id: UInt64, seed: UInt64, mix: OperationMix = .standard) -> Simulator.Operation {
+    static func operation(_ id: UInt64, seed: UInt64, mix: OperationMix = .standard) -> BillingOperation {
         let opSeed = SimulationRandom.derive(seed, id)
         var random = SimulationRandom(seed: opSeed)
-        return Simulator.Operation(id: id, kind: mix.kind(for: random.next()), seed: opSeed)
+        return BillingOperation(id: id, kind: mix.kind(for: random.next()), seed: opSeed)
     }
 
     /// Runs operations 1…`count` of a seeded run one after the other on one worker and returns
@@ -127,8 +127,8 @@ enum LegacyTestSupport {
 
     /// The first operation of a run seeded `seed` (ids from 1) whose kind is `kind`, with the
     /// single-kind mix: an operation of that kind with a seed of its own.
-    static func single(_ kind: OperationKind, id: UInt64 = 1, seed: UInt64 = 7) -> Simulator.Operation {
-        Simulator.Operation(id: id, kind: kind, seed: SimulationRandom.derive(seed, id))
+    static func single(_ kind: OperationKind, id: UInt64 = 1, seed: UInt64 = 7) -> BillingOperation {
+        BillingOperation(id: id, kind: kind, seed: SimulationRandom.derive(seed, id))
     }
 }
 

@@ -121,7 +121,7 @@ import Testing
     @Test func anOperationRefusedByTheWriteGuardIsCountedReroutedAndSentToTheSecondApplication() async throws {
         try await TestDatabase.withConnection { admin, dsn in
             try await ProbeApp.createTable(admin)
-            let refusing = { @Sendable (operation: Simulator.Operation, _: Int) -> ProbeApp.Step in
+            let refusing = { @Sendable (operation: BillingOperation, _: Int) -> ProbeApp.Step in
                 operation.id == 2 ? .raise(WriteGuard.sqlState) : .insert
             }
             let alone = try await Simulation(
@@ -184,7 +184,7 @@ import Testing
     @Test func oneConnectionWithASeedPerformsTheSameOperationsInTheSameOrderEveryRun() async throws {
         try await TestDatabase.withConnection { admin, dsn in
             try await ProbeApp.createTable(admin)
-            func run(seed: UInt64, connections: Int) async throws -> [Simulator.Operation] {
+            func run(seed: UInt64, connections: Int) async throws -> [BillingOperation] {
                 let app = ProbeApp(dsn: dsn)
                 _ = try await Simulation(
                     .init(
@@ -200,7 +200,7 @@ import Testing
             // operation's seed from the second.
             let expected = (UInt64(1)...40).map { id in
                 var random = SimulationRandom(seed: SimulationRandom.derive(11, id))
-                return Simulator.Operation(
+                return BillingOperation(
                     id: id, kind: OperationMix.standard.kind(for: random.next()), seed: random.next())
             }
             #expect(first == expected)
@@ -288,7 +288,8 @@ import Testing
                 Set(object.keys) == [
                     "mode", "app", "connections", "seed", "target_rate", "achieved_rate", "duration_seconds",
                     "stopped_by", "failure",
-                    "journal", "journal_lines", "kinds", "total", "error_messages",
+                    "journal", "journal_lines", "kinds", "total", "error_messages", "business_time_from",
+                    "business_time_to",
                 ])
             #expect(object["mode"] as? String == "closed")
             #expect(object["app"] as? String == "probe")
@@ -390,12 +391,12 @@ final class ProbeApp: BillingApp {
     final class Log: Sendable {
         private let state = Mutex(
             (
-                performed: [Simulator.Operation](), attempts: [UInt64: Int](),
+                performed: [BillingOperation](), attempts: [UInt64: Int](),
                 firstCalls: [UInt64: ContinuousClock.Instant](), lines: [UInt64: Int]()
             ))
 
         /// Counts an attempt; returns its number (from 1).
-        func attempt(_ operation: Simulator.Operation, journalLines: Int?) -> Int {
+        func attempt(_ operation: BillingOperation, journalLines: Int?) -> Int {
             state.withLock { state in
                 state.attempts[operation.id, default: 0] += 1
                 let number = state.attempts[operation.id]!
@@ -408,7 +409,7 @@ final class ProbeApp: BillingApp {
             }
         }
 
-        func performed() -> [Simulator.Operation] { state.withLock { $0.performed } }
+        func performed() -> [BillingOperation] { state.withLock { $0.performed } }
         func attempts(of id: UInt64) -> Int { state.withLock { $0.attempts[id] ?? 0 } }
         func firstCall(of id: UInt64) -> ContinuousClock.Instant? { state.withLock { $0.firstCalls[id] } }
         func journalLinesSeen() -> [UInt64: Int] { state.withLock { $0.lines } }
@@ -417,13 +418,13 @@ final class ProbeApp: BillingApp {
     let dsn: String
     let journal: String?
     let lockTimeoutMilliseconds: Int?
-    let plan: @Sendable (Simulator.Operation, Int) -> Step
+    let plan: @Sendable (BillingOperation, Int) -> Step
     let log = Log()
     var name: String { "probe" }
 
     init(
         dsn: String, journal: String? = nil, lockTimeoutMilliseconds: Int? = nil,
-        plan: @escaping @Sendable (Simulator.Operation, Int) -> Step = { _, _ in .insert }
+        plan: @escaping @Sendable (BillingOperation, Int) -> Step = { _, _ in .insert }
     ) {
         self.dsn = dsn
         self.journal = journal
@@ -453,7 +454,7 @@ final class ProbeApp: BillingApp {
         let app: ProbeApp
         let connection: Connection
 
-        func perform(_ operation: Simulator.Operation, clock: BusinessClock) async throws -> JournalEntry? {
+        func perform(_ operation: BillingOperation, clock: BusinessClock) async throws -> JournalEntry? {
             let lines = app.journal.map { path in
                 (try? String(contentsOfFile: path, encoding: .utf8))?.split(separator: "\n").count ?? 0
             }

@@ -4,7 +4,7 @@
 /// generator, seeded from the run's seed and the operation's id, so an operation decides the
 /// same way whichever connection runs it and whatever ran before it; only the entities it can
 /// pick depend on the data.
-public struct Operation: Sendable, Hashable {
+public struct BillingOperation: Sendable, Hashable {
     /// Position in the run's schedule, from 1. The journal's op id.
     public let id: UInt64
     public let kind: OperationKind
