@@ -228,7 +228,14 @@ extension LegacyOperationRun {
                  OR (NOT x.cancel_at_period_end AND x.status IN ('active', 'past_due') AND (\(ended) OR NOT \(invoiced))))
             """
         guard let id = try pick("subscriptions", where: condition) else { return try oneOffDraft(for: nil) }
-        guard let (customer, _) = try lockedSubscription(id, condition), let currency = customer.currency else { return nil }
+        guard let row = try one("SELECT customer_id FROM subscriptions WHERE id = $1", [id]),
+            let customer = try lockCustomer(try row.decode(at: 0, as: Int64.self))
+        else { return nil }
+        try lockSubscription(id)
+        // Another connection renewed (or invoiced) it in between: with the customer locked, the
+        // one-off is still worth drafting (on a busy small database the workers often pick the
+        // same due subscription at once).
+        guard try holds("subscriptions", id, condition), let currency = customer.currency else { return try oneOffDraft(for: customer) }
         let t = now()
         if try holds("subscriptions", id, "x.cancel_at_period_end AND x.current_period_end <= '\(t.iso8601)'::timestamptz::timestamp") {
             return try endAtPeriodEnd(id, customer: customer, at: t)
@@ -661,9 +668,14 @@ extension LegacyOperationRun {
         )
     }
 
-    /// An open invoice is paid in full by card.
+    /// An open invoice is paid in full by card at its first attempt. An invoice whose attempt
+    /// failed is in dunning: its retry pays it (`payment_retried`), so the two do not compete
+    /// for the same invoices and a failed attempt waits for its retry.
     private mutating func paymentSucceeded() throws -> JournalEntry? {
-        let condition = "x.status = 1 AND x.amount_due > 0 AND \(Self.noPending) AND \(Self.live("x.customer_id"))"
+        let condition = """
+            x.status = 1 AND x.amount_due > 0 AND \(Self.noPending) AND \(Self.live("x.customer_id"))
+            AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = x.id AND p.status = 'failed' OFFSET 0)
+            """
         guard let id = try pick("invoices", where: condition), let (customer, subscriptionID) = try lockedInvoice(id, condition),
             let currency = customer.currency
         else { return nil }

@@ -75,8 +75,23 @@ struct LegacyOperationsTests {
             let amount = try #require(paid.fields["amount"] ?? nil)
             #expect(paid.fields["status"] == "succeeded" && paid.fields["invoice_id"] == String(invoice))
             #expect(entry.summary.hasPrefix("payment \(payment) of ") && entry.summary.hasSuffix(" on invoice \(invoice) succeeded"))
+            // The payment is what was due; the invoice is paid in full (an earlier part payment included).
+            let minor = try await LegacyTestSupport.row(
+                connection,
+                """
+                SELECT (i.total * 10 ^ CASE btrim(COALESCE(i.currency, c.currency)) WHEN 'JPY' THEN 0 WHEN 'KWD' THEN 3 ELSE 2 END)::bigint::text,
+                       ((SELECT sum(p.amount) FROM legacy.payments p WHERE p.invoice_id = i.id AND p.status = 'succeeded' AND p.id <> $2)
+                        * 10 ^ CASE btrim(COALESCE(i.currency, c.currency)) WHEN 'JPY' THEN 0 WHEN 'KWD' THEN 3 ELSE 2 END)::bigint::text
+                FROM legacy.invoices i JOIN legacy.customers c ON c.id = i.customer_id WHERE i.id = $1
+                """, [invoice, payment])
+            let total = try #require(minor[0].flatMap { Int64($0) })
+            // A first attempt: an invoice in dunning (a failed attempt) is left to its retry.
+            let failed = try await LegacyTestSupport.row(
+                connection, "SELECT count(*)::text FROM legacy.payments WHERE invoice_id = $1 AND status = 'failed'", [invoice])
+            #expect(failed == ["0"])
+            #expect(Int64(amount)! == total - (minor[1].flatMap { Int64($0) } ?? 0))
             #expect(entry.effects.first { $0.entity == "invoice" }?.fields == [
-                "status": "paid", "amount_paid": .some(String(Int64(amount)!)), "amount_due": "0", "paid_at": .some(t.iso8601),
+                "status": "paid", "amount_paid": .some(String(total)), "amount_due": "0", "paid_at": .some(t.iso8601),
             ])
         }
     }
