@@ -199,25 +199,47 @@ extension LegacyOperationRun {
 
     // MARK: - Invoices
 
-    /// A draft invoice for a subscription's current period: the subscription line × quantity,
-    /// usage for business plans now and then, a coupon now and then, and tax at the customer's
-    /// rate (its latest invoice's). When the clock has passed the period's end, the period is
-    /// advanced first, as the billing worker's bulk UPDATE does (no history row).
+    /// The billing worker and the invoicing screen: a draft invoice, almost always.
+    ///
+    /// First the billing worker's path: a running subscription whose current period has ended,
+    /// or has no invoice yet. A subscription set to cancel at its period's end whose period has
+    /// ended is ended instead of renewed (``endAtPeriodEnd(_:customer:at:)``). Otherwise the
+    /// period is advanced over whole periods until the one in progress, as the worker's bulk
+    /// UPDATE does (no history row), and a draft for it is written: the subscription line ×
+    /// quantity, usage for business plans now and then, a coupon now and then, and tax at the
+    /// customer's rate (its latest invoice's).
+    ///
+    /// When no subscription is due (every running one is invoiced for its period, the usual
+    /// case between two period ends), a one-off draft for a live customer instead
+    /// (``oneOffDraft(for:)``): setup fees, extra seats and professional services are billed
+    /// between renewals, which keeps the invoice pipeline fed.
     private mutating func draftInvoice() throws -> JournalEntry? {
         let invoiced = """
             EXISTS (SELECT 1 FROM invoices i WHERE i.subscription_id = x.id
                     AND i.period_start = x.current_period_start AND i.status <> 3 OFFSET 0)
             """
         let pickedAt = clock.current
+        let ended = "x.current_period_end <= '\(pickedAt.iso8601)'::timestamptz::timestamp"
+        // Set to cancel at its period's end: due only once that end has passed (to be ended);
+        // a trial set to cancel ends at the trial's end (story 3).
         let condition = """
-            x.status IN ('active', 'past_due') AND NOT x.cancel_at_period_end AND x.current_period_end IS NOT NULL
-            AND \(Self.live("x.customer_id"))
-            AND (x.current_period_end <= '\(pickedAt.iso8601)'::timestamptz::timestamp OR NOT \(invoiced))
+            x.current_period_end IS NOT NULL AND \(Self.live("x.customer_id"))
+            AND ((x.cancel_at_period_end AND x.status IN ('active', 'past_due', 'trialing') AND \(ended))
+                 OR (NOT x.cancel_at_period_end AND x.status IN ('active', 'past_due') AND (\(ended) OR NOT \(invoiced))))
             """
-        guard let id = try pick("subscriptions", where: condition), let (customer, _) = try lockedSubscription(id, condition),
-            let currency = customer.currency
+        guard let id = try pick("subscriptions", where: condition) else { return try oneOffDraft(for: nil) }
+        guard let row = try one("SELECT customer_id FROM subscriptions WHERE id = $1", [id]),
+            let customer = try lockCustomer(try row.decode(at: 0, as: Int64.self))
         else { return nil }
+        try lockSubscription(id)
+        // Another connection renewed (or invoiced) it in between: with the customer locked, the
+        // one-off is still worth drafting (on a busy small database the workers often pick the
+        // same due subscription at once).
+        guard try holds("subscriptions", id, condition), let currency = customer.currency else { return try oneOffDraft(for: customer) }
         let t = now()
+        if try holds("subscriptions", id, "x.cancel_at_period_end AND x.current_period_end <= '\(t.iso8601)'::timestamptz::timestamp") {
+            return try endAtPeriodEnd(id, customer: customer, at: t)
+        }
         // The billing worker's renewal: whole periods until the one in progress.
         var advanced = false
         for _ in 0..<1200 {
@@ -232,7 +254,7 @@ extension LegacyOperationRun {
             guard due != nil else { break }
             advanced = true
         }
-        if !advanced, try holds("subscriptions", id, invoiced) { return nil }
+        if !advanced, try holds("subscriptions", id, invoiced) { return try oneOffDraft(for: customer) }
         guard
             let sub = try one(
                 """
@@ -270,17 +292,111 @@ extension LegacyOperationRun {
                     amount: calls * unit / LegacyMoney.powerOfTen(4 - currency.exponent)))
         }
         let subtotal = lines.reduce(Int64(0)) { $0 + $1.amount }
-        var discount: Int64 = 0
         if subtotal > 0, random.chance(0.1) {
-            discount = LegacyMoney.percent(subtotal, 20)
+            let discount = LegacyMoney.percent(subtotal, 20)
             lines.append(
                 DraftLine(
                     kind: "discount", description: "Coupon SAVE20 (20% off)", quantity: 1, unit4: currency.unitText(-discount),
                     amount: -discount))
         }
-        // The customer's tax rate: its latest invoice's (the app keeps it on the customer's
-        // billing profile). C04: round((subtotal − discount) × tax_rate::numeric, exponent),
-        // computed by PostgreSQL from the very float8 that is stored.
+        let draft = try writeDraft(
+            customer: customer, currency: currency, subscription: id, lines: lines, period: (periodStart, periodEnd), at: t)
+        return entry(
+            keys: ["customer": customer.id, "subscription": id, "invoice": draft.invoice], effects: draft.effects,
+            summary: "draft invoice \(draft.invoice) of \(currency.human(draft.total)) for subscription \(id) of customer \(customer.id)"
+                + (advanced ? " (period renewed)" : ""))
+    }
+
+    /// The billing worker ends a subscription set to cancel at its period's end once that end
+    /// has passed, instead of renewing it: `canceled`, `ended_at` its period's end, `canceled_at`
+    /// kept (the request, story 6). Through the model, so the ORM callback's history row keeps
+    /// the running version (story 5).
+    ///
+    /// `ended_at` is never before `canceled_at`: a request made after the period's end (the
+    /// worker had not come by yet) ends the subscription at the request, so its timeline stays
+    /// ordered (the mapping replays cancel, then end).
+    private mutating func endAtPeriodEnd(_ id: Int64, customer: LockedCustomer, at t: PostgresTimestamp) throws -> JournalEntry? {
+        try recordHistory(id, at: t)
+        guard
+            let row = try one(
+                """
+                UPDATE subscriptions SET status = 'canceled',
+                    ended_at = GREATEST(current_period_end, COALESCE(canceled_at, current_period_end)),
+                    canceled_at = COALESCE(canceled_at, current_period_end), updated_at = $2::timestamptz::timestamp
+                WHERE id = $1
+                RETURNING ended_at, canceled_at
+                """, [id, t])
+        else { return nil }
+        let endedAt = try row.decode(at: 0, as: PostgresTimestamp.self)
+        let canceledAt = try row.decode(at: 1, as: PostgresTimestamp.self)
+        return entry(
+            keys: ["customer": customer.id, "subscription": id],
+            effects: [
+                Effect(
+                    entity: "subscription", key: String(id),
+                    fields: ["status": "canceled", "canceled_at": canceledAt.iso8601, "ended_at": endedAt.iso8601])
+            ],
+            summary: "subscription \(id) of customer \(customer.id) ended at the end of its period (\(endedAt.iso8601))")
+    }
+
+    /// A one-off draft (no subscription, no period): a setup fee, extra seats or professional
+    /// services, `quantity × unit price` exactly (C01), taxed at the customer's rate like its
+    /// subscription invoices (C04). For `customer` (already locked), else for a live customer
+    /// with a currency and something running, picked and locked here.
+    private mutating func oneOffDraft(for locked: LockedCustomer?) throws -> JournalEntry? {
+        var customer = locked
+        if customer == nil {
+            let condition = """
+                x.deleted_at IS NULL
+                AND (x.currency IS NOT NULL
+                     OR EXISTS (SELECT 1 FROM invoices i WHERE i.customer_id = x.id AND i.currency IS NOT NULL OFFSET 0))
+                AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.customer_id = x.id
+                            AND s.status IN ('active', 'past_due', 'trialing') OFFSET 0)
+                """
+            guard let id = try pick("customers", where: condition), let picked = try lockCustomer(id),
+                try holds("customers", id, condition)
+            else { return nil }
+            customer = picked
+        }
+        guard let customer, let currency = customer.currency else { return nil }
+        let dollar = currency.roughDollar
+        let line: DraftLine
+        switch random.int(0...2) {
+        case 0:
+            let unit = dollar * random.pick([49, 99, 149, 299])
+            line = DraftLine(kind: "one_off", description: "Setup fee", quantity: 1, unit4: currency.unitText(unit), amount: unit)
+        case 1:
+            let seats = random.int(1...10)
+            let unit = dollar * random.pick([10, 12, 15])
+            line = DraftLine(
+                kind: "one_off", description: "Extra seats (\(seats))", quantity: seats, unit4: currency.unitText(unit),
+                amount: seats * unit)
+        default:
+            let hours = random.int(1...8)
+            let unit = dollar * random.pick([120, 150, 200])
+            line = DraftLine(
+                kind: "one_off", description: "Professional services (hours)", quantity: hours, unit4: currency.unitText(unit),
+                amount: hours * unit)
+        }
+        let t = now()
+        let draft = try writeDraft(customer: customer, currency: currency, subscription: nil, lines: [line], period: nil, at: t)
+        return entry(
+            keys: ["customer": customer.id, "invoice": draft.invoice], effects: draft.effects,
+            summary: "one-off draft invoice \(draft.invoice) of \(currency.human(draft.total)) (\(line.description)) for customer \(customer.id)")
+    }
+
+    /// Writes a draft (status 0, no number) of `lines` and, when the customer's rate makes it
+    /// non-zero, its tax line: the customer's tax rate is its latest invoice's (the app keeps
+    /// it on the customer's billing profile). C04: round((subtotal − discount) ×
+    /// tax_rate::numeric, exponent), computed by PostgreSQL from the very float8 that is stored.
+    /// `subtotal`, `discount`, `tax`, `total` = Σ lines (C02, C03).
+    private func writeDraft(
+        customer: LockedCustomer, currency: LegacyCurrency, subscription: Int64?, lines draftLines: [DraftLine],
+        period: (start: PostgresTimestamp, end: PostgresTimestamp)?, at t: PostgresTimestamp
+    ) throws -> (invoice: Int64, total: Int64, effects: [Effect]) {
+        var lines = draftLines
+        let subtotal = lines.filter { $0.kind != "discount" }.reduce(Int64(0)) { $0 + $1.amount }
+        let discount = -lines.filter { $0.kind == "discount" }.reduce(Int64(0)) { $0 + $1.amount }
         let rate = try one("SELECT tax_rate::text FROM invoices WHERE customer_id = $1 ORDER BY id DESC LIMIT 1", [customer.id])?
             .decode(at: 0, as: String?.self)
         var tax: Int64 = 0
@@ -289,7 +405,7 @@ extension LegacyOperationRun {
                 "SELECT CASE WHEN $2::float8 = 0 THEN 0 ELSE round($1::numeric * $2::float8::numeric, $3::int) END::text",
                 [currency.text(subtotal - discount), rate, Int64(currency.exponent)]
             )!.decode(at: 0, as: String.self)
-            tax = try currency.minor(taxText, context: "the tax of a draft for subscription \(id)")
+            tax = try currency.minor(taxText, context: "the tax of a draft for customer \(customer.id)")
             if tax != 0 {
                 lines.append(DraftLine(kind: "tax", description: "Tax", quantity: 1, unit4: currency.unitText(tax), amount: tax))
             }
@@ -305,14 +421,14 @@ extension LegacyOperationRun {
             RETURNING id
             """,
             [
-                customer.id, id, currency.code, currency.text(subtotal), currency.text(discount), currency.text(tax),
-                currency.text(total), currency.text(0), rate, periodStart, periodEnd, t,
+                customer.id, subscription, currency.code, currency.text(subtotal), currency.text(discount), currency.text(tax),
+                currency.text(total), currency.text(0), rate, period?.start, period?.end, t,
             ])
         var effects = [
             Effect(
                 entity: "invoice", key: String(invoiceID),
                 fields: [
-                    "customer_id": String(customer.id), "subscription_id": String(id), "status": "draft",
+                    "customer_id": String(customer.id), "subscription_id": subscription.map(String.init), "status": "draft",
                     "number": LegacyEffects.null, "currency": currency.code, "subtotal": String(subtotal),
                     "discount": String(discount), "tax": String(tax), "total": String(total), "amount_paid": "0",
                     "amount_due": String(total), "finalized_at": LegacyEffects.null, "paid_at": LegacyEffects.null,
@@ -327,7 +443,7 @@ extension LegacyOperationRun {
                 VALUES ($1, $2, $3, $4, $5::numeric, $6::numeric, $7::timestamptz::timestamp, $8::timestamptz::timestamp, false)
                 RETURNING id
                 """,
-                [invoiceID, line.kind, line.description, line.quantity, line.unit4, currency.text(line.amount), periodStart, periodEnd])
+                [invoiceID, line.kind, line.description, line.quantity, line.unit4, currency.text(line.amount), period?.start, period?.end])
             effects.append(
                 Effect(
                     entity: "invoice_line", key: String(lineID),
@@ -336,10 +452,7 @@ extension LegacyOperationRun {
                         "amount": String(line.amount),
                     ]))
         }
-        return entry(
-            keys: ["customer": customer.id, "subscription": id, "invoice": invoiceID], effects: effects,
-            summary: "draft invoice \(invoiceID) of \(currency.human(total)) for subscription \(id) of customer \(customer.id)"
-                + (advanced ? " (period renewed)" : ""))
+        return (invoiceID, total, effects)
     }
 
     /// Locks invoice `id` with its customer (and subscription); `nil` when the condition no
@@ -555,9 +668,14 @@ extension LegacyOperationRun {
         )
     }
 
-    /// An open invoice is paid in full by card.
+    /// An open invoice is paid in full by card at its first attempt. An invoice whose attempt
+    /// failed is in dunning: its retry pays it (`payment_retried`), so the two do not compete
+    /// for the same invoices and a failed attempt waits for its retry.
     private mutating func paymentSucceeded() throws -> JournalEntry? {
-        let condition = "x.status = 1 AND x.amount_due > 0 AND \(Self.noPending) AND \(Self.live("x.customer_id"))"
+        let condition = """
+            x.status = 1 AND x.amount_due > 0 AND \(Self.noPending) AND \(Self.live("x.customer_id"))
+            AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = x.id AND p.status = 'failed' OFFSET 0)
+            """
         guard let id = try pick("invoices", where: condition), let (customer, subscriptionID) = try lockedInvoice(id, condition),
             let currency = customer.currency
         else { return nil }

@@ -75,8 +75,23 @@ struct LegacyOperationsTests {
             let amount = try #require(paid.fields["amount"] ?? nil)
             #expect(paid.fields["status"] == "succeeded" && paid.fields["invoice_id"] == String(invoice))
             #expect(entry.summary.hasPrefix("payment \(payment) of ") && entry.summary.hasSuffix(" on invoice \(invoice) succeeded"))
+            // The payment is what was due; the invoice is paid in full (an earlier part payment included).
+            let minor = try await LegacyTestSupport.row(
+                connection,
+                """
+                SELECT (i.total * 10 ^ CASE btrim(COALESCE(i.currency, c.currency)) WHEN 'JPY' THEN 0 WHEN 'KWD' THEN 3 ELSE 2 END)::bigint::text,
+                       ((SELECT sum(p.amount) FROM legacy.payments p WHERE p.invoice_id = i.id AND p.status = 'succeeded' AND p.id <> $2)
+                        * 10 ^ CASE btrim(COALESCE(i.currency, c.currency)) WHEN 'JPY' THEN 0 WHEN 'KWD' THEN 3 ELSE 2 END)::bigint::text
+                FROM legacy.invoices i JOIN legacy.customers c ON c.id = i.customer_id WHERE i.id = $1
+                """, [invoice, payment])
+            let total = try #require(minor[0].flatMap { Int64($0) })
+            // A first attempt: an invoice in dunning (a failed attempt) is left to its retry.
+            let failed = try await LegacyTestSupport.row(
+                connection, "SELECT count(*)::text FROM legacy.payments WHERE invoice_id = $1 AND status = 'failed'", [invoice])
+            #expect(failed == ["0"])
+            #expect(Int64(amount)! == total - (minor[1].flatMap { Int64($0) } ?? 0))
             #expect(entry.effects.first { $0.entity == "invoice" }?.fields == [
-                "status": "paid", "amount_paid": .some(String(Int64(amount)!)), "amount_due": "0", "paid_at": .some(t.iso8601),
+                "status": "paid", "amount_paid": .some(String(total)), "amount_due": "0", "paid_at": .some(t.iso8601),
             ])
         }
     }
@@ -216,11 +231,101 @@ struct LegacyOperationsTests {
         }
     }
 
+    @Test func aDraftWhenEverySubscriptionIsInvoicedIsAOneOffTaxedAtTheCustomersRate() async throws {
+        try await LegacyTestSupport.withReference { connection, dsn in
+            let clock = try await LegacyTestSupport.dataClock(connection)
+            let worker = try await LegacySQLApp(dsn: dsn).makeWorker()
+            defer { worker.close() }
+            // Every running subscription of the seed is invoiced for its period, none has ended.
+            var entries: [JournalEntry] = []
+            for id: UInt64 in 1...40 {
+                entries.append(try #require(try await worker.perform(LegacyTestSupport.single(.draftInvoice, id: id), clock: clock)))
+            }
+            for entry in entries {
+                #expect(entry.keys["subscription"] == nil)
+                #expect(entry.summary.hasPrefix("one-off draft invoice "))
+                let invoice = try #require(entry.keys["invoice"].flatMap(Int64.init))
+                let row = try await LegacyTestSupport.row(
+                    connection,
+                    """
+                    SELECT i.status::text, i.subscription_id::text, i.number, i.period_start::text,
+                           (SELECT string_agg(l.kind, ',' ORDER BY l.id) FROM legacy.invoice_line_items l WHERE l.invoice_id = i.id),
+                           (i.tax_rate IS NOT DISTINCT FROM (SELECT p.tax_rate FROM legacy.invoices p
+                                WHERE p.customer_id = i.customer_id AND p.id < i.id ORDER BY p.id DESC LIMIT 1))::text,
+                           (i.tax <> 0)::text
+                    FROM legacy.invoices i WHERE i.id = $1
+                    """, [invoice])
+                let taxed = row[6] == "true"
+                #expect(Array(row[0...3]) == ["0", nil, nil, nil])
+                #expect(row[4] == (taxed ? "one_off,tax" : "one_off"))
+                #expect(row[5] == "true", "the draft takes the customer's latest tax rate")
+            }
+            #expect(entries.contains { $0.effects.contains { $0.fields["kind"] == "tax" } }, "some customer of the seed pays tax")
+            #expect(try await LegacyEffectReader.mismatches(entries, on: connection) == [])
+            // C01–C04 (and every other rule) hold on the one-off drafts.
+            #expect(try await LegacyTestSupport.violations(connection, clock: clock).map(\.description) == [])
+            // They go on through the pipeline: finalize finds drafts.
+            #expect(try await Self.firstActing(.finalizeInvoice, worker: worker, clock: clock, firstID: 100) != nil)
+        }
+    }
+
+    @Test func theBillingWorkerEndsASubscriptionSetToCancelAtItsPeriodsEndWithItsHistoryRow() async throws {
+        try await LegacyTestSupport.withReference { connection, dsn in
+            // Story 6: subscription 61 is set to cancel at its period's end. Its period (and the
+            // request) moved back so that end has passed; nothing else is due.
+            try await connection.executeScript(
+                """
+                UPDATE legacy.subscriptions SET canceled_at = '2025-10-01 10:00', current_period_start = '2025-09-08 13:20',
+                    current_period_end = '2025-10-08 13:20' WHERE id = 61;
+                """)
+            let clock = try await LegacyTestSupport.dataClock(connection)
+            let worker = try await LegacySQLApp(dsn: dsn).makeWorker()
+            defer { worker.close() }
+            let histories = try await LegacyTestSupport.row(
+                connection, "SELECT count(*)::text FROM legacy.subscription_history WHERE subscription_id = 61")
+            let invoices = try await LegacyTestSupport.row(connection, "SELECT count(*)::text FROM legacy.invoices")
+            let entry = try #require(try await worker.perform(LegacyTestSupport.single(.draftInvoice), clock: clock))
+            let t = clock.current
+            #expect(entry.keys == ["customer": "6", "subscription": "61"])
+            #expect(entry.effects == [
+                Effect(
+                    entity: "subscription", key: "61",
+                    fields: ["status": "canceled", "canceled_at": "2025-10-01T10:00:00.000000Z", "ended_at": "2025-10-08T13:20:00.000000Z"])
+            ])
+            let row = try await LegacyTestSupport.row(
+                connection,
+                """
+                SELECT status, cancel_at_period_end::text, canceled_at::text, ended_at::text, (updated_at = $1::timestamptz::timestamp)::text
+                FROM legacy.subscriptions WHERE id = 61
+                """, [t])
+            #expect(row == ["canceled", "true", "2025-10-01 10:00:00", "2025-10-08 13:20:00", "true"])
+            // The ORM callback's history row: the running version, replaced now.
+            let history = try await LegacyTestSupport.row(
+                connection,
+                """
+                SELECT count(*)::text, (SELECT status || ' ' || cancel_at_period_end::text || ' ' || COALESCE(ended_at::text, 'NULL')
+                    || ' ' || (changed_at = $1::timestamptz::timestamp)::text
+                    FROM legacy.subscription_history WHERE subscription_id = 61 ORDER BY id DESC LIMIT 1)
+                FROM legacy.subscription_history WHERE subscription_id = 61
+                """, [t])
+            #expect(history == [String(Int(histories[0]!)! + 1), "active true NULL true"])
+            // Ended, not invoiced.
+            #expect(try await LegacyTestSupport.row(connection, "SELECT count(*)::text FROM legacy.invoices") == invoices)
+            #expect(try await LegacyEffectReader.mismatches([entry], on: connection) == [])
+            #expect(try await LegacyTestSupport.violations(connection, clock: clock).map(\.description) == [])
+            let backfill = try await LegacyTestSupport.quarantinedByBackfill(dsn)
+            #expect(backfill.clean)
+            #expect(backfill.quarantined == [])
+        }
+    }
+
     @Test func aMixedRunOnTheReferenceFixtureKeepsEveryRuleAndMigratesWithoutQuarantine() async throws {
         try await LegacyTestSupport.withReference { connection, dsn in
             let clock = try await LegacyTestSupport.dataClock(connection)
             let run = try await LegacyTestSupport.runSequentially(dsn: dsn, clock: clock, seed: 11, count: 400)
             #expect(run.journal.count > 200)
+            // The invoice pipeline never starves: a draft is one-off when no subscription is due.
+            #expect(run.idle[.draftInvoice] == nil)
             #expect(Set(run.journal.map(\.kind)).count >= 18)
             #expect(try await LegacyTestSupport.violations(connection, clock: clock).map(\.description) == [])
             #expect(try await LegacyEffectReader.mismatches(run.journal, on: connection) == [])
