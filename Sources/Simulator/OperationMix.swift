@@ -45,7 +45,7 @@ public struct OperationMix: Sendable, Hashable {
 
     public static let standard: OperationMix = try! OperationMix([
         .signUp: 4, .activateTrial: 3, .upgrade: 2, .downgrade: 1, .cancelAtPeriodEnd: 2, .markUnpaid: 1,
-        .draftInvoice: 14, .finalizeInvoice: 12, .paymentSucceeded: 14, .paymentFailed: 3, .paymentRetried: 3,
+        .draftInvoice: 24, .finalizeInvoice: 18, .paymentSucceeded: 12, .paymentFailed: 3, .paymentRetried: 3,
         .partialPayment: 3, .voidInvoice: 2, .markUncollectible: 1, .refundFull: 2, .refundPartial: 2,
         .creditNote: 2, .customerCredit: 2, .editEmail: 4, .editName: 3, .softDelete: 1, .discardDraft: 2,
     ])

@@ -112,17 +112,17 @@ struct FixtureCommand: AsyncParsableCommand {
             abstract: "Run fixtures/reference/checks.sql (the rules C01–C19) on a legacy database and print what breaks them.",
             discussion: """
                 Read-only, in one transaction. Exit status: 0 every rule holds, 1 some rows break a rule (listed one a \
-                line: check, table, key, detail), 2 the checks could not run. C18 wants every event timestamp before \
-                the end of the fixture window: 2025-11-01 unless --until says otherwise (for data `ledgerlift simulate` \
-                continued past it).
+                line: check, table, key, detail), 2 the checks could not run. C18 wants every event timestamp within \
+                the fixture window, which ends with 2025-10-31 unless --until says otherwise (for data `ledgerlift \
+                simulate` continued past it: pass the business_time_to its report gives).
                 """)
 
         @OptionGroup var target: Target
 
         @Option(
             help: ArgumentHelp(
-                "Exclusive end of the window event timestamps must lie in (C18), UTC.",
-                discussion: "A timestamp like 2025-11-03T12:00:00Z, or a date like 2025-11-03 (its midnight). Default: 2025-11-01.",
+                "The last moment event timestamps may have (C18), UTC, inclusive.",
+                discussion: "A timestamp like 2025-11-03T12:00:00Z, or a date like 2025-11-03 (the whole day). Default: 2025-10-31.",
                 valueName: "timestamp"))
         var until: String?
 
@@ -132,9 +132,14 @@ struct FixtureCommand: AsyncParsableCommand {
             }
         }
 
-        /// `--until`'s value: a timestamp, or a date's midnight (UTC).
+        /// The window's exclusive end (what checks.sql takes) for `--until`, which is inclusive: a
+        /// moment after the timestamp, or the midnight after the date (UTC).
         static func windowEnd(_ text: String) -> PostgresTimestamp? {
-            PostgresTimestamp(text) ?? PostgresDate(text)?.startOfDayUTC
+            if let moment = PostgresTimestamp(text), moment < .maximumFinite {
+                return PostgresTimestamp(microsecondsSinceEpoch: moment.microsecondsSinceEpoch + 1)
+            }
+            guard let date = PostgresDate(text), date < .maximum else { return nil }
+            return PostgresDate(daysSinceEpoch: date.daysSinceEpoch + 1).startOfDayUTC
         }
 
         func run() async throws {
