@@ -569,24 +569,10 @@ struct MappingFileParser {
     static func suggestion(for name: String, among allowed: [String]) -> String? {
         let folded = name.lowercased().replacing("-", with: "_").replacing(" ", with: "_")
         if let exact = allowed.first(where: { $0 == folded }) { return exact }
-        let best = allowed.map { ($0, editDistance(folded, $0)) }.min { $0.1 < $1.1 }
+        let best = allowed.map { ($0, EditDistance.levenshtein(folded, $0)) }.min { $0.1 < $1.1 }
         if let best, best.1 <= max(2, best.0.count / 4) { return best.0 }
         // A legacy table name that contains the canonical one: invoice_line_items, credit_notes.
         return allowed.filter { folded.contains($0) }.max { $0.count < $1.count }
     }
 
-    static func editDistance(_ a: String, _ b: String) -> Int {
-        let a = Array(a.utf8)
-        let b = Array(b.utf8)
-        if a.isEmpty { return b.count }
-        var previous = Array(0...b.count)
-        for i in 1...a.count {
-            var current = [i] + Array(repeating: 0, count: b.count)
-            for j in stride(from: 1, through: b.count, by: 1) {
-                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-            }
-            previous = current
-        }
-        return previous[b.count]
-    }
 }

@@ -1,3 +1,4 @@
+import TextFormats
 import Foundation
 import Yams
 
@@ -118,24 +119,9 @@ extension OperationMix {
             if character.isUppercase, !folded.isEmpty, folded.last != "_" { folded.append("_") }
             folded.append(character == "-" || character == " " ? "_" : Character(character.lowercased()))
         }
-        let scored = OperationKind.allCases.map { ($0, editDistance(folded, $0.rawValue)) }
+        let scored = OperationKind.allCases.map { ($0, EditDistance.levenshtein(folded, $0.rawValue)) }
         guard let best = scored.min(by: { $0.1 < $1.1 }) else { return nil }
         return best.1 <= max(2, best.0.rawValue.count / 4) ? best.0 : nil
     }
 
-    /// Levenshtein distance over UTF-8 bytes (kind names are ASCII).
-    static func editDistance(_ a: String, _ b: String) -> Int {
-        let a = Array(a.utf8)
-        let b = Array(b.utf8)
-        if a.isEmpty { return b.count }
-        var previous = Array(0...b.count)
-        for i in 1...a.count {
-            var current = [i] + Array(repeating: 0, count: b.count)
-            for j in stride(from: 1, through: b.count, by: 1) {
-                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-            }
-            previous = current
-        }
-        return previous[b.count]
-    }
 }

@@ -1,3 +1,4 @@
+import TextFormats
 import ArgumentParser
 import Foundation
 import Logging
@@ -125,22 +126,9 @@ extension Ledgerlift {
     /// The name nearest `word` by edit distance, when near enough to be a typo: at most two
     /// edits, and fewer than half the word's letters.
     static func closest(to word: String, in names: [String]) -> String? {
-        let scored = names.map { (name: $0, distance: editDistance(word, $0)) }
+        let scored = names.map { (name: $0, distance: EditDistance.levenshtein(word, $0)) }
         guard let best = scored.min(by: { $0.distance < $1.distance }) else { return nil }
         return best.distance <= 2 && best.distance * 2 < max(word.count, 2) ? best.name : nil
     }
 
-    /// Levenshtein distance over characters.
-    static func editDistance(_ a: String, _ b: String) -> Int {
-        let (a, b) = (Array(a), Array(b))
-        var previous = Array(0...b.count)
-        for i in 1...max(a.count, 1) where !a.isEmpty {
-            var current = [i] + Array(repeating: 0, count: b.count)
-            for j in stride(from: 1, through: b.count, by: 1) {
-                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-            }
-            previous = current
-        }
-        return previous[b.count]
-    }
 }
