@@ -80,7 +80,7 @@ let package = Package(
         .target(
             name: "Simulator",
             dependencies: [
-                "Postgres", "EventStore", "Billing", "TextFormats", .product(name: "Yams", package: "Yams"),
+                "Postgres", "EventStore", "Billing", "Fixtures", "TextFormats", .product(name: "Yams", package: "Yams"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: swiftSettings

@@ -304,7 +304,7 @@ public struct FixtureGenerator: Sendable {
             w.append(plan.id)
             w.append(plan.code)
             w.append(plan.name)
-            w.append(Money.text(plan.price, plan.currency))
+            w.append(MinorUnits.text(plan.price, plan.currency))
             w.append(plan.interval)
             w.append(plan.currency.code)
             w.append(Int64(plan.trialDays))

@@ -1,3 +1,4 @@
+import Fixtures
 import Postgres
 
 /// The legacy application's operations, one per ``OperationKind``, each writing the reference
@@ -288,12 +289,12 @@ extension LegacyOperationRun {
             lines.append(
                 DraftLine(
                     kind: "usage", description: "API calls (\(periodText))", quantity: calls,
-                    unit4: LegacyMoney.decimal(unit, scale: 4),
-                    amount: calls * unit / LegacyMoney.powerOfTen(4 - currency.exponent)))
+                    unit4: MinorUnits.decimal(unit, scale: 4),
+                    amount: calls * unit / MinorUnits.powerOfTen(4 - currency.exponent)))
         }
         let subtotal = lines.reduce(Int64(0)) { $0 + $1.amount }
         if subtotal > 0, random.chance(0.1) {
-            let discount = LegacyMoney.percent(subtotal, 20)
+            let discount = MinorUnits.percent(subtotal, 20)
             lines.append(
                 DraftLine(
                     kind: "discount", description: "Coupon SAVE20 (20% off)", quantity: 1, unit4: currency.unitText(-discount),
@@ -768,7 +769,7 @@ extension LegacyOperationRun {
         else { return nil }
         let money = try invoiceMoney(id, currency)
         guard money.due >= 2 else { return nil }
-        let part = min(money.due - 1, max(1, LegacyMoney.percent(money.due, random.int(30...70))))
+        let part = min(money.due - 1, max(1, MinorUnits.percent(money.due, random.int(30...70))))
         let t = now()
         let paymentID = try insertPayment(
             customer: customer, currency: currency, invoice: id, status: "succeeded", method: "bank_transfer", amount: part,
@@ -891,7 +892,7 @@ extension LegacyOperationRun {
             value = refundable
         } else {
             guard refundable >= 2 else { return nil }
-            value = min(refundable - 1, max(1, LegacyMoney.percent(refundable, random.int(10...60))))
+            value = min(refundable - 1, max(1, MinorUnits.percent(refundable, random.int(10...60))))
         }
         let reason = full ? "requested_by_customer" : random.pick(LegacyVocabulary.refundReasons)
         let t = now()
@@ -920,7 +921,7 @@ extension LegacyOperationRun {
         let total = try currency.minor(try row.decode(at: 0, as: String.self), context: "invoice \(id)")
         let creditable = total - (try currency.minor(try row.decode(at: 1, as: String.self), context: "credit notes of invoice \(id)"))
         guard creditable > 0 else { return nil }
-        let amount = min(creditable, max(1, LegacyMoney.percent(total, random.pick([10, 20, 25, 50, 100]))))
+        let amount = min(creditable, max(1, MinorUnits.percent(total, random.pick([10, 20, 25, 50, 100]))))
         let reason = random.pick(LegacyVocabulary.creditNoteReasons)
         let invoiceNumber = try row.decode(at: 2, as: String?.self) ?? "LL\(customer.id)"
         let notes = try one("SELECT count(*) FROM credit_notes WHERE customer_id = $1", [customer.id])!.decode(at: 0, as: Int64.self)

@@ -1,3 +1,4 @@
+import Fixtures
 import Postgres
 
 /// A currency the legacy application knows, with the exponent only it knows (the reference
@@ -32,11 +33,11 @@ struct LegacyCurrency: Sendable, Hashable {
     }
 
     /// `minor` written at the currency's scale: `19.00`, `5500`, `14.875`.
-    func text(_ minor: Int64) -> String { LegacyMoney.decimal(minor, scale: exponent) }
+    func text(_ minor: Int64) -> String { MinorUnits.decimal(minor, scale: exponent) }
 
     /// `minor` as a `numeric(14,4)` unit price: `19.0000`.
     func unitText(_ minor: Int64) -> String {
-        LegacyMoney.decimal(minor * LegacyMoney.powerOfTen(4 - exponent), scale: 4)
+        MinorUnits.decimal(minor * MinorUnits.powerOfTen(4 - exponent), scale: 4)
     }
 
     /// An amount for a summary: `49.00 USD`.
@@ -54,37 +55,10 @@ struct LegacyCurrency: Sendable, Hashable {
     }
 }
 
-/// Exact money arithmetic on integer minor units (never `Double`), as the fixture generator's
-/// `Money` does, so what the simulator writes obeys the same rules (C01–C04, C11).
+/// Reading amounts back into integer minor units (never `Double`); the arithmetic and the text
+/// written are the fixture generator's (``MinorUnits``), so what the simulator writes obeys the
+/// same rules (C01–C04, C11).
 enum LegacyMoney {
-    static func powerOfTen(_ n: Int) -> Int64 {
-        var p: Int64 = 1
-        for _ in 0..<max(0, n) { p *= 10 }
-        return p
-    }
-
-    /// `numerator / denominator` rounded half away from zero, as PostgreSQL's `round(numeric)`.
-    static func divideRounded(_ numerator: Int64, _ denominator: Int64) -> Int64 {
-        let q = numerator / denominator
-        let r = numerator % denominator
-        if r.magnitude * 2 >= denominator.magnitude { return numerator < 0 ? q - 1 : q + 1 }
-        return q
-    }
-
-    /// `amount × percent / 100`, rounded half away from zero.
-    static func percent(_ amount: Int64, _ percent: Int64) -> Int64 { divideRounded(amount * percent, 100) }
-
-    /// `minor` units written with `scale` decimals: `decimal(-2450, scale: 2)` is `-24.50`.
-    static func decimal(_ minor: Int64, scale: Int) -> String {
-        let negative = minor < 0
-        var digits = String(minor.magnitude)
-        if scale > 0 {
-            if digits.count <= scale { digits = String(repeating: "0", count: scale - digits.count + 1) + digits }
-            digits.insert(".", at: digits.index(digits.endIndex, offsetBy: -scale))
-        }
-        return negative ? "-" + digits : digits
-    }
-
     /// Parses a decimal (`-24.50`, `5500`, `14.875`) into minor units of `exponent`; `nil` when
     /// it has more significant decimals than that or does not fit.
     static func minorUnits(_ text: String, exponent: Int) -> Int64? {

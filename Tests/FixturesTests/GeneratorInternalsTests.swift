@@ -18,26 +18,26 @@ struct GeneratorInternalsTests {
     }
 
     @Test func amountsAreWrittenAtTheirCurrencysScale() {
-        #expect(Money.text(1900, .usd) == "19.00")
-        #expect(Money.text(-2450, .usd) == "-24.50")
-        #expect(Money.text(5, .eur) == "0.05")
-        #expect(Money.text(5500, .jpy) == "5500")
-        #expect(Money.text(14875, .kwd) == "14.875")
-        #expect(Money.text(0, .kwd) == "0.000")
-        #expect(Money.unitText(1900, .usd) == "19.0000")
-        #expect(Money.unitText(14875, .kwd) == "14.8750")
-        #expect(Money.rateText(19000) == "0.19")
-        #expect(Money.rateText(8875) == "0.08875")
-        #expect(Money.rateText(0) == "0")
+        #expect(MinorUnits.text(1900, .usd) == "19.00")
+        #expect(MinorUnits.text(-2450, .usd) == "-24.50")
+        #expect(MinorUnits.text(5, .eur) == "0.05")
+        #expect(MinorUnits.text(5500, .jpy) == "5500")
+        #expect(MinorUnits.text(14875, .kwd) == "14.875")
+        #expect(MinorUnits.text(0, .kwd) == "0.000")
+        #expect(MinorUnits.unitText(1900, .usd) == "19.0000")
+        #expect(MinorUnits.unitText(14875, .kwd) == "14.8750")
+        #expect(MinorUnits.rateText(19000) == "0.19")
+        #expect(MinorUnits.rateText(8875) == "0.08875")
+        #expect(MinorUnits.rateText(0) == "0")
     }
 
     @Test func roundingIsHalfAwayFromZeroLikePostgres() {
-        #expect(Money.divideRounded(5, 10) == 1)
-        #expect(Money.divideRounded(-5, 10) == -1)
-        #expect(Money.divideRounded(14, 10) == 1)
-        #expect(Money.divideRounded(-15, 10) == -2)
+        #expect(MinorUnits.divideRounded(5, 10) == 1)
+        #expect(MinorUnits.divideRounded(-5, 10) == -1)
+        #expect(MinorUnits.divideRounded(14, 10) == 1)
+        #expect(MinorUnits.divideRounded(-15, 10) == -2)
         // 36.00 × 0.19 = 6.84 (story 23).
-        #expect(Money.divideRounded(3600 * 19000, 100_000) == 684)
+        #expect(MinorUnits.divideRounded(3600 * 19000, 100_000) == 684)
     }
 
     @Test func billingPeriodsStepFromTheAnchorAndClampTheDay() {

@@ -22,7 +22,7 @@ enum Currency: Int, CaseIterable, Sendable {
     }
 
     /// Minor units in one major unit.
-    var minorPerMajor: Int64 { Money.powerOfTen(exponent) }
+    var minorPerMajor: Int64 { MinorUnits.powerOfTen(exponent) }
 
     /// Minor units worth roughly one US dollar, to scale one-off prices and goodwill credits.
     var roughDollar: Int64 {
@@ -38,16 +38,17 @@ enum Currency: Int, CaseIterable, Sendable {
 ///
 /// Every amount in the generator is an `Int64` count of minor units; nothing goes through
 /// `Double`. The text written to PostgreSQL has exactly the currency's decimals (`19.00`,
-/// `5500`, `14.875`), as the hand-written seeds do.
-enum Money {
-    static func powerOfTen(_ n: Int) -> Int64 {
+/// `5500`, `14.875`), as the hand-written seeds do. The simulated application
+/// (`Simulator.LegacySQLApp`) writes its amounts with the same functions.
+public enum MinorUnits {
+    public static func powerOfTen(_ n: Int) -> Int64 {
         var p: Int64 = 1
         for _ in 0..<n { p *= 10 }
         return p
     }
 
     /// `numerator / denominator` rounded half away from zero, as PostgreSQL's `round(numeric)`.
-    static func divideRounded(_ numerator: Int64, _ denominator: Int64) -> Int64 {
+    public static func divideRounded(_ numerator: Int64, _ denominator: Int64) -> Int64 {
         precondition(denominator > 0)
         let q = numerator / denominator
         let r = numerator % denominator
@@ -56,10 +57,10 @@ enum Money {
     }
 
     /// `amount × percent / 100`, rounded half away from zero.
-    static func percent(_ amount: Int64, _ percent: Int64) -> Int64 { divideRounded(amount * percent, 100) }
+    public static func percent(_ amount: Int64, _ percent: Int64) -> Int64 { divideRounded(amount * percent, 100) }
 
     /// `minor` units written with `scale` decimals: `decimal(-2450, scale: 2)` is `-24.50`.
-    static func decimal(_ minor: Int64, scale: Int) -> String {
+    public static func decimal(_ minor: Int64, scale: Int) -> String {
         let negative = minor < 0
         var magnitude = minor.magnitude
         // Digits, least significant first; at most 20 digits + scale padding.

@@ -44,7 +44,7 @@ struct RowEmitter {
         let c = rows.customer
         let currency = c.moneyCurrency
         let customerID = c.id
-        func money(_ minor: Int64) -> String { Money.text(minor, currency) }
+        func money(_ minor: Int64) -> String { MinorUnits.text(minor, currency) }
 
         let w = customers
         w.append(c.id)
@@ -110,7 +110,7 @@ struct RowEmitter {
             w.append(money(i.total))
             w.append(money(i.status == .void ? 0 : i.amountPaid))
             w.append(money(i.amountDue))
-            w.append(i.taxRate.map(Money.rateText))
+            w.append(i.taxRate.map(MinorUnits.rateText))
             append(w, i.periodStart)
             append(w, i.periodEnd)
             if let finalizedAt = i.finalizedAt {
@@ -135,7 +135,7 @@ struct RowEmitter {
             w.append(l.kind.rawValue)
             w.append(l.description)
             w.append(l.quantity)
-            w.append(Money.decimal(l.unitAmount4, scale: 4))
+            w.append(MinorUnits.decimal(l.unitAmount4, scale: 4))
             w.append(money(l.amount))
             append(w, l.periodStart)
             append(w, l.periodEnd)

@@ -519,7 +519,7 @@ struct StoryGenerator {
                         }
                         guard !better.isEmpty else { continue }
                         let target = rng.pick(better)
-                        let credit = Money.divideRounded(
+                        let credit = MinorUnits.divideRounded(
                             quantityNow * unitPrice * (periodEnd - event.at), periodEnd - periodStart)
                         snapshot(s, at: event.at, byUser: true)
                         rows.subscriptions[s].status = .canceled
@@ -550,7 +550,7 @@ struct StoryGenerator {
                         touch(event.at)
                         if new > old {
                             // Story 27: added seats are prorated on the next invoice.
-                            let amount = Money.divideRounded(
+                            let amount = MinorUnits.divideRounded(
                                 (new - old) * unitPrice * (periodEnd - event.at), periodEnd - periodStart)
                             if amount > 0 {
                                 pending.append(
@@ -591,7 +591,7 @@ struct StoryGenerator {
                 canceledAt: sub.canceledAt, endedAt: sub.endedAt, changedAt: t))
     }
 
-    private func unit4(_ minor: Int64) -> Int64 { minor * Money.powerOfTen(4 - rows.customer.moneyCurrency.exponent) }
+    private func unit4(_ minor: Int64) -> Int64 { minor * MinorUnits.powerOfTen(4 - rows.customer.moneyCurrency.exponent) }
 
     /// Metered API calls billed in arrears, priced so quantity × unit price is exact (story 24).
     private mutating func usageLine(from start: Instant, to end: Instant) -> PendingLine {
@@ -604,7 +604,7 @@ struct StoryGenerator {
             case .kwd: (40, 1)  // 0.004 KWD per call
             }
         let calls = step * rng.int64(50...6_000)
-        let amount = calls * unit / Money.powerOfTen(4 - currency.exponent)
+        let amount = calls * unit / MinorUnits.powerOfTen(4 - currency.exponent)
         return PendingLine(
             kind: .usage, description: "API calls (\(Clock.humanMonth(start)))", quantity: calls, unitAmount4: unit,
             amount: amount, periodStart: start, periodEnd: end)
@@ -665,7 +665,7 @@ struct StoryGenerator {
         }
         var discount: Int64 = 0
         if profile.couponInvoicesLeft > 0, subtotal > 0 {
-            discount = Money.percent(subtotal, profile.couponPercent)
+            discount = MinorUnits.percent(subtotal, profile.couponPercent)
             if !isDraft { profile.couponInvoicesLeft -= 1 }
             appendLine(
                 invoiceID,
@@ -677,7 +677,7 @@ struct StoryGenerator {
         var tax: Int64 = 0
         if let rate = profile.taxRate, rate != 0 {
             // round((subtotal - discount) × tax_rate, exponent), half away from zero (C04).
-            tax = Money.divideRounded((subtotal - discount) * rate, 100_000)
+            tax = MinorUnits.divideRounded((subtotal - discount) * rate, 100_000)
             if tax != 0 {
                 appendLine(
                     invoiceID,
@@ -803,7 +803,7 @@ struct StoryGenerator {
             guard first < clock else { return .outstanding }
             if due >= 2, rng.chance(0.06) {
                 // Story 11: partly paid, the rest a few weeks later.
-                let part = min(due - 1, max(1, Money.percent(due, rng.int64(30...70))))
+                let part = min(due - 1, max(1, MinorUnits.percent(due, rng.int64(30...70))))
                 pay(i, amount: part, method: .bankTransfer, at: first, settlesAfter: 0)
                 let second = first + rng.int64(3...20) * Clock.day
                 guard second < clock else { return .outstanding }
@@ -998,7 +998,7 @@ struct StoryGenerator {
         let refundable = payment.amount - refunded
         guard refundable > 0 else { return }
         let amount =
-            full || rng.chance(0.35) ? refundable : min(refundable, max(1, Money.percent(refundable, rng.int64(10...60))))
+            full || rng.chance(0.35) ? refundable : min(refundable, max(1, MinorUnits.percent(refundable, rng.int64(10...60))))
         let reason = full ? "requested_by_customer" : Vocabulary.refundReasons[rng.weightedIndex(Vocabulary.refundReasonWeights)]
         touch(t)
         if t > window.clock - 2 * Clock.day {
@@ -1024,7 +1024,7 @@ struct StoryGenerator {
     private mutating func creditNote(on i: Int, at t: Instant, before limit: Instant) {
         let total = rows.invoices[i].total
         guard total > 0 else { return }
-        let amount = min(total, max(1, Money.percent(total, rng.pick([10, 20, 25, 50, 100]))))
+        let amount = min(total, max(1, MinorUnits.percent(total, rng.pick([10, 20, 25, 50, 100]))))
         creditNoteNumber += 1
         ids.creditNote += 1
         let number = "LL" + padded(rows.customer.id, numberWidth) + "-CN-" + padded(Int64(creditNoteNumber), 2)
