@@ -35,33 +35,40 @@ struct SimulateRunCommand: AsyncParsableCommand {
     @Option(help: "DSN of the legacy database (the reference schema, loaded or generated).")
     var legacy: String
 
+    // The numbers are parsed unconditionally: `--operations -5` is then a number to refuse in
+    // a sentence, where ArgumentParser would take `-5` for a flag and say the value is missing.
     @Option(
+        parsing: .unconditional,
         help: ArgumentHelp(
-            "Operations per second on a fixed schedule (open loop). Default: as fast as the connections go.",
-            valueName: "ops/s"))
+            "Operations per second on a fixed schedule (open loop), 0.001 to 1000000. Default: as fast as the connections go.",
+            valueName: "ops/s"), transform: decimalNumber)
     var rate: Double?
 
-    @Option(help: ArgumentHelp("Run for this many seconds.", valueName: "seconds"))
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp("Run for this many seconds, at most a year (31536000). No default: give this or --operations.", valueName: "seconds"),
+        transform: decimalNumber)
     var duration: Double?
 
-    @Option(help: ArgumentHelp("Run exactly this many operations.", valueName: "count"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Run exactly this many operations. No default: give this or --duration.", valueName: "count"))
     var operations: UInt64?
 
-    @Option(help: "Seed of the operations' choices.")
+    @Option(parsing: .unconditional, help: "Seed of the operations' choices.")
     var seed: UInt64 = 1
 
-    @Option(help: "Concurrent connections (one operation at a time each).")
+    @Option(parsing: .unconditional, help: "Concurrent connections (one operation at a time each), 1 to 256.")
     var connections: Int = 4
 
     @Option(
         help: ArgumentHelp(
-            "YAML file of operation kind to weight (default: the standard mix; see docs/simulator.md).",
+            "YAML file of operation kind to weight, each 0 to 1000000, at most 64 KiB, no anchors or aliases (default: the standard mix; see docs/simulator.md).",
             valueName: "file"))
     var mix: String?
 
     @Option(
         help: ArgumentHelp(
-            "Write each acknowledged operation to this file (JSON lines); it must be new or empty.", valueName: "file"))
+            "Write each acknowledged operation to this file (JSON lines); it must be new or empty. Default: no journal.",
+            valueName: "file"))
     var journal: String?
 
     @Option(help: "Report format: text or json.")
@@ -71,11 +78,13 @@ struct SimulateRunCommand: AsyncParsableCommand {
     var clock: SimulateClockMode = .data
 
     @Option(
+        parsing: .unconditional,
         help: ArgumentHelp(
-            "How long an operation waits for a row lock before it fails (55P03) and is retried.", valueName: "seconds"))
+            "How long an operation waits for a row lock before it fails (55P03) and is retried, 0.001 to 86400. Default: 1.",
+            valueName: "seconds"), transform: decimalNumber)
     var lockTimeout: Double = 1
 
-    @Option(help: "Attempts per operation in all, for lock timeouts, serialization failures and deadlocks.")
+    @Option(parsing: .unconditional, help: "Attempts per operation in all, for lock timeouts, serialization failures and deadlocks.")
     var maxAttempts: Int = RetryPolicy.standard.maxAttempts
 
     func validate() throws {
@@ -96,8 +105,10 @@ struct SimulateRunCommand: AsyncParsableCommand {
             }
         }
         guard (1...256).contains(connections) else { throw ValidationError("--connections must be between 1 and 256") }
-        guard lockTimeout.isFinite, lockTimeout > 0 else {
-            throw ValidationError("--lock-timeout must be a positive number of seconds")
+        // PostgreSQL's lock_timeout is whole milliseconds up to INT_MAX; a day is longer than
+        // any row lock an operation should wait for.
+        guard lockTimeout.isFinite, lockTimeout >= 0.001, lockTimeout <= 86_400 else {
+            throw ValidationError("--lock-timeout must be between 0.001 and 86400 seconds (a day)")
         }
         guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
     }
@@ -105,6 +116,11 @@ struct SimulateRunCommand: AsyncParsableCommand {
     func run() async throws {
         let operationMix = try mix.map { try OperationMix.load(path: $0) } ?? .standard
         let masked = ConnectionString.masked(legacy)
+        // Held on its own connection until the run ends (closing the connection releases it,
+        // also when the process dies): two runs would each continue the data's timeline from
+        // the same moment, and their interleaved business times would break C17.
+        let lockConnection = try await takeRunLock()
+        defer { lockConnection.close() }
         let businessClock: BusinessClock
         do {
             businessClock = try await makeClock()
@@ -150,6 +166,37 @@ struct SimulateRunCommand: AsyncParsableCommand {
         if result.hasErrors { throw ExitCode(1) }
     }
 
+    /// One run at a time per legacy database: its business clock starts from the data's latest
+    /// moment, which a second run would read too.
+    static let runLock = AdvisoryLock("ledgerlift.simulate/legacy")
+
+    /// Connects and takes ``runLock``, or refuses the run naming who holds it.
+    private func takeRunLock() async throws -> Connection {
+        let connection: Connection
+        do {
+            connection = try await Connection.connect(legacy, applicationName: "ledgerlift-simulate")
+        } catch {
+            throw ExitCodeMessage.couldNotRun("\(error)", legacy: legacy)
+        }
+        let holder: String?
+        do {
+            holder = try await connection.withSession { session -> String? in
+                if try session.tryLock(Self.runLock) { return nil }
+                return try session.holder(of: Self.runLock) ?? "a session that has just ended"
+            }
+        } catch {
+            connection.close()
+            throw ExitCodeMessage.couldNotRun("\(error)", legacy: legacy)
+        }
+        guard let holder else { return connection }
+        connection.close()
+        throw ExitCodeMessage.couldNotRun(
+            "another ledgerlift simulate is running on this database (\(holder)); two runs would write "
+                + "interleaved business times from the same clock, so wait for it to end (the lock is "
+                + "\(Self.runLock.name))",
+            legacy: legacy)
+    }
+
     /// The business clock: the data's own timeline from its latest recorded moment, or the wall clock.
     private func makeClock() async throws -> BusinessClock {
         switch clock {
@@ -160,6 +207,24 @@ struct SimulateRunCommand: AsyncParsableCommand {
             return BusinessClock(.data(start: try await LegacySQLApp.latestRecordedMoment(on: connection)))
         }
     }
+}
+
+/// A plain decimal number for a numeric option: `Double(_:)` alone would also take `0x10`,
+/// `inf` or `nan`, which no one means as a rate or a number of seconds.
+func decimalNumber(_ text: String) throws -> Double {
+    var digits = 0
+    var points = 0
+    for byte in text.utf8 {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): digits += 1
+        case UInt8(ascii: "."): points += 1
+        default: throw ValidationError("not a decimal number like 2 or 0.5")
+        }
+    }
+    guard digits > 0, points <= 1, let value = Double(text) else {
+        throw ValidationError("not a decimal number like 2 or 0.5")
+    }
+    return value
 }
 
 /// `--report`'s values.
