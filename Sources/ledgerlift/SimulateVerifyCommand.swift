@@ -38,7 +38,7 @@ struct SimulateVerifyCommand: AsyncParsableCommand {
     @Option(help: "PostgreSQL schema of the read models (with --store).")
     var readSchema: String = "ledgerlift_read"
 
-    @Option(help: "Seconds to wait for the projection to catch up before checking (with --store).")
+    @Option(help: "Seconds to wait for the projection to catch up before checking (with --store), 0 to 86400.")
     var catchUpTimeout: Int = 30
 
     @Option(help: "Report format: text or json.")
@@ -55,10 +55,18 @@ struct SimulateVerifyCommand: AsyncParsableCommand {
         case (nil, let dsn?): try DSNArguments.validate(dsn, option: "--store")
         }
         guard maxRows >= 0 else { throw ValidationError("--max-rows must be 0 or more") }
-        guard catchUpTimeout >= 0 else { throw ValidationError("--catch-up-timeout must be 0 or more") }
+        guard (0...86_400).contains(catchUpTimeout) else {
+            throw ValidationError("--catch-up-timeout must be between 0 and 86400 seconds (a day)")
+        }
     }
 
     func run() async throws {
+        // Said here in a sentence: Foundation's own message for a directory or an unreadable
+        // file is "NSCocoaErrorDomain error 256".
+        if let problem = Self.unreadableReason(journal) {
+            standardError(Ledgerlift.prefix + "simulate verify could not run: journal \(journal) cannot be read: \(problem)\n")
+            throw ExitCode(2)
+        }
         let target: JournalVerifier.Target =
             if let legacy {
                 .legacy(dsn: legacy, schema: legacySchema)
@@ -105,6 +113,24 @@ struct SimulateVerifyCommand: AsyncParsableCommand {
                         + "\(verification.resurrected) resurrected\n")
         }
         if verification.exitCode != 0 { throw ExitCode(verification.exitCode) }
+    }
+}
+
+extension SimulateVerifyCommand {
+    /// Why the file at `path` cannot be read (`it is a directory`, `No such file or
+    /// directory`, `Permission denied`), or `nil` when it can be opened for reading.
+    static func unreadableReason(_ path: String) -> String? {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return String(cString: strerror(errno)) }
+        switch status.st_mode & S_IFMT {
+        case S_IFDIR: return "it is a directory"
+        case S_IFREG: break
+        default: return "it is not a regular file"
+        }
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return String(cString: strerror(errno)) }
+        close(descriptor)
+        return nil
     }
 }
 
