@@ -90,10 +90,18 @@ public struct FixtureCheckSuite: Sendable {
     ///   in (C18), set as `ledgerlift.window_end` for the transaction only; `nil` leaves the
     ///   file's default (2025-11-01), e.g. for data a simulation continued past it, pass the
     ///   simulation clock's last time plus a moment.
-    /// - Throws: ``FixtureError`` with the check's name when a query fails.
+    /// - Throws: ``FixtureError`` when the database has no `legacy` schema, or with the
+    ///   check's name when a query fails.
     public func run(
         in session: Session, windowEnd: PostgresTimestamp? = nil
     ) throws -> [(check: FixtureCheck, violations: [FixtureCheckViolation])] {
+        // Said in a sentence: otherwise the first check fails with 42P01 (undefined table).
+        guard try session.query("SELECT to_regnamespace('legacy') IS NOT NULL").rows[0].decode(at: 0, as: Bool.self) else {
+            throw FixtureError(
+                code: .database,
+                message: "the database has no `legacy` schema to check: load the reference fixture "
+                    + "(`ledgerlift fixture load`) or generate one (`ledgerlift fixture generate`) first")
+        }
         let savedPath = try session.query("SELECT current_setting('search_path')").rows[0].decode(at: 0, as: String.self)
         defer { _ = try? session.execute("SELECT set_config('search_path', $1, false)", [savedPath]) }
         return try session.transaction(TransactionOptions(readOnly: true)) { tx in

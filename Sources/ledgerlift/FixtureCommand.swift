@@ -119,32 +119,77 @@ struct FixtureCommand: AsyncParsableCommand {
 
         @OptionGroup var target: Target
 
+        // Unconditional: `-infinity` is a value to refuse in a sentence, not an unknown flag.
         @Option(
+            parsing: .unconditional,
             help: ArgumentHelp(
-                "The last moment event timestamps may have (C18), UTC, inclusive.",
-                discussion: "A timestamp like 2025-11-03T12:00:00Z, or a date like 2025-11-03 (the whole day). Default: 2025-10-31.",
+                "The last moment event timestamps may have (C18), inclusive.",
+                discussion: "A timestamp like 2025-11-03T12:00:00Z, 2025-11-03T12:00 or 2025-11-03 12:00 (without a zone: UTC), or a date like 2025-11-03 (the whole day, UTC). Default: 2025-10-31 (the reference fixture's last day).",
                 valueName: "timestamp"))
         var until: String?
 
         func validate() throws {
-            if let until, Self.windowEnd(until) == nil {
-                throw ValidationError("--until must be a timestamp like 2025-11-03T12:00:00Z or a date like 2025-11-03, got '\(until)'")
+            if let until {
+                do {
+                    _ = try Self.windowEnd(until)
+                } catch {
+                    throw ValidationError(error.message)
+                }
             }
         }
 
+        /// Why `--until` is refused, in a sentence.
+        struct UntilError: Error, CustomStringConvertible {
+            let message: String
+            var description: String { message }
+        }
+
         /// The window's exclusive end (what checks.sql takes) for `--until`, which is inclusive: a
-        /// moment after the timestamp, or the midnight after the date (UTC).
-        static func windowEnd(_ text: String) -> PostgresTimestamp? {
-            if let moment = PostgresTimestamp(text), moment < .maximumFinite {
+        /// moment after the timestamp, or the midnight after the date (UTC). A timestamp may leave
+        /// out its seconds (`2025-11-03T12:00` is 12:00:00) and its zone (UTC).
+        static func windowEnd(_ text: String) throws(UntilError) -> PostgresTimestamp {
+            let example = "a timestamp like 2025-11-03T12:00:00Z or 2025-11-03 12:00, or a date like 2025-11-03"
+            if ["infinity", "-infinity", "+infinity"].contains(text.lowercased()) {
+                throw UntilError(
+                    message: "--until must be a finite moment (\(example)), got '\(text)': C18 checks that every "
+                        + "event lies inside the window, which an infinite end would not")
+            }
+            if let moment = PostgresTimestamp(withSeconds(text)) {
+                // The exclusive end, a microsecond later, must still be a timestamp PostgreSQL holds.
+                guard moment < .maximumFinite else {
+                    throw UntilError(message: "--until must be before \(PostgresTimestamp.maximumFinite.iso8601), got '\(text)'")
+                }
                 return PostgresTimestamp(microsecondsSinceEpoch: moment.microsecondsSinceEpoch + 1)
             }
-            guard let date = PostgresDate(text), date < .maximum else { return nil }
+            guard let date = PostgresDate(text) else {
+                throw UntilError(message: "--until must be \(example), got '\(text)'")
+            }
+            guard date < .maximum else {
+                throw UntilError(message: "--until must be before \(PostgresTimestamp.maximumFinite.iso8601), got '\(text)'")
+            }
             return PostgresDate(daysSinceEpoch: date.daysSinceEpoch + 1).startOfDayUTC
+        }
+
+        /// `text` with `:00` seconds added when it is a date, a `T` or space, and `HH:MM` (then
+        /// optionally a zone), the form fixtures/README.md and people write.
+        static func withSeconds(_ text: String) -> String {
+            let bytes = Array(text.utf8)
+            guard let separator = bytes.firstIndex(where: { $0 == UInt8(ascii: "T") || $0 == UInt8(ascii: " ") }) else {
+                return text
+            }
+            let time = bytes[(separator + 1)...]
+            let isDigit = { (byte: UInt8) in (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) }
+            guard time.count >= 5, time.prefix(5).enumerated().allSatisfy({ $0.offset == 2 ? $0.element == UInt8(ascii: ":") : isDigit($0.element) })
+            else { return text }
+            let rest = time.dropFirst(5)
+            guard rest.first.map({ $0 == UInt8(ascii: "Z") || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") }) ?? true
+            else { return text }
+            return String(decoding: bytes[...(separator + 5)], as: UTF8.self) + ":00" + String(decoding: rest, as: UTF8.self)
         }
 
         func run() async throws {
             let suite = try FixtureCheckSuite(fixtures: try target.locate())
-            let windowEnd = until.flatMap(Self.windowEnd) ?? FixtureCheckSuite.defaultWindowEnd
+            let windowEnd = try until.map { text throws(UntilError) in try Self.windowEnd(text) } ?? FixtureCheckSuite.defaultWindowEnd
             let connection = try await Connection.connect(target.dsn)
             defer { connection.close() }
             let results = try await connection.withSession { try suite.run(in: $0, windowEnd: windowEnd) }
