@@ -196,3 +196,18 @@ struct JournalInDoubtTests {
         }
     }
 }
+
+@Suite("simulate: error labels and messages for the report")
+struct SimulationErrorLabelTests {
+    @Test func aFailureWithoutSQLSTATEIsLabelledInSnakeCase() {
+        #expect(Simulation.errorCode(of: PostgresError(code: .connectionLost, message: "x")) == "connection_lost")
+        #expect(Simulation.errorCode(of: SimulatorError.database(PostgresError(code: .cancelled, message: "x"))) == "cancelled")
+        #expect(Simulation.errorCode(of: SimulatorError.unusableData("x")) == "app")
+    }
+
+    @Test func libpqsMultiLineMessagesAreStoredOnOneLine() {
+        #expect(
+            Simulation.oneLine("server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally\n")
+                == "server closed the connection unexpectedly This probably means the server terminated abnormally")
+    }
+}
