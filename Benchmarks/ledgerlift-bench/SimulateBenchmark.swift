@@ -7,7 +7,8 @@ import Simulator
 /// without --rate) with 4 connections on 10,000 generated customers: operations per second and
 /// p99 latency. It is the baseline the next issue's capture overhead is measured against, so it
 /// prints a baseline row (the ratio comes with the capture). Beside it: the same run writing a
-/// journal, and the cost of one journal append (write + fdatasync) alone.
+/// journal, and the cost of one operation's journal lines (prepared + acknowledged: two writes and
+/// fdatasyncs) alone.
 ///
 /// `LEDGERLIFT_BENCH_SIM_SECONDS` sets the length of each run (default 20),
 /// `LEDGERLIFT_BENCH_SIM_CUSTOMERS` the customers generated (default 10000).
