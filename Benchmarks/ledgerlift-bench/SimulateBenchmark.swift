@@ -61,8 +61,8 @@ enum SimulateBenchmark {
         let concurrent = clock.now - concurrentStart
         shared.close()
         say(
-            "  journal append, 4 appenders at once: \(Int((Double(appends) / concurrent.seconds).rounded())) appends/s "
-                + "(one at a time: \(Int((1 / times[appends / 2].seconds).rounded())) appends/s)")
+            "  journal prepare + acknowledge, 4 writers at once: \(Int((Double(appends) / concurrent.seconds).rounded())) operations/s "
+                + "(one at a time: \(Int((1 / times[appends / 2].seconds).rounded())) operations/s)")
 
         let legacy = try await bench.scratchDatabase("ledgerlift_bench_simulate")
         let fixtures = try FixtureDirectory.locate()
