@@ -7,7 +7,8 @@ import Simulator
 /// without --rate) with 4 connections on 10,000 generated customers: operations per second and
 /// p99 latency. It is the baseline the next issue's capture overhead is measured against, so it
 /// prints a baseline row (the ratio comes with the capture). Beside it: the same run writing a
-/// journal, and the cost of one journal append (write + fdatasync) alone.
+/// journal, and the cost of one operation's journal lines (prepared + acknowledged: two writes and
+/// fdatasyncs) alone.
 ///
 /// `LEDGERLIFT_BENCH_SIM_SECONDS` sets the length of each run (default 20),
 /// `LEDGERLIFT_BENCH_SIM_CUSTOMERS` the customers generated (default 10000).
@@ -21,7 +22,8 @@ enum SimulateBenchmark {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
 
-        // The journal's price per acknowledged operation, alone: one line written and flushed.
+        // The journal's price per acknowledged operation, alone: its two lines (prepared before
+        // the COMMIT, acknowledged after), each written and flushed.
         let appends = 500
         let writer = try JournalWriter(path: directory.appendingPathComponent("fsync.jsonl").path)
         let entry = JournalEntry(
@@ -39,28 +41,28 @@ enum SimulateBenchmark {
         var times = [Duration]()
         for _ in 0..<appends {
             let start = clock.now
-            try await writer.append(entry)
+            try await Self.journal(entry, on: writer)
             times.append(clock.now - start)
         }
         writer.close()
         times.sort()
         say(
-            "  journal append (write + fdatasync, \(appends)×, one at a time): median \(micros(times[appends / 2])) µs, "
+            "  journal prepare + acknowledge (2 × write + fdatasync, \(appends)×, one at a time): median \(micros(times[appends / 2])) µs, "
                 + "p99 \(micros(times[appends * 99 / 100])) µs")
         // Four connections appending at once share flushes (group commit).
         let shared = try JournalWriter(path: directory.appendingPathComponent("fsync-4.jsonl").path)
         let concurrentStart = clock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<4 {
-                group.addTask { for _ in 0..<(appends / 4) { try await shared.append(entry) } }
+                group.addTask { for _ in 0..<(appends / 4) { try await Self.journal(entry, on: shared) } }
             }
             try await group.waitForAll()
         }
         let concurrent = clock.now - concurrentStart
         shared.close()
         say(
-            "  journal append, 4 appenders at once: \(Int((Double(appends) / concurrent.seconds).rounded())) appends/s "
-                + "(one at a time: \(Int((1 / times[appends / 2].seconds).rounded())) appends/s)")
+            "  journal prepare + acknowledge, 4 writers at once: \(Int((Double(appends) / concurrent.seconds).rounded())) operations/s "
+                + "(one at a time: \(Int((1 / times[appends / 2].seconds).rounded())) operations/s)")
 
         let legacy = try await bench.scratchDatabase("ledgerlift_bench_simulate")
         let fixtures = try FixtureDirectory.locate()
@@ -107,6 +109,22 @@ enum SimulateBenchmark {
         }
     }
 
+    /// One operation's journal lines: `prepared` (blocking, so off the cooperative threads, as
+    /// the application calls it on its connection's queue), then `acknowledged`.
+    private static func journal(_ entry: JournalEntry, on writer: JournalWriter) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            DispatchQueue.global().async {
+                do {
+                    try writer.prepare(entry, attempt: 1)
+                    continuation.resume()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+        try await writer.acknowledge(op: entry.op, attempt: 1)
+    }
+
     private static func micros(_ duration: Duration) -> Int { Int((duration.seconds * 1_000_000).rounded()) }
 }
 
@@ -121,7 +139,10 @@ private struct RoundTripApp: BillingApp {
     struct Worker: BillingAppWorker {
         let connection: Connection
 
-        func perform(_ operation: BillingOperation, clock: BusinessClock) async throws -> JournalEntry? {
+        func perform(
+            _ operation: BillingOperation, clock: BusinessClock,
+            prepared: @escaping @Sendable (JournalEntry) throws -> Void
+        ) async throws -> JournalEntry? {
             try await connection.query("SELECT 1")
             return nil
         }

@@ -19,15 +19,31 @@ public protocol BillingAppWorker: Sendable {
     /// Performs `operation` as one transaction at the time `clock` gives once the rows it
     /// changes are locked, and returns what it changed once the commit is confirmed.
     ///
+    /// - Parameter prepared: called with the operation's ``JournalEntry`` after its writes and
+    ///   BEFORE its COMMIT, synchronously (it may block: the runner makes the journal's
+    ///   `prepared` line durable there). When it throws, the application rolls back (nothing
+    ///   is committed) and rethrows its error. Not called when the operation has nothing to
+    ///   act on.
     /// - Returns: `nil` when the data holds nothing the operation can act on (no draft invoice
     ///   to finalize); nothing was written.
     /// - Throws: ``SimulatorError/database(_:)`` for a failure the caller classifies by
     ///   SQLSTATE (lock timeout and serialization failures are retried, ``WriteGuard`` refusals
-    ///   re-routed, the rest counted as errors). A failed operation wrote nothing.
-    func perform(_ operation: BillingOperation, clock: BusinessClock) async throws -> JournalEntry?
+    ///   re-routed, the rest counted as errors), or what `prepared` threw. A failed operation
+    ///   wrote nothing — unless its COMMIT's outcome is unknown (the connection broke during
+    ///   it), which is why `prepared` comes first.
+    func perform(
+        _ operation: BillingOperation, clock: BusinessClock, prepared: @escaping @Sendable (JournalEntry) throws -> Void
+    ) async throws -> JournalEntry?
 
     /// Closes the connection.
     func close()
+}
+
+extension BillingAppWorker {
+    /// Performs `operation` without a journal (nothing to do before the COMMIT).
+    public func perform(_ operation: BillingOperation, clock: BusinessClock) async throws -> JournalEntry? {
+        try await perform(operation, clock: clock, prepared: { _ in })
+    }
 }
 
 /// The legacy database's refusal once writes have moved to the ledger.

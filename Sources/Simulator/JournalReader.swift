@@ -23,9 +23,10 @@ public enum JournalError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// The last line of a journal when it has no newline at its end: an operation whose journal
-/// line — and so its acknowledgement — was cut off (the writer flushes each whole line, newline
-/// included, before it acknowledges the operation). It is not an acknowledged write.
+/// The last line of a journal when it has no newline at its end: a line cut off by a crash
+/// (the writer flushes each whole line, newline included, before the operation goes on). A
+/// cut-off `prepared` line is a write that never committed; a cut-off `acknowledged` line
+/// leaves its operation in doubt. Either way it acknowledges nothing.
 public struct TruncatedJournalLine: Sendable, Hashable {
     /// Its line number, from 1.
     public let line: Int
@@ -35,10 +36,10 @@ public struct TruncatedJournalLine: Sendable, Hashable {
     public let op: UInt64?
 }
 
-/// Reads a journal (JSON lines, one ``JournalEntry`` each) as a stream: memory holds one line
+/// Reads a journal (JSON lines, one ``JournalRecord`` each) as a stream: memory holds one line
 /// at a time, whatever the file's size.
 ///
-/// A complete line that is not a journal entry is an error naming its line number; a last
+/// A complete line that is not a journal record is an error naming its line number; a last
 /// line without a newline is reported as ``TruncatedJournalLine`` and not handed on.
 public struct JournalReader: Sendable {
     /// The journal file.
@@ -53,19 +54,19 @@ public struct JournalReader: Sendable {
 
     /// What reading the whole journal found.
     public struct Summary: Sendable, Hashable {
-        /// Complete lines read (each one an entry).
+        /// Complete lines read (each one a record).
         public var lines: Int = 0
         /// The cut-off last line, if any.
         public var truncated: TruncatedJournalLine?
     }
 
-    /// Calls `body` with each entry and its line number, in file order.
+    /// Calls `body` with each record and its line number, in file order.
     ///
     /// - Throws: ``JournalError/unreadable(path:reason:)`` for a file that cannot be read,
-    ///   ``JournalError/malformedLine(line:reason:)`` for a complete line that is not an
-    ///   entry (or is too long), and whatever `body` throws.
-    public func forEachEntry(
-        _ body: (_ entry: JournalEntry, _ line: Int) throws(JournalError) -> Void
+    ///   ``JournalError/malformedLine(line:reason:)`` for a complete line that is not a
+    ///   record (or is too long), and whatever `body` throws.
+    public func forEachRecord(
+        _ body: (_ record: JournalRecord, _ line: Int) throws(JournalError) -> Void
     ) throws(JournalError) -> Summary {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             let reason = FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file"
@@ -89,7 +90,7 @@ public struct JournalReader: Sendable {
             var start = 0
             while let newline = chunk[start...].firstIndex(of: UInt8(ascii: "\n")) {
                 lineNumber += 1
-                let entry: JournalEntry
+                let entry: JournalRecord
                 if pending.isEmpty {
                     entry = try Self.decode(Data(chunk[start..<newline]), line: lineNumber, decoder)
                 } else {
@@ -106,7 +107,7 @@ public struct JournalReader: Sendable {
             guard pending.count <= Self.maximumLineLength else { throw Self.tooLong(lineNumber + 1) }
         }
         if !pending.isEmpty {
-            let op = try? decoder.decode(JournalEntry.self, from: Data(pending)).op
+            let op = try? decoder.decode(JournalRecord.Header.self, from: Data(pending)).op
             summary.truncated = TruncatedJournalLine(line: lineNumber + 1, bytes: pending.count, op: op)
         }
         return summary
@@ -116,12 +117,12 @@ public struct JournalReader: Sendable {
         .malformedLine(line: line, reason: "longer than \(maximumLineLength >> 20) MiB without a newline")
     }
 
-    private static func decode(_ bytes: Data, line: Int, _ decoder: JSONDecoder) throws(JournalError) -> JournalEntry {
+    private static func decode(_ bytes: Data, line: Int, _ decoder: JSONDecoder) throws(JournalError) -> JournalRecord {
         if bytes.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\r") }) {
             throw .malformedLine(line: line, reason: "empty line")
         }
         do {
-            return try decoder.decode(JournalEntry.self, from: bytes)
+            return try JournalRecord.decode(bytes, decoder)
         } catch {
             throw .malformedLine(line: line, reason: reason(error))
         }

@@ -53,8 +53,10 @@ public struct JournalVerification: Sendable {
 
     /// Complete journal lines read.
     public var lines = 0
-    /// Operations (entries) folded: equal to `lines`.
+    /// Acknowledged operations folded (their effects are required).
     public var operations = 0
+    /// Operations prepared and not acknowledged: their effects are allowed, not required.
+    public var inDoubt = 0
     public var effects = 0
     /// Distinct rows the journal states something about.
     public var rows = 0
@@ -102,8 +104,8 @@ public struct JournalVerification: Sendable {
         guard let truncated else { return nil }
         let what = truncated.op.map { "op \($0)'s line" } ?? "a partial line"
         return "line \(truncated.line) (\(truncated.bytes) bytes, \(what)) has no newline at its end: "
-            + "its operation's acknowledgement was cut off (the writer flushes a whole line before acknowledging), "
-            + "so it is not an acknowledged write and was ignored"
+            + "it was cut off by a crash (the writer flushes a whole line before the operation goes on), "
+            + "so it acknowledges nothing and was ignored"
     }
 
     // MARK: - Renderings
@@ -113,7 +115,9 @@ public struct JournalVerification: Sendable {
         var out =
             "simulate verify: journal \(journal) against the \(target == .legacy ? "legacy database" : "ledger's read models") "
             + "\(database) (schema \(schema))\n"
-        out += "journal:  \(operations) operations, \(effects) effects, on \(rows) rows (\(lines) lines)\n"
+        out +=
+            "journal:  \(operations) acknowledged operations, \(effects) effects, on \(rows) rows, "
+            + "\(inDoubt) in doubt (\(lines) lines)\n"
         out +=
             "checked:  \(rowsChecked) rows (\(deletedRowsChecked) deleted), \(fieldsChecked) fields in "
             + Self.seconds(duration) + "\n"
@@ -166,7 +170,7 @@ public struct JournalVerification: Sendable {
     /// The report as one JSON object whose keys come in a fixed order (two runs over the same
     /// data give the same bytes, but for `duration_ms`):
     /// `clean`, `exit_code`, `journal`, `target`, `database`, `schema`, `max_rows`,
-    /// `duration_ms`, `notes`, `truncated_line`, `lines`, `operations`, `effects`, `rows`,
+    /// `duration_ms`, `notes`, `truncated_line`, `lines`, `operations`, `in_doubt`, `effects`, `rows`,
     /// `rows_checked`, `deleted_rows_checked`, `fields_checked`, `lost`, `altered_fields`,
     /// `altered_rows`, `resurrected`, `unlisted`, `failing_ops`, `failures`.
     public var json: String {
@@ -190,6 +194,7 @@ public struct JournalVerification: Sendable {
             ("truncated_line", truncatedLine),
             ("lines", .integer(Int64(lines))),
             ("operations", .integer(Int64(operations))),
+            ("in_doubt", .integer(Int64(inDoubt))),
             ("effects", .integer(Int64(effects))),
             ("rows", .integer(Int64(rows))),
             ("rows_checked", .integer(Int64(rowsChecked))),

@@ -2,20 +2,23 @@ import Dispatch
 import Foundation
 import Synchronization
 
-/// The journal of acknowledged operations (`ledgerlift simulate --journal FILE`): one
-/// ``JournalEntry`` per line, as compact JSON with sorted keys, in the order the operations
-/// were acknowledged.
+/// The journal of a run (`ledgerlift simulate --journal FILE`): JSON lines with sorted keys,
+/// two per performed operation (``JournalRecord``, docs/journal.md): a `prepared` line with the
+/// whole ``JournalEntry`` before the operation's COMMIT (``prepare(_:attempt:)``), and an
+/// `acknowledged` line once the COMMIT is confirmed (``acknowledge(op:attempt:)``).
 ///
-/// An operation counts as acknowledged only once its line is on disk: ``append(_:)`` writes the
-/// line with `write(2)` and waits for `fdatasync(2)` before it returns, so a journal never
-/// lacks an operation the report counted, even if the machine stops right after (the cost is
-/// a disk flush per acknowledgement, shared by the lines of concurrent connections that arrive
-/// during one flush; `ledgerlift-bench --only simulate` measures it). Lines go through one
-/// serial queue: one writer for every connection, whole lines, never interleaved, and the
+/// Each line is on disk before its call returns: the line is written with `write(2)` and
+/// followed by `fdatasync(2)`, so a journal never lacks an operation the report counted, nor
+/// a committed write (its prepared line came first), even if the machine stops right after
+/// (the cost is a disk flush per line, shared by the lines of concurrent connections that
+/// arrive during one flush; `ledgerlift-bench --only simulate` measures it). Lines go through
+/// one serial queue: one writer for every connection, whole lines, never interleaved, and the
 /// blocking calls stay off Swift's cooperative threads.
 ///
-/// The file must not exist or be empty: a journal belongs to one run (op ids start at 1 in
-/// each), and an existing one is never appended to or overwritten.
+/// The file must not exist or be empty, and belongs to one run: it is created with `O_EXCL`
+/// (or an existing empty file taken) and held with `flock(LOCK_EX)` until ``close()``, so a
+/// second run given the same file refuses it instead of interleaving its lines (op ids start
+/// at 1 in each).
 public final class JournalWriter: Sendable {
     /// The file, as given.
     public let path: String
@@ -30,15 +33,31 @@ public final class JournalWriter: Sendable {
         public var description: String { "journal \(path): \(reason)" }
     }
 
-    /// Opens `path` for a new journal: creates it, or takes an existing empty file.
+    /// Opens `path` for a new journal: creates it, or takes an existing empty file, and locks
+    /// it for the run.
     ///
-    /// - Throws: ``Failure`` when the file holds something (an earlier run's journal) or
-    ///   cannot be created.
+    /// - Throws: ``Failure`` when the file holds something (an earlier run's journal), another
+    ///   run holds it, or it cannot be created.
     public init(path: String) throws(Failure) {
         self.path = path
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        // O_EXCL first: of two runs creating the file at once, one creates it; the other takes
+        // the existing file below and then fails to lock it (or finds it non-empty).
+        var fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o644)
+        if fd < 0 && errno == EEXIST { fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC) }
         guard fd >= 0 else {
             throw Failure(path: path, reason: "cannot be created: \(String(cString: strerror(errno)))")
+        }
+        // Held until close(): the lock is the file's, released by the kernel if the run dies.
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            if errno == EINTR { continue }
+            let busy = errno == EWOULDBLOCK
+            let reason = String(cString: strerror(errno))
+            _ = Foundation.close(fd)
+            throw Failure(
+                path: path,
+                reason: busy
+                    ? "another run is writing this journal (it holds the file's lock): give each run its own journal file"
+                    : "cannot be locked: \(reason)")
         }
         var status = stat()
         guard fstat(fd, &status) == 0 else {
@@ -64,38 +83,64 @@ public final class JournalWriter: Sendable {
         self.encoder = encoder
     }
 
-    /// Encodes `entry` and appends it as one line, returning once the line is on disk.
+    /// Appends the `prepared` line of attempt `attempt` of `entry`'s operation, returning once
+    /// it is on disk. Blocking: called by the application inside the operation's transaction,
+    /// before its COMMIT, on the connection's own thread (never a Swift concurrency thread).
     ///
-    /// Lines that arrive while a flush is under way are written and flushed together by the
-    /// next one (group commit): each caller still returns only after the `fdatasync` that
-    /// covers its own line, but concurrent connections share the disk flushes instead of
-    /// queueing one each.
-    ///
-    /// - Throws: ``Failure`` when the write or the flush fails (the journal can then no longer
-    ///   prove anything: every later append fails too, and the run stops).
-    public func append(_ entry: JournalEntry) async throws(Failure) {
-        let line: Data
-        do {
-            line = try encoder.encode(entry) + Data("\n".utf8)
-        } catch {
-            throw Failure(path: path, reason: "entry of op \(entry.op) cannot be encoded: \(error)")
+    /// - Throws: ``Failure`` when the line cannot be encoded, written or flushed: the
+    ///   application then rolls the operation back.
+    public func prepare(_ entry: JournalEntry, attempt: Int) throws(Failure) {
+        let line = try encode(JournalRecord.PreparedLine(entry: entry, attempt: attempt), op: entry.op)
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<Void, Failure>?>(nil)
+        enqueue(line) { result in
+            outcome.withLock { $0 = result }
+            done.signal()
         }
+        done.wait()
+        try outcome.withLock { $0 }!.get()
+    }
+
+    /// Appends the `acknowledged` line of operation `op`, whose attempt `attempt` committed,
+    /// returning once it is on disk: only then is the operation acknowledged.
+    ///
+    /// - Throws: ``Failure`` when the write or the flush fails.
+    public func acknowledge(op: UInt64, attempt: Int) async throws(Failure) {
+        let line = try encode(JournalRecord.AcknowledgementLine(attempt: attempt, op: op, phase: .acknowledged), op: op)
         let result: Result<Void, Failure> = await withCheckedContinuation { continuation in
-            let startsFlush = pending.withLock { pending in
-                pending.lines.append(line)
-                pending.waiters.append(continuation)
-                defer { pending.flushing = true }
-                return !pending.flushing
-            }
-            if startsFlush { queue.async { self.flushPending() } }
+            enqueue(line) { continuation.resume(returning: $0) }
         }
         try result.get()
+    }
+
+    private func encode(_ value: some Encodable, op: UInt64) throws(Failure) -> Data {
+        do {
+            return try encoder.encode(value) + Data("\n".utf8)
+        } catch {
+            throw Failure(path: path, reason: "line of op \(op) cannot be encoded: \(error)")
+        }
+    }
+
+    /// Queues `line` for the next flush; `done` is called once the flush that covers it ends.
+    ///
+    /// Lines that arrive while a flush is under way are written and flushed together by the
+    /// next one (group commit): each caller still hears back only after the `fdatasync` that
+    /// covers its own line, but concurrent connections share the disk flushes instead of
+    /// queueing one each.
+    private func enqueue(_ line: Data, done: @escaping @Sendable (Result<Void, Failure>) -> Void) {
+        let startsFlush = pending.withLock { pending in
+            pending.lines.append(line)
+            pending.waiters.append(done)
+            defer { pending.flushing = true }
+            return !pending.flushing
+        }
+        if startsFlush { queue.async { self.flushPending() } }
     }
 
     /// Lines waiting for the next flush, their callers, and whether a flush is under way.
     private struct Pending: Sendable {
         var lines: [Data] = []
-        var waiters: [CheckedContinuation<Result<Void, Failure>, Never>] = []
+        var waiters: [@Sendable (Result<Void, Failure>) -> Void] = []
         var flushing = false
         /// The first failure: a journal with a gap proves nothing, so every later append fails.
         var failure: Failure?
@@ -107,7 +152,7 @@ public final class JournalWriter: Sendable {
     /// left (on the serial queue).
     private func flushPending() {
         while true {
-            let (lines, waiters, failure): ([Data], [CheckedContinuation<Result<Void, Failure>, Never>], Failure?) =
+            let (lines, waiters, failure): ([Data], [@Sendable (Result<Void, Failure>) -> Void], Failure?) =
                 pending.withLock { pending in
                     let batch = (pending.lines, pending.waiters, pending.failure)
                     pending.lines = []
@@ -118,7 +163,7 @@ public final class JournalWriter: Sendable {
             guard !lines.isEmpty else { return }
             let result = failure.map { .failure($0) } ?? writeAndFlush(lines.reduce(Data(), +))
             if case .failure(let error) = result { pending.withLock { if $0.failure == nil { $0.failure = error } } }
-            for waiter in waiters { waiter.resume(returning: result) }
+            for waiter in waiters { waiter(result) }
         }
     }
 
@@ -143,7 +188,7 @@ public final class JournalWriter: Sendable {
         return failed.map { .failure(Failure(path: path, reason: $0)) } ?? .success(())
     }
 
-    /// Closes the file (after the last append has returned).
+    /// Closes the file (after the last line has been written), which releases its lock.
     public func close() {
         queue.sync { _ = Foundation.close(descriptor) }
     }

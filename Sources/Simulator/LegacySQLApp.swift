@@ -46,16 +46,24 @@ final class LegacySQLWorker: BillingAppWorker {
 
     init(connection: Connection) { self.connection = connection }
 
-    func perform(_ operation: BillingOperation, clock: BusinessClock) async throws -> JournalEntry? {
+    func perform(
+        _ operation: BillingOperation, clock: BusinessClock, prepared: @escaping @Sendable (JournalEntry) throws -> Void
+    ) async throws -> JournalEntry? {
         do {
             return try await connection.withSession { session in
                 // Session.transaction rolls back on any error, so a failed operation leaves the
                 // connection idle and usable, and has written nothing.
                 try session.transaction { tx in
                     var run = LegacyOperationRun(session: tx, operation: operation, clock: clock)
-                    return try run.perform()
+                    let entry = try run.perform()
+                    // Before the COMMIT, on the connection's dispatch queue (a blocking journal
+                    // flush is fine here): a journal that cannot record the writes rolls them back.
+                    if let entry { try prepared(entry) }
+                    return entry
                 }
             }
+        } catch let error as JournalWriter.Failure {
+            throw error
         } catch let error as PostgresError {
             throw SimulatorError.database(error)
         } catch let error as SimulatorError {

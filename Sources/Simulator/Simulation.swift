@@ -34,10 +34,15 @@ import Synchronization
 /// retried. A `nil` result (nothing to act on) is counted `skipped`. A connection whose link to
 /// the server was lost opens a new worker before its next operation.
 ///
-/// **Acknowledgement.** An operation is acknowledged once the application returned its
-/// ``JournalEntry`` (commit confirmed) and, with a journal, its line is on disk
-/// (``JournalWriter``); only then is it counted and its latency taken. If the journal cannot be
-/// written the run stops (``SimulationReport/failure``).
+/// **Acknowledgement.** With a journal, each attempt's ``JournalEntry`` is made durable as a
+/// `prepared` line before the application COMMITs (``BillingAppWorker/perform(_:clock:prepared:)``
+/// calls ``JournalWriter/prepare(_:attempt:)``), and once the COMMIT is confirmed an
+/// `acknowledged` line naming the attempt is (``JournalWriter/acknowledge(op:attempt:)``). An
+/// operation is acknowledged once that line is on disk (without a journal: once the commit is
+/// confirmed); only then is it counted and its latency taken. A crash between the two lines
+/// leaves the operation *in doubt*, which `simulate verify` allows but does not require
+/// (docs/journal.md). If the journal cannot be written the run stops
+/// (``SimulationReport/failure``): a failing `prepared` line rolls its operation back.
 ///
 /// **Stopping.** ``stop(_:)`` (on SIGINT or SIGTERM): no operation starts after it, those
 /// running finish (with their retries); a second call cancels them (their statements are
@@ -288,6 +293,8 @@ public final class Simulation: Sendable {
         var result: Result<JournalEntry?, any Error> = .success(nil)
         var retries = 0
         var blocked: Duration = .zero
+        /// The number of the last attempt (the one that committed, on success).
+        var attempt = 0
         var code: String? {
             if case .failure(let error) = result { return Simulation.errorCode(of: error) }
             return nil
@@ -297,13 +304,16 @@ public final class Simulation: Sendable {
     private func perform(_ operation: BillingOperation, on connection: inout ConnectionState, began: ContinuousClock.Instant)
         async
     {
-        var attempts = await attempt(operation, worker: &connection.worker, app: configuration.app)
+        var attempts = await attempt(operation, worker: &connection.worker, app: configuration.app, after: 0)
         var rerouted = false
         if attempts.code == WriteGuard.sqlState {
             rerouted = true
             if let reroute = configuration.reroute {
                 let first = attempts
-                attempts = await attempt(operation, worker: &connection.rerouteWorker, app: reroute)
+                // Numbered on from the first application's: attempt numbers name one prepared
+                // line each in the journal.
+                attempts = await attempt(
+                    operation, worker: &connection.rerouteWorker, app: reroute, after: first.attempt)
                 attempts.retries += first.retries
                 attempts.blocked += first.blocked
             }
@@ -312,13 +322,10 @@ public final class Simulation: Sendable {
         switch attempts.result {
         case .success(nil):
             outcome = .skipped
-        case .success(var entry?):
-            // The journal records the runner's operation, whatever the application echoed.
-            entry.op = operation.id
-            entry.kind = operation.kind
+        case .success(_?):
             if let journal = configuration.journal {
                 do {
-                    try await journal.append(entry)
+                    try await journal.acknowledge(op: operation.id, attempt: attempts.attempt)
                 } catch {
                     // Committed but not journaled: the journal can no longer prove anything.
                     state.withLock { if $0.failure == nil { $0.failure = error.description } }
@@ -326,6 +333,11 @@ public final class Simulation: Sendable {
                 }
             }
             outcome = .acknowledged
+        case .failure(let error as JournalWriter.Failure):
+            // The prepared line failed (the operation was rolled back): the journal can no
+            // longer prove anything.
+            state.withLock { if $0.failure == nil { $0.failure = error.description } }
+            return
         case .failure(let error):
             if rerouted && configuration.reroute == nil {
                 outcome = .refused
@@ -340,13 +352,14 @@ public final class Simulation: Sendable {
     }
 
     /// Runs `operation` on `worker` (opening one of `app` when there is none), retrying the
-    /// retryable failures.
-    private func attempt(_ operation: BillingOperation, worker: inout (any BillingAppWorker)?, app: any BillingApp) async
-        -> Attempts
-    {
+    /// retryable failures; attempts are numbered from `after + 1`.
+    private func attempt(
+        _ operation: BillingOperation, worker: inout (any BillingAppWorker)?, app: any BillingApp, after: Int
+    ) async -> Attempts {
         var attempts = Attempts()
         var number = 1
         while true {
+            attempts.attempt = after + number
             let attemptStart = clock.now
             do {
                 let current: any BillingAppWorker
@@ -356,7 +369,9 @@ public final class Simulation: Sendable {
                     current = try await app.makeWorker()
                     worker = current
                 }
-                attempts.result = .success(try await current.perform(operation, clock: configuration.clock))
+                let prepared = preparedCallback(operation, attempt: attempts.attempt)
+                attempts.result = .success(
+                    try await current.perform(operation, clock: configuration.clock, prepared: prepared))
                 return attempts
             } catch {
                 attempts.result = .failure(error)
@@ -378,9 +393,23 @@ public final class Simulation: Sendable {
         }
     }
 
+    /// What the application calls before COMMIT: the journal's `prepared` line of this
+    /// attempt, durable before it returns (nothing without a journal).
+    private func preparedCallback(_ operation: BillingOperation, attempt: Int) -> @Sendable (JournalEntry) throws -> Void {
+        guard let journal = configuration.journal else { return { _ in } }
+        return { entry in
+            // The journal records the runner's operation, whatever the application echoed.
+            var entry = entry
+            entry.op = operation.id
+            entry.kind = operation.kind
+            try journal.prepare(entry, attempt: attempt)
+        }
+    }
+
     /// The code an error is counted under: its SQLSTATE; for a failure without one (a lost
-    /// connection, a cancelled statement), the client's code (`connection_lost`, `cancelled`);
-    /// `app` for an error that is not the database's.
+    /// connection, a cancelled statement), the client's code in snake case, like a SQLSTATE
+    /// condition name (`connection_lost`, `cancelled`); `app` for an error that is not the
+    /// database's.
     public static func errorCode(of error: any Error) -> String {
         switch error {
         case let error as SimulatorError:
@@ -391,7 +420,28 @@ public final class Simulation: Sendable {
         }
     }
 
-    private static func code(of error: PostgresError) -> String { error.sqlState?.rawValue ?? error.code.description }
+    private static func code(of error: PostgresError) -> String {
+        error.sqlState?.rawValue ?? snakeCase(error.code.description)
+    }
+
+    /// `connectionLost` → `connection_lost`.
+    static func snakeCase(_ name: String) -> String {
+        var out = ""
+        for character in name {
+            if character.isUppercase {
+                if !out.isEmpty { out += "_" }
+                out += character.lowercased()
+            } else {
+                out.append(character)
+            }
+        }
+        return out
+    }
+
+    /// `text` on one line: every run of whitespace (libpq's newlines and tabs) as one space.
+    static func oneLine(_ text: String) -> String {
+        text.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+    }
 
     private static func isConnectionLost(_ error: any Error) -> Bool {
         switch error {
@@ -403,7 +453,9 @@ public final class Simulation: Sendable {
         }
     }
 
-    private static func message(of error: any Error) -> String {
+    private static func message(of error: any Error) -> String { oneLine(rawMessage(of: error)) }
+
+    private static func rawMessage(of error: any Error) -> String {
         switch error {
         case let error as SimulatorError:
             if case .database(let database) = error { return database.message }

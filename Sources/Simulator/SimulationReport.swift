@@ -79,7 +79,8 @@ public struct SimulationReport: Sendable, Hashable, Codable {
     public var stoppedBy: String?
     /// Why the run stopped abnormally (the journal could not be written), if it did.
     public var failure: String?
-    /// The journal file, if any, and the lines written to it (= acknowledged operations).
+    /// The journal file, if any, and the operations acknowledged in it (each has two lines:
+    /// prepared, acknowledged; docs/journal.md).
     public var journal: String?
     public var journalLines: Int
     /// Operation kinds that ran, in ``OperationKind`` order.

@@ -453,8 +453,8 @@ struct JournalVerifierTests {
             #expect(report.truncated == TruncatedJournalLine(line: 16, bytes: cut.utf8.count, op: 16))
             #expect(
                 report.text.contains(
-                    "note:     line 16 (\(cut.utf8.count) bytes, op 16's line) has no newline at its end: its operation's "
-                        + "acknowledgement was cut off"))
+                    "note:     line 16 (\(cut.utf8.count) bytes, op 16's line) has no newline at its end: it was cut off "
+                        + "by a crash"))
             let partialReport = try await Self.verifyLegacy(partial, dsn)
             #expect(
                 partialReport.isClean && partialReport.truncated == TruncatedJournalLine(line: 16, bytes: 30, op: nil))
@@ -677,7 +677,7 @@ struct JournalVerifierTests {
             report.json == """
                 {"clean":false,"exit_code":1,"journal":"j.jsonl","target":"legacy","database":"postgresql://u@h/db",\
                 "schema":"legacy","max_rows":10,"duration_ms":0,"notes":["\(report.truncatedNote!)"],\
-                "truncated_line":{"line":3,"bytes":12,"op":null},"lines":2,"operations":2,"effects":3,"rows":2,\
+                "truncated_line":{"line":3,"bytes":12,"op":null},"lines":2,"operations":2,"in_doubt":0,"effects":3,"rows":2,\
                 "rows_checked":2,"deleted_rows_checked":0,"fields_checked":4,"lost":0,"altered_fields":1,"altered_rows":1,\
                 "resurrected":0,"unlisted":0,"failing_ops":[2],"failures":[{"kind":"altered","entity":"customer","key":"1",\
                 "field":"name","expected":null,"actual":"A\\"B","ops":[{"op":2,"kind":"edit_name",\

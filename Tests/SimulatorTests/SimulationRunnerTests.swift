@@ -211,7 +211,14 @@ import Testing
         }
     }
 
-    @Test func theJournalHoldsExactlyTheAcknowledgedOperationsEachWrittenBeforeTheNextStarts() async throws {
+    /// The journal's lines, decoded (every line ends with a newline).
+    static func records(_ path: String) throws -> [JournalRecord] {
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(text.isEmpty || text.hasSuffix("\n"), "every line ends with a newline")
+        return try text.split(separator: "\n").map { try JournalRecord.decode(Data($0.utf8), JSONDecoder()) }
+    }
+
+    @Test func theJournalPreparesEachOperationBeforeItsCommitAndAcknowledgesItBeforeTheNextStarts() async throws {
         try await TestDatabase.withConnection { admin, dsn in
             try await ProbeApp.createTable(admin)
             let path = FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -230,22 +237,79 @@ import Testing
                 .init(app: app, stop: .operations(7), seed: 5, journal: journal, clock: BusinessClock(.wall))
             ).run()
             journal.close()
-            let lines = try String(contentsOfFile: path, encoding: .utf8).split(
-                separator: "\n", omittingEmptySubsequences: false)
-            #expect(lines.last == "", "every line ends with a newline")
-            let entries = try lines.dropLast().map { try JSONDecoder().decode(JournalEntry.self, from: Data($0.utf8)) }
-            #expect(entries.map(\.op) == [1, 2, 5, 6, 7])
+            let records = try Self.records(path)
+            // Two lines per acknowledged operation: prepared (whole entry), then acknowledged.
+            var expected = [JournalRecord]()
+            for record in records {
+                if case .prepared(let entry, let attempt) = record {
+                    expected.append(record)
+                    expected.append(.acknowledged(op: entry.op, attempt: attempt))
+                }
+            }
+            #expect(records == expected)
+            #expect(records.map(\.op) == [1, 1, 2, 2, 5, 5, 6, 6, 7, 7])
+            let entries = records.compactMap { record -> JournalEntry? in
+                if case .prepared(let entry, _) = record { return entry }
+                return nil
+            }
             #expect(
                 entries.map(\.kind) == [1, 2, 5, 6, 7].map { Simulation.operation($0, seed: 5, mix: .standard).kind })
             #expect(report.journalLines == 5)
             #expect(report.total.acknowledged == 5)
-            // Compact JSON with sorted keys, one object per line.
-            #expect(lines[0].hasPrefix("{\"at\":"))
-            // When operation i started, the lines of every operation acknowledged before it were
-            // already in the file.
-            #expect(app.log.journalLinesSeen() == [1: 0, 2: 1, 3: 2, 4: 2, 5: 2, 6: 3, 7: 4])
+            // Compact JSON with sorted keys, one object per line; the acknowledgement is short.
+            let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+            #expect(lines[0].hasPrefix("{\"at\":") && lines[0].hasSuffix(",\"phase\":\"prepared\",\"summary\":\"probe row 1\"}"))
+            #expect(lines[1] == "{\"attempt\":1,\"op\":1,\"phase\":\"acknowledged\"}")
+            // When operation i started, both lines of every operation acknowledged before it
+            // were already in the file.
+            #expect(app.log.journalLinesSeen() == [1: 0, 2: 2, 3: 4, 4: 4, 5: 4, 6: 6, 7: 8])
             // A journal belongs to one run: the file now holds lines and is refused.
             #expect(throws: JournalWriter.Failure.self) { try JournalWriter(path: path) }
+        }
+    }
+
+    @Test func aSecondWriterOfTheSameJournalIsRefusedWhileTheFirstHoldsIt() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ledgerlift-journal-\(UUID().uuidString).jsonl"
+        ).path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let first = try JournalWriter(path: path)
+        // The file exists and is still empty: only the lock tells the second run it is taken.
+        let refusal = #expect(throws: JournalWriter.Failure.self) { try JournalWriter(path: path) }
+        #expect(
+            refusal?.description
+                == "journal \(path): another run is writing this journal (it holds the file's lock): "
+                + "give each run its own journal file")
+        first.close()
+        // Released with the file: an empty journal can be taken again.
+        let again = try JournalWriter(path: path)
+        again.close()
+    }
+
+    @Test func retriedAttemptsArePreparedEachAndTheAcknowledgementNamesTheOneThatCommitted() async throws {
+        try await TestDatabase.withConnection { admin, dsn in
+            try await ProbeApp.createTable(admin)
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "ledgerlift-journal-\(UUID().uuidString).jsonl"
+            ).path
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            // Attempt 1 prepares, then its COMMIT fails (a serialization failure after the writes).
+            let app = ProbeApp(dsn: dsn) { _, attempt in attempt == 1 ? .insertThenFail("40001") : .insert }
+            let journal = try JournalWriter(path: path)
+            let report = try await Simulation(
+                .init(
+                    app: app, stop: .operations(1), seed: 5, journal: journal, clock: BusinessClock(.wall),
+                    retry: Self.quickRetry)
+            ).run()
+            journal.close()
+            #expect(report.total.acknowledged == 1 && report.total.retries == 1)
+            let records = try Self.records(path)
+            #expect(records.count == 3)
+            guard records.count == 3, case .prepared(_, 1) = records[0], case .prepared(_, 2) = records[1] else {
+                Issue.record("expected two prepared attempts, got \(records)")
+                return
+            }
+            #expect(records[2] == .acknowledged(op: 1, attempt: 2))
         }
     }
 
@@ -264,13 +328,25 @@ import Testing
                     clock: BusinessClock(.wall))
             ).run()
             journal.close()
-            let entries = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map {
-                try JSONDecoder().decode(JournalEntry.self, from: Data($0.utf8))
-            }
-            #expect(entries.count == 48)
+            let records = try Self.records(path)
+            #expect(records.count == 96)
             #expect(report.journalLines == 48)
-            #expect(Set(entries.map(\.op)) == Set((UInt64(1)...60).filter { $0 % 5 != 0 }))
-            #expect(try await ProbeApp.rows(admin).map(UInt64.init) == entries.map(\.op).sorted())
+            var prepared = [UInt64]()
+            var acknowledged = [UInt64]()
+            for record in records {
+                switch record {
+                case .prepared(let entry, _):
+                    prepared.append(entry.op)
+                case .acknowledged(let op, _):
+                    // Each acknowledgement follows its own prepared line.
+                    #expect(prepared.contains(op))
+                    acknowledged.append(op)
+                case .entry: Issue.record("a line without phase")
+                }
+            }
+            #expect(Set(prepared) == Set((UInt64(1)...60).filter { $0 % 5 != 0 }))
+            #expect(Set(acknowledged) == Set(prepared) && acknowledged.count == 48)
+            #expect(try await ProbeApp.rows(admin).map(UInt64.init) == prepared.sorted())
         }
     }
 
@@ -383,6 +459,8 @@ final class ProbeApp: BillingApp {
     enum Step: Sendable {
         case insert
         case skip
+        /// Inserts, prepares its entry, then fails with this SQLSTATE before the COMMIT.
+        case insertThenFail(String)
         /// Fails with this SQLSTATE, raised by the server.
         case raise(String)
     }
@@ -454,7 +532,10 @@ final class ProbeApp: BillingApp {
         let app: ProbeApp
         let connection: Connection
 
-        func perform(_ operation: BillingOperation, clock: BusinessClock) async throws -> JournalEntry? {
+        func perform(
+            _ operation: BillingOperation, clock: BusinessClock,
+            prepared: @escaping @Sendable (JournalEntry) throws -> Void
+        ) async throws -> JournalEntry? {
             let lines = app.journal.map { path in
                 (try? String(contentsOfFile: path, encoding: .utf8))?.split(separator: "\n").count ?? 0
             }
@@ -468,22 +549,29 @@ final class ProbeApp: BillingApp {
                         "DO $$ BEGIN RAISE EXCEPTION 'probe failure \(sqlState)' USING ERRCODE = '\(sqlState)'; END $$")
                     Issue.record("RAISE did not raise")
                     return nil
-                case .insert:
-                    let at = try await connection.transaction { session in
+                case .insert, .insertThenFail:
+                    let step = app.plan(operation, attempt)
+                    return try await connection.transaction { session in
                         // The time is taken once the row is locked (here: inserted), as BusinessClock asks.
                         try session.execute(
                             "INSERT INTO probe (op, kind, at) VALUES ($1, $2, now())",
                             [Int64(operation.id), operation.kind.rawValue])
                         let at = clock.next()
                         try session.execute("UPDATE probe SET at = $1 WHERE op = $2", [at, Int64(operation.id)])
-                        return at
+                        let entry = JournalEntry(
+                            op: operation.id, kind: operation.kind, at: at.iso8601, keys: ["probe": "\(operation.id)"],
+                            effects: [
+                                Effect(entity: "probe", key: "\(operation.id)", fields: ["kind": operation.kind.rawValue])
+                            ],
+                            summary: "probe row \(operation.id)")
+                        // Before the COMMIT, as the protocol asks.
+                        try prepared(entry)
+                        if case .insertThenFail(let sqlState) = step {
+                            try session.execute(
+                                "DO $$ BEGIN RAISE EXCEPTION 'probe failure \(sqlState)' USING ERRCODE = '\(sqlState)'; END $$")
+                        }
+                        return entry
                     }
-                    return JournalEntry(
-                        op: operation.id, kind: operation.kind, at: at.iso8601, keys: ["probe": "\(operation.id)"],
-                        effects: [
-                            Effect(entity: "probe", key: "\(operation.id)", fields: ["kind": operation.kind.rawValue])
-                        ],
-                        summary: "probe row \(operation.id)")
                 }
             } catch let error as PostgresError {
                 throw SimulatorError.database(error)
