@@ -18,9 +18,10 @@ struct SimulateRunCommand: AsyncParsableCommand {
             start, so a stalled database shows as latency; without it, each connection runs its next operation \
             as soon as the previous one ends (closed loop, for capacity). An operation that fails on a lock \
             timeout, a serialization failure or a deadlock is retried with backoff; one refused because writes \
-            have moved to the ledger (SQLSTATE LL001) is counted as rerouted. With --journal every acknowledged \
-            operation is written to FILE (one JSON line, on disk before the operation counts) for `ledgerlift \
-            simulate verify`; FILE must be new or empty.
+            have moved to the ledger (SQLSTATE LL001) is counted as rerouted. With --journal every operation is \
+            written to FILE for `ledgerlift simulate verify`: a prepared line with its effects, on disk before its \
+            COMMIT, and an acknowledged line, on disk after the COMMIT and before the operation counts; FILE must \
+            be new or empty, and belongs to one run.
 
             One connection, --operations N and --seed S perform the same operations in the same order on every \
             run. Ctrl-C (or SIGTERM) stops starting operations, lets the running ones finish (press it again to \
@@ -67,7 +68,7 @@ struct SimulateRunCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Write each acknowledged operation to this file (JSON lines); it must be new or empty. Default: no journal.",
+            "Journal every operation to this file (JSON lines: prepared before COMMIT, acknowledged after); it must be new or empty. Default: no journal.",
             valueName: "file"))
     var journal: String?
 

@@ -9,8 +9,8 @@ struct SimulateVerifyCommand: AsyncParsableCommand {
         commandName: "verify",
         abstract: "Check that every write a simulate journal acknowledged is in the final system.",
         discussion: """
-            Reads the journal written by `ledgerlift simulate --journal FILE` (JSON lines, one per acknowledged \
-            operation), folds later operations on the same row in (business time, op id) order, and checks every \
+            Reads the journal written by `ledgerlift simulate --journal FILE` (JSON lines: each operation prepared, \
+            then acknowledged; one prepared but never acknowledged is in doubt, its effects allowed, not required), folds later operations on the same row in (business time, op id) order, and checks every \
             expected row and field, a few thousand keys per query, against the legacy tables (--legacy) or the \
             ledger's read models (--store, after waiting for the projection to catch up). A last line without a \
             newline (an acknowledgement cut off by a crash) is ignored with a note. docs/journal.md describes the \
