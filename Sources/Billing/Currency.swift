@@ -140,9 +140,24 @@ public enum CurrencyError: Error, Sendable, Hashable, CustomStringConvertible {
         "\"" + abbreviated(text) + "\""
     }
 
-    /// `text` cut to 40 characters, so one bad legacy value cannot flood a log.
+    /// `text` cut to 40 characters, so one bad legacy value cannot flood a log, with control
+    /// characters escaped (`\n`, `\u{7}`), so a message stays on one line whatever the value holds.
     static func abbreviated(_ text: String) -> String {
         let limit = 40
-        return text.count <= limit ? text : "\(text.prefix(limit))… (\(text.utf8.count) bytes)"
+        let shown = text.count <= limit ? text : String(text.prefix(limit))
+        var escaped = ""
+        for scalar in shown.unicodeScalars {
+            switch scalar {
+            case "\n": escaped += "\\n"
+            case "\r": escaped += "\\r"
+            case "\t": escaped += "\\t"
+            case _ where scalar.properties.generalCategory == .control
+                || scalar.properties.generalCategory == .lineSeparator
+                || scalar.properties.generalCategory == .paragraphSeparator:
+                escaped += "\\u{" + String(scalar.value, radix: 16) + "}"
+            default: escaped.unicodeScalars.append(scalar)
+            }
+        }
+        return text.count <= limit ? escaped : "\(escaped)… (\(text.utf8.count) bytes)"
     }
 }

@@ -91,4 +91,12 @@ struct ParserRegressionTests {
         #expect(String(row.total) == "18446744073709551615")
         #expect(ReportAmount.decimal(row.total, currency: "USD") == "184467440737095516.15")
     }
+
+    /// Found by the property test `moneyTextIsExactOrATypedError` (a random text with a line
+    /// break): the message repeated the text raw and ran over two lines.
+    @Test func aMoneyErrorStaysOnOneLineWhateverTheTextHolds() {
+        let error = MoneyError.notANumber("12\n.3\r\t\u{7}\u{2028}")
+        #expect(error.description.hasPrefix(#""12\n.3\r\t\u{7}\u{2028}" is not a decimal number"#))
+        #expect(!error.description.contains("\n"))
+    }
 }

@@ -76,27 +76,44 @@ struct SimulateCommandTests {
         try await TestDatabase.withFresh("sim_locked") { legacy in
             #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
             let journal = Self.journalPath("journal.jsonl")
+            // The lock is taken from a thread of its own, not a task: the tests around this one
+            // block Swift's cooperative threads while they wait for their processes, and a task
+            // could be scheduled only after the simulation had ended, holding its lock over nothing.
+            let lockHeld = Locked<(overlapped: Bool, error: String?)>((false, nil))
             let simulation = Task.detached {
                 try LedgerliftBinary.run([
                     "simulate", "--legacy", legacy, "--rate", "30", "--duration", "8", "--connections", "4",
                     "--journal", journal, "--report", "json",
                 ])
             }
-            // Lock once the application is writing (its first acknowledged operation is journaled),
-            // however long a loaded machine takes to start it.
-            let deadline = ContinuousClock.now + .seconds(60)
-            while ((try? Data(contentsOf: URL(fileURLWithPath: journal)))?.isEmpty ?? true), ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            let locker = try await Connection.connect(legacy)
-            defer { locker.close() }
-            try await locker.withSession { session in
-                try session.transaction { tx in
-                    try tx.execute("LOCK TABLE legacy.invoices IN EXCLUSIVE MODE")
-                    _ = try tx.query("SELECT pg_sleep(3)")
+            let locker = Thread {
+                do {
+                    // Lock once the application is writing (its first operation is journaled),
+                    // however long a loaded machine takes to start it.
+                    let deadline = Date().addingTimeInterval(60)
+                    while ((try? Data(contentsOf: URL(fileURLWithPath: journal)))?.isEmpty ?? true), Date() < deadline {
+                        usleep(20_000)
+                    }
+                    let connection = try Connection.connectBlocking(legacy)
+                    defer { connection.close() }
+                    try connection.withSessionBlocking { session in
+                        try session.transaction { tx in
+                            try tx.execute("LOCK TABLE legacy.invoices IN EXCLUSIVE MODE")
+                            _ = try tx.query("SELECT pg_sleep(3)")
+                        }
+                    }
+                    // The run lasts 8 s from its first operation: it was still writing.
+                    let journaled = (try? String(contentsOfFile: journal, encoding: .utf8))?.split(separator: "\n").count ?? 0
+                    lockHeld.set((journaled < 480, nil))
+                } catch {
+                    lockHeld.set((false, String(describing: error)))
                 }
             }
+            locker.start()
             let run = try await simulation.value
+            while !locker.isFinished { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(lockHeld.value.error == nil, "\(lockHeld.value.error ?? "")")
+            #expect(lockHeld.value.overlapped, "the lock was held while the application wrote")
             #expect(run.status == 0, "\(run.stderr)")
             let report = try Self.report(run)
             #expect(report.total.operations == 240)
@@ -194,5 +211,22 @@ struct SimulateCommandTests {
             ).rows.map { (try $0.decode(at: 0, as: String.self), try $0.decode(at: 1, as: String.self)) }
             for (table, index) in tables { try session.execute("CLUSTER \(table) USING \(index)") }
         }
+    }
+}
+
+/// A value shared with a thread.
+final class Locked<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+    init(_ value: Value) { stored = value }
+    func set(_ value: Value) {
+        lock.lock()
+        stored = value
+        lock.unlock()
+    }
+    var value: Value {
+        lock.lock()
+        defer { lock.unlock() }
+        return stored
     }
 }
