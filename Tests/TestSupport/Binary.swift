@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Runs the built `ledgerlift` executable, as a user would.
 public enum LedgerliftBinary {
@@ -30,37 +31,22 @@ public enum LedgerliftBinary {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         // Read both pipes concurrently so a full one cannot block the child.
-        let errData = Locked(Data())
+        let errData = Locked<Data?>(nil)
         let reader = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
         reader.start()
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        while !errData.done { usleep(1000) }
+        while errData.value == nil { usleep(1000) }
         return Output(
             status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-            stderr: String(decoding: errData.value, as: UTF8.self))
+            stderr: String(decoding: errData.value ?? Data(), as: UTF8.self))
     }
 }
 
-final class Locked: @unchecked Sendable {
-    private let lock = NSLock()
-    private var data: Data
-    private var finished = false
-    init(_ data: Data) { self.data = data }
-    func set(_ value: Data) {
-        lock.lock()
-        data = value
-        finished = true
-        lock.unlock()
-    }
-    var done: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return finished
-    }
-    var value: Data {
-        lock.lock()
-        defer { lock.unlock() }
-        return data
-    }
+/// A value shared between a test and the threads it starts.
+public final class Locked<Value: Sendable>: Sendable {
+    private let stored: Mutex<Value>
+    public init(_ value: Value) { stored = Mutex(value) }
+    public func set(_ value: Value) { stored.withLock { $0 = value } }
+    public var value: Value { stored.withLock { $0 } }
 }
