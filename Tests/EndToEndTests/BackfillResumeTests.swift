@@ -30,24 +30,39 @@ struct BackfillResumeTests {
     /// Starts the binary and kills it with SIGKILL once `store` holds at least `events` events —
     /// a point in the work, where a delay would be a point in time that a loaded machine reaches
     /// before the run has written anything. Returns false when the run finished first.
+    ///
+    /// The watching happens on a thread of its own with a blocking connection, not in a task: the
+    /// tests around this one block Swift's cooperative threads while they wait for their
+    /// processes, and a task sleeping 2 ms could wake only after the whole run had finished.
     static func killed(atEvents events: Int64, in store: String, _ arguments: [String]) async throws -> Bool {
-        let observer = try await Connection.connect(store)
-        defer { observer.close() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: LedgerliftBinary.path)
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        while process.isRunning,
-            try await observer.query("SELECT count(*) FROM ledgerlift.events").rows[0].decode(at: 0, as: Int64.self) < events
-        {
-            try await Task.sleep(for: .milliseconds(2))
+        let outcome = Locked<Result<Bool, any Error>?>(nil)
+        let watcher = Thread {
+            outcome.set(
+                Result {
+                    let observer = try Connection.connectBlocking(store)
+                    defer { observer.close() }
+                    let process = Process()
+                    process.executableURL = URL(fileURLWithPath: LedgerliftBinary.path)
+                    process.arguments = arguments
+                    process.standardOutput = FileHandle.nullDevice
+                    process.standardError = FileHandle.nullDevice
+                    try process.run()
+                    while process.isRunning,
+                        try observer.withSessionBlocking({ session in
+                            try session.query("SELECT count(*) FROM ledgerlift.events").rows[0].decode(at: 0, as: Int64.self)
+                        }) < events
+                    {
+                        usleep(2_000)
+                    }
+                    guard process.isRunning else { return false }
+                    kill(process.processIdentifier, SIGKILL)
+                    process.waitUntilExit()
+                    return true
+                })
         }
-        guard process.isRunning else { return false }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        return true
+        watcher.start()
+        while outcome.value == nil { try await Task.sleep(for: .milliseconds(20)) }
+        return try outcome.value!.get()
     }
 
     @Test func aRunKilledAtSeveralPointsFinishesWithTheSameEventsAsAnUninterruptedRun() async throws {
