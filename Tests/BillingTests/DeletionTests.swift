@@ -272,4 +272,41 @@ struct DeletionTests {
             }
         }
     }
+
+    @Test(arguments: [1, 100])
+    func aDeletionAtTheInstantOfTheCurrentVersionMakesItGiveWayAndAReCreationThenStartsAfresh(batchSize: Int) async throws {
+        try await withProjectionStore { connection, _, store in
+            let created = TemporalQueryTests.customer("cust-x", "USD", created: "2024-01-01T00:00:00Z")[0]
+            var renamed = created
+            renamed.values["name"] = .text("X2")
+            renamed.values["updated_at"] = .timestamp(ts("2024-02-01T00:00:00Z"))
+            let base = ProjectionEvents([[created, renamed]])
+            var more = Continuation(base)
+            // Deleted at the very instant of the rename (no proven moment: the stream's last event).
+            more.delete(renamed, at: nil)
+            var back = TemporalQueryTests.customer("cust-x", "EUR", created: "2024-03-01T00:00:00Z")[0]
+            back.values["name"] = .text("X3")
+            more.recreate(back)
+            let extra = more.extra
+            try await base.append(to: store, on: connection)
+            try await connection.withSession { try store.appendBulk(extra, in: $0) }
+            _ = try await readAllEventually(store, connection, expected: base.events.count + extra.count)
+            let projector = Projector(store: store, batchSize: batchSize)
+            try await connection.withSession { try projector.install(in: $0) }
+            _ = try await projector.run(on: connection)
+            let reader = ReadModelReader()
+            let history = try await connection.withSession { try reader.history(.customer, key: "cust-x", in: $0) }
+            // The rename's version gave way to the deletion at its instant; the first version ends there.
+            #expect(history.map(\.validFrom) == [ts("2024-01-01T00:00:00Z"), ts("2024-03-01T00:00:00Z")])
+            #expect(history.map(\.validTo) == [ts("2024-02-01T00:00:00Z"), nil])
+            #expect(history.map(\.row) == [created, back])
+            #expect(try await connection.withSession { try reader.row(.customer, key: "cust-x", in: $0) } == back)
+            #expect(try await connection.withSession {
+                try reader.row(.customer, key: "cust-x", asOf: ts("2024-02-15T00:00:00Z"), in: $0)
+            } == nil)
+            #expect(try await connection.withSession {
+                try reader.balances(customer: "cust-x", in: $0)
+            } == [TemporalQueryTests.balance("EUR", 0, 0, 0, of: "cust-x")])
+        }
+    }
 }
