@@ -77,6 +77,59 @@ public enum BillingEventType: String, Sendable, Hashable, CaseIterable, Codable 
     case paymentTransactionRecorded = "PaymentTransactionRecorded"
     case paymentTransactionUpdated = "PaymentTransactionUpdated"
 
+    // A key that no longer exists in legacy (a hard delete, or a soft delete the mapping filters
+    // out): one per entity, payload `set` empty (see ``Transitions/deletion(before:at:notBefore:step:syncedFromVersion:)``).
+    case customerDeleted = "CustomerDeleted"
+    case planDeleted = "PlanDeleted"
+    case subscriptionDeleted = "SubscriptionDeleted"
+    case invoiceDeleted = "InvoiceDeleted"
+    case invoiceLineDeleted = "InvoiceLineDeleted"
+    case paymentDeleted = "PaymentDeleted"
+    case refundDeleted = "RefundDeleted"
+    case creditNoteDeleted = "CreditNoteDeleted"
+    case balanceTransactionDeleted = "BalanceTransactionDeleted"
+    case billingEntityDeleted = "BillingEntityDeleted"
+    case paymentAllocationDeleted = "PaymentAllocationDeleted"
+    case walletDeleted = "WalletDeleted"
+    case walletTransactionDeleted = "WalletTransactionDeleted"
+    case creditApplicationDeleted = "CreditApplicationDeleted"
+    case chargebackDeleted = "ChargebackDeleted"
+    case paymentTransactionDeleted = "PaymentTransactionDeleted"
+
+    /// The deletion event of `entity`'s streams.
+    public static func deleted(_ entity: Entity) -> BillingEventType {
+        switch entity {
+        case .customer: .customerDeleted
+        case .plan: .planDeleted
+        case .subscription: .subscriptionDeleted
+        case .invoice: .invoiceDeleted
+        case .invoiceLine: .invoiceLineDeleted
+        case .payment: .paymentDeleted
+        case .refund: .refundDeleted
+        case .creditNote: .creditNoteDeleted
+        case .balanceTransaction: .balanceTransactionDeleted
+        case .billingEntity: .billingEntityDeleted
+        case .paymentAllocation: .paymentAllocationDeleted
+        case .wallet: .walletDeleted
+        case .walletTransaction: .walletTransactionDeleted
+        case .creditApplication: .creditApplicationDeleted
+        case .chargeback: .chargebackDeleted
+        case .paymentTransaction: .paymentTransactionDeleted
+        }
+    }
+
+    /// Whether this event ends its key's existence (the row is gone until a later creation).
+    public var isDeletion: Bool {
+        switch self {
+        case .customerDeleted, .planDeleted, .subscriptionDeleted, .invoiceDeleted, .invoiceLineDeleted, .paymentDeleted,
+            .refundDeleted, .creditNoteDeleted, .balanceTransactionDeleted, .billingEntityDeleted,
+            .paymentAllocationDeleted, .walletDeleted, .walletTransactionDeleted, .creditApplicationDeleted,
+            .chargebackDeleted, .paymentTransactionDeleted:
+            true
+        default: false
+        }
+    }
+
     /// Payload shape version: 2 for invoice lines, whose `quantity` became an exact decimal
     /// (a JSON string; version 1 wrote an integer, which still decodes).
     public var schemaVersion: Int32 {

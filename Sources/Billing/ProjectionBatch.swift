@@ -194,36 +194,56 @@ extension Projector {
             let before = current[key]
             var row = before?.row
             var lastFrom = before?.from
+            // When the version current before the batch ends: at the first new version, or at a
+            // deletion that comes first.
+            var closeBefore: PostgresTimestamp?
+            var deleted = false
             versions.removeAll(keepingCapacity: true)
             for event in batch.events[key]! {
-                // `Transitions.apply` sets exactly the event's columns (and attributes, when it
-                // carries them), so the row changes iff one of those differs.
-                if let row, !Self.changes(row, event) { continue }
-                let next = Transitions.apply(event, to: row)
                 // A stream's events are in business-time order; should one be dated earlier than
                 // the version before it, it takes effect at that version's instant instead.
                 var from = event.occurredAt
                 if let lastFrom, from < lastFrom { from = lastFrom }
-                if let last = versions.last, last.from == from {
+                if event.type.isDeletion {
+                    // Deleting a key that does not exist changes nothing.
+                    guard row != nil else { continue }
+                    // The current version ends here; one that starts at this same instant gives
+                    // way entirely (several events at one instant: the last wins).
+                    if let last = versions.last, last.to == nil {
+                        if last.from == from { versions.removeLast() } else { versions[versions.count - 1].to = from }
+                    } else if before != nil, closeBefore == nil {
+                        closeBefore = from
+                    }
+                    deleted = true
+                    lastFrom = from
+                    row = nil
+                    continue
+                }
+                // `Transitions.apply` sets exactly the event's columns (and attributes, when it
+                // carries them), so the row changes iff one of those differs.
+                if let row, !Self.changes(row, event) { continue }
+                let next = Transitions.apply(event, to: row)
+                if let last = versions.last, last.to == nil, last.from == from {
                     versions[versions.count - 1] = StagedVersion(key: key, from: from, to: nil, row: next)
                 } else {
-                    if !versions.isEmpty { versions[versions.count - 1].to = from }
+                    if let last = versions.last, last.to == nil { versions[versions.count - 1].to = from }
                     versions.append(StagedVersion(key: key, from: from, to: nil, row: next))
                 }
+                if before != nil, closeBefore == nil { closeBefore = from }
                 lastFrom = from
                 row = next
             }
-            guard let first = versions.first else { continue }
-            if before != nil {
+            guard !versions.isEmpty || deleted else { continue }
+            if let closeBefore {
                 replaced.append(key)
-                replacedFrom.append(first.from)
-            } else {
+                replacedFrom.append(closeBefore)
+            } else if !versions.isEmpty {
                 created.append(key)
             }
             staged += versions
-            collect(entity, before: before?.row, versions: versions, into: &touched)
+            collect(entity, key: key, before: before?.row, versions: versions, final: row, into: &touched)
         }
-        guard !staged.isEmpty else { return (0, created) }
+        guard !staged.isEmpty || !replaced.isEmpty else { return (0, created) }
 
         let key = quoteIdentifier(entity.keyColumn)
         let all = (ReadModelRows.valueColumns(entity).map { quoteIdentifier($0.name) } + ["attributes"])
@@ -323,8 +343,14 @@ extension Projector {
     /// entities, and customers' billing entities and time zones, reach no materialized table:
     /// the tables are in UTC and keep each row's own billing entity, and reports resolve the
     /// rest when they read.
-    func collect(_ entity: Entity, before: CanonicalRow?, versions: [StagedVersion], into touched: inout TouchedKeys) {
-        guard mode == .incremental, let key = versions.first?.key else { return }
+    ///
+    /// `final` is the key's row after the batch: `nil` when the batch deleted it (its current
+    /// row, and so its share of every derived model, is gone).
+    func collect(
+        _ entity: Entity, key: String, before: CanonicalRow?, versions: [StagedVersion], final: CanonicalRow?,
+        into touched: inout TouchedKeys
+    ) {
+        guard mode == .incremental else { return }
         /// The non-NULL values of `column` in the row before the batch and in every new version.
         func values(_ column: String, _ insert: (String) -> Void) {
             if let id = before?[column].textValue { insert(id) }
@@ -338,7 +364,7 @@ extension Projector {
             customers { touched.balanceCustomers.insert($0) }
             touched.revenue["invoice", default: []].insert(key)
             let credit = CanonicalValue.text("credit")
-            if (before?["kind"] == credit) != (versions.last?.row["kind"] == credit) {
+            if (before?["kind"] == credit) != (final?["kind"] == credit) {
                 touched.creditKindInvoices.insert(key)
             }
         case .balanceTransaction, .wallet:

@@ -322,7 +322,8 @@ struct DerivedModels {
     /// their interval counts, and the quotient rounded in integers (a third of a cent is never
     /// approximated). The closing MRR can only change in a month in which a subscription
     /// version or a version of one of the customer's plans starts, so only those months are
-    /// sampled.
+    /// sampled (and the months a subscription version ends in, for a deleted subscription's
+    /// last version, which no version follows: it counts until its deletion).
     ///
     /// - Parameters:
     ///   - filter: the customers to compute (on the subscription's `customer_id`).
@@ -368,6 +369,10 @@ struct DerivedModels {
             ),
             months AS (
                 SELECT customer_id\(carry), date_trunc('month', valid_from AT TIME ZONE \(tz("versions")))::date AS month FROM versions
+                UNION
+                -- A deleted subscription's last version ends without a successor: its month too.
+                SELECT customer_id\(carry), date_trunc('month', valid_to AT TIME ZONE \(tz("versions")))::date
+                FROM versions WHERE valid_to IS NOT NULL
                 UNION
                 SELECT used.customer_id\(carry), date_trunc('month', p.valid_from AT TIME ZONE \(tz("used")))::date
                 FROM (SELECT DISTINCT customer_id, plan_id\(carry) FROM versions) AS used

@@ -22,7 +22,7 @@ public struct ReadModelSchema: Sendable, Hashable {
 
     /// Bumped whenever the DDL or a read model's definition changes: a read model built by an
     /// older binary is then rebuilt instead of being continued.
-    public static let modelVersion: Int32 = 5
+    public static let modelVersion: Int32 = 6
 
     /// The derived read models, in the order they are listed and compared.
     public static let derivedTables = [

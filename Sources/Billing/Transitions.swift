@@ -114,19 +114,63 @@ public enum Transitions {
         return result
     }
 
-    /// Folds events (in stream order) into the row they describe; `nil` for no events.
-    public static func replay(_ events: [BillingEvent]) -> CanonicalRow? {
-        guard let first = events.first else { return nil }
-        var row = CanonicalRow(entity: first.entity, values: [:])
-        for event in events {
-            for change in event.changes { row.values[change.column] = change.value }
-            if let attributes = event.attributes { row.attributes = attributes }
+    /// The event that ends `before`'s existence: its key no longer exists in legacy (a hard
+    /// delete, or a soft delete the mapping filters out).
+    ///
+    /// The payload sets nothing (`set` is empty): the type says the row is gone, and the row it
+    /// removes is the stream's replay up to it.
+    ///
+    /// - Parameters:
+    ///   - before: the stream's row (what the ledger holds for the key).
+    ///   - at: when legacy deleted the row, if its data proves it (an audit table's delete
+    ///     record, a soft-delete column such as `deleted_at`): then `observed`. Without it the
+    ///     deletion is certain but not its moment: it is dated at `notBefore`, `inferred`
+    ///     (the earliest instant that keeps the stream in order; never a time the data does
+    ///     not support).
+    ///   - notBefore: business time of the stream's last event. The deletion is never earlier:
+    ///     a proven time before it is moved to it and marked `inferred`.
+    ///   - step: the position of the deletion in the entity's sequence of known states (a
+    ///     backfill's history: the number of rows before it).
+    ///   - syncedFromVersion: for a state-based sync (shadow mode, resync, a resumed backfill),
+    ///     the stream version `before` was replayed from: the id is then
+    ///     `sync/<entity>/<key>/v<version>/0/<Entity>Deleted`, else `<entity>/<key>/<step>/0/<Entity>Deleted`.
+    public static func deletion(
+        before: CanonicalRow, at: PostgresTimestamp? = nil, notBefore: PostgresTimestamp?, step: Int = 0,
+        syncedFromVersion: Int64? = nil
+    ) -> BillingEvent {
+        let idScope = syncedFromVersion.map { "sync/\(before.entity.rawValue)/\(before.key)/v\($0)" }
+            ?? "\(before.entity.rawValue)/\(before.key)/\(step)"
+        let type = BillingEventType.deleted(before.entity)
+        var time = at ?? notBefore ?? before["updated_at"].timestampValue ?? before["created_at"].timestampValue
+            ?? PostgresTimestamp(microsecondsSinceEpoch: 0)
+        var evidence: Evidence = at == nil ? .inferred : .observed
+        if let notBefore, time < notBefore {
+            time = notBefore
+            evidence = .inferred
         }
+        if time == .negativeInfinity { time = PostgresTimestamp(microsecondsSinceEpoch: 0) }
+        return BillingEvent(
+            eventID: DeterministicID.uuid5(namespace: DeterministicID.eventNamespace, name: "\(idScope)/0/\(type.rawValue)"),
+            entity: before.entity, key: before.key, type: type, occurredAt: time, evidence: evidence, changes: [],
+            attributes: nil)
+    }
+
+    /// Folds events (in stream order) into the row they describe; `nil` for no events, or when
+    /// the last deletion is not followed by a re-creation.
+    public static func replay(_ events: [BillingEvent]) -> CanonicalRow? {
+        var row: CanonicalRow?
+        for event in events { row = applying(event, to: row) }
         return row
     }
 
-    /// Applies one event to a known row (or starts one).
+    /// Applies one event to a known row (or starts one): `nil` after a deletion.
+    public static func applying(_ event: BillingEvent, to row: CanonicalRow?) -> CanonicalRow? {
+        event.type.isDeletion ? nil : apply(event, to: row)
+    }
+
+    /// Applies one event that is not a deletion to a known row (or starts one).
     public static func apply(_ event: BillingEvent, to row: CanonicalRow?) -> CanonicalRow {
+        precondition(!event.type.isDeletion, "a deletion leaves no row: use applying(_:to:)")
         var row = row ?? CanonicalRow(entity: event.entity, values: [:])
         for change in event.changes { row.values[change.column] = change.value }
         if let attributes = event.attributes { row.attributes = attributes }

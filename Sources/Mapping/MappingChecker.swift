@@ -590,7 +590,7 @@ private struct CheckRun {
                     .warning, .historyWithoutCurrentRow, entity: entity, part: .history, column: entity.keyColumn,
                     "\(rows) history row\(rows == 1 ? "" : "s") of \(whose) with no current \(entity) "
                         + "(deleted from legacy?): \(listed.joined(separator: ", "))\(more); "
-                        + "\(rows == 1 ? "it is" : "they are") not migrated"))
+                        + "\(rows == 1 ? "it is" : "they are") migrated as a history ending in \(entity)'s deletion"))
         }
     }
 

@@ -315,27 +315,91 @@ extension Backfill {
         if let previous = held { try commit(previous) }
         // Keys an earlier attempt migrated whose rows are gone from legacy now: their streams
         // stay (the event log is append-only) and the quarantine lists them for the operator.
-        for vanished in existing.keys.map(\.text) where !seenStreams.contains(ExactKey(vanished)) {
+        // A stream that already ends in its deletion (an orphan history below, migrated by the
+        // earlier attempt) is done.
+        for (vanished, stream) in existing where !seenStreams.contains(vanished) && stream.row != nil {
             quarantined.append(
                 QuarantineRecord(
-                    entity: entity, key: vanished, reason: "row_vanished",
-                    detail: "an interrupted attempt migrated \(entity.rawValue) \(vanished); the legacy row was deleted before the "
-                        + "run resumed, so its stream holds a row legacy no longer has",
+                    entity: entity, key: vanished.text, reason: "row_vanished",
+                    detail: "an interrupted attempt migrated \(entity.rawValue) \(vanished.text); the legacy row was deleted "
+                        + "before the run resumed, so its stream holds a row legacy no longer has",
                     raw: "{}"))
         }
-        // Past versions of keys the current query no longer returns (a hard-deleted draft):
-        // nothing to migrate, but their history is kept, with the key, in the quarantine until
-        // shadow mode can record the deletion.
-        for (key, rows) in history where !seenStreams.contains(key) {
-            quarantined.append(
-                QuarantineRecord(
-                    entity: entity, key: key.text, reason: QuarantineReason.historyWithoutCurrentRow.code,
-                    detail: "\(rows.count) history row\(rows.count == 1 ? "" : "s") of \(entity.rawValue) \(key.text) but no "
-                        + "current row (deleted from legacy?); raw holds them",
-                    raw: "[" + rows.map { Self.rawJSON($0) }.joined(separator: ",") + "]"))
+        // Past versions of keys the current query no longer returns (a hard-deleted draft): the
+        // history is migrated as it is, ending in `…Deleted`. Only a history that cannot be
+        // migrated (a version that does not convert, a parent in quarantine, a cross-row
+        // rejection) is kept, with the key, in the quarantine.
+        for (key, rows) in history.sorted(by: { $0.key.text.utf8.lexicographicallyPrecedes($1.key.text.utf8) }) where !seenStreams.contains(key) {
+            if existing[key] != nil { continue }
+            switch orphanHistory(key: key, rows: rows, source: source, rejected: rejected, parents: parents) {
+            case .success(let synthesized):
+                let streamEvents = synthesized.enumerated().map { index, event in
+                    StreamEvent(
+                        streamID: event.streamID, streamVersion: Int64(index) + 1,
+                        event: event.newEvent(origin: "backfill", runID: runID, source: "\(entity.rawValue)/\(key.text)"))
+                }
+                events += streamEvents
+                for event in synthesized { outcome.eventsByType[event.type.rawValue, default: 0] += 1 }
+                outcome.events += Int64(streamEvents.count)
+            case .failure(let problem):
+                quarantined.append(
+                    QuarantineRecord(
+                        entity: entity, key: key.text, reason: QuarantineReason.historyWithoutCurrentRow.code,
+                        detail: "\(rows.count) history row\(rows.count == 1 ? "" : "s") of \(entity.rawValue) \(key.text) but no "
+                            + "current row (deleted from legacy?), not migrated: \(problem.reason); raw holds them",
+                        raw: "[" + rows.map { Self.rawJSON($0) }.joined(separator: ",") + "]"))
+            }
         }
         try flush(final: true)
         return outcome
+    }
+
+    /// Why an orphan history stays in the quarantine.
+    struct OrphanProblem: Error {
+        let reason: String
+    }
+
+    /// The events of a key whose history rows remain but whose current row is gone (deleted
+    /// from legacy): the transitions through its versions, as for a key with a current row,
+    /// then its deletion, inferred at the last version's `valid_to` when the history records one
+    /// (the moment it stopped being current), otherwise at its last event.
+    func orphanHistory(
+        key: ExactKey, rows: [Row], source: EntitySource, rejected: [ExactKey: (String, String)],
+        parents: [Entity: Set<ExactKey>]
+    ) -> Result<[BillingEvent], OrphanProblem> {
+        if let (reason, detail) = rejected[key] { return .failure(OrphanProblem(reason: "\(reason): \(detail)")) }
+        var versions = [(row: CanonicalRow, validFrom: PostgresTimestamp?, validTo: PostgresTimestamp?, inferred: Bool)]()
+        for row in rows {
+            switch source.convert(row) {
+            case .canonical(let canonical, let validFrom, let validTo, let inferred):
+                versions.append((canonical, validFrom, validTo, inferred))
+            case .quarantined(_, let reason, let detail):
+                return .failure(OrphanProblem(reason: "history row: \(reason): \(detail)"))
+            }
+        }
+        guard let last = versions.last else { return .failure(OrphanProblem(reason: "no history row")) }
+        for link in CrossRowCheck.parents[source.entity] ?? [] {
+            if let parentKey = last.row[link.column].textValue, parents[link.parent]?.contains(ExactKey(parentKey)) == true {
+                return .failure(OrphanProblem(reason: "parent_quarantined: \(link.parent.rawValue) \(parentKey) is quarantined"))
+            }
+        }
+        var synthesized = [BillingEvent]()
+        var previous: CanonicalRow?
+        for (step, version) in versions.enumerated() {
+            let changedAt = step == 0 ? nil : versions[step - 1].validTo ?? version.validFrom
+            var events = Transitions.transitions(
+                before: previous, after: version.row, step: step, notBefore: synthesized.last?.occurredAt, changedAt: changedAt)
+            if version.inferred { events = events.map { $0.withEvidence(.inferred) } }
+            synthesized += events
+            previous = version.row
+        }
+        // The last version's valid_to is when it stopped being current: the change into a version
+        // the history does not hold (the deleted current row), or the deletion itself. Either
+        // way the row as the ledger knows it ends there; the moment of the deletion is not
+        // proven, so it is inferred.
+        let end = [synthesized.last?.occurredAt, last.validTo].compactMap { $0 }.max()
+        synthesized.append(Transitions.deletion(before: last.row, at: nil, notBefore: end, step: versions.count))
+        return .success(synthesized)
     }
 
     func writeQuarantine(_ records: [QuarantineRecord], runID: String, _ tx: Session) throws {

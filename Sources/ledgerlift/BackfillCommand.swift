@@ -174,8 +174,9 @@ struct BackfillSummary {
         if orphans > 0 {
             out.append("")
             out.append(
-                "\(orphans) keys have history rows but no current row (deleted from legacy?): nothing to migrate; their "
-                    + "history is kept in ledgerlift.quarantine as history_without_current_row")
+                "\(orphans) keys have history rows but no current row (deleted from legacy?) and a history that cannot be "
+                    + "migrated: it is kept in ledgerlift.quarantine as history_without_current_row (the others were migrated, "
+                    + "ending in …Deleted)")
         }
         if vanished > 0 {
             out.append("")

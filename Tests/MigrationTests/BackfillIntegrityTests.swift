@@ -527,12 +527,65 @@ struct LargeSumTests {
 
 @Suite("Backfill: history without a current row")
 struct OrphanHistoryTests {
-    @Test func historyOfAKeyTheCurrentQueryNoLongerReturnsIsKeptWithItsKey() async throws {
+    @Test func historyOfAKeyTheCurrentQueryNoLongerReturnsIsMigratedEndingInItsDeletion() async throws {
         // Subscription 11 has history rows; the current query stops returning it (a hard delete).
         let mapping = try editedReferenceMapping([
             ("      FROM legacy.subscriptions s\n", "      FROM legacy.subscriptions s WHERE s.id <> 11\n")
         ])
         try await withLegacyAndStore(.reference) { legacy, store, storeDSN in
+            let report = try await run(mapping, legacy, storeDSN)
+            #expect(report.isBalanced)
+            #expect(report.quarantineReasons.isEmpty)
+            #expect(report.eventsByType.first { $0.type == "SubscriptionDeleted" }?.count == 1)
+            #expect(try await int(store, "SELECT count(*) FROM ledgerlift.quarantine") == 0)
+            // The stream holds the history, then the deletion (inferred, never before the last step).
+            let events = try await store.query(
+                """
+                SELECT event_type, occurred_at::text, metadata->>'evidence' FROM ledgerlift.events
+                WHERE stream_id = 'subscription-11' ORDER BY stream_version
+                """
+            ).rows.map { (try $0.decode(at: 0, as: String.self), try $0.decode(at: 1, as: String.self), try $0.decode(at: 2, as: String.self)) }
+            #expect(events.count >= 2)
+            #expect(events.last?.0 == "SubscriptionDeleted")
+            #expect(events.last?.2 == "inferred")
+            #expect(events.dropLast().allSatisfy { $0.0 != "SubscriptionDeleted" })
+            let legacyConnection = try await Connection.connect(legacy)
+            defer { legacyConnection.close() }
+            // Dated where the last history version stopped being current.
+            let lastChange = try await legacyConnection.query(
+                "SELECT (extract(epoch FROM max(changed_at) AT TIME ZONE 'UTC') * 1000000)::int8 FROM legacy.subscription_history WHERE subscription_id = 11"
+            ).rows[0].decode(at: 0, as: Int64.self)
+            let deletedAt = try await store.query(
+                "SELECT (extract(epoch FROM occurred_at) * 1000000)::int8 FROM ledgerlift.events WHERE stream_id = 'subscription-11' AND event_type = 'SubscriptionDeleted'"
+            ).rows[0].decode(at: 0, as: Int64.self)
+            #expect(deletedAt == lastChange)
+            // Projected: no current row, every version closed; the diff is clean.
+            _ = try await Projector().catchUp(on: store)
+            #expect(try await int(store, "SELECT count(*) FROM ledgerlift_read.subscriptions WHERE subscription_id = '11'") == 0)
+            #expect(try await int(store, "SELECT count(*) FROM ledgerlift_read.subscriptions_history WHERE subscription_id = '11'") > 0)
+            #expect(
+                try await int(
+                    store, "SELECT count(*) FROM ledgerlift_read.subscriptions_history WHERE subscription_id = '11' AND valid_to IS NULL")
+                    == 0)
+            let diff = try await DiffChecker(.init(legacyDSN: legacy, storeDSN: storeDSN, mapping: mapping)).run()
+            #expect(diff.isClean)
+            // A second run appends nothing and quarantines nothing.
+            let again = try await run(mapping, legacy, storeDSN)
+            #expect(again.quarantineReasons.isEmpty)
+            #expect(try await int(store, "SELECT count(*) FROM ledgerlift.events WHERE stream_id = 'subscription-11'") == Int64(events.count))
+        }
+    }
+
+    @Test func anOrphanHistoryThatCannotBeMigratedIsKeptWithItsKey() async throws {
+        // As above, but one of subscription 11's history rows does not convert.
+        let mapping = try editedReferenceMapping([
+            ("      FROM legacy.subscriptions s\n", "      FROM legacy.subscriptions s WHERE s.id <> 11\n")
+        ])
+        try await withLegacyAndStore(.reference) { legacy, store, storeDSN in
+            let legacyConnection = try await Connection.connect(legacy)
+            defer { legacyConnection.close() }
+            _ = try await legacyConnection.execute(
+                "UPDATE legacy.subscription_history SET status = 'bogus' WHERE subscription_id = 11")
             let report = try await run(mapping, legacy, storeDSN)
             #expect(report.isBalanced)
             #expect(report.quarantineReasons.map(\.reason) == ["history_without_current_row"])
@@ -542,12 +595,11 @@ struct OrphanHistoryTests {
             ).rows[0]
             #expect(try entry.decode(at: 0, as: String.self) == "subscription")
             #expect(try entry.decode(at: 1, as: String.self) == "11")
-            let legacyConnection = try await Connection.connect(legacy)
-            defer { legacyConnection.close() }
             let historyRows = try await int(
                 legacyConnection, "SELECT count(*) FROM legacy.subscription_history WHERE subscription_id = 11")
             #expect(Int64(try entry.decode(at: 2, as: Int32.self)) == historyRows)
-            #expect(try entry.decode(at: 3, as: String.self).hasSuffix("but no current row (deleted from legacy?); raw holds them"))
+            let detail = try entry.decode(at: 3, as: String.self)
+            #expect(detail.contains("but no current row (deleted from legacy?), not migrated: history row: "), "\(detail)")
             #expect(try await int(store, "SELECT count(*) FROM ledgerlift.streams WHERE stream_id = 'subscription-11'") == 0)
         }
     }

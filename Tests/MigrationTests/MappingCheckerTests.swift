@@ -539,7 +539,7 @@ struct MappingCheckerTests {
                 warning.description
                     == "warning: subscription.history.subscription_id: 15 history rows of 14 subscription_ids with no "
                     + "current subscription (deleted from legacy?): 900001 (2 rows), 900002, 900003, 900004, 900005, "
-                    + "900006, 900007, 900008, 900009, 900010 and 4 more; they are not migrated")
+                    + "900006, 900007, 900008, 900009, 900010 and 4 more; they are migrated as a history ending in subscription's deletion")
         }
     }
 
