@@ -108,6 +108,7 @@ public struct CaptureInstaller: Sendable {
                     report.unchanged.append(table.name)
                     continue
                 }
+                if triggers > 0 { try requireOwner(of: table.name, in: tx) }
                 try tx.executeScript(script)
                 try tx.executeScript(triggersSQL(table))
                 try tx.execute(
@@ -334,6 +335,7 @@ public struct CaptureInstaller: Sendable {
             if try tx.query("SELECT to_regclass($1) IS NOT NULL", [s + ".changes"]).rows[0].decode(at: 0, as: Bool.self) {
                 pending = Int(try tx.query("SELECT count(*) FROM \(s).changes").rows[0].decode(at: 0, as: Int64.self))
             }
+            for table in Set(drops.map(\.table)).sorted() { try requireOwner(of: table, in: tx) }
             for drop in drops {
                 try tx.execute("DROP TRIGGER \(quoteIdentifier(drop.trigger)) ON \(CapturePlan.sqlName(drop.table))")
             }
@@ -341,6 +343,21 @@ public struct CaptureInstaller: Sendable {
             var tables = [String]()
             for drop in drops where !tables.contains(drop.table) { tables.append(drop.table) }
             return UninstallReport(tables: tables, pendingChanges: pending, schemaExisted: schemaExisted)
+        }
+    }
+
+    /// Throws ``ShadowError/notTableOwner(table:connected:owner:)`` unless the connected role
+    /// may drop triggers of `table` (owns it, or is a member of its owner).
+    func requireOwner(of table: String, in tx: Session) throws {
+        let row = try tx.query(
+            """
+            SELECT pg_has_role(current_user, c.relowner, 'USAGE'), current_user::text, pg_get_userbyid(c.relowner)::text
+            FROM pg_class c WHERE c.oid = to_regclass($1)
+            """, [CapturePlan.sqlName(table)]
+        ).rows[0]
+        if try !row.decode(at: 0, as: Bool.self) {
+            throw ShadowError.notTableOwner(
+                table: table, connected: try row.decode(at: 1, as: String.self), owner: try row.decode(at: 2, as: String.self))
         }
     }
 

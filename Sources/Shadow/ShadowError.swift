@@ -8,6 +8,9 @@ public enum ShadowError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A `sources` table that is not an ordinary or partitioned table (a view, a foreign table):
     /// it cannot carry capture triggers.
     case sourceNotATable(entity: String, table: String, kind: String)
+    /// Dropping a trigger needs ownership of its table, which the connected role lacks (it may
+    /// create triggers with the TRIGGER privilege, but not drop them).
+    case notTableOwner(table: String, connected: String, owner: String)
     /// The capture schema was written by a newer Ledgerlift.
     case schemaTooNew(schema: String, found: Int, supported: Int)
 
@@ -20,6 +23,9 @@ public enum ShadowError: Error, Sendable, Hashable, CustomStringConvertible {
         case .sourceNotATable(let entity, let table, let kind):
             "\(entity): sources table \(table) is a \(kind), not a table: changes to it cannot be captured; "
                 + "name the tables it reads instead"
+        case .notTableOwner(let table, let connected, let owner):
+            "dropping the capture triggers of \(table) needs its owner: \(connected) is not \(owner) nor a member of it; "
+                + "run this as \(owner) (or a role granted \(owner))"
         case .schemaTooNew(let schema, let found, let supported):
             "capture schema \(schema) is at version \(found), newer than this Ledgerlift knows (\(supported)): "
                 + "use a newer ledgerlift"

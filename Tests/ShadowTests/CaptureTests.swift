@@ -177,6 +177,38 @@ struct CaptureTests {
         }
     }
 
+    /// A role with only TRIGGER on the tables installs; dropping the triggers needs the tables'
+    /// owner, and uninstall says so before changing anything.
+    @Test func aRoleWithTriggerPrivilegeInstallsButOnlyTheOwnerUninstalls() async throws {
+        try await withReferenceLegacy { connection, _ in
+            let role = "ll_shadow_installer_" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+            let database = try await connection.query("SELECT current_database()::text").rows[0].decode(at: 0, as: String.self)
+            try await connection.executeScript(
+                """
+                CREATE ROLE \(role) NOLOGIN;
+                GRANT CREATE ON DATABASE "\(database)" TO \(role);
+                GRANT USAGE ON SCHEMA legacy TO \(role);
+                GRANT TRIGGER ON ALL TABLES IN SCHEMA legacy TO \(role);
+                SET ROLE \(role);
+                """)
+            let mapping = try referenceMapping()
+            let installed = try await install(connection, mapping)
+            #expect(installed.added.count == 10)
+            #expect(try await install(connection, mapping).changedNothing)
+            await #expect(throws: ShadowError.self) {
+                _ = try await connection.withSession { try CaptureInstaller().uninstall(in: $0) }
+            }
+            #expect(try await connection.query("SELECT to_regnamespace('ledgerlift_capture') IS NOT NULL").rows[0].decode(at: 0, as: Bool.self))
+            try await connection.execute("RESET ROLE")
+            let before = try await connection.query("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ledgerlift_capture_%'").rows[0]
+                .decode(at: 0, as: Int64.self)
+            #expect(before == 40)
+            // The superuser owns the tables: it uninstalls.
+            _ = try await connection.withSession { try CaptureInstaller().uninstall(in: $0) }
+            try await connection.executeScript("DROP OWNED BY \(role); DROP ROLE \(role);")
+        }
+    }
+
     @Test func aSourceTableThatDoesNotExistIsRefusedAndNothingIsInstalled() async throws {
         try await withReferenceLegacy { connection, _ in
             var yaml = try String(contentsOfFile: referenceMappingPath, encoding: .utf8)
