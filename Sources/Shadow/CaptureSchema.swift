@@ -39,16 +39,17 @@ public struct CaptureSchema: Sendable, Hashable {
                 -- The outbox: one row per changed row of a captured table, written by the capture
                 -- triggers in the writing transaction. Readers take rows of transactions older than
                 -- every running one, in (xid, id) order, as the event store's global order does.
+                -- One index only, the readers' order (each index is a cost on every legacy write).
                 CREATE TABLE \(s).changes (
-                    id            bigserial PRIMARY KEY,
+                    id            bigserial NOT NULL,
                     xid           xid8 NOT NULL DEFAULT pg_current_xact_id(),
                     source_table  text COLLATE "C" NOT NULL,
                     op            "char" NOT NULL CHECK (op IN ('I', 'U', 'D', 'T')),
                     old_row       jsonb,
                     new_row       jsonb,
-                    captured_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+                    captured_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+                    CONSTRAINT changes_order PRIMARY KEY (xid, id)
                 );
-                CREATE INDEX changes_order ON \(s).changes (xid, id);
 
                 -- Each install that changed what is captured: its transaction and snapshot, for the
                 -- handover's gap check against the backfill's snapshots.

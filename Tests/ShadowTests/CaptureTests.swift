@@ -209,6 +209,29 @@ struct CaptureTests {
         }
     }
 
+    /// The capture schema is versioned like the event store's: each version applied once, in
+    /// order; a schema newer than this Ledgerlift is refused, changing nothing.
+    @Test func theCaptureSchemaIsVersionedAndANewerOneIsRefused() async throws {
+        try await withReferenceLegacy { connection, _ in
+            let capture = CaptureSchema()
+            #expect(try await connection.withSession { try capture.version($0) } == nil)
+            _ = try await install(connection, try referenceMapping())
+            #expect(try await connection.withSession { try capture.version($0) } == CaptureSchema.currentVersion)
+            let applied = try await connection.query(
+                "SELECT string_agg(version::text, ',' ORDER BY version) FROM ledgerlift_capture.schema_migrations"
+            ).rows[0].decode(at: 0, as: String.self)
+            #expect(applied == (1...CaptureSchema.currentVersion).map(String.init).joined(separator: ","))
+
+            try await connection.execute(
+                "INSERT INTO ledgerlift_capture.schema_migrations (version, description) VALUES (99, 'from the future')")
+            await #expect(
+                throws: ShadowError.schemaTooNew(schema: "ledgerlift_capture", found: 99, supported: CaptureSchema.currentVersion)
+            ) {
+                _ = try await install(connection, try referenceMapping())
+            }
+        }
+    }
+
     @Test func aSourceTableThatDoesNotExistIsRefusedAndNothingIsInstalled() async throws {
         try await withReferenceLegacy { connection, _ in
             var yaml = try String(contentsOfFile: referenceMappingPath, encoding: .utf8)
