@@ -1,4 +1,5 @@
 import Billing
+import Foundation
 import Mapping
 import Postgres
 
@@ -11,9 +12,58 @@ import Postgres
 /// that installs) with a pinned `search_path`, so the application's role needs no new grant.
 public struct CaptureInstaller: Sendable {
     public let capture: CaptureSchema
+    /// How long one attempt waits for the table locks it needs. Kept below PostgreSQL's
+    /// `deadlock_timeout` (1 s by default): when the install and an application transaction wait
+    /// for each other, the install gives up first, so the application never sees a deadlock.
+    public var lockTimeout: Duration
+    /// How many times install or uninstall tries to take its table locks before giving up.
+    public var lockAttempts: Int
 
-    public init(capture: CaptureSchema = CaptureSchema()) {
+    public init(capture: CaptureSchema = CaptureSchema(), lockTimeout: Duration = .milliseconds(200), lockAttempts: Int = 50) {
         self.capture = capture
+        self.lockTimeout = lockTimeout
+        self.lockAttempts = max(1, lockAttempts)
+    }
+
+    /// Runs `body` in a transaction, again (after a short pause) when it could not take a table
+    /// lock within ``lockTimeout``; ``ShadowError/tablesBusy(tables:attempts:)`` after
+    /// ``lockAttempts``.
+    func withLockRetries<T>(_ session: Session, _ body: (Session, _ busy: inout [String]) throws -> T) throws -> T {
+        var busy = [String]()
+        for attempt in 1...lockAttempts {
+            do {
+                return try session.transaction { tx in try body(tx, &busy) }
+            } catch let error as PostgresError where error.sqlState == .lockNotAvailable {
+                if attempt == lockAttempts { break }
+                Thread.sleep(forTimeInterval: 0.05 * Double(min(attempt, 10)))
+            }
+        }
+        throw ShadowError.tablesBusy(tables: busy, attempts: lockAttempts)
+    }
+
+    /// Bounds every lock wait of the rest of the transaction by ``lockTimeout`` (until
+    /// ``unboundLockWaits(_:)``), then takes `mode` locks on `tables` in one statement when the
+    /// role may (`LOCK TABLE` needs UPDATE, DELETE or TRUNCATE; a role with only TRIGGER takes
+    /// each lock as it creates the table's triggers, each wait bounded all the same).
+    func lockTables(_ tables: [String], mode: String, in tx: Session) throws {
+        let milliseconds = max(
+            1, Int(lockTimeout.components.seconds * 1000 + lockTimeout.components.attoseconds / 1_000_000_000_000_000))
+        try tx.execute("SET LOCAL lock_timeout = \(milliseconds)")
+        guard !tables.isEmpty else { return }
+        let names = tables.map(CapturePlan.sqlName)
+        let mayLock = try tx.query(
+            """
+            SELECT bool_and(has_table_privilege(t, 'UPDATE') OR has_table_privilege(t, 'DELETE')
+                            OR has_table_privilege(t, 'TRUNCATE'))
+            FROM unnest(string_to_array($1, ',')) AS t
+            """, [names.joined(separator: ",")]
+        ).rows[0].decode(at: 0, as: Bool.self)
+        if mayLock { try tx.execute("LOCK TABLE \(names.joined(separator: ", ")) IN \(mode) MODE") }
+    }
+
+    /// Lock waits as the session had them.
+    func unboundLockWaits(_ tx: Session) throws {
+        try tx.execute("SET LOCAL lock_timeout TO DEFAULT")
     }
 
     /// What one install did.
@@ -68,7 +118,7 @@ public struct CaptureInstaller: Sendable {
     /// running writers of each table, and blocks new ones until it commits.
     public func install(_ mapping: MappingFile, in session: Session) throws -> InstallReport {
         let plan = CapturePlan(mapping)
-        return try session.transaction { tx in
+        return try withLockRetries(session) { tx, busy in
             try tx.lock(capture.lock, scope: .transaction)
             let (from, to) = try capture.migrate(in: tx)
             let s = capture.s
@@ -94,6 +144,8 @@ public struct CaptureInstaller: Sendable {
             var report = InstallReport(
                 schemaFrom: from, schemaTo: to, added: [], changed: [], unchanged: [], notInMapping: [],
                 recordedXid: nil)
+            // What each table needs: nothing, its triggers created, or dropped and created again.
+            var work = [(table: ResolvedTable, script: String, hash: String, hasTriggers: Bool)]()
             for table in resolved {
                 let script = functionsSQL(table)
                 let hash = try tx.query("SELECT md5($1)", [script]).rows[0].decode(at: 0, as: String.self)
@@ -106,11 +158,19 @@ public struct CaptureInstaller: Sendable {
                 ).rows[0].decode(at: 0, as: Int64.self)
                 if existing[table.name] == hash, triggers == Int64(triggerNames.count) {
                     report.unchanged.append(table.name)
-                    continue
+                } else {
+                    if triggers > 0 { try requireOwner(of: table.name, in: tx) }
+                    work.append((table, script, hash, triggers > 0))
                 }
-                if triggers > 0 { try requireOwner(of: table.name, in: tx) }
+            }
+            // Creating a trigger takes SHARE ROW EXCLUSIVE (writers wait), dropping one ACCESS
+            // EXCLUSIVE (readers wait too): taken up front, each wait bounded.
+            busy = work.map(\.table.name)
+            try lockTables(work.filter(\.hasTriggers).map(\.table.name), mode: "ACCESS EXCLUSIVE", in: tx)
+            try lockTables(work.filter { !$0.hasTriggers }.map(\.table.name), mode: "SHARE ROW EXCLUSIVE", in: tx)
+            for (table, script, hash, hasTriggers) in work {
                 try tx.executeScript(script)
-                try tx.executeScript(triggersSQL(table))
+                try tx.executeScript(triggersSQL(table, drop: hasTriggers))
                 try tx.execute(
                     """
                     INSERT INTO \(s).captured_tables (source_table, columns, function_prefix, definition_hash)
@@ -122,6 +182,7 @@ public struct CaptureInstaller: Sendable {
                     [table.name, Self.jsonArray(table.columns), table.functionPrefix, hash])
                 if existing[table.name] == nil { report.added.append(table.name) } else { report.changed.append(table.name) }
             }
+            try unboundLockWaits(tx)
             let wanted = Set(resolved.map(\.name))
             report.notInMapping = existing.keys.filter { !wanted.contains($0) }.sorted()
 
@@ -269,16 +330,14 @@ public struct CaptureInstaller: Sendable {
             + body("truncate", "\(into) VALUES (\(source), 'T', NULL, NULL);")
     }
 
-    /// Drops and creates `table`'s four triggers. A statement trigger with transition tables
-    /// must be one per event.
-    func triggersSQL(_ table: ResolvedTable) -> String {
+    /// Creates `table`'s four triggers, dropping them first when `drop` (only then: dropping
+    /// takes an ACCESS EXCLUSIVE lock, even of a trigger that does not exist). A statement
+    /// trigger with transition tables must be one per event.
+    func triggersSQL(_ table: ResolvedTable, drop: Bool) -> String {
         let target = CapturePlan.sqlName(table.name)
         let names = triggerNames.map(quoteIdentifier)
-        return """
-            DROP TRIGGER IF EXISTS \(names[0]) ON \(target);
-            DROP TRIGGER IF EXISTS \(names[1]) ON \(target);
-            DROP TRIGGER IF EXISTS \(names[2]) ON \(target);
-            DROP TRIGGER IF EXISTS \(names[3]) ON \(target);
+        let drops = drop ? names.map { "DROP TRIGGER IF EXISTS \($0) ON \(target);\n" }.joined() : ""
+        return drops + """
             CREATE TRIGGER \(names[0]) AFTER INSERT ON \(target) REFERENCING NEW TABLE AS ledgerlift_new
                 FOR EACH STATEMENT EXECUTE FUNCTION \(function(table, "insert"))();
             CREATE TRIGGER \(names[1]) AFTER UPDATE ON \(target) REFERENCING OLD TABLE AS ledgerlift_old NEW TABLE AS ledgerlift_new
@@ -297,7 +356,7 @@ public struct CaptureInstaller: Sendable {
     /// schema with its outbox. With `mapping`, triggers of the capture's names on its tables are
     /// dropped too, whatever they execute. Uninstalling what is not installed does nothing.
     public func uninstall(mapping: MappingFile? = nil, in session: Session) throws -> UninstallReport {
-        try session.transaction { tx in
+        try withLockRetries(session) { tx, busy in
             try tx.lock(capture.lock, scope: .transaction)
             let s = capture.s
             var drops = [(table: String, trigger: String)]()
@@ -335,13 +394,16 @@ public struct CaptureInstaller: Sendable {
             if try tx.query("SELECT to_regclass($1) IS NOT NULL", [s + ".changes"]).rows[0].decode(at: 0, as: Bool.self) {
                 pending = Int(try tx.query("SELECT count(*) FROM \(s).changes").rows[0].decode(at: 0, as: Int64.self))
             }
-            for table in Set(drops.map(\.table)).sorted() { try requireOwner(of: table, in: tx) }
+            var tables = [String]()
+            for drop in drops where !tables.contains(drop.table) { tables.append(drop.table) }
+            for table in tables { try requireOwner(of: table, in: tx) }
+            busy = tables
+            try lockTables(tables, mode: "ACCESS EXCLUSIVE", in: tx)
             for drop in drops {
                 try tx.execute("DROP TRIGGER \(quoteIdentifier(drop.trigger)) ON \(CapturePlan.sqlName(drop.table))")
             }
             if schemaExisted { try tx.execute("DROP SCHEMA \(s) CASCADE") }
-            var tables = [String]()
-            for drop in drops where !tables.contains(drop.table) { tables.append(drop.table) }
+            try unboundLockWaits(tx)
             return UninstallReport(tables: tables, pendingChanges: pending, schemaExisted: schemaExisted)
         }
     }

@@ -11,6 +11,9 @@ public enum ShadowError: Error, Sendable, Hashable, CustomStringConvertible {
     /// Dropping a trigger needs ownership of its table, which the connected role lacks (it may
     /// create triggers with the TRIGGER privilege, but not drop them).
     case notTableOwner(table: String, connected: String, owner: String)
+    /// Transactions kept the tables locked through every attempt to take the locks creating or
+    /// dropping triggers needs.
+    case tablesBusy(tables: [String], attempts: Int)
     /// The capture schema was written by a newer Ledgerlift.
     case schemaTooNew(schema: String, found: Int, supported: Int)
 
@@ -26,6 +29,9 @@ public enum ShadowError: Error, Sendable, Hashable, CustomStringConvertible {
         case .notTableOwner(let table, let connected, let owner):
             "dropping the capture triggers of \(table) needs its owner: \(connected) is not \(owner) nor a member of it; "
                 + "run this as \(owner) (or a role granted \(owner))"
+        case .tablesBusy(let tables, let attempts):
+            "could not lock \(tables.joined(separator: ", ")) in \(attempts) attempts: long-running transactions "
+                + "are using them (see pg_stat_activity); nothing was changed, run it again when they are done"
         case .schemaTooNew(let schema, let found, let supported):
             "capture schema \(schema) is at version \(found), newer than this Ledgerlift knows (\(supported)): "
                 + "use a newer ledgerlift"

@@ -232,6 +232,27 @@ struct CaptureTests {
         }
     }
 
+    /// A transaction that keeps writing a table holds install off: each attempt waits a bounded
+    /// time, so the application is never the one that fails; after the last, nothing changed.
+    @Test func aLongTransactionOnATableMakesInstallWaitThenGiveUpWithoutHarm() async throws {
+        try await withReferenceLegacy { connection, dsn in
+            let application = try await Connection.connect(dsn)
+            defer { application.close() }
+            try await application.execute("BEGIN")
+            try await application.execute("UPDATE legacy.payments SET updated_at = updated_at WHERE id = (SELECT min(id) FROM legacy.payments)")
+            let installer = CaptureInstaller(lockTimeout: .milliseconds(50), lockAttempts: 3)
+            let mapping = try referenceMapping()
+            await #expect(throws: ShadowError.self) {
+                _ = try await connection.withSession { try installer.install(mapping, in: $0) }
+            }
+            #expect(try await connection.query("SELECT to_regnamespace('ledgerlift_capture') IS NULL").rows[0].decode(at: 0, as: Bool.self))
+            // The application's transaction carries on and commits.
+            try await application.execute("UPDATE legacy.customers SET updated_at = updated_at WHERE id = (SELECT min(id) FROM legacy.customers)")
+            try await application.execute("COMMIT")
+            #expect(try await connection.withSession { try installer.install(mapping, in: $0) }.added.count == 10)
+        }
+    }
+
     @Test func aSourceTableThatDoesNotExistIsRefusedAndNothingIsInstalled() async throws {
         try await withReferenceLegacy { connection, _ in
             var yaml = try String(contentsOfFile: referenceMappingPath, encoding: .utf8)

@@ -54,6 +54,33 @@ struct ShadowCommandTests {
         }
     }
 
+    /// Installing, uninstalling and installing again while the application writes with four
+    /// connections costs it no error: install's lock waits are bounded and retried, so it is
+    /// never the application's transaction that fails.
+    @Test func installAndUninstallUnderTrafficCostTheApplicationNoError() async throws {
+        try await withReferenceLegacy { _, dsn in
+            let simulation = Task.detached {
+                try LedgerliftBinary.run([
+                    "simulate", "--legacy", dsn, "--duration", "4", "--connections", "4", "--report", "json",
+                ])
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            for command in ["install", "uninstall", "install"] {
+                let run = try LedgerliftBinary.run(["shadow", command, "--legacy", dsn, "--mapping", referenceMappingPath])
+                #expect(run.status == 0, "\(command): \(run.stdout)\(run.stderr)")
+                try await Task.sleep(for: .milliseconds(700))
+            }
+            let run = try await simulation.value
+            #expect(run.status == 0, "\(run.stderr)")
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            let report = try decoder.decode(Report.self, from: Data(run.stdout.utf8))
+            #expect(report.total.failed == 0)
+            #expect(report.total.errors.isEmpty, "\(report.total.errors)")
+            #expect(report.total.operations > 100)
+        }
+    }
+
     @Test func aMappingWithErrorsIsRefusedBeforeAnythingConnects() throws {
         let bad = FileManager.default.temporaryDirectory.appendingPathComponent("ledgerlift-shadow-\(UUID()).yaml")
         try "version: 2\n".write(to: bad, atomically: true, encoding: .utf8)
