@@ -19,7 +19,9 @@ public struct CaptureInstaller: Sendable {
     /// How many times install or uninstall tries to take its table locks before giving up.
     public var lockAttempts: Int
 
-    public init(capture: CaptureSchema = CaptureSchema(), lockTimeout: Duration = .milliseconds(200), lockAttempts: Int = 50) {
+    public init(
+        capture: CaptureSchema = CaptureSchema(), lockTimeout: Duration = .milliseconds(200), lockAttempts: Int = 50
+    ) {
         self.capture = capture
         self.lockTimeout = lockTimeout
         self.lockAttempts = max(1, lockAttempts)
@@ -114,8 +116,10 @@ public struct CaptureInstaller: Sendable {
     /// their triggers. An install that changed anything is recorded in `installs` with its
     /// transaction id, snapshot and the mapping's fingerprint.
     ///
-    /// Creating a trigger takes a SHARE ROW EXCLUSIVE lock on the table: the install waits for
-    /// running writers of each table, and blocks new ones until it commits.
+    /// Creating a trigger takes a SHARE ROW EXCLUSIVE lock on the table (dropping one, ACCESS
+    /// EXCLUSIVE): the install waits for running writers of each table, each wait bounded by
+    /// ``lockTimeout`` and the whole attempt retried up to ``lockAttempts`` times, and blocks new
+    /// writers until it commits.
     public func install(_ mapping: MappingFile, in session: Session) throws -> InstallReport {
         let plan = CapturePlan(mapping)
         return try withLockRetries(session) { tx, busy in
@@ -180,7 +184,11 @@ public struct CaptureInstaller: Sendable {
                         definition_hash = EXCLUDED.definition_hash, updated_at = now()
                     """,
                     [table.name, Self.jsonArray(table.columns), table.functionPrefix, hash])
-                if existing[table.name] == nil { report.added.append(table.name) } else { report.changed.append(table.name) }
+                if existing[table.name] == nil {
+                    report.added.append(table.name)
+                } else {
+                    report.changed.append(table.name)
+                }
             }
             try unboundLockWaits(tx)
             let wanted = Set(resolved.map(\.name))
@@ -224,7 +232,9 @@ public struct CaptureInstaller: Sendable {
         let name = try found.decode(at: 1, as: String.self)
         let kind = try found.decode(at: 2, as: String.self)
         guard kind == "r" || kind == "p" else {
-            let kinds = ["v": "view", "m": "materialized view", "f": "foreign table", "S": "sequence", "c": "composite type"]
+            let kinds = [
+                "v": "view", "m": "materialized view", "f": "foreign table", "S": "sequence", "c": "composite type",
+            ]
             throw ShadowError.sourceNotATable(entity: entity, table: table.table, kind: kinds[kind] ?? "relation")
         }
         var attnums = [String: Int]()
@@ -262,7 +272,8 @@ public struct CaptureInstaller: Sendable {
     static func literal(_ text: String) -> String { "'" + text.replacing("'", with: "''") + "'" }
 
     static func jsonArray(_ items: [String]) -> String {
-        "[" + items.map { "\"" + $0.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\"" }
+        "["
+            + items.map { "\"" + $0.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\"" }
             .joined(separator: ",") + "]"
     }
 
@@ -383,7 +394,10 @@ public struct CaptureInstaller: Sendable {
                         WHERE t.tgrelid = to_regclass($1) AND t.tgname = ANY (string_to_array($2, ','))
                         """, [sqlName, triggerNames.joined(separator: ",")]
                     ).rows {
-                        let drop = (table: try row.decode(at: 0, as: String.self), trigger: try row.decode(at: 1, as: String.self))
+                        let drop = (
+                            table: try row.decode(at: 0, as: String.self),
+                            trigger: try row.decode(at: 1, as: String.self)
+                        )
                         if !drops.contains(where: { $0 == drop }) { drops.append(drop) }
                     }
                 }
@@ -391,7 +405,8 @@ public struct CaptureInstaller: Sendable {
             let schemaExisted = try tx.query("SELECT to_regnamespace($1) IS NOT NULL", [s]).rows[0]
                 .decode(at: 0, as: Bool.self)
             var pending = 0
-            if try tx.query("SELECT to_regclass($1) IS NOT NULL", [s + ".changes"]).rows[0].decode(at: 0, as: Bool.self) {
+            if try tx.query("SELECT to_regclass($1) IS NOT NULL", [s + ".changes"]).rows[0].decode(at: 0, as: Bool.self)
+            {
                 pending = Int(try tx.query("SELECT count(*) FROM \(s).changes").rows[0].decode(at: 0, as: Int64.self))
             }
             var tables = [String]()
@@ -419,7 +434,8 @@ public struct CaptureInstaller: Sendable {
         ).rows[0]
         if try !row.decode(at: 0, as: Bool.self) {
             throw ShadowError.notTableOwner(
-                table: table, connected: try row.decode(at: 1, as: String.self), owner: try row.decode(at: 2, as: String.self))
+                table: table, connected: try row.decode(at: 1, as: String.self),
+                owner: try row.decode(at: 2, as: String.self))
         }
     }
 

@@ -28,7 +28,8 @@ public struct CapturePlan: Sendable, Hashable {
                         tables[index].entities.append(entityMapping.entity)
                     }
                 } else {
-                    tables.append(Table(table: source.table, keyColumns: [source.key], entities: [entityMapping.entity]))
+                    tables.append(
+                        Table(table: source.table, keyColumns: [source.key], entities: [entityMapping.entity]))
                 }
             }
         }

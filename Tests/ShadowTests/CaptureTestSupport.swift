@@ -24,7 +24,8 @@ func withReferenceLegacy<T>(
     _ label: String = #function, _ body: (_ connection: Connection, _ dsn: String) async throws -> T
 ) async throws -> T {
     try await TestDatabase.withConnection(label) { connection, dsn in
-        let fixtures = try FixtureDirectory(validating: repositoryRoot().appendingPathComponent("fixtures", isDirectory: true))
+        let fixtures = try FixtureDirectory(
+            validating: repositoryRoot().appendingPathComponent("fixtures", isDirectory: true))
         _ = try await FixtureLoader(fixtures: fixtures).load(.reference, into: connection)
         return try await body(connection, dsn)
     }

@@ -44,12 +44,15 @@ struct CaptureTests {
             }
             changes = try await capturedChanges(connection, after: last)
             #expect(changes.count == 1)
-            #expect(changes.first?.xid == updateXid && changes.first?.op == "U" && changes.first?.table == "legacy.invoices")
+            #expect(
+                changes.first?.xid == updateXid && changes.first?.op == "U" && changes.first?.table == "legacy.invoices"
+            )
             #expect(changes.first?.old == "{\"id\": \(invoiceID), \"customer_id\": \(formerCustomer)}")
             #expect(changes.first?.new == "{\"id\": \(invoiceID), \"customer_id\": \(customer)}")
 
             // DELETE: the old row's keys.
-            try await connection.execute("UPDATE legacy.invoices SET customer_id = $1 WHERE id = $2", [formerCustomer, invoiceID])
+            try await connection.execute(
+                "UPDATE legacy.invoices SET customer_id = $1 WHERE id = $2", [formerCustomer, invoiceID])
             let beforeDelete = try await capturedChanges(connection).last!.id
             try await connection.execute("DELETE FROM legacy.customers WHERE id = $1", [customer])
             changes = try await capturedChanges(connection, after: beforeDelete)
@@ -73,7 +76,8 @@ struct CaptureTests {
     @Test func aMultiRowStatementCapturesOneRowPerChangedRow() async throws {
         try await withReferenceLegacy { connection, _ in
             _ = try await install(connection, try referenceMapping())
-            let invoices = try await connection.query("SELECT count(*) FROM legacy.invoices").rows[0].decode(at: 0, as: Int64.self)
+            let invoices = try await connection.query("SELECT count(*) FROM legacy.invoices").rows[0].decode(
+                at: 0, as: Int64.self)
             #expect(invoices > 1)
             try await connection.execute("UPDATE legacy.invoices SET updated_at = updated_at")
             let changes = try await capturedChanges(connection)
@@ -114,14 +118,36 @@ struct CaptureTests {
             #expect(again.changedNothing, "\(again)")
             #expect(again.unchanged.count == first.added.count)
             #expect(try schemaDump(dsn, legacyOnly: false) == dump)
-            #expect(try await connection.query("SELECT count(*) FROM ledgerlift_capture.installs").rows[0].decode(at: 0, as: Int64.self) == 1)
+            #expect(
+                try await connection.query("SELECT count(*) FROM ledgerlift_capture.installs").rows[0].decode(
+                    at: 0, as: Int64.self) == 1)
 
             let grown = try await install(connection, full)
             #expect(grown.added == ["legacy.payments"])
             #expect(grown.recordedXid != nil)
-            try await connection.execute("UPDATE legacy.payments SET updated_at = updated_at WHERE id = (SELECT min(id) FROM legacy.payments)")
+            try await connection.execute(
+                "UPDATE legacy.payments SET updated_at = updated_at WHERE id = (SELECT min(id) FROM legacy.payments)")
             #expect(try await capturedChanges(connection).map(\.table) == ["legacy.payments"])
             #expect(try await install(connection, full).changedNothing)
+
+            // Another key column on a captured table: its triggers are regenerated to record it.
+            yaml = try String(contentsOfFile: referenceMappingPath, encoding: .utf8)
+            yaml = yaml.replacing(
+                "- { table: legacy.payments, key: id }",
+                with: "- { table: legacy.payments, key: id }\n      - { table: legacy.payments, key: invoice_id }")
+            let wider = try MappingFile(yaml: yaml, file: referenceMappingPath)
+            let regenerated = try await install(connection, wider)
+            #expect(regenerated.changed == ["legacy.payments"] && regenerated.added.isEmpty, "\(regenerated)")
+            let last = try await capturedChanges(connection).last!.id
+            try await connection.execute(
+                "UPDATE legacy.payments SET updated_at = updated_at WHERE id = (SELECT min(id) FROM legacy.payments WHERE invoice_id IS NOT NULL)"
+            )
+            let recorded = try #require(try await capturedChanges(connection, after: last).first)
+            #expect(recorded.new?.contains("\"invoice_id\": ") == true, "\(recorded)")
+            #expect(
+                try await connection.query(
+                    "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'legacy.payments'::regclass AND NOT tgisinternal"
+                ).rows[0].decode(at: 0, as: Int64.self) == 4)
         }
     }
 
@@ -135,9 +161,13 @@ struct CaptureTests {
             #expect(report.schemaExisted && report.pendingChanges > 0)
             #expect(report.tables.contains("legacy.invoices"))
             #expect(try schemaDump(dsn) == before)
-            #expect(try await connection.query("SELECT to_regnamespace('ledgerlift_capture') IS NULL").rows[0].decode(at: 0, as: Bool.self))
+            #expect(
+                try await connection.query("SELECT to_regnamespace('ledgerlift_capture') IS NULL").rows[0].decode(
+                    at: 0, as: Bool.self))
             // Nothing left to remove: a second uninstall does nothing.
-            let again = try await connection.withSession { try CaptureInstaller().uninstall(mapping: try referenceMapping(), in: $0) }
+            let again = try await connection.withSession {
+                try CaptureInstaller().uninstall(mapping: try referenceMapping(), in: $0)
+            }
             #expect(!again.schemaExisted && again.tables.isEmpty)
         }
     }
@@ -182,7 +212,8 @@ struct CaptureTests {
     @Test func aRoleWithTriggerPrivilegeInstallsButOnlyTheOwnerUninstalls() async throws {
         try await withReferenceLegacy { connection, _ in
             let role = "ll_shadow_installer_" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
-            let database = try await connection.query("SELECT current_database()::text").rows[0].decode(at: 0, as: String.self)
+            let database = try await connection.query("SELECT current_database()::text").rows[0].decode(
+                at: 0, as: String.self)
             try await connection.executeScript(
                 """
                 CREATE ROLE \(role) NOLOGIN;
@@ -198,9 +229,13 @@ struct CaptureTests {
             await #expect(throws: ShadowError.self) {
                 _ = try await connection.withSession { try CaptureInstaller().uninstall(in: $0) }
             }
-            #expect(try await connection.query("SELECT to_regnamespace('ledgerlift_capture') IS NOT NULL").rows[0].decode(at: 0, as: Bool.self))
+            #expect(
+                try await connection.query("SELECT to_regnamespace('ledgerlift_capture') IS NOT NULL").rows[0].decode(
+                    at: 0, as: Bool.self))
             try await connection.execute("RESET ROLE")
-            let before = try await connection.query("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ledgerlift_capture_%'").rows[0]
+            let before = try await connection.query(
+                "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ledgerlift_capture_%'"
+            ).rows[0]
                 .decode(at: 0, as: Int64.self)
             #expect(before == 40)
             // The superuser owns the tables: it uninstalls.
@@ -223,9 +258,11 @@ struct CaptureTests {
             #expect(applied == (1...CaptureSchema.currentVersion).map(String.init).joined(separator: ","))
 
             try await connection.execute(
-                "INSERT INTO ledgerlift_capture.schema_migrations (version, description) VALUES (99, 'from the future')")
+                "INSERT INTO ledgerlift_capture.schema_migrations (version, description) VALUES (99, 'from the future')"
+            )
             await #expect(
-                throws: ShadowError.schemaTooNew(schema: "ledgerlift_capture", found: 99, supported: CaptureSchema.currentVersion)
+                throws: ShadowError.schemaTooNew(
+                    schema: "ledgerlift_capture", found: 99, supported: CaptureSchema.currentVersion)
             ) {
                 _ = try await install(connection, try referenceMapping())
             }
@@ -239,15 +276,19 @@ struct CaptureTests {
             let application = try await Connection.connect(dsn)
             defer { application.close() }
             try await application.execute("BEGIN")
-            try await application.execute("UPDATE legacy.payments SET updated_at = updated_at WHERE id = (SELECT min(id) FROM legacy.payments)")
+            try await application.execute(
+                "UPDATE legacy.payments SET updated_at = updated_at WHERE id = (SELECT min(id) FROM legacy.payments)")
             let installer = CaptureInstaller(lockTimeout: .milliseconds(50), lockAttempts: 3)
             let mapping = try referenceMapping()
             await #expect(throws: ShadowError.self) {
                 _ = try await connection.withSession { try installer.install(mapping, in: $0) }
             }
-            #expect(try await connection.query("SELECT to_regnamespace('ledgerlift_capture') IS NULL").rows[0].decode(at: 0, as: Bool.self))
+            #expect(
+                try await connection.query("SELECT to_regnamespace('ledgerlift_capture') IS NULL").rows[0].decode(
+                    at: 0, as: Bool.self))
             // The application's transaction carries on and commits.
-            try await application.execute("UPDATE legacy.customers SET updated_at = updated_at WHERE id = (SELECT min(id) FROM legacy.customers)")
+            try await application.execute(
+                "UPDATE legacy.customers SET updated_at = updated_at WHERE id = (SELECT min(id) FROM legacy.customers)")
             try await application.execute("COMMIT")
             #expect(try await connection.withSession { try installer.install(mapping, in: $0) }.added.count == 10)
         }
@@ -261,7 +302,9 @@ struct CaptureTests {
             await #expect(throws: ShadowError.sourceTableMissing(entity: "refund", table: "legacy.refundz")) {
                 _ = try await install(connection, mapping)
             }
-            #expect(try await connection.query("SELECT to_regnamespace('ledgerlift_capture') IS NULL").rows[0].decode(at: 0, as: Bool.self))
+            #expect(
+                try await connection.query("SELECT to_regnamespace('ledgerlift_capture') IS NULL").rows[0].decode(
+                    at: 0, as: Bool.self))
         }
     }
 }

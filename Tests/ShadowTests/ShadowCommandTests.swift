@@ -20,11 +20,15 @@ struct ShadowCommandTests {
     @Test func theSimulatedApplicationRunsCleanlyWithCaptureInstalledAndIsCaptured() async throws {
         try await withReferenceLegacy { connection, dsn in
             let before = try schemaDump(dsn)
-            let install = try LedgerliftBinary.run(["shadow", "install", "--legacy", dsn, "--mapping", referenceMappingPath])
+            let install = try LedgerliftBinary.run([
+                "shadow", "install", "--legacy", dsn, "--mapping", referenceMappingPath,
+            ])
             #expect(install.status == 0, "\(install.stdout)\(install.stderr)")
             #expect(install.stdout.contains("capturing legacy.invoices"))
             #expect(install.stdout.contains("install recorded: transaction "))
-            let again = try LedgerliftBinary.run(["shadow", "install", "--legacy", dsn, "--mapping", referenceMappingPath])
+            let again = try LedgerliftBinary.run([
+                "shadow", "install", "--legacy", dsn, "--mapping", referenceMappingPath,
+            ])
             #expect(again.status == 0 && again.stdout.contains("nothing changed"), "\(again.stdout)\(again.stderr)")
 
             let run = try LedgerliftBinary.run([
@@ -45,7 +49,9 @@ struct ShadowCommandTests {
             #expect(try counts.decode(at: 1, as: Int64.self) > 3, "the operations write several tables")
             #expect(try counts.decode(at: 2, as: Int64.self) == 0, "no TRUNCATE, so every row carries keys")
 
-            let uninstall = try LedgerliftBinary.run(["shadow", "uninstall", "--legacy", dsn, "--mapping", referenceMappingPath])
+            let uninstall = try LedgerliftBinary.run([
+                "shadow", "uninstall", "--legacy", dsn, "--mapping", referenceMappingPath,
+            ])
             #expect(uninstall.status == 0, "\(uninstall.stdout)\(uninstall.stderr)")
             #expect(uninstall.stdout.contains("captured change(s) not yet applied were discarded"))
             #expect(try schemaDump(dsn) == before)
@@ -66,7 +72,9 @@ struct ShadowCommandTests {
             }
             try await Task.sleep(for: .milliseconds(500))
             for command in ["install", "uninstall", "install"] {
-                let run = try LedgerliftBinary.run(["shadow", command, "--legacy", dsn, "--mapping", referenceMappingPath])
+                let run = try LedgerliftBinary.run([
+                    "shadow", command, "--legacy", dsn, "--mapping", referenceMappingPath,
+                ])
                 #expect(run.status == 0, "\(command): \(run.stdout)\(run.stderr)")
                 try await Task.sleep(for: .milliseconds(700))
             }
