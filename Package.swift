@@ -121,6 +121,7 @@ let package = Package(
                 "Migration",
                 "Simulator",
                 "Fixtures",
+                "Shadow",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/ledgerlift-bench",
