@@ -85,10 +85,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Shadow mode: capture triggers in the legacy database (an outbox of changed keys, written
+        // in the writing transaction), installed and removed from a mapping's sources.
+        .target(
+            name: "Shadow",
+            dependencies: ["Postgres", "Billing", "Mapping"],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "ledgerlift",
             dependencies: [
                 "Simulator",
+                "Shadow",
                 "Postgres",
                 "EventStore",
                 "Fixtures",
@@ -113,6 +121,7 @@ let package = Package(
                 "Migration",
                 "Simulator",
                 "Fixtures",
+                "Shadow",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/ledgerlift-bench",
@@ -192,6 +201,14 @@ package.targets.append(
         dependencies: [
             "Simulator", "Postgres", "Fixtures", "Mapping", "Migration", "Diff", "Billing", "EventStore", "TestSupport",
         ],
+        swiftSettings: swiftSettings
+    )
+)
+
+package.targets.append(
+    .testTarget(
+        name: "ShadowTests",
+        dependencies: ["Shadow", "Mapping", "Fixtures", "Postgres", "TestSupport"],
         swiftSettings: swiftSettings
     )
 )

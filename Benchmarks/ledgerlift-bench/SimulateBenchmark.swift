@@ -1,6 +1,8 @@
 import Fixtures
 import Foundation
+import Mapping
 import Postgres
+import Shadow
 import Simulator
 
 /// Issue 14's benchmark: the legacy application's closed-loop capacity (`ledgerlift simulate`
@@ -8,7 +10,8 @@ import Simulator
 /// p99 latency. It is the baseline the next issue's capture overhead is measured against, so it
 /// prints a baseline row (the ratio comes with the capture). Beside it: the same run writing a
 /// journal, and the cost of one operation's journal lines (prepared + acknowledged: two writes and
-/// fdatasyncs) alone.
+/// fdatasyncs) alone. Issue 15: the same run with shadow mode's capture triggers installed
+/// (reference mapping), and its ratio to the baseline (goal ≥ 0.8).
 ///
 /// `LEDGERLIFT_BENCH_SIM_SECONDS` sets the length of each run (default 20),
 /// `LEDGERLIFT_BENCH_SIM_CUSTOMERS` the customers generated (default 10000).
@@ -82,10 +85,15 @@ enum SimulateBenchmark {
             "  runner ceiling (SELECT 1 per operation, 4 connections): \(Int(ceiling.achievedRate.rounded())) ops/s, "
                 + "p99 \(ceiling.total.latencyMs.map { String(format: "%.2f ms", $0.p99) } ?? "-")")
 
-        for journaled in [false, true] {
+        let mapping = try MappingFile.load(path: fixtures.url.appendingPathComponent("reference/mapping.yaml").path)
+        var baselineRate: Double?
+        for mode in ["baseline", "with capture installed", "with --journal"] {
+            let journaled = mode == "with --journal"
+            let captured = mode == "with capture installed"
             let connection = try await Connection.connect(legacy)
             let start = try await LegacySQLApp.latestRecordedMoment(on: connection)
-            connection.close()
+            if captured { _ = try await connection.withSession { try CaptureInstaller().install(mapping, in: $0) } }
+            defer { connection.close() }
             let journal = journaled ? try JournalWriter(path: directory.appendingPathComponent("run.jsonl").path) : nil
             let simulation = try Simulation(
                 .init(
@@ -94,12 +102,23 @@ enum SimulateBenchmark {
                     journal: journal, clock: BusinessClock(.data(start: start))))
             let report = try await simulation.run()
             journal?.close()
+            var capturedRows = ""
+            if captured {
+                let rows = try await connection.query("SELECT count(*) FROM ledgerlift_capture.changes").rows[0]
+                    .decode(at: 0, as: Int64.self)
+                _ = try await connection.withSession { try CaptureInstaller().uninstall(in: $0) }
+                capturedRows = ", \(rows) changes captured"
+            }
+            if mode == "baseline" { baselineRate = report.achievedRate }
             let p99 = report.total.latencyMs.map { String(format: "%.2f ms", $0.p99) } ?? "-"
-            let label = journaled ? "with --journal" : "baseline"
+            let ratio =
+                captured
+                ? baselineRate.map { String(format: ", ratio to baseline %.2f (goal ≥ 0.80)", report.achievedRate / $0) } ?? ""
+                : ""
             say(
-                "  \(label): closed loop, 4 connections, \(seconds) s: \(Int(report.achievedRate.rounded())) ops/s, p99 \(p99), "
+                "  \(mode): closed loop, 4 connections, \(seconds) s: \(Int(report.achievedRate.rounded())) ops/s, p99 \(p99), "
                     + "\(report.total.operations) operations (\(report.total.acknowledged) ok, \(report.total.skipped) skipped, "
-                    + "\(report.total.failed) failed, \(report.total.retries) retries)")
+                    + "\(report.total.failed) failed, \(report.total.retries) retries)\(capturedRows)\(ratio)")
             if report.total.failed > 0 {
                 say(
                     "    errors: "

@@ -8,7 +8,8 @@
 ///
 /// Names are `ledgerlift.<purpose>/<scope>`: `ledgerlift.backfill/<store schema>`,
 /// `ledgerlift.migrate/<store schema>`, `ledgerlift.fixture.generate/<database>`,
-/// `ledgerlift.project.consumer/<schema>.<consumer>`, `ledgerlift.project.batch/<read schema>`.
+/// `ledgerlift.project.consumer/<schema>.<consumer>`, `ledgerlift.project.batch/<read schema>`,
+/// `ledgerlift.capture/<capture schema>` (shadow install and uninstall, in the legacy database).
 public struct AdvisoryLock: Sendable, Hashable, CustomStringConvertible {
     public let name: String
 

@@ -26,6 +26,7 @@ struct Ledgerlift: AsyncParsableCommand {
             ReportCommand.self,
             DiffCommand.self,
             SimulateCommand.self,
+            ShadowCommand.self,
         ]
     )
 

@@ -70,6 +70,8 @@ struct HelpTextTests {
                 "--report <report>", "--max-rows <max-rows>",
             ]
         ),
+        ("shadow install", ShadowCommand.Install.self, ["--legacy <legacy>", "--mapping <mapping>"]),
+        ("shadow uninstall", ShadowCommand.Uninstall.self, ["--legacy <legacy>", "--mapping <mapping>"]),
     ]
 
     @Test func theTableCoversEverySubcommand() {
@@ -111,7 +113,7 @@ struct HelpTextTests {
 
     @Test func theRootHelpListsEverySubcommand() {
         let help = Ledgerlift.helpMessage(columns: 1_000)
-        for name in ["fixture", "store", "events", "mapping", "backfill", "project", "query", "report", "diff", "simulate"] {
+        for name in ["fixture", "store", "events", "mapping", "backfill", "project", "query", "report", "diff", "simulate", "shadow"] {
             #expect(help.contains("\n  \(name) "), "\(name)")
         }
         #expect(help.contains("USAGE: ledgerlift [--log-level <level>] [--verbose] <subcommand>"))

@@ -11,9 +11,9 @@ struct UnknownCommandTests {
     static let cases: [([String], String?)] = [
         (["stor", "init", "--store", "x"], "unknown command 'stor' (did you mean 'store'?)\nSee 'ledgerlift --help'."),
         (
-            ["shadow", "--help"],
-            "unknown command 'shadow'; the commands are: fixture, store, events, mapping, backfill, project, query, "
-                + "report, diff, simulate\nSee 'ledgerlift --help'."
+            ["cutover", "--help"],
+            "unknown command 'cutover'; the commands are: fixture, store, events, mapping, backfill, project, query, "
+                + "report, diff, simulate, shadow\nSee 'ledgerlift --help'."
         ),
         (
             ["store", "int", "--store", "x"],
@@ -35,6 +35,11 @@ struct UnknownCommandTests {
         (["--help"], nil),
         (["help", "store"], nil),
         (["store", "--help"], nil),
+        (["shadow", "install", "--legacy", "x", "--mapping", "m"], nil),
+        (
+            ["shadow", "instal", "--legacy", "x"],
+            "unknown command 'shadow instal' (did you mean 'shadow install'?)\nSee 'ledgerlift shadow --help'."
+        ),
         ([], nil),
     ]
 

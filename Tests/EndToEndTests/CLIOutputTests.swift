@@ -21,10 +21,10 @@ struct CLIOutputTests {
         #expect(typo.stderr == "Error: unknown command 'stor' (did you mean 'store'?)\nSee 'ledgerlift --help'.\n")
 
         // Not the top-level help and exit 0, as when `--help` followed an unknown word.
-        let unknown = try LedgerliftBinary.run(["shadow", "--help"])
+        let unknown = try LedgerliftBinary.run(["cutover", "--help"])
         #expect(unknown.status == 2)
         #expect(unknown.stdout.isEmpty)
-        #expect(unknown.stderr.hasPrefix("Error: unknown command 'shadow'; the commands are: fixture, store, "))
+        #expect(unknown.stderr.hasPrefix("Error: unknown command 'cutover'; the commands are: fixture, store, "))
     }
 
     /// Backfill, project and diff on the reference fixture with stderr piped: no escape codes

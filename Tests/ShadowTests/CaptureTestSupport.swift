@@ -1,0 +1,67 @@
+import Fixtures
+import Foundation
+import Mapping
+import Postgres
+import Shadow
+import TestSupport
+
+/// The repository's root, found from this file's path.
+func repositoryRoot(_ file: String = #filePath) -> URL {
+    var directory = URL(fileURLWithPath: file).deletingLastPathComponent()
+    while !FileManager.default.fileExists(atPath: directory.appendingPathComponent("Package.swift").path) {
+        directory = directory.deletingLastPathComponent()
+    }
+    return directory
+}
+
+/// The reference fixture's mapping file.
+var referenceMappingPath: String { repositoryRoot().appendingPathComponent("fixtures/reference/mapping.yaml").path }
+
+func referenceMapping() throws -> MappingFile { try MappingFile.load(path: referenceMappingPath) }
+
+/// A fresh database holding the reference fixture, with a connection to it.
+func withReferenceLegacy<T>(
+    _ label: String = #function, _ body: (_ connection: Connection, _ dsn: String) async throws -> T
+) async throws -> T {
+    try await TestDatabase.withConnection(label) { connection, dsn in
+        let fixtures = try FixtureDirectory(
+            validating: repositoryRoot().appendingPathComponent("fixtures", isDirectory: true))
+        _ = try await FixtureLoader(fixtures: fixtures).load(.reference, into: connection)
+        return try await body(connection, dsn)
+    }
+}
+
+/// One captured change, as the tests read it.
+struct CapturedChange: Equatable, CustomStringConvertible {
+    let id: Int64
+    let xid: String
+    let table: String
+    let op: String
+    let old: String?
+    let new: String?
+
+    var description: String { "#\(id) xid \(xid) \(op) \(table) old \(old ?? "NULL") new \(new ?? "NULL")" }
+}
+
+/// Every captured change, in the tailer's order `(xid, id)`.
+func capturedChanges(_ connection: Connection, after id: Int64 = 0) async throws -> [CapturedChange] {
+    try await connection.query(
+        """
+        SELECT id, xid::text, source_table, op::text, old_row::text, new_row::text
+        FROM ledgerlift_capture.changes WHERE id > $1 ORDER BY xid, id
+        """, [id]
+    ).rows.map {
+        CapturedChange(
+            id: try $0.decode(at: 0, as: Int64.self), xid: try $0.decode(at: 1, as: String.self),
+            table: try $0.decode(at: 2, as: String.self), op: try $0.decode(at: 3, as: String.self),
+            old: try $0.decode(at: 4, as: String?.self), new: try $0.decode(at: 5, as: String?.self))
+    }
+}
+
+func install(_ connection: Connection, _ mapping: MappingFile) async throws -> CaptureInstaller.InstallReport {
+    try await connection.withSession { try CaptureInstaller().install(mapping, in: $0) }
+}
+
+func schemaDump(_ dsn: String, legacyOnly: Bool = true) throws -> String {
+    String(decoding: try PgDump.run(dsn, ["--schema-only"] + (legacyOnly ? ["--schema=legacy"] : [])), as: UTF8.self)
+}
