@@ -1,6 +1,7 @@
 import Billing
 import TextFormats
 import Foundation
+import Postgres
 
 /// The mapping file: the user's legacy schema in, canonical rows out (ARCHITECTURE §3).
 ///
@@ -84,20 +85,66 @@ public struct MappingFile: Sendable, Hashable {
     /// The exponents `currency_exponents` may declare: ISO 4217 uses 0 to 4.
     public static let declarableExponents = 0...4
 
-    /// A legacy table whose changes touch an entity (for shadow mode): the table and the column
-    /// holding the entity's key.
+    /// A legacy table whose changes touch an entity (for shadow mode), and how a changed row of
+    /// it names the entity's keys it touches: either a column of the table holding the key
+    /// (`{ table: legacy.invoices, key: id }`), or SQL over the changed rows
+    /// (`{ table: legacy.customers, columns: [id], keys: "SELECT i.id::text FROM legacy.invoices i
+    /// JOIN changed c ON i.customer_id = c.id" }`) — a join, a small query, a filter — for a key
+    /// that is not a column of the changed row (an invoice's currency borrowed from its customer,
+    /// a polymorphic audit table).
     public struct Source: Sendable, Hashable, CustomStringConvertible {
         /// The table, optionally schema-qualified (`legacy.invoices`).
         public var table: String
-        /// The column of `table` that holds the entity's key (`id`, `invoice_id`).
-        public var key: String
+        /// The column of `table` that holds the entity's key (`id`, `invoice_id`); `nil` for a
+        /// source whose keys come from ``keys``.
+        public var key: String?
+        /// The columns of `table` that ``keys`` reads from the relation `changed`: capture
+        /// records them (with the table's primary key) for every changed row. Empty for a
+        /// ``key`` source.
+        public var columns: [String]
+        /// SQL returning the touched keys (text, first column) from the relation `changed`:
+        /// the changed rows of `table` (each old and each new image), typed as `table`'s rows,
+        /// with only ``columns`` (and the primary key) set. See ``touchedKeysSQL``.
+        public var keys: String?
 
+        /// A source whose key is a column of the table.
         public init(table: String, key: String) {
             self.table = table
             self.key = key
+            self.columns = []
+            self.keys = nil
         }
 
-        public var description: String { "\(table).\(key)" }
+        /// A source whose keys come from SQL over the changed rows.
+        public init(table: String, columns: [String], keys: String) {
+            self.table = table
+            self.key = nil
+            self.columns = columns
+            self.keys = MappingFile.normalizedQuery(keys)
+        }
+
+        public var description: String { key.map { "\(table).\($0)" } ?? "\(table) (keys by SQL)" }
+
+        /// The statement that returns the keys this source touches, for one parameter: `$1`, a
+        /// JSON array of row images of `table` (objects of column → value, as capture records
+        /// them). Only the recorded columns are in `changed`, so a `keys` query that reads
+        /// another column fails (which `mapping check` reports) instead of silently seeing NULL.
+        /// For a ``key`` source it reads that column of each image.
+        public func touchedKeysSQL(recordedColumns: [String]) -> String {
+            if let key {
+                return "SELECT DISTINCT r ->> \(Postgres.quoteLiteral(key)) AS key FROM jsonb_array_elements($1::jsonb) AS r "
+                    + "WHERE r ->> \(Postgres.quoteLiteral(key)) IS NOT NULL"
+            }
+            let list = recordedColumns.map { Postgres.quoteIdentifier($0) }.joined(separator: ", ")
+            return """
+                WITH changed AS MATERIALIZED (
+                    SELECT \(list) FROM jsonb_populate_recordset(NULL::\(table), $1::jsonb)
+                )
+                SELECT DISTINCT key::text FROM (
+                \(keys ?? "")) AS touched(key)
+                WHERE key IS NOT NULL
+                """
+        }
     }
 
     /// How one canonical entity is read from the legacy database.
@@ -111,6 +158,12 @@ public struct MappingFile: Sendable, Hashable {
         public var query: String
         /// Legacy tables whose changes touch this entity.
         public var sources: [Source]
+        /// `by_key`: the same columns as ``query`` for the keys in `$1` (a `text[]`), written so
+        /// it costs index lookups — the query with a predicate on the indexed column
+        /// (`WHERE c.id = ANY($1::bigint[])`), where wrapping ``query`` in a filter on its
+        /// `…_id::text` output cannot use an index. Shadow mode reads changed keys with it
+        /// (``byKeySQL``); `mapping check` proves it returns what ``query`` does.
+        public var byKey: String?
         /// Past versions: the canonical columns plus `valid_from`; `nil` when there are none.
         public var historyQuery: String?
         /// The entity's own `amounts`, or `nil` to use the file's.
@@ -131,18 +184,27 @@ public struct MappingFile: Sendable, Hashable {
         public init(
             entity: Entity, query: String, sources: [Source] = [], historyQuery: String? = nil,
             amounts: AmountUnit? = nil, defaultCurrency: CurrencyDefault = .inherited, checks: [SourceCheck] = [],
-            currencyExponents: [Currency: Int] = [:], file: String? = nil
+            currencyExponents: [Currency: Int] = [:], file: String? = nil, byKey: String? = nil
         ) {
             self.entity = entity
             self.key = entity.keyColumn
             self.query = MappingFile.normalizedQuery(query)
             self.sources = sources
+            self.byKey = byKey.map(MappingFile.normalizedQuery)
             self.historyQuery = historyQuery.map(MappingFile.normalizedQuery)
             self.amounts = amounts
             self.defaultCurrency = defaultCurrency
             self.checks = checks.map { SourceCheck(reason: $0.reason, query: MappingFile.normalizedQuery($0.query)) }
             self.currencyExponents = currencyExponents
             self.file = file
+        }
+
+        /// The statement that reads the current rows of the keys in `$1` (a `text[]`): ``byKey``
+        /// when the mapping gives one, else ``query`` filtered on its key column — correct, but
+        /// a scan of the query for each call on most schemas.
+        public var byKeySQL: String {
+            if let byKey { return byKey }
+            return "SELECT * FROM (\n\(query)) AS q WHERE q.\(Postgres.quoteIdentifier(key)) = ANY($1::text[])"
         }
     }
 
@@ -307,8 +369,15 @@ public struct MappingFile: Sendable, Hashable {
                             (
                                 "sources",
                                 .array(
-                                    mapping.sources.map {
-                                        .object([("table", .string($0.table)), ("key", .string($0.key))])
+                                    mapping.sources.map { source in
+                                        if let key = source.key {
+                                            return .object([("table", .string(source.table)), ("key", .string(key))])
+                                        }
+                                        return .object([
+                                            ("table", .string(source.table)),
+                                            ("columns", .array(source.columns.map(JSONValue.string))),
+                                            ("keys", .string(source.keys ?? "")),
+                                        ])
                                     })
                             ),
                             (
@@ -319,6 +388,9 @@ public struct MappingFile: Sendable, Hashable {
                                     })
                             ),
                         ]
+                        // Fields added after the first fingerprints appear only when set, so a
+                        // mapping that does not use them keeps its fingerprint.
+                        if let byKey = mapping.byKey { fields.append(("by_key", .string(byKey))) }
                         if !mapping.currencyExponents.isEmpty {
                             fields.append(("currency_exponents", Self.fingerprintValue(mapping.currencyExponents)))
                         }

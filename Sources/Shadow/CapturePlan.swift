@@ -21,15 +21,17 @@ public struct CapturePlan: Sendable, Hashable {
     public init(_ mapping: MappingFile) {
         var tables = [Table]()
         for entityMapping in mapping.entities {
+            // TODO(H1): a source with `keys:` SQL records its `columns`.
             for source in entityMapping.sources {
+                guard let key = source.key else { continue }
                 if let index = tables.firstIndex(where: { $0.table == source.table }) {
-                    if !tables[index].keyColumns.contains(source.key) { tables[index].keyColumns.append(source.key) }
+                    if !tables[index].keyColumns.contains(key) { tables[index].keyColumns.append(key) }
                     if !tables[index].entities.contains(entityMapping.entity) {
                         tables[index].entities.append(entityMapping.entity)
                     }
                 } else {
                     tables.append(
-                        Table(table: source.table, keyColumns: [source.key], entities: [entityMapping.entity]))
+                        Table(table: source.table, keyColumns: [key], entities: [entityMapping.entity]))
                 }
             }
         }
