@@ -61,6 +61,58 @@ struct TailerKillTests {
         }
     }
 
+    @Test func followStopsCleanlyOnSIGTERMAndSIGINTPrintingItsSummary() async throws {
+        try await ShadowScenario.withBackfilled { scenario in
+            for signalNumber in [SIGTERM, SIGINT] {
+                try await scenario.withLegacy { session in
+                    _ = try session.execute("UPDATE legacy.customers SET name = name || '!' WHERE id = (SELECT min(id) FROM legacy.customers)")
+                }
+                let output = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Int32, String), any Error>) in
+                    Thread {
+                        continuation.resume(
+                            with: Result {
+                                let process = Process()
+                                process.executableURL = URL(fileURLWithPath: LedgerliftBinary.path)
+                                process.arguments = [
+                                    "shadow", "run", "--follow", "--legacy", scenario.legacy, "--store", scenario.store,
+                                    "--mapping", scenario.mappingPath, "--poll-interval", "50ms",
+                                ]
+                                let out = Pipe()
+                                process.standardOutput = out
+                                process.standardError = FileHandle.nullDevice
+                                // Signal once it has applied the change and found nothing more.
+                                let store = try Connection.connectBlocking(scenario.store)
+                                defer { store.close() }
+                                let applied = {
+                                    try store.withSessionBlocking { session -> Int64 in
+                                        guard try session.query("SELECT to_regclass('ledgerlift.shadow_tailers') IS NOT NULL")
+                                            .rows[0].decode(at: 0, as: Bool.self)
+                                        else { return -1 }
+                                        return try session.query(
+                                            """
+                                            SELECT coalesce(max(changes_applied) FILTER (WHERE caught_up_at >= updated_at), -1)
+                                            FROM ledgerlift.shadow_tailers
+                                            """
+                                        ).rows[0].decode(at: 0, as: Int64.self)
+                                    }
+                                }
+                                let before = try applied()
+                                try process.run()
+                                let deadline = Date().addingTimeInterval(60)
+                                while try applied() <= before, Date() < deadline { usleep(20_000) }
+                                kill(process.processIdentifier, signalNumber)
+                                let data = out.fileHandleForReading.readDataToEndOfFile()
+                                process.waitUntilExit()
+                                return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+                            })
+                    }.start()
+                }
+                #expect(output.0 == 0, "signal \(signalNumber): \(output.1)")
+                #expect(output.1.contains("shadow tailer default:") && output.1.contains("caught up"), "\(output.1)")
+            }
+        }
+    }
+
     /// `CREATE DATABASE … TEMPLATE`, once the sessions of the finished commands have gone.
     func copyDatabase(_ dsn: String, to name: String, admin: String) async throws {
         let source = try await Connection.connect(dsn)
