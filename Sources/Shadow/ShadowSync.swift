@@ -62,6 +62,12 @@ public struct ShadowSync: Sendable {
         public var released = 0
         /// Keys whose stream changed (events appended).
         public var keysChanged = 0
+        /// Time spent reading legacy (by_key reads, conversion, checks).
+        public var legacyTime = Duration.zero
+        /// Time spent reading and replaying the keys' streams.
+        public var ledgerTime = Duration.zero
+        /// Time spent appending (events, quarantine, the caller's record: one transaction).
+        public var appendTime = Duration.zero
 
         public init() {}
 
@@ -72,6 +78,9 @@ public struct ShadowSync: Sendable {
             quarantined += other.quarantined
             released += other.released
             keysChanged += other.keysChanged
+            legacyTime += other.legacyTime
+            ledgerTime += other.ledgerTime
+            appendTime += other.appendTime
         }
     }
 
@@ -142,9 +151,21 @@ public struct ShadowSync: Sendable {
         _ group: [(Entity, [String])], position: CapturePosition?,
         alsoInTransaction: (@Sendable (Session, Outcome) throws -> Void)?
     ) async throws -> Outcome {
-        let legacyStates = try await readLegacy(group)
-        let (streams, quarantined) = try await readLedger(group)
+        let clock = ContinuousClock()
         var outcome = Outcome()
+        // Legacy and ledger are read at once, each on its own connection.
+        async let legacyRead = { [self] in
+            let started = clock.now
+            return (try await readLegacy(group), clock.now - started)
+        }()
+        async let ledgerRead = { [self] in
+            let started = clock.now
+            return (try await readLedger(group), clock.now - started)
+        }()
+        let (legacyStates, legacyTime) = try await legacyRead
+        let ((streams, quarantined), ledgerTime) = try await ledgerRead
+        outcome.legacyTime = legacyTime
+        outcome.ledgerTime = ledgerTime
         var events = [StreamEvent]()
         var entries = [QuarantineStore.Entry]()
         var releases = [(Entity, [String])]()
@@ -201,6 +222,7 @@ public struct ShadowSync: Sendable {
         let quarantine = QuarantineStore(schema: eventStore.schema)
         let store = eventStore
         let releasedBy = origin.metadataOrigin
+        let appendStarted = clock.now
         try await self.store.withSession { session in
             try store.appendBulk(batch, in: session) { tx in
                 try quarantine.write(records, tx)
@@ -210,6 +232,7 @@ public struct ShadowSync: Sendable {
                 try alsoInTransaction?(tx, finalOutcome)
             }
         }
+        outcome.appendTime = clock.now - appendStarted
         return outcome
     }
 
@@ -305,19 +328,20 @@ public struct ShadowSync: Sendable {
                 let prefix = entity.streamID(key: "")
                 var events = [String: [BillingEvent]]()
                 var states = [String: StreamState]()
+                // Only what a replay needs: the rest of an event (its id, metadata, positions) would
+                // cost transfer and decoding on every key of every batch.
                 for row in try session.query(
                     """
-                    SELECT global_position, event_id, stream_id, stream_version, event_type, schema_version, occurred_at,
-                           recorded_at, payload, metadata, transaction_id::text::int8
+                    SELECT stream_id, stream_version, event_type, schema_version, occurred_at, payload
                     FROM \(schema).events WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, stream_version
                     """, [PostgresArray(keys.map { prefix + $0 })]
                 ).rows {
+                    let occurredAt = try row.decode(at: 4, as: PostgresTimestamp.self)
                     let recorded = RecordedEvent(
-                        globalPosition: try row.decode(at: 0), eventID: try row.decode(at: 1), streamID: try row.decode(at: 2),
-                        streamVersion: try row.decode(at: 3), eventType: try row.decode(at: 4),
-                        schemaVersion: try row.decode(at: 5), occurredAt: try row.decode(at: 6),
-                        recordedAt: try row.decode(at: 7), payload: try row.decode(at: 8), metadata: try row.decode(at: 9),
-                        transactionID: try row.decode(at: 10))
+                        globalPosition: 0, eventID: Self.unusedID, streamID: try row.decode(at: 0),
+                        streamVersion: try row.decode(at: 1), eventType: try row.decode(at: 2),
+                        schemaVersion: try row.decode(at: 3), occurredAt: occurredAt, recordedAt: occurredAt,
+                        payload: try row.decode(at: 5), metadata: PostgresJSON("{}"), transactionID: 0)
                     let key = String(recorded.streamID.dropFirst(prefix.count))
                     events[key, default: []].append(try BillingEvent(recorded: recorded))
                     states[key] = StreamState(version: recorded.streamVersion, row: nil, lastOccurredAt: recorded.occurredAt)
@@ -335,6 +359,9 @@ public struct ShadowSync: Sendable {
             return (streams, quarantined)
         }
     }
+
+    /// Stands for the ids of events read only to be replayed.
+    static let unusedID = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
 
     /// Brings the read models up to date with what was appended (in-process, as `ledgerlift
     /// project` does), when they exist and no other projector is running.

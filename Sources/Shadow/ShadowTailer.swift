@@ -84,6 +84,12 @@ public struct ShadowTailer: Sendable {
         /// projector follows them).
         public var projected = false
         public var elapsed = Duration.zero
+        /// Where the time went: reading the outbox, resolving keys, pruning, projecting (the
+        /// sync's own phases are in ``sync``).
+        public var readTime = Duration.zero
+        public var keysTime = Duration.zero
+        public var pruneTime = Duration.zero
+        public var projectTime = Duration.zero
 
         /// Changes read per second of the run.
         public var changesPerSecond: Int {
@@ -174,18 +180,37 @@ public struct ShadowTailer: Sendable {
         let sync = ShadowSync(
             legacy: legacy, store: store, eventStore: eventStore, mapping: config.mapping, origin: .shadow,
             readSchema: config.readSchema)
+        // Projection runs beside the tailer on a connection of its own: batch N's events are
+        // projected while batch N+1 is read and synced.
+        let projectionConnection = try await Connection.connect(config.storeDSN, applicationName: "ledgerlift-shadow-run")
+        defer { projectionConnection.close() }
+        let follower = ProjectionFollower(
+            ShadowSync(
+                legacy: legacy, store: projectionConnection, eventStore: eventStore, mapping: config.mapping, origin: .shadow,
+                readSchema: config.readSchema))
         let clock = ContinuousClock()
         let started = clock.now
         var summary = Summary()
         summary.position = position
         var lastLagPrune = clock.now
+        var projecting = false
         do {
             while true {
                 let from = position
+                let readStarted = clock.now
                 let changes = try await legacy.withSession { session in
                     try reader.read(after: from, limit: config.batchSize, backfillSnapshots: backfill.snapshots, in: session)
                 }
+                summary.readTime += clock.now - readStarted
                 if changes.isEmpty {
+                    // Caught up with the outbox: the read models too before saying so.
+                    if projecting {
+                        let projectStarted = clock.now
+                        if try await follower.finish() { summary.projected = true }
+                        try await recordProjected(store)
+                        summary.projectTime += clock.now - projectStarted
+                        projecting = false
+                    }
                     let waiting = try await legacy.withSession { try reader.hasChangesBeyond(from, in: $0) }
                     if !waiting {
                         if !summary.caughtUp {
@@ -199,8 +224,9 @@ public struct ShadowTailer: Sendable {
                     continue
                 }
                 summary.caughtUp = false
-                let outcome = try await apply(
+                let (outcome, keysTime) = try await apply(
                     changes, from: from, resolver: resolver, sync: sync, legacy: legacy, store: store, backfill: backfill)
+                summary.keysTime += keysTime
                 position = changes.last!.position
                 summary.position = position
                 summary.batches += 1
@@ -208,9 +234,12 @@ public struct ShadowTailer: Sendable {
                 summary.changesSkipped += changes.count(where: \.seenByBackfill)
                 summary.sync.add(outcome)
                 // Applied: the outbox no longer needs them.
+                let pruneStarted = clock.now
                 try await legacy.withSession { [position] in _ = try reader.prune(through: position, in: $0) }
+                summary.pruneTime += clock.now - pruneStarted
                 if outcome.eventsAppended > 0 {
-                    if try await sync.project() { summary.projected = true }
+                    try await follower.kick()
+                    projecting = true
                 }
                 try await recordProjected(store)
                 if clock.now - lastLagPrune > .seconds(60) {
@@ -230,11 +259,16 @@ public struct ShadowTailer: Sendable {
                 if stop.isRequested { break }
             }
         } catch {
+            _ = try? await follower.finish()
             let message = String(describing: error)
             _ = try? await store.execute(
                 "UPDATE \(s).shadow_tailers SET last_error = $2, last_error_at = now() WHERE name = $1", [name, message])
             throw error
         }
+        let projectStarted = clock.now
+        if try await follower.finish() { summary.projected = true }
+        try await recordProjected(store)
+        summary.projectTime += clock.now - projectStarted
         summary.elapsed = clock.now - started
         _ = try? await store.withSession { try $0.unlock(lock) }
         return summary
@@ -246,7 +280,9 @@ public struct ShadowTailer: Sendable {
     func apply(
         _ changes: [CapturedChange], from: CapturePosition, resolver: KeyResolver, sync: ShadowSync, legacy: Connection,
         store: Connection, backfill: (runID: String, snapshots: [String])
-    ) async throws -> SyncOutcome {
+    ) async throws -> (SyncOutcome, keysTime: Duration) {
+        let clock = ContinuousClock()
+        let started = clock.now
         let config = configuration
         let s = quoteIdentifier(config.store.schema)
         let name = config.name
@@ -271,6 +307,7 @@ public struct ShadowTailer: Sendable {
                 keys[entity, default: []].formUnion(all)
             }
         }
+        let keysTime = clock.now - started
         // Samples of the batch's capture times (at most 100, evenly spread) for the lag figures.
         let step = max(1, changes.count / 100)
         let samples = stride(from: 0, to: changes.count, by: step).map { changes[$0].capturedAt }
@@ -302,11 +339,11 @@ public struct ShadowTailer: Sendable {
                 """, [name, PostgresArray(samples), outcome.eventsAppended == 0])
         }
         do {
-            return try await sync.sync(keys, position: to, alsoInTransaction: record)
+            return (try await sync.sync(keys, position: to, alsoInTransaction: record), keysTime)
         } catch is EventStoreError {
             // Another writer (a resync) moved a stream between our read and our append: nothing
             // was written; the state-based sync reads it again.
-            return try await sync.sync(keys, position: to, alsoInTransaction: record)
+            return (try await sync.sync(keys, position: to, alsoInTransaction: record), keysTime)
         }
     }
 
@@ -323,5 +360,45 @@ public struct ShadowTailer: Sendable {
                   WHERE e.transaction_id = l.store_xid
                     AND (e.transaction_id, e.global_position) > (cp.transaction_id, cp.global_position))
             """, [configuration.name, configuration.readSchema])
+    }
+}
+
+/// Projects the tailer's appends in the background: ``kick()`` after each committed batch
+/// starts a catch-up (or asks the running one for another pass), ``finish()`` waits until the
+/// read models hold everything appended so far.
+actor ProjectionFollower {
+    let sync: ShadowSync
+    private var running: Task<Void, Never>?
+    private var pending = false
+    private var projected = false
+    private var failure: (any Error)?
+
+    init(_ sync: ShadowSync) { self.sync = sync }
+
+    /// Asks for a pass; rethrows the failure of an earlier one.
+    func kick() throws {
+        if let failure { throw failure }
+        pending = true
+        if running == nil { running = Task { await self.loop() } }
+    }
+
+    private func loop() async {
+        while pending {
+            pending = false
+            do {
+                if try await sync.project() { projected = true }
+            } catch {
+                failure = error
+                break
+            }
+        }
+        running = nil
+    }
+
+    /// Waits for the passes asked for. - Returns: whether any projected in-process.
+    func finish() async throws -> Bool {
+        while let task = running { await task.value }
+        if let failure { throw failure }
+        return projected
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import EventStore
 import Foundation
+import Logging
 import Mapping
 import Postgres
 import Shadow
@@ -80,6 +81,14 @@ extension ShadowCommand {
             }
             let summary = try await ShadowTailer(configuration).run(stop: stop)
             print(Self.describe(summary, name: name))
+            let s = summary.sync
+            CommandLineSettings.logger("shadow").info(
+                "time by phase",
+                metadata: [
+                    "read": "\(summary.readTime)", "keys": "\(summary.keysTime)", "legacy": "\(s.legacyTime)",
+                    "ledger": "\(s.ledgerTime)", "append": "\(s.appendTime)", "prune": "\(summary.pruneTime)",
+                    "project": "\(summary.projectTime)",
+                ])
         }
 
         static func describe(_ summary: ShadowTailer.Summary, name: String) -> String {
