@@ -1,5 +1,29 @@
 import Postgres
 
+extension CapturePosition {
+    /// Before every captured change: where a new tailer starts.
+    public static let start = CapturePosition(xid: "0", id: 0)
+}
+
+/// One row of the capture outbox, as the tailer reads it.
+public struct CapturedChange: Sendable, Hashable {
+    public var position: CapturePosition
+    /// The table as the capture triggers record it (`format('%I.%I')`: `legacy.invoices`).
+    public var sourceTable: String
+    /// `I`, `U`, `D` or `T` (a TRUNCATE marker: no images).
+    public var op: Character
+    /// The row before the change (`U`, `D`): its recorded columns, as JSON text.
+    public var oldRow: String?
+    /// The row after the change (`I`, `U`).
+    public var newRow: String?
+    /// When the capture trigger ran (legacy's clock).
+    public var capturedAt: PostgresTimestamp
+    /// Whether every snapshot the backfill read legacy in saw this change's transaction: the
+    /// backfill migrated it already, so the tailer skips it (the handover).
+    public var seenByBackfill: Bool
+}
+
+
 /// Reads the capture outbox (`ledgerlift_capture.changes`) in the legacy database in its
 /// gap-safe order, and prunes what the tailer has applied.
 struct ChangeReader: Sendable {
