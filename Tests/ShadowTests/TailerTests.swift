@@ -192,9 +192,10 @@ struct TailerTests {
         // The reference mapping keeps soft-deleted customers (deleted_at is archived_at); this
         // one filters out those that never billed anything (the others' invoices need them).
         let text = try String(contentsOfFile: referenceMappingPath, encoding: .utf8)
-        let filtered = text.replacing(
-            "      ) inv ON true\n",
-            with: "      ) inv ON true\n      WHERE c.deleted_at IS NULL OR EXISTS (SELECT 1 FROM legacy.invoices i WHERE i.customer_id = c.id)\n")
+        let kept = "(c.deleted_at IS NULL OR EXISTS (SELECT 1 FROM legacy.invoices i WHERE i.customer_id = c.id))"
+        // The query (its first `) inv ON true`), and its by_key when the mapping has one.
+        let filtered = text.replacing("      ) inv ON true\n", with: "      ) inv ON true\n      WHERE \(kept)\n", maxReplacements: 1)
+            .replacing("      ) inv ON true\n      WHERE c.id = ANY(", with: "      ) inv ON true\n      WHERE \(kept) AND c.id = ANY(")
         #expect(filtered != text)
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("soft-delete-\(UUID()).yaml").path
         try filtered.write(toFile: path, atomically: true, encoding: .utf8)
