@@ -65,14 +65,30 @@ struct KeyResolver: Sendable {
             if let old = change.oldRow { images[change.sourceTable, default: []].append(old) }
             if let new = change.newRow { images[change.sourceTable, default: []].append(new) }
         }
-        var keys = [Entity: Set<String>]()
+        // Every (entity, source) of the batch in one statement: each source's statement reads
+        // its table's images from a parameter of its own. One round trip and one plan instead of
+        // one per source — at live traffic's small batches, the statements' fixed cost is most
+        // of the work.
+        var parts = [String]()
+        var parameters = [(any PostgresEncodable)?]()
+        var entities = [Entity]()
         for (table, tableImages) in images.sorted(by: { $0.key < $1.key }) {
-            let array = "[" + tableImages.joined(separator: ",") + "]"
-            for route in routes[table] ?? [] where !truncated.contains(route.entity) {
-                for row in try session.query(route.sql, [array]).rows {
-                    if let key = row.values[0] { keys[route.entity, default: []].insert(key) }
-                }
+            let tableRoutes = (routes[table] ?? []).filter { !truncated.contains($0.entity) }
+            // A parameter no statement reads would have no type: only tables with routes left.
+            guard !tableRoutes.isEmpty else { continue }
+            parameters.append("[" + tableImages.joined(separator: ",") + "]")
+            for route in tableRoutes {
+                // `touchedKeysSQL` binds the images as `$1::jsonb`, once.
+                let sql = route.sql.replacing("$1::jsonb", with: "$\(parameters.count)::jsonb")
+                parts.append("SELECT \(entities.count) AS route, t.key::text FROM (\n\(sql)\n) AS t(key)")
+                entities.append(route.entity)
             }
+        }
+        var keys = [Entity: Set<String>]()
+        guard !parts.isEmpty else { return (keys, truncated) }
+        for row in try session.query(parts.joined(separator: "\nUNION ALL\n"), parameters).rows {
+            guard let key = row.values[1], let route = row.values[0].flatMap({ Int($0) }) else { continue }
+            keys[entities[route], default: []].insert(key)
         }
         return (keys, truncated)
     }
