@@ -10,7 +10,7 @@ public enum TailerError: Error, Sendable, Hashable, CustomStringConvertible {
     case sourceTableMissing(entity: String, table: String)
     /// A `sources` table without capture triggers: its changes would be missed.
     case sourceNotCaptured(entity: String, table: String)
-    /// Another tailer of this name runs (it holds the lock).
+    /// Another tailer of this name, or a resync, runs (it holds the lock).
     case busy(name: String, holder: String)
     /// The checkpoint moved under a batch: another tailer wrote it (the lock was bypassed).
     case checkpointMoved(name: String, expected: CapturePosition, actual: CapturePosition?)
@@ -30,7 +30,8 @@ public enum TailerError: Error, Sendable, Hashable, CustomStringConvertible {
             "\(entity): sources table \(table) is not captured, so its changes would be missed: run `ledgerlift shadow "
                 + "install` with this mapping (then `ledgerlift shadow resync` for what changed meanwhile)"
         case .busy(let name, let holder):
-            "another shadow tailer named \(name) is running (\(holder)); stop it, or give this one another --name"
+            "another shadow tailer named \(name), or a shadow resync, holds ledgerlift.shadow/\(name) (\(holder)); "
+                + "wait for it or stop it (one writer per tailer name)"
         case .checkpointMoved(let name, let expected, let actual):
             "the checkpoint of shadow tailer \(name) moved from \(expected) to \(actual.map(\.description) ?? "nothing") "
                 + "under this run: another tailer wrote it; nothing of this batch was written"
