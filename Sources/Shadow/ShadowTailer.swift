@@ -102,6 +102,12 @@ public struct ShadowTailer: Sendable {
 
     public init(_ configuration: Configuration) { self.configuration = configuration }
 
+    /// The advisory lock a tailer holds in the legacy database while it runs
+    /// (`ledgerlift.shadow.outbox/<capture schema>`): one consumer per outbox.
+    public static func outboxLock(_ capture: CaptureSchema) -> AdvisoryLock {
+        AdvisoryLock("ledgerlift.shadow.outbox/" + capture.schema)
+    }
+
     /// The advisory lock one tailer of a name holds while it runs.
     public static func lock(name: String) -> AdvisoryLock { AdvisoryLock("ledgerlift.shadow/" + name) }
 
@@ -157,6 +163,16 @@ public struct ShadowTailer: Sendable {
             }
             try TailerSchema.create(eventStore, session)
             return try Self.finishedBackfill(of: config.mapping, store: eventStore, in: session)
+        }
+        // One consumer per outbox, whatever the store or the name: each prunes what it applied.
+        let outboxLock = Self.outboxLock(config.capture)
+        try await legacy.withSession { session in
+            for attempt in 0..<10 {
+                if try session.tryLock(outboxLock) { return }
+                if attempt < 9 { usleep(100_000) }
+            }
+            throw TailerError.outboxBusy(
+                schema: config.capture.schema, holder: try session.holder(of: outboxLock) ?? "a session that has just ended")
         }
         guard let backfill else {
             let runID = Backfill(.init(legacyDSN: "", storeDSN: "", mapping: config.mapping, store: eventStore)).runID
@@ -271,6 +287,7 @@ public struct ShadowTailer: Sendable {
         summary.projectTime += clock.now - projectStarted
         summary.elapsed = clock.now - started
         _ = try? await store.withSession { try $0.unlock(lock) }
+        _ = try? await legacy.withSession { try $0.unlock(outboxLock) }
         return summary
     }
 

@@ -12,6 +12,9 @@ public enum TailerError: Error, Sendable, Hashable, CustomStringConvertible {
     case sourceNotCaptured(entity: String, table: String)
     /// Another tailer of this name, or a resync, runs (it holds the lock).
     case busy(name: String, holder: String)
+    /// Another tailer drains this legacy database's outbox (it holds the outbox's lock there):
+    /// the outbox has one consumer, since each deletes what it applied.
+    case outboxBusy(schema: String, holder: String)
     /// The checkpoint moved under a batch: another tailer wrote it (the lock was bypassed).
     case checkpointMoved(name: String, expected: CapturePosition, actual: CapturePosition?)
 
@@ -32,6 +35,9 @@ public enum TailerError: Error, Sendable, Hashable, CustomStringConvertible {
         case .busy(let name, let holder):
             "another shadow tailer named \(name), or a shadow resync, holds ledgerlift.shadow/\(name) (\(holder)); "
                 + "wait for it or stop it (one writer per tailer name)"
+        case .outboxBusy(let schema, let holder):
+            "another shadow tailer drains \(schema).changes in this legacy database (\(holder)); the outbox has one "
+                + "consumer — each tailer deletes the changes it applied, so a second one would miss them"
         case .checkpointMoved(let name, let expected, let actual):
             "the checkpoint of shadow tailer \(name) moved from \(expected) to \(actual.map(\.description) ?? "nothing") "
                 + "under this run: another tailer wrote it; nothing of this batch was written"

@@ -328,9 +328,19 @@ struct TailerTests {
             }) {
                 try await Task.sleep(for: .milliseconds(20))
             }
-            await #expect(throws: TailerError.self) { _ = try await scenario.tail() }
-            let other = try await scenario.tail(name: "second")
-            #expect(other.caughtUp)
+            await #expect {
+                _ = try await scenario.tail()
+            } throws: { error in
+                guard case TailerError.busy(let name, _) = error else { return false }
+                return name == "default"
+            }
+            // Nor under another name: the outbox has one consumer (each prunes what it applied).
+            await #expect {
+                _ = try await scenario.tail(name: "second")
+            } throws: { error in
+                guard case TailerError.outboxBusy = error else { return false }
+                return true
+            }
             stop.stop()
             _ = try await first.value
         }
