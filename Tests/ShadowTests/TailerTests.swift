@@ -369,3 +369,60 @@ func syncEveryKey(_ scenario: ShadowScenario) async throws -> SyncOutcome {
     let sync = ShadowSync(legacy: legacy, store: store, eventStore: EventStore(), mapping: mapping, origin: .resync)
     return try await sync.sync(keys, position: nil)
 }
+
+/// The acceptance's order: capture installed, the backfill taken while the application writes,
+/// the tailer following while it goes on — the changes the backfill's snapshot saw are skipped,
+/// the later ones applied, none lost.
+@Suite("Shadow: handover under traffic")
+struct TailerHandoverTests {
+    @Test func backfillWhileTheApplicationWritesThenFollowEndsCleanWithEveryWrite() async throws {
+        try await TestDatabase.withFresh("tailer_handover_legacy") { legacy in
+            try await TestDatabase.withFresh("tailer_handover_store") { store in
+                for arguments in [
+                    ["fixture", "load", "--dsn", legacy], ["shadow", "install", "--legacy", legacy, "--mapping", referenceMappingPath],
+                    ["store", "init", "--store", store],
+                ] {
+                    let output = try await ledgerlift(arguments)
+                    #expect(output.status == 0, "\(output.stderr)")
+                }
+                let journal = journalPath()
+                let simulation = Task {
+                    try await ledgerlift([
+                        "simulate", "--legacy", legacy, "--rate", "50", "--duration", "8", "--connections", "2",
+                        "--journal", journal, "--seed", "21",
+                    ])
+                }
+                // The backfill starts once the application is writing.
+                while ((try? Data(contentsOf: URL(fileURLWithPath: journal)))?.isEmpty ?? true) {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                for arguments in [
+                    ["backfill", "--legacy", legacy, "--store", store, "--mapping", referenceMappingPath],
+                    ["project", "--store", store],
+                ] {
+                    let output = try await ledgerlift(arguments)
+                    #expect(output.status == 0, "\(output.stdout)\(output.stderr)")
+                }
+                let stop = ShadowTailer.Stop()
+                var configuration = ShadowTailer.Configuration(
+                    legacyDSN: legacy, storeDSN: store, mapping: try referenceMapping(), follow: true)
+                configuration.pollInterval = .milliseconds(50)
+                let follower = Task { try await ShadowTailer(configuration).run(stop: stop) }
+                let simulated = try await simulation.value
+                #expect(simulated.status == 0, "\(simulated.stderr)")
+                stop.stop()
+                let followed = try await follower.value
+                #expect(followed.changesSkipped > 0, "changes the backfill's snapshot saw are skipped")
+                #expect(followed.changesRead > followed.changesSkipped, "later ones are applied")
+                // Whatever the follower had not reached when it stopped.
+                let scenario = ShadowScenario(legacy: legacy, store: store, mappingPath: referenceMappingPath)
+                #expect(try await scenario.tail().caughtUp)
+                let diff = try await scenario.diff()
+                #expect(diff.status == 0, "\(diff.stdout)\(diff.stderr)")
+                let verify = try await ledgerlift(["simulate", "verify", "--journal", journal, "--store", store])
+                #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+                #expect(try await scenario.streamsWithGaps().isEmpty)
+            }
+        }
+    }
+}
