@@ -253,20 +253,15 @@ public struct CaptureInstaller: Sendable {
             ORDER BY k.ord
             """, [oid]
         ).rows.map { try $0.decode(at: 0, as: String.self) }
-        for column in table.keyColumns where attnums[Self.unquoted(column)] == nil {
+        // The plan's columns are unquoted already (as the trigger records them).
+        for column in table.keyColumns where attnums[column] == nil {
             throw ShadowError.sourceColumnMissing(entity: entity, table: table.table, column: column)
         }
-        let others = table.keyColumns.map(Self.unquoted).filter { !primaryKey.contains($0) }
+        let others = table.keyColumns.filter { !primaryKey.contains($0) }
         let columns = primaryKey + Array(Set(others)).sorted { attnums[$0]! < attnums[$1]! }
         return ResolvedTable(
             name: name, columns: columns, primaryKey: primaryKey,
             functionPrefix: try found.decode(at: 3, as: String.self))
-    }
-
-    /// A column name as the mapping wrote it, without the quotes of a quoted one.
-    static func unquoted(_ column: String) -> String {
-        guard column.count >= 2, column.hasPrefix("\""), column.hasSuffix("\"") else { return column }
-        return String(column.dropFirst().dropLast()).replacing("\"\"", with: "\"")
     }
 
     static func literal(_ text: String) -> String { "'" + text.replacing("'", with: "''") + "'" }
