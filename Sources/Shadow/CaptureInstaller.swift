@@ -111,7 +111,9 @@ public struct CaptureInstaller: Sendable {
     // MARK: - Install
 
     /// Installs or upgrades capture for `mapping`, in one transaction: the capture schema (created
-    /// or upgraded), then the triggers of each table its `sources` name. Idempotent: run again
+    /// or upgraded), then the triggers of each table its `sources` name. A mapping whose sources
+    /// miss a table its SQL reads (``MappingCoverage``) is refused with
+    /// ``ShadowError/mappingIncomplete(problems:)`` before anything is created. Idempotent: run again
     /// with the same mapping, it changes nothing; with a mapping naming more tables, it adds
     /// their triggers. An install that changed anything is recorded in `installs` with its
     /// transaction id, snapshot and the mapping's fingerprint.
@@ -139,6 +141,12 @@ public struct CaptureInstaller: Sendable {
                     resolved.append(found)
                 }
             }
+
+            // Capture follows only the sources: a table an entity reads that they do not name
+            // would be a change shadow mode never sees. Checked before anything is created (and
+            // the whole transaction rolls back when it throws).
+            let coverage = try MappingCoverage.analyze(mapping, in: tx)
+            guard coverage.isComplete else { throw ShadowError.mappingIncomplete(problems: coverage.problems) }
 
             var existing = [String: String]()
             for row in try tx.query("SELECT source_table, definition_hash FROM \(s).captured_tables").rows {
