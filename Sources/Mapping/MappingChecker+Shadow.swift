@@ -14,9 +14,9 @@ extension CheckRun {
         _ source: MappingFile.Source, index: Int, entity: Entity, _ check: inout EntityCheck
     ) throws {
         let column = "sources[\(index)]"
-        func report(_ message: String) {
+        func report(_ message: String, _ code: MappingFinding.Code = .sourceInvalid) {
             check.findings.append(
-                MappingFinding(.error, .sourceInvalid, entity: entity, part: .sources, column: column, message))
+                MappingFinding(.error, code, entity: entity, part: .sources, column: column, message))
         }
         let needed = source.neededColumns
         let list = needed.isEmpty ? "1" : needed.map(quoteIdentifier).joined(separator: ", ")
@@ -51,7 +51,7 @@ extension CheckRun {
         }
         switch try attempt(sql, ["[]"]) {
         case .failure(let error):
-            report(explainFailure(error, "no changed rows"))
+            report(explainFailure(error, "no changed rows"), .sourceKeysFailed)
             return
         case .success:
             break
@@ -65,7 +65,7 @@ extension CheckRun {
             let row = try sample.rows.first?.decode(at: 0, as: String.self)
         else { return }
         if case .failure(let error) = try attempt(sql, ["[" + row + "]"]) {
-            report(explainFailure(error, "a changed row (\(row))"))
+            report(explainFailure(error, "a changed row (\(row))"), .sourceKeysFailed)
         }
     }
 

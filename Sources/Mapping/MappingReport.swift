@@ -79,6 +79,9 @@ public struct MappingFinding: Sendable, Hashable, CustomStringConvertible {
         /// amounts would migrate 100 times too large (warning; declaring the currency's exponent
         /// says which it is).
         case amountsOffByPowerOfTen = "amounts_off_by_power_of_ten"
+        /// An SQL source's `keys` fails over the changed rows as capture records them (it reads a
+        /// column that is not recorded, or does not run).
+        case sourceKeysFailed = "source_keys_failed"
         /// A table the entity's SQL reads (query, history, checks or `by_key`, views followed)
         /// is not in its `sources`: shadow mode would miss its changes. The message names the
         /// source line to add.
@@ -102,6 +105,18 @@ public struct MappingFinding: Sendable, Hashable, CustomStringConvertible {
         /// a large table: each change shadow mode applies would cost a scan (warning, with the
         /// plan).
         case byKeyScans = "by_key_scans"
+
+        /// Whether the finding concerns only shadow mode (coverage of the sources, `by_key`):
+        /// backfill and diff read neither, so a backfill need not refuse a mapping for it.
+        public var concernsShadowModeOnly: Bool {
+            switch self {
+            case .sourceKeysFailed, .sourceMissing, .sourceUnfollowable, .sourceFunctionsUnfollowed, .coverageUnchecked, .noSources,
+                .byKeyMismatch, .byKeyScans:
+                true
+            default:
+                false
+            }
+        }
     }
 
     /// Which part of the entity's mapping the finding is about.

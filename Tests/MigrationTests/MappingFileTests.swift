@@ -41,12 +41,12 @@ struct MappingFileTests {
         #expect(mapping.entities.filter { $0.historyQuery != nil }.map(\.entity) == [.subscription])
         #expect(
             mapping[entity: .invoice]?.sources == [
-                MappingFile.Source(table: "legacy.invoices", key: "id"),
                 MappingFile.Source(
                     table: "legacy.customers", columns: [],
                     keys:
                         "SELECT i.id::text FROM legacy.invoices i JOIN changed c ON c.id = i.customer_id WHERE i.currency IS NULL"
                 ),
+                MappingFile.Source(table: "legacy.invoices", key: "id"),
             ])
         #expect(mapping.entities.filter { $0.byKey == nil }.map(\.entity) == [.plan])
         #expect(
