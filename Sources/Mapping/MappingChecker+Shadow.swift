@@ -165,24 +165,30 @@ extension CheckRun {
         let explain = "EXPLAIN (VERBOSE) " + entityMapping.byKeySQL
         guard case .success(let plan) = try attempt(explain, [PostgresArray([one])]) else { return }
         let lines = try plan.rows.map { try $0.decode(at: 0, as: String.self) }
-        var scans = [(relation: String, rows: Int64, line: String)]()
+        var scans = [String]()
         for line in lines {
             guard let range = line.firstRange(of: "Seq Scan on ") else { continue }
             let relation = String(line[range.upperBound...].prefix { $0 != " " })
+            // The planner's estimate; a table never analyzed has none (-1): then count, at most
+            // up to the threshold.
             guard
                 case .success(let size) = try attempt(
                     """
                     SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint
-                                ELSE (SELECT count(*) FROM (SELECT 1 FROM \(relation) LIMIT $2) x) END
+                                ELSE (SELECT count(*) FROM (SELECT 1 FROM \(relation) LIMIT $2) x) END,
+                           c.reltuples < 0
                     FROM pg_class c WHERE c.oid = to_regclass($1)
                     """, [relation, Int64(scanWarningRows)]),
-                let rows = try size.rows.first?.decode(at: 0, as: Int64?.self), rows >= Int64(scanWarningRows)
+                let row = size.rows.first, let rows = try row.decode(at: 0, as: Int64?.self),
+                rows >= Int64(scanWarningRows)
             else { continue }
-            scans.append((relation, rows, line.trimmingPrefix(while: { $0 == " " || $0 == "-" || $0 == ">" })))
+            let counted = try row.decode(at: 1, as: Bool.self)
+            let text = "\(relation) (\(counted ? "at least" : "about") \(rows) rows)"
+            if !scans.contains(text) { scans.append(text) }
         }
         guard !scans.isEmpty else { return }
         let what = entityMapping.byKey != nil ? "by_key" : "the query filtered on \(entity.keyColumn) (no by_key)"
-        let scanned = scans.map { "\($0.relation) (about \($0.rows) rows)" }.joined(separator: ", ")
+        let scanned = scans.joined(separator: ", ")
         let fix =
             entityMapping.byKey != nil
             ? "put the key predicate on the indexed column in by_key, or index the column it filters on"
@@ -194,12 +200,6 @@ extension CheckRun {
                 "reading one \(entity) through \(what) scans \(scanned): shadow mode would read the whole table for "
                     + "every change. Fix: \(fix). Plan of one key:\n"
                     + lines.joined(separator: "\n")))
-    }
-}
-
-extension String {
-    fileprivate func trimmingPrefix(while predicate: (Character) -> Bool) -> String {
-        String(drop(while: predicate))
     }
 }
 

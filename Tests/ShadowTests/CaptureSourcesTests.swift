@@ -75,7 +75,7 @@ struct CaptureSourcesTests {
             } throws: { error in
                 guard case ShadowError.mappingIncomplete(let problems) = error else { return false }
                 return problems == [
-                    "payment: query reads legacy.customers, not in sources; add - { table: legacy.customers, "
+                    "payment: query, by_key read legacy.customers, not in sources; add - { table: legacy.customers, "
                         + "columns: [], keys: \"SELECT e.id::text FROM legacy.payments e JOIN changed c ON c.id = e.customer_id\" }"
                 ]
             }
