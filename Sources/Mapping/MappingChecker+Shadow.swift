@@ -260,6 +260,17 @@ extension MappingChecker {
                             + "the \(relation.kind) \(relation.relation), whose changes no trigger can capture: "
                             + "shadow mode cannot follow it. Read the tables it is built from instead"))
             }
+            // SQL that runs in the checks above but cannot be analyzed (no TEMP privilege, a
+            // construct a function body refuses): coverage is unknown, and install will refuse.
+            let explained = entities[index].errors.contains { $0.part != .sources && $0.part != .rules }
+            if !explained, let first = entityCoverage.failures.first {
+                let parts = entityCoverage.failures.map(\.part).joined(separator: ", ")
+                entities[index].findings.append(
+                    MappingFinding(
+                        .warning, .coverageUnchecked, entity: entity, part: .sources, column: nil,
+                        "cannot find which tables the \(parts) read\(entityCoverage.failures.count == 1 ? "s" : ""): "
+                            + "\(first.message); shadow install will refuse the mapping until it can"))
+            }
             if !entityCoverage.functions.isEmpty {
                 entities[index].findings.append(
                     MappingFinding(

@@ -202,4 +202,34 @@ struct MappingCoverageTests {
             #expect(!quiet.warnings.contains { $0.code == .byKeyScans })
         }
     }
+
+    @Test func coverageThatCannotBeAnalyzedIsAWarningNotASilence() async throws {
+        let mapping = try MappingTestSupport.referenceMapping()
+        try await MappingTestSupport.withLegacy(.reference) { connection, dsn in
+            let role = "ledgerlift_notemp_\(UInt32.random(in: 0...UInt32.max))"
+            let database = try await connection.query("SELECT current_database()").rows[0].decode(at: 0, as: String.self)
+            try await connection.executeScript(
+                """
+                CREATE ROLE \(role) LOGIN;
+                REVOKE TEMP ON DATABASE \(quoteIdentifier(database)) FROM PUBLIC;
+                GRANT USAGE ON SCHEMA legacy TO \(role);
+                GRANT SELECT ON ALL TABLES IN SCHEMA legacy TO \(role);
+                """)
+            let reader = try await Connection.connect(dsn.replacing("postgres@", with: "\(role)@"))
+            let checked: Result<MappingReport, any Error>
+            do {
+                checked = .success(try await MappingChecker(mapping).check(reader))
+            } catch {
+                checked = .failure(error)
+            }
+            reader.close()
+            // Roles belong to the cluster, not to the test's database.
+            try await connection.executeScript("DROP OWNED BY \(role); DROP ROLE \(role);")
+            let report = try checked.get()
+            let unchecked = report.warnings.filter { $0.code == .coverageUnchecked }
+            #expect(unchecked.count == mapping.entities.count)
+            #expect(unchecked.first?.message.contains("permission denied to create temporary tables") == true)
+            #expect(report.isClean, "a warning: the backfill's own checks do not need it")
+        }
+    }
 }
