@@ -44,6 +44,37 @@ public struct CapturePlan: Sendable, Hashable {
         self.tables = tables
     }
 
+    /// One source of one entity, as the tailer applies it to a captured change.
+    public struct EntitySourceOnTable: Sendable, Hashable {
+        public var entity: Entity
+        public var source: MappingFile.Source
+    }
+
+    /// The mapping's sources by the table name capture records in `changes.source_table`
+    /// (`format('%I.%I')` of the resolved table, however the mapping spells it): for a change
+    /// of that table, each entry's ``MappingFile/Source/touchedKeysSQL(recordedColumns:)`` over
+    /// the change's row images gives the keys of its entity to re-read. Tables that do not
+    /// resolve are left out (install refuses them).
+    public static func sourcesByCapturedTable(
+        _ mapping: MappingFile, in session: Session
+    ) throws -> [String: [EntitySourceOnTable]] {
+        var byTable = [String: [EntitySourceOnTable]]()
+        for entityMapping in mapping.entities {
+            for source in entityMapping.sources {
+                guard
+                    let name = try session.query(
+                        """
+                        SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+                        JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)
+                        """, [source.sqlTable]
+                    ).rows.first?.decode(at: 0, as: String.self)
+                else { continue }
+                byTable[name, default: []].append(EntitySourceOnTable(entity: entityMapping.entity, source: source))
+            }
+        }
+        return byTable
+    }
+
     /// The table's name as SQL: each dot-separated part quoted unless the mapping quoted it
     /// (as `mapping check` reads it).
     static func sqlName(_ table: String) -> String { MappingFile.Source.sqlName(table) }

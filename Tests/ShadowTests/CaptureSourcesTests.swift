@@ -43,8 +43,11 @@ struct CaptureSourcesTests {
             #expect(change.new?.contains("\"currency\": ") == true, "\(change)")
 
             // What the tailer runs: the images into the source's SQL.
-            let sources = try #require(mapping.entities.first { $0.key == "invoice_id" }).sources
-            let sqlSource = try #require(sources.first { $0.columns == ["currency"] })
+            // The tailer finds the sources of a captured table by the name capture records.
+            let byTable = try await connection.withSession { try CapturePlan.sourcesByCapturedTable(mapping, in: $0) }
+            let onCustomers = try #require(byTable[change.table])
+            #expect(onCustomers.count == 8, "customer's own, and each entity that borrows from customers")
+            let sqlSource = try #require(onCustomers.map(\.source).first { $0.columns == ["currency"] })
             let images = "[" + [change.old, change.new].compactMap { $0 }.joined(separator: ",") + "]"
             let keys = try await connection.query(
                 sqlSource.touchedKeysSQL(recordedColumns: ["id", "currency"]), [images]
