@@ -24,14 +24,28 @@ public struct EntitySource: Sendable {
     /// (`currency_exponents`), as the converter applies it: cross-row rules bring amounts to
     /// the same minor units.
     public let currencyExponents: [Currency: Int]
+    /// The current rows of the keys in `$1` (an array of key texts, bound as a text array
+    /// literal): the mapping's `by_key`, else ``query`` filtered on its key column
+    /// (``MappingFile/EntityMapping/byKeySQL``). Shadow mode reads each touched key with it.
+    public let byKeyQuery: String
+    /// The legacy tables whose changes touch the entity, and how a changed row of each names the
+    /// keys it touches (``MappingFile/Source/touchedKeysSQL(recordedColumns:)``). Empty for an
+    /// entity that shadow mode does not follow (read from a file, or mapped without sources).
+    public let sources: [MappingFile.Source]
 
+    /// - Parameters:
+    ///   - byKeyQuery: the by-key statement; `nil` wraps `query` in a filter on its key column.
+    ///   - sources: the mapping's `sources` of the entity (shadow mode).
     public init(
         entity: Entity, query: String, historyQuery: String?, checks: [SourceCheck] = [],
         amounts: MappingFile.AmountUnit = .major, defaultCurrency: Currency? = nil,
-        currencyExponents: [Currency: Int] = [:], convert: @escaping @Sendable (Row) -> ConvertedRow
+        currencyExponents: [Currency: Int] = [:], byKeyQuery: String? = nil, sources: [MappingFile.Source] = [],
+        convert: @escaping @Sendable (Row) -> ConvertedRow
     ) {
         self.entity = entity
         self.query = query
+        self.byKeyQuery = byKeyQuery ?? MappingFile.EntityMapping(entity: entity, query: query).byKeySQL
+        self.sources = sources
         self.historyQuery = historyQuery
         self.checks = checks
         self.amounts = amounts

@@ -13,16 +13,31 @@ import Postgres
 ///   `amounts: minor`; timestamps `timestamptz`/`timestamp`; text `text`/`varchar`/`char`; …);
 /// - the key is unique (`GROUP BY key HAVING count(*) > 1`), and history versions are unique per
 ///   `(key, valid_from)`;
-/// - every `sources` table and key column exists.
+/// - every `sources` table and key column exists; an SQL source's `keys` runs over an empty and
+///   a sample `changed` holding only the columns capture records (the primary key and
+///   `columns`);
+/// - `by_key` returns the query's columns with the same types, and for a sample of keys the same
+///   rows; reading one key (by `by_key`, or the query filtered on its key) does not scan a large
+///   table;
+/// - every table the entity's SQL reads — found in PostgreSQL's dependencies, views followed —
+///   is in its `sources` (``MappingCoverage``).
 ///
 /// Columns beyond the canonical set are listed as attributes. Everything runs in one
 /// `REPEATABLE READ READ ONLY` transaction, each statement under a savepoint so one failing
-/// query does not hide the others' findings.
+/// query does not hide the others' findings, except the coverage analysis, which creates
+/// temporary functions in a second transaction that is always rolled back.
 public struct MappingChecker: Sendable {
     public let mapping: MappingFile
+    /// A sequential scan of a relation with at least this many rows (the planner's estimate) in
+    /// the plan of reading one key is reported (``MappingFinding/Code/byKeyScans``).
+    public var scanWarningRows: Int
 
-    public init(_ mapping: MappingFile) {
+    /// How many keys `mapping check` reads through `by_key` and through the query, to compare.
+    public static let byKeySampleSize = 50
+
+    public init(_ mapping: MappingFile, scanWarningRows: Int = 10_000) {
         self.mapping = mapping
+        self.scanWarningRows = scanWarningRows
     }
 
     /// Checks the mapping on `connection`.
@@ -37,8 +52,8 @@ public struct MappingChecker: Sendable {
 
     /// Checks the mapping in `session` (which must not be inside a transaction).
     public func check(in session: Session) throws -> MappingReport {
-        try session.transaction(.init(isolation: .repeatableRead, readOnly: true)) { tx in
-            var run = CheckRun(session: tx, mapping: mapping)
+        var report = try session.transaction(.init(isolation: .repeatableRead, readOnly: true)) { tx in
+            var run = CheckRun(session: tx, mapping: mapping, scanWarningRows: scanWarningRows)
             var checks = [EntityCheck]()
             for entityMapping in mapping.entities {
                 checks.append(try run.check(entityMapping))
@@ -57,9 +72,15 @@ public struct MappingChecker: Sendable {
             if let finding = try run.uncheckedEncoding(), !checks.isEmpty {
                 checks[0].findings.append(finding)
             }
-            for index in checks.indices { checks[index].findings = Self.ordered(checks[index].findings) }
             return MappingReport(mappingFile: mapping.file, entities: checks, unmapped: mapping.unmappedEntities)
         }
+        // Which tables each entity reads needs temporary functions, which a read-only
+        // transaction cannot create: a second transaction, always rolled back.
+        var entities = report.entities
+        try coverageFindings(session, &entities)
+        for index in entities.indices { entities[index].findings = Self.ordered(entities[index].findings) }
+        report = MappingReport(mappingFile: report.mappingFile, entities: entities, unmapped: report.unmapped)
+        return report
     }
 }
 
@@ -73,14 +94,16 @@ extension MappingChecker {
 }
 
 /// The state of one check: the session and the type names looked up so far.
-private struct CheckRun {
+struct CheckRun {
     let session: Session
     let mapping: MappingFile
+    let scanWarningRows: Int
     var typeNames = [UInt32: String]()
 
-    init(session: Session, mapping: MappingFile) {
+    init(session: Session, mapping: MappingFile, scanWarningRows: Int) {
         self.session = session
         self.mapping = mapping
+        self.scanWarningRows = scanWarningRows
     }
 
     /// `query` as a subquery named `alias`. The query ends with a newline, so a `--` comment on
@@ -128,18 +151,15 @@ private struct CheckRun {
         }
 
         // Tables whose changes touch the entity.
-        // TODO(H1): sources with `keys:` SQL, by_key, and the tables each query reads.
         for (index, source) in entityMapping.sources.enumerated() {
-            guard let key = source.key else { continue }
-            let table = source.table.split(separator: ".", omittingEmptySubsequences: false)
-                .map { $0.hasPrefix("\"") ? String($0) : quoteIdentifier(String($0)) }.joined(separator: ".")
-            let sql = "SELECT \(quoteIdentifier(key)) FROM \(table) LIMIT 0"
-            if case .failure(let error) = try attempt(sql) {
-                check.findings.append(
-                    MappingFinding(
-                        .error, .sourceInvalid, entity: entity, part: .sources, column: "sources[\(index)]",
-                        "\(source.table) (key \(key)): \(Self.firstLine(error.message))"))
-            }
+            try checkSource(source, index: index, entity: entity, &check)
+        }
+
+        // How shadow mode reads one key.
+        if check.queryRuns, !check.errors.contains(where: { $0.part == .query }),
+            entityMapping.byKey != nil || !entityMapping.sources.isEmpty
+        {
+            try checkByKey(entityMapping, &check)
         }
         return check
     }

@@ -14,7 +14,7 @@ extension MappingFile {
             return EntitySource(
                 entity: mapping.entity, query: mapping.query, historyQuery: mapping.historyQuery,
                 checks: mapping.checks, amounts: converter.amounts, defaultCurrency: converter.defaultCurrency,
-                currencyExponents: converter.currencyExponents
+                currencyExponents: converter.currencyExponents, byKeyQuery: mapping.byKeySQL, sources: mapping.sources
             ) { row in
                 let isHistory = row.columns.index(of: RowConverter.validFromColumn) != nil
                 switch isHistory ? converter.convertHistory(row) : converter.convert(row) {

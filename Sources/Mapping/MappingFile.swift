@@ -125,25 +125,60 @@ public struct MappingFile: Sendable, Hashable {
 
         public var description: String { key.map { "\(table).\($0)" } ?? "\(table) (keys by SQL)" }
 
+        /// ``table`` as SQL: each dot-separated part quoted unless the mapping quoted it
+        /// (`legacy.invoices` → `"legacy"."invoices"`), as `mapping check` and capture read it.
+        public var sqlTable: String { Self.sqlName(table) }
+
+        /// The columns of ``table`` this source needs in each captured row image, besides the
+        /// table's primary key: the ``key`` column, or the SQL form's ``columns``, unquoted (as
+        /// capture names them in `old_row` and `new_row`).
+        public var neededColumns: [String] {
+            if let key { return [Self.unquoted(key)] }
+            return columns.map(Self.unquoted)
+        }
+
+        /// The columns capture records for this source on a table whose primary key is
+        /// `primaryKey`: the primary key, then ``neededColumns`` not already in it. The tailer
+        /// may pass any superset (what `captured_tables.columns` lists for the table) to
+        /// ``touchedKeysSQL(recordedColumns:)``; `mapping check` proves the SQL works with exactly
+        /// these.
+        public func recordedColumns(primaryKey: [String]) -> [String] {
+            primaryKey + neededColumns.filter { !primaryKey.contains($0) }
+        }
+
         /// The statement that returns the keys this source touches, for one parameter: `$1`, a
         /// JSON array of row images of `table` (objects of column → value, as capture records
-        /// them). Only the recorded columns are in `changed`, so a `keys` query that reads
-        /// another column fails (which `mapping check` reports) instead of silently seeing NULL.
-        /// For a ``key`` source it reads that column of each image.
+        /// them: each change's `old_row` and `new_row` that is not NULL). Only the recorded
+        /// columns are in `changed`, so a `keys` query that reads another column fails (which
+        /// `mapping check` reports) instead of silently seeing NULL. For a ``key`` source it
+        /// reads that column of each image. One text column, `key`, distinct, never NULL.
         public func touchedKeysSQL(recordedColumns: [String]) -> String {
             if let key {
-                return "SELECT DISTINCT r ->> \(Postgres.quoteLiteral(key)) AS key FROM jsonb_array_elements($1::jsonb) AS r "
-                    + "WHERE r ->> \(Postgres.quoteLiteral(key)) IS NOT NULL"
+                let field = Postgres.quoteLiteral(Self.unquoted(key))
+                return "SELECT DISTINCT r ->> \(field) AS key FROM jsonb_array_elements($1::jsonb) AS r "
+                    + "WHERE r ->> \(field) IS NOT NULL"
             }
-            let list = recordedColumns.map { Postgres.quoteIdentifier($0) }.joined(separator: ", ")
+            let list = recordedColumns.map { Postgres.quoteIdentifier(Self.unquoted($0)) }.joined(separator: ", ")
             return """
                 WITH changed AS MATERIALIZED (
-                    SELECT \(list) FROM jsonb_populate_recordset(NULL::\(table), $1::jsonb)
+                    SELECT \(list) FROM jsonb_populate_recordset(NULL::\(sqlTable), $1::jsonb)
                 )
                 SELECT DISTINCT key::text FROM (
                 \(keys ?? "")) AS touched(key)
                 WHERE key IS NOT NULL
                 """
+        }
+
+        /// A table name as SQL: each dot-separated part quoted unless it already is.
+        public static func sqlName(_ table: String) -> String {
+            table.split(separator: ".", omittingEmptySubsequences: false)
+                .map { $0.hasPrefix("\"") ? String($0) : Postgres.quoteIdentifier(String($0)) }.joined(separator: ".")
+        }
+
+        /// A column name as the mapping wrote it, without the quotes of a quoted one.
+        public static func unquoted(_ column: String) -> String {
+            guard column.count >= 2, column.hasPrefix("\""), column.hasSuffix("\"") else { return column }
+            return String(column.dropFirst().dropLast()).replacing("\"\"", with: "\"")
         }
     }
 

@@ -18,11 +18,12 @@ struct MappingFileParser {
         "version", "amounts", "default_currency", "currency_exponents", "receivables", "entities",
     ]
     static let entityFields = [
-        "key", "query", "file", "sources", "history", "amounts", "default_currency", "currency_exponents", "checks",
+        "key", "query", "by_key", "file", "sources", "history", "amounts", "default_currency", "currency_exponents",
+        "checks",
     ]
     static let receivableFields = ["refunds", "chargebacks"]
     static let checkFields = ["reason", "query"]
-    static let sourceFields = ["table", "key"]
+    static let sourceFields = ["table", "key", "columns", "keys"]
     static let historyFields = ["query"]
 
     mutating func parse(_ yaml: String) throws(MappingError) -> MappingFile {
@@ -225,6 +226,7 @@ struct MappingFileParser {
         var fileNode: Node?
         var currencyExponents = [Currency: Int]()
         var sources = [MappingFile.Source]()
+        var byKey: String?
         var history: String?
         var amounts: MappingFile.AmountUnit?
         var defaultCurrency = MappingFile.CurrencyDefault.inherited
@@ -246,6 +248,8 @@ struct MappingFileParser {
                 }
             case "query":
                 query = parseQuery(fieldValue, entity: name, field: "query")
+            case "by_key":
+                byKey = parseQuery(fieldValue, entity: name, field: "by_key")
             case "file":
                 fileNode = fieldValue
                 rowsFile = parseRowsFile(fieldValue, entity: name)
@@ -286,6 +290,11 @@ struct MappingFileParser {
                     "not supported with file: a file holds current rows only; "
                         + "map past versions with a query and history instead")
             }
+            if let byKeyField = has("by_key") {
+                report(
+                    .invalidValue, entity: name, field: "by_key", at: byKeyField,
+                    "not supported with file: the rows of a file are not read from the legacy database; remove by_key")
+            }
             if let sourcesKey = has("sources"), !sources.isEmpty {
                 report(
                     .invalidValue, entity: name, field: "sources", at: sourcesKey,
@@ -308,7 +317,7 @@ struct MappingFileParser {
         guard issues.count == issuesBefore, let query else { return nil }
         return MappingFile.EntityMapping(
             entity: entity, query: query, sources: sources, historyQuery: history, amounts: amounts,
-            defaultCurrency: defaultCurrency, checks: checks, currencyExponents: currencyExponents)
+            defaultCurrency: defaultCurrency, checks: checks, currencyExponents: currencyExponents, byKey: byKey)
     }
 
     /// `file: catalog.yaml`: the entity's rows, read now (relative to the mapping file's
@@ -453,46 +462,122 @@ struct MappingFileParser {
         return normalized
     }
 
+    /// `sources:`, each item either `{ table, key }` (a column of the table holds the key) or
+    /// `{ table, columns, keys }` (SQL over the changed rows names the keys). Exactly one of `key`
+    /// and `keys`; `columns` goes with `keys` and is required there, so the columns capture
+    /// records are always written down (`[]` when the primary key alone is enough).
     private mutating func parseSources(_ node: Node, entity: String) -> [MappingFile.Source] {
         if node.null != nil { return [] }
+        let shapes =
+            "`{ table: <legacy table>, key: <column holding the \(entity) key> }` or "
+            + "`{ table: <legacy table>, columns: [<columns keys reads>], keys: <SQL over changed> }`"
         guard let items = node.sequence else {
-            report(
-                .invalidValue, entity: entity, field: "sources", at: node,
-                "expected a list such as `- { table: invoices, key: id }`")
+            report(.invalidValue, entity: entity, field: "sources", at: node, "expected a list of \(shapes)")
             return []
         }
         var sources = [MappingFile.Source]()
         for (index, item) in items.enumerated() {
             let field = "sources[\(index)]"
             guard let pairs = item.mapping else {
-                report(
-                    .invalidValue, entity: entity, field: field, at: item,
-                    "expected `{ table: <legacy table>, key: <column holding the \(entity) key> }`")
+                report(.invalidValue, entity: entity, field: field, at: item, "expected \(shapes)")
                 continue
             }
+            let before = issues.count
             var table: String?
             var key: String?
-            for (keyNode, value) in pairs {
-                let name = keyNode.scalar?.string ?? ""
+            var keyNode: Node?
+            var columns: [String]?
+            var columnsNode: Node?
+            var keys: String?
+            var keysNode: Node?
+            for (nameNode, value) in pairs {
+                let name = nameNode.scalar?.string ?? ""
                 switch name {
-                case "table": table = value.scalar?.string
-                case "key": key = value.scalar?.string
+                case "table": table = value.null == nil ? value.scalar?.string : nil
+                case "key":
+                    keyNode = nameNode
+                    key = value.null == nil ? value.scalar?.string : nil
+                    if key?.isEmpty ?? true {
+                        report(
+                            .missingField, entity: entity, field: field + ".key", at: value,
+                            "is empty: name the column of the table that holds the \(entity) key")
+                    }
+                case "columns":
+                    columnsNode = nameNode
+                    columns = parseColumns(value, entity: entity, field: field + ".columns")
+                case "keys":
+                    keysNode = nameNode
+                    keys = parseQuery(value, entity: entity, field: field + ".keys")
                 default:
                     reportUnknownField(
-                        name, at: keyNode, entity: entity, allowed: Self.sourceFields, context: field,
+                        name, at: nameNode, entity: entity, allowed: Self.sourceFields, context: field,
                         prefix: field + ".")
                 }
             }
-            for (name, value) in [("table", table), ("key", key)] where value?.isEmpty ?? true {
+            if table?.isEmpty ?? true {
                 report(
-                    .missingField, entity: entity, field: field + "." + name, at: item,
-                    "missing: each source needs table and key")
+                    .missingField, entity: entity, field: field + ".table", at: item,
+                    "missing: each source names its legacy table, schema-qualified (legacy.invoices)")
             }
-            if let table, let key, !table.isEmpty, !key.isEmpty {
+            switch (keyNode, keysNode) {
+            case (nil, nil):
+                report(
+                    .missingField, entity: entity, field: field + ".key", at: item,
+                    "missing: each source needs key (the column holding the \(entity) key) or keys "
+                        + "(SQL over the changed rows, `changed`, returning the \(entity) keys) with columns")
+            case (let keyNode?, let keysNode?):
+                report(
+                    .invalidValue, entity: entity, field: field + ".keys", at: keysNode,
+                    "write either key (line \(keyNode.mark?.line ?? 0): a column of the table holds the key) or keys "
+                        + "(SQL naming the keys), not both")
+            case (.some, nil):
+                if let columnsNode {
+                    report(
+                        .invalidValue, entity: entity, field: field + ".columns", at: columnsNode,
+                        "columns goes with keys: a key source records its key column and nothing else; "
+                            + "remove columns, or name the keys by SQL with keys")
+                }
+            case (nil, .some):
+                if columnsNode == nil {
+                    report(
+                        .missingField, entity: entity, field: field + ".columns", at: item,
+                        "missing: a source with keys lists the columns of \(table ?? "the table") that its SQL reads "
+                            + "from changed (capture records them, with the primary key): e.g. `columns: [customer_id]`, "
+                            + "or `columns: []` when the primary key is enough")
+                }
+            }
+            guard issues.count == before, let table else { continue }
+            if let key {
                 sources.append(MappingFile.Source(table: table, key: key))
+            } else if let keys, let columns {
+                sources.append(MappingFile.Source(table: table, columns: columns, keys: keys))
             }
         }
         return sources
+    }
+
+    /// `columns: [id, customer_id]`: column names, each once.
+    private mutating func parseColumns(_ node: Node, entity: String, field: String) -> [String]? {
+        if node.null != nil { return [] }
+        guard let items = node.sequence else {
+            report(
+                .invalidValue, entity: entity, field: field, at: node,
+                "expected a list of column names, e.g. `[customer_id]` (`[]` when the primary key is enough)")
+            return nil
+        }
+        var columns = [String]()
+        for item in items {
+            guard let name = item.scalar?.string, item.null == nil, !name.isEmpty else {
+                report(.invalidValue, entity: entity, field: field, at: item, "expected a column name")
+                return nil
+            }
+            if columns.contains(name) {
+                report(.invalidValue, entity: entity, field: field, at: item, "\(Self.quoted(name)) is listed twice")
+                return nil
+            }
+            columns.append(name)
+        }
+        return columns
     }
 
     private mutating func parseHistory(_ node: Node, entity: String) -> String? {

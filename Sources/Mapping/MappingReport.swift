@@ -79,6 +79,44 @@ public struct MappingFinding: Sendable, Hashable, CustomStringConvertible {
         /// amounts would migrate 100 times too large (warning; declaring the currency's exponent
         /// says which it is).
         case amountsOffByPowerOfTen = "amounts_off_by_power_of_ten"
+        /// An SQL source's `keys` fails over the changed rows as capture records them (it reads a
+        /// column that is not recorded, or does not run).
+        case sourceKeysFailed = "source_keys_failed"
+        /// A table the entity's SQL reads (query, history, checks or `by_key`, views followed)
+        /// is not in its `sources`: shadow mode would miss its changes. The message names the
+        /// source line to add.
+        case sourceMissing = "source_missing"
+        /// The entity's SQL reads a materialized view or a foreign table, whose changes no
+        /// trigger can capture: shadow mode cannot follow it.
+        case sourceUnfollowable = "source_unfollowable"
+        /// The entity's SQL calls user functions: the tables they read cannot be seen from the
+        /// catalog, so `sources` may miss them (warning).
+        case sourceFunctionsUnfollowed = "source_functions_unfollowed"
+        /// Which tables the SQL reads could not be determined (the role lacks `TEMP`, or the
+        /// database is read-only): coverage is unchecked (warning).
+        case coverageUnchecked = "coverage_unchecked"
+        /// The mapping has no `sources` at all: fine for backfill and diff, but shadow mode
+        /// cannot follow it (note).
+        case noSources = "no_sources"
+        /// `by_key` does not return what the query returns for the same keys (other columns,
+        /// types or rows).
+        case byKeyMismatch = "by_key_mismatch"
+        /// Reading one key through `by_key` (or the query filtered on its key, without it) scans
+        /// a large table: each change shadow mode applies would cost a scan (warning, with the
+        /// plan).
+        case byKeyScans = "by_key_scans"
+
+        /// Whether the finding concerns only shadow mode (coverage of the sources, `by_key`):
+        /// backfill and diff read neither, so a backfill need not refuse a mapping for it.
+        public var concernsShadowModeOnly: Bool {
+            switch self {
+            case .sourceKeysFailed, .sourceMissing, .sourceUnfollowable, .sourceFunctionsUnfollowed, .coverageUnchecked, .noSources,
+                .byKeyMismatch, .byKeyScans:
+                true
+            default:
+                false
+            }
+        }
     }
 
     /// Which part of the entity's mapping the finding is about.
@@ -90,6 +128,8 @@ public struct MappingFinding: Sendable, Hashable, CustomStringConvertible {
         case checks
         /// Ledgerlift's cross-row rules (the finding's column is the rule's reason).
         case rules
+        /// `by_key`, or the query filtered on its key when there is none.
+        case byKey = "by_key"
     }
 
     public let severity: Severity
@@ -113,7 +153,7 @@ public struct MappingFinding: Sendable, Hashable, CustomStringConvertible {
     /// `customer.checks.balance_mismatch`, `refund.rules.refund_exceeds_payment`.
     public var location: String {
         var text = entity.rawValue
-        if part == .history || part == .checks || part == .rules { text += "." + part.rawValue }
+        if part == .history || part == .checks || part == .rules || part == .byKey { text += "." + part.rawValue }
         if let column { text += "." + column } else if part == .sources { text += ".sources" }
         return text
     }

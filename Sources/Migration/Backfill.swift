@@ -273,7 +273,9 @@ public struct Backfill: Sendable {
     /// data the backfill handles itself: it quarantines them together as `duplicate_key`, keeping
     /// every row (`docs/mapping.md`). Warnings and notes never stop it.
     public static func refusals(in report: MappingReport) -> [MappingFinding] {
-        report.errors.filter { $0.code != .keyNotUnique }
+        // Shadow mode's findings (sources that miss a table, a by_key that disagrees) say
+        // nothing about what the backfill reads: `shadow install` refuses on them instead.
+        report.errors.filter { $0.code != .keyNotUnique && !$0.code.concernsShadowModeOnly }
     }
 
     /// The store's backfill lock (`ledgerlift.backfill/<schema>`): one run — or reset — at a

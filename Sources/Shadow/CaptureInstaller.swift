@@ -111,7 +111,9 @@ public struct CaptureInstaller: Sendable {
     // MARK: - Install
 
     /// Installs or upgrades capture for `mapping`, in one transaction: the capture schema (created
-    /// or upgraded), then the triggers of each table its `sources` name. Idempotent: run again
+    /// or upgraded), then the triggers of each table its `sources` name. A mapping whose sources
+    /// miss a table its SQL reads (``MappingCoverage``) is refused with
+    /// ``ShadowError/mappingIncomplete(problems:)`` before anything is created. Idempotent: run again
     /// with the same mapping, it changes nothing; with a mapping naming more tables, it adds
     /// their triggers. An install that changed anything is recorded in `installs` with its
     /// transaction id, snapshot and the mapping's fingerprint.
@@ -139,6 +141,12 @@ public struct CaptureInstaller: Sendable {
                     resolved.append(found)
                 }
             }
+
+            // Capture follows only the sources: a table an entity reads that they do not name
+            // would be a change shadow mode never sees. Checked before anything is created (and
+            // the whole transaction rolls back when it throws).
+            let coverage = try MappingCoverage.analyze(mapping, in: tx)
+            guard coverage.isComplete else { throw ShadowError.mappingIncomplete(problems: coverage.problems) }
 
             var existing = [String: String]()
             for row in try tx.query("SELECT source_table, definition_hash FROM \(s).captured_tables").rows {
@@ -253,20 +261,15 @@ public struct CaptureInstaller: Sendable {
             ORDER BY k.ord
             """, [oid]
         ).rows.map { try $0.decode(at: 0, as: String.self) }
-        for column in table.keyColumns where attnums[Self.unquoted(column)] == nil {
+        // The plan's columns are unquoted already (as the trigger records them).
+        for column in table.keyColumns where attnums[column] == nil {
             throw ShadowError.sourceColumnMissing(entity: entity, table: table.table, column: column)
         }
-        let others = table.keyColumns.map(Self.unquoted).filter { !primaryKey.contains($0) }
+        let others = table.keyColumns.filter { !primaryKey.contains($0) }
         let columns = primaryKey + Array(Set(others)).sorted { attnums[$0]! < attnums[$1]! }
         return ResolvedTable(
             name: name, columns: columns, primaryKey: primaryKey,
             functionPrefix: try found.decode(at: 3, as: String.self))
-    }
-
-    /// A column name as the mapping wrote it, without the quotes of a quoted one.
-    static func unquoted(_ column: String) -> String {
-        guard column.count >= 2, column.hasPrefix("\""), column.hasSuffix("\"") else { return column }
-        return String(column.dropFirst().dropLast()).replacing("\"\"", with: "\"")
     }
 
     static func literal(_ text: String) -> String { "'" + text.replacing("'", with: "''") + "'" }

@@ -16,6 +16,9 @@ public enum ShadowError: Error, Sendable, Hashable, CustomStringConvertible {
     case tablesBusy(tables: [String], attempts: Int)
     /// The capture schema was written by a newer Ledgerlift.
     case schemaTooNew(schema: String, found: Int, supported: Int)
+    /// The mapping's `sources` do not name every table its entities' SQL reads
+    /// (``MappingCoverage``): capture would miss changes. One line per problem.
+    case mappingIncomplete(problems: [String])
 
     public var description: String {
         switch self {
@@ -35,6 +38,10 @@ public enum ShadowError: Error, Sendable, Hashable, CustomStringConvertible {
         case .schemaTooNew(let schema, let found, let supported):
             "capture schema \(schema) is at version \(found), newer than this Ledgerlift knows (\(supported)): "
                 + "use a newer ledgerlift"
+        case .mappingIncomplete(let problems):
+            "the mapping's sources do not cover the tables its queries read, so shadow mode would miss changes; "
+                + "nothing was installed:\n" + problems.map { "  " + $0 }.joined(separator: "\n")
+                + "\nrun `ledgerlift mapping check` and add the sources it names"
         }
     }
 }

@@ -30,10 +30,11 @@ private func referenceMapping(
     let reference = try MappingTestSupport.referenceMapping()
     let entities = reference.entities.map { mapping -> MappingFile.EntityMapping in
         guard mapping.entity == entity else { return mapping }
+        // A replaced query makes the entity's by_key meaningless: it is read from the query then.
         return MappingFile.EntityMapping(
             entity: entity, query: query ?? mapping.query, sources: sources ?? mapping.sources,
             historyQuery: history ?? mapping.historyQuery, amounts: amounts ?? mapping.amounts,
-            checks: checks ?? mapping.checks)
+            checks: checks ?? mapping.checks, byKey: query == nil ? mapping.byKey : nil)
     }
     return MappingFile(amounts: reference.amounts, entities: entities, file: "broken.yaml")
 }
@@ -329,8 +330,7 @@ struct MappingCheckerTests {
     @Test func aSourceTableOrColumnThatDoesNotExistIsAnError() async throws {
         let mapping = try referenceMapping(
             replacing: .invoiceLine,
-            sources: [
-                MappingFile.Source(table: "legacy.invoice_line_items", key: "id"),
+            sources: try MappingTestSupport.referenceMapping()[entity: .invoiceLine]!.sources + [
                 MappingFile.Source(table: "legacy.invoice_items", key: "id"),
                 MappingFile.Source(table: "legacy.invoices", key: "line_id"),
             ])
@@ -338,8 +338,8 @@ struct MappingCheckerTests {
             let report = try await MappingChecker(mapping).check(connection)
             #expect(
                 report[entity: .invoiceLine]?.errors.map(\.description) == [
-                    "error: invoice_line.sources[1]: legacy.invoice_items (key id): relation \"legacy.invoice_items\" does not exist",
-                    "error: invoice_line.sources[2]: legacy.invoices (key line_id): column \"line_id\" does not exist",
+                    "error: invoice_line.sources[3]: legacy.invoice_items (key id): relation \"legacy.invoice_items\" does not exist",
+                    "error: invoice_line.sources[4]: legacy.invoices (key line_id): column \"line_id\" does not exist",
                 ])
         }
     }

@@ -39,7 +39,16 @@ struct MappingFileTests {
         #expect(mapping.unmappedEntities == Entity.allCases.filter { !referenceEntities.contains($0) })
         #expect(mapping.entities.map(\.key) == referenceEntities.map(\.keyColumn))
         #expect(mapping.entities.filter { $0.historyQuery != nil }.map(\.entity) == [.subscription])
-        #expect(mapping[entity: .invoice]?.sources == [MappingFile.Source(table: "legacy.invoices", key: "id")])
+        #expect(
+            mapping[entity: .invoice]?.sources == [
+                MappingFile.Source(
+                    table: "legacy.customers", columns: [],
+                    keys:
+                        "SELECT i.id::text FROM legacy.invoices i JOIN changed c ON c.id = i.customer_id WHERE i.currency IS NULL"
+                ),
+                MappingFile.Source(table: "legacy.invoices", key: "id"),
+            ])
+        #expect(mapping.entities.filter { $0.byKey == nil }.map(\.entity) == [.plan])
         #expect(
             mapping[entity: .subscription]?.sources.map(\.description) == [
                 "legacy.subscriptions.id", "legacy.subscription_history.subscription_id",
@@ -264,7 +273,7 @@ struct MappingFileTests {
         #expect(error.issues[0].path == "entities.invoice.defualt_currency")
         #expect(
             error.issues[0].message
-                == "unknown field \"defualt_currency\" in an entity; did you mean default_currency? Allowed: key, query, file, sources, history, amounts, default_currency, currency_exponents, checks"
+                == "unknown field \"defualt_currency\" in an entity; did you mean default_currency? Allowed: key, query, by_key, file, sources, history, amounts, default_currency, currency_exponents, checks"
         )
         let history = try loadError(minimalInvoice + "\n    history:\n      sql: SELECT 1")
         #expect(history.codes == [.unknownField, .missingField])

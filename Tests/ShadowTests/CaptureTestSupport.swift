@@ -47,7 +47,7 @@ struct CapturedChange: Equatable, CustomStringConvertible {
 func capturedChanges(_ connection: Connection, after id: Int64 = 0) async throws -> [CapturedChange] {
     try await connection.query(
         """
-        SELECT id, xid::text, source_table, op::text, old_row::text, new_row::text
+        SELECT id, xid::text AS xid_text, source_table, op::text, old_row::text, new_row::text
         FROM ledgerlift_capture.changes WHERE id > $1 ORDER BY xid, id
         """, [id]
     ).rows.map {
