@@ -363,19 +363,17 @@ public struct ShadowSync: Sendable {
     /// Stands for the ids of events read only to be replayed.
     static let unusedID = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
 
-    /// Brings the read models up to date with what was appended (in-process, as `ledgerlift
-    /// project` does), when they exist and no other projector is running.
+    /// Brings the read models up to date with what was appended, in-process, as `ledgerlift
+    /// project` does: incrementally, or — when they were never built — built blue/green from
+    /// the first event and put in place whole.
     ///
-    /// - Returns: `true` when this call projected to the head; `false` when there is no read
-    ///   model to maintain (never built: `ledgerlift project` builds it) or another process
+    /// - Returns: `true` when this call projected to the head; `false` when another process
     ///   (`project --follow`) holds the projector's lock and projects instead.
     public func project() async throws -> Bool {
         let projector = Projector(store: eventStore, readSchema: readSchema)
         do {
-            _ = try await projector.run(on: store, until: .caughtUp)
+            _ = try await projector.catchUp(on: store)
             return true
-        } catch ProjectionError.notBuilt {
-            return false
         } catch ProjectionError.consumerBusy {
             return false
         }

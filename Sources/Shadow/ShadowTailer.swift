@@ -80,8 +80,8 @@ public struct ShadowTailer: Sendable {
         public var position = CapturePosition.start
         /// Whether the run found nothing more to read (always, without `follow`, unless stopped).
         public var caughtUp = false
-        /// Whether the read models were projected in-process (`false`: not built, or another
-        /// projector follows them).
+        /// Whether the read models were projected in-process (`false`: another projector follows
+        /// them, `project --follow`).
         public var projected = false
         public var elapsed = Duration.zero
         /// Where the time went: reading the outbox, resolving keys, pruning, projecting (the

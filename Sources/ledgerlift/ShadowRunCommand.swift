@@ -102,7 +102,7 @@ extension ShadowCommand {
                 "  position \(summary.position)" + (summary.caughtUp ? ", caught up" : ", stopped before catching up"),
             ]
             if sync.eventsAppended > 0 && !summary.projected {
-                lines.append("  read models not projected here (not built, or `ledgerlift project --follow` projects them)")
+                lines.append("  read models not projected here: `ledgerlift project --follow` projects them")
             }
             return lines.joined(separator: "\n")
         }
