@@ -89,7 +89,10 @@ let package = Package(
         // in the writing transaction), installed and removed from a mapping's sources.
         .target(
             name: "Shadow",
-            dependencies: ["Postgres", "Billing", "Mapping"],
+            dependencies: [
+                "Postgres", "Billing", "Mapping", "EventStore", "Diff", "TextFormats",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -208,7 +211,9 @@ package.targets.append(
 package.targets.append(
     .testTarget(
         name: "ShadowTests",
-        dependencies: ["Shadow", "Mapping", "Fixtures", "Postgres", "TestSupport"],
+        dependencies: [
+            "Shadow", "Mapping", "Fixtures", "Postgres", "TestSupport", "Diff", "Migration", "EventStore", "Billing",
+        ],
         swiftSettings: swiftSettings
     )
 )
