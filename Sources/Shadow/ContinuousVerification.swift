@@ -163,7 +163,8 @@ public struct ContinuousVerifier: Sendable {
         guard try capture.version(session) != nil else { return nil }
         guard
             let row = try session.query(
-                "SELECT xid::text, id FROM \(capture.s).changes ORDER BY xid DESC, id DESC LIMIT 1"
+                // Ordered by the xid8 column, not by its text (`ORDER BY xid` would name the output).
+                "SELECT c.xid::text, c.id FROM \(capture.s).changes c ORDER BY c.xid DESC, c.id DESC LIMIT 1"
             ).first
         else { return nil }
         return CapturePosition(xid: try row.decode(at: 0, as: String.self), id: try row.decode(at: 1, as: Int64.self))
