@@ -94,10 +94,10 @@ public struct ShadowStatus: Sendable, Hashable {
 
     // MARK: - Reading
 
-    /// The names the tailer's own tables are read by (it creates them; status only reads, and
-    /// reads only the columns that exist).
+    /// The tailer's own tables (it creates them; status reads them by name, so a store where no
+    /// tailer ran shows none).
     public static let tailersTable = "shadow_tailers"
-    public static let lagTables = ["shadow_lag_samples", "shadow_lag"]
+    public static let lagTable = "shadow_lag"
 
     /// Reads the status.
     ///
@@ -169,8 +169,7 @@ public struct ShadowStatus: Sendable, Hashable {
             newest: try ContinuousVerifier.newestCommitted(in: session, capture: capture))
     }
 
-    /// The tailer's row, read by column name: a column the tailer's table does not have reads
-    /// as absent.
+    /// The tailer's row in `shadow_tailers`, read by column name (a column missing reads as absent).
     static func readTailer(_ s: String, _ name: String, _ session: Session) throws -> Tailer? {
         let lock = Resync.tailerLock(name: name)
         let holder = try session.holder(of: lock)
@@ -188,39 +187,26 @@ public struct ShadowStatus: Sendable, Hashable {
             lastErrorAt: row["last_error_at"].flatMap(PostgresTimestamp.init))
     }
 
-    /// Lag percentiles from the tailer's samples (legacy capture time to projection, or to the
-    /// append when a sample has no projection time).
+    /// Lag percentiles from the tailer's samples (`shadow_lag`: legacy capture time to the read
+    /// model — `projected_at`, or `applied_at` while a sample's projection is not recorded).
     static func readLag(_ s: String, _ name: String, _ windowSeconds: Int64, _ session: Session) throws -> Lag? {
-        for candidate in lagTables {
-            let table = s + "." + quoteIdentifier(candidate)
-            let columns = Set(
-                try session.query(
-                    "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
-                    [table]
-                ).rows.map { try $0.decode(at: 0, as: String.self) })
-            guard columns.contains("captured_at"), columns.contains("applied_at") || columns.contains("projected_at") else {
-                continue
-            }
-            let done =
-                columns.contains("projected_at") && columns.contains("applied_at")
-                ? "coalesce(projected_at, applied_at)" : columns.contains("projected_at") ? "projected_at" : "applied_at"
-            let byTailer = columns.contains("tailer") ? " AND tailer = $2" : columns.contains("name") ? " AND name = $2" : ""
-            var parameters: [(any PostgresEncodable)?] = [windowSeconds]
-            if !byTailer.isEmpty { parameters.append(name) }
-            let row = try session.query(
-                """
-                SELECT count(*)::int8,
-                       (percentile_cont(0.5) WITHIN GROUP (ORDER BY ms))::int8,
-                       (percentile_cont(0.99) WITHIN GROUP (ORDER BY ms))::int8
-                  FROM (SELECT extract(epoch FROM \(done) - captured_at) * 1000 AS ms FROM \(table)
-                         WHERE \(done) > now() - make_interval(secs => $1)\(byTailer)) x
-                """, parameters
-            ).rows[0]
-            return Lag(
-                windowSeconds: windowSeconds, samples: try row.decode(at: 0, as: Int64.self),
-                p50Milliseconds: try row.decode(at: 1, as: Int64?.self), p99Milliseconds: try row.decode(at: 2, as: Int64?.self))
+        let table = s + "." + quoteIdentifier(lagTable)
+        guard try session.query("SELECT to_regclass($1) IS NOT NULL", [table]).rows[0].decode(at: 0, as: Bool.self) else {
+            return nil
         }
-        return nil
+        // By (tailer, applied_at): the tailer's index on its samples.
+        let row = try session.query(
+            """
+            SELECT count(*)::int8,
+                   (percentile_cont(0.5) WITHIN GROUP (ORDER BY ms))::int8,
+                   (percentile_cont(0.99) WITHIN GROUP (ORDER BY ms))::int8
+              FROM (SELECT extract(epoch FROM coalesce(projected_at, applied_at) - captured_at) * 1000 AS ms
+                      FROM \(table) WHERE tailer = $2 AND applied_at > now() - make_interval(secs => $1)) x
+            """, [windowSeconds, name]
+        ).rows[0]
+        return Lag(
+            windowSeconds: windowSeconds, samples: try row.decode(at: 0, as: Int64.self),
+            p50Milliseconds: try row.decode(at: 1, as: Int64?.self), p99Milliseconds: try row.decode(at: 2, as: Int64?.self))
     }
 
     // MARK: - Rendering

@@ -27,19 +27,23 @@ struct StatusTests {
             ).runOnce(tailerPosition: { nil })
             try await legacy.execute("UPDATE legacy.customers SET email = 'backlog@example.com' WHERE id = 3")
             let newest = try #require(try await legacy.withSession { try ContinuousVerifier.newestCommitted(in: $0) })
-            // The tailer's tables, as its spec names their columns: a checkpoint one change
+            // The tailer's tables, as the tailer creates them (TailerSchema): a checkpoint one change
             // behind, and 100 lag samples of 1 … 100 ms.
             try await store.executeScript(
                 """
                 CREATE TABLE ledgerlift.shadow_tailers (
-                    name text PRIMARY KEY, checkpoint_xid text, checkpoint_id bigint, updated_at timestamptz,
-                    last_error text, last_error_at timestamptz, events_appended bigint);
+                    name text PRIMARY KEY, checkpoint_xid xid8 NOT NULL, checkpoint_id bigint NOT NULL,
+                    updated_at timestamptz NOT NULL, last_error text, last_error_at timestamptz, events_appended bigint);
                 INSERT INTO ledgerlift.shadow_tailers VALUES ('default', '\(newest.xid)', \(newest.id - 1), now(), NULL, NULL, 7);
-                CREATE TABLE ledgerlift.shadow_lag_samples (captured_at timestamptz, applied_at timestamptz, projected_at timestamptz);
-                INSERT INTO ledgerlift.shadow_lag_samples
-                     SELECT now() - interval '1 s', now() - interval '1 s' + i * interval '1 ms',
+                CREATE TABLE ledgerlift.shadow_lag (
+                    tailer text NOT NULL, store_xid xid8 NOT NULL, captured_at timestamptz NOT NULL,
+                    applied_at timestamptz NOT NULL, projected_at timestamptz);
+                INSERT INTO ledgerlift.shadow_lag
+                     SELECT 'default', '1', now() - interval '1 s', now() - interval '1 s' + i * interval '1 ms',
                             now() - interval '1 s' + i * interval '1 ms'
                        FROM generate_series(1, 100) i;
+                -- Another tailer's samples are not this one's lag.
+                INSERT INTO ledgerlift.shadow_lag VALUES ('other', '1', now() - interval '10 s', now(), now());
                 """)
 
             let (status, json, output) = try Self.status(legacyDSN, storeDSN)
