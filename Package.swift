@@ -90,7 +90,7 @@ let package = Package(
         .target(
             name: "Shadow",
             dependencies: [
-                "Postgres", "Billing", "Mapping", "EventStore", "Diff", "TextFormats",
+                "Postgres", "Billing", "Mapping", "EventStore", "Migration", "Diff", "TextFormats",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

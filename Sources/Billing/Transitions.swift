@@ -25,9 +25,13 @@ public enum Transitions {
     ///     version of the stream `before` was replayed from. The events' ids then name the sync
     ///     and that version (`sync/invoice/17/v3/0/InvoiceUpdated`), so they can never collide
     ///     with the ids of a backfill's history steps (`invoice/17/0/0/InvoiceDrafted`).
+    ///   - origin: who syncs (with `syncedFromVersion` only): the ids' first segment —
+    ///     `sync/…` for a resumed backfill (the default, the ids backfill has always written),
+    ///     `shadow/…` for shadow mode's tailer, `resync/…` for `shadow resync` — so two
+    ///     writers that sync one stream version can never produce one id for different events.
     public static func transitions(
         before: CanonicalRow?, after: CanonicalRow, step: Int = 0, notBefore: PostgresTimestamp? = nil,
-        changedAt: PostgresTimestamp? = nil, syncedFromVersion: Int64? = nil
+        changedAt: PostgresTimestamp? = nil, syncedFromVersion: Int64? = nil, origin: SyncOrigin = .backfill
     ) -> [BillingEvent] {
         precondition(before == nil || before!.entity == after.entity, "transitions between different entities")
         let rules = EntityRules.rules(for: after.entity)
@@ -95,7 +99,7 @@ public enum Transitions {
                     evidence: .observed, changes: []))
         }
         if updatedAtDiffers { drafts[drafts.count - 1].changes.append(("updated_at", after["updated_at"])) }
-        let idScope = syncedFromVersion.map { "sync/\(after.entity.rawValue)/\(after.key)/v\($0)" }
+        let idScope = syncedFromVersion.map { "\(origin.rawValue)/\(after.entity.rawValue)/\(after.key)/v\($0)" }
             ?? "\(after.entity.rawValue)/\(after.key)/\(step)"
         return finish(
             drafts, after: after, idScope: idScope, notBefore: notBefore ?? .negativeInfinity,
@@ -134,11 +138,12 @@ public enum Transitions {
     ///   - syncedFromVersion: for a state-based sync (shadow mode, resync, a resumed backfill),
     ///     the stream version `before` was replayed from: the id is then
     ///     `sync/<entity>/<key>/v<version>/0/<Entity>Deleted`, else `<entity>/<key>/<step>/0/<Entity>Deleted`.
+    ///   - origin: who syncs, the id's first segment (see ``transitions(before:after:step:notBefore:changedAt:syncedFromVersion:origin:)``).
     public static func deletion(
         before: CanonicalRow, at: PostgresTimestamp? = nil, notBefore: PostgresTimestamp?, step: Int = 0,
-        syncedFromVersion: Int64? = nil
+        syncedFromVersion: Int64? = nil, origin: SyncOrigin = .backfill
     ) -> BillingEvent {
-        let idScope = syncedFromVersion.map { "sync/\(before.entity.rawValue)/\(before.key)/v\($0)" }
+        let idScope = syncedFromVersion.map { "\(origin.rawValue)/\(before.entity.rawValue)/\(before.key)/v\($0)" }
             ?? "\(before.entity.rawValue)/\(before.key)/\(step)"
         let type = BillingEventType.deleted(before.entity)
         var time = at ?? notBefore ?? before["updated_at"].timestampValue ?? before["created_at"].timestampValue
@@ -219,6 +224,26 @@ public enum Transitions {
                     attributes: index == drafts.count - 1 && attributesChanged ? after.attributes : nil))
         }
         return events
+    }
+}
+
+/// Who runs a state-based sync (the stream's replayed row → the legacy row now): the first
+/// segment of its events' ids, so ids of different writers never collide.
+public enum SyncOrigin: String, Sendable, Hashable, CaseIterable {
+    /// A resumed backfill: `sync/<entity>/<key>/v<n>/…`, the ids backfill has always written.
+    case backfill = "sync"
+    /// Shadow mode's tailer (`ledgerlift shadow run`): `shadow/<entity>/<key>/v<n>/…`.
+    case shadow
+    /// `ledgerlift shadow resync`, the repair of keys found different: `resync/<entity>/<key>/v<n>/…`.
+    case resync
+
+    /// The events' `metadata.origin`: `backfill`, `shadow` or `resync`.
+    public var metadataOrigin: String {
+        switch self {
+        case .backfill: "backfill"
+        case .shadow: "shadow"
+        case .resync: "resync"
+        }
     }
 }
 

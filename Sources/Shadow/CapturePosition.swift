@@ -1,13 +1,15 @@
-/// A position in the legacy capture outbox, in the order the tailer reads it: the writing
-/// transaction's `xid8`, then the change row's `id` (`ledgerlift_capture.changes` is keyed and
-/// read by `(xid, id)`, as the event store's global order is).
+import Postgres
+
+/// A position in the capture outbox's order: the writing transaction (`xid8`) and the row's
+/// `id`, as `ledgerlift_capture.changes` is ordered and the tailer checkpoints it.
 ///
-/// The contract shared by the tailer (which checkpoints one) and the verification and status
-/// code around it (which compare with it): `docs/shadow.md`.
+/// Rows are read in `(xid, id)` order and only from transactions older than every running one,
+/// so everything at or before a position the tailer has passed is final: no row can still
+/// commit below it.
 public struct CapturePosition: Sendable, Hashable, Comparable, CustomStringConvertible {
-    /// The transaction id as PostgreSQL prints an `xid8` (a decimal 64-bit number).
+    /// The transaction id as PostgreSQL writes an `xid8` (decimal text, epoch included).
     public var xid: String
-    /// The change row's `id` within the outbox.
+    /// The change row's `id` (`bigserial`).
     public var id: Int64
 
     public init(xid: String, id: Int64) {
@@ -15,14 +17,34 @@ public struct CapturePosition: Sendable, Hashable, Comparable, CustomStringConve
         self.id = id
     }
 
-    /// `xid` as a number; `xid8` never wraps, so numeric order is commit-independent transaction
-    /// order. Text that is not a number (never written by PostgreSQL) sorts first.
+    /// Before every captured change.
+    public static let start = CapturePosition(xid: "0", id: 0)
+
+    /// The transaction id as a number (an `xid8` is a 64-bit unsigned integer).
     public var xidValue: UInt64 { UInt64(xid) ?? 0 }
 
     public static func < (a: CapturePosition, b: CapturePosition) -> Bool {
         (a.xidValue, a.id) < (b.xidValue, b.id)
     }
 
-    /// `xid/id`, as logs and `shadow status` print it.
+    /// `xid/id`, e.g. `1042/17`.
     public var description: String { "\(xid)/\(id)" }
+}
+
+/// One row of the capture outbox, as the tailer reads it.
+public struct CapturedChange: Sendable, Hashable {
+    public var position: CapturePosition
+    /// The table as the capture triggers record it (`format('%I.%I')`: `legacy.invoices`).
+    public var sourceTable: String
+    /// `I`, `U`, `D` or `T` (a TRUNCATE marker: no images).
+    public var op: Character
+    /// The row before the change (`U`, `D`): its recorded columns, as JSON text.
+    public var oldRow: String?
+    /// The row after the change (`I`, `U`).
+    public var newRow: String?
+    /// When the capture trigger ran (legacy's clock).
+    public var capturedAt: PostgresTimestamp
+    /// Whether every snapshot the backfill read legacy in saw this change's transaction: the
+    /// backfill migrated it already, so the tailer skips it (the handover).
+    public var seenByBackfill: Bool
 }

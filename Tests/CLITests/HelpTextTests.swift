@@ -72,6 +72,7 @@ struct HelpTextTests {
         ),
         ("shadow install", ShadowCommand.Install.self, ["--legacy <legacy>", "--mapping <mapping>"]),
         ("shadow uninstall", ShadowCommand.Uninstall.self, ["--legacy <legacy>", "--mapping <mapping>"]),
+        ("shadow run", ShadowCommand.Run.self, ["--legacy <legacy>", "--store <store>", "--mapping <mapping>", "--follow"]),
         (
             "shadow status", ShadowCommand.Status.self,
             ["--legacy <legacy>", "--store <store>", "--schema <schema>", "--name <name>", "--lag-window <lag-window>", "--format <format>"]

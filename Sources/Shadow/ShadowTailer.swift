@@ -1,0 +1,327 @@
+import Billing
+import EventStore
+import Foundation
+import Logging
+import Mapping
+import Migration
+import Postgres
+import Synchronization
+
+/// Shadow mode's tailer (`ledgerlift shadow run`): drains the legacy database's capture outbox
+/// into the event store, batch after batch, and keeps the read models following.
+///
+/// Each batch: the changes after the checkpoint in the gap-safe order (``ChangeReader``), minus
+/// those every backfill snapshot saw (the handover); the keys they touch through the mapping's
+/// `sources` (``KeyResolver``); a state-based ``ShadowSync`` of those keys, whose store
+/// transaction also moves the checkpoint (compare-and-set) and records lag samples; then the
+/// applied changes are pruned from the outbox and the appended events projected. A crash at
+/// any point is recovered by running again: an uncommitted batch is read again, and syncing
+/// keys that are already current appends nothing.
+public struct ShadowTailer: Sendable {
+    public struct Configuration: Sendable {
+        public var legacyDSN: String
+        public var storeDSN: String
+        public var mapping: MappingFile
+        public var store: EventStore
+        /// The read models kept following (``ShadowSync/project()``).
+        public var readSchema: String
+        /// The tailer's name: its checkpoint row and its lock (`ledgerlift.shadow/<name>`).
+        public var name: String
+        /// Captured changes per batch (one store transaction each).
+        public var batchSize: Int
+        /// How long to wait when there is nothing to read.
+        public var pollInterval: Duration
+        /// Keep following after catching up, until ``ShadowTailer/Stop/stop()``.
+        public var follow: Bool
+        public var capture: CaptureSchema
+        /// Runs once the store is locked and the backfill found, before anything is applied:
+        /// the handover's gap check (capture installed after the backfill leaves changes no
+        /// snapshot and no capture row holds) belongs here. Given both connections and the
+        /// backfill's legacy snapshots; throwing refuses the run.
+        public var preflight: (@Sendable (_ legacy: Connection, _ store: Connection, _ backfillSnapshots: [String]) async throws -> Void)?
+        /// Where the run logs (`info` per batch with changes); by default nowhere.
+        public var logger = Logger(label: "ledgerlift.shadow", factory: { _ in SwiftLogNoOpLogHandler() })
+
+        public init(
+            legacyDSN: String, storeDSN: String, mapping: MappingFile, store: EventStore = EventStore(),
+            readSchema: String = "ledgerlift_read", name: String = "default", batchSize: Int = 5_000,
+            pollInterval: Duration = .milliseconds(100), follow: Bool = false, capture: CaptureSchema = CaptureSchema()
+        ) {
+            self.legacyDSN = legacyDSN
+            self.storeDSN = storeDSN
+            self.mapping = mapping
+            self.store = store
+            self.readSchema = readSchema
+            self.name = name
+            self.batchSize = max(1, batchSize)
+            self.pollInterval = pollInterval
+            self.follow = follow
+            self.capture = capture
+        }
+    }
+
+    /// Asks a running tailer to stop after its current batch (SIGINT, SIGTERM).
+    public final class Stop: Sendable {
+        private let requested = Mutex(false)
+        public init() {}
+        public func stop() { requested.withLock { $0 = true } }
+        public var isRequested: Bool { requested.withLock { $0 } }
+    }
+
+    /// What a run did.
+    public struct Summary: Sendable {
+        /// Captured changes read (applied or skipped).
+        public var changesRead = 0
+        /// Changes every backfill snapshot had seen: already migrated, skipped.
+        public var changesSkipped = 0
+        public var batches = 0
+        public var sync = SyncOutcome()
+        /// The checkpoint when the run ended.
+        public var position = CapturePosition.start
+        /// Whether the run found nothing more to read (always, without `follow`, unless stopped).
+        public var caughtUp = false
+        /// Whether the read models were projected in-process (`false`: not built, or another
+        /// projector follows them).
+        public var projected = false
+        public var elapsed = Duration.zero
+
+        /// Changes read per second of the run.
+        public var changesPerSecond: Int {
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            return seconds > 0 ? Int(Double(changesRead) / seconds) : 0
+        }
+    }
+
+    public let configuration: Configuration
+
+    public init(_ configuration: Configuration) { self.configuration = configuration }
+
+    /// The advisory lock one tailer of a name holds while it runs.
+    public static func lock(name: String) -> AdvisoryLock { AdvisoryLock("ledgerlift.shadow/" + name) }
+
+    /// The finished backfill of `mapping` in the store: its run id and the legacy snapshots its
+    /// attempts read (`nil` when none has finished).
+    public static func finishedBackfill(of mapping: MappingFile, store: EventStore, in session: Session) throws
+        -> (runID: String, snapshots: [String])?
+    {
+        let runID = Backfill(.init(legacyDSN: "", storeDSN: "", mapping: mapping, store: store)).runID
+        let table = quoteIdentifier(store.schema) + ".backfill_runs"
+        guard try session.query("SELECT to_regclass($1) IS NOT NULL", [table]).rows[0].decode(at: 0, as: Bool.self) else {
+            return nil
+        }
+        let rows = try session.query(
+            """
+            SELECT s FROM \(table) r, unnest(r.legacy_snapshots) WITH ORDINALITY AS u(s, n)
+            WHERE r.run_id = $1 AND r.finished_at IS NOT NULL ORDER BY u.n
+            """, [runID]
+        ).rows
+        let finished = try session.query("SELECT 1 FROM \(table) WHERE run_id = $1 AND finished_at IS NOT NULL", [runID]).first
+        guard finished != nil else { return nil }
+        return (runID, try rows.map { try $0.decode(at: 0, as: String.self) })
+    }
+
+    /// Runs until caught up (or, with ``Configuration/follow``, until `stop`).
+    ///
+    /// - Throws: ``TailerError`` when it refuses (no finished backfill, capture not installed, a
+    ///   source not captured, another tailer of the name running); `EventStoreError`,
+    ///   connection and SQL errors (recorded as the tailer's `last_error`).
+    public func run(stop: Stop = Stop(), progress: (@Sendable (Summary) -> Void)? = nil) async throws -> Summary {
+        let config = configuration
+        let legacy = try await Connection.connect(config.legacyDSN, applicationName: "ledgerlift-shadow-run")
+        defer { legacy.close() }
+        let store = try await Connection.connect(config.storeDSN, applicationName: "ledgerlift-shadow-run")
+        defer { store.close() }
+        let eventStore = config.store
+        let s = quoteIdentifier(eventStore.schema)
+        let name = config.name
+        let lock = Self.lock(name: name)
+
+        // Capture first: without it there is nothing to tail.
+        guard try await legacy.withSession({ try config.capture.version($0) }) != nil else {
+            throw TailerError.captureNotInstalled(schema: config.capture.schema)
+        }
+        let backfill = try await store.withSession { session -> (runID: String, snapshots: [String])? in
+            try eventStore.requireInitialized(session)
+            for attempt in 0..<10 {
+                if try session.tryLock(lock) { break }
+                if attempt == 9 {
+                    throw TailerError.busy(name: name, holder: try session.holder(of: lock) ?? "a session that has just ended")
+                }
+                usleep(100_000)
+            }
+            try TailerSchema.create(eventStore, session)
+            return try Self.finishedBackfill(of: config.mapping, store: eventStore, in: session)
+        }
+        guard let backfill else {
+            let runID = Backfill(.init(legacyDSN: "", storeDSN: "", mapping: config.mapping, store: eventStore)).runID
+            throw TailerError.noFinishedBackfill(runID: runID)
+        }
+        // The handover's gap check (capture installed after the backfill): see `preflight`.
+        try await config.preflight?(legacy, store, backfill.snapshots)
+
+        let resolver = try await legacy.withSession { try KeyResolver.prepare(config.mapping, capture: config.capture, in: $0) }
+        let reader = ChangeReader(capture: config.capture)
+        var position = try await store.withSession { session -> CapturePosition in
+            try session.execute(
+                "INSERT INTO \(s).shadow_tailers (name, mapping_sha1) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET mapping_sha1 = EXCLUDED.mapping_sha1",
+                [name, config.mapping.fingerprint])
+            let row = try session.query("SELECT checkpoint_xid::text, checkpoint_id FROM \(s).shadow_tailers WHERE name = $1", [name]).rows[0]
+            return CapturePosition(xid: try row.decode(at: 0), id: try row.decode(at: 1))
+        }
+        // A run that crashed between its commit and the prune left applied rows behind.
+        try await legacy.withSession { [position] in _ = try reader.prune(through: position, in: $0) }
+
+        let sync = ShadowSync(
+            legacy: legacy, store: store, eventStore: eventStore, mapping: config.mapping, origin: .shadow,
+            readSchema: config.readSchema)
+        let clock = ContinuousClock()
+        let started = clock.now
+        var summary = Summary()
+        summary.position = position
+        var lastLagPrune = clock.now
+        do {
+            while true {
+                let from = position
+                let changes = try await legacy.withSession { session in
+                    try reader.read(after: from, limit: config.batchSize, backfillSnapshots: backfill.snapshots, in: session)
+                }
+                if changes.isEmpty {
+                    let waiting = try await legacy.withSession { try reader.hasChangesBeyond(from, in: $0) }
+                    if !waiting {
+                        if !summary.caughtUp {
+                            try await store.execute("UPDATE \(s).shadow_tailers SET caught_up_at = now() WHERE name = $1", [name])
+                        }
+                        summary.caughtUp = true
+                        if !config.follow || stop.isRequested { break }
+                    }
+                    if stop.isRequested { break }
+                    try await Task.sleep(for: config.pollInterval)
+                    continue
+                }
+                summary.caughtUp = false
+                let outcome = try await apply(
+                    changes, from: from, resolver: resolver, sync: sync, legacy: legacy, store: store, backfill: backfill)
+                position = changes.last!.position
+                summary.position = position
+                summary.batches += 1
+                summary.changesRead += changes.count
+                summary.changesSkipped += changes.count(where: \.seenByBackfill)
+                summary.sync.add(outcome)
+                // Applied: the outbox no longer needs them.
+                try await legacy.withSession { [position] in _ = try reader.prune(through: position, in: $0) }
+                if outcome.eventsAppended > 0 {
+                    if try await sync.project() { summary.projected = true }
+                }
+                try await recordProjected(store)
+                if clock.now - lastLagPrune > .seconds(60) {
+                    try await store.execute(
+                        "DELETE FROM \(s).shadow_lag WHERE tailer = $1 AND applied_at < now() - $2::interval",
+                        [name, TailerSchema.lagWindow])
+                    lastLagPrune = clock.now
+                }
+                summary.elapsed = clock.now - started
+                config.logger.info(
+                    "batch applied",
+                    metadata: [
+                        "tailer": "\(name)", "position": "\(position)", "changes": "\(changes.count)",
+                        "keys": "\(outcome.keysRead)", "events": "\(outcome.eventsAppended)",
+                    ])
+                progress?(summary)
+                if stop.isRequested { break }
+            }
+        } catch {
+            let message = String(describing: error)
+            _ = try? await store.execute(
+                "UPDATE \(s).shadow_tailers SET last_error = $2, last_error_at = now() WHERE name = $1", [name, message])
+            throw error
+        }
+        summary.elapsed = clock.now - started
+        _ = try? await store.withSession { try $0.unlock(lock) }
+        return summary
+    }
+
+    /// Syncs the keys of one batch; its store transaction also moves the checkpoint from
+    /// `from` to the batch's last position and records lag samples. A batch that meets a
+    /// stream another writer moved (a resync) is read and synced again once.
+    func apply(
+        _ changes: [CapturedChange], from: CapturePosition, resolver: KeyResolver, sync: ShadowSync, legacy: Connection,
+        store: Connection, backfill: (runID: String, snapshots: [String])
+    ) async throws -> SyncOutcome {
+        let config = configuration
+        let s = quoteIdentifier(config.store.schema)
+        let name = config.name
+        let to = changes.last!.position
+        let applicable = changes.filter { !$0.seenByBackfill }
+        let mapping = config.mapping
+        var keys = [Entity: Set<String>]()
+        if !applicable.isEmpty {
+            let (touched, truncated) = try await legacy.withSession { try resolver.touchedKeys(applicable, in: $0) }
+            keys = touched
+            for entity in truncated {
+                // A TRUNCATE does not list the keys it removed: every key the ledger holds and
+                // every key legacy returns now.
+                guard let entityMapping = mapping[entity] else { continue }
+                var all = try await legacy.withSession { try KeyResolver.legacyKeys(entityMapping, in: $0) }
+                let prefix = entity.streamID(key: "")
+                for row in try await store.query(
+                    "SELECT stream_id FROM \(s).streams WHERE category = $1", [entity.rawValue]
+                ).rows {
+                    all.insert(String(try row.decode(at: 0, as: String.self).dropFirst(prefix.count)))
+                }
+                keys[entity, default: []].formUnion(all)
+            }
+        }
+        // Samples of the batch's capture times (at most 100, evenly spread) for the lag figures.
+        let step = max(1, changes.count / 100)
+        let samples = stride(from: 0, to: changes.count, by: step).map { changes[$0].capturedAt }
+        let counts = (read: Int64(changes.count), skipped: Int64(changes.count - applicable.count))
+        let record: @Sendable (Session, SyncOutcome) throws -> Void = { tx, outcome in
+            let moved = try tx.execute(
+                """
+                UPDATE \(s).shadow_tailers
+                SET checkpoint_xid = $4::xid8, checkpoint_id = $5, updated_at = now(),
+                    changes_applied = changes_applied + $6, changes_skipped = changes_skipped + $7,
+                    keys_synced = keys_synced + $8, events_appended = events_appended + $9,
+                    quarantined = quarantined + $10, released = released + $11
+                WHERE name = $1 AND checkpoint_xid = $2::xid8 AND checkpoint_id = $3
+                """,
+                [
+                    name, from.xid, from.id, to.xid, to.id, counts.read, counts.skipped, Int64(outcome.keysRead),
+                    Int64(outcome.eventsAppended), Int64(outcome.quarantined), Int64(outcome.released),
+                ])
+            guard moved == 1 else {
+                let actual = try tx.query("SELECT checkpoint_xid::text, checkpoint_id FROM \(s).shadow_tailers WHERE name = $1", [name])
+                    .first.map { CapturePosition(xid: try $0.decode(at: 0), id: try $0.decode(at: 1)) }
+                throw TailerError.checkpointMoved(name: name, expected: from, actual: actual)
+            }
+            try tx.execute(
+                """
+                INSERT INTO \(s).shadow_lag (tailer, store_xid, captured_at, applied_at, projected_at)
+                SELECT $1, pg_current_xact_id(), c, clock_timestamp(), CASE WHEN $3 THEN clock_timestamp() END
+                FROM unnest($2::timestamptz[]) AS c
+                """, [name, PostgresArray(samples), outcome.eventsAppended == 0])
+        }
+        do {
+            return try await sync.sync(keys, position: to, alsoInTransaction: record)
+        } catch is EventStoreError {
+            // Another writer (a resync) moved a stream between our read and our append: nothing
+            // was written; the state-based sync reads it again.
+            return try await sync.sync(keys, position: to, alsoInTransaction: record)
+        }
+    }
+
+    /// Marks the lag samples whose events the read models' projector has passed.
+    func recordProjected(_ store: Connection) async throws {
+        let s = quoteIdentifier(configuration.store.schema)
+        try await store.execute(
+            """
+            UPDATE \(s).shadow_lag l SET projected_at = clock_timestamp()
+            FROM \(s).checkpoints cp
+            WHERE l.tailer = $1 AND l.projected_at IS NULL AND cp.consumer = $2
+              AND NOT EXISTS (
+                  SELECT 1 FROM \(s).events e
+                  WHERE e.transaction_id = l.store_xid
+                    AND (e.transaction_id, e.global_position) > (cp.transaction_id, cp.global_position))
+            """, [configuration.name, configuration.readSchema])
+    }
+}

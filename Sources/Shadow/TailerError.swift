@@ -1,0 +1,39 @@
+/// Why shadow mode's tailer (`ledgerlift shadow run`) refused to run or stopped. Each case
+/// names what to do about it.
+public enum TailerError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// No backfill of this mapping has finished in the store: the tailer applies changes on
+    /// top of a backfill, never instead of one.
+    case noFinishedBackfill(runID: String)
+    /// The legacy database has no capture schema.
+    case captureNotInstalled(schema: String)
+    /// A `sources` table that does not exist in the legacy database.
+    case sourceTableMissing(entity: String, table: String)
+    /// A `sources` table without capture triggers: its changes would be missed.
+    case sourceNotCaptured(entity: String, table: String)
+    /// Another tailer of this name runs (it holds the lock).
+    case busy(name: String, holder: String)
+    /// The checkpoint moved under a batch: another tailer wrote it (the lock was bypassed).
+    case checkpointMoved(name: String, expected: CapturePosition, actual: CapturePosition?)
+
+    public var description: String {
+        switch self {
+        case .noFinishedBackfill(let runID):
+            "no backfill of this mapping has finished in the store (run \(runID)): shadow mode applies legacy changes on "
+                + "top of one; run `ledgerlift backfill --legacy … --store … --mapping …` with this mapping first (capture "
+                + "installed before it), then `ledgerlift shadow run`"
+        case .captureNotInstalled(let schema):
+            "capture is not installed in the legacy database (no \(schema) schema): run `ledgerlift shadow install "
+                + "--legacy … --mapping …` — before the backfill, so no change is missed"
+        case .sourceTableMissing(let entity, let table):
+            "\(entity): sources table \(table) does not exist in the legacy database"
+        case .sourceNotCaptured(let entity, let table):
+            "\(entity): sources table \(table) is not captured, so its changes would be missed: run `ledgerlift shadow "
+                + "install` with this mapping (then `ledgerlift shadow resync` for what changed meanwhile)"
+        case .busy(let name, let holder):
+            "another shadow tailer named \(name) is running (\(holder)); stop it, or give this one another --name"
+        case .checkpointMoved(let name, let expected, let actual):
+            "the checkpoint of shadow tailer \(name) moved from \(expected) to \(actual.map(\.description) ?? "nothing") "
+                + "under this run: another tailer wrote it; nothing of this batch was written"
+        }
+    }
+}

@@ -1,0 +1,126 @@
+import ArgumentParser
+import Dispatch
+import EventStore
+import Foundation
+import Mapping
+import Postgres
+import Shadow
+
+extension ShadowCommand {
+    /// `ledgerlift shadow run`: the tailer, applying captured legacy changes to the ledger.
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Apply captured legacy changes to the ledger and its read models (the shadow tailer).",
+            discussion: """
+                Reads ledgerlift_capture.changes in the legacy database in (xid, id) order — only transactions \
+                older than every running one, so a long transaction that commits late is never skipped — finds \
+                the keys each change touches through the mapping's sources, re-reads those keys through the \
+                mapping and appends the difference to each stream (state-based: applying a change twice appends \
+                nothing). The checkpoint commits with the events; applied changes are then deleted from the \
+                outbox, and the read models projected. Changes every backfill snapshot saw are skipped (the \
+                handover); a backfill of this mapping must have finished.
+
+                Without --follow it drains the outbox and exits; with --follow it keeps polling until SIGINT or \
+                SIGTERM, which stop it after the current batch. Either way it prints a summary. One tailer per \
+                --name at a time (advisory lock ledgerlift.shadow/<name>). docs/shadow.md.
+                """)
+
+        @Option(help: "DSN of the legacy database (capture installed).")
+        var legacy: String
+
+        @OptionGroup var store: StoreOptions
+
+        @Option(help: "The mapping file (YAML) the backfill ran with.")
+        var mapping: String
+
+        @Flag(help: "Keep following new changes after catching up, until SIGINT or SIGTERM.")
+        var follow = false
+
+        @Option(help: "Captured changes per batch (one store transaction each).")
+        var batch: Int = 5_000
+
+        @Option(help: "How long to wait when nothing is left to read, e.g. 100ms, 1s.")
+        var pollInterval: String = "100ms"
+
+        @Option(help: "The tailer's name: its checkpoint and its lock.")
+        var name: String = "default"
+
+        @Option(help: "PostgreSQL schema of the read models kept following.")
+        var readSchema: String = "ledgerlift_read"
+
+        func validate() throws {
+            try DSNArguments.validate(legacy, option: "--legacy")
+            guard batch > 0 else { throw ValidationError("--batch must be positive") }
+            guard Self.duration(pollInterval) != nil else {
+                throw ValidationError("--poll-interval must be a duration such as 100ms, 2s or 1.5s")
+            }
+            guard !name.isEmpty else { throw ValidationError("--name must not be empty") }
+        }
+
+        /// `100ms`, `2s`, `1.5s`, `250` (milliseconds).
+        static func duration(_ text: String) -> Duration? {
+            let (number, unit): (Substring, Double) =
+                text.hasSuffix("ms") ? (text.dropLast(2), 0.001) : text.hasSuffix("s") ? (text.dropLast(), 1) : (text[...], 0.001)
+            guard let value = Double(number), value >= 0, value.isFinite else { return nil }
+            return .milliseconds(Int64((value * unit * 1000).rounded()))
+        }
+
+        func run() async throws {
+            let file = try ShadowCommand.loadMapping(mapping)
+            var configuration = ShadowTailer.Configuration(
+                legacyDSN: legacy, storeDSN: store.dsn, mapping: file, store: store.store, readSchema: readSchema,
+                name: name, batchSize: batch, pollInterval: Self.duration(pollInterval)!, follow: follow)
+            configuration.logger = CommandLineSettings.logger("shadow")
+            let stop = ShadowTailer.Stop()
+            let signals = TailerSignals(stop)
+            defer { signals.cancel() }
+            if follow {
+                FileHandle.standardError.write(
+                    Data("following \(ConnectionString.masked(legacy)) into \(store.store.schema) (Ctrl-C to stop)\n".utf8))
+            }
+            let summary = try await ShadowTailer(configuration).run(stop: stop)
+            print(Self.describe(summary, name: name))
+        }
+
+        static func describe(_ summary: ShadowTailer.Summary, name: String) -> String {
+            let sync = summary.sync
+            var lines = [
+                "shadow tailer \(name): \(summary.changesRead) captured change(s) read in \(summary.batches) batch(es)"
+                    + (summary.changesSkipped > 0 ? " (\(summary.changesSkipped) already in the backfill, skipped)" : "")
+                    + ", \(ProjectCommand.seconds(summary.elapsed)) (\(summary.changesPerSecond) changes/s)",
+                "  keys synced \(sync.keysRead), changed \(sync.keysChanged), events appended \(sync.eventsAppended), "
+                    + "deleted \(sync.deleted), quarantined \(sync.quarantined), released \(sync.released)",
+                "  position \(summary.position)" + (summary.caughtUp ? ", caught up" : ", stopped before catching up"),
+            ]
+            if sync.eventsAppended > 0 && !summary.projected {
+                lines.append("  read models not projected here (not built, or `ledgerlift project --follow` projects them)")
+            }
+            return lines.joined(separator: "\n")
+        }
+    }
+}
+
+/// SIGINT and SIGTERM stop the tailer after its current batch instead of killing the process,
+/// so its summary is printed and nothing is left half-done (a batch commits whole either way).
+private final class TailerSignals {
+    private let sources: [any DispatchSourceSignal]
+
+    init(_ stop: ShadowTailer.Stop) {
+        sources = [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")].map { number, label in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                FileHandle.standardError.write(Data("\(label): stopping after the current batch\n".utf8))
+                stop.stop()
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() {
+        for source in sources { source.cancel() }
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+    }
+}
