@@ -74,6 +74,13 @@ struct HelpTextTests {
         ("shadow uninstall", ShadowCommand.Uninstall.self, ["--legacy <legacy>", "--mapping <mapping>"]),
         ("shadow run", ShadowCommand.Run.self, ["--legacy <legacy>", "--store <store>", "--mapping <mapping>", "--follow"]),
         (
+            "shadow resync", ShadowCommand.Resync.self,
+            [
+                "--legacy <legacy>", "--store <store>", "--mapping <mapping>", "--entity <entity>", "--format <format>",
+                "--schema <schema>", "--read-schema <read-schema>", "--name <name>", "--keys-per-round <keys-per-round>",
+            ]
+        ),
+        (
             "shadow status", ShadowCommand.Status.self,
             ["--legacy <legacy>", "--store <store>", "--schema <schema>", "--name <name>", "--lag-window <lag-window>", "--format <format>"]
         ),
