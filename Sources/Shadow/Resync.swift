@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import Mapping
 import Postgres
+import TextFormats
 
 /// Every key whose read model differs from legacy, per entity, taken from a diff report: what a
 /// resync syncs.
@@ -295,5 +296,95 @@ public enum ResyncError: Error, Sendable, CustomStringConvertible {
         case .diff(let error): "\(error)"
         case .failed(let doing, let message): "\(doing) failed: \(message)"
         }
+    }
+}
+
+// MARK: - Rendering
+
+extension ResyncReport {
+    /// What still differs after the resync, one sentence each.
+    public var notes: [String] {
+        var out = [String]()
+        let keyless = ResyncPlan(before).keyless
+        if keyless > 0 {
+            out.append(
+                "\(keyless) legacy row(s) without a usable key cannot be synced by key: give them one in the mapping, "
+                    + "or quarantine them with `ledgerlift backfill`")
+        }
+        if let last = rounds.last, last.plan.unlisted > 0, !after.isClean {
+            out.append(
+                "the last round listed at most --keys-per-round keys per entity and \(last.plan.unlisted) difference(s) "
+                    + "were left for another run")
+        }
+        if !after.isClean {
+            out.append(
+                "\(after.differenceCount) difference(s) remain: keys written in legacy during the resync are captured "
+                    + "and the tailer applies them; a key whose stream already matched legacy (the sync appended nothing "
+                    + "for it) differs in the read model only — rebuild the read models with `ledgerlift project "
+                    + "--rebuild`")
+        }
+        return out
+    }
+
+    /// 0 when nothing differs afterwards, 1 otherwise.
+    public var exitCode: Int32 { after.isClean ? 0 : 1 }
+
+    /// The `json` format: snake_case keys in a fixed order.
+    public var json: String {
+        func counts(_ report: DiffReport) -> JSONValue {
+            .object([
+                ("differences", .integer(report.differenceCount)),
+                (
+                    "entities",
+                    .array(
+                        report.entities.filter { !$0.isClean }.map {
+                            .object([
+                                ("entity", .string($0.entity.rawValue)), ("missing_in_ledger", .integer($0.missingInLedger)),
+                                ("extra_in_ledger", .integer($0.extraInLedger)), ("mismatched", .integer($0.mismatched)),
+                            ])
+                        })
+                ),
+            ])
+        }
+        let object: JSONValue = .object([
+            ("id", .integer(id)), ("clean", .bool(after.isClean)), ("exit_code", .integer(Int64(exitCode))),
+            ("legacy", .string(before.legacy)), ("store", .string(before.store)), ("before", counts(before)),
+            (
+                "rounds",
+                .array(
+                    rounds.map {
+                        .object([
+                            ("keys", .integer(Int64($0.plan.keyCount))), ("unlisted", .integer($0.plan.unlisted)),
+                            ("keys_read", .integer(Int64($0.counts.keysRead))),
+                            ("events_appended", .integer(Int64($0.counts.eventsAppended))),
+                            ("quarantined", .integer(Int64($0.counts.quarantined))),
+                        ])
+                    })
+            ),
+            ("keys_synced", .integer(Int64(keysSynced))), ("events_appended", .integer(Int64(eventsAppended))),
+            ("after", counts(after)), ("notes", .array(notes.map(JSONValue.string))),
+        ])
+        return object.rendered + "\n"
+    }
+
+    /// The `text` format.
+    public var text: String {
+        func counts(_ report: DiffReport) -> String {
+            guard !report.isClean else { return "no difference" }
+            return "\(report.differenceCount) difference(s): "
+                + report.entities.filter { !$0.isClean }.map {
+                    "\($0.entity) \($0.differenceCount) (\($0.missingInLedger) missing, \($0.extraInLedger) extra, "
+                        + "\($0.mismatched) mismatched)"
+                }.joined(separator: "; ")
+        }
+        var lines = ["resync #\(id): \(before.legacy) → \(before.store)", "before: " + counts(before)]
+        for (index, round) in rounds.enumerated() {
+            lines.append(
+                "round \(index + 1): \(round.plan.keyCount) key(s) synced, \(round.counts.eventsAppended) event(s) appended"
+                    + (round.counts.quarantined > 0 ? ", \(round.counts.quarantined) quarantined" : ""))
+        }
+        lines.append("after: " + counts(after))
+        for note in notes { lines.append("note: " + note) }
+        return lines.joined(separator: "\n") + "\n"
     }
 }
