@@ -132,6 +132,44 @@ public struct ContinuousVerifier: Sendable {
         return stored
     }
 
+    /// Runs one verification, waiting on the checkpoint the tailer named `name` commits in
+    /// `shadow_tailers` (in this process or another).
+    public func runOnce(tailer name: String) async throws -> VerificationRecord {
+        let store = try await Connection.connect(options.storeDSN, applicationName: "ledgerlift shadow verify")
+        defer { store.close() }
+        return try await runOnce(tailerPosition: Self.checkpoint(of: name, store: store, storeSchema: options.storeSchema))
+    }
+
+    /// The checkpoint the tailer named `name` committed, read from `shadow_tailers` on `store`
+    /// at each call; `nil` before the tailer recorded one.
+    public static func checkpoint(of name: String, store: Connection, storeSchema: String = EventStore().schema)
+        -> TailerPosition
+    {
+        let table = quoteIdentifier(storeSchema) + ".shadow_tailers"
+        return {
+            try await store.withSession { session -> CapturePosition? in
+                guard try session.query("SELECT to_regclass($1) IS NOT NULL", [table]).rows[0].decode(at: 0, as: Bool.self),
+                    let row = try session.query(
+                        "SELECT checkpoint_xid::text, checkpoint_id FROM \(table) WHERE name = $1", [name]
+                    ).first
+                else { return nil }
+                return CapturePosition(xid: try row.decode(at: 0, as: String.self), id: try row.decode(at: 1, as: Int64.self))
+            }
+        }
+    }
+
+    /// ``run(every:tailerPosition:onResult:)`` waiting on the tailer named `name` (see
+    /// ``runOnce(tailer:)``): what `shadow run --verify-every DURATION` runs beside its tailer.
+    public func run(every interval: Duration, tailer name: String, onResult: @Sendable (VerificationRecord) -> Void = { _ in })
+        async throws
+    {
+        let store = try await Connection.connect(options.storeDSN, applicationName: "ledgerlift shadow verify")
+        defer { store.close() }
+        try await run(
+            every: interval, tailerPosition: Self.checkpoint(of: name, store: store, storeSchema: options.storeSchema),
+            onResult: onResult)
+    }
+
     /// Runs a verification every `interval` (from the start of one to the start of the next; a
     /// verification longer than that is followed at once by the next) until the task is
     /// cancelled.

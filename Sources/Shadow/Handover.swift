@@ -73,6 +73,16 @@ public enum Handover {
                 closedByResync: resyncedAfter.map(\.id).max()))
     }
 
+    /// The tailer's guard, in the form its configuration takes (`ShadowTailer.Configuration.preflight`):
+    /// throws the ``HandoverError`` naming the fix unless the verdict is ready.
+    public static func preflight(
+        storeSchema: String = EventStore().schema, capture: CaptureSchema = CaptureSchema()
+    ) -> @Sendable (_ legacy: Connection, _ store: Connection, _ backfillSnapshots: [String]) async throws -> Void {
+        { legacy, store, _ in
+            try await check(legacy: legacy, store: store, storeSchema: storeSchema, capture: capture).requireReady()
+        }
+    }
+
     /// The snapshots the finished backfill read with: which captured changes it already holds.
     ///
     /// - Returns: `nil` when the store holds no finished backfill.

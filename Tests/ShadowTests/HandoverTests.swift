@@ -61,6 +61,8 @@ struct HandoverTests {
             #expect(message.contains("ledgerlift shadow resync --legacy … --store … --mapping …"), "\(message)")
             #expect(message.contains("records that the gap is closed"))
             #expect(throws: HandoverError.gap(gap)) { try verdict.requireReady() }
+            // The tailer's guard throws the same.
+            await #expect(throws: HandoverError.gap(gap)) { try await Handover.preflight()(legacy, store, []) }
 
             // A resync of one entity closes the gap for that entity only.
             let partial = try await Resync(try resyncOptions(legacyDSN, storeDSN, entities: [.customer])).run(sync: noSyncExpected)
@@ -81,6 +83,7 @@ struct HandoverTests {
                 return
             }
             #expect(ready.closedByResync == full.id)
+            try await Handover.preflight()(legacy, store, [])
         }
     }
 

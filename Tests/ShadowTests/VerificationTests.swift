@@ -1,5 +1,6 @@
 import Billing
 import Diff
+import Foundation
 import Postgres
 import Shadow
 import TestSupport
@@ -114,6 +115,47 @@ struct VerificationTests {
             #expect(record.differences == 1 && record.persistentDifferences == 0)
             #expect(record.legacyPosition == position)
             #expect(polls.count >= 3)
+        }
+    }
+
+    @Test func byNameItWaitsOnTheCheckpointTheTailerCommitsInShadowTailers() async throws {
+        try await withLegacyAndStore { legacy, legacyDSN, store, storeDSN in
+            _ = try await install(legacy, try referenceMapping())
+            try await backfillAndProject(legacyDSN, storeDSN, store)
+            // The tailer's table as it creates it (the columns read here).
+            try await store.executeScript(
+                """
+                CREATE TABLE ledgerlift.shadow_tailers (
+                    name text PRIMARY KEY, checkpoint_xid xid8 NOT NULL DEFAULT '0', checkpoint_id bigint NOT NULL DEFAULT 0,
+                    updated_at timestamptz NOT NULL DEFAULT now(), last_error text, last_error_at timestamptz);
+                INSERT INTO ledgerlift.shadow_tailers (name) VALUES ('t1');
+                """)
+            try await legacy.execute("UPDATE legacy.customers SET email = 'tailed@example.com' WHERE id = 4")
+            let position = try #require(try await legacy.withSession { try ContinuousVerifier.newestCommitted(in: $0) })
+            let checkpoint = ContinuousVerifier.checkpoint(of: "t1", store: store)
+            #expect(try await checkpoint() == CapturePosition(xid: "0", id: 0))
+            #expect(try await ContinuousVerifier.checkpoint(of: "nobody", store: store)() == nil)
+
+            // The "tailer", on a thread of its own, applies the change a while later and commits
+            // its checkpoint with it, as the real one does.
+            let tailer = Thread {
+                Thread.sleep(forTimeInterval: 3)
+                let connection = try! Connection.connectBlocking(storeDSN)
+                defer { connection.close() }
+                try! connection.withSessionBlocking { session in
+                    try session.transaction { tx in
+                        try tx.execute("UPDATE ledgerlift_read.customers SET email = 'tailed@example.com' WHERE customer_id = '4'")
+                        try tx.execute(
+                            "UPDATE ledgerlift.shadow_tailers SET checkpoint_xid = $1::xid8, checkpoint_id = $2 WHERE name = 't1'",
+                            [position.xid, position.id])
+                    }
+                }
+            }
+            tailer.start()
+            let record = try await Self.verifier(legacyDSN, storeDSN).runOnce(tailer: "t1")
+            #expect(record.verdict == .clean, "\(record.reportJSON ?? record.error ?? "")")
+            #expect(record.differences == 1 && record.persistentDifferences == 0)
+            #expect(try await checkpoint() == position)
         }
     }
 
