@@ -32,6 +32,9 @@ public struct ContinuousVerifier: Sendable {
         public var tailerTimeout: Duration
         /// How long the diff waits for the projection after that.
         public var catchUpTimeout: Duration
+        /// Re-checks at most: a key legacy wrote again while its re-check waited still differs
+        /// then, and is re-checked once more after the tailer has passed the newer position.
+        public var reverificationRounds: Int
         /// Differences listed per entity in the stored report.
         public var maxRows: Int
         public var checkInvariants: Bool
@@ -44,8 +47,8 @@ public struct ContinuousVerifier: Sendable {
             legacyDSN: String, storeDSN: String, mapping: MappingFile, entities: [Entity]? = nil,
             storeSchema: String = EventStore().schema, readSchema: String = "ledgerlift_read",
             capture: CaptureSchema = CaptureSchema(), tailerTimeout: Duration = .seconds(60),
-            catchUpTimeout: Duration = .seconds(30), maxRows: Int = 100, checkInvariants: Bool = true,
-            origin: String = "shadow run"
+            catchUpTimeout: Duration = .seconds(30), reverificationRounds: Int = 3, maxRows: Int = 100,
+            checkInvariants: Bool = true, origin: String = "shadow run"
         ) {
             self.legacyDSN = legacyDSN
             self.storeDSN = storeDSN
@@ -56,6 +59,7 @@ public struct ContinuousVerifier: Sendable {
             self.capture = capture
             self.tailerTimeout = tailerTimeout
             self.catchUpTimeout = catchUpTimeout
+            self.reverificationRounds = reverificationRounds
             self.maxRows = maxRows
             self.checkInvariants = checkInvariants
             self.origin = origin
@@ -95,6 +99,7 @@ public struct ContinuousVerifier: Sendable {
                 readSchema: options.readSchema, checkInvariants: options.checkInvariants,
                 catchUpTimeout: options.catchUpTimeout)
             diffOptions.logger = options.logger
+            diffOptions.reverificationRounds = options.reverificationRounds
             diffOptions.beforeReverification = {
                 // The position now is at least every position the first pass could see: the
                 // first pass's legacy snapshot was taken before this read. Waiting for the

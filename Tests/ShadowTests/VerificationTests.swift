@@ -159,6 +159,42 @@ struct VerificationTests {
         }
     }
 
+    @Test func aKeyWrittenAgainWhileItsReCheckWaitedIsReCheckedOnceMore() async throws {
+        try await withLegacyAndStore { legacy, legacyDSN, store, storeDSN in
+            _ = try await install(legacy, try referenceMapping())
+            try await backfillAndProject(legacyDSN, storeDSN, store)
+            try await legacy.execute("UPDATE legacy.customers SET email = 'first@example.com' WHERE id = 6")
+            let first = try #require(try await legacy.withSession { try ContinuousVerifier.newestCommitted(in: $0) })
+
+            // The simulated tailer applies the first write on its third poll — just as the
+            // application writes the key again — and the second write three polls later.
+            let polls = Polls()
+            let second = Mutex<CapturePosition?>(nil)
+            let tailer: ContinuousVerifier.TailerPosition = {
+                let n = polls.next()
+                if n < 3 { return CapturePosition(xid: String(UInt64(first.xid)! - 1), id: 0) }
+                if n == 3 {
+                    try await store.execute(
+                        "UPDATE ledgerlift_read.customers SET email = 'first@example.com' WHERE customer_id = '6'")
+                    try await legacy.execute("UPDATE legacy.customers SET email = 'second@example.com' WHERE id = 6")
+                    let newest = try await legacy.withSession { try ContinuousVerifier.newestCommitted(in: $0) }
+                    second.withLock { $0 = newest }
+                    return first
+                }
+                if n < 6 { return first }
+                if n == 6 {
+                    try await store.execute(
+                        "UPDATE ledgerlift_read.customers SET email = 'second@example.com' WHERE customer_id = '6'")
+                }
+                return second.withLock { $0 }
+            }
+            let record = try await Self.verifier(legacyDSN, storeDSN).runOnce(tailerPosition: tailer)
+            #expect(record.verdict == .clean, "\(record.reportJSON ?? record.error ?? "")")
+            #expect(record.differences == 1 && record.persistentDifferences == 0)
+            #expect(polls.count >= 6)
+        }
+    }
+
     @Test func aTailerThatNeverPassesThePositionLeavesTheDifferenceReportedAndSaysSo() async throws {
         try await withLegacyAndStore { legacy, legacyDSN, store, storeDSN in
             _ = try await install(legacy, try referenceMapping())
