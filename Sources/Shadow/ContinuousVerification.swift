@@ -90,9 +90,7 @@ public struct ContinuousVerifier: Sendable {
         let entities = options.entities ?? Entity.allCases.filter { options.mapping[entity: $0] != nil }
         var record = VerificationRecord(
             origin: options.origin, startedAt: startedAt, legacyPosition: nil, entities: entities, verdict: .error)
-        let waitNote = Mutex<String?>(nil)
         do {
-            record.legacyPosition = try await Self.newestCommitted(options.legacyDSN, options.capture)
             var diffOptions = DiffChecker.Options(
                 legacyDSN: options.legacyDSN, storeDSN: options.storeDSN, mapping: options.mapping,
                 entities: options.entities, maxRows: options.maxRows, storeSchema: options.storeSchema,
@@ -100,28 +98,10 @@ public struct ContinuousVerifier: Sendable {
                 catchUpTimeout: options.catchUpTimeout)
             diffOptions.logger = options.logger
             diffOptions.reverificationRounds = options.reverificationRounds
-            diffOptions.beforeReverification = {
-                // The position now is at least every position the first pass could see: the
-                // first pass's legacy snapshot was taken before this read. Waiting for the
-                // position read at check start instead would miss a write committed between
-                // that read and the snapshot.
-                guard let target = try await Self.newestCommitted(options.legacyDSN, options.capture) else { return }
-                let waited = try await Self.waitForTailer(passing: target, timeout: options.tailerTimeout, tailerPosition)
-                if !waited {
-                    waitNote.withLock {
-                        $0 = "the tailer had not passed legacy position \(target) after \(options.tailerTimeout): "
-                            + "differences were re-checked anyway and may include changes not yet tailed"
-                    }
-                }
-            }
-            var report = try await DiffChecker(diffOptions).run()
-            if let note = waitNote.withLock({ $0 }) { report.notes.append(note) }
-            record.verdict = report.isClean ? .clean : .different
-            record.rowsCompared = report.entities.reduce(0) { $0 + $1.compared }
-            record.persistentDifferences = report.differenceCount
-            record.differences = report.entities.reduce(0) { $0 + $1.differenceCount + $1.resolvedByReverification }
-            record.brokenInvariants = report.brokenInvariantCount
-            record.reportJSON = report.rendered(.json)
+            let (report, position) = try await Self.check(
+                diffOptions, capture: options.capture, tailerTimeout: options.tailerTimeout, tailerPosition: tailerPosition)
+            record.legacyPosition = position
+            record.record(report)
         } catch {
             record.verdict = .error
             record.error = "\(error)"
@@ -135,6 +115,43 @@ public struct ContinuousVerifier: Sendable {
                 "legacy_position": "\(stored.legacyPosition?.description ?? "none")",
             ])
         return stored
+    }
+
+    /// One diff whose differences are re-checked only after the tailer has passed the legacy
+    /// position (see the type's documentation), not stored: what ``runOnce(tailerPosition:)``
+    /// and `ledgerlift diff --tailer NAME` run.
+    ///
+    /// - Parameters:
+    ///   - diff: the check; its ``DiffChecker/Options/beforeReverification`` is replaced.
+    ///   - tailerPosition: where the tailer is; `nil` re-checks without waiting for a tailer.
+    /// - Returns: the report (a note says when the tailer did not pass the position in time) and
+    ///   the newest committed capture position when the check started (`nil`: nothing captured).
+    public static func check(
+        _ diff: DiffChecker.Options, capture: CaptureSchema = CaptureSchema(), tailerTimeout: Duration = .seconds(60),
+        tailerPosition: TailerPosition?
+    ) async throws -> (report: DiffReport, legacyPosition: CapturePosition?) {
+        let legacyDSN = diff.legacyDSN
+        let position = try await newestCommitted(legacyDSN, capture)
+        var diff = diff
+        let waitNote = Mutex<String?>(nil)
+        if let tailerPosition {
+            diff.beforeReverification = {
+                // The position now is at least every position the first pass could see: the
+                // first pass's legacy snapshot was taken before this read. Waiting for the
+                // position read at check start instead would miss a write committed between
+                // that read and the snapshot.
+                guard let target = try await newestCommitted(legacyDSN, capture) else { return }
+                if try await !waitForTailer(passing: target, timeout: tailerTimeout, tailerPosition) {
+                    waitNote.withLock {
+                        $0 = "the tailer had not passed legacy position \(target) after \(tailerTimeout): "
+                            + "differences were re-checked anyway and may include changes not yet tailed"
+                    }
+                }
+            }
+        }
+        var report = try await DiffChecker(diff).run()
+        if let note = waitNote.withLock({ $0 }) { report.notes.append(note) }
+        return (report, position)
     }
 
     /// Runs one verification, waiting on the checkpoint the tailer named `name` commits in

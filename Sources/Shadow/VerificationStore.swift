@@ -1,4 +1,5 @@
 import Billing
+import Diff
 import EventStore
 import Postgres
 
@@ -147,6 +148,21 @@ public struct VerificationRecord: Sendable, Hashable {
         self.brokenInvariants = brokenInvariants
         self.error = error
         self.reportJSON = reportJSON
+    }
+}
+
+extension VerificationRecord {
+    /// Takes the verdict and counts of `report`: `different` when anything persisted (or an
+    /// invariant broke), the first pass's differences counted with those re-checked away.
+    public mutating func record(_ report: DiffReport) {
+        verdict = report.isClean ? .clean : .different
+        entities = report.entities.map(\.entity)
+        rowsCompared = report.entities.reduce(0) { $0 + $1.compared }
+        persistentDifferences = report.differenceCount
+        differences = report.entities.reduce(0) { $0 + $1.differenceCount + $1.resolvedByReverification }
+        brokenInvariants = report.brokenInvariantCount
+        error = nil
+        reportJSON = report.rendered(.json)
     }
 }
 

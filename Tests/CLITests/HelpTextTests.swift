@@ -52,6 +52,7 @@ struct HelpTextTests {
                 "--legacy <legacy>", "--store <store>", "--mapping <mapping>", "--entity <entity>", "--format <format>",
                 "--output <output>", "--summary <file>", "--max-rows <max-rows>", "--schema <schema>",
                 "--read-schema <read-schema>", "--catch-up-timeout <catch-up-timeout>", "--no-reverify", "--skip-invariants",
+                "--tailer <name>", "--record",
             ]
         ),
         (
