@@ -191,7 +191,6 @@ public struct Resync: Sendable {
         } catch {
             throw ResyncError.failed(doing: "preparing the resync", "\(error)")
         }
-        defer { _ = try? store.withSessionBlocking { try $0.unlock(lock) } }
 
         var rounds = [ResyncRound]()
         var before: DiffReport?
@@ -239,6 +238,9 @@ public struct Resync: Sendable {
         } catch {
             throw ResyncError.failed(doing: "recording the resync", "\(error)")
         }
+        // Released now, so a tailer started right after finds it free (closing the connection
+        // releases it too, on every other way out, once the server notices).
+        _ = try? await store.withSession { try $0.unlock(lock) }
         return report
     }
 
