@@ -90,7 +90,7 @@ let package = Package(
         .target(
             name: "Shadow",
             dependencies: [
-                "Postgres", "Billing", "Mapping", "EventStore", "Migration", "TextFormats",
+                "Postgres", "Billing", "Mapping", "EventStore", "Migration", "Diff", "TextFormats",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -211,7 +211,9 @@ package.targets.append(
 package.targets.append(
     .testTarget(
         name: "ShadowTests",
-        dependencies: ["Shadow", "Mapping", "Billing", "EventStore", "Fixtures", "Postgres", "TestSupport"],
+        dependencies: [
+            "Shadow", "Mapping", "Fixtures", "Postgres", "TestSupport", "Diff", "Migration", "EventStore", "Billing",
+        ],
         swiftSettings: swiftSettings
     )
 )

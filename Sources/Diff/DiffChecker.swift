@@ -56,6 +56,11 @@ public struct DiffChecker: Sendable {
         /// Runs after the first pass, before re-verification: where shadow mode (and the
         /// tests) let writes race the check.
         public var beforeReverification: (@Sendable () async throws -> Void)?
+        /// How many times differences are re-checked: after each re-check, those still there
+        /// are re-checked again (``beforeReverification`` runs before each), up to this many
+        /// rounds. 1 for `ledgerlift diff`; shadow mode's continuous verification uses more,
+        /// since under live traffic a key can be written again while its first re-check waits.
+        public var reverificationRounds = 1
         /// Where each compared entity is logged (`info`, with `entity` metadata): the caller's,
         /// since a library makes no logger of its own; by default nothing is logged.
         public var logger = Logger(label: "ledgerlift.diff", factory: { _ in SwiftLogNoOpLogHandler() })
@@ -150,30 +155,35 @@ public struct DiffChecker: Sendable {
         }
         if !options.checkInvariants { notes.append("the invariants were not checked (--skip-invariants)") }
         let differing = firstPass.values.contains { !$0.differingKeys.isEmpty }
-        var reverified = [Entity: ReverifiedKeys]()
         if differing && !options.reverify {
             notes.append("differences were not re-checked (--no-reverify): some may be writes that raced the check")
         }
         if options.reverify && differing {
             do {
-                try await options.beforeReverification?()
-                if try await !waitForProjection(ledger) {
-                    notes.append(
-                        "the projection had not caught up with the event store after \(options.catchUpTimeout); "
-                            + "differences were re-checked anyway and may include events not yet projected")
-                }
-                for entity in entities {
-                    guard let pass = firstPass[entity], !pass.differingKeys.isEmpty else { continue }
-                    options.progress?(.reverifying(entity, keys: pass.differingKeys.count))
-                    reverified[entity] = try await reverify(pass, legacy, ledger)
+                var projectionNoted = false
+                for _ in 0..<max(1, options.reverificationRounds) {
+                    let pending = entities.filter { !(firstPass[$0]?.differingKeys.isEmpty ?? true) }
+                    guard !pending.isEmpty else { break }
+                    try await options.beforeReverification?()
+                    if try await !waitForProjection(ledger), !projectionNoted {
+                        projectionNoted = true
+                        notes.append(
+                            "the projection had not caught up with the event store after \(options.catchUpTimeout); "
+                                + "differences were re-checked anyway and may include events not yet projected")
+                    }
+                    for entity in pending {
+                        guard var pass = firstPass[entity] else { continue }
+                        options.progress?(.reverifying(entity, keys: pass.differingKeys.count))
+                        pass.apply(try await reverify(pass, legacy, ledger))
+                        firstPass[entity] = pass
+                    }
                 }
             } catch {
                 throw DiffError.wrap(error, side: nil, entity: nil, doing: "re-verification failed")
             }
         }
         for entity in entities {
-            guard var pass = firstPass[entity] else { continue }
-            if let again = reverified[entity] { pass.apply(again) }
+            guard let pass = firstPass[entity] else { continue }
             let unkept = pass.unkept.values.reduce(0, +)
             if unkept > 0 {
                 notes.append(
@@ -613,7 +623,7 @@ struct EntityPass: Sendable {
         let before = differences.count
         differences = differences.filter { !again.keys.contains($0.key) } + again.differences
         differences.sort { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
-        resolved = Int64(max(0, before - differences.count))
+        resolved += Int64(max(0, before - differences.count))
         matched += again.matched
     }
 

@@ -7,6 +7,7 @@ import Foundation
 import Logging
 import Migration
 import Postgres
+import Shadow
 
 /// `ledgerlift diff`: prove the read models equal the legacy data, with a report CI can gate on.
 struct DiffCommand: AsyncParsableCommand {
@@ -69,6 +70,16 @@ struct DiffCommand: AsyncParsableCommand {
     @Flag(help: "Compare rows only, without checking the ledger invariants.")
     var skipInvariants = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Shadow mode: re-check differences only once this tailer has applied what legacy had committed "
+                + "(up to 3 rounds), so legacy writes racing the check are not reported.",
+            valueName: "name"))
+    var tailer: String?
+
+    @Flag(help: "Store the result in the store's shadow_verifications, as shadow run --verify-every does (docs/shadow.md).")
+    var record = false
+
     func validate() throws {
         try DSNArguments.validate(legacy, option: "--legacy")
         try DSNArguments.validate(store, option: "--store")
@@ -100,9 +111,14 @@ struct DiffCommand: AsyncParsableCommand {
                 storeSchema: schema, readSchema: readSchema, reverify: !noReverify, checkInvariants: !skipInvariants,
                 catchUpTimeout: .seconds(catchUpTimeout), progress: { progress.show($0) })
             options.logger = CommandLineSettings.logger("diff")
-            report = try await DiffChecker(options).run()
+            if tailer != nil || record {
+                report = try await shadowCheck(options)
+            } else {
+                report = try await DiffChecker(options).run()
+            }
             progress.finish()
         } catch {
+            if record { await recordFailure(error) }
             // Connection errors never carry a password; scrubbing the command line's DSNs out
             // of the text anyway keeps the JUnit artifact safe should any other error repeat one.
             let reason = DSNArguments.scrub("\(error)", arguments: ["--legacy", legacy, "--store", store])
@@ -135,6 +151,43 @@ struct DiffCommand: AsyncParsableCommand {
             standardError(verdict + (output.map { " (report: \($0))" } ?? "") + "\n")
         }
         if report.exitCode != 0 { throw ExitCode(report.exitCode) }
+    }
+
+    /// The check in shadow mode (``ContinuousVerifier/check(_:capture:tailerTimeout:tailerPosition:)``),
+    /// with `--record` stored in `shadow_verifications`.
+    private func shadowCheck(_ options: DiffChecker.Options) async throws -> DiffReport {
+        var options = options
+        let connection = try await Connection.connect(store, applicationName: "ledgerlift diff")
+        defer { connection.close() }
+        let startedAt = try await connection.query("SELECT clock_timestamp()").rows[0].decode(at: 0, as: PostgresTimestamp.self)
+        if tailer != nil { options.reverificationRounds = 3 }
+        let (report, position) = try await ContinuousVerifier.check(
+            options, tailerPosition: tailer.map { ContinuousVerifier.checkpoint(of: $0, store: connection, storeSchema: schema) })
+        if record {
+            var verification = VerificationRecord(
+                origin: "diff", startedAt: startedAt, legacyPosition: position, entities: [], verdict: .error)
+            verification.record(report)
+            _ = try await connection.withSession { [verification, schema] in
+                try ShadowRecords(schema: schema).insert(verification, in: $0)
+            }
+        }
+        return report
+    }
+
+    /// With `--record`, a check that could not run is stored too (verdict `error`): a gate must
+    /// not count past it. Best effort: the store may be what failed.
+    private func recordFailure(_ error: any Error) async {
+        guard let connection = try? await Connection.connect(store, applicationName: "ledgerlift diff") else { return }
+        defer { connection.close() }
+        let reason = DSNArguments.scrub("\(error)", arguments: ["--legacy", legacy, "--store", store])
+        let entities = (try? entities()) ?? nil
+        _ = try? await connection.withSession { [schema] session in
+            let now = try session.query("SELECT clock_timestamp()").rows[0].decode(at: 0, as: PostgresTimestamp.self)
+            return try ShadowRecords(schema: schema).insert(
+                VerificationRecord(
+                    origin: "diff", startedAt: now, legacyPosition: nil, entities: entities ?? [], verdict: .error,
+                    error: reason), in: session)
+        }
     }
 
     private func append(_ text: String, to path: String) throws {

@@ -52,6 +52,7 @@ struct HelpTextTests {
                 "--legacy <legacy>", "--store <store>", "--mapping <mapping>", "--entity <entity>", "--format <format>",
                 "--output <output>", "--summary <file>", "--max-rows <max-rows>", "--schema <schema>",
                 "--read-schema <read-schema>", "--catch-up-timeout <catch-up-timeout>", "--no-reverify", "--skip-invariants",
+                "--tailer <name>", "--record",
             ]
         ),
         (
@@ -73,6 +74,17 @@ struct HelpTextTests {
         ("shadow install", ShadowCommand.Install.self, ["--legacy <legacy>", "--mapping <mapping>"]),
         ("shadow uninstall", ShadowCommand.Uninstall.self, ["--legacy <legacy>", "--mapping <mapping>"]),
         ("shadow run", ShadowCommand.Run.self, ["--legacy <legacy>", "--store <store>", "--mapping <mapping>", "--follow"]),
+        (
+            "shadow resync", ShadowCommand.Resync.self,
+            [
+                "--legacy <legacy>", "--store <store>", "--mapping <mapping>", "--entity <entity>", "--format <format>",
+                "--schema <schema>", "--read-schema <read-schema>", "--name <name>", "--keys-per-round <keys-per-round>",
+            ]
+        ),
+        (
+            "shadow status", ShadowCommand.Status.self,
+            ["--legacy <legacy>", "--store <store>", "--schema <schema>", "--name <name>", "--lag-window <lag-window>", "--format <format>"]
+        ),
     ]
 
     @Test func theTableCoversEverySubcommand() {

@@ -1,0 +1,63 @@
+import Foundation
+import Postgres
+import Shadow
+import TestSupport
+import Testing
+
+/// `ledgerlift diff` in shadow mode: `--tailer NAME` re-checks differences once that tailer has
+/// passed the legacy position, `--record` stores the result where the cutover's gates read it.
+@Suite("Shadow: diff --tailer --record")
+struct VerificationDiffCommandTests {
+    @Test func diffWaitsForTheNamedTailerAndRecordsItsVerdict() async throws {
+        try await withLegacyAndStore { legacy, legacyDSN, store, storeDSN in
+            _ = try await install(legacy, try referenceMapping())
+            try await backfillAndProject(legacyDSN, storeDSN, store)
+            let arguments = ["diff", "--legacy", legacyDSN, "--store", storeDSN, "--mapping", referenceMappingPath]
+
+            let clean = try LedgerliftBinary.run(arguments + ["--record"])
+            #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
+            var recent = try await store.withSession { try VerificationHistory().recent(limit: 5, in: $0) }
+            #expect(recent.map(\.verdict) == [.clean] && recent.first?.origin == "diff")
+
+            // A legacy write the tailer "t1" applies three seconds later, committing its
+            // checkpoint with it (the tailer's table as it creates it).
+            try await store.executeScript(
+                """
+                CREATE TABLE ledgerlift.shadow_tailers (
+                    name text PRIMARY KEY, checkpoint_xid xid8 NOT NULL DEFAULT '0', checkpoint_id bigint NOT NULL DEFAULT 0,
+                    updated_at timestamptz NOT NULL DEFAULT now(), last_error text, last_error_at timestamptz);
+                INSERT INTO ledgerlift.shadow_tailers (name) VALUES ('t1');
+                """)
+            try await legacy.execute("UPDATE legacy.customers SET email = 'diffed@example.com' WHERE id = 10")
+            let position = try #require(try await legacy.withSession { try ContinuousVerifier.newestCommitted(in: $0) })
+            let tailer = Thread {
+                Thread.sleep(forTimeInterval: 3)
+                let connection = try! Connection.connectBlocking(storeDSN)
+                defer { connection.close() }
+                try! connection.withSessionBlocking { session in
+                    try session.transaction { tx in
+                        try tx.execute("UPDATE ledgerlift_read.customers SET email = 'diffed@example.com' WHERE customer_id = '10'")
+                        try tx.execute(
+                            "UPDATE ledgerlift.shadow_tailers SET checkpoint_xid = $1::xid8, checkpoint_id = $2 WHERE name = 't1'",
+                            [position.xid, position.id])
+                    }
+                }
+            }
+            tailer.start()
+            let waited = try LedgerliftBinary.run(arguments + ["--tailer", "t1", "--record", "--format", "json"])
+            #expect(waited.status == 0, "\(waited.stdout)\(waited.stderr)")
+            recent = try await store.withSession { try VerificationHistory().recent(limit: 5, in: $0) }
+            #expect(recent.count == 2)
+            let last = try #require(recent.first)
+            #expect(last.verdict == .clean && last.differences == 1 && last.persistentDifferences == 0, "\(last)")
+            #expect(last.legacyPosition == position)
+
+            // A check that cannot run is recorded as an error.
+            let failed = try LedgerliftBinary.run(arguments + ["--record", "--read-schema", "no_such_schema"])
+            #expect(failed.status == 2)
+            recent = try await store.withSession { try VerificationHistory().recent(limit: 5, in: $0) }
+            #expect(recent.first?.verdict == .error && recent.first?.error?.contains("no read model") == true)
+            #expect(try await store.withSession { try VerificationHistory().cleanStreak(in: $0) }.count == 0)
+        }
+    }
+}
