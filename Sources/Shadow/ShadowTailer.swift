@@ -37,7 +37,8 @@ public struct ShadowTailer: Sendable {
         /// Runs once the store is locked and the backfill found, before anything is applied:
         /// the handover's gap check (capture installed after the backfill leaves changes no
         /// snapshot and no capture row holds) belongs here. Given both connections and the
-        /// backfill's legacy snapshots; throwing refuses the run.
+        /// backfill's legacy snapshots; throwing refuses the run. ``Handover/preflight(storeSchema:capture:)``
+        /// by default.
         public var preflight: (@Sendable (_ legacy: Connection, _ store: Connection, _ backfillSnapshots: [String]) async throws -> Void)?
         /// Where the run logs (`info` per batch with changes); by default nowhere.
         public var logger = Logger(label: "ledgerlift.shadow", factory: { _ in SwiftLogNoOpLogHandler() })
@@ -57,6 +58,8 @@ public struct ShadowTailer: Sendable {
             self.pollInterval = pollInterval
             self.follow = follow
             self.capture = capture
+            // Refusing a gap is the default, not an option a caller must remember.
+            self.preflight = Handover.preflight(storeSchema: store.schema, capture: capture)
         }
     }
 

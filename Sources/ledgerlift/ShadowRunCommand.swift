@@ -23,7 +23,15 @@ extension ShadowCommand {
 
                 Without --follow it drains the outbox and exits; with --follow it keeps polling until SIGINT or \
                 SIGTERM, which stop it after the current batch. Either way it prints a summary. One tailer per \
-                --name at a time (advisory lock ledgerlift.shadow/<name>). docs/shadow.md.
+                --name at a time (advisory lock ledgerlift.shadow/<name>).
+
+                It refuses to start when capture was installed after the backfill read the legacy database \
+                (changes in between are in neither): `ledgerlift shadow resync` closes that gap.
+
+                With --follow --verify-every DURATION it also compares the read models with legacy every \
+                DURATION (as `ledgerlift diff`), re-checking a difference only after the tailer has passed \
+                the legacy position seen at check time, and stores each verdict in the store \
+                (shadow_verifications: `shadow status` and the cutover's gates read them). docs/shadow.md.
                 """)
 
         @Option(help: "DSN of the legacy database (capture installed).")
@@ -49,6 +57,9 @@ extension ShadowCommand {
         @Option(help: "PostgreSQL schema of the read models kept following.")
         var readSchema: String = "ledgerlift_read"
 
+        @Option(help: "With --follow: verify the read models against legacy this often, e.g. 30s, 5m.")
+        var verifyEvery: String?
+
         func validate() throws {
             try DSNArguments.validate(legacy, option: "--legacy")
             guard batch > 0 else { throw ValidationError("--batch must be positive") }
@@ -56,12 +67,20 @@ extension ShadowCommand {
                 throw ValidationError("--poll-interval must be a duration such as 100ms, 2s or 1.5s")
             }
             guard !name.isEmpty else { throw ValidationError("--name must not be empty") }
+            if let verifyEvery {
+                guard follow else { throw ValidationError("--verify-every needs --follow (without it the tailer stops when caught up: run `ledgerlift diff` then)") }
+                guard let every = Self.duration(verifyEvery), every >= .seconds(1) else {
+                    throw ValidationError("--verify-every must be a duration of at least 1s, such as 30s, 5m or 1h")
+                }
+                _ = every
+            }
         }
 
-        /// `100ms`, `2s`, `1.5s`, `250` (milliseconds).
+        /// `100ms`, `2s`, `1.5s`, `5m`, `1h`, `250` (milliseconds).
         static func duration(_ text: String) -> Duration? {
             let (number, unit): (Substring, Double) =
-                text.hasSuffix("ms") ? (text.dropLast(2), 0.001) : text.hasSuffix("s") ? (text.dropLast(), 1) : (text[...], 0.001)
+                text.hasSuffix("ms") ? (text.dropLast(2), 0.001) : text.hasSuffix("s") ? (text.dropLast(), 1)
+                : text.hasSuffix("m") ? (text.dropLast(), 60) : text.hasSuffix("h") ? (text.dropLast(), 3600) : (text[...], 0.001)
             guard let value = Double(number), value >= 0, value.isFinite else { return nil }
             return .milliseconds(Int64((value * unit * 1000).rounded()))
         }
@@ -79,7 +98,12 @@ extension ShadowCommand {
                 FileHandle.standardError.write(
                     Data("following \(ConnectionString.masked(legacy)) into \(store.store.schema) (Ctrl-C to stop)\n".utf8))
             }
+            let verification = verifyEvery.flatMap(Self.duration).map { every in
+                Task { await Self.verify(every: every, legacy: legacy, store: store, mapping: file, readSchema: readSchema, tailer: name) }
+            }
+            defer { verification?.cancel() }
             let summary = try await ShadowTailer(configuration).run(stop: stop)
+            verification?.cancel()
             print(Self.describe(summary, name: name))
             let s = summary.sync
             CommandLineSettings.logger("shadow").info(
@@ -89,6 +113,34 @@ extension ShadowCommand {
                     "ledger": "\(s.ledgerTime)", "append": "\(s.appendTime)", "prune": "\(summary.pruneTime)",
                     "project": "\(summary.projectTime)",
                 ])
+        }
+
+        /// Verifies every `every` until cancelled, one line per verdict on standard error. A
+        /// verification that cannot run is recorded as an error and the next one still runs:
+        /// the tailer is not stopped by its checker.
+        static func verify(every: Duration, legacy: String, store: StoreOptions, mapping: MappingFile, readSchema: String, tailer: String) async {
+            let verifier = ContinuousVerifier(
+                .init(legacyDSN: legacy, storeDSN: store.dsn, mapping: mapping, storeSchema: store.store.schema, readSchema: readSchema))
+            let clock = ContinuousClock()
+            while !Task.isCancelled {
+                let next = clock.now + every
+                do { try await clock.sleep(until: next) } catch { return }
+                do {
+                    let record = try await verifier.runOnce(tailer: tailer)
+                    FileHandle.standardError.write(Data((Self.describe(record) + "\n").utf8))
+                } catch is CancellationError {
+                    return
+                } catch {
+                    FileHandle.standardError.write(Data("verification could not run: \(DSNArguments.scrub(String(describing: error), arguments: Array(CommandLine.arguments.dropFirst())))\n".utf8))
+                }
+            }
+        }
+
+        static func describe(_ record: VerificationRecord) -> String {
+            "verification \(record.id): \(record.verdict.rawValue), \(record.rowsCompared) rows compared, "
+                + "\(record.persistentDifferences) persistent difference(s)"
+                + (record.differences > record.persistentDifferences ? " (\(record.differences - record.persistentDifferences) resolved on re-check)" : "")
+                + (record.error.map { ", error: \($0)" } ?? "")
         }
 
         static func describe(_ summary: ShadowTailer.Summary, name: String) -> String {

@@ -73,7 +73,7 @@ struct HelpTextTests {
         ),
         ("shadow install", ShadowCommand.Install.self, ["--legacy <legacy>", "--mapping <mapping>"]),
         ("shadow uninstall", ShadowCommand.Uninstall.self, ["--legacy <legacy>", "--mapping <mapping>"]),
-        ("shadow run", ShadowCommand.Run.self, ["--legacy <legacy>", "--store <store>", "--mapping <mapping>", "--follow"]),
+        ("shadow run", ShadowCommand.Run.self, ["--legacy <legacy>", "--store <store>", "--mapping <mapping>", "--follow", "--verify-every <verify-every>"]),
         (
             "shadow resync", ShadowCommand.Resync.self,
             [

@@ -66,7 +66,15 @@ struct CaptureSourcesTests {
             let dropped = """
                       - table: legacy.customers
                         columns: []
-                        keys: SELECT p.id::text FROM legacy.payments p JOIN changed c ON c.id = p.customer_id WHERE p.currency IS NULL
+                        keys: |
+                          SELECT p.id::text FROM changed c
+                          JOIN legacy.invoices i ON i.customer_id = c.id
+                          JOIN legacy.payments p ON p.invoice_id = i.id
+                          WHERE p.currency IS NULL
+                          UNION
+                          SELECT p.id::text FROM changed c
+                          JOIN legacy.payments p ON p.customer_id = c.id
+                          WHERE p.invoice_id IS NULL AND p.currency IS NULL
 
                 """
             #expect(yaml.contains(dropped))
