@@ -28,7 +28,9 @@ struct ShadowModeAcceptanceTests {
     /// Runs the whole scenario on the calling thread (it blocks): install, traffic, backfill under
     /// it, the tailer following — killed with SIGKILL `kills` times at seeded random moments and
     /// started again — then stop the application, drain, diff and verify.
-    static func scenario(legacy: String, store: String, seconds: Int, kills: Int, seed: UInt64) throws -> Outcome {
+    static func scenario(
+        legacy: String, store: String, seconds: Int, kills: Int, seed: UInt64, follow: [String] = ["--follow"]
+    ) throws -> Outcome {
         var outcome = Outcome()
         func expectZero(_ output: LedgerliftBinary.Output, _ what: String) {
             if output.status != 0 { outcome.failures.append("\(what) exited \(output.status): \(output.stdout)\(output.stderr)") }
@@ -53,7 +55,7 @@ struct ShadowModeAcceptanceTests {
             "backfill under traffic")
 
         let tail = ["shadow", "run", "--legacy", legacy, "--store", store, "--mapping", mapping]
-        var tailer = try BackgroundProcess(tail + ["--follow"])
+        var tailer = try BackgroundProcess(tail + follow)
         var random = SeededRandom(seed)
         while application.isRunning {
             if outcome.kills < kills {
@@ -65,7 +67,7 @@ struct ShadowModeAcceptanceTests {
                     outcome.failures.append("the tailer ended with \(killed.status) before its kill: \(killed.stderr)")
                 }
                 outcome.kills += 1
-                tailer = try BackgroundProcess(tail + ["--follow"])
+                tailer = try BackgroundProcess(tail + follow)
             } else {
                 usleep(50_000)
             }
@@ -105,9 +107,20 @@ struct ShadowModeAcceptanceTests {
     @Test func theReferenceFixtureFollowedUnderTrafficEndsWithACleanDiffAndEveryWriteInTheReadModels() async throws {
         try await TestDatabase.withFresh("shadow_e2e_legacy") { legacy in
             try await TestDatabase.withFresh("shadow_e2e_store") { store in
-                let outcome = try await onThread { try Self.scenario(legacy: legacy, store: store, seconds: 15, kills: 0, seed: 1) }
+                let outcome = try await onThread {
+                    try Self.scenario(
+                        legacy: legacy, store: store, seconds: 15, kills: 0, seed: 1, follow: ["--follow", "--verify-every", "3s"])
+                }
                 #expect(outcome.failures.isEmpty, "\(outcome.failures.joined(separator: "\n"))")
                 #expect(outcome.journaled > 100, "the application wrote under the tailer")
+                // The tailer verified under traffic, and every verdict was clean: differences
+                // of writes not yet tailed are re-checked after the tailer passed them.
+                let connection = try await Connection.connect(store)
+                defer { connection.close() }
+                let verdicts = try await connection.query(
+                    "SELECT verdict, count(*)::int8 FROM ledgerlift.shadow_verifications GROUP BY 1 ORDER BY 1"
+                ).rows.map { "\(try $0.decode(at: 0, as: String.self)): \(try $0.decode(at: 1, as: Int64.self))" }
+                #expect(verdicts.count == 1 && verdicts[0].hasPrefix("clean: "), "\(verdicts)")
                 let integrity = try await Self.storeIntegrity(store)
                 #expect(integrity.gaps == 0)
                 #expect(integrity.duplicateIDs == 0)
