@@ -154,6 +154,16 @@ public struct ContinuousVerifier: Sendable {
         return (report, position)
     }
 
+    /// Whether there is something to verify: the read models exist. Right after a backfill the
+    /// tailer builds them first (blue/green, as `project` does); a verification started before
+    /// that could only record an error that says nothing about the data.
+    public func readModelsExist() async throws -> Bool {
+        let store = try await Connection.connect(options.storeDSN, applicationName: "ledgerlift shadow verify")
+        defer { store.close() }
+        let table = quoteIdentifier(options.readSchema) + ".projection_state"
+        return try await store.query("SELECT to_regclass($1) IS NOT NULL", [table]).rows[0].decode(at: 0, as: Bool.self)
+    }
+
     /// Runs one verification, waiting on the checkpoint the tailer named `name` commits in
     /// `shadow_tailers` (in this process or another).
     public func runOnce(tailer name: String) async throws -> VerificationRecord {

@@ -126,6 +126,10 @@ extension ShadowCommand {
                 let next = clock.now + every
                 do { try await clock.sleep(until: next) } catch { return }
                 do {
+                    guard try await verifier.readModelsExist() else {
+                        FileHandle.standardError.write(Data("verification waits: the tailer is building the read models\n".utf8))
+                        continue
+                    }
                     let record = try await verifier.runOnce(tailer: tailer)
                     FileHandle.standardError.write(Data((Self.describe(record) + "\n").utf8))
                 } catch is CancellationError {

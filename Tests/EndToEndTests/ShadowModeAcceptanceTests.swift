@@ -120,7 +120,10 @@ struct ShadowModeAcceptanceTests {
                 let verdicts = try await connection.query(
                     "SELECT verdict, count(*)::int8 FROM ledgerlift.shadow_verifications GROUP BY 1 ORDER BY 1"
                 ).rows.map { "\(try $0.decode(at: 0, as: String.self)): \(try $0.decode(at: 1, as: Int64.self))" }
-                #expect(verdicts.count == 1 && verdicts[0].hasPrefix("clean: "), "\(verdicts)")
+                let errors = try await connection.query(
+                    "SELECT coalesce(error, '') || ' ' || coalesce(report::text, '') FROM ledgerlift.shadow_verifications WHERE verdict <> 'clean'"
+                ).rows.map { try $0.decode(at: 0, as: String.self) }
+                #expect(verdicts.count == 1 && verdicts[0].hasPrefix("clean: "), "\(verdicts) \(errors)")
                 let integrity = try await Self.storeIntegrity(store)
                 #expect(integrity.gaps == 0)
                 #expect(integrity.duplicateIDs == 0)

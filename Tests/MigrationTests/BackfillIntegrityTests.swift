@@ -98,7 +98,7 @@ struct BackfillIntegrityTests {
         // Every refund returns the same NULL key and the same columns: 5 identical rows.
         let mapping = try editedReferenceMapping([
             (refundKey, "SELECT NULL::text AS refund_id,"),
-            ("p.customer_id::text AS customer_id,\n             r.amount", "'1'::text AS customer_id,\n             r.amount"),
+            ("coalesce(i.customer_id, p.customer_id)::text AS customer_id,\n             r.amount", "'1'::text AS customer_id,\n             r.amount"),
             ("r.amount,\n", "0::numeric AS amount,\n"),
             ("r.reason,\n", "NULL::text AS reason,\n"),
             ("r.status,\n", "'succeeded'::text AS status,\n"),
