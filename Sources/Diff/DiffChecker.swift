@@ -17,9 +17,9 @@ import Postgres
 ///    compared key by key; a larger one is split by 8 more bits and re-hashed, within the same
 ///    snapshot, until its parts are small (checksum bisection).
 /// 3. Keys the backfill quarantined are left out on both sides and listed apart.
-/// 4. Every difference is re-checked once, in fresh snapshots, after the projection has caught
-///    up with the event store: a write racing the check (legacy row written, its event not yet
-///    projected) is then resolved instead of reported.
+/// 4. Every difference and every broken invariant is re-checked once, in fresh snapshots, after
+///    the projection has caught up with the event store: a write racing the check (legacy row
+///    written, its event not yet projected) is then resolved instead of reported.
 ///
 /// Both sides are read in one `REPEATABLE READ READ ONLY` transaction each, concurrently, so
 /// the legacy scan and the ledger scan take the time of the slower one; the legacy database
@@ -155,15 +155,17 @@ public struct DiffChecker: Sendable {
         }
         if !options.checkInvariants { notes.append("the invariants were not checked (--skip-invariants)") }
         let differing = firstPass.values.contains { !$0.differingKeys.isEmpty }
-        if differing && !options.reverify {
+        let broken = invariants.contains { !$0.holds }
+        if (differing || broken) && !options.reverify {
             notes.append("differences were not re-checked (--no-reverify): some may be writes that raced the check")
         }
-        if options.reverify && differing {
+        if options.reverify && (differing || broken) {
             do {
                 var projectionNoted = false
                 for _ in 0..<max(1, options.reverificationRounds) {
                     let pending = entities.filter { !(firstPass[$0]?.differingKeys.isEmpty ?? true) }
-                    guard !pending.isEmpty else { break }
+                    let brokenNow = invariants.indices.filter { !invariants[$0].holds }
+                    guard !pending.isEmpty || !brokenNow.isEmpty else { break }
                     try await options.beforeReverification?()
                     if try await !waitForProjection(ledger), !projectionNoted {
                         projectionNoted = true
@@ -176,6 +178,13 @@ public struct DiffChecker: Sendable {
                         options.progress?(.reverifying(entity, keys: pass.differingKeys.count))
                         pass.apply(try await reverify(pass, legacy, ledger))
                         firstPass[entity] = pass
+                    }
+                    // A broken invariant is re-checked too, in a fresh snapshot: under live
+                    // writes the ledger is consistent per key at every moment but across keys
+                    // only once it has caught up (a credit note synced with its legacy row of
+                    // now, its balance transaction of a later legacy transaction not yet).
+                    for index in brokenNow {
+                        invariants[index] = try await recheck(invariants[index], ledger)
                     }
                 }
             } catch {
@@ -506,6 +515,20 @@ public struct DiffChecker: Sendable {
     }
 
     // MARK: - Re-verification
+
+    /// `result`'s invariant checked again, in a snapshot of now (one statement).
+    private func recheck(_ result: InvariantResult, _ ledger: Connection) async throws -> InvariantResult {
+        guard let invariant = Invariant.all.first(where: { $0.name == result.name }) else { return result }
+        let readSchema = options.readSchema
+        let maxRows = options.maxRows
+        let receivables = options.mapping.receivables
+        options.progress?(.invariant(invariant.name))
+        return try await ledger.withSession { session in
+            try invariant.check(
+                session, readSchema: readSchema, maxRows: maxRows, refundsReopen: receivables.refunds == .reopen,
+                chargebacksReopen: receivables.chargebacks == .reopen)
+        }
+    }
 
     /// Waits until the read models' projector has applied every event the store holds now
     /// (or the timeout passes: the re-check then reports what persists, and says it waited).

@@ -74,6 +74,26 @@ struct ShadowModeAcceptanceTests {
         }
         let app = application.wait()
         expectZero(app, "simulate")
+        if follow.contains("--verify-every") {
+            // A loaded machine may have spent the traffic's seconds on the backfill and the first
+            // build of the read models: the tailer keeps following until it has verified once.
+            let store = try Connection.connectBlocking(store)
+            defer { store.close() }
+            let deadline = Date().addingTimeInterval(180)
+            while Date() < deadline, tailer.isRunning,
+                try store.withSessionBlocking({ session in
+                    // The table is created by the first verification.
+                    guard
+                        try session.query("SELECT to_regclass('ledgerlift.shadow_verifications') IS NOT NULL").rows[0]
+                            .decode(at: 0, as: Bool.self)
+                    else { return 0 }
+                    return try session.query("SELECT count(*) FROM ledgerlift.shadow_verifications").rows[0]
+                        .decode(at: 0, as: Int64.self)
+                }) == 0
+            {
+                usleep(100_000)
+            }
+        }
         tailer.signal(SIGTERM)
         expectZero(tailer.wait(timeout: 60), "shadow run --follow, stopped by SIGTERM")
         // Without --follow the tailer drains what is left and stops: caught up.
