@@ -517,3 +517,42 @@ struct DiffInvariantTests {
         }
     }
 }
+
+@Suite("Diff invariants: re-checked like differences, after the wait")
+struct DiffInvariantRecheckTests {
+    /// A customer's derived balance moved behind the check's back: no canonical row differs, only
+    /// the receivable_balance invariant breaks.
+    static let planted = "UPDATE ledgerlift_read.customer_balances SET receivables = receivables + 100, balance = balance + 100 WHERE customer_id = (SELECT min(customer_id) FROM ledgerlift_read.customer_balances)"
+    static let restored = "UPDATE ledgerlift_read.customer_balances SET receivables = receivables - 100, balance = balance - 100 WHERE customer_id = (SELECT min(customer_id) FROM ledgerlift_read.customer_balances)"
+
+    @Test func anInvariantBrokenOnlyWhileTheCheckRanIsNotReported() async throws {
+        try await withLegacyAndStore(.reference) { legacyDSN, store, storeDSN in
+            _ = try await backfill(legacyDSN, storeDSN)
+            _ = try await Projector().catchUp(on: store)
+            #expect(try await store.execute(Self.planted) == 1)
+            // What the tailer does in shadow mode: the cross-key state becomes consistent again
+            // while the diff waits to re-check.
+            let report = try await diff(legacyDSN, storeDSN, beforeReverification: {
+                let connection = try await Connection.connect(storeDSN)
+                defer { connection.close() }
+                _ = try await connection.execute(Self.restored)
+            })
+            #expect(report.isClean, "\(report.invariants.filter { !$0.holds })")
+            #expect(report.invariants.allSatisfy { $0.holds })
+        }
+    }
+
+    @Test func anInvariantStillBrokenAfterTheWaitIsReportedWithItsRecheckedFigures() async throws {
+        try await withLegacyAndStore(.reference) { legacyDSN, store, storeDSN in
+            _ = try await backfill(legacyDSN, storeDSN)
+            _ = try await Projector().catchUp(on: store)
+            #expect(try await store.execute(Self.planted) == 1)
+            let rechecked = Locked(0)
+            let report = try await diff(legacyDSN, storeDSN, beforeReverification: { rechecked.set(rechecked.value + 1) })
+            #expect(rechecked.value == 1, "a broken invariant alone triggers the re-check")
+            #expect(!report.isClean)
+            #expect(report.invariants.filter { !$0.holds }.map(\.name) == ["receivable_balance"])
+            #expect(report.entities.allSatisfy { $0.isClean }, "no canonical row differs")
+        }
+    }
+}
