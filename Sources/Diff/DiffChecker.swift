@@ -61,6 +61,13 @@ public struct DiffChecker: Sendable {
         /// rounds. 1 for `ledgerlift diff`; shadow mode's continuous verification uses more,
         /// since under live traffic a key can be written again while its first re-check waits.
         public var reverificationRounds = 1
+        /// Under live writes (shadow mode): a key whose legacy row changed between the re-check's
+        /// read and a second read right after it was being written while it was checked, so
+        /// its difference proves nothing either way. When set, such keys are re-checked in the
+        /// next round and, if still moving after the last one, left out of the differences and
+        /// named in a note ("unsettled"), not reported as persistent. A key whose legacy row
+        /// held still while the ledger disagreed is a difference. Off for `ledgerlift diff`.
+        public var settleRacingWrites = false
         /// Where each compared entity is logged (`info`, with `entity` metadata): the caller's,
         /// since a library makes no logger of its own; by default nothing is logged.
         public var logger = Logger(label: "ledgerlift.diff", factory: { _ in SwiftLogNoOpLogHandler() })
@@ -192,7 +199,16 @@ public struct DiffChecker: Sendable {
             }
         }
         for entity in entities {
-            guard let pass = firstPass[entity] else { continue }
+            guard var pass = firstPass[entity] else { continue }
+            if options.settleRacingWrites {
+                let moving = pass.dropUnsettled()
+                if !moving.isEmpty {
+                    notes.append(
+                        "\(entity): \(moving.count) differing key(s) were written again in legacy during every re-check ("
+                            + moving.prefix(10).joined(separator: ", ") + (moving.count > 10 ? ", …" : "")
+                            + "): not counted as differences; a later check sees them settled")
+                }
+            }
             let unkept = pass.unkept.values.reduce(0, +)
             if unkept > 0 {
                 notes.append(
@@ -590,7 +606,19 @@ public struct DiffChecker: Sendable {
             try await Self.rows(connection, side == .legacy ? sql.legacy : sql.ledger, parameters, ownTransaction: true)
         }
         let (matched, differences) = RowMatching.compare(legacy: legacyRows, ledger: ledgerRows, columns: pass.legacyQuery.columns)
-        return ReverifiedKeys(keys: Set(keys), matched: matched, differences: differences)
+        var unsettled = Set<String>()
+        if options.settleRacingWrites, !differences.isEmpty {
+            // Read the still-differing legacy rows once more: one that moved was being written.
+            let differing = Array(Set(differences.map(\.key)))
+            let quarantined = pass.quarantine.map(\.key)
+            let again = try await side(.legacy, entity, "re-reading moving rows") {
+                try await Self.rows(legacy, sql.legacy, [PostgresArray(quarantined), PostgresArray(differing)], ownTransaction: true)
+            }
+            let before = Dictionary(legacyRows.map { ($0.key, $0.hash) }, uniquingKeysWith: { a, _ in a })
+            let after = Dictionary(again.map { ($0.key, $0.hash) }, uniquingKeysWith: { a, _ in a })
+            unsettled = Set(differing.filter { before[$0] != after[$0] })
+        }
+        return ReverifiedKeys(keys: Set(keys), matched: matched, differences: differences, unsettled: unsettled)
     }
 }
 
@@ -599,6 +627,8 @@ struct ReverifiedKeys: Sendable {
     var keys: Set<String>
     var matched: Int64
     var differences: [RowDifference]
+    /// Still-differing keys whose legacy row changed while they were re-checked.
+    var unsettled = Set<String>()
 }
 
 /// One entity's comparison while it runs.
@@ -615,6 +645,9 @@ struct EntityPass: Sendable {
     /// broken entity (nothing projected yet) would otherwise hold every row in memory.
     var unkept = [RowDifference.Kind: Int64]()
     var resolved: Int64 = 0
+    /// Differing keys whose legacy row was moving at the last re-check (see
+    /// ``DiffChecker/Options/settleRacingWrites``).
+    var unsettled = Set<String>()
     var bucketsCompared: Int64 = 0
     var rowsFetched: Int64 = 0
     var duration: Duration = .zero
@@ -648,6 +681,14 @@ struct EntityPass: Sendable {
         differences.sort { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
         resolved += Int64(max(0, before - differences.count))
         matched += again.matched
+        unsettled = unsettled.subtracting(again.keys).union(again.unsettled)
+    }
+
+    /// Leaves the unsettled keys out of the differences; returns them, sorted.
+    mutating func dropUnsettled() -> [String] {
+        let moving = Set(differences.map(\.key)).intersection(unsettled)
+        differences.removeAll { moving.contains($0.key) }
+        return moving.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
 
     /// The first pass's figures, before re-verification (for progress).

@@ -133,6 +133,9 @@ public struct ContinuousVerifier: Sendable {
         let legacyDSN = diff.legacyDSN
         let position = try await newestCommitted(legacyDSN, capture)
         var diff = diff
+        // Under live traffic a hot key can be written again during every re-check: its
+        // difference then says nothing, and it is named in a note instead (docs/diff.md).
+        diff.settleRacingWrites = true
         let waitNote = Mutex<String?>(nil)
         if let tailerPosition {
             diff.beforeReverification = {
