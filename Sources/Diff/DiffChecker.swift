@@ -61,9 +61,11 @@ public struct DiffChecker: Sendable {
         /// rounds. 1 for `ledgerlift diff`; shadow mode's continuous verification uses more,
         /// since under live traffic a key can be written again while its first re-check waits.
         public var reverificationRounds = 1
-        /// Under live writes (shadow mode): a key whose legacy row changed between the re-check's
-        /// read and a second read right after it was being written while it was checked, so
-        /// its difference proves nothing either way. When set, such keys are re-checked in the
+        /// Under live writes (shadow mode): each re-check reads the legacy rows first, then runs
+        /// ``beforeReverification`` (which waits for the tailer to pass what legacy holds then),
+        /// then reads the ledger, then the legacy rows again. A key whose legacy row changed
+        /// between its two reads was being written while it was checked, so its difference
+        /// proves nothing either way. When set, such keys are re-checked in the
         /// next round and, if still moving after the last one, left out of the differences and
         /// named in a note ("unsettled"), not reported as persistent. A key whose legacy row
         /// held still while the ledger disagreed is a difference. Off for `ledgerlift diff`.
@@ -173,6 +175,19 @@ public struct DiffChecker: Sendable {
                     let pending = entities.filter { !(firstPass[$0]?.differingKeys.isEmpty ?? true) }
                     let brokenNow = invariants.indices.filter { !invariants[$0].holds }
                     guard !pending.isEmpty || !brokenNow.isEmpty else { break }
+                    // Under live writes the legacy rows are read first, then the hook waits for
+                    // the tailer to pass what legacy holds now — which includes everything that
+                    // read saw — and only then is the ledger read. Read the other way round, a
+                    // write committed between the hook's look at legacy and the legacy re-read
+                    // would be in the legacy rows and not yet in the ledger: a difference that
+                    // is only the tailer's lag.
+                    var legacyFirst = [Entity: [FetchedRow]]()
+                    if options.settleRacingWrites {
+                        for entity in pending {
+                            guard let pass = firstPass[entity] else { continue }
+                            legacyFirst[entity] = try await readLegacyRows(pass, legacy)
+                        }
+                    }
                     try await options.beforeReverification?()
                     if try await !waitForProjection(ledger), !projectionNoted {
                         projectionNoted = true
@@ -183,7 +198,7 @@ public struct DiffChecker: Sendable {
                     for entity in pending {
                         guard var pass = firstPass[entity] else { continue }
                         options.progress?(.reverifying(entity, keys: pass.differingKeys.count))
-                        pass.apply(try await reverify(pass, legacy, ledger))
+                        pass.apply(try await reverify(pass, legacy, ledger, legacyRows: legacyFirst[entity]))
                         firstPass[entity] = pass
                     }
                     // A broken invariant is re-checked too, in a fresh snapshot: under live
@@ -596,16 +611,40 @@ public struct DiffChecker: Sendable {
     }
 
     /// Re-reads the differing keys on both sides, in fresh snapshots.
-    private func reverify(_ pass: EntityPass, _ legacy: Connection, _ ledger: Connection) async throws -> ReverifiedKeys {
+    /// The legacy rows of `pass`'s differing keys, read now (the first half of a re-check under
+    /// live writes).
+    private func readLegacyRows(_ pass: EntityPass, _ legacy: Connection) async throws -> [FetchedRow] {
+        let keys = Array(pass.differingKeys.prefix(options.maxReverifiedKeys))
+        let parameters: [(any PostgresEncodable)?] = [PostgresArray(pass.quarantine.map(\.key)), PostgresArray(keys)]
+        let sql = pass.legacyQuery.rowsOfKeysSQL
+        return try await side(.legacy, pass.entity, "re-reading differing rows") {
+            try await Self.rows(legacy, sql, parameters, ownTransaction: true)
+        }
+    }
+
+    /// Re-reads the differing keys of `pass` and compares them again; with `legacyRows`, those
+    /// stand for the legacy side (read before waiting for the tailer) and only the ledger is read.
+    private func reverify(
+        _ pass: EntityPass, _ legacy: Connection, _ ledger: Connection, legacyRows given: [FetchedRow]? = nil
+    ) async throws -> ReverifiedKeys {
         let entity = pass.entity
         let keys = Array(pass.differingKeys.prefix(options.maxReverifiedKeys))
         let parameters: [(any PostgresEncodable)?] = [PostgresArray(pass.quarantine.map(\.key)), PostgresArray(keys)]
         let sql = (legacy: pass.legacyQuery.rowsOfKeysSQL, ledger: pass.ledgerQuery.rowsOfKeysSQL)
-        let (legacyRows, ledgerRows) = try await onBothSides(entity, "re-reading differing rows", legacy, ledger) {
-            connection, side in
-            try await Self.rows(connection, side == .legacy ? sql.legacy : sql.ledger, parameters, ownTransaction: true)
+        let legacyRows: [FetchedRow]
+        let ledgerRows: [FetchedRow]
+        if let given {
+            legacyRows = given
+            ledgerRows = try await side(.ledger, entity, "re-reading differing rows") {
+                try await Self.rows(ledger, sql.ledger, parameters, ownTransaction: true)
+            }
+        } else {
+            (legacyRows, ledgerRows) = try await onBothSides(entity, "re-reading differing rows", legacy, ledger) {
+                connection, side in
+                try await Self.rows(connection, side == .legacy ? sql.legacy : sql.ledger, parameters, ownTransaction: true)
+            }
         }
-        let (matched, differences) = RowMatching.compare(legacy: legacyRows, ledger: ledgerRows, columns: pass.legacyQuery.columns)
+        var (matched, differences) = RowMatching.compare(legacy: legacyRows, ledger: ledgerRows, columns: pass.legacyQuery.columns)
         var unsettled = Set<String>()
         if options.settleRacingWrites, !differences.isEmpty {
             // Read the still-differing legacy rows once more: one that moved was being written.
@@ -617,6 +656,18 @@ public struct DiffChecker: Sendable {
             let before = Dictionary(legacyRows.map { ($0.key, $0.hash) }, uniquingKeysWith: { a, _ in a })
             let after = Dictionary(again.map { ($0.key, $0.hash) }, uniquingKeysWith: { a, _ in a })
             unsettled = Set(differing.filter { before[$0] != after[$0] })
+            // A moving key the ledger already holds as legacy holds it now (or that is gone on
+            // both sides): the tailer caught up with the newer write; that is a match.
+            let stillDiffering = RowMatching.compare(
+                legacy: again.filter { unsettled.contains($0.key) }, ledger: ledgerRows.filter { unsettled.contains($0.key) },
+                columns: pass.legacyQuery.columns
+            ).differences.map(\.key)
+            let caughtUp = unsettled.subtracting(stillDiffering)
+            if !caughtUp.isEmpty {
+                unsettled.subtract(caughtUp)
+                differences.removeAll { caughtUp.contains($0.key) }
+                matched += Int64(caughtUp.count)
+            }
         }
         return ReverifiedKeys(keys: Set(keys), matched: matched, differences: differences, unsettled: unsettled)
     }

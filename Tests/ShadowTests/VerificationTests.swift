@@ -159,7 +159,10 @@ struct VerificationTests {
         }
     }
 
-    @Test func aKeyWrittenAgainWhileItsReCheckWaitedIsReCheckedOnceMore() async throws {
+    /// The re-check reads legacy first, waits for the tailer, then reads the ledger: a key the
+    /// application writes again during the wait is compared as it was before the wait, which the
+    /// tailer has applied, so its later write is no false difference.
+    @Test func aKeyWrittenAgainWhileItsReCheckWaitedIsNoDifference() async throws {
         try await withLegacyAndStore { legacy, legacyDSN, store, storeDSN in
             _ = try await install(legacy, try referenceMapping())
             try await backfillAndProject(legacyDSN, storeDSN, store)
@@ -191,7 +194,7 @@ struct VerificationTests {
             let record = try await Self.verifier(legacyDSN, storeDSN).runOnce(tailerPosition: tailer)
             #expect(record.verdict == .clean, "\(record.reportJSON ?? record.error ?? "")")
             #expect(record.differences == 1 && record.persistentDifferences == 0)
-            #expect(polls.count >= 6)
+            #expect(polls.count >= 3, "the re-check waited for the tailer")
         }
     }
 
