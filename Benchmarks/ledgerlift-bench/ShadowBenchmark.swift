@@ -248,7 +248,9 @@ enum ShadowBenchmark {
         say(
             "    \(summary.batches) batches, \(summary.sync.keysRead) keys synced, \(summary.sync.eventsAppended) events; "
                 + "time in outbox read \(String(format: "%.1f", summary.readTime.seconds)) s, keys \(String(format: "%.1f", summary.keysTime.seconds)) s, "
-                + "prune \(String(format: "%.1f", summary.pruneTime.seconds)) s, projection \(String(format: "%.1f", summary.projectTime.seconds)) s")
+                + "legacy reads \(String(format: "%.1f", summary.sync.legacyTime.seconds)) s, stream reads \(String(format: "%.1f", summary.sync.ledgerTime.seconds)) s, "
+                + "append \(String(format: "%.1f", summary.sync.appendTime.seconds)) s, prune \(String(format: "%.1f", summary.pruneTime.seconds)) s, "
+                + "projection \(String(format: "%.1f", summary.projectTime.seconds)) s")
         say(
             "    diff after (every entity, invariants): clean, \(diff.entities.reduce(Int64(0)) { $0 + $1.compared }) keys compared "
                 + "in \(String(format: "%.1f", diff.duration.seconds)) s")
