@@ -128,6 +128,8 @@ enum ShadowBenchmark {
         let stop = ShadowTailer.Stop()
         let tailer = ShadowTailer(.init(legacyDSN: pair.legacy, storeDSN: pair.store, mapping: mapping, follow: true))
         let running = Task { try await tailer.run(stop: stop) }
+        // On any way out: a failed run must not leave the tailer following.
+        defer { stop.stop() }
         // Samples from here on only (the table keeps an hour of them).
         let since = try await store.query("SELECT now()::text").rows[0].decode(at: 0, as: String.self)
         let moment = try await LegacySQLApp.latestRecordedMoment(on: legacy)
