@@ -15,7 +15,7 @@ struct LedgerliftBench: AsyncParsableCommand {
     @Option(help: "PostgreSQL DSN of a server the benchmark may create databases on.")
     var dsn: String
 
-    @Option(help: "Benchmarks to run (copy, store, backfill, projection, follow, diff, simulate). Default: all.")
+    @Option(help: "Benchmarks to run (copy, store, backfill, projection, follow, diff, simulate, shadow). Default: all.")
     var only: [String] = []
 
     @Option(help: "Repetitions of each measurement; the median is reported.")
@@ -31,6 +31,7 @@ struct LedgerliftBench: AsyncParsableCommand {
             ("follow", FollowBenchmark.run),
             ("diff", DiffBenchmark.run),
             ("simulate", SimulateBenchmark.run),
+            ("shadow", ShadowBenchmark.run),
         ]
         for (name, body) in all where only.isEmpty || only.contains(name) {
             print("== \(name)")
