@@ -16,7 +16,8 @@ import Postgres
 ///    hash sum are done. A differing bucket small enough is fetched from both sides and
 ///    compared key by key; a larger one is split by 8 more bits and re-hashed, within the same
 ///    snapshot, until its parts are small (checksum bisection).
-/// 3. Keys the backfill quarantined are left out on both sides and listed apart.
+/// 3. Quarantined keys (by the backfill, the tailer or a resync) are left out on both sides and
+///    listed apart.
 /// 4. Every difference and every broken invariant is re-checked once, in fresh snapshots, after
 ///    the projection has caught up with the event store: a write racing the check (legacy row
 ///    written, its event not yet projected) is then resolved instead of reported.
@@ -448,6 +449,10 @@ public struct DiffChecker: Sendable {
         return bits
     }
 
+    /// The `run_id` of quarantine entries written by shadow mode's syncs (``SyncOrigin``'s
+    /// `metadataOrigin` of the tailer and of resync): they are released when the key migrates.
+    static let shadowQuarantineOrigins: Set<String> = [SyncOrigin.shadow.metadataOrigin, SyncOrigin.resync.metadataOrigin]
+
     /// The quarantined rows (ledger), the mapping query's result columns (legacy) and an
     /// estimate of the rows to compare.
     private func prepare(
@@ -466,12 +471,27 @@ public struct DiffChecker: Sendable {
             try await ledger.withSession { session -> ([QuarantinedRow], Int64) in
                 var quarantine = [QuarantinedRow]()
                 if quarantineTable {
-                    // A key the read model holds is compared, whatever the quarantine says: an
-                    // entry can be stale (a later run migrated the row) or cover one of two
-                    // legacy rows of a key; leaving such keys out would hide their differences.
-                    quarantine = try QuarantineStore(schema: storeSchema).entries(
-                        of: entity, unlessIn: (table, entity.keyColumn), in: session
-                    ).map { QuarantinedRow(key: $0.key, reason: $0.reason.rawValue, detail: $0.detail) }
+                    // A backfill's entry of a key the read model holds is compared, whatever the
+                    // quarantine says: it can be stale (a later run migrated the row) or cover
+                    // one of two legacy rows of a key; leaving such keys out would hide their
+                    // differences. An entry of shadow mode (tailer or resync) is current by
+                    // construction — the sync that migrates the row releases it — and its key's
+                    // stream stays at its last good state, which the read model holds: that key
+                    // is left out whatever the read model holds, or it would read as an
+                    // unexplained mismatch.
+                    let entries = try QuarantineStore(schema: storeSchema).entries(of: entity, in: session)
+                    let backfillKeys = entries.filter { !Self.shadowQuarantineOrigins.contains($0.runID) }.map(\.key)
+                    var migrated = Set<String>()
+                    if !backfillKeys.isEmpty {
+                        let column = quoteIdentifier(entity.keyColumn)
+                        migrated = Set(
+                            try session.query(
+                                "SELECT \(column)::text FROM \(table) WHERE \(column)::text = ANY($1::text[])",
+                                [PostgresArray(backfillKeys)]
+                            ).rows.map { try $0.decode(at: 0, as: String.self) })
+                    }
+                    quarantine = entries.filter { Self.shadowQuarantineOrigins.contains($0.runID) || !migrated.contains($0.key) }
+                        .map { QuarantinedRow(key: $0.key, reason: $0.reason.rawValue, detail: $0.detail) }
                 }
                 var estimate = try session.query(
                     "SELECT reltuples::int8 FROM pg_class WHERE oid = $1::regclass", [table]

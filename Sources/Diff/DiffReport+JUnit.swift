@@ -75,7 +75,7 @@ struct DiffJUnitRenderer {
                 + "buckets compared \(e.bucketsCompared), rows fetched \(e.rowsFetched)"
         ]
         if e.quarantined > 0 {
-            output.append("quarantined by the backfill (not compared):")
+            output.append("quarantined by the backfill or shadow mode (not compared):")
             output += DiffTextRenderer.quarantineLines(e, indent: "  ")
         }
         out += "      <system-out>" + Self.text(output.joined(separator: "\n")) + "</system-out>\n"

@@ -109,7 +109,7 @@ struct DiffMarkdownRenderer {
     }
 
     private var quarantine: [String] {
-        var blocks = ["### Quarantined by the backfill (not compared)"]
+        var blocks = ["### Quarantined by the backfill or shadow mode (not compared)"]
         for e in report.entities where e.quarantined > 0 {
             blocks.append(
                 "#### \(Self.code(e.entity.rawValue, inTable: false)): "

@@ -95,7 +95,7 @@ struct DiffTextRenderer {
     }
 
     private var quarantine: String {
-        var lines = ["Quarantined by the backfill (not compared)"]
+        var lines = ["Quarantined by the backfill or shadow mode (not compared)"]
         for e in report.entities where e.quarantined > 0 {
             lines.append("")
             lines.append("\(e.entity): \(DiffFormatting.count(e.quarantined, "row", "rows"))")

@@ -126,9 +126,11 @@ public struct ContinuousVerifier: Sendable {
     ///   - tailerPosition: where the tailer is; `nil` re-checks without waiting for a tailer.
     /// - Returns: the report (a note says when the tailer did not pass the position in time) and
     ///   the newest committed capture position when the check started (`nil`: nothing captured).
+    ///   - tailerRunning: whether that tailer runs, asked before each wait; when it does not,
+    ///     the differences are re-checked at once (waiting would only time out) and a note says so.
     public static func check(
         _ diff: DiffChecker.Options, capture: CaptureSchema = CaptureSchema(), tailerTimeout: Duration = .seconds(60),
-        tailerPosition: TailerPosition?
+        tailerPosition: TailerPosition?, tailerRunning: TailerLiveness? = nil
     ) async throws -> (report: DiffReport, legacyPosition: CapturePosition?) {
         let legacyDSN = diff.legacyDSN
         let position = try await newestCommitted(legacyDSN, capture)
@@ -137,8 +139,16 @@ public struct ContinuousVerifier: Sendable {
         // difference then says nothing, and it is named in a note instead (docs/diff.md).
         diff.settleRacingWrites = true
         let waitNote = Mutex<String?>(nil)
+        let notRunningNote = Mutex<String?>(nil)
         if let tailerPosition {
             diff.beforeReverification = {
+                if let tailerRunning, try await !tailerRunning.isRunning() {
+                    notRunningNote.withLock {
+                        $0 = "the tailer \(tailerRunning.name) is not running: differences were re-checked without "
+                            + "waiting for it"
+                    }
+                    return
+                }
                 // The position now is at least every position the first pass could see: the
                 // first pass's legacy snapshot was taken before this read. Waiting for the
                 // position read at check start instead would miss a write committed between
@@ -153,8 +163,28 @@ public struct ContinuousVerifier: Sendable {
             }
         }
         var report = try await DiffChecker(diff).run()
+        if let note = notRunningNote.withLock({ $0 }) { report.notes.append(note) }
         if let note = waitNote.withLock({ $0 }) { report.notes.append(note) }
         return (report, position)
+    }
+
+    /// Whether the tailer named ``name`` runs: whether a session holds its advisory lock
+    /// (`ledgerlift.shadow/<name>`) in the store, as `shadow status` decides it.
+    public struct TailerLiveness: Sendable {
+        public var name: String
+        public var isRunning: @Sendable () async throws -> Bool
+
+        public init(name: String, isRunning: @escaping @Sendable () async throws -> Bool) {
+            self.name = name
+            self.isRunning = isRunning
+        }
+
+        /// Asks `store` at each call.
+        public static func of(_ name: String, store: Connection) -> TailerLiveness {
+            TailerLiveness(name: name) {
+                try await store.withSession { try $0.holder(of: Resync.tailerLock(name: name)) } != nil
+            }
+        }
     }
 
     /// Whether there is something to verify: the read models exist. Right after a backfill the

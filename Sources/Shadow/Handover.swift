@@ -70,7 +70,8 @@ public enum Handover {
         return .ready(
             HandoverReady(
                 installs: installs, backfillRun: snapshots.runID, snapshots: snapshots.snapshots.count,
-                closedByResync: resyncedAfter.map(\.id).max()))
+                closedByResync: resyncedAfter.max { $0.id < $1.id }.map(\.id),
+                closedAt: resyncedAfter.max { $0.id < $1.id }.map(\.finishedAt)))
     }
 
     /// The tailer's guard, in the form its configuration takes (`ShadowTailer.Configuration.preflight`):
@@ -166,13 +167,14 @@ public enum Handover {
         guard try records.exists("shadow_resyncs", session) else { return [] }
         return try session.query(
             """
-            SELECT id, legacy_snapshot, array_to_string(entities, ',')
+            SELECT id, legacy_snapshot, array_to_string(entities, ','), finished_at
               FROM \(records.resyncs) WHERE finished_at IS NOT NULL ORDER BY id
             """
         ).rows.map { row in
             ResyncRecordSummary(
                 id: try row.decode(at: 0, as: Int64.self), legacySnapshot: try row.decode(at: 1, as: String.self),
-                entities: try row.decode(at: 2, as: String.self).split(separator: ",").map(String.init))
+                entities: try row.decode(at: 2, as: String.self).split(separator: ",").map(String.init),
+                finishedAt: try row.decode(at: 3, as: PostgresTimestamp.self))
         }
     }
 }
@@ -182,6 +184,7 @@ struct ResyncRecordSummary: Sendable, Hashable {
     var id: Int64
     var legacySnapshot: String
     var entities: [String]
+    var finishedAt: PostgresTimestamp
 }
 
 /// An install that started capturing tables.
@@ -205,6 +208,8 @@ public struct HandoverReady: Sendable, Hashable {
     public var snapshots: Int
     /// The resync (`shadow_resyncs.id`) that closed a gap, if there was one.
     public var closedByResync: Int64?
+    /// When that resync finished.
+    public var closedAt: PostgresTimestamp?
 }
 
 /// Capture installed after (part of) the backfill read legacy.
@@ -267,8 +272,15 @@ public enum HandoverVerdict: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .ready(let ready):
-            "no gap: capture was installed before the backfill read legacy (\(ready.snapshots) backfill snapshot(s) saw "
-                + "every install)" + (ready.closedByResync.map { "; a gap was closed by resync #\($0)" } ?? "")
+            if let resync = ready.closedByResync {
+                // The install came after (part of) the backfill's reads: saying "no gap" there
+                // would contradict the resync that was needed.
+                "capture was installed after the backfill read legacy; the gap was closed by resync #\(resync)"
+                    + (ready.closedAt.map { " at \($0)" } ?? "")
+            } else {
+                "no gap: capture was installed before the backfill read legacy (\(ready.snapshots) backfill snapshot(s) "
+                    + "saw every install)"
+            }
         default: error!.description
         }
     }

@@ -21,7 +21,9 @@ extension Resync {
         let sync = ShadowSync(
             legacy: legacy, store: store, eventStore: EventStore(schema: options.storeSchema), mapping: options.mapping,
             origin: .resync, readSchema: options.readSchema)
-        return try await run { keys in
+        // `project` builds read models never built (blue/green) and catches up the others: the
+        // first diff reads them.
+        return try await run(prepare: { _ = try await sync.project() }) { keys in
             let outcome = try await sync.sync(keys, position: nil)
             _ = try await sync.project()
             return SyncCounts(keysRead: outcome.keysRead, eventsAppended: outcome.eventsAppended, quarantined: outcome.quarantined)

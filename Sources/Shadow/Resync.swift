@@ -4,6 +4,7 @@ import EventStore
 import Foundation
 import Logging
 import Mapping
+import Migration
 import Postgres
 import TextFormats
 
@@ -149,7 +150,19 @@ public struct Resync: Sendable {
     public static func tailerLock(name: String) -> AdvisoryLock { AdvisoryLock("ledgerlift.shadow/" + name) }
 
     /// Runs the resync.
-    public func run(sync: Sync) async throws(ResyncError) -> ResyncReport {
+    ///
+    /// - Parameters:
+    ///   - prepare: runs once the resync holds the tailer's lock and its preconditions hold,
+    ///     before anything is recorded: brings the read models up to date (builds them when
+    ///     they were never built), so the first diff has something to read.
+    ///   - sync: syncs one round's keys.
+    /// - Throws: ``ResyncError/noFinishedBackfill(runID:)`` and
+    ///   ``ResyncError/mappingIncomplete(problems:)`` before anything is recorded, as
+    ///   `shadow run` and `shadow install` refuse; a resync that fails once recorded keeps its
+    ///   row in `shadow_resyncs` with the `error` (never with `finished_at`).
+    public func run(prepare: (@Sendable () async throws -> Void)? = nil, sync: Sync) async throws(ResyncError)
+        -> ResyncReport
+    {
         let options = options
         let entities = options.entities ?? Entity.allCases.filter { options.mapping[entity: $0] != nil }
         let records = ShadowRecords(schema: options.storeSchema)
@@ -177,6 +190,26 @@ public struct Resync: Sendable {
                 return try session.holder(of: lock) ?? "a session that has just ended"
             }
             if let holder { throw ResyncError.tailerRunning(name: options.tailerName, holder: holder) }
+            // The same refusals as `shadow run` (a resync appends through the tailer's path, on
+            // top of a finished backfill of this very mapping) and `shadow install` (a table the
+            // mapping reads that capture misses: its later changes would never reach the ledger).
+            // Coverage first: an incomplete mapping has its own fingerprint, so it has no backfill
+            // either, and that refusal would not say what to fix.
+            let coverage = try await legacy.withSession { [options] in try MappingCoverage.analyze(options.mapping, in: $0) }
+            guard coverage.isComplete else { throw ResyncError.mappingIncomplete(problems: coverage.problems) }
+            let eventStore = EventStore(schema: options.storeSchema)
+            let backfill = try await store.withSession { [options] session in
+                try ShadowTailer.finishedBackfill(of: options.mapping, store: eventStore, in: session)
+            }
+            guard backfill != nil else {
+                let runID = Backfill(.init(legacyDSN: "", storeDSN: "", mapping: options.mapping, store: eventStore)).runID
+                throw ResyncError.noFinishedBackfill(runID: runID)
+            }
+            if let prepare {
+                do { try await prepare() } catch {
+                    throw ResyncError.failed(doing: "bringing the read models up to date", "\(error)")
+                }
+            }
             // Read before the diff opens its snapshot: everything this snapshot saw, the diff saw.
             let snapshot = try await legacy.query("SELECT pg_current_snapshot()::text").rows[0].decode(at: 0, as: String.self)
             resyncID = try await store.withSession { session in
@@ -192,6 +225,22 @@ public struct Resync: Sendable {
             throw ResyncError.failed(doing: "preparing the resync", "\(error)")
         }
 
+        do {
+            return try await rounds(resyncID, records: records, lock: lock, store: store, sync: sync)
+        } catch {
+            // Recorded, so the next resync's number is explained: this one failed, and why.
+            // Best effort: the store may be what failed.
+            _ = try? await store.execute(
+                "UPDATE \(records.resyncs) SET error = $2 WHERE id = $1", [resyncID, error.description])
+            throw error
+        }
+    }
+
+    /// The diff-and-sync rounds of the resync recorded as `resyncID`, and its record.
+    private func rounds(
+        _ resyncID: Int64, records: ShadowRecords, lock: AdvisoryLock, store: Connection, sync: Sync
+    ) async throws(ResyncError) -> ResyncReport {
+        let options = options
         var rounds = [ResyncRound]()
         var before: DiffReport?
         var after: DiffReport
@@ -287,6 +336,11 @@ public enum ResyncError: Error, Sendable, CustomStringConvertible {
     /// streams).
     case tailerRunning(name: String, holder: String)
     case connect(side: String, String)
+    /// No backfill of this mapping has finished in the store (what `shadow run` refuses too).
+    case noFinishedBackfill(runID: String)
+    /// The mapping's sources miss tables its SQL reads (``MappingCoverage``, what `shadow
+    /// install` refuses): one line per problem.
+    case mappingIncomplete(problems: [String])
     case diff(DiffError)
     case failed(doing: String, String)
 
@@ -295,6 +349,8 @@ public enum ResyncError: Error, Sendable, CustomStringConvertible {
         case .tailerRunning(let name, let holder):
             "the shadow tailer \"\(name)\" is running (\(holder)): stop `ledgerlift shadow run` first, resync, then start it again"
         case .connect(_, let message): message
+        case .noFinishedBackfill(let runID): "\(TailerError.noFinishedBackfill(runID: runID))"
+        case .mappingIncomplete(let problems): "\(ShadowError.mappingIncomplete(problems: problems))"
         case .diff(let error): "\(error)"
         case .failed(let doing, let message): "\(doing) failed: \(message)"
         }

@@ -58,8 +58,11 @@ public struct ShadowRecords: Sendable, Hashable {
                 differences_before  bigint,
                 keys_synced         bigint,
                 events_appended     bigint,
-                differences_after   bigint
+                differences_after   bigint,
+                -- Why a recorded resync stopped (it has no finished_at then).
+                error               text
             );
+            ALTER TABLE \(resyncs) ADD COLUMN IF NOT EXISTS error text;
             """)
     }
 

@@ -162,7 +162,8 @@ struct DiffCommand: AsyncParsableCommand {
         let startedAt = try await connection.query("SELECT clock_timestamp()").rows[0].decode(at: 0, as: PostgresTimestamp.self)
         if tailer != nil { options.reverificationRounds = 3 }
         let (report, position) = try await ContinuousVerifier.check(
-            options, tailerPosition: tailer.map { ContinuousVerifier.checkpoint(of: $0, store: connection, storeSchema: schema) })
+            options, tailerPosition: tailer.map { ContinuousVerifier.checkpoint(of: $0, store: connection, storeSchema: schema) },
+            tailerRunning: tailer.map { ContinuousVerifier.TailerLiveness.of($0, store: connection) })
         if record {
             var verification = VerificationRecord(
                 origin: "diff", startedAt: startedAt, legacyPosition: position, entities: [], verdict: .error)

@@ -163,7 +163,7 @@ struct DiffReportRenderingTests {
 
     @Test func textListsQuarantinedRowsApartAndBrokenInvariantsWithTheirKeys() throws {
         let text = Reports.dirty.rendered(.text)
-        let quarantine = try #require(text.range(of: "\nQuarantined by the backfill (not compared)\n"))
+        let quarantine = try #require(text.range(of: "\nQuarantined by the backfill or shadow mode (not compared)\n"))
         let differences = try #require(text.range(of: "\nDifferences\n"))
         #expect(differences.lowerBound < quarantine.lowerBound)
         #expect(text.contains("payment: 3 rows\n"))
@@ -418,7 +418,7 @@ struct DiffReportRenderingTests {
 
     @Test func markdownListsQuarantineAndInvariantsWithFreeTextEscaped() {
         let lines = lines(Reports.dirty.rendered(.markdown))
-        #expect(lines.contains("### Quarantined by the backfill (not compared)"))
+        #expect(lines.contains("### Quarantined by the backfill or shadow mode (not compared)"))
         #expect(lines.contains("| `pay-7` | unknown\\_currency | currency 'XYZ' is not in ISO 4217 |"))
         #expect(lines.contains("| `pay-8` | negative\\_amount | amount -5 \\< 0 \\& refunded |"))
         #expect(

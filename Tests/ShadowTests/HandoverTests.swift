@@ -83,6 +83,12 @@ struct HandoverTests {
                 return
             }
             #expect(ready.closedByResync == full.id)
+            // The message must not say "no gap" when a resync was needed to close one.
+            let closedMessage = "\(closed)"
+            #expect(
+                closedMessage.hasPrefix("capture was installed after the backfill read legacy; the gap was closed by resync #\(full.id) at "),
+                "\(closedMessage)")
+            #expect(!closedMessage.contains("no gap"))
             try await Handover.preflight()(legacy, store, [])
         }
     }

@@ -1,5 +1,8 @@
 import Billing
 import Diff
+import Foundation
+import Mapping
+import Migration
 import Postgres
 import Shadow
 import TestSupport
@@ -79,6 +82,93 @@ struct ResyncTests {
             other.tailerName = "other"
             let report = try await Resync(other).run(sync: noSyncExpected)
             #expect(report.before.isClean && report.after.isClean)
+        }
+    }
+}
+
+/// `shadow resync` refuses what `shadow run` and `shadow install` refuse, before it records
+/// anything; it builds read models never built; a resync that fails once recorded says so.
+@Suite("Shadow: resync preconditions")
+struct ResyncPreconditionTests {
+    static func recorded(_ store: Connection) async throws -> [(finished: Bool, error: String?)] {
+        guard try await store.query("SELECT to_regclass('ledgerlift.shadow_resyncs') IS NOT NULL").rows[0].decode(at: 0, as: Bool.self)
+        else { return [] }
+        return try await store.query("SELECT finished_at IS NOT NULL, error FROM ledgerlift.shadow_resyncs ORDER BY id").rows.map {
+            (try $0.decode(at: 0, as: Bool.self), try $0.decode(at: 1, as: String?.self))
+        }
+    }
+
+    @Test func withoutAFinishedBackfillOfTheMappingResyncRefusesAsTheTailerDoes() async throws {
+        try await withLegacyAndStore { _, legacyDSN, store, storeDSN in
+            let resync = Resync(try resyncOptions(legacyDSN, storeDSN))
+            await #expect {
+                _ = try await resync.run(sync: noSyncExpected)
+            } throws: { error in
+                guard case ResyncError.noFinishedBackfill = error else { return false }
+                return "\(error)".hasPrefix("no backfill of this mapping has finished in the store")
+            }
+            #expect(try await Self.recorded(store).isEmpty)
+        }
+    }
+
+    @Test func aMappingWhoseSourcesMissATableItReadsIsRefused() async throws {
+        try await withLegacyAndStore { _, legacyDSN, store, storeDSN in
+            try await backfillAndProject(legacyDSN, storeDSN, store)
+            var yaml = try String(contentsOfFile: referenceMappingPath, encoding: .utf8)
+            // The payments' currency comes from their customer: without this source, a
+            // customer's change would never reach its payments.
+            let source = """
+                      - table: legacy.customers
+                        columns: []
+                        keys: |
+                          SELECT p.id::text FROM changed c
+                          JOIN legacy.invoices i ON i.customer_id = c.id
+                          JOIN legacy.payments p ON p.invoice_id = i.id
+                          WHERE p.currency IS NULL
+                          UNION
+                          SELECT p.id::text FROM changed c
+                          JOIN legacy.payments p ON p.customer_id = c.id
+                          WHERE p.invoice_id IS NULL AND p.currency IS NULL
+
+                """
+            #expect(yaml.contains(source))
+            yaml = yaml.replacing(source, with: "")
+            var options = try resyncOptions(legacyDSN, storeDSN)
+            options.mapping = try MappingFile(yaml: yaml, file: referenceMappingPath)
+            let resync = Resync(options)
+            await #expect {
+                _ = try await resync.run(sync: noSyncExpected)
+            } throws: { error in
+                guard case ResyncError.mappingIncomplete(let problems) = error else { return false }
+                return problems.count == 1 && problems[0].hasPrefix("payment: query, by_key read legacy.customers, not in sources")
+            }
+            #expect(try await Self.recorded(store).isEmpty)
+        }
+    }
+
+    @Test func readModelsNeverBuiltAreBuiltFirstAndAFailedResyncRecordsWhy() async throws {
+        try await withLegacyAndStore { legacy, legacyDSN, store, storeDSN in
+            _ = try await Backfill(
+                .init(legacyDSN: legacyDSN, storeDSN: storeDSN, mapping: try referenceMapping(), workers: 2, batchEvents: 97)
+            ).run()
+            try await legacy.execute("UPDATE legacy.customers SET email = 'changed@example.com' WHERE id = 5")
+
+            // A sync that fails: the resync is recorded with its error, never as finished.
+            let failing: Resync.Sync = { _ in throw ResyncTestError.unexpectedSync([:]) }
+            let resync = Resync(try resyncOptions(legacyDSN, storeDSN))
+            await #expect(throws: ResyncError.self) {
+                _ = try await resync.run(prepare: { _ = try await Projector().catchUp(on: store) }, sync: failing)
+            }
+            let failed = try await Self.recorded(store)
+            #expect(failed.count == 1 && !failed[0].finished)
+            #expect(failed[0].error?.hasPrefix("syncing 1 key(s) failed") == true, "\(failed)")
+
+            // Through ShadowSync: the read models exist now; drop them to stand for a store never projected.
+            try await store.execute("DROP SCHEMA ledgerlift_read CASCADE")
+            let report = try await resync.run()
+            #expect(report.keysSynced == 1 && report.after.isClean, "\(report.text)")
+            let all = try await Self.recorded(store)
+            #expect(all.count == 2 && all[1].finished && all[1].error == nil)
         }
     }
 }

@@ -43,6 +43,10 @@ struct VerificationDiffCommandTests {
                     }
                 }
             }
+            // A running tailer holds its lock: the diff waits for it only then.
+            let lockHolder = try await Connection.connect(storeDSN, applicationName: "ledgerlift-shadow-run")
+            defer { lockHolder.close() }
+            #expect(try await lockHolder.withSession { try $0.tryLock(ShadowTailer.lock(name: "t1")) })
             tailer.start()
             let waited = try LedgerliftBinary.run(arguments + ["--tailer", "t1", "--record", "--format", "json"])
             #expect(waited.status == 0, "\(waited.stdout)\(waited.stderr)")
@@ -58,6 +62,26 @@ struct VerificationDiffCommandTests {
             recent = try await store.withSession { try VerificationHistory().recent(limit: 5, in: $0) }
             #expect(recent.first?.verdict == .error && recent.first?.error?.contains("no read model") == true)
             #expect(try await store.withSession { try VerificationHistory().cleanStreak(in: $0) }.count == 0)
+        }
+    }
+
+    /// A tailer that is not running (nobody holds `ledgerlift.shadow/<name>`) will not pass any
+    /// position: the diff re-checks at once instead of waiting 60 s a round, and says why.
+    @Test func aTailerNotRunningIsNotWaitedForAndTheReportSaysSo() async throws {
+        try await withLegacyAndStore { legacy, legacyDSN, store, storeDSN in
+            _ = try await install(legacy, try referenceMapping())
+            try await backfillAndProject(legacyDSN, storeDSN, store)
+            try await legacy.execute("UPDATE legacy.customers SET email = 'untailed@example.com' WHERE id = 10")
+            let result = try LedgerliftBinary.run([
+                "diff", "--legacy", legacyDSN, "--store", storeDSN, "--mapping", referenceMappingPath, "--tailer", "stopped",
+                "--skip-invariants",
+            ])
+            #expect(result.status == 1, "\(result.stdout)\(result.stderr)")
+            #expect(
+                result.stdout.contains(
+                    "the tailer stopped is not running: differences were re-checked without waiting for it"),
+                "\(result.stdout)")
+            #expect(!result.stdout.contains("had not passed legacy position"), "\(result.stdout)")
         }
     }
 }

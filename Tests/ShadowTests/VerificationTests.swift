@@ -1,5 +1,7 @@
 import Billing
 import Diff
+import EventStore
+import Mapping
 import Foundation
 import Postgres
 import Shadow
@@ -86,6 +88,35 @@ struct VerificationTests {
             #expect(stored.reportJSON?.contains("\"entity\": \"plan\"") == true)
             stored.reportJSON = partial.reportJSON
             #expect(stored == partial)
+        }
+    }
+
+    /// A live write that makes a migrated row unmigratable: the tailer quarantines the key and
+    /// its stream (and read model row) stays at its last good state. The diff leaves it out on
+    /// both sides and lists it as quarantined, as it does the backfill's quarantine.
+    @Test func aKeyTheTailerQuarantinedIsListedApartAndTheVerificationIsClean() async throws {
+        try await withLegacyAndStore { legacy, legacyDSN, store, storeDSN in
+            try await backfillAndProject(legacyDSN, storeDSN, store)
+            // The balance no longer agrees with the customer's balance transactions.
+            try await legacy.execute("UPDATE legacy.customers SET balance = balance + 1 WHERE id = 10")
+            let sync = ShadowSync(
+                legacy: legacy, store: store, eventStore: EventStore(), mapping: try referenceMapping(), origin: .shadow)
+            let outcome = try await sync.sync([.customer: ["10"]], position: nil)
+            #expect(outcome.quarantined == 1)
+            _ = try await sync.project()
+
+            let report = try await DiffChecker(
+                .init(legacyDSN: legacyDSN, storeDSN: storeDSN, mapping: try referenceMapping(), checkInvariants: false)
+            ).run()
+            let customers = try #require(report.entities.first { $0.entity == .customer })
+            #expect(customers.isClean && customers.mismatched == 0, "\(report.rendered(.text))")
+            #expect(customers.quarantined == 1 && customers.quarantine.map(\.key) == ["10"])
+            #expect(customers.quarantine.first?.reason == "balance_mismatch")
+
+            let record = try await Self.verifier(legacyDSN, storeDSN).runOnce(tailerPosition: Self.noTailer)
+            #expect(record.verdict == .clean, "\(record.reportJSON ?? record.error ?? "")")
+            let status = try await ShadowStatus.read(legacy: legacy, store: store)
+            #expect(status.quarantined[.customer] == 1)
         }
     }
 
