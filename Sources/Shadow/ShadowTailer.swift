@@ -16,7 +16,9 @@ import Synchronization
 /// transaction also moves the checkpoint (compare-and-set) and records lag samples; then the
 /// applied changes are pruned from the outbox and the appended events projected. A crash at
 /// any point is recovered by running again: an uncommitted batch is read again, and syncing
-/// keys that are already current appends nothing.
+/// keys that are already current appends nothing; the read models are brought up to the event
+/// store (finished or built when a blue/green build was cut short) each time the run catches
+/// up, whether or not it appended anything.
 public struct ShadowTailer: Sendable {
     public struct Configuration: Sendable {
         public var legacyDSN: String
@@ -212,7 +214,12 @@ public struct ShadowTailer: Sendable {
         var summary = Summary()
         summary.position = position
         var lastLagPrune = clock.now
-        var projecting = false
+        // Whether the read models are known to hold every event in the store. Not at start:
+        // a run killed after its store commit and before its projection left them behind (or a
+        // first blue/green build half-done), and the events are in the store whatever this run
+        // appends — so the first catch-up projects (`project()` finishes or builds them) even
+        // when this run appends nothing. Kill at any point, run again: the same result.
+        var readModelsCurrent = false
         do {
             while true {
                 let from = position
@@ -223,12 +230,13 @@ public struct ShadowTailer: Sendable {
                 summary.readTime += clock.now - readStarted
                 if changes.isEmpty {
                     // Caught up with the outbox: the read models too before saying so.
-                    if projecting {
+                    if !readModelsCurrent {
                         let projectStarted = clock.now
+                        try await follower.kick()
                         if try await follower.finish() { summary.projected = true }
                         try await recordProjected(store)
                         summary.projectTime += clock.now - projectStarted
-                        projecting = false
+                        readModelsCurrent = true
                     }
                     let waiting = try await legacy.withSession { try reader.hasChangesBeyond(from, in: $0) }
                     if !waiting {
@@ -258,7 +266,7 @@ public struct ShadowTailer: Sendable {
                 summary.pruneTime += clock.now - pruneStarted
                 if outcome.eventsAppended > 0 {
                     try await follower.kick()
-                    projecting = true
+                    readModelsCurrent = false
                 }
                 try await recordProjected(store)
                 if clock.now - lastLagPrune > .seconds(60) {
