@@ -142,7 +142,11 @@ public struct ShadowTailer: Sendable {
     /// - Throws: ``TailerError`` when it refuses (no finished backfill, capture not installed, a
     ///   source not captured, another tailer of the name running); `EventStoreError`,
     ///   connection and SQL errors (recorded as the tailer's `last_error`).
-    public func run(stop: Stop = Stop(), progress: (@Sendable (Summary) -> Void)? = nil) async throws -> Summary {
+    /// - Parameter started: called once, when the run holds its locks and has passed its checks
+    ///   (before the first batch): a caller announcing the run does so only then.
+    public func run(
+        stop: Stop = Stop(), started: (@Sendable () -> Void)? = nil, progress: (@Sendable (Summary) -> Void)? = nil
+    ) async throws -> Summary {
         let config = configuration
         let legacy = try await Connection.connect(config.legacyDSN, applicationName: "ledgerlift-shadow-run")
         defer { legacy.close() }
@@ -209,8 +213,9 @@ public struct ShadowTailer: Sendable {
             ShadowSync(
                 legacy: legacy, store: projectionConnection, eventStore: eventStore, mapping: config.mapping, origin: .shadow,
                 readSchema: config.readSchema))
+        started?()
         let clock = ContinuousClock()
-        let started = clock.now
+        let startedAt = clock.now
         var summary = Summary()
         summary.position = position
         var lastLagPrune = clock.now
@@ -275,7 +280,7 @@ public struct ShadowTailer: Sendable {
                         [name, TailerSchema.lagWindow])
                     lastLagPrune = clock.now
                 }
-                summary.elapsed = clock.now - started
+                summary.elapsed = clock.now - startedAt
                 config.logger.info(
                     "batch applied",
                     metadata: [
@@ -296,7 +301,7 @@ public struct ShadowTailer: Sendable {
         if try await follower.finish() { summary.projected = true }
         try await recordProjected(store)
         summary.projectTime += clock.now - projectStarted
-        summary.elapsed = clock.now - started
+        summary.elapsed = clock.now - startedAt
         _ = try? await store.withSession { try $0.unlock(lock) }
         _ = try? await legacy.withSession { try $0.unlock(outboxLock) }
         return summary
