@@ -199,8 +199,25 @@ public struct ShadowTailer: Sendable {
             let row = try session.query("SELECT checkpoint_xid::text, checkpoint_id FROM \(s).shadow_tailers WHERE name = $1", [name]).rows[0]
             return CapturePosition(xid: try row.decode(at: 0), id: try row.decode(at: 1))
         }
+        // Another consumer of this outbox (another store, another name) may have deleted
+        // changes this tailer has not applied: refused, unless this store's backfill — or a
+        // finished resync of every entity — read legacy after them (a new store backfilled
+        // after the prune: the normal case).
+        let mappedEntities = Set(config.mapping.entities.map(\.entity.rawValue))
+        let resyncSnapshots = try await store.withSession { session in
+            try Handover.finishedResyncs(eventStore.schema, session)
+                .filter { mappedEntities.isSubset(of: $0.entities) }.map { [$0.legacySnapshot] }
+        }
+        if let pruned = try await legacy.withSession({ [position] in
+            try reader.prunedByAnother(below: position, coveringSnapshots: [backfill.snapshots] + resyncSnapshots, in: $0)
+        }) {
+            throw TailerError.outboxPrunedByAnother(
+                name: name, checkpoint: position, through: pruned.through, by: pruned.by, at: pruned.at)
+        }
+        // Who prunes, as `pruned.by` names it: the store (no password) and the tailer's name.
+        let consumer = "shadow tailer \(name) of store \(ConnectionString.masked(config.storeDSN)) (schema \(eventStore.schema))"
         // A run that crashed between its commit and the prune left applied rows behind.
-        try await legacy.withSession { [position] in _ = try reader.prune(through: position, in: $0) }
+        try await legacy.withSession { [position] in _ = try reader.prune(through: position, by: consumer, in: $0) }
 
         let sync = ShadowSync(
             legacy: legacy, store: store, eventStore: eventStore, mapping: config.mapping, origin: .shadow,
@@ -267,7 +284,7 @@ public struct ShadowTailer: Sendable {
                 summary.sync.add(outcome)
                 // Applied: the outbox no longer needs them.
                 let pruneStarted = clock.now
-                try await legacy.withSession { [position] in _ = try reader.prune(through: position, in: $0) }
+                try await legacy.withSession { [position] in _ = try reader.prune(through: position, by: consumer, in: $0) }
                 summary.pruneTime += clock.now - pruneStarted
                 if outcome.eventsAppended > 0 {
                     try await follower.kick()
