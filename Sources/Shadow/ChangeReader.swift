@@ -70,6 +70,26 @@ struct ChangeReader: Sendable {
         ).rows[0].decode(at: 0, as: Bool.self)
     }
 
+    /// The session whose transaction holds the xmin horizon back (the oldest running
+    /// transaction with an xid, in any database of the cluster), described for a person: pid,
+    /// database, state, how long its transaction has run, its xid and xmin. `nil` when no
+    /// session shows one (a prepared transaction holds it).
+    func horizonHolder(in session: Session) throws -> String? {
+        try session.query(
+            """
+            SELECT pid, coalesce(datname, '?'), coalesce(state, '?'),
+                   coalesce(extract(epoch FROM now() - xact_start)::bigint, 0), backend_xid::text, coalesce(backend_xmin::text, '-')
+            FROM pg_stat_activity
+            WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+            ORDER BY age(backend_xid) DESC LIMIT 1
+            """
+        ).first.map { row in
+            "session pid \(try row.decode(at: 0, as: Int32.self)) (database \(try row.decode(at: 1, as: String.self)), "
+                + "\(try row.decode(at: 2, as: String.self)), transaction started \(try row.decode(at: 3, as: Int64.self))s ago, "
+                + "backend_xid \(try row.decode(at: 4, as: String.self)), backend_xmin \(try row.decode(at: 5, as: String.self)))"
+        }
+    }
+
     /// Deletes the changes at or before `position` (applied: the store's checkpoint has passed
     /// them), so the outbox stays bounded under endless traffic; in the same transaction,
     /// records in `pruned` that `consumer` deleted through `position`, so another consumer of

@@ -42,6 +42,12 @@ public struct ShadowTailer: Sendable {
         /// backfill's legacy snapshots; throwing refuses the run. ``Handover/preflight(storeSchema:capture:)``
         /// by default.
         public var preflight: (@Sendable (_ legacy: Connection, _ store: Connection, _ backfillSnapshots: [String]) async throws -> Void)?
+        /// Told once per stall, after ``stallNotice`` of waiting with captured changes the run
+        /// cannot read yet, which session holds the xmin horizon back (``ChangeReader/horizonHolder(in:)``);
+        /// `shadow run` prints it on standard error. By default nowhere.
+        public var onStall: (@Sendable (String) -> Void)?
+        /// How long the run waits behind the horizon before ``onStall``.
+        public var stallNotice: Duration = .seconds(2)
         /// Where the run logs (`info` per batch with changes); by default nowhere.
         public var logger = Logger(label: "ledgerlift.shadow", factory: { _ in SwiftLogNoOpLogHandler() })
 
@@ -242,6 +248,9 @@ public struct ShadowTailer: Sendable {
         // appends — so the first catch-up projects (`project()` finishes or builds them) even
         // when this run appends nothing. Kill at any point, run again: the same result.
         var readModelsCurrent = false
+        // Since when the run waits behind the xmin horizon, and whether it said so.
+        var stalledSince: ContinuousClock.Instant?
+        var stallReported = false
         do {
             while true {
                 let from = position
@@ -261,6 +270,23 @@ public struct ShadowTailer: Sendable {
                         readModelsCurrent = true
                     }
                     let waiting = try await legacy.withSession { try reader.hasChangesBeyond(from, in: $0) }
+                    if waiting {
+                        // Committed changes wait behind a transaction still running somewhere in
+                        // the cluster: say which, once per stall, rather than wait in silence.
+                        let since = stalledSince ?? clock.now
+                        stalledSince = since
+                        if !stallReported, clock.now - since >= config.stallNotice, let onStall = config.onStall {
+                            let holder = try await legacy.withSession { try reader.horizonHolder(in: $0) }
+                            onStall(
+                                "shadow tailer \(name) waits: captured changes are committed beyond the xmin horizon, held back by "
+                                    + (holder ?? "a transaction no session shows (a prepared transaction? see pg_prepared_xacts)")
+                                    + "; they are applied once it ends")
+                            stallReported = true
+                        }
+                    } else {
+                        stalledSince = nil
+                        stallReported = false
+                    }
                     if !waiting {
                         if !summary.caughtUp {
                             try await store.execute("UPDATE \(s).shadow_tailers SET caught_up_at = now() WHERE name = $1", [name])
@@ -273,6 +299,8 @@ public struct ShadowTailer: Sendable {
                     continue
                 }
                 summary.caughtUp = false
+                stalledSince = nil
+                stallReported = false
                 let (outcome, keysTime) = try await apply(
                     changes, from: from, resolver: resolver, sync: sync, legacy: legacy, store: store, backfill: backfill)
                 summary.keysTime += keysTime

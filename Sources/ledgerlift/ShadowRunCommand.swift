@@ -93,6 +93,7 @@ extension ShadowCommand {
                 legacyDSN: legacy, storeDSN: store.dsn, mapping: file, store: store.store, readSchema: readSchema,
                 name: name, batchSize: batch, pollInterval: Self.duration(pollInterval)!, follow: follow)
             configuration.logger = CommandLineSettings.logger("shadow")
+            configuration.onStall = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
             let stop = ShadowTailer.Stop()
             let signals = TailerSignals(stop)
             defer { signals.cancel() }
