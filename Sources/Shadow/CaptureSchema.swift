@@ -76,7 +76,21 @@ public struct CaptureSchema: Sendable, Hashable {
                     updated_at       timestamptz NOT NULL DEFAULT now()
                 );
                 """
-        }
+        },
+        Migration(version: 2, description: "pruned") { capture in
+            """
+            -- How far a tailer has deleted from the outbox (one row): another consumer (a second
+            -- store, a new tailer name) whose checkpoint is below it would miss what was deleted,
+            -- so its tailer refuses unless its backfill (or a finished resync) saw all of that.
+            CREATE TABLE \(capture.s).pruned (
+                one_row      boolean PRIMARY KEY DEFAULT true CHECK (one_row),
+                through_xid  xid8 NOT NULL,
+                through_id   bigint NOT NULL,
+                by           text NOT NULL,
+                at           timestamptz NOT NULL DEFAULT now()
+            );
+            """
+        },
     ]
 
     /// The newest capture schema version this binary knows.

@@ -70,12 +70,81 @@ struct ChangeReader: Sendable {
         ).rows[0].decode(at: 0, as: Bool.self)
     }
 
+    /// The session whose transaction holds the xmin horizon back (the oldest running
+    /// transaction with an xid, in any database of the cluster), described for a person: pid,
+    /// database, state, how long its transaction has run, its xid and xmin. `nil` when no
+    /// session shows one (a prepared transaction holds it).
+    func horizonHolder(in session: Session) throws -> String? {
+        try session.query(
+            """
+            SELECT pid, coalesce(datname, '?'), coalesce(state, '?'),
+                   coalesce(extract(epoch FROM now() - xact_start)::bigint, 0), backend_xid::text, coalesce(backend_xmin::text, '-')
+            FROM pg_stat_activity
+            WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+            ORDER BY age(backend_xid) DESC LIMIT 1
+            """
+        ).first.map { row in
+            "session pid \(try row.decode(at: 0, as: Int32.self)) (database \(try row.decode(at: 1, as: String.self)), "
+                + "\(try row.decode(at: 2, as: String.self)), transaction started \(try row.decode(at: 3, as: Int64.self))s ago, "
+                + "backend_xid \(try row.decode(at: 4, as: String.self)), backend_xmin \(try row.decode(at: 5, as: String.self)))"
+        }
+    }
+
     /// Deletes the changes at or before `position` (applied: the store's checkpoint has passed
-    /// them), so the outbox stays bounded under endless traffic.
+    /// them), so the outbox stays bounded under endless traffic; in the same transaction,
+    /// records in `pruned` that `consumer` deleted through `position`, so another consumer of
+    /// this outbox learns what it can no longer read (``prunedByAnother(below:backfillSnapshots:in:)``).
     @discardableResult
-    func prune(through position: CapturePosition, in session: Session) throws -> Int {
+    func prune(through position: CapturePosition, by consumer: String, in session: Session) throws -> Int {
         guard position != .start else { return 0 }
-        return try session.execute(
-            "DELETE FROM \(capture.s).changes WHERE (xid, id) <= ($1::xid8, $2::int8)", [position.xid, position.id])
+        return try session.transaction { tx in
+            let deleted = try tx.execute(
+                "DELETE FROM \(capture.s).changes WHERE (xid, id) <= ($1::xid8, $2::int8)", [position.xid, position.id])
+            // A capture schema of version 1 (installed by an older binary) has no `pruned`:
+            // `shadow install` upgrades it.
+            if deleted > 0, try hasPrunedTable(tx) {
+                try tx.execute(
+                    """
+                    INSERT INTO \(capture.s).pruned AS p (through_xid, through_id, by, at) VALUES ($1::xid8, $2, $3, now())
+                    ON CONFLICT (one_row) DO UPDATE SET through_xid = EXCLUDED.through_xid, through_id = EXCLUDED.through_id,
+                        by = EXCLUDED.by, at = EXCLUDED.at
+                    WHERE (p.through_xid, p.through_id) < (EXCLUDED.through_xid, EXCLUDED.through_id)
+                    """, [position.xid, position.id, consumer])
+            }
+            return deleted
+        }
+    }
+
+    func hasPrunedTable(_ session: Session) throws -> Bool {
+        try session.query("SELECT to_regclass($1) IS NOT NULL", [capture.s + ".pruned"]).rows[0].decode(at: 0, as: Bool.self)
+    }
+
+    /// What another consumer deleted from the outbox that a tailer at `position` has not
+    /// applied, or `nil` when nothing it needs is gone: nothing was pruned beyond `position`, or
+    /// each of `coveringSnapshots` saw every transaction up to the pruned-through one (the
+    /// pruned xid visible, and no transaction at or below it still running in the snapshot) —
+    /// a backfill or a resync that read legacy after the prune already holds those changes.
+    func prunedByAnother(below position: CapturePosition, coveringSnapshots: [[String]], in session: Session) throws
+        -> (through: CapturePosition, by: String, at: String)?
+    {
+        guard try hasPrunedTable(session) else { return nil }
+        guard
+            let row = try session.query(
+                "SELECT through_xid::text, through_id, by, at::text FROM \(capture.s).pruned WHERE (through_xid, through_id) > ($1::xid8, $2::int8)",
+                [position.xid, position.id]
+            ).first
+        else { return nil }
+        let through = CapturePosition(xid: try row.decode(at: 0), id: try row.decode(at: 1))
+        for snapshots in coveringSnapshots where !snapshots.isEmpty {
+            let covered = try session.query(
+                """
+                SELECT bool_and(pg_visible_in_snapshot($1::xid8, s::pg_snapshot)
+                                AND NOT EXISTS (SELECT 1 FROM pg_snapshot_xip(s::pg_snapshot) AS x WHERE x <= $1::xid8))
+                FROM unnest($2::text[]) AS s
+                """, [through.xid, PostgresArray(snapshots)]
+            ).rows[0].decode(at: 0, as: Bool?.self)
+            if covered == true { return nil }
+        }
+        return (through, try row.decode(at: 2), try row.decode(at: 3))
     }
 }

@@ -12,6 +12,8 @@ import Postgres
 struct KeyResolver: Sendable {
     struct Route: Sendable {
         var entity: Entity
+        /// The captured table (`legacy.invoices`), for errors.
+        var table: String
         /// `$1`: a JSON array of the changed rows' images.
         var sql: String
     }
@@ -45,7 +47,7 @@ struct KeyResolver: Sendable {
                     throw TailerError.sourceNotCaptured(entity: entityMapping.entity.rawValue, table: name)
                 }
                 routes[name, default: []].append(
-                    Route(entity: entityMapping.entity, sql: source.touchedKeysSQL(recordedColumns: columns)))
+                    Route(entity: entityMapping.entity, table: name, sql: source.touchedKeysSQL(recordedColumns: columns)))
             }
         }
         return KeyResolver(routes: routes)
@@ -72,16 +74,19 @@ struct KeyResolver: Sendable {
         var parts = [String]()
         var parameters = [(any PostgresEncodable)?]()
         var entities = [Entity]()
+        var statements = [(route: Route, sql: String, parameter: String)]()
         for (table, tableImages) in images.sorted(by: { $0.key < $1.key }) {
             let tableRoutes = (routes[table] ?? []).filter { !truncated.contains($0.entity) }
             // A parameter no statement reads would have no type: only tables with routes left.
             guard !tableRoutes.isEmpty else { continue }
-            parameters.append("[" + tableImages.joined(separator: ",") + "]")
+            let imagesJSON = "[" + tableImages.joined(separator: ",") + "]"
+            parameters.append(imagesJSON)
             for route in tableRoutes {
                 // `touchedKeysSQL` binds the images as `$1::jsonb`, once.
                 let sql = route.sql.replacing("$1::jsonb", with: "$\(parameters.count)::jsonb")
                 parts.append("SELECT \(entities.count) AS route, t.key::text FROM (\n\(sql)\n) AS t(key)")
                 entities.append(route.entity)
+                statements.append((route, route.sql, imagesJSON))
             }
         }
         var keys = [Entity: Set<String>]()
@@ -92,9 +97,27 @@ struct KeyResolver: Sendable {
         // from the changed rows. Sources join the changed rows' columns to indexed keys, so
         // sequential scans are discouraged for this statement only (a table without an index
         // on the joined column is still scanned).
-        let rows = try session.transaction(.init(readOnly: true)) { tx in
-            try tx.execute("SET LOCAL enable_seqscan = off")
-            return try tx.query(parts.joined(separator: "\nUNION ALL\n"), parameters).rows
+        let rows: [Row]
+        do {
+            rows = try session.transaction(.init(readOnly: true)) { tx in
+                try tx.execute("SET LOCAL enable_seqscan = off")
+                return try tx.query(parts.joined(separator: "\nUNION ALL\n"), parameters).rows
+            }
+        } catch let error as PostgresError {
+            // The combined statement does not say whose `keys:` failed: run each alone to name it.
+            for statement in statements {
+                do {
+                    _ = try session.transaction(.init(readOnly: true)) { try $0.query(statement.sql, [statement.parameter]) }
+                } catch let failure as PostgresError {
+                    throw TailerError.mappingStatementFailed(
+                        entity: statement.route.entity.rawValue, table: statement.route.table, statement: "keys",
+                        error: failure.description)
+                }
+            }
+            throw TailerError.mappingStatementFailed(
+                entity: Set(statements.map(\.route.entity.rawValue)).sorted().joined(separator: ", "),
+                table: Set(statements.map(\.route.table)).sorted().joined(separator: ", "), statement: "keys",
+                error: error.description)
         }
         for row in rows {
             guard let key = row.values[1], let route = row.values[0].flatMap({ Int($0) }) else { continue }

@@ -265,7 +265,15 @@ public struct ShadowSync: Sendable {
                     guard let source = sources[entity], let entityMapping = mapping[entity] else { continue }
                     var states = [String: LegacyState]()
                     var rows = [String: [Row]]()
-                    for row in try tx.query(entityMapping.byKeySQL, [PostgresArray(keys)]).rows {
+                    let byKeyRows: [Row]
+                    do {
+                        byKeyRows = try tx.query(entityMapping.byKeySQL, [PostgresArray(keys)]).rows
+                    } catch let error as PostgresError {
+                        throw TailerError.mappingStatementFailed(
+                            entity: entity.rawValue, table: entityMapping.sources.map(\.table).joined(separator: ", "),
+                            statement: entityMapping.byKey == nil ? "query" : "by_key", error: error.description)
+                    }
+                    for row in byKeyRows {
                         guard let key = row[entity.keyColumn] else { continue }
                         rows[key, default: []].append(row)
                     }

@@ -16,7 +16,9 @@ import Synchronization
 /// transaction also moves the checkpoint (compare-and-set) and records lag samples; then the
 /// applied changes are pruned from the outbox and the appended events projected. A crash at
 /// any point is recovered by running again: an uncommitted batch is read again, and syncing
-/// keys that are already current appends nothing.
+/// keys that are already current appends nothing; the read models are brought up to the event
+/// store (finished or built when a blue/green build was cut short) each time the run catches
+/// up, whether or not it appended anything.
 public struct ShadowTailer: Sendable {
     public struct Configuration: Sendable {
         public var legacyDSN: String
@@ -40,6 +42,12 @@ public struct ShadowTailer: Sendable {
         /// backfill's legacy snapshots; throwing refuses the run. ``Handover/preflight(storeSchema:capture:)``
         /// by default.
         public var preflight: (@Sendable (_ legacy: Connection, _ store: Connection, _ backfillSnapshots: [String]) async throws -> Void)?
+        /// Told once per stall, after ``stallNotice`` of waiting with captured changes the run
+        /// cannot read yet, which session holds the xmin horizon back (``ChangeReader/horizonHolder(in:)``);
+        /// `shadow run` prints it on standard error. By default nowhere.
+        public var onStall: (@Sendable (String) -> Void)?
+        /// How long the run waits behind the horizon before ``onStall``.
+        public var stallNotice: Duration = .seconds(2)
         /// Where the run logs (`info` per batch with changes); by default nowhere.
         public var logger = Logger(label: "ledgerlift.shadow", factory: { _ in SwiftLogNoOpLogHandler() })
 
@@ -140,7 +148,11 @@ public struct ShadowTailer: Sendable {
     /// - Throws: ``TailerError`` when it refuses (no finished backfill, capture not installed, a
     ///   source not captured, another tailer of the name running); `EventStoreError`,
     ///   connection and SQL errors (recorded as the tailer's `last_error`).
-    public func run(stop: Stop = Stop(), progress: (@Sendable (Summary) -> Void)? = nil) async throws -> Summary {
+    /// - Parameter started: called once, when the run holds its locks and has passed its checks
+    ///   (before the first batch): a caller announcing the run does so only then.
+    public func run(
+        stop: Stop = Stop(), started: (@Sendable () -> Void)? = nil, progress: (@Sendable (Summary) -> Void)? = nil
+    ) async throws -> Summary {
         let config = configuration
         let legacy = try await Connection.connect(config.legacyDSN, applicationName: "ledgerlift-shadow-run")
         defer { legacy.close() }
@@ -193,8 +205,25 @@ public struct ShadowTailer: Sendable {
             let row = try session.query("SELECT checkpoint_xid::text, checkpoint_id FROM \(s).shadow_tailers WHERE name = $1", [name]).rows[0]
             return CapturePosition(xid: try row.decode(at: 0), id: try row.decode(at: 1))
         }
+        // Another consumer of this outbox (another store, another name) may have deleted
+        // changes this tailer has not applied: refused, unless this store's backfill — or a
+        // finished resync of every entity — read legacy after them (a new store backfilled
+        // after the prune: the normal case).
+        let mappedEntities = Set(config.mapping.entities.map(\.entity.rawValue))
+        let resyncSnapshots = try await store.withSession { session in
+            try Handover.finishedResyncs(eventStore.schema, session)
+                .filter { mappedEntities.isSubset(of: $0.entities) }.map { [$0.legacySnapshot] }
+        }
+        if let pruned = try await legacy.withSession({ [position] in
+            try reader.prunedByAnother(below: position, coveringSnapshots: [backfill.snapshots] + resyncSnapshots, in: $0)
+        }) {
+            throw TailerError.outboxPrunedByAnother(
+                name: name, checkpoint: position, through: pruned.through, by: pruned.by, at: pruned.at)
+        }
+        // Who prunes, as `pruned.by` names it: the store (no password) and the tailer's name.
+        let consumer = "shadow tailer \(name) of store \(ConnectionString.masked(config.storeDSN)) (schema \(eventStore.schema))"
         // A run that crashed between its commit and the prune left applied rows behind.
-        try await legacy.withSession { [position] in _ = try reader.prune(through: position, in: $0) }
+        try await legacy.withSession { [position] in _ = try reader.prune(through: position, by: consumer, in: $0) }
 
         let sync = ShadowSync(
             legacy: legacy, store: store, eventStore: eventStore, mapping: config.mapping, origin: .shadow,
@@ -207,12 +236,21 @@ public struct ShadowTailer: Sendable {
             ShadowSync(
                 legacy: legacy, store: projectionConnection, eventStore: eventStore, mapping: config.mapping, origin: .shadow,
                 readSchema: config.readSchema))
+        started?()
         let clock = ContinuousClock()
-        let started = clock.now
+        let startedAt = clock.now
         var summary = Summary()
         summary.position = position
         var lastLagPrune = clock.now
-        var projecting = false
+        // Whether the read models are known to hold every event in the store. Not at start:
+        // a run killed after its store commit and before its projection left them behind (or a
+        // first blue/green build half-done), and the events are in the store whatever this run
+        // appends — so the first catch-up projects (`project()` finishes or builds them) even
+        // when this run appends nothing. Kill at any point, run again: the same result.
+        var readModelsCurrent = false
+        // Since when the run waits behind the xmin horizon, and whether it said so.
+        var stalledSince: ContinuousClock.Instant?
+        var stallReported = false
         do {
             while true {
                 let from = position
@@ -223,14 +261,32 @@ public struct ShadowTailer: Sendable {
                 summary.readTime += clock.now - readStarted
                 if changes.isEmpty {
                     // Caught up with the outbox: the read models too before saying so.
-                    if projecting {
+                    if !readModelsCurrent {
                         let projectStarted = clock.now
+                        try await follower.kick()
                         if try await follower.finish() { summary.projected = true }
                         try await recordProjected(store)
                         summary.projectTime += clock.now - projectStarted
-                        projecting = false
+                        readModelsCurrent = true
                     }
                     let waiting = try await legacy.withSession { try reader.hasChangesBeyond(from, in: $0) }
+                    if waiting {
+                        // Committed changes wait behind a transaction still running somewhere in
+                        // the cluster: say which, once per stall, rather than wait in silence.
+                        let since = stalledSince ?? clock.now
+                        stalledSince = since
+                        if !stallReported, clock.now - since >= config.stallNotice, let onStall = config.onStall {
+                            let holder = try await legacy.withSession { try reader.horizonHolder(in: $0) }
+                            onStall(
+                                "shadow tailer \(name) waits: captured changes are committed beyond the xmin horizon, held back by "
+                                    + (holder ?? "a transaction no session shows (a prepared transaction? see pg_prepared_xacts)")
+                                    + "; they are applied once it ends")
+                            stallReported = true
+                        }
+                    } else {
+                        stalledSince = nil
+                        stallReported = false
+                    }
                     if !waiting {
                         if !summary.caughtUp {
                             try await store.execute("UPDATE \(s).shadow_tailers SET caught_up_at = now() WHERE name = $1", [name])
@@ -243,6 +299,8 @@ public struct ShadowTailer: Sendable {
                     continue
                 }
                 summary.caughtUp = false
+                stalledSince = nil
+                stallReported = false
                 let (outcome, keysTime) = try await apply(
                     changes, from: from, resolver: resolver, sync: sync, legacy: legacy, store: store, backfill: backfill)
                 summary.keysTime += keysTime
@@ -254,11 +312,11 @@ public struct ShadowTailer: Sendable {
                 summary.sync.add(outcome)
                 // Applied: the outbox no longer needs them.
                 let pruneStarted = clock.now
-                try await legacy.withSession { [position] in _ = try reader.prune(through: position, in: $0) }
+                try await legacy.withSession { [position] in _ = try reader.prune(through: position, by: consumer, in: $0) }
                 summary.pruneTime += clock.now - pruneStarted
                 if outcome.eventsAppended > 0 {
                     try await follower.kick()
-                    projecting = true
+                    readModelsCurrent = false
                 }
                 try await recordProjected(store)
                 if clock.now - lastLagPrune > .seconds(60) {
@@ -267,7 +325,7 @@ public struct ShadowTailer: Sendable {
                         [name, TailerSchema.lagWindow])
                     lastLagPrune = clock.now
                 }
-                summary.elapsed = clock.now - started
+                summary.elapsed = clock.now - startedAt
                 config.logger.info(
                     "batch applied",
                     metadata: [
@@ -288,7 +346,7 @@ public struct ShadowTailer: Sendable {
         if try await follower.finish() { summary.projected = true }
         try await recordProjected(store)
         summary.projectTime += clock.now - projectStarted
-        summary.elapsed = clock.now - started
+        summary.elapsed = clock.now - startedAt
         _ = try? await store.withSession { try $0.unlock(lock) }
         _ = try? await legacy.withSession { try $0.unlock(outboxLock) }
         return summary

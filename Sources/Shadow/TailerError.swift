@@ -15,6 +15,12 @@ public enum TailerError: Error, Sendable, Hashable, CustomStringConvertible {
     /// Another tailer drains this legacy database's outbox (it holds the outbox's lock there):
     /// the outbox has one consumer, since each deletes what it applied.
     case outboxBusy(schema: String, holder: String)
+    /// A mapping statement the tailer runs in legacy failed: an entity's `keys:` (of the
+    /// source `table`) or its `by_key:` (`table`: its source tables). `error` is PostgreSQL's.
+    case mappingStatementFailed(entity: String, table: String, statement: String, error: String)
+    /// Another consumer of the outbox (another store, or another tailer name) deleted changes
+    /// after this tailer's checkpoint that neither the backfill nor a finished resync saw.
+    case outboxPrunedByAnother(name: String, checkpoint: CapturePosition, through: CapturePosition, by: String, at: String)
     /// The checkpoint moved under a batch: another tailer wrote it (the lock was bypassed).
     case checkpointMoved(name: String, expected: CapturePosition, actual: CapturePosition?)
 
@@ -38,6 +44,14 @@ public enum TailerError: Error, Sendable, Hashable, CustomStringConvertible {
         case .outboxBusy(let schema, let holder):
             "another shadow tailer drains \(schema).changes in this legacy database (\(holder)); the outbox has one "
                 + "consumer — each tailer deletes the changes it applied, so a second one would miss them"
+        case .mappingStatementFailed(let entity, let table, let statement, let error):
+            "\(entity): the mapping's `\(statement)` statement (source table \(table)) failed in the legacy database: "
+                + "\(error) — fix it in the mapping file (`ledgerlift mapping check` runs it), then run again"
+        case .outboxPrunedByAnother(let name, let checkpoint, let through, let by, let at):
+            "the capture outbox was pruned through \(through) by \(by) at \(at), but shadow tailer \(name) of this store "
+                + "is at \(checkpoint): the changes in between are gone and neither the backfill nor a finished resync saw "
+                + "them; run `ledgerlift shadow resync --legacy … --store … --mapping …` into this store, then `ledgerlift "
+                + "shadow run`"
         case .checkpointMoved(let name, let expected, let actual):
             "the checkpoint of shadow tailer \(name) moved from \(expected) to \(actual.map(\.description) ?? "nothing") "
                 + "under this run: another tailer wrote it; nothing of this batch was written"

@@ -63,8 +63,10 @@ extension ShadowCommand {
         func validate() throws {
             try DSNArguments.validate(legacy, option: "--legacy")
             guard batch > 0 else { throw ValidationError("--batch must be positive") }
-            guard Self.duration(pollInterval) != nil else {
-                throw ValidationError("--poll-interval must be a duration such as 100ms, 2s or 1.5s")
+            // Below 10ms an idle tailer busy-loops, each poll a legacy transaction (thousands a
+            // second with `0`) for no gain in lag.
+            guard let poll = Self.duration(pollInterval), poll >= .milliseconds(10) else {
+                throw ValidationError("--poll-interval must be a duration of at least 10ms, such as 100ms, 2s or 1.5s")
             }
             guard !name.isEmpty else { throw ValidationError("--name must not be empty") }
             if let verifyEvery {
@@ -91,18 +93,24 @@ extension ShadowCommand {
                 legacyDSN: legacy, storeDSN: store.dsn, mapping: file, store: store.store, readSchema: readSchema,
                 name: name, batchSize: batch, pollInterval: Self.duration(pollInterval)!, follow: follow)
             configuration.logger = CommandLineSettings.logger("shadow")
+            configuration.onStall = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
             let stop = ShadowTailer.Stop()
             let signals = TailerSignals(stop)
             defer { signals.cancel() }
-            if follow {
-                FileHandle.standardError.write(
-                    Data("following \(ConnectionString.masked(legacy)) into \(store.store.schema) (Ctrl-C to stop)\n".utf8))
-            }
             let verification = verifyEvery.flatMap(Self.duration).map { every in
                 Task { await Self.verify(every: every, legacy: legacy, store: store, mapping: file, readSchema: readSchema, tailer: name) }
             }
             defer { verification?.cancel() }
-            let summary = try await ShadowTailer(configuration).run(stop: stop)
+            // Said once the tailer holds its locks and passed its checks: a refusal (same --name,
+            // outbox held, gap) is then the only thing printed.
+            let follow = follow
+            let summary = try await ShadowTailer(configuration).run(
+                stop: stop,
+                started: {
+                    guard follow else { return }
+                    FileHandle.standardError.write(
+                        Data("following \(ConnectionString.masked(legacy)) into \(store.store.schema) (Ctrl-C to stop)\n".utf8))
+                })
             verification?.cancel()
             print(Self.describe(summary, name: name))
             let s = summary.sync
