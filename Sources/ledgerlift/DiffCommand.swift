@@ -89,17 +89,7 @@ struct DiffCommand: AsyncParsableCommand {
     }
 
     /// `--entity invoice --entity payment,refund` → [.invoice, .payment, .refund].
-    func entities() throws -> [Entity]? {
-        guard !entityNames.isEmpty else { return nil }
-        return try entityNames.flatMap { $0.split(separator: ",") }.map { name in
-            let trimmed = name.trimmingCharacters(in: .whitespaces)
-            guard let entity = Entity(rawValue: trimmed) else {
-                throw ValidationError(
-                    "unknown entity '\(trimmed)'; one of: \(Entity.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            return entity
-        }
-    }
+    func entities() throws -> [Entity]? { try EntityArguments.parse(entityNames) }
 
     func run() async throws {
         let report: DiffReport
