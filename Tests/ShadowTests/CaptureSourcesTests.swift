@@ -61,25 +61,7 @@ struct CaptureSourcesTests {
 
     @Test func aMappingWhoseSourcesMissATableItReadsIsRefusedAndNothingIsInstalled() async throws {
         try await withReferenceLegacy { connection, dsn in
-            var yaml = try String(contentsOfFile: referenceMappingPath, encoding: .utf8)
-            // The payment's currency comes from its customer: drop the source that says so.
-            let dropped = """
-                      - table: legacy.customers
-                        columns: []
-                        keys: |
-                          SELECT p.id::text FROM changed c
-                          JOIN legacy.invoices i ON i.customer_id = c.id
-                          JOIN legacy.payments p ON p.invoice_id = i.id
-                          WHERE p.currency IS NULL
-                          UNION
-                          SELECT p.id::text FROM changed c
-                          JOIN legacy.payments p ON p.customer_id = c.id
-                          WHERE p.invoice_id IS NULL AND p.currency IS NULL
-
-                """
-            #expect(yaml.contains(dropped))
-            yaml = yaml.replacing(dropped, with: "")
-            let mapping = try MappingFile(yaml: yaml, file: referenceMappingPath)
+            let mapping = try referenceMappingMissingPaymentCustomersSource()
             let before = try schemaDump(dsn, legacyOnly: false)
             await #expect {
                 _ = try await install(connection, mapping)

@@ -4,6 +4,7 @@ import Mapping
 import Postgres
 import Shadow
 import TestSupport
+import Testing
 
 /// The repository's root, found from this file's path.
 func repositoryRoot(_ file: String = #filePath) -> URL {
@@ -18,6 +19,28 @@ func repositoryRoot(_ file: String = #filePath) -> URL {
 var referenceMappingPath: String { repositoryRoot().appendingPathComponent("fixtures/reference/mapping.yaml").path }
 
 func referenceMapping() throws -> MappingFile { try MappingFile.load(path: referenceMappingPath) }
+
+/// The reference mapping without the payment's `legacy.customers` source (a payment's currency
+/// comes from its customer): an incomplete mapping, which install and resync must refuse.
+func referenceMappingMissingPaymentCustomersSource() throws -> MappingFile {
+    let yaml = try String(contentsOfFile: referenceMappingPath, encoding: .utf8)
+    let source = """
+                      - table: legacy.customers
+                        columns: []
+                        keys: |
+                          SELECT p.id::text FROM changed c
+                          JOIN legacy.invoices i ON i.customer_id = c.id
+                          JOIN legacy.payments p ON p.invoice_id = i.id
+                          WHERE p.currency IS NULL
+                          UNION
+                          SELECT p.id::text FROM changed c
+                          JOIN legacy.payments p ON p.customer_id = c.id
+                          WHERE p.invoice_id IS NULL AND p.currency IS NULL
+
+                """
+    #expect(yaml.contains(source), "the reference mapping's payment source changed: update this test helper")
+    return try MappingFile(yaml: yaml.replacing(source, with: ""), file: referenceMappingPath)
+}
 
 /// A fresh database holding the reference fixture, with a connection to it.
 func withReferenceLegacy<T>(

@@ -114,27 +114,8 @@ struct ResyncPreconditionTests {
     @Test func aMappingWhoseSourcesMissATableItReadsIsRefused() async throws {
         try await withLegacyAndStore { _, legacyDSN, store, storeDSN in
             try await backfillAndProject(legacyDSN, storeDSN, store)
-            var yaml = try String(contentsOfFile: referenceMappingPath, encoding: .utf8)
-            // The payments' currency comes from their customer: without this source, a
-            // customer's change would never reach its payments.
-            let source = """
-                      - table: legacy.customers
-                        columns: []
-                        keys: |
-                          SELECT p.id::text FROM changed c
-                          JOIN legacy.invoices i ON i.customer_id = c.id
-                          JOIN legacy.payments p ON p.invoice_id = i.id
-                          WHERE p.currency IS NULL
-                          UNION
-                          SELECT p.id::text FROM changed c
-                          JOIN legacy.payments p ON p.customer_id = c.id
-                          WHERE p.invoice_id IS NULL AND p.currency IS NULL
-
-                """
-            #expect(yaml.contains(source))
-            yaml = yaml.replacing(source, with: "")
             var options = try resyncOptions(legacyDSN, storeDSN)
-            options.mapping = try MappingFile(yaml: yaml, file: referenceMappingPath)
+            options.mapping = try referenceMappingMissingPaymentCustomersSource()
             let resync = Resync(options)
             await #expect {
                 _ = try await resync.run(sync: noSyncExpected)
