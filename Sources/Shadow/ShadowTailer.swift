@@ -164,8 +164,12 @@ public struct ShadowTailer: Sendable {
         let lock = Self.lock(name: name)
 
         // Capture first: without it there is nothing to tail.
-        guard try await legacy.withSession({ try config.capture.version($0) }) != nil else {
+        guard let captureVersion = try await legacy.withSession({ try config.capture.version($0) }) else {
             throw TailerError.captureNotInstalled(schema: config.capture.schema)
+        }
+        guard captureVersion >= CaptureSchema.currentVersion else {
+            throw TailerError.captureOutdated(
+                schema: config.capture.schema, found: captureVersion, current: CaptureSchema.currentVersion)
         }
         let backfill = try await store.withSession { session -> (runID: String, snapshots: [String])? in
             try eventStore.requireInitialized(session)

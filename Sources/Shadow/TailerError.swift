@@ -6,6 +6,9 @@ public enum TailerError: Error, Sendable, Hashable, CustomStringConvertible {
     case noFinishedBackfill(runID: String)
     /// The legacy database has no capture schema.
     case captureNotInstalled(schema: String)
+    /// The capture schema is older than this Ledgerlift's: the outbox does not record what was
+    /// pruned, so a consumer that missed pruned changes could not be told.
+    case captureOutdated(schema: String, found: Int, current: Int)
     /// A `sources` table that does not exist in the legacy database.
     case sourceTableMissing(entity: String, table: String)
     /// A `sources` table without capture triggers: its changes would be missed.
@@ -30,6 +33,9 @@ public enum TailerError: Error, Sendable, Hashable, CustomStringConvertible {
             "no backfill of this mapping has finished in the store (run \(runID)): shadow mode applies legacy changes on "
                 + "top of one; run `ledgerlift backfill --legacy … --store … --mapping …` with this mapping first (capture "
                 + "installed before it), then `ledgerlift shadow run`"
+        case .captureOutdated(let schema, let found, let current):
+            "the capture schema \(schema) is at version \(found), this Ledgerlift needs \(current): run "
+                + "`ledgerlift shadow install` again with the same mapping to upgrade it (one transaction, no trigger changes)"
         case .captureNotInstalled(let schema):
             "capture is not installed in the legacy database (no \(schema) schema): run `ledgerlift shadow install "
                 + "--legacy … --mapping …` — before the backfill, so no change is missed"

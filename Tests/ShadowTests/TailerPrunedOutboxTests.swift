@@ -63,3 +63,28 @@ struct TailerPrunedOutboxTests {
         }
     }
 }
+
+@Suite("shadow run: a capture schema older than the tailer")
+struct TailerCaptureVersionTests {
+    /// A capture installed by an earlier Ledgerlift (version 1: no record of what was pruned)
+    /// would let the pruned-outbox check pass unseen: the tailer asks for the upgrade instead.
+    @Test func anOutdatedCaptureSchemaIsRefusedAndInstallAgainUpgradesIt() async throws {
+        try await ShadowScenario.withBackfilled { scenario in
+            try await scenario.withLegacy { session in
+                try session.execute("DROP TABLE ledgerlift_capture.pruned")
+                try session.execute("DELETE FROM ledgerlift_capture.schema_migrations WHERE version > 1")
+            }
+            let run = ["shadow", "run", "--legacy", scenario.legacy, "--store", scenario.store, "--mapping", scenario.mappingPath]
+            let refused = try await ledgerlift(run)
+            #expect(refused.status == 2)
+            #expect(
+                refused.stderr.hasPrefix("Error: the capture schema ledgerlift_capture is at version 1, this Ledgerlift needs"),
+                "\(refused.stderr)")
+            let install = try await ledgerlift(["shadow", "install", "--legacy", scenario.legacy, "--mapping", scenario.mappingPath])
+            #expect(install.status == 0, "\(install.stderr)")
+            #expect(install.stdout.contains("schema version 1 → "), "\(install.stdout)")
+            let tailed = try await ledgerlift(run)
+            #expect(tailed.status == 0, "\(tailed.stderr)")
+        }
+    }
+}
