@@ -68,13 +68,34 @@ public struct ShadowStatus: Sendable, Hashable {
     public var lastVerification: VerificationRecord?
     public var cleanStreak: VerificationHistory.CleanStreak
     public var handover: HandoverVerdict
+    /// Whether the read models exist and have applied every event the store holds; `nil` for a
+    /// store without events.
+    public var readModels: ReadModels?
     public var legacy: String
     public var store: String
+
+    /// The read models the tailer keeps following, as the store shows them.
+    public struct ReadModels: Sendable, Hashable {
+        public var schema: String
+        public var exist: Bool
+        /// Every event of the store projected (`false` when they do not exist).
+        public var caughtUp: Bool
+    }
 
     /// What makes the status unhealthy (exit status 1), one sentence each.
     public var problems: [String] {
         var out = [String]()
         if capture == nil { out.append("capture is not installed") }
+        if let readModels, !readModels.exist {
+            out.append(
+                "the read models (\(readModels.schema)) do not exist: `ledgerlift shadow run` (or `ledgerlift project`) builds them")
+        } else if let readModels, !readModels.caughtUp, !(tailer?.running ?? false) {
+            // Behind while a tailer runs is its lag (shown above); behind with none running
+            // stays so: a run stopped between its commit and its projection.
+            out.append(
+                "the read models (\(readModels.schema)) are behind the event store and no tailer is running: "
+                    + "`ledgerlift shadow run` (or `ledgerlift project`) catches them up")
+        }
         if capture != nil, let error = handover.error, case .gap = error { out.append("handover: \(error)") }
         if let tailer, let at = tailer.lastErrorAt, tailer.updatedAt.map({ at >= $0 }) ?? true {
             out.append("tailer \"\(tailer.name)\" failed at \(at.iso8601) and has not progressed since: \(tailer.lastError ?? "")")
@@ -106,7 +127,7 @@ public struct ShadowStatus: Sendable, Hashable {
     public static func read(
         legacy: Connection, store: Connection, storeSchema: String = EventStore().schema,
         capture captureSchema: CaptureSchema = CaptureSchema(), tailerName: String = "default",
-        lagWindow: Duration = .seconds(300)
+        lagWindow: Duration = .seconds(300), readSchema: String = "ledgerlift_read"
     ) async throws -> ShadowStatus {
         let capture = try await legacy.withSession { try readCapture(captureSchema, $0) }
         let handover = try await Handover.check(legacy: legacy, store: store, storeSchema: storeSchema, capture: captureSchema)
@@ -137,12 +158,25 @@ public struct ShadowStatus: Sendable, Hashable {
                     }
                 }
             }
+            var readModels: ReadModels?
+            let eventStore = EventStore(schema: storeSchema)
+            if try exists("events"), try eventStore.hasEventsBeyond(.start, in: session) {
+                let state = quoteIdentifier(readSchema) + ".projection_state"
+                let consumer = try session.query("SELECT to_regclass($1) IS NOT NULL", [state]).rows[0].decode(at: 0, as: Bool.self)
+                    ? try session.query("SELECT consumer FROM \(state) WHERE state = 'live' LIMIT 1").first?.values[0] : nil
+                readModels = ReadModels(
+                    schema: readSchema, exist: consumer != nil,
+                    caughtUp: try consumer.map { !(try eventStore.hasEventsBeyond(try eventStore.checkpoint($0, in: session), in: session)) }
+                        ?? false)
+            }
             let history = VerificationHistory(schema: storeSchema)
-            return ShadowStatus(
+            var status = ShadowStatus(
                 capture: capture, tailer: tailer, tailerName: tailerName, lag: lag, eventsLastMinute: eventsLastMinute,
                 quarantined: quarantined, lastVerification: try history.recent(limit: 1, in: session).first,
                 cleanStreak: try history.cleanStreak(in: session), handover: handover, legacy: legacy.maskedDSN,
                 store: store.maskedDSN)
+            status.readModels = readModels
+            return status
         }
     }
 
@@ -279,6 +313,12 @@ public struct ShadowStatus: Sendable, Hashable {
                 ])
             ),
             ("handover", .object([("verdict", .string(handover.name)), ("message", .string(handover.description))])),
+            (
+                "read_models",
+                readModels.map {
+                    .object([("schema", .string($0.schema)), ("exist", .bool($0.exist)), ("caught_up", .bool($0.caughtUp))])
+                } ?? .null
+            ),
         ])
         return object.rendered + "\n"
     }
@@ -334,6 +374,12 @@ public struct ShadowStatus: Sendable, Hashable {
             "clean streak",
             cleanStreak.count == 0 ? "0" : "\(cleanStreak.count) since \(cleanStreak.since?.iso8601 ?? "?")")
         line("handover", handover.description)
+        if let readModels {
+            line(
+                "read models",
+                readModels.schema + ": "
+                    + (!readModels.exist ? "not built" : readModels.caughtUp ? "every event projected" : "behind the event store"))
+        }
         lines.append(isHealthy ? "healthy" : "unhealthy:")
         for problem in problems { lines.append("  - " + problem) }
         return lines.joined(separator: "\n") + "\n"

@@ -34,6 +34,9 @@ extension ShadowCommand {
         @Option(help: "Lag percentiles over the samples of the last this many seconds.")
         var lagWindow: Int = 300
 
+        @Option(help: "PostgreSQL schema of the read models the tailer follows.")
+        var readSchema: String = "ledgerlift_read"
+
         @Option(help: "Output format: text or json.")
         var format: StatusFormat = .text
 
@@ -52,7 +55,7 @@ extension ShadowCommand {
             defer { storeConnection.close() }
             let status = try await ShadowStatus.read(
                 legacy: legacyConnection, store: storeConnection, storeSchema: schema, tailerName: name,
-                lagWindow: .seconds(lagWindow))
+                lagWindow: .seconds(lagWindow), readSchema: readSchema)
             print(format == .json ? status.json : status.text, terminator: "")
             if status.exitCode != 0 { throw ExitCode(status.exitCode) }
         }

@@ -83,7 +83,7 @@ struct HelpTextTests {
         ),
         (
             "shadow status", ShadowCommand.Status.self,
-            ["--legacy <legacy>", "--store <store>", "--schema <schema>", "--name <name>", "--lag-window <lag-window>", "--format <format>"]
+            ["--legacy <legacy>", "--store <store>", "--schema <schema>", "--name <name>", "--lag-window <lag-window>", "--read-schema <read-schema>", "--format <format>"]
         ),
     ]
 

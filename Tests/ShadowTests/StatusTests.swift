@@ -109,4 +109,35 @@ struct StatusTests {
             #expect(unreachable.stderr.hasPrefix("Error: ") && !unreachable.stderr.contains("secret"), "\(unreachable.stderr)")
         }
     }
+
+    /// A tailer killed between its commit and its projection leaves the read models behind with
+    /// nothing running to catch them up; never built, they are missing: both are problems.
+    @Test func readModelsMissingOrBehindWithNoTailerRunningAreProblems() async throws {
+        try await withLegacyAndStore { legacy, legacyDSN, store, storeDSN in
+            _ = try await install(legacy, try referenceMapping())
+            try await backfillAndProject(legacyDSN, storeDSN, store)
+            let (healthy, healthyJSON, healthyOutput) = try Self.status(legacyDSN, storeDSN)
+            #expect(healthy == 0, "\(healthyOutput)")
+            let readModels = healthyJSON["read_models"] as? [String: Any]
+            #expect(readModels?["exist"] as? Bool == true && readModels?["caught_up"] as? Bool == true, "\(healthyOutput)")
+
+            // An event the projection has not applied (as a killed tailer leaves it).
+            try await store.execute(
+                """
+                INSERT INTO ledgerlift.events (event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload)
+                SELECT gen_random_uuid(), stream_id, stream_version + 1, 'CustomerUpdated', 1, occurred_at, '{"changes": {}}'
+                FROM ledgerlift.events WHERE stream_id = (SELECT min(stream_id) FROM ledgerlift.events WHERE stream_id LIKE 'customer-%')
+                ORDER BY stream_version DESC LIMIT 1
+                """)
+            let (behind, behindJSON, behindOutput) = try Self.status(legacyDSN, storeDSN)
+            #expect(behind == 1, "\(behindOutput)")
+            #expect((behindJSON["read_models"] as? [String: Any])?["caught_up"] as? Bool == false)
+            #expect(behindOutput.contains("behind the event store and no tailer is running"), "\(behindOutput)")
+
+            try await store.execute("DROP SCHEMA ledgerlift_read CASCADE")
+            let (missing, _, missingOutput) = try Self.status(legacyDSN, storeDSN)
+            #expect(missing == 1)
+            #expect(missingOutput.contains("the read models (ledgerlift_read) do not exist"), "\(missingOutput)")
+        }
+    }
 }
