@@ -51,3 +51,25 @@ func resyncOptions(_ legacyDSN: String, _ storeDSN: String, entities: [Entity]? 
         legacyDSN: legacyDSN, storeDSN: storeDSN, mapping: try referenceMapping(), entities: entities,
         catchUpTimeout: .seconds(5))
 }
+
+/// A stand-in tailer on a thread of its own: after `delay` seconds it writes the read-model
+/// change `applying` and moves tailer `name`'s checkpoint to `position`, in one transaction, as
+/// the real tailer commits its checkpoint with what it applied. Returned unstarted.
+func simulatedTailer(
+    storeDSN: String, name: String = "t1", after delay: TimeInterval = 3, applying statement: String,
+    position: CapturePosition
+) -> Thread {
+    Thread {
+        Thread.sleep(forTimeInterval: delay)
+        let connection = try! Connection.connectBlocking(storeDSN)
+        defer { connection.close() }
+        try! connection.withSessionBlocking { session in
+            try session.transaction { tx in
+                try tx.execute(statement)
+                try tx.execute(
+                    "UPDATE ledgerlift.shadow_tailers SET checkpoint_xid = $1::xid8, checkpoint_id = $2 WHERE name = $3",
+                    [position.xid, position.id, name])
+            }
+        }
+    }
+}

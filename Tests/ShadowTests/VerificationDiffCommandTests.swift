@@ -30,19 +30,7 @@ struct VerificationDiffCommandTests {
                 """)
             try await legacy.execute("UPDATE legacy.customers SET email = 'diffed@example.com' WHERE id = 10")
             let position = try #require(try await legacy.withSession { try ContinuousVerifier.newestCommitted(in: $0) })
-            let tailer = Thread {
-                Thread.sleep(forTimeInterval: 3)
-                let connection = try! Connection.connectBlocking(storeDSN)
-                defer { connection.close() }
-                try! connection.withSessionBlocking { session in
-                    try session.transaction { tx in
-                        try tx.execute("UPDATE ledgerlift_read.customers SET email = 'diffed@example.com' WHERE customer_id = '10'")
-                        try tx.execute(
-                            "UPDATE ledgerlift.shadow_tailers SET checkpoint_xid = $1::xid8, checkpoint_id = $2 WHERE name = 't1'",
-                            [position.xid, position.id])
-                    }
-                }
-            }
+            let tailer = simulatedTailer(storeDSN: storeDSN, applying: "UPDATE ledgerlift_read.customers SET email = 'diffed@example.com' WHERE customer_id = '10'", position: position)
             // A running tailer holds its lock: the diff waits for it only then.
             let lockHolder = try await Connection.connect(storeDSN, applicationName: "ledgerlift-shadow-run")
             defer { lockHolder.close() }

@@ -169,19 +169,7 @@ struct VerificationTests {
 
             // The "tailer", on a thread of its own, applies the change a while later and commits
             // its checkpoint with it, as the real one does.
-            let tailer = Thread {
-                Thread.sleep(forTimeInterval: 3)
-                let connection = try! Connection.connectBlocking(storeDSN)
-                defer { connection.close() }
-                try! connection.withSessionBlocking { session in
-                    try session.transaction { tx in
-                        try tx.execute("UPDATE ledgerlift_read.customers SET email = 'tailed@example.com' WHERE customer_id = '4'")
-                        try tx.execute(
-                            "UPDATE ledgerlift.shadow_tailers SET checkpoint_xid = $1::xid8, checkpoint_id = $2 WHERE name = 't1'",
-                            [position.xid, position.id])
-                    }
-                }
-            }
+            let tailer = simulatedTailer(storeDSN: storeDSN, applying: "UPDATE ledgerlift_read.customers SET email = 'tailed@example.com' WHERE customer_id = '4'", position: position)
             tailer.start()
             let record = try await Self.verifier(legacyDSN, storeDSN).runOnce(tailer: "t1")
             #expect(record.verdict == .clean, "\(record.reportJSON ?? record.error ?? "")")
