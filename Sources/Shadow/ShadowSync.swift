@@ -379,11 +379,19 @@ public struct ShadowSync: Sendable {
     ///   (`project --follow`) holds the projector's lock and projects instead.
     public func project() async throws -> Bool {
         let projector = Projector(store: eventStore, readSchema: readSchema)
-        do {
-            _ = try await projector.catchUp(on: store)
-            return true
-        } catch ProjectionError.consumerBusy {
-            return false
+        // Busy is usually a killed tailer's backend still finishing its last projection
+        // statement (the server notices the dead client only then): wait it out, bounded, so
+        // a drain does not exit with stale read models. A projector that stays (`project
+        // --follow`) keeps them current itself.
+        let deadline = ContinuousClock.now + .seconds(15)
+        while true {
+            do {
+                _ = try await projector.catchUp(on: store)
+                return true
+            } catch ProjectionError.consumerBusy {
+                guard ContinuousClock.now < deadline else { return false }
+                try await Task.sleep(for: .milliseconds(200))
+            }
         }
     }
 }
