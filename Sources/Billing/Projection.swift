@@ -218,15 +218,22 @@ public struct Projector: Sendable {
         let next = self.next
         let tracker = ProgressTracker(progress, logger: logger, consumer: next.consumer)
         let swapped = try await next.withConsumerLock(connection) { () async throws -> Bool in
-            let (phase, known) = try await connection.withSession { [self] session in
+            let (phase, known) = try await connection.withSession { [self] session -> (ReadModelState.Phase, KnownKeys?) in
                 if let state = try self.state(in: session), state.modelVersion > ReadModelSchema.modelVersion {
                     throw ProjectionError.modelVersionMismatch(
                         schema: schema.name, found: state.modelVersion, expected: ReadModelSchema.modelVersion)
                 }
                 let (phase, fresh) = try next.prepareBuild(in: session)
-                return (phase, phase == .building ? try KnownKeys.load(next.schema, empty: fresh, in: session) : nil)
+                // A copy whose completion has begun is completed, never built further: a bulk
+                // batch writes history only, and an entity already completed (its canonical
+                // table filled from history) would never take those versions in. The events
+                // after the build's checkpoint go in incrementally once it is complete.
+                guard phase == .building, try !next.schema.completionStarted(in: session) else { return (phase, nil) }
+                return (phase, try KnownKeys.load(next.schema, empty: fresh, in: session))
             }
-            if phase == .building, let known {
+            if phase == .building, known == nil {
+                try await next.complete(on: connection, and: reader)
+            } else if phase == .building, let known {
                 let limit: Int? = if case .batches(let n) = stop { n } else { nil }
                 let reachedHead =
                     if let reader {

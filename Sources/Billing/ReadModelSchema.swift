@@ -205,6 +205,15 @@ public struct ReadModelSchema: Sendable, Hashable {
         return statements.joined(separator: ";\n") + ";"
     }
 
+    /// Whether ``completeScript(_:)`` has run for any entity: the copy is being completed,
+    /// and building it further would leave the completed entities' canonical tables behind.
+    func completionStarted(in session: Session) throws -> Bool {
+        try session.query(
+            "SELECT coalesce(bool_or(to_regclass(i) IS NULL), false) FROM unnest($1::text[]) AS i",
+            [PostgresArray(Entity.allCases.map { qualified(Self.bulkIndex($0)) })]
+        ).rows[0].decode(at: 0, as: Bool.self)
+    }
+
     /// Whether ``completeScript(_:)`` has run for `entity` (its build-time index is gone).
     func isComplete(_ entity: Entity, in session: Session) throws -> Bool {
         try session.query("SELECT to_regclass($1) IS NULL", [qualified(Self.bulkIndex(entity))]).rows[0]
