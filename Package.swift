@@ -56,6 +56,13 @@ let package = Package(
             dependencies: ["Postgres", "EventStore", "Billing", "TextFormats", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
+        // The event-sourced write path's rules: billing commands decided on the streams'
+        // current rows, their events made by the same transitions shadow mode uses.
+        .target(
+            name: "Commands",
+            dependencies: ["Billing", "EventStore", "Postgres"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "Migration",
             dependencies: [
