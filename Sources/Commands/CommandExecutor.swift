@@ -64,8 +64,9 @@ public struct CommandOutcome: Sendable, Hashable, Codable {
 ///
 /// A writer that does not take the lock (shadow mode's tailer, a command of another customer
 /// touching the same stream) can still move a stream in between: the append then fails with
-/// `EventStoreError.wrongExpectedVersion`, the transaction rolls back, and the command is
-/// decided again on the new state, at most ``maximumAttempts`` times.
+/// `EventStoreError.wrongExpectedVersion` (or, when another command decided on the very same
+/// version, `idempotencyConflict`: ids name the version read), the transaction rolls back, and
+/// the command is decided again on the new state, at most ``maximumAttempts`` times.
 ///
 /// A request id makes a command safe to send again: events carry it in their metadata
 /// (`request_id`), and a command whose streams already hold events of its request id appends
@@ -133,6 +134,13 @@ public struct CommandExecutor: Sendable {
                     }
                 }
             } catch EventStoreError.wrongExpectedVersion(let stream, _, _) {
+                lastStream = stream
+                // A short, growing pause: the other writer's transaction is committing.
+                try await Task.sleep(for: .milliseconds(5 * attempt))
+            } catch EventStoreError.idempotencyConflict(_, let stream, _) {
+                // Another command decided differently on the same stream version (ids name the
+                // version read): the store checks ids before versions. Decided again, it reads
+                // the version the other one left.
                 lastStream = stream
                 // A short, growing pause: the other writer's transaction is committing.
                 try await Task.sleep(for: .milliseconds(5 * attempt))
