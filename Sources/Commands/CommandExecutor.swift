@@ -76,6 +76,9 @@ public struct CommandExecutor: Sendable {
     public let readSchema: String
     /// Attempts before a conflict is given up (``CommandError/conflict(command:attempts:stream:)``).
     public var maximumAttempts = 5
+    /// How long a command that looks rows up in the read models waits for them to reach the
+    /// store's head (``CommandError/projectionBehind(readSchema:waited:)`` after it).
+    public var projectionTimeout: Duration = .seconds(10)
     /// Called (tests only) in each attempt's transaction just before the append, with the
     /// attempt number from 1.
     var beforeAppend: (@Sendable (Int) throws -> Void)?
@@ -85,7 +88,7 @@ public struct CommandExecutor: Sendable {
         self.readSchema = readSchema
     }
 
-    var loader: CommandStateLoader { CommandStateLoader(store: store, readSchema: readSchema) }
+    var loader: CommandStateLoader { CommandStateLoader(store: store, readSchema: readSchema, projectionTimeout: projectionTimeout) }
 
     /// The advisory lock commands of one customer take.
     public static func customerLock(_ customerID: String) -> AdvisoryLock { AdvisoryLock("ledgerlift.command.customer/" + customerID) }
