@@ -14,7 +14,8 @@ public enum CommandError: Error, Sendable, Hashable, CustomStringConvertible {
     case unreadableStream(stream: String, reason: String)
     /// A children requirement names a column its entity does not have.
     case unknownColumn(entity: String, column: String)
-    /// A decision names a row twice, or changes a row it did not read.
+    /// A decision names a row twice, writes an existing row it did not read, or ends a row that
+    /// does not exist.
     case invalidDecision(command: String, reason: String)
     /// The id sequence could not hand out a key that no stream uses.
     case allocationExhausted(entity: String)

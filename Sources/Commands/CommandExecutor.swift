@@ -233,7 +233,7 @@ public struct CommandExecutor: Sendable {
     }
 
     /// Every stream's events for `decision`, from the rows the command read (a stream it did
-    /// not read is read now: a new key's stream, expected empty).
+    /// not read is read now, and must not exist: only a new row may go unread).
     static func appends(
         _ decision: Decision, state: CommandState, name: String, at: PostgresTimestamp?, loader: CommandStateLoader, _ tx: Session
     ) throws -> [StreamAppend] {
@@ -244,7 +244,14 @@ public struct CommandExecutor: Sendable {
             guard seen.insert(id).inserted else {
                 throw CommandError.invalidDecision(command: name, reason: "it names \(id) twice")
             }
-            return try state.streams[id] ?? loader.stream(entity, key, in: tx)
+            if let read = state.streams[id] { return read }
+            // A row the command did not read may only be a new one: its stream must not exist.
+            let unread = try loader.stream(entity, key, in: tx)
+            guard unread.version == 0 else {
+                throw CommandError.invalidDecision(
+                    command: name, reason: "it writes \(id), which it did not read and which exists (version \(unread.version))")
+            }
+            return unread
         }
         for row in decision.rows {
             let current = try stream(row.entity, row.key)

@@ -85,6 +85,18 @@ func storedEvents(_ stream: String, _ connection: Connection) async throws -> [R
     try await connection.withSession { try EventStore().readStream(stream, in: $0) }
 }
 
+/// Writes a customer row it never read (a faulty rule).
+struct BlindWrite: Decidable {
+    var id: String
+    var at: PostgresTimestamp
+    func requirements(given state: CommandState) -> Set<Requirement> { [] }
+    func decide(in state: CommandState) throws(CommandRejection) -> Decision {
+        Decision(
+            rows: [CanonicalRow(entity: .customer, values: ["customer_id": .text(id), "created_at": .timestamp(at), "payment_delegated": .boolean(false)])],
+            summary: "blind")
+    }
+}
+
 @Suite struct ExecutorTests {
     @Test func commandEventIDsNameTheCommandOriginAndTheVersionRead() {
         let before = CanonicalRow(
@@ -143,6 +155,18 @@ func storedEvents(_ stream: String, _ connection: Connection) async throws -> [R
             }
             #expect(try await storedEvents("customer-42", connection).count == 1)
             #expect(try await storedEvents("customer-7", connection).isEmpty)
+        }
+    }
+
+    @Test func aRowTheCommandDidNotReadMayOnlyBeANewOne() async throws {
+        try await withStore { connection, _ in
+            let executor = CommandExecutor()
+            let created = try await executor.execute(BlindWrite(id: "5", at: t0), name: "blind", at: t0, requestID: nil, on: connection)
+            #expect(created.events.map(\.streamVersion) == [1])
+            await #expect(throws: CommandError.invalidDecision(command: "blind", reason: "it writes customer-5, which it did not read and which exists (version 1)")) {
+                _ = try await executor.execute(BlindWrite(id: "5", at: at(1)), name: "blind", at: at(1), requestID: nil, on: connection)
+            }
+            #expect(try await storedEvents("customer-5", connection).count == 1)
         }
     }
 
