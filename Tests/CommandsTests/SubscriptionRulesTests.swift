@@ -1,6 +1,7 @@
 import Billing
 import Commands
 import Postgres
+import Simulator
 import TestSupport
 import Testing
 
@@ -727,5 +728,105 @@ struct SubscriptionRulesTests {
             [Rows.subscription(cancelAtPeriodEnd: true, canceledAt: Rows.created)],
             customer: Rows.customer(archived: true))
         #expect(Rows.rejection(command, state)?.code == .invalidState)
+    }
+}
+
+// MARK: - Parity with the legacy application, wider than the per-kind test
+
+/// More operations of each customer and subscription kind than ``LegacyParityTests`` runs, and
+/// the billing worker's renewal and end, which the reference fixture's clock never reaches by
+/// itself: the decided rows equal what the reference mapping reads from the legacy write.
+@Suite("Subscription commands: parity with the legacy application")
+struct SubscriptionParityTests {
+    /// (kind, operations, seed, preparations): trials come from sign-ups (plans with trial days),
+    /// past-due subscriptions from failed payments.
+    static let runs: [(OperationKind, Int, UInt64, [OperationKind])] = [
+        (.signUp, 12, 101, []),
+        (.activateTrial, 8, 102, [.signUp, .signUp, .signUp, .signUp, .signUp, .signUp, .signUp, .signUp]),
+        (.upgrade, 10, 103, []),
+        (.downgrade, 10, 104, []),
+        (.cancelAtPeriodEnd, 10, 105, []),
+        (
+            .markUnpaid, 5, 106,
+            [.paymentFailed, .paymentFailed, .paymentFailed, .paymentFailed, .paymentFailed, .paymentFailed]
+        ),
+        (.editEmail, 10, 107, []),
+        (.editName, 10, 108, []),
+        (.softDelete, 5, 109, []),
+    ]
+
+    /// Each kind on a scenario of its own: the harness's request ids restart with each run, so
+    /// a second run on one store would be taken for a replay of the first.
+    @Test(arguments: SubscriptionParityTests.runs.indices)
+    func everyKindMatchesOverManyOperations(_ index: Int) async throws {
+        let (kind, count, seed, preparing) = Self.runs[index]
+        let report = try await LegacyParity.withFresh("parity_h2_\(kind.rawValue)") { parity in
+            try await parity.run(kind, count: count, seed: seed, preparing: preparing)
+        }
+        print(report)
+        #expect(report.passed, "\(report)")
+        #expect(report.operations >= min(count, 2), "\(report)")
+    }
+
+    /// Subscriptions whose periods ended months ago (on the 31st, on 29 February for a yearly
+    /// plan), and some set to cancel (one requested after its period's end): the billing
+    /// worker's `draft_invoice` renews or ends each, and `renew_subscription` /
+    /// `end_subscription` decide the same subscription rows. The drafts themselves are the
+    /// invoice commands' (H3), so only subscription rows are compared here.
+    @Test func renewalsAndEndsMatchTheBillingWorker() async throws {
+        let stated = Locked([String: Int]())
+        let report = try await LegacyParity.withFresh("parity_h2_renew") { parity in
+            let legacy = try await Connection.connect(parity.legacyDSN)
+            defer { legacy.close() }
+            let store = try await Connection.connect(parity.storeDSN)
+            defer { store.close() }
+            let moved = try await legacy.query(
+                """
+                WITH due AS (
+                    SELECT s.id, p."interval", row_number() OVER (ORDER BY s.id) AS n
+                    FROM legacy.subscriptions s JOIN legacy.plans p ON p.id = s.plan_id
+                    JOIN legacy.customers c ON c.id = s.customer_id AND c.deleted_at IS NULL
+                    WHERE s.status IN ('active', 'past_due') AND NOT s.cancel_at_period_end
+                )
+                UPDATE legacy.subscriptions s SET
+                    current_period_start = CASE WHEN due."interval" = 'year' THEN '2023-02-28 10:15:00.5'::timestamp ELSE '2024-12-31 10:15:00.5'::timestamp END,
+                    current_period_end = CASE WHEN due."interval" = 'year' THEN '2024-02-29 10:15:00.5'::timestamp ELSE '2025-01-31 10:15:00.5'::timestamp END,
+                    cancel_at_period_end = due.n % 4 = 0,
+                    canceled_at = CASE WHEN due.n % 8 = 0 THEN '2025-02-10 00:00:00'::timestamp
+                                       WHEN due.n % 4 = 0 THEN '2025-01-15 00:00:00'::timestamp END,
+                    started_at = least(s.started_at, '2023-02-28 10:15:00.5'::timestamp),
+                    created_at = least(s.created_at, '2023-02-28 10:15:00.5'::timestamp)
+                FROM due WHERE s.id = due.id
+                RETURNING s.id::text
+                """)
+            let keys = try moved.rows.map { LegacyRows.Key(.subscription, try $0.decode(at: 0, as: String.self)) }
+            #expect(keys.count >= 10)
+            _ = try await parity.sync(keys, legacy: legacy, store: store)
+            return try await parity.run(.draftInvoice, count: keys.count + 5, seed: 110) { entry, rows in
+                guard let id = entry.keys["subscription"], let before = rows.before(.subscription, id),
+                    let after = rows.after(.subscription, id), before != after
+                else { return [] }
+                let at = try CommandTranslation.at(entry)
+                if after["status"] == .text("canceled") {
+                    stated.set(stated.value.merging(["end_subscription": 1], uniquingKeysWith: +))
+                    return [.endSubscription(EndSubscription(subscriptionID: id, at: at))]
+                }
+                stated.set(stated.value.merging(["renew_subscription": 1], uniquingKeysWith: +))
+                return [
+                    .renewSubscription(
+                        RenewSubscription(
+                            subscriptionID: id, periodStart: after["current_period_start"].timestampValue!,
+                            periodEnd: after["current_period_end"].timestampValue!, at: at))
+                ]
+            }
+        }
+        print(report, stated.value)
+        #expect((stated.value["renew_subscription"] ?? 0) >= 5, "\(stated.value)")
+        #expect((stated.value["end_subscription"] ?? 0) >= 2, "\(stated.value)")
+        let subscriptionMismatches = report.mismatches.filter { $0.key.hasPrefix("subscription-") }
+        #expect(report.commands >= 10, "\(report)")
+        #expect(report.rejections.isEmpty, "\(report)")
+        #expect(subscriptionMismatches.isEmpty, "\(report)")
+        #expect(report.syncUnexplained.filter { $0.hasPrefix("subscription-") }.isEmpty, "\(report)")
     }
 }
