@@ -215,6 +215,8 @@ public struct DraftInvoice: Sendable, Hashable, Codable {
     /// A discount of this many percent of the subtotal, as a `discount` line (`SAVE20`).
     public var discountLineID: String?
     public var discountPercent: Int64?
+    /// The discount line's label (`Coupon SAVE20 (20% off)`); `nil`: `<percent>% off`.
+    public var discountDescription: String?
     /// The tax rate as decimal text (`"0.2"`); a `tax` line when the tax is not zero.
     public var taxLineID: String?
     public var taxRate: String?
