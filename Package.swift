@@ -224,3 +224,11 @@ package.targets.append(
         swiftSettings: swiftSettings
     )
 )
+
+package.targets.append(
+    .testTarget(
+        name: "CommandsTests",
+        dependencies: ["Commands", "Billing", "EventStore", "Postgres", "TestSupport", "Simulator"],
+        swiftSettings: swiftSettings
+    )
+)
