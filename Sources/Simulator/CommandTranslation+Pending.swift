@@ -7,9 +7,6 @@ extension CommandTranslation {
     public static func subscriptionCommands(for entry: JournalEntry, legacy: LegacyRows) throws -> [BillingCommand] {
         throw CommandTranslationError(entry.kind, "not translated yet")
     }
-    public static func invoiceCommands(for entry: JournalEntry, legacy: LegacyRows) throws -> [BillingCommand] {
-        throw CommandTranslationError(entry.kind, "not translated yet")
-    }
     public static func paymentCommands(for entry: JournalEntry, legacy: LegacyRows) throws -> [BillingCommand] {
         throw CommandTranslationError(entry.kind, "not translated yet")
     }
