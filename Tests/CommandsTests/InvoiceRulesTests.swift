@@ -1,6 +1,7 @@
 import Billing
 @testable import Commands
 import Postgres
+import Simulator
 import Testing
 
 /// The rows a test's ledger holds, loaded the way the executor loads them: each requirement
@@ -677,5 +678,121 @@ struct InvoiceRulesTests {
                 .children(.invoice, column: "customer_id", value: "12"), .children(.creditNote, column: "customer_id", value: "12"),
                 .children(.balanceTransaction, column: "customer_id", value: "12"),
             ])
+    }
+}
+
+// MARK: - Translation
+
+@Suite("Invoice operations stated as commands")
+struct InvoiceTranslationTests {
+    private func entry(_ kind: OperationKind, _ keys: [String: String]) -> JournalEntry {
+        JournalEntry(op: 1, kind: kind, at: now.iso8601, keys: keys, effects: [], summary: "")
+    }
+
+    private func row(_ row: CanonicalRow) -> (LegacyRows.Key, CanonicalRow) { (LegacyRows.Key(row.entity, row.key), row) }
+
+    @Test func aRenewedSubscriptionsDraftIsARenewalThenTheDraftWithItsCouponAndRate() throws {
+        let before = subscription("40", customer: "12", plan: "3")
+        var renewed = before
+        renewed.values["current_period_start"] = .timestamp(ts("2025-04-01 09:00:00"))
+        renewed.values["current_period_end"] = .timestamp(ts("2025-05-01 09:00:00"))
+        renewed.values["updated_at"] = .timestamp(now)
+        var draft = invoice("500", customer: "12")
+        draft.values["subscription_id"] = .text("40")
+        draft.values["subtotal"] = .amount(4300)
+        draft.values["period_start"] = renewed["current_period_start"]
+        draft.values["period_end"] = renewed["current_period_end"]
+        func legacyLine(_ id: String, _ kind: String, _ description: String, _ quantity: String, _ unit: String, _ amount: Int64)
+            -> CanonicalRow
+        {
+            var line = line(id, invoice: "500", amount: amount)
+            line.values["kind"] = .text(kind)
+            line.values["description"] = .text(description)
+            line.values["quantity"] = .decimal(quantity)
+            line.values["unit_amount"] = .decimal(unit)
+            line.values["period_start"] = renewed["current_period_start"]
+            line.values["period_end"] = renewed["current_period_end"]
+            return line
+        }
+        let legacy = LegacyRows(
+            before: Dictionary(uniqueKeysWithValues: [row(before), row(customer("12"))]),
+            after: Dictionary(uniqueKeysWithValues: [
+                row(renewed), row(customer("12")), row(draft),
+                row(legacyLine("1000", "subscription", "2 × Team", "2", "19.0000", 3800)),
+                row(legacyLine("999", "usage", "API calls", "400", "0.0125", 500)),
+                row(legacyLine("1001", "discount", "Coupon SAVE20 (20% off)", "1", "-8.6000", -860)),
+                row(legacyLine("1002", "tax", "Tax", "1", "6.5400", 654)),
+            ]))
+        let commands = try CommandTranslation.commands(
+            for: entry(.draftInvoice, ["customer": "12", "subscription": "40", "invoice": "500"]), legacy: legacy)
+        let period = (ts("2025-04-01 09:00:00"), ts("2025-05-01 09:00:00"))
+        #expect(
+            commands == [
+                .renewSubscription(RenewSubscription(subscriptionID: "40", periodStart: period.0, periodEnd: period.1, at: now)),
+                .draftInvoice(
+                    DraftInvoice(
+                        invoiceID: "500", customerID: "12", subscriptionID: "40", periodStart: period.0, periodEnd: period.1,
+                        lines: [
+                            InvoiceLineInput(
+                                invoiceLineID: "999", kind: "usage", description: "API calls", quantity: "400", unitAmount: "0.0125",
+                                periodStart: period.0, periodEnd: period.1),
+                            InvoiceLineInput(
+                                invoiceLineID: "1000", kind: "subscription", description: "2 × Team", quantity: "2", unitAmount: "19.0000",
+                                periodStart: period.0, periodEnd: period.1),
+                        ],
+                        discountLineID: "1001", discountPercent: 20, discountDescription: "Coupon SAVE20 (20% off)", taxLineID: "1002",
+                        taxRate: "0.19", at: now)),
+            ])
+    }
+
+    @Test func aSubscriptionSetToCancelIsEndedInsteadOfInvoiced() throws {
+        var before = subscription("40", customer: "12", plan: "3")
+        before.values["cancel_at_period_end"] = .boolean(true)
+        var ended = before
+        ended.values["status"] = .text("canceled")
+        ended.values["ended_at"] = before["current_period_end"]
+        let legacy = LegacyRows(
+            before: Dictionary(uniqueKeysWithValues: [row(before)]), after: Dictionary(uniqueKeysWithValues: [row(ended)]))
+        let commands = try CommandTranslation.commands(
+            for: entry(.draftInvoice, ["customer": "12", "subscription": "40"]), legacy: legacy)
+        #expect(commands == [.endSubscription(EndSubscription(subscriptionID: "40", at: now))])
+    }
+
+    @Test func aFinalizationCarriesItsDueDateAndTheCreditApplicationsInTheirOrder() throws {
+        var finalized = invoice("500", customer: "12", status: "open", number: "LL0012-0001")
+        finalized.values["due_on"] = .date(day("2025-04-03"))
+        let legacy = LegacyRows(
+            before: Dictionary(uniqueKeysWithValues: [row(invoice("500", customer: "12"))]),
+            after: Dictionary(uniqueKeysWithValues: [
+                row(finalized),
+                row(balanceTransaction("10", customer: "12", amount: 300, type: "applied_to_invoice", invoice: "500")),
+                row(balanceTransaction("9", customer: "12", amount: 700, type: "applied_to_invoice", invoice: "500", note: "7")),
+            ]))
+        let commands = try CommandTranslation.commands(for: entry(.finalizeInvoice, ["customer": "12", "invoice": "500"]), legacy: legacy)
+        #expect(
+            commands == [
+                .finalizeInvoice(
+                    FinalizeInvoice(invoiceID: "500", dueOn: day("2025-04-03"), creditApplicationIDs: ["9", "10"], at: now))
+            ])
+        let plain = try CommandTranslation.commands(
+            for: entry(.finalizeInvoice, ["customer": "12", "invoice": "500"]),
+            legacy: LegacyRows(after: Dictionary(uniqueKeysWithValues: [row(finalized)])))
+        #expect(plain == [.finalizeInvoice(FinalizeInvoice(invoiceID: "500", dueOn: day("2025-04-03"), at: now))])
+    }
+
+    @Test func voidWriteOffAndDiscardNameTheInvoice() throws {
+        let keys = ["customer": "12", "invoice": "500"]
+        #expect(
+            try CommandTranslation.commands(for: entry(.voidInvoice, keys), legacy: LegacyRows())
+                == [.voidInvoice(VoidInvoice(invoiceID: "500", at: now))])
+        #expect(
+            try CommandTranslation.commands(for: entry(.markUncollectible, keys), legacy: LegacyRows())
+                == [.markUncollectible(MarkUncollectible(invoiceID: "500", at: now))])
+        #expect(
+            try CommandTranslation.commands(for: entry(.discardDraft, keys), legacy: LegacyRows())
+                == [.discardDraft(DiscardDraft(invoiceID: "500", at: now))])
+        #expect(throws: CommandTranslationError.self) {
+            try CommandTranslation.commands(for: entry(.voidInvoice, ["customer": "12"]), legacy: LegacyRows())
+        }
     }
 }
