@@ -299,6 +299,22 @@ public struct InvoiceLineInput: Sendable, Hashable, Codable {
     public var amount: Int64?
     public var periodStart: PostgresTimestamp?
     public var periodEnd: PostgresTimestamp?
+
+    /// Every field (the memberwise initializer is internal; translations and the HTTP layer
+    /// build commands outside the module).
+    public init(
+        invoiceLineID: String, kind: String, description: String? = nil, quantity: String? = nil, unitAmount: String? = nil,
+        amount: Int64? = nil, periodStart: PostgresTimestamp? = nil, periodEnd: PostgresTimestamp? = nil
+    ) {
+        self.invoiceLineID = invoiceLineID
+        self.kind = kind
+        self.description = description
+        self.quantity = quantity
+        self.unitAmount = unitAmount
+        self.amount = amount
+        self.periodStart = periodStart
+        self.periodEnd = periodEnd
+    }
 }
 
 /// A draft invoice with its lines; subtotal, discount, tax and total follow from them.
@@ -312,10 +328,33 @@ public struct DraftInvoice: Sendable, Hashable, Codable {
     /// A discount of this many percent of the subtotal, as a `discount` line (`SAVE20`).
     public var discountLineID: String?
     public var discountPercent: Int64?
+    /// The discount line's label (`Coupon SAVE20 (20% off)`); `nil`: `<percent>% off`.
+    public var discountDescription: String?
     /// The tax rate as decimal text (`"0.2"`); a `tax` line when the tax is not zero.
     public var taxLineID: String?
     public var taxRate: String?
     public var at: PostgresTimestamp
+
+    /// Every field (the memberwise initializer is internal; translations and the HTTP layer
+    /// build commands outside the module).
+    public init(
+        invoiceID: String, customerID: String, subscriptionID: String? = nil, periodStart: PostgresTimestamp? = nil,
+        periodEnd: PostgresTimestamp? = nil, lines: [InvoiceLineInput], discountLineID: String? = nil, discountPercent: Int64? = nil,
+        discountDescription: String? = nil, taxLineID: String? = nil, taxRate: String? = nil, at: PostgresTimestamp
+    ) {
+        self.invoiceID = invoiceID
+        self.customerID = customerID
+        self.subscriptionID = subscriptionID
+        self.periodStart = periodStart
+        self.periodEnd = periodEnd
+        self.lines = lines
+        self.discountLineID = discountLineID
+        self.discountPercent = discountPercent
+        self.discountDescription = discountDescription
+        self.taxLineID = taxLineID
+        self.taxRate = taxRate
+        self.at = at
+    }
 }
 
 /// A draft becomes open (numbered, issued) and the customer's unapplied credit pays what it
@@ -328,12 +367,28 @@ public struct FinalizeInvoice: Sendable, Hashable, Codable {
     /// missing or too few).
     public var creditApplicationIDs: [String]?
     public var at: PostgresTimestamp
+
+    /// Every field (the memberwise initializer is internal; translations and the HTTP layer
+    /// build commands outside the module).
+    public init(invoiceID: String, dueOn: PostgresDate? = nil, creditApplicationIDs: [String]? = nil, at: PostgresTimestamp) {
+        self.invoiceID = invoiceID
+        self.dueOn = dueOn
+        self.creditApplicationIDs = creditApplicationIDs
+        self.at = at
+    }
 }
 
 /// A draft is thrown away: the invoice and its lines end (`…Deleted`).
 public struct DiscardDraft: Sendable, Hashable, Codable {
     public var invoiceID: String
     public var at: PostgresTimestamp
+
+    /// Every field (the memberwise initializer is internal; translations and the HTTP layer
+    /// build commands outside the module).
+    public init(invoiceID: String, at: PostgresTimestamp) {
+        self.invoiceID = invoiceID
+        self.at = at
+    }
 }
 
 /// A payment attempt on an open (or uncollectible) invoice, succeeded or failed.
@@ -354,12 +409,26 @@ public struct RecordPayment: Sendable, Hashable, Codable {
 public struct VoidInvoice: Sendable, Hashable, Codable {
     public var invoiceID: String
     public var at: PostgresTimestamp
+
+    /// Every field (the memberwise initializer is internal; translations and the HTTP layer
+    /// build commands outside the module).
+    public init(invoiceID: String, at: PostgresTimestamp) {
+        self.invoiceID = invoiceID
+        self.at = at
+    }
 }
 
 /// An open invoice is written off: still owed, no longer pursued.
 public struct MarkUncollectible: Sendable, Hashable, Codable {
     public var invoiceID: String
     public var at: PostgresTimestamp
+
+    /// Every field (the memberwise initializer is internal; translations and the HTTP layer
+    /// build commands outside the module).
+    public init(invoiceID: String, at: PostgresTimestamp) {
+        self.invoiceID = invoiceID
+        self.at = at
+    }
 }
 
 /// A refund of a succeeded payment: never more than what is left of it.

@@ -4,9 +4,6 @@
 import Commands
 
 extension CommandTranslation {
-    public static func invoiceCommands(for entry: JournalEntry, legacy: LegacyRows) throws -> [BillingCommand] {
-        throw CommandTranslationError(entry.kind, CommandTranslationError.pendingDetail)
-    }
     public static func paymentCommands(for entry: JournalEntry, legacy: LegacyRows) throws -> [BillingCommand] {
         throw CommandTranslationError(entry.kind, CommandTranslationError.pendingDetail)
     }
