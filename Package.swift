@@ -87,8 +87,8 @@ let package = Package(
         .target(
             name: "Simulator",
             dependencies: [
-                "Postgres", "EventStore", "Billing", "Fixtures", "TextFormats", .product(name: "Yams", package: "Yams"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                "Postgres", "EventStore", "Billing", "Commands", "Fixtures", "TextFormats",
+                .product(name: "Yams", package: "Yams"), .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -220,6 +220,17 @@ package.targets.append(
         name: "ShadowTests",
         dependencies: [
             "Shadow", "Mapping", "Fixtures", "Postgres", "TestSupport", "Diff", "Migration", "EventStore", "Billing",
+        ],
+        swiftSettings: swiftSettings
+    )
+)
+
+package.targets.append(
+    .testTarget(
+        name: "CommandsTests",
+        dependencies: [
+            "Commands", "Simulator", "Shadow", "Mapping", "Migration", "Fixtures", "Billing", "EventStore", "Postgres",
+            "TestSupport",
         ],
         swiftSettings: swiftSettings
     )
