@@ -60,7 +60,7 @@ let package = Package(
         // current rows, their events made by the same transitions shadow mode uses.
         .target(
             name: "Commands",
-            dependencies: ["Billing", "EventStore", "Postgres"],
+            dependencies: ["Billing", "EventStore", "Postgres", "TextFormats"],
             swiftSettings: swiftSettings
         ),
         .target(
