@@ -328,10 +328,11 @@ public struct CommandExecutor: Sendable {
         let prefix = entity.streamID(key: "")
         try session.execute(
             """
-            SELECT setval($1::regclass, greatest(
-                (SELECT last_value FROM \(sequence)),
+            SELECT setval($1::regclass, seed) FROM (SELECT greatest(
+                (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM \(sequence)),
                 (SELECT coalesce(max(substr(stream_id, $3)::bigint), 0) FROM \(quoteIdentifier(store.schema)).streams
-                 WHERE stream_id >= $2 AND stream_id < $4 AND substr(stream_id, $3) ~ '^[0-9]{1,18}$'), 1))
+                 WHERE stream_id >= $2 AND stream_id < $4 AND substr(stream_id, $3) ~ '^[0-9]{1,18}$')) AS seed) AS s
+            WHERE seed > 0
             """, [sequence, prefix, Int32(prefix.count + 1), String(prefix.dropLast()) + "."])
     }
 }
