@@ -18,8 +18,9 @@ extension RecordPayment: Decidable {
         var needs: Set<Requirement> = [
             .stream(.payment, key: paymentID), .stream(.invoice, key: invoiceID), Self.payments(of: invoiceID),
         ]
-        if let customerID = state.row(.invoice, invoiceID)?["customer_id"].textValue {
-            needs.insert(.stream(.customer, key: customerID))
+        if let invoice = state.row(.invoice, invoiceID) {
+            if let customerID = invoice["customer_id"].textValue { needs.insert(.stream(.customer, key: customerID)) }
+            if let subscriptionID = invoice["subscription_id"].textValue { needs.insert(.stream(.subscription, key: subscriptionID)) }
         }
         return needs
     }
@@ -31,6 +32,12 @@ extension RecordPayment: Decidable {
     /// adds to `amount_paid` and takes from `amount_due`; the invoice is paid (`paid_at`) when
     /// nothing is left due. A failed one changes no invoice (its subscription's past-due step is
     /// ``MarkPastDue``, a command of its own).
+    ///
+    /// Dunning ends with the invoice it is about: a succeeded payment that settles an invoice
+    /// with a failed attempt (the legacy `payment_retried`) makes the invoice's `past_due`
+    /// subscription `active` again, as the legacy application does in the same transaction. A
+    /// payment of an invoice nobody failed to pay leaves the subscription alone, even past due
+    /// (another invoice's attempt failed), as legacy `payment_succeeded` does.
     public func decide(in state: CommandState) throws(CommandRejection) -> Decision {
         try PaymentRuleSupport.requireNew(.payment, paymentID, in: state)
         let succeeded: Bool
@@ -60,7 +67,8 @@ extension RecordPayment: Decidable {
         let customerID = try PaymentRuleSupport.text(invoice, "customer_id")
         let customer = try PaymentRuleSupport.liveCustomer(customerID, in: state)
         try PaymentRuleSupport.requireCustomerCurrency(customer, equal: currency, for: .invoice, invoiceID)
-        if let pending = state.rows(Self.payments(of: invoiceID)).first(where: { $0["status"].textValue == "pending" }) {
+        let otherPayments = state.rows(Self.payments(of: invoiceID)).filter { $0.key != paymentID }
+        if let pending = otherPayments.first(where: { $0["status"].textValue == "pending" }) {
             throw CommandRejection(
                 .invalidState, .invoice, invoiceID,
                 "invoice \(invoiceID) has payment \(pending.key) pending; another attempt needs it settled")
@@ -106,10 +114,21 @@ extension RecordPayment: Decidable {
             paidInvoice.values["paid_at"] = .timestamp(at)
         }
         paidInvoice.values["updated_at"] = .timestamp(at)
-        return Decision(
-            rows: [payment, paidInvoice],
-            summary: "payment \(paymentID) of \(money) on invoice \(invoiceID) succeeded; "
-                + (left == 0 ? "the invoice is paid" : "\(Money(minorUnits: left, currency: currency)) still due"))
+        var rows = [payment, paidInvoice]
+        var summary =
+            "payment \(paymentID) of \(money) on invoice \(invoiceID) succeeded; "
+            + (left == 0 ? "the invoice is paid" : "\(Money(minorUnits: left, currency: currency)) still due")
+        let dunning = otherPayments.contains { $0["status"].textValue == "failed" }
+        if left == 0, dunning, let subscriptionID = invoice["subscription_id"].textValue,
+            let subscription = state.row(.subscription, subscriptionID), subscription["status"].textValue == "past_due"
+        {
+            var active = subscription
+            active.values["status"] = .text("active")
+            active.values["updated_at"] = .timestamp(at)
+            rows.append(active)
+            summary += "; subscription \(subscriptionID) is active again"
+        }
+        return Decision(rows: rows, summary: summary)
     }
 }
 

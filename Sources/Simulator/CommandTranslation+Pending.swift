@@ -10,7 +10,4 @@ extension CommandTranslation {
     public static func invoiceCommands(for entry: JournalEntry, legacy: LegacyRows) throws -> [BillingCommand] {
         throw CommandTranslationError(entry.kind, "not translated yet")
     }
-    public static func paymentCommands(for entry: JournalEntry, legacy: LegacyRows) throws -> [BillingCommand] {
-        throw CommandTranslationError(entry.kind, "not translated yet")
-    }
 }

@@ -1,6 +1,8 @@
 import Billing
 import Commands
+import Foundation
 import Postgres
+import Simulator
 import Testing
 
 /// Rows and a loader the payment and credit rule tests share: a USD customer with an open
@@ -57,6 +59,18 @@ enum PaymentFixtures {
                 "created_at": .timestamp(createdAt), "updated_at": .timestamp(createdAt),
             ],
             attributes: ["method": "card"])
+    }
+
+    static func subscription(_ id: String = "12", status: String) -> CanonicalRow {
+        CanonicalRow(
+            entity: .subscription,
+            values: [
+                "subscription_id": .text(id), "customer_id": .text("7"), "plan_id": .text("3"), "status": .text(status),
+                "quantity": .integer(1), "started_at": .timestamp(time("2025-01-05 08:00:00")),
+                "current_period_start": .timestamp(time("2025-11-01 00:00:00")),
+                "current_period_end": .timestamp(time("2025-12-01 00:00:00")), "cancel_at_period_end": .boolean(false),
+                "created_at": .timestamp(time("2025-01-05 08:00:00")), "updated_at": .timestamp(finalizedAt),
+            ])
     }
 
     static func refund(_ id: String, payment: String, amount: Int64, status: String = "succeeded", currency: String = "USD") -> CanonicalRow {
@@ -210,6 +224,36 @@ enum PaymentFixtures {
         #expect(decision.rows[1]["amount_due"] == .amount(0))
     }
 
+    @Test func aRetryThatSettlesAnInvoiceInDunningMakesItsPastDueSubscriptionActive() throws {
+        let rows = [F.customer(), F.invoice(), F.payment("4400", status: "failed"), F.subscription(status: "past_due")]
+        let decision = try F.decide(F.pay(), rows: rows)
+        var active = F.subscription(status: "active")
+        active.values["updated_at"] = .timestamp(F.at)
+        #expect(decision.rows.count == 3)
+        #expect(decision.rows[2] == active)
+        #expect(decision.summary == "payment 4501 of 162.00 USD on invoice 4489 succeeded; the invoice is paid; subscription 12 is active again")
+        let events = Transitions.transitions(
+            before: F.subscription(status: "past_due"), after: active, notBefore: F.finalizedAt, syncedFromVersion: 3)
+        #expect(events.map(\.type) == [.subscriptionUpdated])
+    }
+
+    @Test func aPaymentOfAnInvoiceNobodyFailedToPayLeavesThePastDueSubscription() throws {
+        let rows = [F.customer(), F.invoice(), F.subscription(status: "past_due")]
+        #expect(try F.decide(F.pay(), rows: rows).rows.map(\.entity) == [.payment, .invoice])
+    }
+
+    @Test func aPartOfAnInvoiceInDunningLeavesTheSubscriptionPastDue() throws {
+        let rows = [F.customer(), F.invoice(), F.payment("4400", status: "failed"), F.subscription(status: "past_due")]
+        #expect(try F.decide(F.pay(amount: 100), rows: rows).rows.map(\.entity) == [.payment, .invoice])
+    }
+
+    @Test func aRetryLeavesAnUnpaidOrActiveSubscriptionAsItIs() throws {
+        for status in ["unpaid", "active", "canceled"] {
+            let rows = [F.customer(), F.invoice(), F.payment("4400", status: "failed"), F.subscription(status: status)]
+            #expect(try F.decide(F.pay(), rows: rows).rows.map(\.entity) == [.payment, .invoice], "\(status)")
+        }
+    }
+
     @Test func aPartOfAnUncollectibleInvoiceLeavesItUncollectible() throws {
         let decision = try F.decide(F.pay(amount: 200), rows: [F.customer(), F.invoice(status: "uncollectible")])
         #expect(decision.rows[1]["status"] == .text("uncollectible"))
@@ -234,6 +278,7 @@ enum PaymentFixtures {
                 == [.stream(.payment, key: "4501"), .stream(.invoice, key: "4489"), .children(.payment, column: "invoice_id", value: "4489")])
         let state = F.state(for: command, rows: world)
         #expect(command.requirements(given: state).contains(.stream(.customer, key: "7")))
+        #expect(command.requirements(given: state).contains(.stream(.subscription, key: "12")))
     }
 
     // MARK: Record payment: every rejection
@@ -417,5 +462,105 @@ enum PaymentFixtures {
         let rows = world + [F.payment("4501", createdAt: F.at)]
         #expect(F.rejection(F.refundCommand(at: F.time("2025-11-02 10:15:30.499999")), rows: rows) == .invalidInput)
         #expect(F.rejection(F.refundCommand(at: F.at), rows: rows) == nil)
+    }
+}
+
+/// The payment and credit operations of the legacy application as commands: what came from
+/// outside is stated, what legacy derived from its state is left for the ledger to derive.
+@Suite struct PaymentTranslationTests {
+    typealias F = PaymentFixtures
+    static let at = "2025-11-02T10:15:30.500000Z"
+
+    static func entry(_ kind: OperationKind, _ keys: [String: String], effects: [Effect] = []) -> JournalEntry {
+        JournalEntry(op: 41, kind: kind, at: at, keys: keys, effects: effects, summary: "")
+    }
+
+    static func rows(after: [CanonicalRow], before: [CanonicalRow] = []) -> LegacyRows {
+        LegacyRows(
+            before: Dictionary(uniqueKeysWithValues: before.map { (LegacyRows.Key($0.entity, $0.key), $0) }),
+            after: Dictionary(uniqueKeysWithValues: after.map { (LegacyRows.Key($0.entity, $0.key), $0) }))
+    }
+
+    @Test func aFailedCardPaymentThatPutTheSubscriptionPastDueIsTwoCommands() throws {
+        var failed = F.payment("4501", status: "failed", createdAt: F.at)
+        failed.values["failure_code"] = .text("insufficient_funds")
+        let keys = ["customer": "7", "invoice": "4489", "payment": "4501", "subscription": "12"]
+        let legacy = Self.rows(
+            after: [failed, F.subscription(status: "past_due")], before: [F.subscription(status: "active")])
+        let commands = try CommandTranslation.commands(for: Self.entry(.paymentFailed, keys), legacy: legacy)
+        #expect(
+            commands == [
+                .recordPayment(
+                    RecordPayment(
+                        paymentID: "4501", invoiceID: "4489", status: "failed", method: "card", providerPaymentID: "pi_3Xyz4501",
+                        failureCode: "insufficient_funds", at: F.at)),
+                try JSONDecoder().decode(
+                    BillingCommand.self,
+                    from: Data(#"{"command": "mark_past_due", "subscription_id": "12", "at": "2025-11-02T10:15:30.500000Z"}"#.utf8)),
+            ])
+        let stayed = Self.rows(after: [failed, F.subscription(status: "past_due")], before: [F.subscription(status: "past_due")])
+        #expect(try CommandTranslation.commands(for: Self.entry(.paymentFailed, keys), legacy: stayed).count == 1)
+    }
+
+    @Test func paymentsInFullLeaveTheAmountToTheLedgerPartsStateIt() throws {
+        let keys = ["customer": "7", "invoice": "4489", "payment": "4501"]
+        let full = Self.rows(after: [F.payment("4501", createdAt: F.at)])
+        for kind in [OperationKind.paymentSucceeded, .paymentRetried] {
+            let commands = try CommandTranslation.commands(for: Self.entry(kind, keys), legacy: full)
+            #expect(
+                commands == [
+                    .recordPayment(
+                        RecordPayment(
+                            paymentID: "4501", invoiceID: "4489", status: "succeeded", method: "card", providerPaymentID: "pi_3Xyz4501",
+                            at: F.at))
+                ])
+        }
+        var transfer = F.payment("4501", amount: 6_000, createdAt: F.at)
+        transfer.values["provider_payment_id"] = .null
+        transfer.attributes = ["method": "bank_transfer"]
+        let part = try CommandTranslation.commands(for: Self.entry(.partialPayment, keys), legacy: Self.rows(after: [transfer]))
+        #expect(
+            part == [
+                .recordPayment(RecordPayment(paymentID: "4501", invoiceID: "4489", amount: 6_000, status: "succeeded", method: "bank_transfer", at: F.at))
+            ])
+    }
+
+    @Test func refundsInFullTakeWhatIsLeftPartsStateTheirAmount() throws {
+        let keys = ["customer": "7", "invoice": "4489", "payment": "4501", "refund": "880"]
+        let legacy = Self.rows(after: [F.refund("880", payment: "4501", amount: 3_000)])
+        #expect(
+            try CommandTranslation.commands(for: Self.entry(.refundFull, keys), legacy: legacy)
+                == [.refundPayment(RefundPayment(refundID: "880", paymentID: "4501", reason: "duplicate", at: F.at))])
+        #expect(
+            try CommandTranslation.commands(for: Self.entry(.refundPartial, keys), legacy: legacy)
+                == [.refundPayment(RefundPayment(refundID: "880", paymentID: "4501", amount: 3_000, reason: "duplicate", at: F.at))])
+    }
+
+    @Test func creditIsStatedItsNumberAndLabelAreTheLedgers() throws {
+        let note = CreditRulesTests.note("310", total: 4_050)
+        let keys = ["customer": "7", "invoice": "4489", "credit_note": "310", "balance_transaction": "9120"]
+        #expect(
+            try CommandTranslation.commands(for: Self.entry(.creditNote, keys), legacy: Self.rows(after: [note]))
+                == [
+                    .issueCreditNote(
+                        IssueCreditNote(creditNoteID: "310", invoiceID: "4489", amount: 4_050, balanceTransactionID: "9120", reason: "goodwill", at: F.at))
+                ])
+        let goodwill = CanonicalRow(
+            entity: .balanceTransaction,
+            values: [
+                "balance_transaction_id": .text("9121"), "customer_id": .text("7"), "amount": .amount(-2_500), "currency": .text("USD"),
+                "type": .text("adjustment"), "description": .text("Goodwill credit"), "created_at": .timestamp(F.at),
+            ])
+        #expect(
+            try CommandTranslation.commands(
+                for: Self.entry(.customerCredit, ["customer": "7", "balance_transaction": "9121"]), legacy: Self.rows(after: [goodwill]))
+                == [.addCustomerCredit(AddCustomerCredit(balanceTransactionID: "9121", customerID: "7", amount: 2_500, at: F.at))])
+    }
+
+    @Test func anOperationWithoutItsRowsIsATranslationError() {
+        #expect(throws: CommandTranslationError.self) {
+            try CommandTranslation.commands(
+                for: Self.entry(.refundFull, ["customer": "7", "payment": "4501", "refund": "880"]), legacy: LegacyRows())
+        }
     }
 }
