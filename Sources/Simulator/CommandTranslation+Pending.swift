@@ -5,9 +5,9 @@ import Commands
 
 extension CommandTranslation {
     public static func subscriptionCommands(for entry: JournalEntry, legacy: LegacyRows) throws -> [BillingCommand] {
-        throw CommandTranslationError(entry.kind, "not translated yet")
+        throw CommandTranslationError(entry.kind, CommandTranslationError.pendingDetail)
     }
     public static func invoiceCommands(for entry: JournalEntry, legacy: LegacyRows) throws -> [BillingCommand] {
-        throw CommandTranslationError(entry.kind, "not translated yet")
+        throw CommandTranslationError(entry.kind, CommandTranslationError.pendingDetail)
     }
 }
