@@ -26,7 +26,9 @@ extension IssueCreditNote: Decidable {
     }
 
     /// The credit notes whose `invoice_id` (or `customer_id`) is `key`.
-    static func notes(_ owner: Entity, _ key: String) -> Requirement { .children(.creditNote, column: owner.keyColumn, value: key) }
+    static func notes(_ owner: Entity, _ key: String) -> Requirement {
+        .children(.creditNote, column: owner.keyColumn, value: key)
+    }
 
     /// An issued credit note of `amount` on a paid invoice of a live customer, at most what the
     /// invoice's issued credit notes leave of its total, with its whole amount as credit
@@ -36,7 +38,8 @@ extension IssueCreditNote: Decidable {
     /// two digits at least.
     public func decide(in state: CommandState) throws(CommandRejection) -> Decision {
         guard amount > 0 else {
-            throw CommandRejection(.invalidAmount, .creditNote, creditNoteID, "amount \(amount) is not a positive number of minor units")
+            throw CommandRejection(
+                .invalidAmount, .creditNote, creditNoteID, "amount \(amount) is not a positive number of minor units")
         }
         try PaymentRuleSupport.requireNew(.creditNote, creditNoteID, in: state)
         try PaymentRuleSupport.requireNew(.balanceTransaction, balanceTransactionID, in: state)
@@ -46,7 +49,8 @@ extension IssueCreditNote: Decidable {
         let invoiceStatus = invoice["status"].textValue ?? "NULL"
         guard invoiceStatus == "paid" else {
             throw CommandRejection(
-                .invalidState, .invoice, invoiceID, "invoice \(invoiceID) is \(invoiceStatus); a credit note needs it paid")
+                .invalidState, .invoice, invoiceID,
+                "invoice \(invoiceID) is \(invoiceStatus); a credit note needs it paid")
         }
         let currency = try PaymentRuleSupport.currency(of: invoice)
         try PaymentRuleSupport.requireStated(self.currency, equal: currency, .invoice, invoiceID)
@@ -59,9 +63,11 @@ extension IssueCreditNote: Decidable {
             guard note["currency"].textValue == currency.code else {
                 throw CommandRejection(
                     .currencyMismatch, .creditNote, note.key,
-                    "credit note \(note.key) of invoice \(invoiceID) is in \(note["currency"].textValue ?? "no currency"), the invoice in \(currency.code)")
+                    "credit note \(note.key) of invoice \(invoiceID) is in \(note["currency"].textValue ?? "no currency"), the invoice in \(currency.code)"
+                )
             }
-            credited = try PaymentRuleSupport.sum(credited, try PaymentRuleSupport.amount(note, "total"), .invoice, invoiceID)
+            credited = try PaymentRuleSupport.sum(
+                credited, try PaymentRuleSupport.amount(note, "total"), .invoice, invoiceID)
         }
         let total = try PaymentRuleSupport.amount(invoice, "total")
         let creditable = total - credited
@@ -77,11 +83,13 @@ extension IssueCreditNote: Decidable {
         if let given = self.number {
             if let taken = customerNotes.first(where: { $0["number"].textValue == given }) {
                 throw CommandRejection(
-                    .alreadyExists, .creditNote, creditNoteID, "credit note number \(given) is credit note \(taken.key)'s")
+                    .alreadyExists, .creditNote, creditNoteID,
+                    "credit note number \(given) is credit note \(taken.key)'s")
             }
             number = given
         } else {
-            number = Self.number(invoiceNumber: invoice["number"].textValue, customerID: customerID, notes: customerNotes.count)
+            number = Self.number(
+                invoiceNumber: invoice["number"].textValue, customerID: customerID, notes: customerNotes.count)
         }
 
         let note = CanonicalRow(
@@ -102,7 +110,8 @@ extension IssueCreditNote: Decidable {
             ])
         return Decision(
             rows: [note, transaction],
-            summary: "credit note \(creditNoteID) (\(number)) of \(Money(minorUnits: amount, currency: currency)) on invoice \(invoiceID) "
+            summary:
+                "credit note \(creditNoteID) (\(number)) of \(Money(minorUnits: amount, currency: currency)) on invoice \(invoiceID) "
                 + "credited to customer \(customerID)")
     }
 
@@ -126,13 +135,15 @@ extension AddCustomerCredit: Decidable {
     public func decide(in state: CommandState) throws(CommandRejection) -> Decision {
         guard amount > 0 else {
             throw CommandRejection(
-                .invalidAmount, .balanceTransaction, balanceTransactionID, "amount \(amount) is not a positive number of minor units")
+                .invalidAmount, .balanceTransaction, balanceTransactionID,
+                "amount \(amount) is not a positive number of minor units")
         }
         try PaymentRuleSupport.requireNew(.balanceTransaction, balanceTransactionID, in: state)
         let customer = try PaymentRuleSupport.liveCustomer(customerID, in: state)
         guard customer["currency"].textValue != nil else {
             throw CommandRejection(
-                .invalidState, .customer, customerID, "customer \(customerID) has no currency yet; credit needs the currency it is billed in")
+                .invalidState, .customer, customerID,
+                "customer \(customerID) has no currency yet; credit needs the currency it is billed in")
         }
         let currency = try PaymentRuleSupport.currency(of: customer)
         try PaymentRuleSupport.requireStated(self.currency, equal: currency, .customer, customerID)

@@ -12,20 +12,25 @@ import Postgres
 // rule leaves out).
 
 extension RecordPayment: Decidable {
-    /// The payment's key (new), its invoice, the invoice's other payments (one pending blocks
-    /// another attempt), then the invoice's customer.
+    /// The payment's key (new), its invoice and the invoice's other payments (one pending
+    /// blocks another attempt, a failed one makes this a retry), then the invoice's customer and
+    /// subscription (a retry reactivates it).
     public func requirements(given state: CommandState) -> Set<Requirement> {
         var needs: Set<Requirement> = [
             .stream(.payment, key: paymentID), .stream(.invoice, key: invoiceID), Self.payments(of: invoiceID),
         ]
         if let invoice = state.row(.invoice, invoiceID) {
             if let customerID = invoice["customer_id"].textValue { needs.insert(.stream(.customer, key: customerID)) }
-            if let subscriptionID = invoice["subscription_id"].textValue { needs.insert(.stream(.subscription, key: subscriptionID)) }
+            if let subscriptionID = invoice["subscription_id"].textValue {
+                needs.insert(.stream(.subscription, key: subscriptionID))
+            }
         }
         return needs
     }
 
-    static func payments(of invoiceID: String) -> Requirement { .children(.payment, column: "invoice_id", value: invoiceID) }
+    static func payments(of invoiceID: String) -> Requirement {
+        .children(.payment, column: "invoice_id", value: invoiceID)
+    }
 
     /// An attempt on an open or uncollectible invoice of a live customer, in the invoice's
     /// currency, of at most what is due (all of it when `amount` is `nil`). A succeeded one
@@ -45,13 +50,16 @@ extension RecordPayment: Decidable {
         case "succeeded": succeeded = true
         case "failed": succeeded = false
         default:
-            throw CommandRejection(.invalidInput, .payment, paymentID, "status \(status) is not recorded: succeeded or failed")
+            throw CommandRejection(
+                .invalidInput, .payment, paymentID, "status \(status) is not recorded: succeeded or failed")
         }
         if let amount, amount <= 0 {
-            throw CommandRejection(.invalidAmount, .payment, paymentID, "amount \(amount) is not a positive number of minor units")
+            throw CommandRejection(
+                .invalidAmount, .payment, paymentID, "amount \(amount) is not a positive number of minor units")
         }
         if succeeded, let failureCode {
-            throw CommandRejection(.invalidInput, .payment, paymentID, "a succeeded payment has no failure code (\(failureCode) given)")
+            throw CommandRejection(
+                .invalidInput, .payment, paymentID, "a succeeded payment has no failure code (\(failureCode) given)")
         }
         guard let invoice = state.row(.invoice, invoiceID) else {
             throw CommandRejection(.notFound, .invoice, invoiceID, "invoice \(invoiceID) does not exist")
@@ -60,7 +68,8 @@ extension RecordPayment: Decidable {
         guard invoiceStatus == "open" || invoiceStatus == "uncollectible" else {
             let why = invoiceStatus == "paid" ? ": an invoice is paid once" : ""
             throw CommandRejection(
-                .invalidState, .invoice, invoiceID, "invoice \(invoiceID) is \(invoiceStatus)\(why); a payment needs it open or uncollectible")
+                .invalidState, .invoice, invoiceID,
+                "invoice \(invoiceID) is \(invoiceStatus)\(why); a payment needs it open or uncollectible")
         }
         let currency = try PaymentRuleSupport.currency(of: invoice)
         try PaymentRuleSupport.requireStated(self.currency, equal: currency, .invoice, invoiceID)
@@ -75,17 +84,21 @@ extension RecordPayment: Decidable {
         }
         if let finalizedAt = invoice["finalized_at"].timestampValue, at < finalizedAt {
             throw CommandRejection(
-                .invalidInput, .payment, paymentID, "the payment at \(at.iso8601) precedes invoice \(invoiceID)'s finalization at \(finalizedAt.iso8601)")
+                .invalidInput, .payment, paymentID,
+                "the payment at \(at.iso8601) precedes invoice \(invoiceID)'s finalization at \(finalizedAt.iso8601)")
         }
         let due = try PaymentRuleSupport.amount(invoice, "amount_due")
         guard due > 0 else {
-            throw CommandRejection(.invalidState, .invoice, invoiceID, "invoice \(invoiceID) has nothing due; a payment needs an amount due")
+            throw CommandRejection(
+                .invalidState, .invoice, invoiceID,
+                "invoice \(invoiceID) has nothing due; a payment needs an amount due")
         }
         let amount = self.amount ?? due
         guard amount <= due else {
             throw CommandRejection(
                 .exceedsLimit, .payment, paymentID,
-                "\(Money(minorUnits: amount, currency: currency)) exceeds the \(Money(minorUnits: due, currency: currency)) due on invoice \(invoiceID)")
+                "\(Money(minorUnits: amount, currency: currency)) exceeds the \(Money(minorUnits: due, currency: currency)) due on invoice \(invoiceID)"
+            )
         }
 
         let payment = CanonicalRow(
@@ -102,10 +115,12 @@ extension RecordPayment: Decidable {
         guard succeeded else {
             return Decision(
                 rows: [payment],
-                summary: "payment \(paymentID) of \(money) on invoice \(invoiceID) failed" + (failureCode.map { " (\($0))" } ?? ""))
+                summary: "payment \(paymentID) of \(money) on invoice \(invoiceID) failed"
+                    + (failureCode.map { " (\($0))" } ?? ""))
         }
         var paidInvoice = invoice
-        let paid = try PaymentRuleSupport.sum(try PaymentRuleSupport.amount(invoice, "amount_paid"), amount, .invoice, invoiceID)
+        let paid = try PaymentRuleSupport.sum(
+            try PaymentRuleSupport.amount(invoice, "amount_paid"), amount, .invoice, invoiceID)
         let left = due - amount
         paidInvoice.values["amount_paid"] = .amount(paid)
         paidInvoice.values["amount_due"] = .amount(left)
@@ -135,14 +150,18 @@ extension RecordPayment: Decidable {
 extension RefundPayment: Decidable {
     /// The refund's key (new), the payment, its refunds so far, then the payment's customer.
     public func requirements(given state: CommandState) -> Set<Requirement> {
-        var needs: Set<Requirement> = [.stream(.refund, key: refundID), .stream(.payment, key: paymentID), Self.refunds(of: paymentID)]
+        var needs: Set<Requirement> = [
+            .stream(.refund, key: refundID), .stream(.payment, key: paymentID), Self.refunds(of: paymentID),
+        ]
         if let customerID = state.row(.payment, paymentID)?["customer_id"].textValue {
             needs.insert(.stream(.customer, key: customerID))
         }
         return needs
     }
 
-    static func refunds(of paymentID: String) -> Requirement { .children(.refund, column: "payment_id", value: paymentID) }
+    static func refunds(of paymentID: String) -> Requirement {
+        .children(.refund, column: "payment_id", value: paymentID)
+    }
 
     /// A succeeded refund of a succeeded payment of a live customer, in the payment's currency,
     /// of at most what is left of it: its amount less its succeeded and pending refunds (failed
@@ -151,7 +170,8 @@ extension RefundPayment: Decidable {
     public func decide(in state: CommandState) throws(CommandRejection) -> Decision {
         try PaymentRuleSupport.requireNew(.refund, refundID, in: state)
         if let amount, amount <= 0 {
-            throw CommandRejection(.invalidAmount, .refund, refundID, "amount \(amount) is not a positive number of minor units")
+            throw CommandRejection(
+                .invalidAmount, .refund, refundID, "amount \(amount) is not a positive number of minor units")
         }
         guard let payment = state.row(.payment, paymentID) else {
             throw CommandRejection(.notFound, .payment, paymentID, "payment \(paymentID) does not exist")
@@ -159,7 +179,8 @@ extension RefundPayment: Decidable {
         let paymentStatus = payment["status"].textValue ?? "NULL"
         guard paymentStatus == "succeeded" else {
             throw CommandRejection(
-                .invalidState, .payment, paymentID, "payment \(paymentID) is \(paymentStatus); a refund needs it succeeded")
+                .invalidState, .payment, paymentID,
+                "payment \(paymentID) is \(paymentStatus); a refund needs it succeeded")
         }
         let currency = try PaymentRuleSupport.currency(of: payment)
         try PaymentRuleSupport.requireStated(self.currency, equal: currency, .payment, paymentID)
@@ -168,18 +189,23 @@ extension RefundPayment: Decidable {
         try PaymentRuleSupport.requireCustomerCurrency(customer, equal: currency, for: .payment, paymentID)
         if let createdAt = payment["created_at"].timestampValue, at < createdAt {
             throw CommandRejection(
-                .invalidInput, .refund, refundID, "the refund at \(at.iso8601) precedes payment \(paymentID), made at \(createdAt.iso8601)")
+                .invalidInput, .refund, refundID,
+                "the refund at \(at.iso8601) precedes payment \(paymentID), made at \(createdAt.iso8601)")
         }
         var refunded: Int64 = 0
         for refund in state.rows(Self.refunds(of: paymentID)) where refund.key != refundID {
-            guard let status = refund["status"].textValue, status == "succeeded" || status == "pending" else { continue }
+            guard let status = refund["status"].textValue, status == "succeeded" || status == "pending" else {
+                continue
+            }
             let refundCurrency = refund["currency"].textValue
             guard refundCurrency == currency.code else {
                 throw CommandRejection(
                     .currencyMismatch, .refund, refund.key,
-                    "refund \(refund.key) of payment \(paymentID) is in \(refundCurrency ?? "no currency"), the payment in \(currency.code)")
+                    "refund \(refund.key) of payment \(paymentID) is in \(refundCurrency ?? "no currency"), the payment in \(currency.code)"
+                )
             }
-            refunded = try PaymentRuleSupport.sum(refunded, try PaymentRuleSupport.amount(refund, "amount"), .payment, paymentID)
+            refunded = try PaymentRuleSupport.sum(
+                refunded, try PaymentRuleSupport.amount(refund, "amount"), .payment, paymentID)
         }
         let paid = try PaymentRuleSupport.amount(payment, "amount")
         let left = paid - refunded
@@ -192,7 +218,9 @@ extension RefundPayment: Decidable {
         }
         guard left > 0 else { throw limit("nothing is left to refund") }
         let amount = self.amount ?? left
-        guard amount <= left else { throw limit("a refund of \(Money(minorUnits: amount, currency: currency)) is more than what is left") }
+        guard amount <= left else {
+            throw limit("a refund of \(Money(minorUnits: amount, currency: currency)) is more than what is left")
+        }
         let refund = CanonicalRow(
             entity: .refund,
             values: [
@@ -202,7 +230,8 @@ extension RefundPayment: Decidable {
             ])
         return Decision(
             rows: [refund],
-            summary: "refund \(refundID) of \(Money(minorUnits: amount, currency: currency)) on payment \(paymentID) succeeded"
+            summary:
+                "refund \(refundID) of \(Money(minorUnits: amount, currency: currency)) on payment \(paymentID) succeeded"
                 + (amount == left ? "; nothing is left to refund" : ""))
     }
 }
@@ -238,12 +267,15 @@ enum PaymentRuleSupport {
         do {
             return try Currency(code: code)
         } catch {
-            throw CommandRejection(.invalidState, row.entity, row.key, "\(row.entity) \(row.key) is in an unknown currency \(code)")
+            throw CommandRejection(
+                .invalidState, row.entity, row.key, "\(row.entity) \(row.key) is in an unknown currency \(code)")
         }
     }
 
     /// The currency a command states, if it states one, is the row's.
-    static func requireStated(_ stated: String?, equal currency: Currency, _ entity: Entity, _ key: String) throws(CommandRejection) {
+    static func requireStated(_ stated: String?, equal currency: Currency, _ entity: Entity, _ key: String)
+        throws(CommandRejection)
+    {
         guard let stated, stated != currency.code else { return }
         throw CommandRejection(.currencyMismatch, entity, key, "\(entity) \(key) is in \(currency.code), not \(stated)")
     }
@@ -255,7 +287,8 @@ enum PaymentRuleSupport {
     ) throws(CommandRejection) {
         guard let code = customer["currency"].textValue, code != currency.code else { return }
         throw CommandRejection(
-            .currencyMismatch, entity, key, "\(entity) \(key) is in \(currency.code) but customer \(customer.key) is billed in \(code)")
+            .currencyMismatch, entity, key,
+            "\(entity) \(key) is in \(currency.code) but customer \(customer.key) is billed in \(code)")
     }
 
     /// A non-null text column.
@@ -278,7 +311,8 @@ enum PaymentRuleSupport {
     static func sum(_ a: Int64, _ b: Int64, _ entity: Entity, _ key: String) throws(CommandRejection) -> Int64 {
         let (result, overflow) = a.addingReportingOverflow(b)
         guard !overflow else {
-            throw CommandRejection(.invalidAmount, entity, key, "\(a) + \(b) minor units does not fit in a 64-bit amount")
+            throw CommandRejection(
+                .invalidAmount, entity, key, "\(a) + \(b) minor units does not fit in a 64-bit amount")
         }
         return result
     }

@@ -35,7 +35,8 @@ extension CommandTranslation {
             let record = RecordPayment(
                 paymentID: paymentID, invoiceID: invoiceID,
                 amount: kind == .partialPayment ? try amount(payment, "amount", kind) : nil, status: status,
-                method: payment.attributes["method"] ?? nil, providerPaymentID: payment["provider_payment_id"].textValue,
+                method: payment.attributes["method"] ?? nil,
+                providerPaymentID: payment["provider_payment_id"].textValue,
                 failureCode: payment["failure_code"].textValue, at: at)
             var commands: [BillingCommand] = [.recordPayment(record)]
             if kind == .paymentFailed, let subscriptionID = entry.keys["subscription"],
@@ -60,19 +61,24 @@ extension CommandTranslation {
             return [
                 .issueCreditNote(
                     IssueCreditNote(
-                        creditNoteID: noteID, invoiceID: try key(entry, "invoice"), amount: try amount(note, "total", kind),
-                        balanceTransactionID: try key(entry, "balance_transaction"), reason: note["reason"].textValue, at: at))
+                        creditNoteID: noteID, invoiceID: try key(entry, "invoice"),
+                        amount: try amount(note, "total", kind),
+                        balanceTransactionID: try key(entry, "balance_transaction"), reason: note["reason"].textValue,
+                        at: at))
             ]
         case .customerCredit:
             let transactionID = try key(entry, "balance_transaction")
             let transaction = try after(legacy, kind, .balanceTransaction, transactionID)
             let credit = try amount(transaction, "amount", kind)
             guard credit < 0 else {
-                throw CommandTranslationError(kind, "legacy balance transaction \(transactionID) of \(credit) is no credit")
+                throw CommandTranslationError(
+                    kind, "legacy balance transaction \(transactionID) of \(credit) is no credit")
             }
             return [
                 .addCustomerCredit(
-                    AddCustomerCredit(balanceTransactionID: transactionID, customerID: try key(entry, "customer"), amount: -credit, at: at))
+                    AddCustomerCredit(
+                        balanceTransactionID: transactionID, customerID: try key(entry, "customer"), amount: -credit,
+                        at: at))
             ]
         default:
             throw CommandTranslationError(kind, "not a payment or credit operation")
@@ -81,12 +87,15 @@ extension CommandTranslation {
 
     /// `mark_past_due` of `subscriptionID`, built from its JSON form: its payload's initializer
     /// is H2's (public on branch i16-subs), this works before and after it is merged.
-    private static func markPastDue(_ subscriptionID: String, at: PostgresTimestamp, _ kind: OperationKind) throws -> BillingCommand {
+    private static func markPastDue(_ subscriptionID: String, at: PostgresTimestamp, _ kind: OperationKind) throws
+        -> BillingCommand
+    {
         let fields = ["command": "mark_past_due", "subscription_id": subscriptionID, "at": at.iso8601]
         do {
             return try JSONDecoder().decode(BillingCommand.self, from: try JSONEncoder().encode(fields))
         } catch {
-            throw CommandTranslationError(kind, "mark_past_due of subscription \(subscriptionID) does not decode: \(error)")
+            throw CommandTranslationError(
+                kind, "mark_past_due of subscription \(subscriptionID) does not decode: \(error)")
         }
     }
 
@@ -100,10 +109,15 @@ extension CommandTranslation {
 
     /// Whether the operation moved subscription `key` to `status`: its rows before and after,
     /// else (rows not read) the journal's effects.
-    private static func subscription(_ key: String, of entry: JournalEntry, legacy: LegacyRows, wentTo status: String) -> Bool {
+    private static func subscription(_ key: String, of entry: JournalEntry, legacy: LegacyRows, wentTo status: String)
+        -> Bool
+    {
         if let after = legacy.after(.subscription, key) {
-            return after["status"].textValue == status && legacy.before(.subscription, key)?["status"].textValue != status
+            return after["status"].textValue == status
+                && legacy.before(.subscription, key)?["status"].textValue != status
         }
-        return entry.effects.contains { $0.entity == Entity.subscription.rawValue && $0.key == key && $0.fields["status"] == status }
+        return entry.effects.contains {
+            $0.entity == Entity.subscription.rawValue && $0.key == key && $0.fields["status"] == status
+        }
     }
 }

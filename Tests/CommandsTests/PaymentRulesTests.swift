@@ -13,12 +13,15 @@ enum PaymentFixtures {
     static let finalizedAt = time("2025-11-01 09:00:00")
     static let at = time("2025-11-02 10:15:30.5")
 
-    static func customer(_ id: String = "7", currency: String? = "USD", archivedAt: PostgresTimestamp? = nil) -> CanonicalRow {
+    static func customer(_ id: String = "7", currency: String? = "USD", archivedAt: PostgresTimestamp? = nil)
+        -> CanonicalRow
+    {
         CanonicalRow(
             entity: .customer,
             values: [
                 "customer_id": .text(id), "email": .text("ap@acme.example"), "name": .text("Acme Ltd"),
-                "currency": currency.map(CanonicalValue.text) ?? .null, "created_at": .timestamp(time("2025-01-05 08:00:00")),
+                "currency": currency.map(CanonicalValue.text) ?? .null,
+                "created_at": .timestamp(time("2025-01-05 08:00:00")),
                 "updated_at": .timestamp(finalizedAt), "archived_at": archivedAt.map(CanonicalValue.timestamp) ?? .null,
                 "time_zone": .text("America/New_York"),
             ],
@@ -27,17 +30,22 @@ enum PaymentFixtures {
 
     /// Invoice 4489 of customer 7: 162.00 USD, `paid` of it paid.
     static func invoice(
-        _ id: String = "4489", status: String = "open", total: Int64 = 16_200, paid: Int64 = 0, currency: String = "USD",
+        _ id: String = "4489", status: String = "open", total: Int64 = 16_200, paid: Int64 = 0,
+        currency: String = "USD",
         customer: String = "7", number: String? = "LL0007-0003"
     ) -> CanonicalRow {
         CanonicalRow(
             entity: .invoice,
             values: [
                 "invoice_id": .text(id), "customer_id": .text(customer), "subscription_id": .text("12"),
-                "number": number.map(CanonicalValue.text) ?? .null, "status": .text(status), "currency": .text(currency),
-                "subtotal": .amount(13_500), "discount": .amount(0), "tax": .amount(total - 13_500), "total": .amount(total),
-                "amount_paid": .amount(paid), "amount_due": .amount(status == "paid" || status == "void" ? 0 : total - paid),
-                "period_start": .timestamp(time("2025-10-01 00:00:00")), "period_end": .timestamp(time("2025-11-01 00:00:00")),
+                "number": number.map(CanonicalValue.text) ?? .null, "status": .text(status),
+                "currency": .text(currency),
+                "subtotal": .amount(13_500), "discount": .amount(0), "tax": .amount(total - 13_500),
+                "total": .amount(total),
+                "amount_paid": .amount(paid),
+                "amount_due": .amount(status == "paid" || status == "void" ? 0 : total - paid),
+                "period_start": .timestamp(time("2025-10-01 00:00:00")),
+                "period_end": .timestamp(time("2025-11-01 00:00:00")),
                 "issued_on": status == "draft" ? .null : .date(PostgresDate("2025-11-01")!),
                 "due_on": status == "draft" ? .null : .date(PostgresDate("2025-11-01")!),
                 "finalized_at": status == "draft" ? .null : .timestamp(finalizedAt),
@@ -48,13 +56,15 @@ enum PaymentFixtures {
     }
 
     static func payment(
-        _ id: String, invoice: String = "4489", status: String = "succeeded", amount: Int64 = 16_200, currency: String = "USD",
+        _ id: String, invoice: String = "4489", status: String = "succeeded", amount: Int64 = 16_200,
+        currency: String = "USD",
         customer: String = "7", createdAt: PostgresTimestamp = finalizedAt
     ) -> CanonicalRow {
         CanonicalRow(
             entity: .payment,
             values: [
-                "payment_id": .text(id), "customer_id": .text(customer), "invoice_id": .text(invoice), "status": .text(status),
+                "payment_id": .text(id), "customer_id": .text(customer), "invoice_id": .text(invoice),
+                "status": .text(status),
                 "amount": .amount(amount), "currency": .text(currency), "provider_payment_id": .text("pi_3Xyz" + id),
                 "created_at": .timestamp(createdAt), "updated_at": .timestamp(createdAt),
             ],
@@ -73,11 +83,14 @@ enum PaymentFixtures {
             ])
     }
 
-    static func refund(_ id: String, payment: String, amount: Int64, status: String = "succeeded", currency: String = "USD") -> CanonicalRow {
+    static func refund(
+        _ id: String, payment: String, amount: Int64, status: String = "succeeded", currency: String = "USD"
+    ) -> CanonicalRow {
         CanonicalRow(
             entity: .refund,
             values: [
-                "refund_id": .text(id), "payment_id": .text(payment), "customer_id": .text("7"), "amount": .amount(amount),
+                "refund_id": .text(id), "payment_id": .text(payment), "customer_id": .text("7"),
+                "amount": .amount(amount),
                 "currency": .text(currency), "status": .text(status), "reason": .text("duplicate"),
                 "created_at": .timestamp(finalizedAt),
             ])
@@ -99,12 +112,15 @@ enum PaymentFixtures {
                         state.streams[streamID] = StreamState(row: row, version: 3, lastOccurredAt: finalizedAt)
                     } else {
                         state.streams[streamID] =
-                            ended.contains(streamID) ? StreamState(row: nil, version: 2, lastOccurredAt: finalizedAt) : .missing
+                            ended.contains(streamID)
+                            ? StreamState(row: nil, version: 2, lastOccurredAt: finalizedAt) : .missing
                     }
                 case .children(let entity, let column, let value):
                     let found = rows.filter { $0.entity == entity && $0[column].textValue == value }
                     state.children[need] = found.map(\.key).sorted()
-                    for row in found { state.streams[row.streamID] = StreamState(row: row, version: 3, lastOccurredAt: finalizedAt) }
+                    for row in found {
+                        state.streams[row.streamID] = StreamState(row: row, version: 3, lastOccurredAt: finalizedAt)
+                    }
                 }
             }
         }
@@ -112,12 +128,16 @@ enum PaymentFixtures {
         return state
     }
 
-    static func decide(_ command: BillingCommand, rows: [CanonicalRow], ended: Set<String> = []) throws(CommandRejection) -> Decision {
+    static func decide(_ command: BillingCommand, rows: [CanonicalRow], ended: Set<String> = [])
+        throws(CommandRejection) -> Decision
+    {
         try command.decide(in: state(for: command, rows: rows, ended: ended))
     }
 
     /// The rejection's code, or `nil` when the command is decided.
-    static func rejection(_ command: BillingCommand, rows: [CanonicalRow], ended: Set<String> = []) -> CommandRejection.Code? {
+    static func rejection(_ command: BillingCommand, rows: [CanonicalRow], ended: Set<String> = []) -> CommandRejection
+        .Code?
+    {
         do {
             _ = try decide(command, rows: rows, ended: ended)
             return nil
@@ -133,7 +153,8 @@ enum PaymentFixtures {
     ) -> BillingCommand {
         .recordPayment(
             RecordPayment(
-                paymentID: id, invoiceID: invoice, amount: amount, status: status, method: method, providerPaymentID: provider,
+                paymentID: id, invoiceID: invoice, amount: amount, status: status, method: method,
+                providerPaymentID: provider,
                 failureCode: failureCode, currency: currency, at: at))
     }
 
@@ -141,7 +162,8 @@ enum PaymentFixtures {
         _ id: String = "880", payment: String = "4501", amount: Int64? = nil, reason: String? = "requested_by_customer",
         currency: String? = nil, at: PostgresTimestamp = at
     ) -> BillingCommand {
-        .refundPayment(RefundPayment(refundID: id, paymentID: payment, amount: amount, reason: reason, currency: currency, at: at))
+        .refundPayment(
+            RefundPayment(refundID: id, paymentID: payment, amount: amount, reason: reason, currency: currency, at: at))
     }
 }
 
@@ -156,8 +178,10 @@ enum PaymentFixtures {
         let payment = CanonicalRow(
             entity: .payment,
             values: [
-                "payment_id": .text("4501"), "customer_id": .text("7"), "invoice_id": .text("4489"), "status": .text("succeeded"),
-                "amount": .amount(16_200), "currency": .text("USD"), "provider_payment_id": .text("pi_3AbCdEfGhIjKlMnOpQrStU0001aZ"),
+                "payment_id": .text("4501"), "customer_id": .text("7"), "invoice_id": .text("4489"),
+                "status": .text("succeeded"),
+                "amount": .amount(16_200), "currency": .text("USD"),
+                "provider_payment_id": .text("pi_3AbCdEfGhIjKlMnOpQrStU0001aZ"),
                 "failure_code": .null, "created_at": .timestamp(F.at), "updated_at": .timestamp(F.at),
             ],
             attributes: ["method": "card"])
@@ -175,7 +199,8 @@ enum PaymentFixtures {
     @Test func aPaymentInFullIsPaymentSucceededThenInvoicePaid() throws {
         let decision = try F.decide(F.pay(), rows: world)
         let created = Transitions.transitions(before: nil, after: decision.rows[0], syncedFromVersion: 0)
-        let paid = Transitions.transitions(before: F.invoice(), after: decision.rows[1], notBefore: F.finalizedAt, syncedFromVersion: 3)
+        let paid = Transitions.transitions(
+            before: F.invoice(), after: decision.rows[1], notBefore: F.finalizedAt, syncedFromVersion: 3)
         #expect(created.map(\.type) == [.paymentCreated, .paymentSucceeded])
         #expect(paid.map(\.type) == [.invoicePaid])
         #expect(paid.allSatisfy { $0.occurredAt == F.at })
@@ -231,7 +256,10 @@ enum PaymentFixtures {
         active.values["updated_at"] = .timestamp(F.at)
         #expect(decision.rows.count == 3)
         #expect(decision.rows[2] == active)
-        #expect(decision.summary == "payment 4501 of 162.00 USD on invoice 4489 succeeded; the invoice is paid; subscription 12 is active again")
+        #expect(
+            decision.summary
+                == "payment 4501 of 162.00 USD on invoice 4489 succeeded; the invoice is paid; subscription 12 is active again"
+        )
         let events = Transitions.transitions(
             before: F.subscription(status: "past_due"), after: active, notBefore: F.finalizedAt, syncedFromVersion: 3)
         #expect(events.map(\.type) == [.subscriptionUpdated])
@@ -275,7 +303,10 @@ enum PaymentFixtures {
         let command = F.pay()
         #expect(
             command.requirements(given: CommandState())
-                == [.stream(.payment, key: "4501"), .stream(.invoice, key: "4489"), .children(.payment, column: "invoice_id", value: "4489")])
+                == [
+                    .stream(.payment, key: "4501"), .stream(.invoice, key: "4489"),
+                    .children(.payment, column: "invoice_id", value: "4489"),
+                ])
         let state = F.state(for: command, rows: world)
         #expect(command.requirements(given: state).contains(.stream(.customer, key: "7")))
         #expect(command.requirements(given: state).contains(.stream(.subscription, key: "12")))
@@ -285,7 +316,9 @@ enum PaymentFixtures {
 
     @Test func aPaidInvoiceIsPaidOnce() {
         #expect(F.rejection(F.pay(), rows: [F.customer(), F.invoice(status: "paid", paid: 16_200)]) == .invalidState)
-        #expect(F.rejection(F.pay(status: "failed"), rows: [F.customer(), F.invoice(status: "paid", paid: 16_200)]) == .invalidState)
+        #expect(
+            F.rejection(F.pay(status: "failed"), rows: [F.customer(), F.invoice(status: "paid", paid: 16_200)])
+                == .invalidState)
     }
 
     @Test func voidAndDraftInvoicesTakeNoPayment() {
@@ -300,7 +333,9 @@ enum PaymentFixtures {
         } catch {
             #expect(error.entity == .invoice)
             #expect(error.key == "4489")
-            #expect(error.detail == "invoice 4489 is paid: an invoice is paid once; a payment needs it open or uncollectible")
+            #expect(
+                error.detail
+                    == "invoice 4489 is paid: an invoice is paid once; a payment needs it open or uncollectible")
         }
     }
 
@@ -377,7 +412,8 @@ enum PaymentFixtures {
         let refund = CanonicalRow(
             entity: .refund,
             values: [
-                "refund_id": .text("880"), "payment_id": .text("4501"), "customer_id": .text("7"), "amount": .amount(16_200),
+                "refund_id": .text("880"), "payment_id": .text("4501"), "customer_id": .text("7"),
+                "amount": .amount(16_200),
                 "currency": .text("USD"), "status": .text("succeeded"), "reason": .text("requested_by_customer"),
                 "created_at": .timestamp(F.at),
             ])
@@ -388,7 +424,8 @@ enum PaymentFixtures {
     }
 
     @Test func aPartialRefundIsItsAmountAndChangesNoInvoice() throws {
-        let decision = try F.decide(F.refundCommand(amount: 4_000, reason: "duplicate"), rows: world + [F.payment("4501")])
+        let decision = try F.decide(
+            F.refundCommand(amount: 4_000, reason: "duplicate"), rows: world + [F.payment("4501")])
         #expect(decision.rows.count == 1)
         #expect(decision.rows[0]["amount"] == .amount(4_000))
         #expect(decision.rows[0]["reason"] == .text("duplicate"))
@@ -413,7 +450,10 @@ enum PaymentFixtures {
         let command = F.refundCommand()
         #expect(
             command.requirements(given: CommandState())
-                == [.stream(.refund, key: "880"), .stream(.payment, key: "4501"), .children(.refund, column: "payment_id", value: "4501")])
+                == [
+                    .stream(.refund, key: "880"), .stream(.payment, key: "4501"),
+                    .children(.refund, column: "payment_id", value: "4501"),
+                ])
         let state = F.state(for: command, rows: world + [F.payment("4501")])
         #expect(command.requirements(given: state).contains(.stream(.customer, key: "7")))
     }
@@ -440,20 +480,25 @@ enum PaymentFixtures {
     @Test func aRefundOfAMissingPaymentIsNotFound() {
         #expect(F.rejection(F.refundCommand(), rows: world) == .notFound)
         #expect(F.rejection(F.refundCommand(), rows: [F.invoice(), F.payment("4501")]) == .notFound)
-        #expect(F.rejection(F.refundCommand(), rows: [F.customer(archivedAt: F.at), F.invoice(), F.payment("4501")]) == .notFound)
+        #expect(
+            F.rejection(F.refundCommand(), rows: [F.customer(archivedAt: F.at), F.invoice(), F.payment("4501")])
+                == .notFound)
     }
 
     @Test func anExistingRefundKeyIsNotReused() {
         let rows = world + [F.payment("4501"), F.refund("880", payment: "4400", amount: 100)]
         #expect(F.rejection(F.refundCommand(), rows: rows) == .alreadyExists)
-        #expect(F.rejection(F.refundCommand(), rows: world + [F.payment("4501")], ended: ["refund-880"]) == .alreadyExists)
+        #expect(
+            F.rejection(F.refundCommand(), rows: world + [F.payment("4501")], ended: ["refund-880"]) == .alreadyExists)
     }
 
     @Test func aRefundIsInItsPaymentsCurrency() {
         let rows = world + [F.payment("4501")]
         #expect(F.rejection(F.refundCommand(currency: "GBP"), rows: rows) == .currencyMismatch)
         #expect(F.rejection(F.refundCommand(currency: "USD"), rows: rows) == nil)
-        #expect(F.rejection(F.refundCommand(), rows: [F.customer(currency: "EUR"), F.invoice(), F.payment("4501")]) == .currencyMismatch)
+        #expect(
+            F.rejection(F.refundCommand(), rows: [F.customer(currency: "EUR"), F.invoice(), F.payment("4501")])
+                == .currencyMismatch)
         let mixed = rows + [F.refund("870", payment: "4501", amount: 100, currency: "EUR")]
         #expect(F.rejection(F.refundCommand(amount: 100), rows: mixed) == .currencyMismatch)
     }
@@ -492,13 +537,17 @@ enum PaymentFixtures {
             commands == [
                 .recordPayment(
                     RecordPayment(
-                        paymentID: "4501", invoiceID: "4489", status: "failed", method: "card", providerPaymentID: "pi_3Xyz4501",
+                        paymentID: "4501", invoiceID: "4489", status: "failed", method: "card",
+                        providerPaymentID: "pi_3Xyz4501",
                         failureCode: "insufficient_funds", at: F.at)),
                 try JSONDecoder().decode(
                     BillingCommand.self,
-                    from: Data(#"{"command": "mark_past_due", "subscription_id": "12", "at": "2025-11-02T10:15:30.500000Z"}"#.utf8)),
+                    from: Data(
+                        #"{"command": "mark_past_due", "subscription_id": "12", "at": "2025-11-02T10:15:30.500000Z"}"#
+                            .utf8)),
             ])
-        let stayed = Self.rows(after: [failed, F.subscription(status: "past_due")], before: [F.subscription(status: "past_due")])
+        let stayed = Self.rows(
+            after: [failed, F.subscription(status: "past_due")], before: [F.subscription(status: "past_due")])
         #expect(try CommandTranslation.commands(for: Self.entry(.paymentFailed, keys), legacy: stayed).count == 1)
     }
 
@@ -511,17 +560,22 @@ enum PaymentFixtures {
                 commands == [
                     .recordPayment(
                         RecordPayment(
-                            paymentID: "4501", invoiceID: "4489", status: "succeeded", method: "card", providerPaymentID: "pi_3Xyz4501",
+                            paymentID: "4501", invoiceID: "4489", status: "succeeded", method: "card",
+                            providerPaymentID: "pi_3Xyz4501",
                             at: F.at))
                 ])
         }
         var transfer = F.payment("4501", amount: 6_000, createdAt: F.at)
         transfer.values["provider_payment_id"] = .null
         transfer.attributes = ["method": "bank_transfer"]
-        let part = try CommandTranslation.commands(for: Self.entry(.partialPayment, keys), legacy: Self.rows(after: [transfer]))
+        let part = try CommandTranslation.commands(
+            for: Self.entry(.partialPayment, keys), legacy: Self.rows(after: [transfer]))
         #expect(
             part == [
-                .recordPayment(RecordPayment(paymentID: "4501", invoiceID: "4489", amount: 6_000, status: "succeeded", method: "bank_transfer", at: F.at))
+                .recordPayment(
+                    RecordPayment(
+                        paymentID: "4501", invoiceID: "4489", amount: 6_000, status: "succeeded",
+                        method: "bank_transfer", at: F.at))
             ])
     }
 
@@ -533,7 +587,10 @@ enum PaymentFixtures {
                 == [.refundPayment(RefundPayment(refundID: "880", paymentID: "4501", reason: "duplicate", at: F.at))])
         #expect(
             try CommandTranslation.commands(for: Self.entry(.refundPartial, keys), legacy: legacy)
-                == [.refundPayment(RefundPayment(refundID: "880", paymentID: "4501", amount: 3_000, reason: "duplicate", at: F.at))])
+                == [
+                    .refundPayment(
+                        RefundPayment(refundID: "880", paymentID: "4501", amount: 3_000, reason: "duplicate", at: F.at))
+                ])
     }
 
     @Test func creditIsStatedItsNumberAndLabelAreTheLedgers() throws {
@@ -543,24 +600,32 @@ enum PaymentFixtures {
             try CommandTranslation.commands(for: Self.entry(.creditNote, keys), legacy: Self.rows(after: [note]))
                 == [
                     .issueCreditNote(
-                        IssueCreditNote(creditNoteID: "310", invoiceID: "4489", amount: 4_050, balanceTransactionID: "9120", reason: "goodwill", at: F.at))
+                        IssueCreditNote(
+                            creditNoteID: "310", invoiceID: "4489", amount: 4_050, balanceTransactionID: "9120",
+                            reason: "goodwill", at: F.at))
                 ])
         let goodwill = CanonicalRow(
             entity: .balanceTransaction,
             values: [
-                "balance_transaction_id": .text("9121"), "customer_id": .text("7"), "amount": .amount(-2_500), "currency": .text("USD"),
+                "balance_transaction_id": .text("9121"), "customer_id": .text("7"), "amount": .amount(-2_500),
+                "currency": .text("USD"),
                 "type": .text("adjustment"), "description": .text("Goodwill credit"), "created_at": .timestamp(F.at),
             ])
         #expect(
             try CommandTranslation.commands(
-                for: Self.entry(.customerCredit, ["customer": "7", "balance_transaction": "9121"]), legacy: Self.rows(after: [goodwill]))
-                == [.addCustomerCredit(AddCustomerCredit(balanceTransactionID: "9121", customerID: "7", amount: 2_500, at: F.at))])
+                for: Self.entry(.customerCredit, ["customer": "7", "balance_transaction": "9121"]),
+                legacy: Self.rows(after: [goodwill]))
+                == [
+                    .addCustomerCredit(
+                        AddCustomerCredit(balanceTransactionID: "9121", customerID: "7", amount: 2_500, at: F.at))
+                ])
     }
 
     @Test func anOperationWithoutItsRowsIsATranslationError() {
         #expect(throws: CommandTranslationError.self) {
             try CommandTranslation.commands(
-                for: Self.entry(.refundFull, ["customer": "7", "payment": "4501", "refund": "880"]), legacy: LegacyRows())
+                for: Self.entry(.refundFull, ["customer": "7", "payment": "4501", "refund": "880"]),
+                legacy: LegacyRows())
         }
     }
 }
