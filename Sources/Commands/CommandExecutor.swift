@@ -64,8 +64,9 @@ public struct CommandOutcome: Sendable, Hashable, Codable {
 ///
 /// A writer that does not take the lock (shadow mode's tailer, a command of another customer
 /// touching the same stream) can still move a stream in between: the append then fails with
-/// `EventStoreError.wrongExpectedVersion`, the transaction rolls back, and the command is
-/// decided again on the new state, at most ``maximumAttempts`` times.
+/// `EventStoreError.wrongExpectedVersion` (or, when another command decided on the very same
+/// version, `idempotencyConflict`: ids name the version read), the transaction rolls back, and
+/// the command is decided again on the new state, at most ``maximumAttempts`` times.
 ///
 /// A request id makes a command safe to send again: events carry it in their metadata
 /// (`request_id`), and a command whose streams already hold events of its request id appends
@@ -75,6 +76,9 @@ public struct CommandExecutor: Sendable {
     public let readSchema: String
     /// Attempts before a conflict is given up (``CommandError/conflict(command:attempts:stream:)``).
     public var maximumAttempts = 5
+    /// How long a command that looks rows up in the read models waits for them to reach the
+    /// store's head (``CommandError/projectionBehind(readSchema:waited:)`` after it).
+    public var projectionTimeout: Duration = .seconds(10)
     /// Called (tests only) in each attempt's transaction just before the append, with the
     /// attempt number from 1.
     var beforeAppend: (@Sendable (Int) throws -> Void)?
@@ -84,7 +88,7 @@ public struct CommandExecutor: Sendable {
         self.readSchema = readSchema
     }
 
-    var loader: CommandStateLoader { CommandStateLoader(store: store, readSchema: readSchema) }
+    var loader: CommandStateLoader { CommandStateLoader(store: store, readSchema: readSchema, projectionTimeout: projectionTimeout) }
 
     /// The advisory lock commands of one customer take.
     public static func customerLock(_ customerID: String) -> AdvisoryLock { AdvisoryLock("ledgerlift.command.customer/" + customerID) }
@@ -133,6 +137,13 @@ public struct CommandExecutor: Sendable {
                     }
                 }
             } catch EventStoreError.wrongExpectedVersion(let stream, _, _) {
+                lastStream = stream
+                // A short, growing pause: the other writer's transaction is committing.
+                try await Task.sleep(for: .milliseconds(5 * attempt))
+            } catch EventStoreError.idempotencyConflict(_, let stream, _) {
+                // Another command decided differently on the same stream version (ids name the
+                // version read): the store checks ids before versions. Decided again, it reads
+                // the version the other one left.
                 lastStream = stream
                 // A short, growing pause: the other writer's transaction is committing.
                 try await Task.sleep(for: .milliseconds(5 * attempt))

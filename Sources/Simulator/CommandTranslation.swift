@@ -18,7 +18,16 @@ public struct LegacyRows: Sendable, Hashable {
             self.key = key
         }
         public var description: String { entity.streamID(key: key) }
-        public static func < (a: Key, b: Key) -> Bool { (a.entity.rawValue, a.key) < (b.entity.rawValue, b.key) }
+        /// By entity, then numeric keys by number (`9` before `10`), then other keys bytewise.
+        public static func < (a: Key, b: Key) -> Bool {
+            guard a.entity == b.entity else { return a.entity.rawValue < b.entity.rawValue }
+            switch (Int64(a.key), Int64(b.key)) {
+            case (let x?, let y?): return x < y
+            case (.some, nil): return true
+            case (nil, .some): return false
+            case (nil, nil): return a.key.utf8.lexicographicallyPrecedes(b.key.utf8)
+            }
+        }
     }
 
     /// Rows before the operation; a key absent here (or mapped to `nil`) did not exist.

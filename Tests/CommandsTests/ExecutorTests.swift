@@ -206,6 +206,64 @@ func storedEvents(_ stream: String, _ connection: Connection) async throws -> [R
         }
     }
 
+    @Test func anotherDecisionOnTheSameVersionIsAnIDConflictAndTheCommandIsDecidedAgain() async throws {
+        try await withStore { connection, dsn in
+            _ = try await CommandExecutor().execute(
+                CreateTestCustomer(id: "42", email: "a@example.com", at: t0), name: "create_customer", at: t0, requestID: nil, on: connection)
+            let other = try await Connection.connect(dsn)
+            defer { other.close() }
+            let attempts = Locked<[Int]>([])
+            var executor = CommandExecutor()
+            executor.beforeAppend = { attempt in
+                attempts.set(attempts.value + [attempt])
+                guard attempt == 1 else { return }
+                // Another decision on version 1 commits first: the same event id (ids name the
+                // version read), other content. The store checks ids before versions.
+                let done = DispatchSemaphore(value: 0)
+                let failure = Locked<String?>(nil)
+                Task {
+                    do {
+                        try await other.withSession { session in
+                            let store = EventStore()
+                            let before = try #require(
+                                Transitions.replay(try store.readStream("customer-42", in: session).map(BillingEvent.init(recorded:))))
+                            var after = before
+                            after.values["email"] = .text("other@example.com")
+                            after.values["updated_at"] = .timestamp(at(2))
+                            let events = Transitions.transitions(before: before, after: after, syncedFromVersion: 1, origin: .command)
+                            try store.append(events.map { $0.newEvent(origin: "command") }, to: "customer-42", expectedVersion: .exact(1), in: session)
+                        }
+                    } catch { failure.set("\(error)") }
+                    done.signal()
+                }
+                done.wait()
+                if let message = failure.value { throw CommandError.invalidDecision(command: "test", reason: message) }
+            }
+            let outcome = try await executor.execute(
+                SetTestEmail(id: "42", email: "b@example.com", at: at(2)), name: "update_customer", at: at(2), requestID: nil, on: connection)
+            #expect(attempts.value == [1, 2])
+            #expect(outcome.events.map(\.streamVersion) == [3])
+            let stored = try await storedEvents("customer-42", connection)
+            #expect(stored.map(\.streamVersion) == [1, 2, 3])
+            #expect(try #require(Transitions.replay(try stored.map(BillingEvent.init(recorded:))))["email"] == .text("b@example.com"))
+            // What attempt 1 met: its decision on version 1, whose id is taken by other content.
+            let first = try stored.prefix(1).map(BillingEvent.init(recorded:))
+            var mine = try #require(Transitions.replay(first))
+            mine.values["email"] = .text("b@example.com")
+            mine.values["updated_at"] = .timestamp(at(2))
+            let attempt1 = Transitions.transitions(before: Transitions.replay(first), after: mine, syncedFromVersion: 1, origin: .command)
+            #expect(attempt1.map(\.eventID) == [stored[1].eventID])
+            await #expect {
+                try await connection.withSession {
+                    try EventStore().append(attempt1.map { $0.newEvent(origin: "command") }, to: "customer-42", expectedVersion: .exact(1), in: $0)
+                }
+            } throws: { error in
+                if case EventStoreError.idempotencyConflict = error { return true }
+                return false
+            }
+        }
+    }
+
     @Test func aConflictThatOutlastsTheRetriesIsACommandError() async throws {
         try await withStore { connection, _ in
             _ = try await CommandExecutor().execute(

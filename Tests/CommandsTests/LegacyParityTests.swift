@@ -53,3 +53,28 @@ import Testing
         #expect(!report.passed)
     }
 }
+
+@Suite struct LegacyRowsTests {
+    static func customer(_ key: String, _ email: String) -> CanonicalRow {
+        CanonicalRow(entity: .customer, values: ["customer_id": .text(key), "email": .text(email)])
+    }
+
+    @Test func createdChangedAndDeletedRowsFollowFromBeforeAndAfter() {
+        let rows = LegacyRows(
+            before: [
+                .init(.customer, "1"): Self.customer("1", "a@example.com"), .init(.customer, "2"): Self.customer("2", "b@example.com"),
+                .init(.customer, "3"): Self.customer("3", "c@example.com"),
+            ],
+            after: [
+                .init(.customer, "1"): Self.customer("1", "a@example.com"), .init(.customer, "2"): Self.customer("2", "new@example.com"),
+                .init(.customer, "4"): Self.customer("4", "d@example.com"), .init(.customer, "10"): Self.customer("10", "e@example.com"),
+            ])
+        #expect(rows.created(.customer).map(\.key) == ["4", "10"])
+        #expect(rows.changed(.customer).map(\.key) == ["2", "4", "10"])
+        #expect(rows.deleted(.customer) == ["3"])
+        #expect(rows.before(.customer, "2")?["email"] == .text("b@example.com"))
+        #expect(rows.after(.customer, "3") == nil)
+        #expect(rows.keys.count == 5)
+        #expect(rows.created(.invoice).isEmpty)
+    }
+}
