@@ -55,7 +55,7 @@ extension IssueCreditNote: Decidable {
         let currency = try PaymentRuleSupport.currency(of: invoice)
         try PaymentRuleSupport.requireStated(self.currency, equal: currency, .invoice, invoiceID)
         let customerID = try PaymentRuleSupport.text(invoice, "customer_id")
-        let customer = try PaymentRuleSupport.liveCustomer(customerID, in: state)
+        let customer = try PaymentRuleSupport.liveCustomer(customerID, in: state, for: "issue_credit_note")
         try PaymentRuleSupport.requireCustomerCurrency(customer, equal: currency, for: .invoice, invoiceID)
 
         var credited: Int64 = 0
@@ -139,7 +139,7 @@ extension AddCustomerCredit: Decidable {
                 "amount \(amount) is not a positive number of minor units")
         }
         try PaymentRuleSupport.requireNew(.balanceTransaction, balanceTransactionID, in: state)
-        let customer = try PaymentRuleSupport.liveCustomer(customerID, in: state)
+        let customer = try PaymentRuleSupport.liveCustomer(customerID, in: state, for: "add_customer_credit")
         guard customer["currency"].textValue != nil else {
             throw CommandRejection(
                 .invalidState, .customer, customerID,

@@ -74,7 +74,7 @@ extension RecordPayment: Decidable {
         let currency = try PaymentRuleSupport.currency(of: invoice)
         try PaymentRuleSupport.requireStated(self.currency, equal: currency, .invoice, invoiceID)
         let customerID = try PaymentRuleSupport.text(invoice, "customer_id")
-        let customer = try PaymentRuleSupport.liveCustomer(customerID, in: state)
+        let customer = try PaymentRuleSupport.liveCustomer(customerID, in: state, for: "record_payment")
         try PaymentRuleSupport.requireCustomerCurrency(customer, equal: currency, for: .invoice, invoiceID)
         let otherPayments = state.rows(Self.payments(of: invoiceID)).filter { $0.key != paymentID }
         if let pending = otherPayments.first(where: { $0["status"].textValue == "pending" }) {
@@ -185,7 +185,7 @@ extension RefundPayment: Decidable {
         let currency = try PaymentRuleSupport.currency(of: payment)
         try PaymentRuleSupport.requireStated(self.currency, equal: currency, .payment, paymentID)
         let customerID = try PaymentRuleSupport.text(payment, "customer_id")
-        let customer = try PaymentRuleSupport.liveCustomer(customerID, in: state)
+        let customer = try PaymentRuleSupport.liveCustomer(customerID, in: state, for: "refund_payment")
         try PaymentRuleSupport.requireCustomerCurrency(customer, equal: currency, for: .payment, paymentID)
         if let createdAt = payment["created_at"].timestampValue, at < createdAt {
             throw CommandRejection(
@@ -247,14 +247,19 @@ enum PaymentRuleSupport {
         }
     }
 
-    /// The customer `key`, which must exist and not be archived (the legacy application never
-    /// acts on a soft-deleted customer).
-    static func liveCustomer(_ key: String, in state: CommandState) throws(CommandRejection) -> CanonicalRow {
+    /// The customer `key`, which must exist (`.notFound`) and not be archived (`.invalidState`,
+    /// as the customer and invoice commands say it: the legacy application never acts on a
+    /// soft-deleted customer).
+    static func liveCustomer(_ key: String, in state: CommandState, for command: String) throws(CommandRejection)
+        -> CanonicalRow
+    {
         guard let customer = state.row(.customer, key) else {
             throw CommandRejection(.notFound, .customer, key, "customer \(key) does not exist")
         }
         if let archivedAt = customer["archived_at"].timestampValue {
-            throw CommandRejection(.notFound, .customer, key, "customer \(key) was archived at \(archivedAt.iso8601)")
+            throw CommandRejection(
+                .invalidState, .customer, key,
+                "customer \(key) is archived (since \(archivedAt.iso8601)); \(command) needs a live customer")
         }
         return customer
     }

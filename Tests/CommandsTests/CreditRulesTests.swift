@@ -152,9 +152,13 @@ import Testing
     @Test func aMissingInvoiceOrCustomerIsNotFound() {
         #expect(F.rejection(Self.issue(invoice: "1"), rows: paid) == .notFound)
         #expect(F.rejection(Self.issue(), rows: [F.invoice(status: "paid", paid: 16_200)]) == .notFound)
+    }
+
+    @Test func anArchivedCustomerIsCreditedNothing() {
         #expect(
             F.rejection(Self.issue(), rows: [F.customer(archivedAt: F.at), F.invoice(status: "paid", paid: 16_200)])
-                == .notFound)
+                == .invalidState)
+        #expect(F.rejection(Self.credit(), rows: [F.customer(archivedAt: F.at)]) == .invalidState)
     }
 
     @Test func aCreditNoteIsInItsInvoicesCurrency() {
@@ -205,7 +209,6 @@ import Testing
         #expect(F.rejection(Self.credit(amount: 0), rows: [F.customer()]) == .invalidAmount)
         #expect(F.rejection(Self.credit(amount: -2_500), rows: [F.customer()]) == .invalidAmount)
         #expect(F.rejection(Self.credit(customer: "8"), rows: [F.customer()]) == .notFound)
-        #expect(F.rejection(Self.credit(), rows: [F.customer(archivedAt: F.at)]) == .notFound)
         #expect(F.rejection(Self.credit(), rows: [F.customer(currency: nil)]) == .invalidState)
         #expect(F.rejection(Self.credit(currency: "EUR"), rows: [F.customer()]) == .currencyMismatch)
         #expect(F.rejection(Self.credit(currency: "USD"), rows: [F.customer()]) == nil)

@@ -374,8 +374,18 @@ enum PaymentFixtures {
         #expect(F.rejection(F.pay(), rows: [F.invoice()]) == .notFound)
     }
 
-    @Test func anArchivedCustomerIsNotActedOn() {
-        #expect(F.rejection(F.pay(), rows: [F.customer(archivedAt: F.finalizedAt), F.invoice()]) == .notFound)
+    @Test func anArchivedCustomersInvoiceTakesNoPayment() {
+        #expect(F.rejection(F.pay(), rows: [F.customer(archivedAt: F.finalizedAt), F.invoice()]) == .invalidState)
+        do {
+            _ = try F.decide(F.pay(), rows: [F.customer(archivedAt: F.finalizedAt), F.invoice()])
+            Issue.record("decided")
+        } catch {
+            #expect(error.entity == .customer)
+            #expect(
+                error.detail
+                    == "customer 7 is archived (since 2025-11-01T09:00:00.000000Z); record_payment needs a live customer"
+            )
+        }
     }
 
     @Test func currenciesNeverMix() {
@@ -480,9 +490,12 @@ enum PaymentFixtures {
     @Test func aRefundOfAMissingPaymentIsNotFound() {
         #expect(F.rejection(F.refundCommand(), rows: world) == .notFound)
         #expect(F.rejection(F.refundCommand(), rows: [F.invoice(), F.payment("4501")]) == .notFound)
+    }
+
+    @Test func anArchivedCustomerIsRefundedNothing() {
         #expect(
             F.rejection(F.refundCommand(), rows: [F.customer(archivedAt: F.at), F.invoice(), F.payment("4501")])
-                == .notFound)
+                == .invalidState)
     }
 
     @Test func anExistingRefundKeyIsNotReused() {
