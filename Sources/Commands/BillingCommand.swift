@@ -402,7 +402,26 @@ public struct RecordPayment: Sendable, Hashable, Codable {
     public var method: String?
     public var providerPaymentID: String?
     public var failureCode: String?
+    /// ISO 4217, optional: when given it must be the invoice's (`currency_mismatch` otherwise),
+    /// so a client that states the currency of the money it received never has it booked in
+    /// another one.
+    public var currency: String?
     public var at: PostgresTimestamp
+
+    public init(
+        paymentID: String, invoiceID: String, amount: Int64? = nil, status: String, method: String? = nil,
+        providerPaymentID: String? = nil, failureCode: String? = nil, currency: String? = nil, at: PostgresTimestamp
+    ) {
+        self.paymentID = paymentID
+        self.invoiceID = invoiceID
+        self.amount = amount
+        self.status = status
+        self.method = method
+        self.providerPaymentID = providerPaymentID
+        self.failureCode = failureCode
+        self.currency = currency
+        self.at = at
+    }
 }
 
 /// An open invoice with nothing paid is voided.
@@ -438,7 +457,21 @@ public struct RefundPayment: Sendable, Hashable, Codable {
     /// Minor units; `nil`: all that is left.
     public var amount: Int64?
     public var reason: String?
+    /// ISO 4217, optional: when given it must be the payment's (`currency_mismatch` otherwise).
+    public var currency: String?
     public var at: PostgresTimestamp
+
+    public init(
+        refundID: String, paymentID: String, amount: Int64? = nil, reason: String? = nil, currency: String? = nil,
+        at: PostgresTimestamp
+    ) {
+        self.refundID = refundID
+        self.paymentID = paymentID
+        self.amount = amount
+        self.reason = reason
+        self.currency = currency
+        self.at = at
+    }
 }
 
 /// A credit note on a paid invoice, its credit held in the customer's balance.
@@ -447,9 +480,27 @@ public struct IssueCreditNote: Sendable, Hashable, Codable {
     public var invoiceID: String
     public var amount: Int64
     public var balanceTransactionID: String
+    /// `nil`: the legacy numbering, the invoice number's prefix, `-CN-` and the customer's
+    /// credit note count plus one on two digits (`LL0013-CN-02`).
     public var number: String?
     public var reason: String?
+    /// ISO 4217, optional: when given it must be the invoice's (`currency_mismatch` otherwise).
+    public var currency: String?
     public var at: PostgresTimestamp
+
+    public init(
+        creditNoteID: String, invoiceID: String, amount: Int64, balanceTransactionID: String, number: String? = nil,
+        reason: String? = nil, currency: String? = nil, at: PostgresTimestamp
+    ) {
+        self.creditNoteID = creditNoteID
+        self.invoiceID = invoiceID
+        self.amount = amount
+        self.balanceTransactionID = balanceTransactionID
+        self.number = number
+        self.reason = reason
+        self.currency = currency
+        self.at = at
+    }
 }
 
 /// Goodwill credit added to a customer's balance.
@@ -457,6 +508,21 @@ public struct AddCustomerCredit: Sendable, Hashable, Codable {
     public var balanceTransactionID: String
     public var customerID: String
     public var amount: Int64
+    /// `nil`: `Goodwill credit`, the legacy application's label.
     public var description: String?
+    /// ISO 4217, optional: when given it must be the customer's (`currency_mismatch` otherwise).
+    public var currency: String?
     public var at: PostgresTimestamp
+
+    public init(
+        balanceTransactionID: String, customerID: String, amount: Int64, description: String? = nil,
+        currency: String? = nil, at: PostgresTimestamp
+    ) {
+        self.balanceTransactionID = balanceTransactionID
+        self.customerID = customerID
+        self.amount = amount
+        self.description = description
+        self.currency = currency
+        self.at = at
+    }
 }
