@@ -138,8 +138,10 @@ public final class LedgerliftServer: Sendable {
     /// - Parameter onListening: called with the bound port once the server accepts connections.
     /// - Throws: when the store cannot be reached or is not initialized (before listening), or
     ///   the address cannot be bound.
+    /// - Parameter shutdown: a handle whose ``ServeShutdown/trigger()`` shuts down gracefully
+    ///   as a signal would (for a server embedded in another program, and the tests).
     public func run(
-        gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint],
+        gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint], shutdown: ServeShutdown? = nil,
         onListening: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
     ) async throws {
         try await prepare()
@@ -157,6 +159,7 @@ public final class LedgerliftServer: Sendable {
         app.addServices(IdempotencyPurge(idempotency: idempotency, pool: pool, logger: logger))
         let group = ServiceGroup(
             configuration: .init(services: [app], gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))
+        await shutdown?.attach(group)
         do {
             try await group.run()
         } catch {
@@ -335,6 +338,25 @@ struct ServeMiddleware: RouterMiddleware {
                 error.status, code: "http_\(error.status.code)", title: error.status.reasonPhrase,
                 detail: "the request could not be answered (\(error.status.code) \(error.status.reasonPhrase))")
         }
+    }
+}
+
+/// Shuts a running server down gracefully, as SIGTERM does.
+public actor ServeShutdown {
+    private var group: ServiceGroup?
+    private var requested = false
+
+    public init() {}
+
+    func attach(_ group: ServiceGroup) async {
+        self.group = group
+        if requested { await group.triggerGracefulShutdown() }
+    }
+
+    /// Stops accepting connections; requests in flight finish, then `run` returns.
+    public func trigger() async {
+        requested = true
+        await group?.triggerGracefulShutdown()
     }
 }
 

@@ -3,6 +3,7 @@ import Logging
 import Postgres
 import Server
 import TestSupport
+import Testing
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -80,9 +81,10 @@ func withServer<T: Sendable>(
     let server = LedgerliftServer(configuration, commandHandler: commandHandler, logger: Logger(label: "test.serve"))
     let port = Locked<Int?>(nil)
     let failure = Locked<String?>(nil)
+    let shutdown = ServeShutdown()
     let running = Task {
         do {
-            try await server.run(gracefulShutdownSignals: []) { port.set($0) }
+            try await server.run(gracefulShutdownSignals: [], shutdown: shutdown) { port.set($0) }
         } catch {
             failure.set("\(error)")
         }
@@ -99,11 +101,12 @@ func withServer<T: Sendable>(
     let client = HTTPClient(port: port.value!)
     do {
         let value = try await body(server, client)
-        running.cancel()
+        await shutdown.trigger()
         _ = await running.result
+        #expect(failure.value == nil, "the server failed: \(failure.value ?? "")")
         return value
     } catch {
-        running.cancel()
+        await shutdown.trigger()
         _ = await running.result
         throw error
     }
