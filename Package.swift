@@ -66,7 +66,7 @@ let package = Package(
         // current rows, their events made by the same transitions shadow mode uses.
         .target(
             name: "Commands",
-            dependencies: ["Billing", "EventStore", "Postgres"],
+            dependencies: ["Billing", "EventStore", "Postgres", "TextFormats"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -93,8 +93,8 @@ let package = Package(
         .target(
             name: "Simulator",
             dependencies: [
-                "Postgres", "EventStore", "Billing", "Fixtures", "TextFormats", .product(name: "Yams", package: "Yams"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                "Postgres", "EventStore", "Billing", "Commands", "Fixtures", "TextFormats",
+                .product(name: "Yams", package: "Yams"), .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -248,13 +248,23 @@ package.targets.append(
     )
 )
 
-
 package.targets.append(
     .testTarget(
         name: "ServerTests",
         dependencies: [
             "Server", "Commands", "Billing", "EventStore", "Postgres", "Fixtures", "Mapping", "Migration", "TestSupport",
             "TextFormats",
+        ],
+        swiftSettings: swiftSettings
+    )
+)
+
+package.targets.append(
+    .testTarget(
+        name: "CommandsTests",
+        dependencies: [
+            "Commands", "Simulator", "Shadow", "Mapping", "Migration", "Fixtures", "Billing", "EventStore", "Postgres",
+            "TestSupport",
         ],
         swiftSettings: swiftSettings
     )

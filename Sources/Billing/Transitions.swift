@@ -236,13 +236,17 @@ public enum SyncOrigin: String, Sendable, Hashable, CaseIterable {
     case shadow
     /// `ledgerlift shadow resync`, the repair of keys found different: `resync/<entity>/<key>/v<n>/…`.
     case resync
+    /// A billing command decided by the ledger itself (the `Commands` module's executor):
+    /// `command/<entity>/<key>/v<n>/…`, `v<n>` the stream version the command read.
+    case command
 
-    /// The events' `metadata.origin`: `backfill`, `shadow` or `resync`.
+    /// The events' `metadata.origin`: `backfill`, `shadow`, `resync` or `command`.
     public var metadataOrigin: String {
         switch self {
         case .backfill: "backfill"
         case .shadow: "shadow"
         case .resync: "resync"
+        case .command: "command"
         }
     }
 }

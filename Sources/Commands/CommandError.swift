@@ -1,0 +1,41 @@
+import Billing
+
+/// Why the executor could not carry a command out, when no business rule refused it (those are
+/// ``CommandRejection``s): the caller may retry these later, unchanged.
+public enum CommandError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// Another writer kept moving a stream the command appends to, through every retry.
+    case conflict(command: String, attempts: Int, stream: String)
+    /// A children lookup waited this long and the read models had still not reached the store's
+    /// head (is a projector running — `ledgerlift project --follow`?).
+    case projectionBehind(readSchema: String, waited: Duration)
+    /// The command kept asking for more state than this many rounds of reads gave it.
+    case requirementsUnsettled(command: String, rounds: Int)
+    /// A stream the command reads holds an event that is not a billing event.
+    case unreadableStream(stream: String, reason: String)
+    /// A children requirement names a column its entity does not have.
+    case unknownColumn(entity: String, column: String)
+    /// A decision names a row twice, or changes a row it did not read.
+    case invalidDecision(command: String, reason: String)
+    /// The id sequence could not hand out a key that no stream uses.
+    case allocationExhausted(entity: String)
+
+    public var description: String {
+        switch self {
+        case .conflict(let command, let attempts, let stream):
+            "\(command): stream \(stream) kept moving under concurrent writers (\(attempts) attempts); send the command again"
+        case .projectionBehind(let schema, let waited):
+            "the read models in \(schema) did not reach the event store's head within \(waited) "
+                + "(run `ledgerlift project --follow` beside the write path)"
+        case .requirementsUnsettled(let command, let rounds):
+            "\(command) still asked for more state after \(rounds) rounds of reads"
+        case .unreadableStream(let stream, let reason):
+            "stream \(stream) holds an event that is not a billing event: \(reason)"
+        case .unknownColumn(let entity, let column):
+            "\(entity) has no column \(column) to look children up by"
+        case .invalidDecision(let command, let reason):
+            "\(command) decided something the executor cannot append: \(reason)"
+        case .allocationExhausted(let entity):
+            "no free \(entity) key found from the id sequence"
+        }
+    }
+}
