@@ -128,6 +128,7 @@ let package = Package(
             name: "ledgerlift",
             dependencies: [
                 "Server",
+                "Commands",
                 "Simulator",
                 "Shadow",
                 "Postgres",

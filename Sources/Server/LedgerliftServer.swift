@@ -40,13 +40,13 @@ public final class LedgerliftServer: Sendable {
     let logger: Logger
 
     public init(
-        _ configuration: ServeConfiguration, commandHandler: (any CommandHandling)?,
+        _ configuration: ServeConfiguration, commandHandler: (any CommandHandling)?, metrics: ServerMetrics = ServerMetrics(),
         logger: Logger = Logger(label: "ledgerlift.serve")
     ) {
         self.configuration = configuration
         self.commandHandler = commandHandler
         self.pool = ConnectionPool(dsn: configuration.storeDSN, capacity: configuration.poolSize)
-        self.metrics = ServerMetrics()
+        self.metrics = metrics
         self.idempotency = IdempotencyStore(
             store: configuration.store, retention: configuration.idempotencyRetention, lockWait: configuration.idempotencyWait)
         self.answers = ReadAnswers(readSchema: configuration.readSchema)

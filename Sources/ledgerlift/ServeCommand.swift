@@ -1,4 +1,5 @@
 import ArgumentParser
+import Commands
 import Foundation
 import Postgres
 import Server
@@ -42,7 +43,11 @@ struct ServeCommand: AsyncParsableCommand {
             storeDSN: store.dsn, host: address.host, port: address.port, mode: ServeMode(rawValue: mode)!, store: store.store,
             readSchema: readSchema)
         let logger = CommandLineSettings.logger("serve")
-        let server = LedgerliftServer(configuration, commandHandler: nil, logger: logger)
+        let metrics = ServerMetrics()
+        let commands = ExecutorCommands(
+            executor: CommandExecutor(store: store.store, readSchema: readSchema), mode: configuration.mode, metrics: metrics,
+            projectionWait: configuration.projectionWait)
+        let server = LedgerliftServer(configuration, commandHandler: commands, metrics: metrics, logger: logger)
         try await server.run { port in
             printToStandardError("listening on http://\(address.host):\(port) (mode \(configuration.mode.rawValue))")
         }
