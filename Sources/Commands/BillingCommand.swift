@@ -110,6 +110,20 @@ public struct CreateCustomer: Sendable, Hashable, Codable {
     public var currency: String?
     public var timeZone: String?
     public var at: PostgresTimestamp
+
+    /// Every field (the memberwise initializer is internal; translations and the HTTP layer
+    /// build commands outside the module).
+    public init(
+        customerID: String, email: String? = nil, name: String? = nil, currency: String? = nil, timeZone: String? = nil,
+        at: PostgresTimestamp
+    ) {
+        self.customerID = customerID
+        self.email = email
+        self.name = name
+        self.currency = currency
+        self.timeZone = timeZone
+        self.at = at
+    }
 }
 
 /// Profile edits: only the fields given change.
@@ -118,12 +132,28 @@ public struct UpdateCustomer: Sendable, Hashable, Codable {
     public var email: String?
     public var name: String?
     public var at: PostgresTimestamp
+
+    /// Every field (the memberwise initializer is internal; translations and the HTTP layer
+    /// build commands outside the module).
+    public init(customerID: String, email: String? = nil, name: String? = nil, at: PostgresTimestamp) {
+        self.customerID = customerID
+        self.email = email
+        self.name = name
+        self.at = at
+    }
 }
 
 /// The soft delete: allowed only for a customer with nothing running, owed or held.
 public struct ArchiveCustomer: Sendable, Hashable, Codable {
     public var customerID: String
     public var at: PostgresTimestamp
+
+    /// Every field (the memberwise initializer is internal; translations and the HTTP layer
+    /// build commands outside the module).
+    public init(customerID: String, at: PostgresTimestamp) {
+        self.customerID = customerID
+        self.at = at
+    }
 }
 
 // MARK: - Subscriptions
@@ -136,12 +166,31 @@ public struct StartSubscription: Sendable, Hashable, Codable {
     public var planID: String
     public var quantity: Int64
     public var at: PostgresTimestamp
+
+    /// Every field (the memberwise initializer is internal; translations and the HTTP layer
+    /// build commands outside the module).
+    public init(
+        subscriptionID: String, customerID: String, planID: String, quantity: Int64 = 1, at: PostgresTimestamp
+    ) {
+        self.subscriptionID = subscriptionID
+        self.customerID = customerID
+        self.planID = planID
+        self.quantity = quantity
+        self.at = at
+    }
 }
 
 /// A trial converts: active from `at` for one interval.
 public struct ActivateTrial: Sendable, Hashable, Codable {
     public var subscriptionID: String
     public var at: PostgresTimestamp
+
+    /// Every field (the memberwise initializer is internal; translations and the HTTP layer
+    /// build commands outside the module).
+    public init(subscriptionID: String, at: PostgresTimestamp) {
+        self.subscriptionID = subscriptionID
+        self.at = at
+    }
 }
 
 /// An upgrade or a downgrade: another plan of the same currency, interval and seat model.
@@ -149,6 +198,14 @@ public struct ChangePlan: Sendable, Hashable, Codable {
     public var subscriptionID: String
     public var planID: String
     public var at: PostgresTimestamp
+
+    /// Every field (the memberwise initializer is internal; translations and the HTTP layer
+    /// build commands outside the module).
+    public init(subscriptionID: String, planID: String, at: PostgresTimestamp) {
+        self.subscriptionID = subscriptionID
+        self.planID = planID
+        self.at = at
+    }
 }
 
 /// A cancellation request: at the period's end (the subscription runs until then), or now.
@@ -156,18 +213,40 @@ public struct CancelSubscription: Sendable, Hashable, Codable {
     public var subscriptionID: String
     public var atPeriodEnd: Bool
     public var at: PostgresTimestamp
+
+    /// Every field (the memberwise initializer is internal; translations and the HTTP layer
+    /// build commands outside the module).
+    public init(subscriptionID: String, atPeriodEnd: Bool, at: PostgresTimestamp) {
+        self.subscriptionID = subscriptionID
+        self.atPeriodEnd = atPeriodEnd
+        self.at = at
+    }
 }
 
 /// A failed payment puts an active subscription past due.
 public struct MarkPastDue: Sendable, Hashable, Codable {
     public var subscriptionID: String
     public var at: PostgresTimestamp
+
+    /// Every field (the memberwise initializer is internal; translations and the HTTP layer
+    /// build commands outside the module).
+    public init(subscriptionID: String, at: PostgresTimestamp) {
+        self.subscriptionID = subscriptionID
+        self.at = at
+    }
 }
 
 /// Dunning gave up: a past-due subscription becomes unpaid (it stops billing).
 public struct MarkUnpaid: Sendable, Hashable, Codable {
     public var subscriptionID: String
     public var at: PostgresTimestamp
+
+    /// Every field (the memberwise initializer is internal; translations and the HTTP layer
+    /// build commands outside the module).
+    public init(subscriptionID: String, at: PostgresTimestamp) {
+        self.subscriptionID = subscriptionID
+        self.at = at
+    }
 }
 
 /// The billing worker's renewal: the current period moves to the one in progress.
@@ -176,12 +255,30 @@ public struct RenewSubscription: Sendable, Hashable, Codable {
     public var periodStart: PostgresTimestamp
     public var periodEnd: PostgresTimestamp
     public var at: PostgresTimestamp
+
+    /// Every field (the memberwise initializer is internal; translations and the HTTP layer
+    /// build commands outside the module).
+    public init(
+        subscriptionID: String, periodStart: PostgresTimestamp, periodEnd: PostgresTimestamp, at: PostgresTimestamp
+    ) {
+        self.subscriptionID = subscriptionID
+        self.periodStart = periodStart
+        self.periodEnd = periodEnd
+        self.at = at
+    }
 }
 
 /// A subscription set to cancel at its period's end reaches it: canceled, ended.
 public struct EndSubscription: Sendable, Hashable, Codable {
     public var subscriptionID: String
     public var at: PostgresTimestamp
+
+    /// Every field (the memberwise initializer is internal; translations and the HTTP layer
+    /// build commands outside the module).
+    public init(subscriptionID: String, at: PostgresTimestamp) {
+        self.subscriptionID = subscriptionID
+        self.at = at
+    }
 }
 
 // MARK: - Invoices

@@ -4,13 +4,10 @@
 import Commands
 
 extension CommandTranslation {
-    public static func subscriptionCommands(for entry: JournalEntry, legacy: LegacyRows) throws -> [BillingCommand] {
-        throw CommandTranslationError(entry.kind, CommandTranslationError.pendingDetail)
-    }
     public static func invoiceCommands(for entry: JournalEntry, legacy: LegacyRows) throws -> [BillingCommand] {
-        throw CommandTranslationError(entry.kind, CommandTranslationError.pendingDetail)
+        throw CommandTranslationError(entry.kind, "not translated yet")
     }
     public static func paymentCommands(for entry: JournalEntry, legacy: LegacyRows) throws -> [BillingCommand] {
-        throw CommandTranslationError(entry.kind, CommandTranslationError.pendingDetail)
+        throw CommandTranslationError(entry.kind, "not translated yet")
     }
 }
