@@ -73,12 +73,13 @@ struct HTTPClient: Sendable {
 
 /// A server running in-process on a free port for the duration of `body`.
 func withServer<T: Sendable>(
-    _ configuration: ServeConfiguration, commandHandler: (any CommandHandling)? = nil,
+    _ configuration: ServeConfiguration, commandHandler: (any CommandHandling)? = nil, metrics: ServerMetrics = ServerMetrics(),
     _ body: @Sendable (LedgerliftServer, HTTPClient) async throws -> T
 ) async throws -> T {
     var configuration = configuration
     configuration.port = 0
-    let server = LedgerliftServer(configuration, commandHandler: commandHandler, logger: Logger(label: "test.serve"))
+    let server = LedgerliftServer(
+        configuration, commandHandler: commandHandler, metrics: metrics, logger: Logger(label: "test.serve"))
     let port = Locked<Int?>(nil)
     let failure = Locked<String?>(nil)
     let shutdown = ServeShutdown()
