@@ -96,7 +96,7 @@ fuzz: setup
 	"$$bin" serve --store "$$store" --listen 127.0.0.1:$(FUZZ_PORT) & pid=$$!; \
 	trap 'kill -TERM $$pid 2>/dev/null; wait $$pid 2>/dev/null || true' EXIT; \
 	for i in $$(seq 1 100); do curl -fs http://127.0.0.1:$(FUZZ_PORT)/health >/dev/null && break; sleep 0.2; done; \
-	schemathesis run docs/openapi.yaml --url http://127.0.0.1:$(FUZZ_PORT) --checks all $(FUZZ_ARGS)
+	schemathesis --config-file docs/schemathesis.toml run docs/openapi.yaml --url http://127.0.0.1:$(FUZZ_PORT) --checks all $(FUZZ_ARGS)
 
 pg-start:
 	@$(PG) start

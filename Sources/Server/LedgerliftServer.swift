@@ -19,6 +19,14 @@ public struct ServeRoute: Sendable, Hashable, CustomStringConvertible {
         self.path = path
     }
     public var description: String { "\(method) \(path)" }
+
+    /// Whether a request path fits the template (`{…}` matches one non-empty segment).
+    public func matches(_ requestPath: String) -> Bool {
+        let template = path.split(separator: "/", omittingEmptySubsequences: false)
+        let given = requestPath.split(separator: "/", omittingEmptySubsequences: false)
+        guard template.count == given.count else { return false }
+        return zip(template, given).allSatisfy { t, g in t.hasPrefix("{") ? !g.isEmpty : t == g }
+    }
 }
 
 /// `ledgerlift serve`: the HTTP JSON API over the ledger — commands (with `Idempotency-Key`),
@@ -313,7 +321,12 @@ struct ServeMiddleware: RouterMiddleware {
         do {
             response = try await next(request, context)
         } catch let error as HTTPError {
-            response = Self.problem(for: error, request).response
+            let problem = Self.problem(for: error, request)
+            response = problem.response
+            if problem.status == .methodNotAllowed {
+                let allowed = LedgerliftServer.routes.filter { $0.matches(request.uri.path) }.map(\.method)
+                response.headers[.allow] = allowed.joined(separator: ", ")
+            }
         } catch {
             if let problem = LedgerliftServer.problem(for: error) {
                 if problem.status.code >= 500 { logger.error("\(request.method) \(request.uri.path): \(LedgerliftServer.loggable(error))") }
@@ -330,8 +343,11 @@ struct ServeMiddleware: RouterMiddleware {
 
     static func problem(for error: HTTPError, _ request: Request) -> Problem {
         switch error.status {
-        case .notFound: Problem.notFoundRoute(request.method, request.uri.path)
-        case .methodNotAllowed: Problem.methodNotAllowed(request.method, request.uri.path)
+        case .notFound, .methodNotAllowed:
+            // The router answers 404 for a known path with another method: that is a 405.
+            LedgerliftServer.routes.contains { $0.matches(request.uri.path) }
+                ? Problem.methodNotAllowed(request.method, request.uri.path)
+                : Problem.notFoundRoute(request.method, request.uri.path)
         case .contentTooLarge: Problem.payloadTooLarge(limit: 0)
         default:
             Problem(

@@ -117,6 +117,14 @@ struct ReadRouteTests {
                     #expect((problem["detail"] as? String)?.isEmpty == false)
                     Self.expectNoLeak(answer.body, path: path)
                 }
+                // A known path with a method it does not take: 405 naming the allowed ones.
+                let delete = try await client.send("DELETE", "/invoices/\(picks.invoices[0])")
+                #expect(delete.status == 405)
+                #expect(delete.header("Allow") == "GET")
+                #expect(try delete.json["code"] as? String == "method_not_allowed")
+                let getCommand = try await client.get("/commands/record_payment")
+                #expect(getCommand.status == 405)
+                #expect(getCommand.header("Allow") == "POST")
                 // A body that is not JSON, on a command route.
                 let notJSON = try await client.send("POST", "/commands/record_payment", body: "{not json")
                 #expect(notJSON.status == 400)
