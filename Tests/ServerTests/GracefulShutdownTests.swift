@@ -84,3 +84,24 @@ struct GracefulShutdownTests {
         return false
     }
 }
+
+@Suite("serve: the command line")
+struct ServeCommandLineTests {
+    @Test func aBadListenAddressOrModeIsAUsageErrorAndAStoreNotInitializedIsRefusedBeforeListening() async throws {
+        let badListen = try await ledgerlift(["serve", "--store", "postgresql://u:secret@127.0.0.1:1/x", "--listen", "localhost"])
+        #expect(badListen.status == 2)
+        #expect(badListen.stderr.contains("--listen localhost is not host:port"), "\(badListen.stderr)")
+        let badMode = try await ledgerlift(["serve", "--store", "postgresql://u:secret@127.0.0.1:1/x", "--mode", "shadow"])
+        #expect(badMode.status == 2)
+        #expect(badMode.stderr.contains("--mode shadow is not primary or candidate"), "\(badMode.stderr)")
+        try await TestDatabase.withFresh { store in
+            let refused = try await ledgerlift(["serve", "--store", store, "--listen", "127.0.0.1:0"])
+            #expect(refused.status == 2)
+            #expect(refused.stderr.hasPrefix("Error: "), "\(refused.stderr)")
+            #expect(refused.stderr.contains("store init"), "\(refused.stderr)")
+        }
+        let unreachable = try await ledgerlift(["serve", "--store", "postgresql://u:secret@127.0.0.1:1/x", "--listen", "127.0.0.1:0"])
+        #expect(unreachable.status == 2)
+        #expect(!unreachable.stderr.contains("secret"), "\(unreachable.stderr)")
+    }
+}
