@@ -33,7 +33,7 @@ extension LedgerliftServer {
         let buffer: ByteBuffer
         do {
             buffer = try await request.collectBody(upTo: limit)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
             throw Problem.payloadTooLarge(limit: limit)
         }
         guard let body = String(validating: buffer.readableBytesView, as: UTF8.self) else {

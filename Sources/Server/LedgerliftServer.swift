@@ -80,7 +80,7 @@ public final class LedgerliftServer: Sendable {
     ///   OpenAPI document by tests).
     public func makeRouter() -> (router: Router<Context>, registered: [ServeRoute]) {
         let router = Router(context: Context.self)
-        router.add(middleware: ServeMiddleware(metrics: metrics, logger: logger))
+        router.add(middleware: ServeMiddleware(metrics: metrics, logger: logger, maximumBodyBytes: configuration.maximumBodyBytes))
         var registered = [ServeRoute]()
         func on(
             _ method: HTTPRequest.Method, _ path: String,
@@ -314,14 +314,15 @@ struct ServeMiddleware: RouterMiddleware {
     typealias Context = LedgerliftServer.Context
     let metrics: ServerMetrics
     let logger: Logger
+    let maximumBodyBytes: Int
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let started = ContinuousClock.now
         var response: Response
         do {
             response = try await next(request, context)
-        } catch let error as HTTPError {
-            let problem = Self.problem(for: error, request)
+        } catch let error as any HTTPResponseError {
+            let problem = Self.problem(for: error, request, maximumBodyBytes: maximumBodyBytes)
             response = problem.response
             if problem.status == .methodNotAllowed {
                 let allowed = LedgerliftServer.routes.filter { $0.matches(request.uri.path) }.map(\.method)
@@ -341,14 +342,14 @@ struct ServeMiddleware: RouterMiddleware {
         return response
     }
 
-    static func problem(for error: HTTPError, _ request: Request) -> Problem {
+    static func problem(for error: any HTTPResponseError, _ request: Request, maximumBodyBytes: Int) -> Problem {
         switch error.status {
         case .notFound, .methodNotAllowed:
             // The router answers 404 for a known path with another method: that is a 405.
             LedgerliftServer.routes.contains { $0.matches(request.uri.path) }
                 ? Problem.methodNotAllowed(request.method, request.uri.path)
                 : Problem.notFoundRoute(request.method, request.uri.path)
-        case .contentTooLarge: Problem.payloadTooLarge(limit: 0)
+        case .contentTooLarge: Problem.payloadTooLarge(limit: maximumBodyBytes)
         default:
             Problem(
                 error.status, code: "http_\(error.status.code)", title: error.status.reasonPhrase,

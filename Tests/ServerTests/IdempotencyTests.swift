@@ -83,6 +83,7 @@ struct IdempotencyTests {
             try await withSession(store) { _ = try $0.execute("CREATE TABLE serve_test_effects (id bigserial PRIMARY KEY, name text)") }
             var configuration = ServeConfiguration(storeDSN: store, projects: false)
             configuration.idempotencyWait = .milliseconds(500)
+            configuration.maximumBodyBytes = 4096
             try await withServer(configuration, commandHandler: CountingHandler()) { server, client in
                 // A rejection is the command's answer: stored and replayed byte for byte.
                 let first = try await client.send("POST", "/commands/void_invoice", body: #"{"reject":true}"#, headers: ["Idempotency-Key": "r-1"])
@@ -125,6 +126,13 @@ struct IdempotencyTests {
                 _ = try await holder.withSession { try $0.unlock(lock) }
                 let free = try await client.send("POST", "/commands/void_invoice", body: "{}", headers: ["Idempotency-Key": "busy-1"])
                 #expect(free.status == 200)
+
+                // A body over the limit: 413, nothing run.
+                let large = try await client.send(
+                    "POST", "/commands/void_invoice", body: #"{"pad":""# + String(repeating: "x", count: 10_000) + #""}"#)
+                #expect(large.status == 413)
+                #expect(try large.json["code"] as? String == "payload_too_large")
+                #expect(try await Self.effects(store) == 3)
 
                 // A key that is not 1 to 255 printable characters.
                 let long = try await client.send(
