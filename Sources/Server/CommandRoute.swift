@@ -22,10 +22,13 @@ extension LedgerliftServer {
         guard BillingCommand.names.contains(name) else {
             throw Problem(
                 .notFound, code: "unknown_command", title: "Unknown command",
-                detail: "\(Problem.printable(name)) is not a command; the commands are \(BillingCommand.names.joined(separator: ", "))")
+                detail:
+                    "\(Problem.printable(name)) is not a command; the commands are \(BillingCommand.names.joined(separator: ", "))"
+            )
         }
         if let type = request.headers[.contentType] {
-            let mediaType = type.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+            let mediaType =
+                type.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
             guard mediaType == "application/json" else { throw Problem.unsupportedMediaType(type) }
         }
         var request = request
@@ -40,7 +43,9 @@ extension LedgerliftServer {
             throw Problem.invalidBody("the body is not UTF-8 text")
         }
         do {
-            guard case .object = try JSONValue.parse(body) else { throw Problem.invalidBody("the body must be a JSON object") }
+            guard case .object = try JSONValue.parse(body) else {
+                throw Problem.invalidBody("the body must be a JSON object")
+            }
         } catch let error as JSONParseError {
             throw Problem.invalidBody("the body is not JSON: \(error.description)")
         }
@@ -54,7 +59,8 @@ extension LedgerliftServer {
         let outcome = try await pool.withConnection { [idempotency] connection -> IdempotencyStore.Outcome in
             guard let key else {
                 return IdempotencyStore.Outcome(
-                    response: try await handler.handle(name: name, body: body, idempotencyKey: nil, on: connection), replayed: false)
+                    response: try await handler.handle(name: name, body: body, idempotencyKey: nil, on: connection),
+                    replayed: false)
             }
             return try await idempotency.perform(key: key, method: "POST", path: path, body: body, on: connection) {
                 try await handler.handle(name: name, body: body, idempotencyKey: key, on: connection)

@@ -78,7 +78,9 @@ public actor ConnectionPool {
     /// Whether `error` means the connection itself is unusable (not a statement's failure).
     static func isConnectionLevel(_ error: any Error) -> Bool {
         guard let error = error as? PostgresError else { return false }
-        if error.code == .connectionFailed || error.code == .connectionLost || error.code == .protocolViolation { return true }
+        if error.code == .connectionFailed || error.code == .connectionLost || error.code == .protocolViolation {
+            return true
+        }
         if let state = error.sqlState?.description {
             return state.hasPrefix("08") || state.hasPrefix("57P")  // 08: connection exception; 57P0x: shutdown
         }

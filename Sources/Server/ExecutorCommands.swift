@@ -25,7 +25,9 @@ public struct ExecutorCommands: CommandHandling {
     public let metrics: ServerMetrics
     public var projectionWait: Duration
 
-    public init(executor: CommandExecutor, mode: ServeMode, metrics: ServerMetrics, projectionWait: Duration = .seconds(5)) {
+    public init(
+        executor: CommandExecutor, mode: ServeMode, metrics: ServerMetrics, projectionWait: Duration = .seconds(5)
+    ) {
         self.executor = executor
         self.mode = mode
         self.metrics = metrics
@@ -45,16 +47,20 @@ public struct ExecutorCommands: CommandHandling {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                 return .init(
-                    status: 200, contentType: "application/json", body: String(decoding: try encoder.encode(outcome), as: UTF8.self))
+                    status: 200, contentType: "application/json",
+                    body: String(decoding: try encoder.encode(outcome), as: UTF8.self))
             case .candidate:
                 let (decision, events) = try await executor.decide(command, on: connection)
                 metrics.command(name, outcome: "decided")
-                return .init(status: 202, contentType: "application/json", body: Self.candidateJSON(name, decision, events).rendered)
+                return .init(
+                    status: 202, contentType: "application/json",
+                    body: Self.candidateJSON(name, decision, events).rendered)
             }
         } catch let rejection as CommandRejection {
             metrics.command(name, outcome: "rejected")
             let problem = Self.problem(rejection)
-            return .init(status: Int(problem.status.code), contentType: Problem.contentType, body: problem.json.rendered)
+            return .init(
+                status: Int(problem.status.code), contentType: Problem.contentType, body: problem.json.rendered)
         } catch let error as CommandError {
             metrics.command(name, outcome: "failed")
             throw Self.problem(error, metrics: metrics)
@@ -125,7 +131,9 @@ public struct ExecutorCommands: CommandHandling {
                 .serviceUnavailable, code: "projection_behind", title: "Read models behind",
                 detail: "the read models did not reach the event store's head in time; retry later")
         case .allocationExhausted:
-            return Problem(.serviceUnavailable, code: "allocation_exhausted", title: "No free key", detail: "no free key could be allocated; retry later")
+            return Problem(
+                .serviceUnavailable, code: "allocation_exhausted", title: "No free key",
+                detail: "no free key could be allocated; retry later")
         case .requirementsUnsettled, .unreadableStream, .unknownColumn, .invalidDecision:
             return Problem.internalError
         }
@@ -143,7 +151,11 @@ public struct ExecutorCommands: CommandHandling {
         }
         return .object([
             ("command", .string(name)), ("mode", .string("candidate")), ("summary", .string(decision.summary)),
-            ("events", .array(events.map { .object([("stream_id", .string($0.streamID)), ("type", .string($0.type.rawValue))]) })),
+            (
+                "events",
+                .array(
+                    events.map { .object([("stream_id", .string($0.streamID)), ("type", .string($0.type.rawValue))]) })
+            ),
             ("rows", .object(rows.sorted { $0.0 < $1.0 })),
         ])
     }
@@ -154,7 +166,8 @@ public struct ExecutorCommands: CommandHandling {
         let (store, readSchema) = (executor.store, executor.readSchema)
         let ids = outcome.events.map(\.eventID).joined(separator: ",")
         let target = try await connection.withSession { session -> (cursor: GlobalCursor, consumer: String)? in
-            guard let state = try Projector(store: store, readSchema: readSchema).state(in: session), state.isLive else { return nil }
+            guard let state = try Projector(store: store, readSchema: readSchema).state(in: session), state.isLive
+            else { return nil }
             let row = try session.query(
                 """
                 SELECT transaction_id::text::int8, global_position FROM \(quoteIdentifier(store.schema)).events
@@ -167,7 +180,9 @@ public struct ExecutorCommands: CommandHandling {
         guard let target else { return }
         let deadline = ContinuousClock.now + projectionWait
         while ContinuousClock.now < deadline {
-            let reached = try await connection.withSession { try store.checkpoint(target.consumer, in: $0) >= target.cursor }
+            let reached = try await connection.withSession {
+                try store.checkpoint(target.consumer, in: $0) >= target.cursor
+            }
             if reached { return }
             try await Task.sleep(for: .milliseconds(20))
         }

@@ -23,7 +23,9 @@ public struct IdempotencyStore: Sendable {
     public var retention: Duration
     public var lockWait: Duration
 
-    public init(store: EventStore = EventStore(), retention: Duration = .seconds(24 * 3600), lockWait: Duration = .seconds(10)) {
+    public init(
+        store: EventStore = EventStore(), retention: Duration = .seconds(24 * 3600), lockWait: Duration = .seconds(10)
+    ) {
         self.store = store
         self.retention = retention
         self.lockWait = lockWait
@@ -115,7 +117,8 @@ public struct IdempotencyStore: Sendable {
     ) async throws -> Outcome {
         try Self.validate(key)
         let lock = self.lock(key)
-        let waitMilliseconds = max(1, lockWait.components.seconds * 1000 + lockWait.components.attoseconds / 1_000_000_000_000_000)
+        let waitMilliseconds = max(
+            1, lockWait.components.seconds * 1000 + lockWait.components.attoseconds / 1_000_000_000_000_000)
         let acquired = try await connection.withSession { session -> Bool in
             try session.execute("SELECT set_config('lock_timeout', $1, false)", ["\(waitMilliseconds)ms"])
             defer { _ = try? session.execute("SELECT set_config('lock_timeout', '0', false)") }
@@ -132,7 +135,8 @@ public struct IdempotencyStore: Sendable {
                 detail: "another request with this Idempotency-Key is still running; retry later")
         }
         do {
-            let outcome = try await performLocked(key: key, method: method, path: path, body: body, on: connection, operation)
+            let outcome = try await performLocked(
+                key: key, method: method, path: path, body: body, on: connection, operation)
             _ = try? await connection.withSession { try $0.unlock(lock) }
             return outcome
         } catch {
@@ -185,7 +189,10 @@ public struct IdempotencyStore: Sendable {
                         status = EXCLUDED.status, content_type = EXCLUDED.content_type,
                         response_body = EXCLUDED.response_body, created_at = now(), expires_at = EXCLUDED.expires_at
                     """,
-                    [key, fingerprint, method, path, Int32(response.status), response.contentType, response.body, Int64(seconds)])
+                    [
+                        key, fingerprint, method, path, Int32(response.status), response.contentType, response.body,
+                        Int64(seconds),
+                    ])
             }
         }
         return Outcome(response: response, replayed: false)

@@ -48,7 +48,8 @@ public final class LedgerliftServer: Sendable {
     let logger: Logger
 
     public init(
-        _ configuration: ServeConfiguration, commandHandler: (any CommandHandling)?, metrics: ServerMetrics = ServerMetrics(),
+        _ configuration: ServeConfiguration, commandHandler: (any CommandHandling)?,
+        metrics: ServerMetrics = ServerMetrics(),
         logger: Logger = Logger(label: "ledgerlift.serve")
     ) {
         self.configuration = configuration
@@ -56,7 +57,8 @@ public final class LedgerliftServer: Sendable {
         self.pool = ConnectionPool(dsn: configuration.storeDSN, capacity: configuration.poolSize)
         self.metrics = metrics
         self.idempotency = IdempotencyStore(
-            store: configuration.store, retention: configuration.idempotencyRetention, lockWait: configuration.idempotencyWait)
+            store: configuration.store, retention: configuration.idempotencyRetention,
+            lockWait: configuration.idempotencyWait)
         self.answers = ReadAnswers(readSchema: configuration.readSchema)
         self.logger = logger
     }
@@ -80,7 +82,9 @@ public final class LedgerliftServer: Sendable {
     ///   OpenAPI document by tests).
     public func makeRouter() -> (router: Router<Context>, registered: [ServeRoute]) {
         let router = Router(context: Context.self)
-        router.add(middleware: ServeMiddleware(metrics: metrics, logger: logger, maximumBodyBytes: configuration.maximumBodyBytes))
+        router.add(
+            middleware: ServeMiddleware(
+                metrics: metrics, logger: logger, maximumBodyBytes: configuration.maximumBodyBytes))
         var registered = [ServeRoute]()
         func on(
             _ method: HTTPRequest.Method, _ path: String,
@@ -98,7 +102,9 @@ public final class LedgerliftServer: Sendable {
             let entity = try Self.billingEntity(query["billing_entity"].map(String.init))
             let answers = self.answers
             guard
-                let json = try await self.read({ try answers.balance(customer: id, asOf: asOf, billingEntity: entity, in: $0) })
+                let json = try await self.read({
+                    try answers.balance(customer: id, asOf: asOf, billingEntity: entity, in: $0)
+                })
             else { throw Problem.notFound("customer", id, asOf: asOf?.iso8601) }
             return Self.json(.ok, json)
         }
@@ -116,13 +122,17 @@ public final class LedgerliftServer: Sendable {
             let from = try Self.month(query["from"].map(String.init), parameter: "from")
             let to = try Self.month(query["to"].map(String.init), parameter: "to")
             guard from <= to else {
-                throw Problem.invalidParameter("range", "from \(ReadAnswers.monthLabel(from)) is after to \(ReadAnswers.monthLabel(to))")
+                throw Problem.invalidParameter(
+                    "range", "from \(ReadAnswers.monthLabel(from)) is after to \(ReadAnswers.monthLabel(to))")
             }
             let zone = try Self.timeZone(query["time_zone"].map(String.init))
             let entity = try Self.billingEntity(query["billing_entity"].map(String.init))
             let answers = self.answers
             return Self.json(
-                .ok, try await self.read { try answers.revenue(from: from, to: to, timeZone: zone, billingEntity: entity, in: $0) })
+                .ok,
+                try await self.read {
+                    try answers.revenue(from: from, to: to, timeZone: zone, billingEntity: entity, in: $0)
+                })
         }
         on(.get, "/reports/aging") { request, _ in
             let query = request.uri.queryParameters
@@ -130,7 +140,9 @@ public final class LedgerliftServer: Sendable {
             let zone = try Self.timeZone(query["time_zone"].map(String.init))
             let entity = try Self.billingEntity(query["billing_entity"].map(String.init))
             let answers = self.answers
-            return Self.json(.ok, try await self.read { try answers.aging(asOf: asOf, timeZone: zone, billingEntity: entity, in: $0) })
+            return Self.json(
+                .ok,
+                try await self.read { try answers.aging(asOf: asOf, timeZone: zone, billingEntity: entity, in: $0) })
         }
         on(.post, "/commands/{name}") { request, context in
             try await self.command(request, name: context.parameters.get("name") ?? "")
@@ -156,7 +168,8 @@ public final class LedgerliftServer: Sendable {
         let (router, _) = makeRouter()
         var app = Application(
             router: router,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ledgerlift"),
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port), serverName: "ledgerlift"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) }, logger: logger)
         if configuration.projects {
             app.addServices(
@@ -207,7 +220,9 @@ public final class LedgerliftServer: Sendable {
     /// `-_.:@~+`.
     static func key(_ raw: String?, parameter: String) throws(Problem) -> String {
         guard let raw, let decoded = raw.removingPercentEncoding, !decoded.isEmpty, decoded.count <= 200,
-            decoded.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-_.:@~+".unicodeScalars.contains($0)) })
+            decoded.unicodeScalars.allSatisfy({
+                $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-_.:@~+".unicodeScalars.contains($0))
+            })
         else {
             throw Problem.invalidParameter(
                 parameter, "a key is 1 to 200 characters of ASCII letters, digits and -_.:@~+")
@@ -227,23 +242,27 @@ public final class LedgerliftServer: Sendable {
     static func month(_ text: String?, parameter: String) throws(Problem) -> PostgresDate {
         guard let text else { throw Problem.invalidParameter(parameter, "required: a month like 2024-03") }
         guard let month = ReadAnswers.month(text) else {
-            throw Problem.invalidParameter(parameter, "\(Problem.printable(text)) is not a month like 2024-03 (years 0001 to 9999)")
+            throw Problem.invalidParameter(
+                parameter, "\(Problem.printable(text)) is not a month like 2024-03 (years 0001 to 9999)")
         }
         return month
     }
 
     static func timeZone(_ text: String?) throws(Problem) -> ReportTimeZone {
         guard let text else { return .utc }
-        guard !text.isEmpty, text.count <= 64, text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "/_+-".contains($0)) })
+        guard !text.isEmpty, text.count <= 64,
+            text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "/_+-".contains($0)) })
         else {
-            throw Problem.invalidParameter("time_zone", "utc, customer, billing-entity or an IANA name such as Europe/Paris")
+            throw Problem.invalidParameter(
+                "time_zone", "utc, customer, billing-entity or an IANA name such as Europe/Paris")
         }
         return ReportTimeZone(text)
     }
 
     static func billingEntity(_ text: String?) throws(Problem) -> String? {
         guard let text else { return nil }
-        return try key(text.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? text, parameter: "billing_entity")
+        return try key(
+            text.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? text, parameter: "billing_entity")
     }
 
     // MARK: - Health and metrics
@@ -266,7 +285,8 @@ public final class LedgerliftServer: Sendable {
             logger.warning("health: the store is not reachable: \(Self.loggable(error))")
             return Self.json(
                 .serviceUnavailable,
-                "{\"status\":\"unavailable\",\"mode\":\(JSONValue.quoted(mode)),\"store\":\"unreachable\",\"read_models\":null,\"projector\":null}")
+                "{\"status\":\"unavailable\",\"mode\":\(JSONValue.quoted(mode)),\"store\":\"unreachable\",\"read_models\":null,\"projector\":null}"
+            )
         }
     }
 
@@ -277,7 +297,8 @@ public final class LedgerliftServer: Sendable {
         }
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: metrics.exposition())))
+        return Response(
+            status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: metrics.exposition())))
     }
 
     /// An error as the log may show it: a database error's message is masked of its DSN by
@@ -296,11 +317,14 @@ public final class LedgerliftServer: Sendable {
             case .unknownBillingEntity(let id): return Problem.notFound("billing_entity", id, asOf: nil)
             case .unknownCustomer(let id): return Problem.notFound("customer", id, asOf: nil)
             case .unknownTimeZone:
-                return Problem.invalidParameter("time_zone", "not utc, customer, billing-entity or a time zone PostgreSQL knows")
+                return Problem.invalidParameter(
+                    "time_zone", "not utc, customer, billing-entity or a time zone PostgreSQL knows")
             case .unknownTimeZoneInData:
                 return Problem(
                     .unprocessableContent, code: "time_zone_in_data", title: "A time zone in the data is unknown",
-                    detail: "a customer's or billing entity's time_zone is not a zone PostgreSQL knows; report with time_zone=utc or an IANA name")
+                    detail:
+                        "a customer's or billing entity's time_zone is not a zone PostgreSQL knows; report with time_zone=utc or an IANA name"
+                )
             }
         case is ProjectionError: return Problem.readModelsNotBuilt
         case let error as PostgresError where ConnectionPool.isConnectionLevel(error): return Problem.storeUnavailable
@@ -316,7 +340,9 @@ struct ServeMiddleware: RouterMiddleware {
     let logger: Logger
     let maximumBodyBytes: Int
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         let started = ContinuousClock.now
         var response: Response
         do {
@@ -330,7 +356,9 @@ struct ServeMiddleware: RouterMiddleware {
             }
         } catch {
             if let problem = LedgerliftServer.problem(for: error) {
-                if problem.status.code >= 500 { logger.error("\(request.method) \(request.uri.path): \(LedgerliftServer.loggable(error))") }
+                if problem.status.code >= 500 {
+                    logger.error("\(request.method) \(request.uri.path): \(LedgerliftServer.loggable(error))")
+                }
                 response = problem.response
             } else {
                 logger.error("\(request.method) \(request.uri.path) failed: \(LedgerliftServer.loggable(error))")
@@ -338,7 +366,9 @@ struct ServeMiddleware: RouterMiddleware {
             }
         }
         let route = context.endpointPath.flatMap { $0 == "NotFound" ? nil : $0 } ?? "unmatched"
-        metrics.request(route: route, method: request.method.rawValue, status: response.status.code, duration: ContinuousClock.now - started)
+        metrics.request(
+            route: route, method: request.method.rawValue, status: response.status.code,
+            duration: ContinuousClock.now - started)
         return response
     }
 

@@ -54,7 +54,9 @@ public struct Problem: Error, Sendable, Hashable, CustomStringConvertible {
     public static func notFoundRoute(_ method: HTTPRequest.Method, _ path: String) -> Problem {
         Problem(
             .notFound, code: "route_not_found", title: "No such route",
-            detail: "there is no route \(method.rawValue) \(Self.printable(path)); the routes are listed in docs/openapi.yaml")
+            detail:
+                "there is no route \(method.rawValue) \(Self.printable(path)); the routes are listed in docs/openapi.yaml"
+        )
     }
 
     public static func methodNotAllowed(_ method: HTTPRequest.Method, _ path: String) -> Problem {

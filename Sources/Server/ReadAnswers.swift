@@ -63,7 +63,10 @@ public struct ReadAnswers: Sendable {
             pairs.append((column.name, json))
         }
         pairs.append(
-            ("attributes", .object(row.attributes.keys.sorted().map { ($0, row.attributes[$0]!.map { .string($0) } ?? .null) })))
+            (
+                "attributes",
+                .object(row.attributes.keys.sorted().map { ($0, row.attributes[$0]!.map { .string($0) } ?? .null) })
+            ))
         return .object(pairs)
     }
 
@@ -71,7 +74,8 @@ public struct ReadAnswers: Sendable {
     public func revenue(
         from: PostgresDate, to: PostgresDate, timeZone: ReportTimeZone, billingEntity: String?, in session: Session
     ) throws -> JSONValue {
-        let months = try reader.revenue(from: from, to: to, timeZone: timeZone, billingEntity: billingEntity, in: session)
+        let months = try reader.revenue(
+            from: from, to: to, timeZone: timeZone, billingEntity: billingEntity, in: session)
         return .array(
             months.map { m in
                 .object([
@@ -86,7 +90,8 @@ public struct ReadAnswers: Sendable {
     }
 
     /// Receivables aging per customer and currency.
-    public func aging(asOf: PostgresTimestamp?, timeZone: ReportTimeZone, billingEntity: String?, in session: Session) throws
+    public func aging(asOf: PostgresTimestamp?, timeZone: ReportTimeZone, billingEntity: String?, in session: Session)
+        throws
         -> JSONValue
     {
         let rows = try reader.aging(asOf: asOf, timeZone: timeZone, billingEntity: billingEntity, in: session)
@@ -95,7 +100,8 @@ public struct ReadAnswers: Sendable {
         }
         return .object([
             ("as_of", asOf.map { .string($0.iso8601) } ?? .null),
-            ("time_zone", .string(timeZone.description)), ("billing_entity", billingEntity.map { .string($0) } ?? .null),
+            ("time_zone", .string(timeZone.description)),
+            ("billing_entity", billingEntity.map { .string($0) } ?? .null),
             (
                 "customers",
                 .array(

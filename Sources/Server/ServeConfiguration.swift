@@ -37,7 +37,8 @@ public struct ServeConfiguration: Sendable {
         storeDSN: String, host: String = "127.0.0.1", port: Int = 8080, mode: ServeMode = .primary,
         store: EventStore = EventStore(), readSchema: String = "ledgerlift_read", poolSize: Int = 10,
         maximumBodyBytes: Int = 1 << 20, idempotencyWait: Duration = .seconds(10),
-        idempotencyRetention: Duration = .seconds(24 * 3600), projects: Bool = true, projectionWait: Duration = .seconds(5)
+        idempotencyRetention: Duration = .seconds(24 * 3600), projects: Bool = true,
+        projectionWait: Duration = .seconds(5)
     ) {
         self.storeDSN = storeDSN
         self.host = host

@@ -35,13 +35,15 @@ public final class ServerMetrics: Sendable {
     /// path a client sent, so the label set stays bounded.
     public func request(route: String, method: String, status: Int, duration: Duration) {
         CoreMetrics.Counter(
-            label: "ledgerlift_http_requests_total", dimensions: [("route", route), ("method", method), ("status", String(status))],
+            label: "ledgerlift_http_requests_total",
+            dimensions: [("route", route), ("method", method), ("status", String(status))],
             factory: factory
         ).increment()
         CoreMetrics.Timer(
             label: "ledgerlift_http_request_duration_seconds", dimensions: [("route", route), ("method", method)],
             factory: factory
-        ).recordNanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+        ).recordNanoseconds(
+            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
     public func command(_ name: String, outcome: String) {
@@ -51,8 +53,10 @@ public final class ServerMetrics: Sendable {
     }
 
     public func appendConflict(_ command: String) {
-        CoreMetrics.Counter(label: "ledgerlift_append_conflicts_total", dimensions: [("command", command)], factory: factory)
-            .increment()
+        CoreMetrics.Counter(
+            label: "ledgerlift_append_conflicts_total", dimensions: [("command", command)], factory: factory
+        )
+        .increment()
     }
 
     public func idempotentReplay() { replays.increment() }

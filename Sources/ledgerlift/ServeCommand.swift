@@ -8,7 +8,8 @@ import Server
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Serve the HTTP JSON API: billing commands (with Idempotency-Key), balances, invoices, reports, health, metrics.",
+        abstract:
+            "Serve the HTTP JSON API: billing commands (with Idempotency-Key), balances, invoices, reports, health, metrics.",
         discussion: """
             Routes are described in docs/openapi.yaml and docs/serve.md. Errors are RFC 9457 problem documents \
             with a stable code. The read models are kept following the store in-process, so a read after a \
@@ -40,12 +41,14 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         let address = ServeConfiguration.listenAddress(listen)!
         let configuration = ServeConfiguration(
-            storeDSN: store.dsn, host: address.host, port: address.port, mode: ServeMode(rawValue: mode)!, store: store.store,
+            storeDSN: store.dsn, host: address.host, port: address.port, mode: ServeMode(rawValue: mode)!,
+            store: store.store,
             readSchema: readSchema)
         let logger = CommandLineSettings.logger("serve")
         let metrics = ServerMetrics()
         let commands = ExecutorCommands(
-            executor: CommandExecutor(store: store.store, readSchema: readSchema), mode: configuration.mode, metrics: metrics,
+            executor: CommandExecutor(store: store.store, readSchema: readSchema), mode: configuration.mode,
+            metrics: metrics,
             projectionWait: configuration.projectionWait)
         let server = LedgerliftServer(configuration, commandHandler: commands, metrics: metrics, logger: logger)
         try await server.run { port in

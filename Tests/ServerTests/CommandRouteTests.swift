@@ -10,7 +10,9 @@ import Testing
 /// nothing appended in candidate mode.
 @Suite("serve: command routes on the executor")
 struct CommandRouteTests {
-    static func server(_ store: String, mode: ServeMode, _ body: @Sendable (LedgerliftServer, HTTPClient) async throws -> Void)
+    static func server(
+        _ store: String, mode: ServeMode, _ body: @Sendable (LedgerliftServer, HTTPClient) async throws -> Void
+    )
         async throws
     {
         let configuration = ServeConfiguration(storeDSN: store, mode: mode)
@@ -21,7 +23,9 @@ struct CommandRouteTests {
 
     static func events(_ store: String, stream: String) async throws -> [String] {
         try await withSession(store) { session in
-            try session.query("SELECT event_type FROM ledgerlift.events WHERE stream_id = $1 ORDER BY stream_version", [stream]).rows
+            try session.query(
+                "SELECT event_type FROM ledgerlift.events WHERE stream_id = $1 ORDER BY stream_version", [stream]
+            ).rows
                 .map { try $0.decode(at: 0, as: String.self) }
         }
     }
@@ -33,7 +37,8 @@ struct CommandRouteTests {
     @Test func aCommandIsAppendedAndAReadAfterItsResponseSeesIt() async throws {
         try await withEmptyStore { store in
             try await Self.server(store, mode: .primary) { server, client in
-                let created = try await client.send("POST", "/commands/create_customer", body: Self.createCustomer("srv-1"))
+                let created = try await client.send(
+                    "POST", "/commands/create_customer", body: Self.createCustomer("srv-1"))
                 #expect(created.status == 200, "\(created.body)")
                 #expect(created.header("Content-Type") == "application/json")
                 let outcome = try JSONDecoder().decode(CommandOutcome.self, from: Data(created.body.utf8))
@@ -48,12 +53,14 @@ struct CommandRouteTests {
                 #expect(try balance.json["customer_id"] as? String == "srv-1")
 
                 // Rejections: the rule's code and status, a problem document, nothing appended.
-                let again = try await client.send("POST", "/commands/create_customer", body: Self.createCustomer("srv-1"))
+                let again = try await client.send(
+                    "POST", "/commands/create_customer", body: Self.createCustomer("srv-1"))
                 #expect(again.status == 409)
                 #expect(again.header("Content-Type") == "application/problem+json")
                 #expect(try again.json["code"] as? String == "already_exists")
                 let missing = try await client.send(
-                    "POST", "/commands/update_customer", body: #"{"customer_id":"nobody","name":"X","at":"2025-01-03T00:00:00Z"}"#)
+                    "POST", "/commands/update_customer",
+                    body: #"{"customer_id":"nobody","name":"X","at":"2025-01-03T00:00:00Z"}"#)
                 #expect(missing.status == 404)
                 #expect(try missing.json["code"] as? String == "not_found")
                 let nothing = try await client.send(
@@ -64,14 +71,17 @@ struct CommandRouteTests {
 
                 // Bodies that are no command of the route: 400, before anything runs.
                 let unknownField = try await client.send(
-                    "POST", "/commands/create_customer", body: #"{"customer_id":"srv-2","at":"2025-01-02T00:00:00Z","colour":"red"}"#)
+                    "POST", "/commands/create_customer",
+                    body: #"{"customer_id":"srv-2","at":"2025-01-02T00:00:00Z","colour":"red"}"#)
                 #expect(unknownField.status == 400)
                 #expect(try unknownField.json["code"] as? String == "invalid_body")
                 let mismatch = try await client.send(
-                    "POST", "/commands/create_customer", body: #"{"command":"archive_customer","customer_id":"srv-1","at":"2025-01-02T00:00:00Z"}"#)
+                    "POST", "/commands/create_customer",
+                    body: #"{"command":"archive_customer","customer_id":"srv-1","at":"2025-01-02T00:00:00Z"}"#)
                 #expect(mismatch.status == 400)
                 #expect(try mismatch.json["code"] as? String == "command_mismatch")
-                let missingField = try await client.send("POST", "/commands/create_customer", body: #"{"customer_id":"srv-2"}"#)
+                let missingField = try await client.send(
+                    "POST", "/commands/create_customer", body: #"{"customer_id":"srv-2"}"#)
                 #expect(missingField.status == 400)
                 #expect(try missingField.json["code"] as? String == "invalid_body")
                 for answer in [unknownField, mismatch, missingField, again, missing] {
@@ -90,14 +100,17 @@ struct CommandRouteTests {
         }
     }
 
-    @Test func theSameCommandAHundredTimesConcurrentlyWithOneKeyAppendsOnceAndAnswersAHundredIdenticalResponses() async throws {
+    @Test func theSameCommandAHundredTimesConcurrentlyWithOneKeyAppendsOnceAndAnswersAHundredIdenticalResponses()
+        async throws
+    {
         try await withEmptyStore { store in
             try await Self.server(store, mode: .primary) { server, client in
                 let body = Self.createCustomer("srv-100")
                 let answers = try await withThrowingTaskGroup(of: HTTPAnswer.self) { group in
                     for _ in 0..<100 {
                         group.addTask {
-                            try await client.send("POST", "/commands/create_customer", body: body, headers: ["Idempotency-Key": "op-100"])
+                            try await client.send(
+                                "POST", "/commands/create_customer", body: body, headers: ["Idempotency-Key": "op-100"])
                         }
                     }
                     return try await group.reduce(into: [HTTPAnswer]()) { $0.append($1) }
@@ -109,11 +122,14 @@ struct CommandRouteTests {
                 let metrics = try PrometheusText.parse(server.metrics.exposition())
                 #expect(metrics.first { $0.name == "ledgerlift_idempotent_replays_total" }?.value == 99)
                 #expect(
-                    metrics.first { $0.name == "ledgerlift_commands_total" && $0.labels["outcome"] == "appended" }?.value == 1)
+                    metrics.first { $0.name == "ledgerlift_commands_total" && $0.labels["outcome"] == "appended" }?
+                        .value == 1)
                 // The key's events carry it as their request id.
                 let requestIDs = try await withSession(store) { session in
-                    try session.query("SELECT DISTINCT metadata->>'request_id' FROM ledgerlift.events WHERE stream_id = 'customer-srv-100'")
-                        .rows.map { try $0.decode(at: 0, as: String.self) }
+                    try session.query(
+                        "SELECT DISTINCT metadata->>'request_id' FROM ledgerlift.events WHERE stream_id = 'customer-srv-100'"
+                    )
+                    .rows.map { try $0.decode(at: 0, as: String.self) }
                 }
                 #expect(requestIDs == ["op-100"])
             }
@@ -123,7 +139,8 @@ struct CommandRouteTests {
     @Test func candidateModeDecidesAndAppendsNothing() async throws {
         try await withEmptyStore { store in
             try await Self.server(store, mode: .candidate) { _, client in
-                let decided = try await client.send("POST", "/commands/create_customer", body: Self.createCustomer("srv-c"))
+                let decided = try await client.send(
+                    "POST", "/commands/create_customer", body: Self.createCustomer("srv-c"))
                 #expect(decided.status == 202, "\(decided.body)")
                 let json = try decided.json
                 #expect(json["mode"] as? String == "candidate")
@@ -133,11 +150,14 @@ struct CommandRouteTests {
                 let rows = try #require(json["rows"] as? [String: [String: Any]])
                 #expect(rows["customer-srv-c"]?["email"] as? String == "srv-c@example.com")
                 #expect(try await Self.events(store, stream: "customer-srv-c").isEmpty)
-                let total = try await withSession(store) { try $0.query("SELECT count(*)::int8 FROM ledgerlift.events").rows[0].decode(at: 0, as: Int64.self) }
+                let total = try await withSession(store) {
+                    try $0.query("SELECT count(*)::int8 FROM ledgerlift.events").rows[0].decode(at: 0, as: Int64.self)
+                }
                 #expect(total == 0)
                 // Rules still apply.
                 let bad = try await client.send(
-                    "POST", "/commands/create_customer", body: #"{"customer_id":"srv-d","currency":"ZZZ","at":"2025-01-02T00:00:00Z"}"#)
+                    "POST", "/commands/create_customer",
+                    body: #"{"customer_id":"srv-d","currency":"ZZZ","at":"2025-01-02T00:00:00Z"}"#)
                 #expect(bad.status == 422)
                 #expect(try bad.json["code"] as? String == "invalid_input")
             }

@@ -4,7 +4,7 @@ import TestSupport
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `ledgerlift serve` as a process: SIGTERM lets the request in flight finish (200), then the
@@ -21,7 +21,9 @@ struct GracefulShutdownTests {
         address.sin_port = 0
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0 else { throw TestFailure("bind failed") }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -88,10 +90,14 @@ struct GracefulShutdownTests {
 @Suite("serve: the command line")
 struct ServeCommandLineTests {
     @Test func aBadListenAddressOrModeIsAUsageErrorAndAStoreNotInitializedIsRefusedBeforeListening() async throws {
-        let badListen = try await ledgerlift(["serve", "--store", "postgresql://u:secret@127.0.0.1:1/x", "--listen", "localhost"])
+        let badListen = try await ledgerlift([
+            "serve", "--store", "postgresql://u:secret@127.0.0.1:1/x", "--listen", "localhost",
+        ])
         #expect(badListen.status == 2)
         #expect(badListen.stderr.contains("--listen localhost is not host:port"), "\(badListen.stderr)")
-        let badMode = try await ledgerlift(["serve", "--store", "postgresql://u:secret@127.0.0.1:1/x", "--mode", "shadow"])
+        let badMode = try await ledgerlift([
+            "serve", "--store", "postgresql://u:secret@127.0.0.1:1/x", "--mode", "shadow",
+        ])
         #expect(badMode.status == 2)
         #expect(badMode.stderr.contains("--mode shadow is not primary or candidate"), "\(badMode.stderr)")
         try await TestDatabase.withFresh { store in
@@ -100,7 +106,9 @@ struct ServeCommandLineTests {
             #expect(refused.stderr.hasPrefix("Error: "), "\(refused.stderr)")
             #expect(refused.stderr.contains("store init"), "\(refused.stderr)")
         }
-        let unreachable = try await ledgerlift(["serve", "--store", "postgresql://u:secret@127.0.0.1:1/x", "--listen", "127.0.0.1:0"])
+        let unreachable = try await ledgerlift([
+            "serve", "--store", "postgresql://u:secret@127.0.0.1:1/x", "--listen", "127.0.0.1:0",
+        ])
         #expect(unreachable.status == 2)
         #expect(!unreachable.stderr.contains("secret"), "\(unreachable.stderr)")
     }

@@ -14,7 +14,8 @@ struct HealthAndMetricsTests {
                 _ = try EventStore().append(
                     [
                         NewEvent(
-                            eventID: UUID(), eventType: "test.noise", occurredAt: PostgresTimestamp(microsecondsSinceEpoch: 0),
+                            eventID: UUID(), eventType: "test.noise",
+                            occurredAt: PostgresTimestamp(microsecondsSinceEpoch: 0),
                             payload: PostgresJSON("{\"n\":\(i)}"))
                     ], to: "noise-\(i)", in: session)
             }
@@ -54,7 +55,9 @@ struct HealthAndMetricsTests {
 
     @Test func healthAnswers503WhenTheStoreIsDown() async throws {
         try await withEmptyStore { store in
-            let database = try await withSession(store) { try $0.query("SELECT current_database()").rows[0].decode(at: 0, as: String.self) }
+            let database = try await withSession(store) {
+                try $0.query("SELECT current_database()").rows[0].decode(at: 0, as: String.self)
+            }
             let admin = try await Connection.connect(try TestDatabase.adminDSN())
             defer { admin.close() }
             try await withServer(ServeConfiguration(storeDSN: store, projects: false)) { _, client in
@@ -67,7 +70,9 @@ struct HealthAndMetricsTests {
                 }
                 let down = try await client.get("/health")
                 let read = try await client.get("/reports/aging")
-                try await admin.withSession { _ = try $0.execute("ALTER DATABASE \(quoteIdentifier(database)) WITH ALLOW_CONNECTIONS true") }
+                try await admin.withSession {
+                    _ = try $0.execute("ALTER DATABASE \(quoteIdentifier(database)) WITH ALLOW_CONNECTIONS true")
+                }
                 #expect(down.status == 503)
                 #expect(try down.json["status"] as? String == "unavailable")
                 #expect(try down.json["store"] as? String == "unreachable")
@@ -96,12 +101,29 @@ struct HealthAndMetricsTests {
                 func value(_ name: String, _ labels: [String: String]) -> Double? {
                     samples.first { $0.name == name && $0.labels == labels }?.value
                 }
-                #expect(value("ledgerlift_http_requests_total", ["route": "/reports/aging", "method": "GET", "status": "200"]) == 2)
-                #expect(value("ledgerlift_http_requests_total", ["route": "/invoices/{id}", "method": "GET", "status": "404"]) == 1)
-                #expect(value("ledgerlift_http_requests_total", ["route": "/invoices/{id}", "method": "GET", "status": "400"]) == 1)
-                #expect(value("ledgerlift_http_requests_total", ["route": "unmatched", "method": "GET", "status": "404"]) == 1)
-                #expect(value("ledgerlift_http_request_duration_seconds_count", ["route": "/reports/aging", "method": "GET"]) == 2)
-                #expect(samples.contains { $0.name == "ledgerlift_http_request_duration_seconds_bucket" && $0.labels["le"] == "+Inf" })
+                #expect(
+                    value(
+                        "ledgerlift_http_requests_total", ["route": "/reports/aging", "method": "GET", "status": "200"])
+                        == 2)
+                #expect(
+                    value(
+                        "ledgerlift_http_requests_total", ["route": "/invoices/{id}", "method": "GET", "status": "404"])
+                        == 1)
+                #expect(
+                    value(
+                        "ledgerlift_http_requests_total", ["route": "/invoices/{id}", "method": "GET", "status": "400"])
+                        == 1)
+                #expect(
+                    value("ledgerlift_http_requests_total", ["route": "unmatched", "method": "GET", "status": "404"])
+                        == 1)
+                #expect(
+                    value(
+                        "ledgerlift_http_request_duration_seconds_count", ["route": "/reports/aging", "method": "GET"])
+                        == 2)
+                #expect(
+                    samples.contains {
+                        $0.name == "ledgerlift_http_request_duration_seconds_bucket" && $0.labels["le"] == "+Inf"
+                    })
                 #expect(value("ledgerlift_projector_lag_events", [:]) == 0)
                 #expect(value("ledgerlift_projector_lag_seconds", [:]) == 0)
                 #expect(value("ledgerlift_idempotent_replays_total", [:]) == 0)
@@ -129,7 +151,9 @@ enum PrometheusText {
     static func parse(_ text: String) throws -> [Sample] {
         var samples = [Sample]()
         var typed = [String: String]()
-        guard text.isEmpty || text.hasSuffix("\n") else { throw TestFailure("the exposition does not end with a newline") }
+        guard text.isEmpty || text.hasSuffix("\n") else {
+            throw TestFailure("the exposition does not end with a newline")
+        }
         for line in text.split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
             if line.hasPrefix("#") {
                 let parts = line.split(separator: " ", maxSplits: 3).map(String.init)
@@ -137,7 +161,8 @@ enum PrometheusText {
                     throw TestFailure("bad comment line: \(line)")
                 }
                 if parts[1] == "TYPE" {
-                    guard parts.count == 4, ["counter", "gauge", "histogram", "summary", "untyped"].contains(parts[3]) else {
+                    guard parts.count == 4, ["counter", "gauge", "histogram", "summary", "untyped"].contains(parts[3])
+                    else {
                         throw TestFailure("bad TYPE line: \(line)")
                     }
                     guard typed[parts[2]] == nil else { throw TestFailure("family typed twice: \(line)") }
@@ -155,13 +180,17 @@ enum PrometheusText {
                 rest = rest.dropFirst()
                 while rest.first != "}" {
                     let label = String(rest.prefix { $0.isLetter || $0.isNumber || $0 == "_" })
-                    guard !label.isEmpty, rest.dropFirst(label.count).hasPrefix("=\"") else { throw TestFailure("bad label: \(line)") }
+                    guard !label.isEmpty, rest.dropFirst(label.count).hasPrefix("=\"") else {
+                        throw TestFailure("bad label: \(line)")
+                    }
                     rest = rest.dropFirst(label.count + 2)
                     var value = ""
                     while let c = rest.first, c != "\"" {
                         if c == "\\" {
                             rest = rest.dropFirst()
-                            guard let escaped = rest.first, ["\\", "\"", "n"].contains(escaped) else { throw TestFailure("bad escape: \(line)") }
+                            guard let escaped = rest.first, ["\\", "\"", "n"].contains(escaped) else {
+                                throw TestFailure("bad escape: \(line)")
+                            }
                             value.append(escaped == "n" ? "\n" : escaped)
                         } else {
                             value.append(c)
@@ -170,16 +199,27 @@ enum PrometheusText {
                     }
                     guard rest.first == "\"" else { throw TestFailure("unterminated label value: \(line)") }
                     rest = rest.dropFirst()
-                    guard labels.updateValue(value, forKey: label) == nil else { throw TestFailure("label twice: \(line)") }
-                    if rest.first == "," { rest = rest.dropFirst() } else if rest.first != "}" { throw TestFailure("bad labels: \(line)") }
+                    guard labels.updateValue(value, forKey: label) == nil else {
+                        throw TestFailure("label twice: \(line)")
+                    }
+                    if rest.first == "," {
+                        rest = rest.dropFirst()
+                    } else if rest.first != "}" {
+                        throw TestFailure("bad labels: \(line)")
+                    }
                 }
                 rest = rest.dropFirst()
             }
             guard rest.first == " " else { throw TestFailure("no value: \(line)") }
             let fields = rest.dropFirst().split(separator: " ")
-            guard (1...2).contains(fields.count), let value = Double(fields[0]) ?? ["+Inf": .infinity, "-Inf": -.infinity, "NaN": .nan][String(fields[0])]
+            guard (1...2).contains(fields.count),
+                let value = Double(fields[0])
+                    ?? ["+Inf": .infinity, "-Inf": -.infinity, "NaN": .nan][String(fields[0])]
             else { throw TestFailure("bad value: \(line)") }
-            let family = ["_bucket", "_sum", "_count"].first { name.hasSuffix($0) && typed[String(name.dropLast($0.count))] != nil }
+            let family =
+                ["_bucket", "_sum", "_count"].first {
+                    name.hasSuffix($0) && typed[String(name.dropLast($0.count))] != nil
+                }
                 .map { String(name.dropLast($0.count)) } ?? name
             guard typed[family] != nil else { throw TestFailure("sample before its # TYPE: \(line)") }
             samples.append(Sample(name: name, labels: labels, value: value))
@@ -188,7 +228,9 @@ enum PrometheusText {
     }
 
     static func isName(_ name: String) -> Bool {
-        guard let first = name.first, first.isASCII, first.isLetter || first == "_" || first == ":" else { return false }
+        guard let first = name.first, first.isASCII, first.isLetter || first == "_" || first == ":" else {
+            return false
+        }
         return name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == ":") }
     }
 
@@ -225,6 +267,9 @@ enum PrometheusText {
         let out = stdout.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         while errors.value == nil { usleep(1000) }
-        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: errors.value!, as: UTF8.self))
+        return (
+            process.terminationStatus, String(decoding: out, as: UTF8.self),
+            String(decoding: errors.value!, as: UTF8.self)
+        )
     }
 }

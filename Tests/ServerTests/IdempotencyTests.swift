@@ -21,25 +21,33 @@ struct CountingHandler: CommandHandling {
                 status: 422, contentType: "application/problem+json",
                 body: #"{"type":"x","title":"Rejected","status":422,"detail":"effect \#(id)","code":"invalid_state"}"#)
         }
-        return .init(status: 200, contentType: "application/json", body: #"{"effect":\#(id),"nonce":"\#(UUID().uuidString)"}"#)
+        return .init(
+            status: 200, contentType: "application/json", body: #"{"effect":\#(id),"nonce":"\#(UUID().uuidString)"}"#)
     }
 }
 
 @Suite("serve: Idempotency-Key")
 struct IdempotencyTests {
     static func effects(_ store: String) async throws -> Int64 {
-        try await withSession(store) { try $0.query("SELECT count(*)::int8 FROM serve_test_effects").rows[0].decode(at: 0) }
+        try await withSession(store) {
+            try $0.query("SELECT count(*)::int8 FROM serve_test_effects").rows[0].decode(at: 0)
+        }
     }
 
     @Test func theSameRequestAHundredTimesConcurrentlyHasOneEffectAndAHundredIdenticalResponses() async throws {
         try await withEmptyStore { store in
-            try await withSession(store) { _ = try $0.execute("CREATE TABLE serve_test_effects (id bigserial PRIMARY KEY, name text)") }
-            try await withServer(ServeConfiguration(storeDSN: store, projects: false), commandHandler: CountingHandler()) { server, client in
+            try await withSession(store) {
+                _ = try $0.execute("CREATE TABLE serve_test_effects (id bigserial PRIMARY KEY, name text)")
+            }
+            try await withServer(
+                ServeConfiguration(storeDSN: store, projects: false), commandHandler: CountingHandler()
+            ) { server, client in
                 let body = #"{"customer_id":"c-1","amount":1200,"at":"2024-03-01T00:00:00Z"}"#
                 let answers = try await withThrowingTaskGroup(of: HTTPAnswer.self) { group in
                     for _ in 0..<100 {
                         group.addTask {
-                            try await client.send("POST", "/commands/record_payment", body: body, headers: ["Idempotency-Key": "k-100"])
+                            try await client.send(
+                                "POST", "/commands/record_payment", body: body, headers: ["Idempotency-Key": "k-100"])
                         }
                     }
                     return try await group.reduce(into: [HTTPAnswer]()) { $0.append($1) }
@@ -53,7 +61,8 @@ struct IdempotencyTests {
 
                 // The same body with its keys in another order and spaces is the same request.
                 let reordered = try await client.send(
-                    "POST", "/commands/record_payment", body: #"{ "at":"2024-03-01T00:00:00Z", "amount":1200, "customer_id":"c-1" }"#,
+                    "POST", "/commands/record_payment",
+                    body: #"{ "at":"2024-03-01T00:00:00Z", "amount":1200, "customer_id":"c-1" }"#,
                     headers: ["Idempotency-Key": "k-100"])
                 #expect(reordered.status == 200)
                 #expect(reordered.body == answers[0].body)
@@ -61,12 +70,14 @@ struct IdempotencyTests {
 
                 // Another body under the key: 422, nothing run.
                 let reused = try await client.send(
-                    "POST", "/commands/record_payment", body: #"{"customer_id":"c-1","amount":1300}"#, headers: ["Idempotency-Key": "k-100"])
+                    "POST", "/commands/record_payment", body: #"{"customer_id":"c-1","amount":1300}"#,
+                    headers: ["Idempotency-Key": "k-100"])
                 #expect(reused.status == 422)
                 #expect(try reused.json["code"] as? String == "idempotency_key_reused")
                 #expect(reused.header("Content-Type") == "application/problem+json")
                 // Another route under the key: another request too.
-                let otherRoute = try await client.send("POST", "/commands/refund_payment", body: body, headers: ["Idempotency-Key": "k-100"])
+                let otherRoute = try await client.send(
+                    "POST", "/commands/refund_payment", body: body, headers: ["Idempotency-Key": "k-100"])
                 #expect(otherRoute.status == 422)
                 #expect(try await Self.effects(store) == 1)
 
@@ -80,14 +91,18 @@ struct IdempotencyTests {
 
     @Test func aRejectionIsReplayedAnExpiredKeyRunsAgainAndIsPurgedAndABusyKeyAnswers409() async throws {
         try await withEmptyStore { store in
-            try await withSession(store) { _ = try $0.execute("CREATE TABLE serve_test_effects (id bigserial PRIMARY KEY, name text)") }
+            try await withSession(store) {
+                _ = try $0.execute("CREATE TABLE serve_test_effects (id bigserial PRIMARY KEY, name text)")
+            }
             var configuration = ServeConfiguration(storeDSN: store, projects: false)
             configuration.idempotencyWait = .milliseconds(500)
             configuration.maximumBodyBytes = 4096
             try await withServer(configuration, commandHandler: CountingHandler()) { server, client in
                 // A rejection is the command's answer: stored and replayed byte for byte.
-                let first = try await client.send("POST", "/commands/void_invoice", body: #"{"reject":true}"#, headers: ["Idempotency-Key": "r-1"])
-                let again = try await client.send("POST", "/commands/void_invoice", body: #"{"reject":true}"#, headers: ["Idempotency-Key": "r-1"])
+                let first = try await client.send(
+                    "POST", "/commands/void_invoice", body: #"{"reject":true}"#, headers: ["Idempotency-Key": "r-1"])
+                let again = try await client.send(
+                    "POST", "/commands/void_invoice", body: #"{"reject":true}"#, headers: ["Idempotency-Key": "r-1"])
                 #expect(first.status == 422)
                 #expect(again.status == 422)
                 #expect(again.body == first.body)
@@ -103,14 +118,18 @@ struct IdempotencyTests {
                 }
                 #expect(hours == 24)
                 try await withSession(store) {
-                    _ = try $0.execute("UPDATE ledgerlift.idempotency_keys SET expires_at = now() - interval '1 second' WHERE idempotency_key = 'r-1'")
+                    _ = try $0.execute(
+                        "UPDATE ledgerlift.idempotency_keys SET expires_at = now() - interval '1 second' WHERE idempotency_key = 'r-1'"
+                    )
                 }
-                let afterExpiry = try await client.send("POST", "/commands/void_invoice", body: #"{"other":1}"#, headers: ["Idempotency-Key": "r-1"])
+                let afterExpiry = try await client.send(
+                    "POST", "/commands/void_invoice", body: #"{"other":1}"#, headers: ["Idempotency-Key": "r-1"])
                 #expect(afterExpiry.status == 200)
                 #expect(afterExpiry.header("Idempotent-Replayed") == nil)
                 #expect(try await Self.effects(store) == 2)
                 try await withSession(store) {
-                    _ = try $0.execute("UPDATE ledgerlift.idempotency_keys SET expires_at = now() - interval '1 second'")
+                    _ = try $0.execute(
+                        "UPDATE ledgerlift.idempotency_keys SET expires_at = now() - interval '1 second'")
                 }
                 let purged = try await server.pool.withConnection { try await server.idempotency.purgeExpired(on: $0) }
                 #expect(purged == 1)
@@ -120,23 +139,27 @@ struct IdempotencyTests {
                 defer { holder.close() }
                 let lock = server.idempotency.lock("busy-1")
                 try await holder.withSession { try $0.lock(lock) }
-                let busy = try await client.send("POST", "/commands/void_invoice", body: "{}", headers: ["Idempotency-Key": "busy-1"])
+                let busy = try await client.send(
+                    "POST", "/commands/void_invoice", body: "{}", headers: ["Idempotency-Key": "busy-1"])
                 #expect(busy.status == 409)
                 #expect(try busy.json["code"] as? String == "idempotency_key_in_use")
                 _ = try await holder.withSession { try $0.unlock(lock) }
-                let free = try await client.send("POST", "/commands/void_invoice", body: "{}", headers: ["Idempotency-Key": "busy-1"])
+                let free = try await client.send(
+                    "POST", "/commands/void_invoice", body: "{}", headers: ["Idempotency-Key": "busy-1"])
                 #expect(free.status == 200)
 
                 // A body over the limit: 413, nothing run.
                 let large = try await client.send(
-                    "POST", "/commands/void_invoice", body: #"{"pad":""# + String(repeating: "x", count: 10_000) + #""}"#)
+                    "POST", "/commands/void_invoice",
+                    body: #"{"pad":""# + String(repeating: "x", count: 10_000) + #""}"#)
                 #expect(large.status == 413)
                 #expect(try large.json["code"] as? String == "payload_too_large")
                 #expect(try await Self.effects(store) == 3)
 
                 // A key that is not 1 to 255 printable characters.
                 let long = try await client.send(
-                    "POST", "/commands/void_invoice", body: "{}", headers: ["Idempotency-Key": String(repeating: "k", count: 256)])
+                    "POST", "/commands/void_invoice", body: "{}",
+                    headers: ["Idempotency-Key": String(repeating: "k", count: 256)])
                 #expect(long.status == 400)
                 #expect(try long.json["code"] as? String == "invalid_idempotency_key")
             }
@@ -160,7 +183,8 @@ struct IdempotencyTests {
             }
             try await idempotency.install(on: connection)
             let found = try await connection.withSession {
-                try $0.query("SELECT to_regclass('ledgerlift.idempotency_keys') IS NOT NULL").rows[0].decode(at: 0, as: Bool.self)
+                try $0.query("SELECT to_regclass('ledgerlift.idempotency_keys') IS NOT NULL").rows[0].decode(
+                    at: 0, as: Bool.self)
             }
             #expect(found)
         }

@@ -21,23 +21,24 @@ struct ReadRouteTests {
     @Test func readRoutesAnswerTheCLIsJSONFiguresAndRefuseBadRequestsWithProblemDocuments() async throws {
         try await withBackfilledStore { store in
             let picks = try await withSession(store) { session -> Picks in
-                    let customers = try session.query(
-                        "SELECT customer_id FROM ledgerlift_read.customers ORDER BY customer_id LIMIT 3"
-                    ).rows.map { try $0.decode(at: 0, as: String.self) }
-                    let invoices = try session.query(
-                        "SELECT invoice_id FROM ledgerlift_read.invoices ORDER BY invoice_id LIMIT 3"
-                    ).rows.map { try $0.decode(at: 0, as: String.self) }
-                    let row = try session.query(
-                        """
-                        SELECT to_char(max(created_at), 'YYYY-MM-DD'),
-                               to_char(min(created_at) + (max(created_at) - min(created_at)) / 2, 'YYYY-MM-DD'),
-                               to_char(min(created_at), 'YYYY-MM'), to_char(max(created_at), 'YYYY-MM')
-                        FROM ledgerlift_read.invoices
-                        """
-                    ).rows[0]
-                    return Picks(
-                        customers: customers, invoices: invoices, asOf: try row.decode(at: 0), midway: try row.decode(at: 1),
-                        months: (try row.decode(at: 2), try row.decode(at: 3)))
+                let customers = try session.query(
+                    "SELECT customer_id FROM ledgerlift_read.customers ORDER BY customer_id LIMIT 3"
+                ).rows.map { try $0.decode(at: 0, as: String.self) }
+                let invoices = try session.query(
+                    "SELECT invoice_id FROM ledgerlift_read.invoices ORDER BY invoice_id LIMIT 3"
+                ).rows.map { try $0.decode(at: 0, as: String.self) }
+                let row = try session.query(
+                    """
+                    SELECT to_char(max(created_at), 'YYYY-MM-DD'),
+                           to_char(min(created_at) + (max(created_at) - min(created_at)) / 2, 'YYYY-MM-DD'),
+                           to_char(min(created_at), 'YYYY-MM'), to_char(max(created_at), 'YYYY-MM')
+                    FROM ledgerlift_read.invoices
+                    """
+                ).rows[0]
+                return Picks(
+                    customers: customers, invoices: invoices, asOf: try row.decode(at: 0),
+                    midway: try row.decode(at: 1),
+                    months: (try row.decode(at: 2), try row.decode(at: 3)))
             }
             #expect(picks.customers.count == 3)
             #expect(picks.invoices.count == 3)
@@ -47,16 +48,30 @@ struct ReadRouteTests {
                 for customer in picks.customers {
                     cases.append(("/customers/\(customer)/balance", ["query", "balance", "--customer", customer]))
                     cases.append(
-                        ("/customers/\(customer)/balance?as_of=\(picks.asOf)", ["query", "balance", "--customer", customer, "--as-of", picks.asOf]))
+                        (
+                            "/customers/\(customer)/balance?as_of=\(picks.asOf)",
+                            ["query", "balance", "--customer", customer, "--as-of", picks.asOf]
+                        ))
                 }
                 for invoice in picks.invoices {
                     cases.append(("/invoices/\(invoice)", ["query", "invoice", invoice]))
-                    cases.append(("/invoices/\(invoice)?as_of=\(picks.asOf)", ["query", "invoice", invoice, "--as-of", picks.asOf]))
-                    cases.append(("/invoices/\(invoice)?as_of=\(picks.midway)", ["query", "invoice", invoice, "--as-of", picks.midway]))
+                    cases.append(
+                        (
+                            "/invoices/\(invoice)?as_of=\(picks.asOf)",
+                            ["query", "invoice", invoice, "--as-of", picks.asOf]
+                        ))
+                    cases.append(
+                        (
+                            "/invoices/\(invoice)?as_of=\(picks.midway)",
+                            ["query", "invoice", invoice, "--as-of", picks.midway]
+                        ))
                 }
                 for customer in picks.customers {
                     cases.append(
-                        ("/customers/\(customer)/balance?as_of=\(picks.midway)", ["query", "balance", "--customer", customer, "--as-of", picks.midway]))
+                        (
+                            "/customers/\(customer)/balance?as_of=\(picks.midway)",
+                            ["query", "balance", "--customer", customer, "--as-of", picks.midway]
+                        ))
                 }
                 cases.append(
                     (
@@ -72,7 +87,9 @@ struct ReadRouteTests {
                     // Unknown then (the CLI's status 1): 404 with the entity's code.
                     if printed.status == 1 {
                         #expect(answer.status == 404, "\(path): \(answer.body)")
-                        #expect(try answer.json["code"] as? String == (cli[1] == "invoice" ? "invoice_not_found" : "customer_not_found"))
+                        #expect(
+                            try answer.json["code"] as? String
+                                == (cli[1] == "invoice" ? "invoice_not_found" : "customer_not_found"))
                         continue
                     }
                     found += 1
@@ -112,7 +129,9 @@ struct ReadRouteTests {
                     let problem = try answer.json
                     #expect(problem["code"] as? String == code, "\(path): \(answer.body)")
                     #expect(problem["status"] as? Int == status, "\(path)")
-                    #expect(problem["type"] as? String == "https://ledgerlift.dev/problems/" + code.replacing("_", with: "-"))
+                    #expect(
+                        problem["type"] as? String == "https://ledgerlift.dev/problems/"
+                            + code.replacing("_", with: "-"))
                     #expect((problem["title"] as? String)?.isEmpty == false)
                     #expect((problem["detail"] as? String)?.isEmpty == false)
                     Self.expectNoLeak(answer.body, path: path)
@@ -131,7 +150,8 @@ struct ReadRouteTests {
                 #expect(try notJSON.json["code"] as? String == "invalid_body")
                 Self.expectNoLeak(notJSON.body, path: "POST not JSON")
                 let wrongType = try await client.send(
-                    "POST", "/commands/record_payment", body: "a=1", headers: ["Content-Type": "application/x-www-form-urlencoded"])
+                    "POST", "/commands/record_payment", body: "a=1",
+                    headers: ["Content-Type": "application/x-www-form-urlencoded"])
                 #expect(wrongType.status == 415)
                 #expect(try wrongType.json["code"] as? String == "unsupported_media_type")
                 let unknownCommand = try await client.send("POST", "/commands/drop_tables", body: "{}")
@@ -150,7 +170,8 @@ struct ReadRouteTests {
         }
         let text = [object["title"], object["detail"]].compactMap { $0 as? String }.joined(separator: "\n")
         for marker in [
-            "SELECT", "FROM ", "WHERE", "ledgerlift_read", "ledgerlift.", "customer_balances", "ar_aging", "postgres", "ERROR:",
+            "SELECT", "FROM ", "WHERE", "ledgerlift_read", "ledgerlift.", "customer_balances", "ar_aging", "postgres",
+            "ERROR:",
             "FATAL", "SQLSTATE", "relation", "syntax", "54355", "127.0.0.1",
         ] {
             #expect(!text.contains(marker), "\(path) leaks \(marker): \(body)")

@@ -6,7 +6,7 @@ import TestSupport
 import Testing
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// An HTTP answer as a client sees it.
@@ -57,7 +57,9 @@ struct HTTPClient: Sendable {
         for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         if let body {
             request.httpBody = Data(body.utf8)
-            if headers["Content-Type"] == nil { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
+            if headers["Content-Type"] == nil {
+                request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            }
         }
         let (data, response) = try await session.data(for: request)
         guard let http = response as? HTTPURLResponse else { throw TestFailure("not an HTTP response") }
@@ -73,7 +75,8 @@ struct HTTPClient: Sendable {
 
 /// A server running in-process on a free port for the duration of `body`.
 func withServer<T: Sendable>(
-    _ configuration: ServeConfiguration, commandHandler: (any CommandHandling)? = nil, metrics: ServerMetrics = ServerMetrics(),
+    _ configuration: ServeConfiguration, commandHandler: (any CommandHandling)? = nil,
+    metrics: ServerMetrics = ServerMetrics(),
     _ body: @Sendable (LedgerliftServer, HTTPClient) async throws -> T
 ) async throws -> T {
     var configuration = configuration
@@ -126,7 +129,8 @@ func ledgerlift(_ arguments: [String]) async throws -> LedgerliftBinary.Output {
 
 /// A store holding the reference fixture's backfill with its read models built (`fixture
 /// load`, `store init`, `backfill`, `project`): what `serve` answers from.
-func withBackfilledStore<T>(_ label: String = #function, _ body: (_ store: String) async throws -> T) async throws -> T {
+func withBackfilledStore<T>(_ label: String = #function, _ body: (_ store: String) async throws -> T) async throws -> T
+{
     try await TestDatabase.withFresh(label + "_legacy") { legacy in
         try await TestDatabase.withFresh(label + "_store") { store in
             for arguments in [
