@@ -28,6 +28,9 @@ public struct Problem: Error, Sendable, Hashable, CustomStringConvertible {
     /// Where the problem classes are described (docs/serve.md lists every code).
     public static let typeBase = "https://ledgerlift.dev/problems/"
 
+    /// The status as a number (`404`), for callers without HTTPTypes.
+    public var statusCode: Int { Int(status.code) }
+
     public var type: String { Self.typeBase + code.replacing("_", with: "-") }
 
     public var description: String { "\(status.code) \(code): \(detail)" }
