@@ -121,7 +121,7 @@ public struct IdempotencyStore: Sendable {
             1, lockWait.components.seconds * 1000 + lockWait.components.attoseconds / 1_000_000_000_000_000)
         let acquired = try await connection.withSession { session -> Bool in
             try session.execute("SELECT set_config('lock_timeout', $1, false)", ["\(waitMilliseconds)ms"])
-            defer { _ = try? session.execute("SELECT set_config('lock_timeout', '0', false)") }
+            defer { _ = try? session.execute("RESET lock_timeout") }
             do {
                 try session.lock(lock)
                 return true

@@ -14,9 +14,12 @@ struct ExecutorCommandsTests {
         let command = try ExecutorCommands.decode(name: "archive_customer", body: body)
         #expect(command.name == "archive_customer")
         let named = try ExecutorCommands.decode(
-            name: "archive_customer", body: #"{"command":"archive_customer","customer_id":"c-9","at":"2025-01-02T00:00:00Z"}"#)
+            name: "archive_customer",
+            body: #"{"command":"archive_customer","customer_id":"c-9","at":"2025-01-02T00:00:00Z"}"#)
         #expect(named == command)
-        #expect(throws: Problem.self) { try ExecutorCommands.decode(name: "create_customer", body: #"{"command":"archive_customer"}"#) }
+        #expect(throws: Problem.self) {
+            try ExecutorCommands.decode(name: "create_customer", body: #"{"command":"archive_customer"}"#)
+        }
         do {
             _ = try ExecutorCommands.decode(name: "archive_customer", body: #"{"customer_id":"c-9"}"#)
             Issue.record("a body without `at` decoded")
@@ -55,7 +58,9 @@ struct ExecutorCommandsTests {
         #expect(!problem.detail.contains("invoice-1"))
         let samples = try PrometheusText.parse(metrics.exposition())
         #expect(
-            samples.first { $0.name == "ledgerlift_append_conflicts_total" && $0.labels == ["command": "record_payment"] }?.value
+            samples.first {
+                $0.name == "ledgerlift_append_conflicts_total" && $0.labels == ["command": "record_payment"]
+            }?.value
                 == 1)
         let behind = ExecutorCommands.problem(
             CommandError.projectionBehind(readSchema: "ledgerlift_read", waited: .seconds(5)), metrics: metrics)

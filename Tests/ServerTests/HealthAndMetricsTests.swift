@@ -1,3 +1,4 @@
+import Billing
 import EventStore
 import Foundation
 import Postgres
@@ -49,6 +50,29 @@ struct HealthAndMetricsTests {
                 }
                 #expect(lag == 0)
                 #expect(try await client.get("/health").json["mode"] as? String == "candidate")
+            }
+        }
+    }
+
+    @Test func theServeProjectorStandsByWhileAnotherProcessProjectsAndTakesOverAfterIt() async throws {
+        try await withEmptyStore { store in
+            // Another projector of the same consumer (as `project --follow` holds it).
+            let other = try await Connection.connect(store)
+            defer { other.close() }
+            let lock = Projector(store: EventStore(), readSchema: "ledgerlift_read").consumerLock
+            try await other.withSession { try $0.lock(lock) }
+            try await Self.appendNoise(store, count: 2)
+            try await withServer(ServeConfiguration(storeDSN: store)) { _, client in
+                try await Task.sleep(for: .milliseconds(500))
+                let standingBy = try await client.get("/health")
+                #expect(standingBy.status == 200)
+                #expect((try standingBy.json["projector"] as? [String: Any])?["lag_events"] as? Int == 2)
+                _ = try await other.withSession { try $0.unlock(lock) }
+                let caughtUp = try await GracefulShutdownTests.waitUntil(seconds: 20) {
+                    let health = try await client.get("/health").json
+                    return (health["projector"] as? [String: Any])?["lag_events"] as? Int == 0
+                }
+                #expect(caughtUp)
             }
         }
     }
