@@ -22,6 +22,12 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // serve: the HTTP API (traits off: no swift-configuration), its SIGTERM handling and metrics.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         .systemLibrary(
@@ -102,9 +108,27 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // `ledgerlift serve`: the HTTP JSON API over the command layer and the read models —
+        // problem documents, idempotency keys, health, Prometheus metrics, graceful shutdown.
+        .target(
+            name: "Server",
+            dependencies: [
+                "Commands", "Billing", "EventStore", "Postgres", "TextFormats",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "ledgerlift",
             dependencies: [
+                "Server",
+                "Commands",
                 "Simulator",
                 "Shadow",
                 "Postgres",
@@ -220,6 +244,17 @@ package.targets.append(
         name: "ShadowTests",
         dependencies: [
             "Shadow", "Mapping", "Fixtures", "Postgres", "TestSupport", "Diff", "Migration", "EventStore", "Billing",
+        ],
+        swiftSettings: swiftSettings
+    )
+)
+
+package.targets.append(
+    .testTarget(
+        name: "ServerTests",
+        dependencies: [
+            "Server", "Commands", "Billing", "EventStore", "Postgres", "Fixtures", "Mapping", "Migration", "TestSupport",
+            "TextFormats",
         ],
         swiftSettings: swiftSettings
     )

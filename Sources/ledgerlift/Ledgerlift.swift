@@ -27,6 +27,7 @@ struct Ledgerlift: AsyncParsableCommand {
             DiffCommand.self,
             SimulateCommand.self,
             ShadowCommand.self,
+            ServeCommand.self,
         ]
     )
 

@@ -85,6 +85,7 @@ struct HelpTextTests {
             "shadow status", ShadowCommand.Status.self,
             ["--legacy <legacy>", "--store <store>", "--schema <schema>", "--name <name>", "--lag-window <lag-window>", "--read-schema <read-schema>", "--format <format>"]
         ),
+        ("serve", ServeCommand.self, storeOptions + ["--listen <host:port>", "--mode <mode>", "--read-schema <read-schema>"]),
     ]
 
     @Test func theTableCoversEverySubcommand() {
@@ -126,7 +127,7 @@ struct HelpTextTests {
 
     @Test func theRootHelpListsEverySubcommand() {
         let help = Ledgerlift.helpMessage(columns: 1_000)
-        for name in ["fixture", "store", "events", "mapping", "backfill", "project", "query", "report", "diff", "simulate", "shadow"] {
+        for name in ["fixture", "store", "events", "mapping", "backfill", "project", "query", "report", "diff", "simulate", "shadow", "serve"] {
             #expect(help.contains("\n  \(name) "), "\(name)")
         }
         #expect(help.contains("USAGE: ledgerlift [--log-level <level>] [--verbose] <subcommand>"))

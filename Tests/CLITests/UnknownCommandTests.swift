@@ -13,7 +13,7 @@ struct UnknownCommandTests {
         (
             ["cutover", "--help"],
             "unknown command 'cutover'; the commands are: fixture, store, events, mapping, backfill, project, query, "
-                + "report, diff, simulate, shadow\nSee 'ledgerlift --help'."
+                + "report, diff, simulate, shadow, serve\nSee 'ledgerlift --help'."
         ),
         (
             ["store", "int", "--store", "x"],

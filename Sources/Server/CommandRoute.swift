@@ -1,0 +1,85 @@
+import Commands
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Postgres
+import TextFormats
+
+/// Runs one command request once its body is known to be a JSON object: decides (and, in
+/// primary mode, appends) and returns the response to send — rejections included, as
+/// problem documents, so `Idempotency-Key` replays them too. Throws only for failures that
+/// are not the command's answer (the store is down): those are not stored under the key.
+public protocol CommandHandling: Sendable {
+    func handle(name: String, body: String, idempotencyKey: String?, on connection: Connection) async throws
+        -> IdempotencyStore.StoredResponse
+}
+
+extension LedgerliftServer {
+    /// `POST /commands/{name}`: checks the name, the media type and that the body is a JSON
+    /// object, then runs the command through the ``IdempotencyStore`` when the request has an
+    /// `Idempotency-Key`.
+    func command(_ request: Request, name: String) async throws -> Response {
+        guard BillingCommand.names.contains(name) else {
+            throw Problem(
+                .notFound, code: "unknown_command", title: "Unknown command",
+                detail:
+                    "\(Problem.printable(name)) is not a command; the commands are \(BillingCommand.names.joined(separator: ", "))"
+            )
+        }
+        if let type = request.headers[.contentType] {
+            let mediaType =
+                type.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+            guard mediaType == "application/json" else { throw Problem.unsupportedMediaType(type) }
+        }
+        var request = request
+        let limit = configuration.maximumBodyBytes
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: limit)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            throw Problem.payloadTooLarge(limit: limit)
+        }
+        guard let body = String(validating: buffer.readableBytesView, as: UTF8.self) else {
+            throw Problem.invalidBody("the body is not UTF-8 text")
+        }
+        do {
+            guard case .object = try JSONValue.parse(body) else {
+                throw Problem.invalidBody("the body must be a JSON object")
+            }
+        } catch let error as JSONParseError {
+            throw Problem.invalidBody("the body is not JSON: \(error.description)")
+        }
+        guard let handler = commandHandler else {
+            throw Problem(
+                .notImplemented, code: "commands_unavailable", title: "Commands unavailable",
+                detail: "this server was started without a command executor")
+        }
+        let key = request.headers[.idempotencyKey]
+        let path = "/commands/" + name
+        let outcome = try await pool.withConnection { [idempotency] connection -> IdempotencyStore.Outcome in
+            guard let key else {
+                return IdempotencyStore.Outcome(
+                    response: try await handler.handle(name: name, body: body, idempotencyKey: nil, on: connection),
+                    replayed: false)
+            }
+            return try await idempotency.perform(key: key, method: "POST", path: path, body: body, on: connection) {
+                try await handler.handle(name: name, body: body, idempotencyKey: key, on: connection)
+            }
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = outcome.response.contentType
+        if outcome.replayed {
+            headers[.idempotentReplayed] = "true"
+            metrics.idempotentReplay()
+        }
+        return Response(
+            status: HTTPResponse.Status(code: outcome.response.status), headers: headers,
+            body: .init(byteBuffer: ByteBuffer(string: outcome.response.body)))
+    }
+}
+
+extension HTTPField.Name {
+    static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
+    static let idempotentReplayed = HTTPField.Name("Idempotent-Replayed")!
+    static let ledgerliftProjection = HTTPField.Name("Ledgerlift-Projection")!
+}

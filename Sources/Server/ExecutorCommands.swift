@@ -1,0 +1,190 @@
+import Billing
+import Commands
+import EventStore
+import Foundation
+import HTTPTypes
+import Postgres
+import TextFormats
+
+/// `POST /commands/{name}` on the command layer: the body decoded as a ``Commands/BillingCommand``
+/// (strict JSON, docs/commands.md), then — in primary mode — ``Commands/CommandExecutor/execute(_:requestID:on:)``
+/// (200 with the ``Commands/CommandOutcome``), in candidate mode ``Commands/CommandExecutor/decide(_:on:)``
+/// (202 with the decision, nothing appended).
+///
+/// A ``Commands/CommandRejection`` is the command's answer — a problem document with the rule's
+/// code (404 `not_found`, 409 `already_exists`, 422 otherwise) — so an `Idempotency-Key`
+/// replays it. What is not the command's answer is thrown and not stored: a body that does not
+/// decode (400), a conflict that outlasted the executor's retries (409 `append_conflict`,
+/// counted in `ledgerlift_append_conflicts_total`), read models too far behind (503).
+///
+/// After an append, the response waits (at most ``projectionWait``) until the read models have
+/// taken the command's events in, so a read sent after the response sees the command.
+public struct ExecutorCommands: CommandHandling {
+    public let executor: CommandExecutor
+    public let mode: ServeMode
+    public let metrics: ServerMetrics
+    public var projectionWait: Duration
+
+    public init(
+        executor: CommandExecutor, mode: ServeMode, metrics: ServerMetrics, projectionWait: Duration = .seconds(5)
+    ) {
+        self.executor = executor
+        self.mode = mode
+        self.metrics = metrics
+        self.projectionWait = projectionWait
+    }
+
+    public func handle(name: String, body: String, idempotencyKey: String?, on connection: Connection) async throws
+        -> IdempotencyStore.StoredResponse
+    {
+        let command = try Self.decode(name: name, body: body)
+        do {
+            switch mode {
+            case .primary:
+                let outcome = try await executor.execute(command, requestID: idempotencyKey, on: connection)
+                metrics.command(name, outcome: "appended")
+                try await waitForProjection(of: outcome, on: connection)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                return .init(
+                    status: 200, contentType: "application/json",
+                    body: String(decoding: try encoder.encode(outcome), as: UTF8.self))
+            case .candidate:
+                let (decision, events) = try await executor.decide(command, on: connection)
+                metrics.command(name, outcome: "decided")
+                return .init(
+                    status: 202, contentType: "application/json",
+                    body: Self.candidateJSON(name, decision, events).rendered)
+            }
+        } catch let rejection as CommandRejection {
+            metrics.command(name, outcome: "rejected")
+            let problem = Self.problem(rejection)
+            return .init(
+                status: Int(problem.status.code), contentType: Problem.contentType, body: problem.json.rendered)
+        } catch let error as CommandError {
+            metrics.command(name, outcome: "failed")
+            throw Self.problem(error, metrics: metrics)
+        }
+    }
+
+    /// The body as a command of `name`: its `command` field, when present, must be `name`.
+    static func decode(name: String, body: String) throws(Problem) -> BillingCommand {
+        guard case .object(var pairs) = (try? JSONValue.parse(body)) ?? .null else {
+            throw Problem.invalidBody("the body must be a JSON object")
+        }
+        if let given = pairs.first(where: { $0.0 == "command" })?.1 {
+            guard given == .string(name) else {
+                throw Problem(
+                    .badRequest, code: "command_mismatch", title: "Command does not match the route",
+                    detail: "the body's command field must be \(name), the command of the route, or be left out")
+            }
+        } else {
+            pairs.insert(("command", .string(name)), at: 0)
+        }
+        do {
+            return try JSONDecoder().decode(BillingCommand.self, from: Data(JSONValue.object(pairs).rendered.utf8))
+        } catch let error as DecodingError {
+            throw Problem.invalidBody(Self.describe(error))
+        } catch {
+            throw Problem.invalidBody("the body is not a \(name) command")
+        }
+    }
+
+    /// A decoding error in one sentence: the field's path and the decoder's reason (the
+    /// command layer's messages name fields, never values of rows).
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+            return keys.isEmpty ? "" : keys.joined(separator: ".") + ": "
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return path(context) + "missing field \(key.stringValue)"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            return path(context) + Problem.printable(context.debugDescription)
+        @unknown default: return "the body is not a valid command"
+        }
+    }
+
+    static func problem(_ rejection: CommandRejection) -> Problem {
+        let (status, title): (HTTPResponse.Status, String) =
+            switch rejection.code {
+            case .notFound: (.notFound, "Not found")
+            case .alreadyExists: (.conflict, "Already exists")
+            case .invalidState: (.unprocessableContent, "Invalid state")
+            case .currencyMismatch: (.unprocessableContent, "Currencies do not match")
+            case .invalidAmount: (.unprocessableContent, "Invalid amount")
+            case .exceedsLimit: (.unprocessableContent, "Exceeds what is left")
+            case .invalidInput: (.unprocessableContent, "Invalid input")
+            }
+        return Problem(status, code: rejection.code.rawValue, title: title, detail: rejection.detail)
+    }
+
+    static func problem(_ error: CommandError, metrics: ServerMetrics) -> Problem {
+        switch error {
+        case .conflict(let command, _, _):
+            metrics.appendConflict(command)
+            return Problem(
+                .conflict, code: "append_conflict", title: "Concurrent writers",
+                detail: "a stream the command appends to kept moving under concurrent writers; send the command again")
+        case .projectionBehind:
+            return Problem(
+                .serviceUnavailable, code: "projection_behind", title: "Read models behind",
+                detail: "the read models did not reach the event store's head in time; retry later")
+        case .allocationExhausted:
+            return Problem(
+                .serviceUnavailable, code: "allocation_exhausted", title: "No free key",
+                detail: "no free key could be allocated; retry later")
+        case .requirementsUnsettled, .unreadableStream, .unknownColumn, .invalidDecision:
+            return Problem.internalError
+        }
+    }
+
+    /// The 202 body of candidate mode: what the command would append, nothing appended.
+    static func candidateJSON(_ name: String, _ decision: Decision, _ events: [BillingEvent]) -> JSONValue {
+        var rows = [(String, JSONValue)]()
+        for row in decision.rows {
+            let columns = row.entity.columns.map { column -> (String, JSONValue) in
+                let value = row[column.name]
+                return (column.name, value.isNull ? .null : .string(value.description))
+            }
+            rows.append((row.streamID, .object(columns.sorted { $0.0 < $1.0 })))
+        }
+        return .object([
+            ("command", .string(name)), ("mode", .string("candidate")), ("summary", .string(decision.summary)),
+            (
+                "events",
+                .array(
+                    events.map { .object([("stream_id", .string($0.streamID)), ("type", .string($0.type.rawValue))]) })
+            ),
+            ("rows", .object(rows.sorted { $0.0 < $1.0 })),
+        ])
+    }
+
+    /// Waits until the read models' checkpoint has passed the last of the outcome's events.
+    func waitForProjection(of outcome: CommandOutcome, on connection: Connection) async throws {
+        guard !outcome.events.isEmpty else { return }
+        let (store, readSchema) = (executor.store, executor.readSchema)
+        let ids = outcome.events.map(\.eventID).joined(separator: ",")
+        let target = try await connection.withSession { session -> (cursor: GlobalCursor, consumer: String)? in
+            guard let state = try Projector(store: store, readSchema: readSchema).state(in: session), state.isLive
+            else { return nil }
+            let row = try session.query(
+                """
+                SELECT transaction_id::text::int8, global_position FROM \(quoteIdentifier(store.schema)).events
+                WHERE event_id = ANY (string_to_array($1, ',')::uuid[]) ORDER BY transaction_id DESC, global_position DESC LIMIT 1
+                """, [ids]
+            ).first
+            guard let row else { return nil }
+            return (GlobalCursor(transactionID: try row.decode(at: 0), position: try row.decode(at: 1)), state.consumer)
+        }
+        guard let target else { return }
+        let deadline = ContinuousClock.now + projectionWait
+        while ContinuousClock.now < deadline {
+            let reached = try await connection.withSession {
+                try store.checkpoint(target.consumer, in: $0) >= target.cursor
+            }
+            if reached { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}

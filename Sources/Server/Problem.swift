@@ -1,0 +1,119 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import TextFormats
+
+/// An error answered as an RFC 9457 problem document (`application/problem+json`).
+///
+/// Every failure `serve` answers goes through this type, so clients parse one shape: `type` (a
+/// URI naming the problem class), `title` (the same for every occurrence of a code), `status`,
+/// `detail` (this occurrence) and `code`, a stable machine name (`invalid_as_of`,
+/// `idempotency_key_reused`, the command layer's rejection codes). A 4xx `detail` says what
+/// was wrong with the request in words written here — never an SQL statement, a database
+/// message or a row's values other than the key the client sent.
+public struct Problem: Error, Sendable, Hashable, CustomStringConvertible {
+    public var status: HTTPResponse.Status
+    /// Stable machine-readable name (snake_case); also the last segment of ``type``.
+    public var code: String
+    public var title: String
+    public var detail: String
+
+    public init(_ status: HTTPResponse.Status, code: String, title: String, detail: String) {
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+    }
+
+    /// Where the problem classes are described (docs/serve.md lists every code).
+    public static let typeBase = "https://ledgerlift.dev/problems/"
+
+    /// The status as a number (`404`), for callers without HTTPTypes.
+    public var statusCode: Int { Int(status.code) }
+
+    public var type: String { Self.typeBase + code.replacing("_", with: "-") }
+
+    public var description: String { "\(status.code) \(code): \(detail)" }
+
+    /// The document, keys in RFC 9457's order, then the extension member `code`.
+    public var json: JSONValue {
+        .object([
+            ("type", .string(type)), ("title", .string(title)), ("status", .integer(Int64(status.code))),
+            ("detail", .string(detail)), ("code", .string(code)),
+        ])
+    }
+
+    public static let contentType = "application/problem+json"
+
+    /// The HTTP response carrying the document.
+    public var response: Response {
+        var headers = HTTPFields()
+        headers[.contentType] = Self.contentType
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: json.rendered)))
+    }
+
+    // MARK: - The codes serve answers itself
+
+    public static func notFoundRoute(_ method: HTTPRequest.Method, _ path: String) -> Problem {
+        Problem(
+            .notFound, code: "route_not_found", title: "No such route",
+            detail:
+                "there is no route \(method.rawValue) \(Self.printable(path)); the routes are listed in docs/openapi.yaml"
+        )
+    }
+
+    public static func methodNotAllowed(_ method: HTTPRequest.Method, _ path: String) -> Problem {
+        Problem(
+            .methodNotAllowed, code: "method_not_allowed", title: "Method not allowed",
+            detail: "\(method.rawValue) is not allowed on \(Self.printable(path))")
+    }
+
+    public static func invalidParameter(_ name: String, _ reason: String) -> Problem {
+        Problem(
+            .badRequest, code: "invalid_\(name)", title: "Invalid \(name) parameter", detail: "\(name): \(reason)")
+    }
+
+    public static func invalidBody(_ reason: String) -> Problem {
+        Problem(.badRequest, code: "invalid_body", title: "The request body is not valid", detail: reason)
+    }
+
+    public static func unsupportedMediaType(_ found: String?) -> Problem {
+        Problem(
+            .unsupportedMediaType, code: "unsupported_media_type", title: "Unsupported media type",
+            detail: "the body must be application/json" + (found.map { ", not \(Self.printable($0))" } ?? ""))
+    }
+
+    public static func payloadTooLarge(limit: Int) -> Problem {
+        Problem(
+            .contentTooLarge, code: "payload_too_large", title: "Request body too large",
+            detail: "the body is larger than \(limit) bytes")
+    }
+
+    public static func notFound(_ what: String, _ key: String, asOf: String?) -> Problem {
+        Problem(
+            .notFound, code: "\(what)_not_found", title: "Unknown \(what)",
+            detail: "\(what) \(Self.printable(key)) is not in the read models" + (asOf.map { " as of \($0)" } ?? ""))
+    }
+
+    /// The store could not be reached or failed: never its message (it can quote SQL).
+    public static let storeUnavailable = Problem(
+        .serviceUnavailable, code: "store_unavailable", title: "Store unavailable",
+        detail: "the event store could not be reached or did not answer; retry later")
+
+    public static let readModelsNotBuilt = Problem(
+        .serviceUnavailable, code: "read_models_not_built", title: "Read models not built",
+        detail: "the read models are not built yet (or are of another model version); run `ledgerlift project`")
+
+    public static let internalError = Problem(
+        .internalServerError, code: "internal_error", title: "Internal error",
+        detail: "the server failed to answer; the error is in its log")
+
+    /// A client-sent text made safe to quote: at most 100 characters, controls escaped.
+    static func printable(_ text: String) -> String {
+        let clipped = text.count > 100 ? String(text.prefix(100)) + "…" : text
+        return String(
+            clipped.unicodeScalars.map { scalar -> String in
+                scalar.value < 0x20 || scalar.value == 0x7F ? "\\u{\(String(scalar.value, radix: 16))}" : String(scalar)
+            }.joined())
+    }
+}

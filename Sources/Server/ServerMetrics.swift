@@ -1,0 +1,71 @@
+import CoreMetrics
+import Metrics
+import Prometheus
+
+/// What `serve` counts, recorded through swift-metrics into a Prometheus registry of its own
+/// (no global bootstrap: several servers — the tests' — live in one process) and served as
+/// Prometheus text at `GET /metrics`.
+///
+/// Every metric keeps one set of label names, as Prometheus requires:
+/// - `ledgerlift_http_requests_total{route,method,status}` and
+///   `ledgerlift_http_request_duration_seconds{route,method}` (a histogram);
+/// - `ledgerlift_commands_total{command,outcome}` (`appended`, `decided`, `rejected`, `failed`);
+/// - `ledgerlift_append_conflicts_total{command}`: commands that gave up on a concurrent writer
+///   after the executor's retries;
+/// - `ledgerlift_idempotent_replays_total`: responses replayed from an `Idempotency-Key`;
+/// - `ledgerlift_projector_lag_events` and `ledgerlift_projector_lag_seconds`: how far the
+///   read models are behind the store (refreshed by the serve projector, `/health` and each
+///   scrape).
+public final class ServerMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    private let factory: PrometheusMetricsFactory
+    private let replays: CoreMetrics.Counter
+    private let lagEvents: CoreMetrics.Gauge
+    private let lagSeconds: CoreMetrics.Gauge
+
+    public init() {
+        registry = PrometheusCollectorRegistry()
+        factory = PrometheusMetricsFactory(registry: registry)
+        replays = CoreMetrics.Counter(label: "ledgerlift_idempotent_replays_total", factory: factory)
+        lagEvents = CoreMetrics.Gauge(label: "ledgerlift_projector_lag_events", factory: factory)
+        lagSeconds = CoreMetrics.Gauge(label: "ledgerlift_projector_lag_seconds", factory: factory)
+    }
+
+    /// One answered request. `route` is the route's template (`/invoices/{id}`), never the
+    /// path a client sent, so the label set stays bounded.
+    public func request(route: String, method: String, status: Int, duration: Duration) {
+        CoreMetrics.Counter(
+            label: "ledgerlift_http_requests_total",
+            dimensions: [("route", route), ("method", method), ("status", String(status))],
+            factory: factory
+        ).increment()
+        CoreMetrics.Timer(
+            label: "ledgerlift_http_request_duration_seconds", dimensions: [("route", route), ("method", method)],
+            factory: factory
+        ).recordNanoseconds(
+            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+    }
+
+    public func command(_ name: String, outcome: String) {
+        CoreMetrics.Counter(
+            label: "ledgerlift_commands_total", dimensions: [("command", name), ("outcome", outcome)], factory: factory
+        ).increment()
+    }
+
+    public func appendConflict(_ command: String) {
+        CoreMetrics.Counter(
+            label: "ledgerlift_append_conflicts_total", dimensions: [("command", command)], factory: factory
+        )
+        .increment()
+    }
+
+    public func idempotentReplay() { replays.increment() }
+
+    public func projectorLag(events: Int64, seconds: Double) {
+        lagEvents.record(events)
+        lagSeconds.record(seconds)
+    }
+
+    /// The Prometheus text exposition of everything recorded.
+    public func exposition() -> String { registry.emitToString() }
+}
