@@ -151,6 +151,9 @@ struct LegacyParity: Sendable {
         let clock = BusinessClock(.data(start: try await LegacySQLApp.latestRecordedMoment(on: legacy)))
         let executor = CommandExecutor()
         var operationID: UInt64 = 0
+        // Request ids unique to this run: a scenario may be run more than once, and a command
+        // whose streams carry its request id already would be taken for a replay.
+        let runToken = UUID().uuidString.prefix(8).lowercased()
 
         // Preparation: legacy only, the ledger brought along by shadow mode's sync.
         for preparation in preparing {
@@ -192,7 +195,7 @@ struct LegacyParity: Sendable {
                     let (decision, _) = try await executor.decide(command, on: store)
                     for row in decision.rows { decided[LegacyRows.Key(row.entity, row.key)] = row }
                     for gone in decision.deleted { decided[LegacyRows.Key(gone.entity, gone.key)] = .some(nil) }
-                    _ = try await executor.execute(command, requestID: "parity-\(operationID)-\(index)", on: store)
+                    _ = try await executor.execute(command, requestID: "parity-\(runToken)-\(operationID)-\(index)", on: store)
                     _ = try await Projector().catchUp(on: store)
                 } catch let rejection as CommandRejection {
                     report.rejections.append("op \(operationID) \(command.name): \(rejection)")
