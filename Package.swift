@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         .systemLibrary(
@@ -61,6 +62,15 @@ let package = Package(
         .target(
             name: "Commands",
             dependencies: ["Billing", "EventStore", "Postgres", "TextFormats"],
+            swiftSettings: swiftSettings
+        ),
+        // Stripe's webhooks: signatures verified, events mapped to canonical rows and appended as
+        // observed transitions (origin `stripe`), deduplicated and ordered per Stripe object.
+        .target(
+            name: "Webhooks",
+            dependencies: [
+                "Billing", "Commands", "EventStore", "Postgres", "TextFormats", .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -232,6 +242,18 @@ package.targets.append(
             "Commands", "Simulator", "Shadow", "Mapping", "Migration", "Fixtures", "Billing", "EventStore", "Postgres",
             "TestSupport",
         ],
+        swiftSettings: swiftSettings
+    )
+)
+
+package.targets.append(
+    .testTarget(
+        name: "WebhooksTests",
+        dependencies: [
+            "Webhooks", "Commands", "Billing", "EventStore", "Postgres", "TestSupport", "TextFormats",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ],
+        resources: [.copy("Fixtures")],
         swiftSettings: swiftSettings
     )
 )
