@@ -163,6 +163,27 @@ func rows(_ name: String, current: CurrentRow = { _, _ in nil }) throws -> [Stri
         #expect(try rows("invoice.payment_failed")[0].values["status"] == .text("open"))
     }
 
+    @Test func anInvoiceOfAnAPIVersionSince20250331NamesItsSubscriptionUnderParent() throws {
+        var event = try stripeEvent("invoice.finalized")
+        guard case .object(var object) = event.object else { Issue.record("not an object"); return }
+        object.removeValue(forKey: "subscription")
+        object.removeValue(forKey: "total_excluding_tax")
+        object.removeValue(forKey: "tax")
+        object.removeValue(forKey: "total_tax_amounts")
+        object["total_taxes"] = .array([.object(["amount": .integer(1_350), "tax_behavior": .string("exclusive")])])
+        object["parent"] = .object([
+            "type": .string("subscription_details"),
+            "subscription_details": .object(["subscription": .string("sub_1QSrD3Ks8vYb0Qm4SubA"), "metadata": .object([:])]),
+        ])
+        event.object = .object(object)
+        event.apiVersion = "2025-03-31.basil"
+        let row = try #require(try StripeMapping.rows(for: event, current: { _, _ in nil }))[0]
+        #expect(row.values["subscription_id"] == .text("sub_1QSrD3Ks8vYb0Qm4SubA"))
+        #expect(row.values["tax"] == .amount(1_350))
+        #expect(row.values["rounding"] == .amount(0))
+        #expect(row.values["status"] == .text("open"))
+    }
+
     @Test func aZeroDecimalCurrencyKeepsStripesMinorUnitsAndBalanceCreditIsCreditApplied() throws {
         let invoice = try rows("invoice.paid.jpy")[0]
         #expect(invoice.values["currency"] == .text("JPY"))
