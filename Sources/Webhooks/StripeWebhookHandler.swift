@@ -27,8 +27,9 @@ public enum WebhookOutcome: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// The `stripe_events.outcome` it is recorded as.
-    var recorded: String {
+    /// `applied`, `duplicate`, `stale` or `ignored`: the `stripe_events.outcome` it is recorded
+    /// as (a duplicate is counted on the first delivery's row), and a label for metrics.
+    public var kind: String {
         switch self {
         case .applied: "applied"
         case .duplicate: "duplicate"
@@ -143,7 +144,7 @@ public struct StripeWebhookHandler: Sendable {
         let outcome = try decide(event, tx)
         try tx.execute(
             "UPDATE \(table) SET outcome = $2, events = $3, streams = $4::text[], detail = $5 WHERE event_id = $1",
-            [event.id, outcome.outcome.recorded, Int32(outcome.events), PostgresArray(outcome.streams), outcome.detail])
+            [event.id, outcome.outcome.kind, Int32(outcome.events), PostgresArray(outcome.streams), outcome.detail])
         return outcome.outcome
     }
 
@@ -191,8 +192,13 @@ public struct StripeWebhookHandler: Sendable {
                 unchanged.values["updated_at"] = row["updated_at"]
                 if unchanged == row { after = row }
             }
+            // A refund has neither an `updated_at` nor a column dating its outcome: the event's
+            // time is when Stripe recorded the change (for a first row it dates only what the
+            // creation does not explain).
+            let changedAt = mapped.entity == .refund && current.row != nil ? ObjectReader.timestamp(event.created).timestampValue : nil
             let events = Transitions.transitions(
-                before: current.row, after: after, notBefore: current.lastOccurredAt, syncedFromVersion: current.version, origin: .stripe
+                before: current.row, after: after, notBefore: current.lastOccurredAt, changedAt: changedAt,
+                syncedFromVersion: current.version, origin: .stripe
             ).map(Self.observedWhenImported)
             guard !events.isEmpty else { continue }
             try store.append(

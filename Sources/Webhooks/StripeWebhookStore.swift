@@ -83,6 +83,11 @@ public struct StripeWebhookStore: Sendable {
         return counts
     }
 
+    /// ``counts(in:)`` on a connection (for `/metrics`).
+    public func counts(on connection: Connection) async throws -> Counts {
+        try await connection.withSession { try self.counts(in: $0) }
+    }
+
     /// One recorded delivery (for tests and `shadow status`-like reports).
     public struct Delivery: Sendable, Hashable {
         public var eventID: String

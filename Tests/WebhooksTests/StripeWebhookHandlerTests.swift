@@ -73,6 +73,13 @@ func variant(_ name: String, id: String, created: Int64? = nil, _ fields: [Strin
     return Array(try JSONSerialization.data(withJSONObject: json))
 }
 
+extension WebhookOutcome {
+    var isApplied: Bool {
+        if case .applied = self { return true }
+        return false
+    }
+}
+
 @Suite struct StripeWebhookHandlerTests {
     @Test func aBadSignatureIsRefusedAndNothingIsStored() async throws {
         try await withStore { connection, _ in
@@ -143,7 +150,7 @@ func variant(_ name: String, id: String, created: Int64? = nil, _ fields: [Strin
             for name in ["invoice.finalized", "invoice.finalized", "invoice.paid", "invoice.finalized", "invoice.finalized", "invoice.finalized"] {
                 outcomes.append(try await deliver(name, connection))
             }
-            #expect(outcomes.filter { if case .applied = $0 { true } else { false } }.count == 2)
+            #expect(outcomes.filter(\.isApplied).count == 2)
             #expect(outcomes[1] == .duplicate)
             #expect(Array(outcomes[3...]) == [.duplicate, .duplicate, .duplicate])
             let stream = try await storedEvents("invoice-in_1QSrF6Ks8vYb0Qm4InvA", connection)
@@ -152,6 +159,41 @@ func variant(_ name: String, id: String, created: Int64? = nil, _ fields: [Strin
             let row = try #require(try await ledgerRow(.invoice, "in_1QSrF6Ks8vYb0Qm4InvA", connection))
             #expect(row["status"] == .text("paid"))
             #expect(row["updated_at"] == ts(paid))
+            #expect(try await counts(connection).duplicates == 4)
+        }
+    }
+
+    @Test func fiveConcurrentDeliveriesOfAnEventAndALaterOneHaveOneEffectEach() async throws {
+        try await withStore { _, dsn in
+            let finalizedPayload = try fixture("invoice.finalized")
+            let paidPayload = try fixture("invoice.paid")
+            let payloads = [finalizedPayload, finalizedPayload, paidPayload, finalizedPayload, finalizedPayload, finalizedPayload]
+            let outcomes = try await withThrowingTaskGroup(of: (Bool, WebhookOutcome).self) { group in
+                for payload in payloads {
+                    group.addTask {
+                        let connection = try await Connection.connect(dsn)
+                        defer { connection.close() }
+                        return (payload == paidPayload, try await deliver(payload, connection))
+                    }
+                }
+                var all = [(Bool, WebhookOutcome)]()
+                for try await outcome in group { all.append(outcome) }
+                return all
+            }
+            let finalizedOutcomes = outcomes.filter { !$0.0 }.map(\.1)
+            #expect(finalizedOutcomes.filter { $0 == .duplicate }.count == 4)
+            // The earlier event applies if it came first, else it is stale: never both, never twice.
+            #expect(finalizedOutcomes.filter { $0 == .stale || $0.isApplied }.count == 1)
+            let paidOutcomes = outcomes.filter(\.0).map(\.1)
+            #expect(paidOutcomes.count == 1 && paidOutcomes[0].isApplied)
+            let connection = try await Connection.connect(dsn)
+            defer { connection.close() }
+            #expect(
+                try await storedEvents("invoice-in_1QSrF6Ks8vYb0Qm4InvA", connection).map(\.eventType)
+                    == ["InvoiceDrafted", "InvoiceFinalized", "InvoicePaid"])
+            let row = try #require(try await ledgerRow(.invoice, "in_1QSrF6Ks8vYb0Qm4InvA", connection))
+            #expect(row["status"] == .text("paid"))
+            #expect(row["paid_at"] == ts(paid))
             #expect(try await counts(connection).duplicates == 4)
         }
     }
@@ -172,7 +214,7 @@ func variant(_ name: String, id: String, created: Int64? = nil, _ fields: [Strin
                 return all
             }
             #expect(outcomes.filter { $0 == .duplicate }.count == 4)
-            #expect(outcomes.filter { if case .applied = $0 { true } else { false } }.count == 1)
+            #expect(outcomes.filter(\.isApplied).count == 1)
             let connection = try await Connection.connect(dsn)
             defer { connection.close() }
             let stream = try await storedEvents("subscription-sub_1QSrD3Ks8vYb0Qm4SubA", connection)
@@ -251,13 +293,23 @@ func variant(_ name: String, id: String, created: Int64? = nil, _ fields: [Strin
             let refund = try #require(try await ledgerRow(.refund, "re_3QSrH8Ks8vYb0Qm40RefA", connection))
             #expect(refund["status"] == .text("succeeded"))
             #expect(refund["customer_id"] == .text("cus_RKs8vYb0Qm4Lzn"))
+            // Its success is dated when Stripe reported it (refund.updated), observed.
+            let refundEvents = try await storedEvents("refund-re_3QSrH8Ks8vYb0Qm40RefA", connection)
+            #expect(refundEvents.map(\.eventType) == ["RefundIssued", "RefundUpdated"])
+            #expect(refundEvents.map(\.occurredAt.microsecondsSinceEpoch) == [refunded * 1_000_000, (refunded + 86_400) * 1_000_000])
             let note = try #require(try await ledgerRow(.creditNote, "cn_1QSrN6Ks8vYb0Qm4CredA", connection))
             #expect(note["status"] == .text("void"))
             #expect(note["balance_remaining"] == .amount(0))
             #expect(
                 try await storedEvents("credit_note-cn_1QSrN6Ks8vYb0Qm4CredA", connection).map(\.eventType)
                     == ["CreditNoteIssued", "CreditNoteVoided"])
-            let counted = try await counts(connection)
+            let evidence = try await connection.withSession { session in
+                try session.query(
+                    "SELECT stream_id || ' ' || event_type || ' ' || (metadata->>'evidence') FROM ledgerlift.events WHERE metadata->>'evidence' <> 'observed' ORDER BY global_position"
+                ).rows.map { try $0.decode(at: 0, as: String.self) }
+            }
+            #expect(evidence == [])
+            let counted = try await StripeWebhookStore().counts(on: connection)
             #expect(counted.applied == 12)
             #expect(counted.duplicates == 0)
             // The read models take the events as they take any other writer's.
