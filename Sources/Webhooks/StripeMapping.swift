@@ -33,8 +33,18 @@ public typealias CurrentRow = (Entity, String) throws -> CanonicalRow?
 public struct StripeUnresolvedReference: Error, Sendable, Hashable, CustomStringConvertible {
     public var eventID: String
     public var type: String
+    /// The Stripe object the ledger lacks (a charge `ch_…`).
+    public var missingObjectID: String
     public var reason: String
     public var description: String { "Stripe event \(eventID) (\(type)) cannot be applied yet: \(reason)" }
+}
+
+/// An object of a mapped type that has no place in the ledger: a charge without a customer (a
+/// guest payment; every canonical payment has a customer), and the refunds of such a charge. The
+/// handler acknowledges it as ignored, with the reason.
+public struct StripeNotApplicable: Error, Sendable, Hashable, CustomStringConvertible {
+    public var reason: String
+    public var description: String { reason }
 }
 
 /// Stripe objects → canonical rows, per event type.
@@ -218,8 +228,11 @@ public enum StripeMapping {
             }
         let created = try o.requiredTime("created")
         let intent = o.object["payment_intent"]?.expandableID
+        guard let customer = o.object["customer"]?.expandableID, !customer.isEmpty else {
+            throw StripeNotApplicable(reason: "charge \(id) has no customer (a guest payment)")
+        }
         let values: [String: CanonicalValue] = [
-            "payment_id": .text(id), "customer_id": .text(try o.requiredID("customer")),
+            "payment_id": .text(id), "customer_id": .text(customer),
             "invoice_id": o.object["invoice"]?.expandableID.map(CanonicalValue.text) ?? .null, "status": .text(status),
             "amount": .amount(try o.requiredAmount("amount")), "currency": try o.currency(required: true),
             "provider_payment_id": .text(intent ?? id), "failure_code": o.text("failure_code"),
@@ -251,7 +264,7 @@ public enum StripeMapping {
         }
         guard let customer else {
             throw StripeUnresolvedReference(
-                eventID: o.event.id, type: o.event.type, reason: "refund \(id)'s charge \(chargeID) is not in the ledger (payment-\(chargeID))")
+                eventID: o.event.id, type: o.event.type, missingObjectID: chargeID, reason: "refund \(id)'s charge \(chargeID) is not in the ledger (payment-\(chargeID))")
         }
         let raw = try o.requiredText("status")
         let status =

@@ -169,9 +169,21 @@ public struct StripeWebhookHandler: Sendable {
             return Applied(outcome: .stale, detail: "created \(created.iso8601) before the last applied event of \(objectID) (\(last.iso8601))")
         }
         let loader = self.loader
-        guard let rows = try StripeMapping.rows(for: event, current: { entity, key in try loader.stream(entity, key, in: tx).row }) else {
-            return Applied(outcome: .ignored(type: event.type))
+        let mapped: [StripeRow]?
+        do {
+            mapped = try StripeMapping.rows(for: event, current: { entity, key in try loader.stream(entity, key, in: tx).row })
+        } catch let notApplicable as StripeNotApplicable {
+            return Applied(outcome: .ignored(type: event.type), detail: notApplicable.reason)
+        } catch let unresolved as StripeUnresolvedReference {
+            // The refund of a guest charge: the charge was acknowledged as not for the ledger.
+            let ignored = try tx.query(
+                "SELECT detail FROM \(deliveries.table) WHERE object_id = $1 AND outcome = 'ignored' LIMIT 1", [unresolved.missingObjectID]
+            ).rows.first
+            guard let ignored else { throw unresolved }
+            let reason = try ignored.decode(at: 0, as: String?.self) ?? "ignored"
+            return Applied(outcome: .ignored(type: event.type), detail: "\(unresolved.missingObjectID): \(reason)")
         }
+        guard let rows = mapped else { return Applied(outcome: .ignored(type: event.type)) }
         // The customers' command locks, in key order (every writer takes them in that order).
         let customers = Set(rows.compactMap { $0.entity == .customer ? $0.key : $0.values["customer_id"]?.textValue })
         for customer in customers.sorted() { try tx.lock(CommandExecutor.customerLock(customer), scope: .transaction) }

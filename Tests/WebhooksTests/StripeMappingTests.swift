@@ -217,6 +217,13 @@ func rows(_ name: String, current: CurrentRow = { _, _ in nil }) throws -> [Stri
         #expect(refund.values["status"] == .text("pending"))
         #expect(refund.values["reason"] == .text("requested_by_customer"))
         #expect(refund.values["created_at"] == ts(refunded))
+        var guest = try stripeEvent("charge.refunded")
+        guard case .object(var object) = guest.object else { Issue.record("not an object"); return }
+        object["customer"] = .null
+        guest.object = .object(object)
+        #expect(throws: StripeNotApplicable(reason: "charge ch_3QSrH8Ks8vYb0Qm40ChgA has no customer (a guest payment)")) {
+            try StripeMapping.rows(for: guest, current: { _, _ in nil })
+        }
     }
 
     @Test func aRefundTakesItsCustomerFromTheLedgersPaymentOrWaits() throws {

@@ -340,6 +340,24 @@ extension WebhookOutcome {
         }
     }
 
+    @Test func aGuestChargeAndItsRefundsAreAcknowledgedAsNotForTheLedger() async throws {
+        try await withStore { connection, _ in
+            // A refund whose charge is unknown waits for it (Stripe retries)…
+            await #expect(throws: StripeUnresolvedReference.self) { try await deliver("refund.updated", connection) }
+            // …the charge has no customer: acknowledged, ignored…
+            let guest = try variant("charge.refunded", id: "evt_guest_charge", ["customer": .null])
+            #expect(try await deliver(guest, connection) == .ignored(type: "charge.refunded"))
+            // …and so is its refund when Stripe delivers it again.
+            #expect(try await deliver("refund.updated", connection) == .ignored(type: "refund.updated"))
+            let recorded = try await connection.withSession { try StripeWebhookStore().delivery("evt_guest_charge", in: $0) }
+            #expect(recorded?.outcome == "ignored")
+            #expect(recorded?.objectID == "ch_3QSrH8Ks8vYb0Qm40ChgA")
+            let counted = try await counts(connection)
+            #expect(counted.ignoredTypes == ["charge.refunded": 1, "refund.updated": 1])
+            #expect(try await storedTotals(connection).events == 0)
+        }
+    }
+
     @Test func unknownEventTypesAreAcknowledgedAndCounted() async throws {
         try await withStore { connection, _ in
             #expect(try await deliver("payment_intent.created", connection) == .ignored(type: "payment_intent.created"))
