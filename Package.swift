@@ -28,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        // Stripe webhooks: HMAC-SHA256 of the signature header.
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         .systemLibrary(
@@ -67,6 +69,15 @@ let package = Package(
         .target(
             name: "Commands",
             dependencies: ["Billing", "EventStore", "Postgres", "TextFormats"],
+            swiftSettings: swiftSettings
+        ),
+        // Stripe's webhooks: signatures verified, events mapped to canonical rows and appended as
+        // observed transitions (origin `stripe`), deduplicated and ordered per Stripe object.
+        .target(
+            name: "Webhooks",
+            dependencies: [
+                "Billing", "Commands", "EventStore", "Postgres", "TextFormats", .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -267,6 +278,18 @@ package.targets.append(
             "Commands", "Simulator", "Shadow", "Mapping", "Migration", "Fixtures", "Billing", "EventStore", "Postgres",
             "TestSupport",
         ],
+        swiftSettings: swiftSettings
+    )
+)
+
+package.targets.append(
+    .testTarget(
+        name: "WebhooksTests",
+        dependencies: [
+            "Webhooks", "Commands", "Billing", "EventStore", "Postgres", "TestSupport", "TextFormats",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ],
+        resources: [.copy("Fixtures")],
         swiftSettings: swiftSettings
     )
 )

@@ -239,14 +239,18 @@ public enum SyncOrigin: String, Sendable, Hashable, CaseIterable {
     /// A billing command decided by the ledger itself (the `Commands` module's executor):
     /// `command/<entity>/<key>/v<n>/…`, `v<n>` the stream version the command read.
     case command
+    /// A Stripe webhook event applied by the `Webhooks` module: `stripe/<entity>/<key>/v<n>/…`,
+    /// `v<n>` the stream version the event's row was compared with.
+    case stripe
 
-    /// The events' `metadata.origin`: `backfill`, `shadow`, `resync` or `command`.
+    /// The events' `metadata.origin`: `backfill`, `shadow`, `resync`, `command` or `stripe`.
     public var metadataOrigin: String {
         switch self {
         case .backfill: "backfill"
         case .shadow: "shadow"
         case .resync: "resync"
         case .command: "command"
+        case .stripe: "stripe"
         }
     }
 }
