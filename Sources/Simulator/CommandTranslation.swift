@@ -75,9 +75,6 @@ public struct CommandTranslationError: Error, Sendable, Hashable, CustomStringCo
         self.detail = detail
     }
     public var description: String { "\(kind.rawValue): \(detail)" }
-
-    /// The detail of a translation not written yet (the parity test counts it as pending).
-    public static let pendingDetail = "not translated yet"
 }
 
 /// Legacy operations stated as billing commands: what the legacy application did, as the

@@ -112,14 +112,12 @@ struct LegacyParity: Sendable {
         /// Commands the rules refused (each a parity failure: legacy did it).
         var rejections: [String] = []
         /// The translation is still a placeholder.
-        var pending: String?
 
         var description: String {
             var lines = [
                 "\(kind.rawValue): \(operations) operations (\(nothingToDo) with nothing to do), \(commands) commands, "
                     + "\(matches) rows matched, \(mismatches.count) mismatched"
             ]
-            if let pending { lines.append("  pending: \(pending)") }
             for (key, columns) in mismatches { lines.append("  mismatch \(key): \(columns.joined(separator: ", "))") }
             for (name, count) in exclusions.sorted(by: { $0.key < $1.key }) { lines.append("  excluded \(name): \(count)") }
             if !syncExplained.isEmpty { lines.append("  sync explained: \(syncExplained.joined(separator: ", "))") }
@@ -128,7 +126,7 @@ struct LegacyParity: Sendable {
             return lines.joined(separator: "\n")
         }
 
-        var passed: Bool { pending == nil && mismatches.isEmpty && syncUnexplained.isEmpty && rejections.isEmpty && operations > 0 }
+        var passed: Bool { mismatches.isEmpty && syncUnexplained.isEmpty && rejections.isEmpty && operations > 0 }
     }
 
     /// Performs `count` operations of `kind` (after `preparing` operations performed on legacy
@@ -177,14 +175,7 @@ struct LegacyParity: Sendable {
             let after = try await legacySnapshot(legacy)
             let changed = Self.changedKeys(before: before, after: after)
             let rows = LegacyRows(before: before, after: after)
-            let commands: [BillingCommand]
-            do {
-                commands = try translate(entry, rows)
-            } catch let error as CommandTranslationError where error.detail == CommandTranslationError.pendingDetail {
-                report.pending = error.description
-                _ = try await sync(changed, legacy: legacy, store: store)
-                return report
-            }
+            let commands = try translate(entry, rows)
             report.commands += commands.count
 
             // Decide each command on the state the previous one left, then execute it.
