@@ -14,8 +14,10 @@ struct ServeCommand: AsyncParsableCommand {
             Routes are described in docs/openapi.yaml and docs/serve.md. Errors are RFC 9457 problem documents \
             with a stable code. The read models are kept following the store in-process, so a read after a \
             command sees it. With --mode candidate, commands are decided against the ledger and not appended \
-            (202 with the decision). SIGTERM or SIGINT stops accepting connections, lets requests in flight \
-            finish, then exits 0.
+            (202 with the decision). POST /webhooks/stripe takes Stripe's webhooks; its signing secrets are \
+            read from the environment variable LEDGERLIFT_STRIPE_WEBHOOK_SECRETS (comma-separated, so a rolled \
+            secret and its successor both verify), never from an option, which other users could read with ps. \
+            SIGTERM or SIGINT stops accepting connections, lets requests in flight finish, then exits 0.
             """)
 
     @OptionGroup var store: StoreOptions
@@ -43,7 +45,9 @@ struct ServeCommand: AsyncParsableCommand {
         let configuration = ServeConfiguration(
             storeDSN: store.dsn, host: address.host, port: address.port, mode: ServeMode(rawValue: mode)!,
             store: store.store,
-            readSchema: readSchema)
+            readSchema: readSchema,
+            stripeWebhookSecrets: ServeConfiguration.stripeWebhookSecrets(
+                fromEnvironmentValue: ProcessInfo.processInfo.environment[ServeConfiguration.stripeWebhookSecretsVariable]))
         let logger = CommandLineSettings.logger("serve")
         let metrics = ServerMetrics()
         let commands = ExecutorCommands(
