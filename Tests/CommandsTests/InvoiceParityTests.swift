@@ -79,7 +79,6 @@ import Testing
 
     private static func expectParity(_ report: LegacyParity.KindReport) {
         print(report)
-        #expect(report.pending == nil, "\(report)")
         #expect(report.operations > 0, "\(report)")
         #expect(report.rejections.isEmpty, "\(report)")
         #expect(report.mismatches.isEmpty, "\(report)")
