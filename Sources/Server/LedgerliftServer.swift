@@ -46,6 +46,8 @@ public final class LedgerliftServer: Sendable {
     public let commandHandler: (any CommandHandling)?
     let answers: ReadAnswers
     let logger: Logger
+    /// Duplicates of a request still running here wait for it (see ``InFlightRequests``).
+    let inFlight = InFlightRequests()
 
     public init(
         _ configuration: ServeConfiguration, commandHandler: (any CommandHandling)?,
