@@ -56,14 +56,20 @@ extension LedgerliftServer {
         }
         let key = request.headers[.idempotencyKey]
         let path = "/commands/" + name
-        let outcome = try await pool.withConnection { [idempotency] connection -> IdempotencyStore.Outcome in
-            guard let key else {
-                return IdempotencyStore.Outcome(
+        let outcome: IdempotencyStore.Outcome
+        if let key {
+            outcome = try await inFlight.run(key: "POST " + path + "\n" + key, body: body) { [pool, idempotency] in
+                try await pool.withConnection { connection in
+                    try await idempotency.perform(key: key, method: "POST", path: path, body: body, on: connection) {
+                        try await handler.handle(name: name, body: body, idempotencyKey: key, on: connection)
+                    }
+                }
+            }
+        } else {
+            outcome = try await pool.withConnection { connection in
+                IdempotencyStore.Outcome(
                     response: try await handler.handle(name: name, body: body, idempotencyKey: nil, on: connection),
                     replayed: false)
-            }
-            return try await idempotency.perform(key: key, method: "POST", path: path, body: body, on: connection) {
-                try await handler.handle(name: name, body: body, idempotencyKey: key, on: connection)
             }
         }
         var headers = HTTPFields()

@@ -50,6 +50,8 @@ public final class LedgerliftServer: Sendable {
     public let webhookHandler: StripeWebhookHandler?
     let answers: ReadAnswers
     let logger: Logger
+    /// Duplicates of a request still running here wait for it (see ``InFlightRequests``).
+    let inFlight = InFlightRequests()
 
     public init(
         _ configuration: ServeConfiguration, commandHandler: (any CommandHandling)?,
