@@ -290,7 +290,7 @@ enum ServeBenchmark {
                                     figures.errors["\(error) (\(step.name))", default: 0] += 1
                                     continue flows
                                 } catch {
-                                    figures.errors["\(type(of: error)) (\(step.name))", default: 0] += 1
+                                    figures.errors["\(String(describing: error).prefix(160)) (\(step.name))", default: 0] += 1
                                     continue flows
                                 }
                             }
