@@ -167,7 +167,9 @@ let package = Package(
                 "Simulator",
                 "Fixtures",
                 "Shadow",
+                "Commands",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Benchmarks/ledgerlift-bench",
             swiftSettings: swiftSettings

@@ -9,13 +9,21 @@ import Postgres
 struct LedgerliftBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ledgerlift-bench",
-        abstract: "Ledgerlift's benchmarks, each against a baseline measured in the same run."
+        abstract: "Ledgerlift's benchmarks, each against a baseline measured in the same run.",
+        discussion: """
+            Sizes come from the environment. serve (issue 16: `ledgerlift serve` over HTTP, \
+            release binary beside this one or on PATH): LEDGERLIFT_BENCH_SERVE_SECONDS (each \
+            run's length, default 10; five runs), LEDGERLIFT_BENCH_SERVE_CLIENTS (concurrent \
+            clients, default 16), LEDGERLIFT_BENCH_SERVE_BINARY (the ledgerlift to start). \
+            The other benchmarks' variables (LEDGERLIFT_BENCH_CUSTOMERS, _SIM_*, _SHADOW_*, …) \
+            are described at the top of their sources.
+            """
     )
 
     @Option(help: "PostgreSQL DSN of a server the benchmark may create databases on.")
     var dsn: String
 
-    @Option(help: "Benchmarks to run (copy, store, backfill, projection, follow, diff, simulate, shadow). Default: all.")
+    @Option(help: "Benchmarks to run (copy, store, backfill, projection, follow, diff, simulate, shadow, serve). Default: all.")
     var only: [String] = []
 
     @Option(help: "Repetitions of each measurement; the median is reported.")
@@ -32,6 +40,7 @@ struct LedgerliftBench: AsyncParsableCommand {
             ("diff", DiffBenchmark.run),
             ("simulate", SimulateBenchmark.run),
             ("shadow", ShadowBenchmark.run),
+            ("serve", ServeBenchmark.run),
         ]
         for (name, body) in all where only.isEmpty || only.contains(name) {
             print("== \(name)")
