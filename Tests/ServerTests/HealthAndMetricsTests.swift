@@ -41,7 +41,7 @@ struct HealthAndMetricsTests {
             // With its projector, serve takes the events in.
             try await withServer(ServeConfiguration(storeDSN: store, mode: .candidate)) { _, client in
                 var lag: Int? = nil
-                let deadline = ContinuousClock.now + .seconds(30)
+                let deadline = ContinuousClock.now + .seconds(180)
                 while ContinuousClock.now < deadline {
                     let health = try await client.get("/health").json
                     lag = (health["projector"] as? [String: Any])?["lag_events"] as? Int
