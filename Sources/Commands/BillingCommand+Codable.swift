@@ -48,6 +48,16 @@ extension BillingCommand: Codable {
                             + "amounts are whole minor units, and quantities, unit amounts and rates decimal text (\"2.5\")"))
             }
         }
+        // Times carry their zone (`Z` or an offset): a time without one would be guessed as UTC.
+        for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
+            if let path = value.zonelessTimePath(field: key) {
+                throw DecodingError.dataCorrupted(
+                    DecodingError.Context(
+                        codingPath: decoder.codingPath + [Key(key)] + path.map(Key.init),
+                        debugDescription: "\(name): \(([key] + path).joined(separator: ".")) is a time without a zone; "
+                            + "write Z or an offset (\"2026-11-03T10:00:00Z\", \"2026-11-03T11:00:00+01:00\")"))
+            }
+        }
         let data = try JSONEncoder().encode(AnyJSON.object(fields))
         let json = JSONDecoder()
         json.keyDecodingStrategy = .custom { path in Key(Self.camelCase(path.last!.stringValue)) }
@@ -209,6 +219,31 @@ enum AnyJSON: Codable, Sendable, Hashable {
         case .object(let members):
             for (key, value) in members.sorted(by: { $0.key < $1.key }) {
                 if let path = value.fractionalNumberPath { return [key] + path }
+            }
+            return nil
+        default: return nil
+        }
+    }
+
+    /// The path to a time (a field `at`, `…_at`, `period_start` or `period_end`) written without
+    /// `Z` or an offset, if there is one; `field` is this value's own field name.
+    func zonelessTimePath(field: String) -> [String]? {
+        switch self {
+        case .string(let text):
+            let isTime = field == "at" || field.hasSuffix("_at") || field == "period_start" || field == "period_end"
+            guard isTime, text != "infinity", text != "-infinity" else { return nil }
+            // After the date (`YYYY-MM-DD`, years of 4 to 7 digits), a zone is `Z`, `+…` or `-…`.
+            guard let separator = text.firstIndex(where: { $0 == "T" || $0 == "t" || $0 == " " }) else { return nil }
+            let time = text[text.index(after: separator)...]
+            return time.contains(where: { $0 == "Z" || $0 == "z" || $0 == "+" || $0 == "-" }) ? nil : []
+        case .array(let values):
+            for (index, value) in values.enumerated() {
+                if let path = value.zonelessTimePath(field: field) { return [String(index)] + path }
+            }
+            return nil
+        case .object(let members):
+            for (key, value) in members.sorted(by: { $0.key < $1.key }) {
+                if let path = value.zonelessTimePath(field: key) { return [key] + path }
             }
             return nil
         default: return nil

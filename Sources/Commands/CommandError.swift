@@ -46,3 +46,17 @@ public enum CommandError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 }
+
+/// A request id executed before with another command (its events' `request_sha1` differs):
+/// nothing is appended, and the earlier command's events are not this command's answer. The
+/// HTTP layer answers 422 `idempotency_key_reused`. (A type of its own, not a
+/// ``CommandError`` case, so that exhaustive switches over ``CommandError`` stay as they are.)
+public struct CommandRequestReused: Error, Sendable, Hashable, CustomStringConvertible {
+    public var requestID: String
+
+    public init(requestID: String) { self.requestID = requestID }
+
+    public var description: String {
+        "request id \(requestID) was used before with another command; send a new request id for a new command"
+    }
+}

@@ -99,9 +99,14 @@ public struct CommandExecutor: Sendable {
     /// - Throws: ``CommandRejection`` (the rules refused: nothing appended), ``CommandError``
     ///   (conflict after retries, projection not caught up, …), or database errors.
     public func execute(_ command: BillingCommand, requestID: String?, on connection: Connection) async throws -> CommandOutcome {
-        try await execute(
-            command.decidable, name: command.name, at: command.at, requestID: requestID, on: connection,
-            prepare: { decidable, state, session in try self.fillIDs(command, state: state, session) })
+        try command.validateInput()
+        return try await execute(
+            command.decidable, name: command.name, at: command.at, requestID: requestID,
+            fingerprint: requestID == nil ? nil : command.fingerprint, checksTime: true, on: connection,
+            prepare: { decidable, state, session in
+                try Self.checkTimeZone(command, session)
+                return try self.fillIDs(command, state: state, session)
+            })
     }
 
     /// Decides without appending (candidate mode, dry runs): the decision and the events an
@@ -112,10 +117,15 @@ public struct CommandExecutor: Sendable {
         let loader = self.loader
         return try await connection.withSession { session in
             try session.transaction { tx in
+                try command.validateInput()
                 let (decidable, state) = try self.load(
                     command.decidable, name: name, requestID: nil, tx,
-                    prepare: { _, state, session in try self.fillIDs(command, state: state, session) })
+                    prepare: { _, state, session in
+                        try Self.checkTimeZone(command, session)
+                        return try self.fillIDs(command, state: state, session)
+                    })
                 let decision = try Self.decide(decidable, in: state.state)
+                try Self.checkTime(decision, decidable, state: state.state, name: name, at: at)
                 let appends = try Self.appends(decision, state: state.state, name: name, at: at, loader: loader, tx)
                 return (decision, appends.flatMap(\.events))
             }
@@ -125,15 +135,17 @@ public struct CommandExecutor: Sendable {
     // MARK: - The generic path (any Decidable: tests decide their own rules through it)
 
     func execute(
-        _ command: any Decidable, name: String, at: PostgresTimestamp?, requestID: String?, on connection: Connection,
-        prepare: (@Sendable (any Decidable, CommandState, Session) throws -> any Decidable)? = nil
+        _ command: any Decidable, name: String, at: PostgresTimestamp?, requestID: String?, fingerprint: String? = nil,
+        checksTime: Bool = false, on connection: Connection, prepare: (@Sendable (any Decidable, CommandState, Session) throws -> any Decidable)? = nil
     ) async throws -> CommandOutcome {
         var lastStream = ""
         for attempt in 1...max(1, maximumAttempts) {
             do {
                 return try await connection.withSession { session in
                     try session.transaction { tx in
-                        try self.attempt(command, name: name, at: at, requestID: requestID, attempt: attempt, prepare: prepare, tx)
+                        try self.attempt(
+                            command, name: name, at: at, requestID: requestID, fingerprint: fingerprint, checksTime: checksTime, attempt: attempt,
+                            prepare: prepare, tx)
                     }
                 }
             } catch EventStoreError.wrongExpectedVersion(let stream, _, _) {
@@ -153,7 +165,7 @@ public struct CommandExecutor: Sendable {
     }
 
     private func attempt(
-        _ command: any Decidable, name: String, at: PostgresTimestamp?, requestID: String?, attempt: Int,
+        _ command: any Decidable, name: String, at: PostgresTimestamp?, requestID: String?, fingerprint: String?, checksTime: Bool, attempt: Int,
         prepare: (@Sendable (any Decidable, CommandState, Session) throws -> any Decidable)?, _ tx: Session
     ) throws -> CommandOutcome {
         // Read once to find the customer, lock, then read again: what was read before the lock
@@ -164,6 +176,11 @@ public struct CommandExecutor: Sendable {
         }
         let (decidable, loaded) = try load(command, name: name, requestID: requestID, tx, prepare: prepare)
         if let requestID, !loaded.requestEvents.isEmpty {
+            // A request id sent again with another command is not a retry: its events are not
+            // this command's answer, and this command is not to be dropped silently.
+            if let fingerprint, loaded.requestFingerprints.contains(where: { $0 != fingerprint }) {
+                throw CommandRequestReused(requestID: requestID)
+            }
             var rows = [String: [String: String?]]()
             for streamID in Set(loaded.requestEvents.map(\.streamID)) {
                 if let row = loaded.state.streams[streamID]?.row { rows[streamID] = Self.text(row) }
@@ -173,11 +190,14 @@ public struct CommandExecutor: Sendable {
                 events: loaded.requestEvents, rows: rows, replayed: true)
         }
         let decision = try Self.decide(decidable, in: loaded.state)
+        if checksTime {
+            try Self.checkTime(decision, decidable, state: loaded.state, name: name, at: at)
+        }
         let appends = try Self.appends(decision, state: loaded.state, name: name, at: at, loader: loader, tx)
         try beforeAppend?(attempt)
         var appended = [AppendedEvent]()
         for append in appends where !append.events.isEmpty {
-            let stored = append.events.map { Self.newEvent($0, command: name, requestID: requestID) }
+            let stored = append.events.map { Self.newEvent($0, command: name, requestID: requestID, fingerprint: fingerprint) }
             try store.append(stored, to: append.streamID, expectedVersion: .exact(append.version), in: tx)
             for (index, event) in append.events.enumerated() {
                 appended.append(
@@ -203,6 +223,7 @@ public struct CommandExecutor: Sendable {
         let more = try loader.load(prepared, name: name, into: loaded.state, requestID: requestID, in: tx)
         loaded.state = more.state
         loaded.requestEvents += more.requestEvents
+        loaded.requestFingerprints.formUnion(more.requestFingerprints)
         return (prepared, loaded)
     }
 
@@ -273,16 +294,65 @@ public struct CommandExecutor: Sendable {
         return result
     }
 
-    /// The event as stored: metadata `origin` `command`, `command`, `request_id`, `evidence`, `source`.
-    static func newEvent(_ event: BillingEvent, command: String, requestID: String?) -> NewEvent {
+    /// The event as stored: metadata `origin` `command`, `command`, `request_id` and `request_sha1`
+    /// (the command's ``BillingCommand/fingerprint``), `evidence`, `source`.
+    static func newEvent(_ event: BillingEvent, command: String, requestID: String?, fingerprint: String? = nil) -> NewEvent {
         var stored = event.newEvent(origin: SyncOrigin.command.metadataOrigin)
         var meta: [(String, JSONValue)] = [
             ("origin", .string(SyncOrigin.command.metadataOrigin)), ("command", .string(command)),
             ("evidence", .string(event.evidence.rawValue)), ("source", .string("\(event.entity.rawValue)/\(event.key)")),
         ]
         if let requestID { meta.append(("request_id", .string(requestID))) }
+        if requestID != nil, let fingerprint { meta.append(("request_sha1", .string(fingerprint))) }
         stored.metadata = PostgresJSON(JSONValue.object(meta).rendered)
         return stored
+    }
+
+    /// Business time runs forward on every stream: a command is not dated before the last event
+    /// of a stream it changes or ends, nor before the creation of a row it names (the customer
+    /// of a subscription, the invoice of a payment).
+    ///
+    /// - Throws: ``CommandRejection`` `invalid_state` naming both times.
+    static func checkTime(
+        _ decision: Decision, _ command: any Decidable, state: CommandState, name: String, at: PostgresTimestamp?
+    ) throws(CommandRejection) {
+        guard let at else { return }
+        let changed = decision.rows.map { ($0.entity, $0.key) } + decision.deleted.map { ($0.entity, $0.key) }
+        for (entity, key) in changed {
+            if let last = state.streams[entity.streamID(key: key)]?.lastOccurredAt, at < last {
+                throw CommandRejection(
+                    .invalidState, entity, key,
+                    "\(name) at \(at) is dated before the last change of \(entity) \(key) at \(last); "
+                        + "business time runs forward: date the command at or after \(last)")
+            }
+        }
+        let named = command.requirements(given: state).compactMap { requirement -> (Entity, String)? in
+            if case .stream(let entity, let key) = requirement { return (entity, key) }
+            return nil
+        }
+        for (entity, key) in named.sorted(by: { "\($0.0)/\($0.1)" < "\($1.0)/\($1.1)" }) {
+            guard let row = state.streams[entity.streamID(key: key)]?.row, entity.column("created_at") != nil,
+                let created = row["created_at"].timestampValue, at < created
+            else { continue }
+            throw CommandRejection(
+                .invalidState, entity, key,
+                "\(name) at \(at) is dated before \(entity) \(key) was created at \(created); "
+                    + "a command cannot depend on a row that does not exist yet")
+        }
+    }
+
+    /// A `time_zone` the command sets must be one PostgreSQL knows (`pg_timezone_names`), or
+    /// every report in the customer's zone would fail.
+    static func checkTimeZone(_ command: BillingCommand, _ session: Session) throws {
+        guard case .createCustomer(let create) = command, let zone = create.timeZone else { return }
+        let known = try session.query("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE lower(name) = lower($1))", [zone])
+            .rows[0].decode(at: 0, as: Bool.self)
+        guard known else {
+            throw CommandRejection(
+                .invalidInput, .customer, nil,
+                "\(command.name): time_zone \(zone.debugDescription) is not a time zone PostgreSQL knows (pg_timezone_names); "
+                    + "use an IANA name such as Europe/Paris")
+        }
     }
 
     /// A row's canonical columns as text, `nil` for NULL.

@@ -40,6 +40,9 @@ public struct CommandStateLoader: Sendable {
         /// Events of the loaded streams whose metadata carries the request id asked about, in
         /// stream order.
         public var requestEvents: [AppendedEvent]
+        /// The `request_sha1` fingerprints of those events (events written before fingerprints
+        /// were kept have none).
+        public var requestFingerprints: Set<String> = []
     }
 
     /// Loads every requirement of `command` (iterating until it asks for nothing new), on
@@ -106,6 +109,7 @@ public struct CommandStateLoader: Sendable {
                 throw CommandError.unreadableStream(stream: streamID, reason: "\(error)")
             }
             if let requestID, Self.requestID(of: event) == requestID {
+                if let fingerprint = Self.metadataText(of: event, "request_sha1") { loaded.requestFingerprints.insert(fingerprint) }
                 loaded.requestEvents.append(
                     AppendedEvent(
                         streamID: streamID, streamVersion: event.streamVersion, type: event.eventType,
@@ -119,10 +123,15 @@ public struct CommandStateLoader: Sendable {
 
     /// The `request_id` of an event's metadata, if any.
     static func requestID(of event: RecordedEvent) -> String? {
-        guard event.metadata.text.contains("request_id"), let metadata = try? JSONValue.parse(event.metadata.text),
-            case .string(let id)? = metadata["request_id"]
+        metadataText(of: event, "request_id")
+    }
+
+    /// A text member of an event's metadata, if any.
+    static func metadataText(of event: RecordedEvent, _ member: String) -> String? {
+        guard event.metadata.text.contains(member), let metadata = try? JSONValue.parse(event.metadata.text),
+            case .string(let value)? = metadata[member]
         else { return nil }
-        return id
+        return value
     }
 
     /// Keys of `entity` whose canonical `column` holds `value`, from the read model, in key

@@ -28,8 +28,14 @@ enum InvoiceRuleSupport {
         let found = invoice.invoiceText("status") ?? "NULL"
         guard found == needed else {
             throw CommandRejection(
-                .invalidState, .invoice, invoice.key, "invoice \(invoice.key) is \(found); \(action) needs a \(needed) invoice")
+                .invalidState, .invoice, invoice.key, "invoice \(invoice.key) is \(found); \(action) needs \(article(needed)) \(needed) invoice")
         }
+    }
+
+    /// `an` before a vowel (`an open invoice`), else `a`.
+    static func article(_ word: String) -> String {
+        guard let first = word.first?.lowercased() else { return "a" }
+        return "aeiou".contains(first) ? "an" : "a"
     }
 
     /// The live customer `key` (not archived), or `.notFound` / `.invalidState`.
@@ -216,6 +222,13 @@ extension DraftInvoice: Decidable {
         }
         // C02: total = subtotal − discount + tax = Σ lines.
         let total = try Self.add(try Self.add(subtotal, -discount, invoiceID), tax, invoiceID)
+        // An invoice asks for money: one with a negative total could never be settled.
+        guard total >= 0 else {
+            throw CommandRejection(
+                .invalidAmount, .invoice, invoiceID,
+                "the draft's total is \(InvoiceRuleSupport.human(total, currency)); an invoice cannot total less than 0 — "
+                    + "to give money back, issue a credit note (issue_credit_note) or add customer credit (add_customer_credit)")
+        }
 
         let invoice = CanonicalRow(
             entity: .invoice,
@@ -365,9 +378,12 @@ extension FinalizeInvoice: Decidable {
         let number = InvoiceArithmetic.nextInvoiceNumber(customerID: customerID, numbers: numbered)
 
         // The unapplied credit (C07) and the credit notes' remaining credit (C09), all in the
-        // invoice's currency: currencies never mix.
+        // invoice's currency: currencies never mix. Only credit that exists at `at` counts:
+        // a balance transaction or credit note created later is not there yet.
+        func existsAt(_ row: CanonicalRow) -> Bool { row["created_at"].timestampValue.map { $0 <= at } ?? true }
         var unapplied: Int64 = 0
-        for transaction in state.rows(.children(.balanceTransaction, column: "customer_id", value: customerID)) {
+        for transaction in state.rows(.children(.balanceTransaction, column: "customer_id", value: customerID))
+        where existsAt(transaction) {
             let amount = transaction.invoiceAmount("amount")
             guard amount == 0 || transaction.invoiceText("currency") == currency.code else {
                 throw CommandRejection(
@@ -383,7 +399,7 @@ extension FinalizeInvoice: Decidable {
         var notes: [(id: String, remaining: Int64)] = []
         var noteRows: [String: CanonicalRow] = [:]
         for note in InvoiceRuleSupport.sorted(state.rows(.children(.creditNote, column: "customer_id", value: customerID)))
-        where note.invoiceText("status") == "issued" && note.invoiceAmount("balance_remaining") > 0 {
+        where note.invoiceText("status") == "issued" && note.invoiceAmount("balance_remaining") > 0 && existsAt(note) {
             guard note.invoiceText("currency") == currency.code else {
                 throw CommandRejection(
                     .currencyMismatch, .creditNote, note.key,

@@ -282,6 +282,10 @@ enum PaymentRuleSupport {
         throws(CommandRejection)
     {
         guard let stated, stated != currency.code else { return }
+        guard (try? Currency(code: stated)) != nil else {
+            throw CommandRejection(
+                .invalidInput, entity, key, "currency \(stated.debugDescription) is not an ISO 4217 code Ledgerlift knows")
+        }
         throw CommandRejection(.currencyMismatch, entity, key, "\(entity) \(key) is in \(currency.code), not \(stated)")
     }
 
