@@ -67,9 +67,8 @@ extension LedgerliftServer {
             }
         } else {
             outcome = try await pool.withConnection { connection in
-                IdempotencyStore.Outcome(
-                    response: try await handler.handle(name: name, body: body, idempotencyKey: nil, on: connection),
-                    replayed: false)
+                let response = try await handler.handle(name: name, body: body, idempotencyKey: nil, on: connection)
+                return IdempotencyStore.Outcome(response: response, replayed: response.replayed)
             }
         }
         var headers = HTTPFields()

@@ -42,13 +42,16 @@ public struct ExecutorCommands: CommandHandling {
             switch mode {
             case .primary:
                 let outcome = try await executor.execute(command, requestID: idempotencyKey, on: connection)
-                metrics.command(name, outcome: "appended")
+                // A request id committed earlier (its stored response lost) appended nothing
+                // now: the route counts it as an idempotent replay and says so in
+                // `Idempotent-Replayed`, not as a command appended a second time.
+                if !outcome.replayed { metrics.command(name, outcome: "appended") }
                 try await waitForProjection(of: outcome, on: connection)
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                 return .init(
                     status: 200, contentType: "application/json",
-                    body: String(decoding: try encoder.encode(outcome), as: UTF8.self))
+                    body: String(decoding: try encoder.encode(outcome), as: UTF8.self), replayed: outcome.replayed)
             case .candidate:
                 let (decision, events) = try await executor.decide(command, on: connection)
                 metrics.command(name, outcome: "decided")
