@@ -47,7 +47,7 @@ extension LedgerliftServer {
                 throw Problem.invalidBody("the body must be a JSON object")
             }
         } catch let error as JSONParseError {
-            throw Problem.invalidBody("the body is not JSON: \(error.description)")
+            throw Problem.invalidBody("the body is not JSON: \(Problem.printable(error.description, limit: 500))")
         }
         guard let handler = commandHandler else {
             throw Problem(

@@ -95,15 +95,28 @@ public struct ExecutorCommands: CommandHandling {
 
     /// A decoding error in one sentence: the field's path and the decoder's reason (the
     /// command layer's messages name fields, never values of rows).
+    ///
+    /// Field names come from the client (an unknown one is both in the path and quoted in the
+    /// reason): each is clipped to 200 characters wherever it appears, so a 100,000-character
+    /// name does not come back as a 100 KB `detail`, while the reason's list of the command's
+    /// real fields stays whole.
     static func describe(_ error: DecodingError) -> String {
         func path(_ context: DecodingError.Context) -> String {
-            let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+            let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? Problem.printable($0.stringValue) }
             return keys.isEmpty ? "" : keys.joined(separator: ".") + ": "
         }
+        func reason(_ context: DecodingError.Context) -> String {
+            var text = context.debugDescription
+            for key in context.codingPath where key.stringValue.count > 200 {
+                text = text.replacing(key.stringValue, with: Problem.printable(key.stringValue))
+            }
+            return Problem.printable(text, limit: Problem.maximumDetailLength / 2)
+        }
         switch error {
-        case .keyNotFound(let key, let context): return path(context) + "missing field \(key.stringValue)"
+        case .keyNotFound(let key, let context):
+            return path(context) + "missing field \(Problem.printable(key.stringValue))"
         case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
-            return path(context) + Problem.printable(context.debugDescription)
+            return path(context) + reason(context)
         @unknown default: return "the body is not a valid command"
         }
     }
