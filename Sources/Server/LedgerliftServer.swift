@@ -170,6 +170,7 @@ public final class LedgerliftServer: Sendable {
         let (router, _) = makeRouter()
         var app = Application(
             router: router,
+            server: .http1(configuration: .init(additionalChannelHandlers: [MalformedRequestHandler()])),
             configuration: .init(
                 address: .hostname(configuration.host, port: configuration.port), serverName: "ledgerlift"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) }, logger: logger)

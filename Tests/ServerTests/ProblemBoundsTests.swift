@@ -5,7 +5,8 @@ import Testing
 @testable import Server
 
 /// A problem document never echoes kilobytes of the request: what it quotes is clipped to 200
-/// characters, a `detail` to 1,000.
+/// characters, a `detail` to 1,000; and a request the HTTP parser refuses (a 100,000-character
+/// path) is a problem document too, not an empty 400.
 @Suite("serve: problem documents are bounded")
 struct ProblemBoundsTests {
     @Test func anUnknownFieldNamedWithAHundredThousandCharactersIsClippedAndTheRealFieldsStillListed() throws {
@@ -41,6 +42,12 @@ struct ProblemBoundsTests {
                 let detail = try #require(try long.json["detail"] as? String)
                 #expect(detail.contains(String(repeating: "a", count: 199) + "…"), "\(detail)")
                 #expect(detail.count <= Problem.maximumDetailLength)
+                // Over the parser's limit (80 KiB): no request to route, and still a problem document.
+                let huge = try await client.get("/" + String(repeating: "a", count: 100_000))
+                #expect(huge.status == 400)
+                #expect(huge.header("Content-Type") == "application/problem+json")
+                #expect(try huge.json["code"] as? String == "request_head_too_large", "\(huge.body)")
+                #expect(try huge.json["status"] as? Int == 400)
                 // The server still answers afterwards.
                 #expect(try await client.get("/health").status == 200)
             }
