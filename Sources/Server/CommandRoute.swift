@@ -47,7 +47,7 @@ extension LedgerliftServer {
                 throw Problem.invalidBody("the body must be a JSON object")
             }
         } catch let error as JSONParseError {
-            throw Problem.invalidBody("the body is not JSON: \(error.description)")
+            throw Problem.invalidBody("the body is not JSON: \(Problem.printable(error.description, limit: 500))")
         }
         guard let handler = commandHandler else {
             throw Problem(
@@ -67,9 +67,8 @@ extension LedgerliftServer {
             }
         } else {
             outcome = try await pool.withConnection { connection in
-                IdempotencyStore.Outcome(
-                    response: try await handler.handle(name: name, body: body, idempotencyKey: nil, on: connection),
-                    replayed: false)
+                let response = try await handler.handle(name: name, body: body, idempotencyKey: nil, on: connection)
+                return IdempotencyStore.Outcome(response: response, replayed: response.replayed)
             }
         }
         var headers = HTTPFields()

@@ -42,13 +42,16 @@ public struct ExecutorCommands: CommandHandling {
             switch mode {
             case .primary:
                 let outcome = try await executor.execute(command, requestID: idempotencyKey, on: connection)
-                metrics.command(name, outcome: "appended")
+                // A request id committed earlier (its stored response lost) appended nothing
+                // now: the route counts it as an idempotent replay and says so in
+                // `Idempotent-Replayed`, not as a command appended a second time.
+                if !outcome.replayed { metrics.command(name, outcome: "appended") }
                 try await waitForProjection(of: outcome, on: connection)
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                 return .init(
                     status: 200, contentType: "application/json",
-                    body: String(decoding: try encoder.encode(outcome), as: UTF8.self))
+                    body: String(decoding: try encoder.encode(outcome), as: UTF8.self), replayed: outcome.replayed)
             case .candidate:
                 let (decision, events) = try await executor.decide(command, on: connection)
                 metrics.command(name, outcome: "decided")
@@ -92,15 +95,28 @@ public struct ExecutorCommands: CommandHandling {
 
     /// A decoding error in one sentence: the field's path and the decoder's reason (the
     /// command layer's messages name fields, never values of rows).
+    ///
+    /// Field names come from the client (an unknown one is both in the path and quoted in the
+    /// reason): each is clipped to 200 characters wherever it appears, so a 100,000-character
+    /// name does not come back as a 100 KB `detail`, while the reason's list of the command's
+    /// real fields stays whole.
     static func describe(_ error: DecodingError) -> String {
         func path(_ context: DecodingError.Context) -> String {
-            let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+            let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? Problem.printable($0.stringValue) }
             return keys.isEmpty ? "" : keys.joined(separator: ".") + ": "
         }
+        func reason(_ context: DecodingError.Context) -> String {
+            var text = context.debugDescription
+            for key in context.codingPath where key.stringValue.count > 200 {
+                text = text.replacing(key.stringValue, with: Problem.printable(key.stringValue))
+            }
+            return Problem.printable(text, limit: Problem.maximumDetailLength / 2)
+        }
         switch error {
-        case .keyNotFound(let key, let context): return path(context) + "missing field \(key.stringValue)"
+        case .keyNotFound(let key, let context):
+            return path(context) + "missing field \(Problem.printable(key.stringValue))"
         case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
-            return path(context) + Problem.printable(context.debugDescription)
+            return path(context) + reason(context)
         @unknown default: return "the body is not a valid command"
         }
     }

@@ -42,10 +42,15 @@ public struct IdempotencyStore: Sendable {
         public var status: Int
         public var contentType: String
         public var body: String
-        public init(status: Int, contentType: String, body: String) {
+        /// Whether the handler itself answered a replay: the command layer found the request
+        /// id committed already (its stored response was lost, say to a 5xx after the commit)
+        /// and appended nothing. Not stored: every later answer from the store is a replay anyway.
+        public var replayed: Bool
+        public init(status: Int, contentType: String, body: String, replayed: Bool = false) {
             self.status = status
             self.contentType = contentType
             self.body = body
+            self.replayed = replayed
         }
     }
 
@@ -171,7 +176,7 @@ public struct IdempotencyStore: Sendable {
                     ])
             }
         }
-        return Outcome(response: response, replayed: false)
+        return Outcome(response: response, replayed: response.replayed)
     }
 
     /// Deletes the keys past their retention.

@@ -179,6 +179,7 @@ public final class LedgerliftServer: Sendable {
         let (router, _) = makeRouter()
         var app = Application(
             router: router,
+            server: .http1(configuration: .init(additionalChannelHandlers: [MalformedRequestHandler()])),
             configuration: .init(
                 address: .hostname(configuration.host, port: configuration.port), serverName: "ledgerlift"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) }, logger: logger)
@@ -287,7 +288,11 @@ public final class LedgerliftServer: Sendable {
                 _ = try session.query("SELECT 1")
                 return try ProjectorLag.read(store: store, readSchema: readSchema, in: session)
             }
-            metrics.projectorLag(events: lag.events, seconds: lag.seconds)
+            if lag.readModelsLive {
+                metrics.projectorLag(events: lag.events, seconds: lag.seconds)
+            } else {
+                metrics.projectorLagUnknown()
+            }
             let body =
                 "{\"status\":\"ok\",\"mode\":\(JSONValue.quoted(mode)),\"store\":\"reachable\","
                 + "\"read_models\":\(lag.readModelsLive ? "\"live\"" : "\"not_built\""),"
@@ -295,6 +300,7 @@ public final class LedgerliftServer: Sendable {
                 + "\"checkpoint\":\(lag.checkpoint.map(String.init) ?? "null")}}"
             return Self.json(.ok, body)
         } catch {
+            metrics.projectorLagUnknown()
             logger.warning("health: the store is not reachable: \(Self.loggable(error))")
             return Self.json(
                 .serviceUnavailable,
@@ -305,8 +311,13 @@ public final class LedgerliftServer: Sendable {
 
     func metricsResponse() async -> Response {
         let (store, readSchema) = (configuration.store, configuration.readSchema)
-        if let lag = try? await read({ try ProjectorLag.read(store: store, readSchema: readSchema, in: $0) }) {
+        if let lag = try? await read({ try ProjectorLag.read(store: store, readSchema: readSchema, in: $0) }),
+            lag.readModelsLive
+        {
             metrics.projectorLag(events: lag.events, seconds: lag.seconds)
+        } else {
+            // Unknown is absent, not 0: a stale or zero lag would hide a dead store.
+            metrics.projectorLagUnknown()
         }
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"

@@ -22,8 +22,13 @@ public struct Problem: Error, Sendable, Hashable, CustomStringConvertible {
         self.status = status
         self.code = code
         self.title = title
-        self.detail = detail
+        self.detail = detail.count > Self.maximumDetailLength ? Self.printable(detail, limit: Self.maximumDetailLength) : detail
     }
+
+    /// The longest `detail` answered: the last bound on a document that quotes what a client
+    /// sent (each quote is clipped to ``printable(_:limit:)``'s 200 characters already), so no
+    /// request can make the server answer — and log — kilobytes of its own input.
+    public static let maximumDetailLength = 1000
 
     /// Where the problem classes are described (docs/serve.md lists every code).
     public static let typeBase = "https://ledgerlift.dev/problems/"
@@ -108,9 +113,10 @@ public struct Problem: Error, Sendable, Hashable, CustomStringConvertible {
         .internalServerError, code: "internal_error", title: "Internal error",
         detail: "the server failed to answer; the error is in its log")
 
-    /// A client-sent text made safe to quote: at most 100 characters, controls escaped.
-    static func printable(_ text: String) -> String {
-        let clipped = text.count > 100 ? String(text.prefix(100)) + "…" : text
+    /// A client-sent text made safe to quote: at most `limit` characters (then "…"), controls
+    /// escaped. 200 keeps any key or name a client may legitimately send whole.
+    static func printable(_ text: String, limit: Int = 200) -> String {
+        let clipped = text.count > limit ? String(text.prefix(limit)) + "…" : text
         return String(
             clipped.unicodeScalars.map { scalar -> String in
                 scalar.value < 0x20 || scalar.value == 0x7F ? "\\u{\(String(scalar.value, radix: 16))}" : String(scalar)

@@ -19,21 +19,18 @@ import Prometheus
 ///   `stale_timestamp`, `invalid_event`, `unresolved_reference`, `conflict`, `store_error`,
 ///   `payload_too_large`, `not_configured`);
 /// - `ledgerlift_projector_lag_events` and `ledgerlift_projector_lag_seconds`: how far the
-///   read models are behind the store (refreshed by the serve projector, `/health` and each
-///   scrape).
+///   read models are behind the store (refreshed by `/health` and each scrape); absent while
+///   it is unknown — the store unreachable or the read models not built — because a 0 there
+///   would read as "caught up" exactly when nothing is known (alert on `absent(...)`).
 public final class ServerMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
     private let replays: CoreMetrics.Counter
-    private let lagEvents: CoreMetrics.Gauge
-    private let lagSeconds: CoreMetrics.Gauge
 
     public init() {
         registry = PrometheusCollectorRegistry()
         factory = PrometheusMetricsFactory(registry: registry)
         replays = CoreMetrics.Counter(label: "ledgerlift_idempotent_replays_total", factory: factory)
-        lagEvents = CoreMetrics.Gauge(label: "ledgerlift_projector_lag_events", factory: factory)
-        lagSeconds = CoreMetrics.Gauge(label: "ledgerlift_projector_lag_seconds", factory: factory)
     }
 
     /// One answered request. `route` is the route's template (`/invoices/{id}`), never the
@@ -80,9 +77,24 @@ public final class ServerMetrics: Sendable {
         ).increment()
     }
 
+    /// `ledgerlift_projector_lag_events` and `ledgerlift_projector_lag_seconds`.
+    static var lagGauges: [MetricNameDescriptor] {
+        ["events", "seconds"].map {
+            MetricNameDescriptor(
+                namespace: "ledgerlift", subsystem: "projector", metricName: "lag", unitName: $0,
+                helpText: "How far the read models are behind the event store (absent while unknown).")
+        }
+    }
+
+    /// The lag as last measured (registering the gauges again after ``projectorLagUnknown()``).
     public func projectorLag(events: Int64, seconds: Double) {
-        lagEvents.record(events)
-        lagSeconds.record(seconds)
+        registry.makeGauge(descriptor: Self.lagGauges[0]).set(Double(events))
+        registry.makeGauge(descriptor: Self.lagGauges[1]).set(seconds)
+    }
+
+    /// The lag cannot be measured now: both gauges leave the exposition until it can.
+    public func projectorLagUnknown() {
+        for descriptor in Self.lagGauges { registry.unregisterGauge(registry.makeGauge(descriptor: descriptor)) }
     }
 
     /// The Prometheus text exposition of everything recorded.
