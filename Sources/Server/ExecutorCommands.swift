@@ -64,6 +64,16 @@ public struct ExecutorCommands: CommandHandling {
             let problem = Self.problem(rejection)
             return .init(
                 status: Int(problem.status.code), contentType: Problem.contentType, body: problem.json.rendered)
+        } catch let reused as CommandRequestReused {
+            // The key's stored response is gone (expired, or lost in a crash after the commit),
+            // but the ledger holds the events of another command under it: never replay those
+            // for this body, never append this one as a second effect.
+            metrics.command(name, outcome: "rejected")
+            let problem = Problem(
+                .unprocessableContent, code: "idempotency_key_reused", title: "Idempotency-Key reused",
+                detail: "the key was used with another request (\(Problem.printable(reused.requestID))); send a new key for a new request")
+            return .init(
+                status: Int(problem.status.code), contentType: Problem.contentType, body: problem.json.rendered)
         } catch let error as CommandError {
             metrics.command(name, outcome: "failed")
             throw Self.problem(error, metrics: metrics)
@@ -74,6 +84,11 @@ public struct ExecutorCommands: CommandHandling {
     static func decode(name: String, body: String) throws(Problem) -> BillingCommand {
         guard case .object(var pairs) = (try? JSONValue.parse(body)) ?? .null else {
             throw Problem.invalidBody("the body must be a JSON object")
+        }
+        // A field given twice would be decided on one of its values, silently: refused.
+        var seen = Set<String>()
+        for (field, _) in pairs where !seen.insert(field).inserted {
+            throw Problem.invalidBody("the field \(Problem.printable(field)) appears twice")
         }
         if let given = pairs.first(where: { $0.0 == "command" })?.1 {
             guard given == .string(name) else {

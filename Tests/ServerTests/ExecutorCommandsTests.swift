@@ -35,6 +35,13 @@ struct ExecutorCommandsTests {
         }
     }
 
+    @Test func aFieldGivenTwiceIsRefused() {
+        #expect(throws: Problem.self) {
+            _ = try ExecutorCommands.decode(
+                name: "archive_customer", body: #"{"customer_id":"c","customer_id":"d","at":"2025-01-02T00:00:00Z"}"#)
+        }
+    }
+
     @Test func eachRejectionCodeHasItsStatusAndKeepsItsCode() {
         let expected: [CommandRejection.Code: Int] = [
             .notFound: 404, .alreadyExists: 409, .invalidState: 422, .currencyMismatch: 422, .invalidAmount: 422,

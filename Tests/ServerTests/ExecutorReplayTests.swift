@@ -39,4 +39,30 @@ struct ExecutorReplayTests {
             }
         }
     }
+
+    @Test func aKeyWhoseStoredResponseIsLostSentWithAnotherBodyIs422AndAppendsNothing() async throws {
+        try await withEmptyStore { store in
+            try await CommandRouteTests.server(store, mode: .primary) { _, client in
+                let first = try await client.send(
+                    "POST", "/commands/update_customer",
+                    body: #"{"customer_id":"srv-reuse","email":"a@example.com","at":"2025-01-02T00:00:00Z"}"#,
+                    headers: ["Idempotency-Key": "reuse-1"])
+                #expect(first.status == 404, "\(first.body)")  // no such customer yet: fine, a rejection
+                let created = try await client.send(
+                    "POST", "/commands/create_customer", body: CommandRouteTests.createCustomer("srv-reuse"),
+                    headers: ["Idempotency-Key": "reuse-2"])
+                #expect(created.status == 200, "\(created.body)")
+                // The stored response of reuse-2 is lost (expired, or a crash after the commit) …
+                _ = try await withSession(store) { try $0.execute("DELETE FROM ledgerlift.idempotency_keys") }
+                // … and the key comes back with another command on the same customer.
+                let reused = try await client.send(
+                    "POST", "/commands/update_customer",
+                    body: #"{"customer_id":"srv-reuse","email":"b@example.com","at":"2030-01-02T00:00:00Z"}"#,
+                    headers: ["Idempotency-Key": "reuse-2"])
+                #expect(reused.status == 422, "\(reused.body)")
+                #expect(try reused.json["code"] as? String == "idempotency_key_reused")
+                #expect(try await CommandRouteTests.events(store, stream: "customer-srv-reuse") == ["CustomerCreated"])
+            }
+        }
+    }
 }
