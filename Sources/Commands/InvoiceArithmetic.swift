@@ -184,19 +184,7 @@ public enum InvoiceArithmetic {
         let significant = parsed.digits.drop { $0 == 0 }.reversed().drop { $0 == 0 }
         if significant.isEmpty { return ExactDecimal(units: 0, scale: 0) }
         if significant.count <= 15 {
-            // digits × 10^(exponent10): fold the exponent into the scale.
-            var units: Int128 = 0
-            for digit in parsed.digits { units = units * 10 + Int128(digit) }
-            var scale = parsed.fractionCount - parsed.exponent
-            if scale < 0 {
-                guard let factor = powerOfTen(-scale), case let (scaled, false) = units.multipliedReportingOverflow(by: factor) else {
-                    throw CommandRejection(.invalidInput, nil, nil, "tax_rate \(text) is out of range")
-                }
-                units = scaled
-                scale = 0
-            }
-            guard scale <= 38 else { throw CommandRejection(.invalidInput, nil, nil, "tax_rate \(text) is out of range") }
-            return ExactDecimal(units: units, scale: scale).trimmed
+            return try exact(parsed, text)
         }
         guard let double = Double(text), double.isFinite else {
             throw CommandRejection(.invalidInput, nil, nil, "tax_rate \(text) is not a finite number")
@@ -205,9 +193,17 @@ public enum InvoiceArithmetic {
         guard let parsedBack = scientific(printed), !parsedBack.negative else {
             throw CommandRejection(.invalidInput, nil, nil, "tax_rate \(text) is out of range")
         }
+        return try exact(parsedBack, text)
+    }
+
+    /// `digits × 10^(exponent − fractionCount)` as an exact decimal: the exponent folded into
+    /// the scale (`text` names the rate in the rejection).
+    private static func exact(
+        _ parsed: (negative: Bool, digits: [UInt8], fractionCount: Int, exponent: Int), _ text: String
+    ) throws(CommandRejection) -> ExactDecimal {
         var units: Int128 = 0
-        for digit in parsedBack.digits { units = units * 10 + Int128(digit) }
-        var scale = parsedBack.fractionCount - parsedBack.exponent
+        for digit in parsed.digits { units = units * 10 + Int128(digit) }
+        var scale = parsed.fractionCount - parsed.exponent
         if scale < 0 {
             guard let factor = powerOfTen(-scale), case let (scaled, false) = units.multipliedReportingOverflow(by: factor) else {
                 throw CommandRejection(.invalidInput, nil, nil, "tax_rate \(text) is out of range")
