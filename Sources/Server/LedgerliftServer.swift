@@ -190,12 +190,14 @@ public final class LedgerliftServer: Sendable {
         await pool.close()
     }
 
-    /// The store must be initialized; the idempotency table is created if missing.
+    /// The store must be initialized; the idempotency table — and in candidate mode the
+    /// candidate commands' table — is created if missing.
     func prepare() async throws {
-        let store = configuration.store
+        let (store, mode) = (configuration.store, configuration.mode)
         try await pool.withConnection { connection in
             try await connection.withSession { try store.requireInitialized($0) }
             try await self.idempotency.install(on: connection)
+            if mode == .candidate { try await CandidateCommandLog(store: store).install(on: connection) }
         }
     }
 

@@ -13,6 +13,8 @@ import Prometheus
 /// - `ledgerlift_append_conflicts_total{command}`: commands that gave up on a concurrent writer
 ///   after the executor's retries;
 /// - `ledgerlift_idempotent_replays_total`: responses replayed from an `Idempotency-Key`;
+/// - `ledgerlift_candidate_commands_total{recorded}`: commands candidate mode received, recorded
+///   (`true`, they had an `Idempotency-Key`) or not (`false`: they can never be compared);
 /// - `ledgerlift_projector_lag_events` and `ledgerlift_projector_lag_seconds`: how far the
 ///   read models are behind the store (refreshed by the serve projector, `/health` and each
 ///   scrape).
@@ -60,6 +62,13 @@ public final class ServerMetrics: Sendable {
     }
 
     public func idempotentReplay() { replays.increment() }
+
+    public func candidateCommand(recorded: Bool) {
+        CoreMetrics.Counter(
+            label: "ledgerlift_candidate_commands_total", dimensions: [("recorded", String(recorded))],
+            factory: factory
+        ).increment()
+    }
 
     public func projectorLag(events: Int64, seconds: Double) {
         lagEvents.record(events)

@@ -14,7 +14,8 @@ struct ServeCommand: AsyncParsableCommand {
             Routes are described in docs/openapi.yaml and docs/serve.md. Errors are RFC 9457 problem documents \
             with a stable code. The read models are kept following the store in-process, so a read after a \
             command sees it. With --mode candidate, commands are decided against the ledger and not appended \
-            (202 with the decision). SIGTERM or SIGINT stops accepting connections, lets requests in flight \
+            (202 with the decision), and recorded under their Idempotency-Key with the Ledgerlift-Legacy-Xid \
+            header for the comparison with legacy. SIGTERM or SIGINT stops accepting connections, lets requests in flight \
             finish, then exits 0.
             """)
 
