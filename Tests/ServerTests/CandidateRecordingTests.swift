@@ -54,8 +54,10 @@ struct CandidateRecordingTests {
                 #expect(events == 0)
                 let metrics = try PrometheusText.parse(server.metrics.exposition())
                 #expect(
-                    metrics.first { $0.name == "ledgerlift_candidate_commands_total" && $0.labels["recorded"] == "true" }?
-                        .value == 1)
+                    metrics.first {
+                        $0.name == "ledgerlift_candidate_commands_total" && $0.labels["recorded"] == "true"
+                    }?
+                    .value == 1)
             }
         }
     }
