@@ -124,7 +124,7 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "Commands", "Billing", "EventStore", "Postgres", "TextFormats",
+                "Commands", "Billing", "EventStore", "Postgres", "TextFormats", "Webhooks",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -265,7 +265,7 @@ package.targets.append(
         name: "ServerTests",
         dependencies: [
             "Server", "Commands", "Billing", "EventStore", "Postgres", "Fixtures", "Mapping", "Migration", "TestSupport",
-            "TextFormats",
+            "TextFormats", "Webhooks",
         ],
         swiftSettings: swiftSettings
     )

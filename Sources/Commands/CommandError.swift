@@ -19,6 +19,9 @@ public enum CommandError: Error, Sendable, Hashable, CustomStringConvertible {
     case invalidDecision(command: String, reason: String)
     /// The id sequence could not hand out a key that no stream uses.
     case allocationExhausted(entity: String)
+    /// The store has no key sequence for the entity: it predates schema version 3 (`ledgerlift
+    /// store init` upgrades it), or the entity is newer than the migration that made them.
+    case noIDSequence(entity: String)
 
     public var description: String {
         switch self {
@@ -37,6 +40,9 @@ public enum CommandError: Error, Sendable, Hashable, CustomStringConvertible {
             "\(command) decided something the executor cannot append: \(reason)"
         case .allocationExhausted(let entity):
             "no free \(entity) key found from the id sequence"
+        case .noIDSequence(let entity):
+            "the event store has no key sequence for \(entity) (command_ids_\(entity)): "
+                + "run `ledgerlift store init --store DSN` as the store's owner to upgrade it"
         }
     }
 }

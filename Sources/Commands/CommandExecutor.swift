@@ -309,10 +309,14 @@ public struct CommandExecutor: Sendable {
         return finalize
     }
 
-    /// A new key for `entity`: from the store's sequence `command_ids_<entity>`, created on
-    /// first use above the largest numeric key of the entity's streams, and never a key a
-    /// stream already uses (a legacy writer may have taken it meanwhile: the sequence then
-    /// moves past the largest key).
+    /// A new key for `entity`: from the store's sequence `command_ids_<entity>` (schema
+    /// version 3 creates them, so the store's writer role may use them without owning them),
+    /// moved above the largest numeric key of the entity's streams when the key it gives is
+    /// taken — on first use, and whenever a legacy writer took keys meanwhile — so never a key
+    /// a stream already uses.
+    ///
+    /// - Throws: ``CommandError/noIDSequence(entity:)`` on a store without the sequence,
+    ///   ``CommandError/allocationExhausted(entity:)``.
     public func allocate(_ entity: Entity, on connection: Connection) async throws -> String {
         try await connection.withSession { session in try self.allocate(entity, in: session) }
     }
@@ -320,18 +324,20 @@ public struct CommandExecutor: Sendable {
     /// See ``allocate(_:on:)``; in `session`'s transaction if one is open.
     public func allocate(_ entity: Entity, in session: Session) throws -> String {
         let sequence = quoteIdentifier(store.schema) + "." + quoteIdentifier("command_ids_" + entity.rawValue)
-        let create = { (tx: Session) throws in
-            // Creating the sequence is serialized (two first uses would race on the catalog).
+        // Checked first: in a transaction, a failed nextval would abort it.
+        let known = try session.query("SELECT to_regclass($1) IS NOT NULL", [sequence]).rows[0].decode(at: 0, as: Bool.self)
+        guard known else { throw CommandError.noIDSequence(entity: entity.rawValue) }
+        // A sequence never used yet starts above the largest numeric key. Serialized, so two
+        // first uses cannot both seed it, one moving it back under the other's key; `setval`
+        // marks it used, so the second one finds nothing to do.
+        let seedFirst = { (tx: Session) throws in
             try tx.lock(AdvisoryLock("ledgerlift.command.allocate/" + store.schema), scope: .transaction)
-            let exists = try tx.query("SELECT to_regclass($1) IS NOT NULL", [sequence]).rows[0].decode(at: 0, as: Bool.self)
-            if !exists {
-                try tx.execute("CREATE SEQUENCE \(sequence) AS bigint MINVALUE 1")
+            if try !tx.query("SELECT is_called FROM \(sequence)").rows[0].decode(at: 0, as: Bool.self) {
                 try seed(sequence, entity, tx)
             }
         }
-        let known = try session.query("SELECT to_regclass($1) IS NOT NULL", [sequence]).rows[0].decode(at: 0, as: Bool.self)
-        if !known {
-            if session.isInTransaction { try create(session) } else { try session.transaction { try create($0) } }
+        if try !session.query("SELECT is_called FROM \(sequence)").rows[0].decode(at: 0, as: Bool.self) {
+            if session.isInTransaction { try seedFirst(session) } else { try session.transaction { try seedFirst($0) } }
         }
         for _ in 0..<8 {
             let id = String(try session.query("SELECT nextval($1::regclass)", [sequence]).rows[0].decode(at: 0, as: Int64.self))

@@ -17,6 +17,8 @@ public enum EventStoreError: Error, Sendable, Hashable, CustomStringConvertible 
     case schemaTooNew(found: Int, supported: Int)
     /// The store has not been initialized (`ledgerlift store init`).
     case notInitialized(schema: String)
+    /// The store's schema is older than what the caller needs (`ledgerlift store init` upgrades it).
+    case schemaTooOld(found: Int, required: Int)
 
     public var description: String {
         switch self {
@@ -32,6 +34,9 @@ public enum EventStoreError: Error, Sendable, Hashable, CustomStringConvertible 
             "checkpoint of \(consumer) moved: expected \(expected), found \(actual.map(\.description) ?? "none")"
         case .schemaTooNew(let found, let supported):
             "the event store schema is at version \(found); this ledgerlift supports up to \(supported)"
+        case .schemaTooOld(let found, let required):
+            "the event store schema is at version \(found); this needs version \(required): "
+                + "run `ledgerlift store init --store DSN` as the store's owner to upgrade it"
         case .notInitialized(let schema):
             "no event store in schema \(schema): run `ledgerlift store init --store DSN`"
         }

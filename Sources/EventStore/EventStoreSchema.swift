@@ -162,7 +162,89 @@ extension EventStore {
                 $fn$;
                 """
         },
+        Migration(version: 3, description: "idempotency keys, Stripe deliveries, command id sequences") { store in
+            // What `serve`, the Stripe webhook and the command executor used to create on first
+            // use. Created here, by the store's owner, so the writer role of `store init
+            // --grant-to` is granted them like the rest of the store rather than owning
+            // whatever it (or, first, some other role) happened to create: a table created at
+            // runtime belongs to whoever created it, and every other role is then refused.
+            // `IF NOT EXISTS`: a store used by a build that created them at runtime keeps them.
+            let s = store.s
+            let sequences = EventStore.commandIDSequenceEntities.map {
+                "CREATE SEQUENCE IF NOT EXISTS \(s).\(quoteIdentifier("command_ids_" + $0)) AS bigint MINVALUE 1;"
+            }
+            return """
+                -- `Idempotency-Key` responses of `serve` (kept 24 hours, then purged).
+                CREATE TABLE IF NOT EXISTS \(s).idempotency_keys (
+                    idempotency_key     text COLLATE "C" PRIMARY KEY,
+                    request_fingerprint text NOT NULL,
+                    method              text NOT NULL,
+                    path                text NOT NULL,
+                    status              integer NOT NULL,
+                    content_type        text NOT NULL,
+                    response_body       text NOT NULL,
+                    created_at          timestamptz NOT NULL DEFAULT now(),
+                    expires_at          timestamptz NOT NULL
+                );
+                CREATE INDEX IF NOT EXISTS idempotency_keys_expires_at ON \(s).idempotency_keys (expires_at);
+
+                -- One row per Stripe event id: the webhook's deduplication and per-object order.
+                CREATE TABLE IF NOT EXISTS \(s).stripe_events (
+                    event_id          text PRIMARY KEY,
+                    type              text NOT NULL,
+                    object_id         text,
+                    event_created     timestamptz NOT NULL,
+                    livemode          boolean NOT NULL,
+                    api_version       text,
+                    received_at       timestamptz NOT NULL DEFAULT now(),
+                    last_received_at  timestamptz NOT NULL DEFAULT now(),
+                    deliveries        integer NOT NULL DEFAULT 1,
+                    outcome           text NOT NULL CHECK (outcome IN ('pending', 'applied', 'stale', 'ignored')),
+                    events            integer NOT NULL DEFAULT 0,
+                    streams           text[] NOT NULL DEFAULT '{}',
+                    detail            text
+                );
+                CREATE INDEX IF NOT EXISTS stripe_events_object ON \(s).stripe_events (object_id, event_created)
+                    WHERE outcome = 'applied';
+
+                -- Keys the command executor allocates, one sequence per entity; unseeded (the
+                -- executor moves each past the largest numeric key of its streams on first use).
+                \(sequences.joined(separator: "\n"))
+                """
+        },
+        Migration(version: 4, description: "candidate commands") { store in
+            // What `serve --mode candidate` records for the comparison with legacy (issue 16
+            // point 4): one row per operation id (the request's Idempotency-Key).
+            let s = store.s
+            return """
+                CREATE TABLE IF NOT EXISTS \(s).candidate_commands (
+                    op_id         text COLLATE "C" PRIMARY KEY,
+                    command       text NOT NULL,
+                    command_json  jsonb NOT NULL,
+                    legacy_xid    xid8,
+                    answer_status integer NOT NULL,
+                    received_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+                );
+                CREATE INDEX IF NOT EXISTS candidate_commands_received_at ON \(s).candidate_commands (received_at);
+                """
+        },
     ]
+
+    /// The schema version that holds `candidate_commands`: what `serve --mode candidate` requires.
+    public static let candidateSchemaVersion = 4
+
+    /// The entities (raw values of `Billing.Entity`, which this module does not see) that
+    /// schema version 3 creates a key sequence `command_ids_<entity>` for: every entity of the
+    /// canonical model then. A later entity needs a later migration (old steps never change).
+    public static let commandIDSequenceEntities = [
+        "customer", "plan", "subscription", "invoice", "invoice_line", "payment", "refund", "credit_note",
+        "balance_transaction", "billing_entity", "payment_allocation", "wallet", "wallet_transaction",
+        "credit_application", "chargeback", "payment_transaction",
+    ]
+
+    /// The schema version that holds `idempotency_keys`, `stripe_events` and the
+    /// `command_ids_<entity>` sequences: what `serve`, the webhook and the executor require.
+    public static let serveSchemaVersion = 3
 
     /// The newest schema version this binary knows.
     public static var currentSchemaVersion: Int { migrations.last!.version }
@@ -206,6 +288,16 @@ extension EventStore {
         guard exists else { return nil }
         let row = try session.query("SELECT max(version) AS v FROM \(s).schema_migrations").rows[0]
         return try row.decode("v", as: Int32?.self).map(Int.init)
+    }
+
+    /// Throws ``EventStoreError/schemaTooOld(found:required:)`` unless the store is at least at
+    /// `version` (and ``requireInitialized(_:)``'s errors): for code that uses objects a later
+    /// migration brings — `serve` refuses to start on a store `store init` has not upgraded,
+    /// rather than fail each request on a missing table.
+    public func requireSchema(atLeast version: Int, _ session: Session) throws {
+        try requireInitialized(session)
+        let found = try schemaVersion(session) ?? 0
+        guard found >= version else { throw EventStoreError.schemaTooOld(found: found, required: version) }
     }
 
     /// Throws ``EventStoreError/notInitialized(schema:)`` unless the store is at the current version.
@@ -286,6 +378,12 @@ extension EventStore {
             "GRANT SELECT ON \(s).schema_migrations TO \(r)",
             "GRANT EXECUTE ON FUNCTION \(s).append_to_stream(text, text, bigint, uuid[], text[], integer[], "
                 + "timestamptz[], jsonb[], jsonb[]) TO \(r)",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON \(s).idempotency_keys TO \(r)",
+            "GRANT SELECT, INSERT, UPDATE ON \(s).stripe_events TO \(r)",
+            "GRANT SELECT, INSERT ON \(s).candidate_commands TO \(r)",
+            "GRANT USAGE, SELECT, UPDATE ON SEQUENCE "
+                + Self.commandIDSequenceEntities.map { "\(s).\(quoteIdentifier("command_ids_" + $0))" }
+                .joined(separator: ", ") + " TO \(r)",
             "GRANT CREATE ON DATABASE \(quoteIdentifier(database)) TO \(r)",
         ]
     }

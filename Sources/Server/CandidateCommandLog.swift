@@ -17,8 +17,8 @@ import Postgres
 /// nothing new (the ``IdempotencyStore`` answers it before the handler runs), and a key used
 /// again after its idempotency retention keeps the first record (`ON CONFLICT DO NOTHING`).
 ///
-/// The table is created by ``install(on:)``, idempotently, like `idempotency_keys`: the store's
-/// schema has no migration step for runtime tables of `serve` (yet).
+/// The table is the store's (schema version 4, ``EventStore/EventStore/candidateSchemaVersion``),
+/// created and granted by `store init` like `idempotency_keys`, never by `serve`.
 public struct CandidateCommandLog: Sendable {
     public let store: EventStore
 
@@ -47,28 +47,6 @@ public struct CandidateCommandLog: Sendable {
             self.commandJSON = commandJSON
             self.legacyXid = legacyXid
             self.answerStatus = answerStatus
-        }
-    }
-
-    /// Creates the table if missing; safe to run concurrently and often.
-    public func install(on connection: Connection) async throws {
-        let (table, schema) = (self.table, store.schema)
-        try await connection.withSession { session in
-            try session.transaction { tx in
-                try tx.lock(AdvisoryLock("ledgerlift.candidate.install/" + schema), scope: .transaction)
-                try tx.executeScript(
-                    """
-                    CREATE TABLE IF NOT EXISTS \(table) (
-                        op_id         text COLLATE "C" PRIMARY KEY,
-                        command       text NOT NULL,
-                        command_json  jsonb NOT NULL,
-                        legacy_xid    xid8,
-                        answer_status integer NOT NULL,
-                        received_at   timestamptz NOT NULL DEFAULT clock_timestamp()
-                    );
-                    CREATE INDEX IF NOT EXISTS candidate_commands_received_at ON \(table) (received_at);
-                    """)
-            }
         }
     }
 

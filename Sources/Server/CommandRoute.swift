@@ -60,16 +60,23 @@ extension LedgerliftServer {
         let key = request.headers[.idempotencyKey]
         let legacyXid = try CandidateCommandLog.legacyXid(request.headers[.ledgerliftLegacyXid])
         let path = "/commands/" + name
-        let outcome = try await pool.withConnection { [idempotency] connection -> IdempotencyStore.Outcome in
-            guard let key else {
-                return IdempotencyStore.Outcome(
+        let outcome: IdempotencyStore.Outcome
+        if let key {
+            outcome = try await inFlight.run(key: "POST " + path + "\n" + key, body: body) {
+                [pool, idempotency, legacyXid] in
+                try await pool.withConnection { connection in
+                    try await idempotency.perform(key: key, method: "POST", path: path, body: body, on: connection) {
+                        try await handler.handle(
+                            name: name, body: body, idempotencyKey: key, legacyXid: legacyXid, on: connection)
+                    }
+                }
+            }
+        } else {
+            outcome = try await pool.withConnection { connection in
+                IdempotencyStore.Outcome(
                     response: try await handler.handle(
                         name: name, body: body, idempotencyKey: nil, legacyXid: legacyXid, on: connection),
                     replayed: false)
-            }
-            return try await idempotency.perform(key: key, method: "POST", path: path, body: body, on: connection) {
-                try await handler.handle(
-                    name: name, body: body, idempotencyKey: key, legacyXid: legacyXid, on: connection)
             }
         }
         var headers = HTTPFields()

@@ -164,7 +164,7 @@ public struct ExecutorCommands: CommandHandling {
             return Problem(
                 .serviceUnavailable, code: "allocation_exhausted", title: "No free key",
                 detail: "no free key could be allocated; retry later")
-        case .requirementsUnsettled, .unreadableStream, .unknownColumn, .invalidDecision:
+        case .requirementsUnsettled, .unreadableStream, .unknownColumn, .invalidDecision, .noIDSequence:
             return Problem.internalError
         }
     }

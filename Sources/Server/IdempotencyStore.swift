@@ -3,7 +3,8 @@ import HTTPTypes
 import Postgres
 import TextFormats
 
-/// `Idempotency-Key` with Stripe's semantics, kept in the store (`<store schema>.idempotency_keys`).
+/// `Idempotency-Key` with Stripe's semantics, kept in the store (`<store schema>.idempotency_keys`,
+/// which schema version 3 creates and `store init --grant-to` grants to the writer role).
 ///
 /// A client that retries a command after a timeout must not pay twice. For a request with a key:
 /// - the first one runs, and its response (status and body, byte for byte) is stored with a
@@ -52,31 +53,6 @@ public struct IdempotencyStore: Sendable {
         public var response: StoredResponse
         /// Whether it is the stored response of an earlier request with the key.
         public var replayed: Bool
-    }
-
-    /// Creates the table (and its expiry index) if missing; safe to run concurrently and often.
-    public func install(on connection: Connection) async throws {
-        let (table, schema) = (self.table, store.schema)
-        try await connection.withSession { session in
-            try session.transaction { tx in
-                try tx.lock(AdvisoryLock("ledgerlift.idempotency.install/" + schema), scope: .transaction)
-                try tx.executeScript(
-                    """
-                    CREATE TABLE IF NOT EXISTS \(table) (
-                        idempotency_key     text COLLATE "C" PRIMARY KEY,
-                        request_fingerprint text NOT NULL,
-                        method              text NOT NULL,
-                        path                text NOT NULL,
-                        status              integer NOT NULL,
-                        content_type        text NOT NULL,
-                        response_body       text NOT NULL,
-                        created_at          timestamptz NOT NULL DEFAULT now(),
-                        expires_at          timestamptz NOT NULL
-                    );
-                    CREATE INDEX IF NOT EXISTS idempotency_keys_expires_at ON \(table) (expires_at);
-                    """)
-            }
-        }
     }
 
     /// Checks a key as the client sent it: 1 to 255 printable ASCII characters.

@@ -8,6 +8,7 @@ import Postgres
 import ServiceLifecycle
 import TextFormats
 import UnixSignals
+import Webhooks
 
 /// One route of the API: what the router registers and `docs/openapi.yaml` must describe.
 public struct ServeRoute: Sendable, Hashable, CustomStringConvertible {
@@ -30,7 +31,7 @@ public struct ServeRoute: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// `ledgerlift serve`: the HTTP JSON API over the ledger — commands (with `Idempotency-Key`),
-/// the read models' figures, health and Prometheus metrics — on Hummingbird 2.
+/// Stripe webhooks, the read models' figures, health and Prometheus metrics — on Hummingbird 2.
 ///
 /// Requests borrow store connections from a ``ConnectionPool``; every failure is answered as a
 /// ``Problem`` document; the read models are kept following in-process by a
@@ -44,8 +45,13 @@ public final class LedgerliftServer: Sendable {
     /// What runs `POST /commands/{name}` (``ExecutorCommands`` in `ledgerlift serve`); `nil`
     /// answers 501.
     public let commandHandler: (any CommandHandling)?
+    /// What runs `POST /webhooks/stripe`: `nil` when the configuration has no signing secret
+    /// (the route answers 503 `webhooks_not_configured`).
+    public let webhookHandler: StripeWebhookHandler?
     let answers: ReadAnswers
     let logger: Logger
+    /// Duplicates of a request still running here wait for it (see ``InFlightRequests``).
+    let inFlight = InFlightRequests()
 
     public init(
         _ configuration: ServeConfiguration, commandHandler: (any CommandHandling)?,
@@ -60,6 +66,9 @@ public final class LedgerliftServer: Sendable {
             store: configuration.store, retention: configuration.idempotencyRetention,
             lockWait: configuration.idempotencyWait)
         self.answers = ReadAnswers(readSchema: configuration.readSchema)
+        self.webhookHandler =
+            configuration.stripeWebhookSecrets.isEmpty
+            ? nil : StripeWebhookHandler(store: configuration.store, secrets: configuration.stripeWebhookSecrets)
         self.logger = logger
     }
 
@@ -72,6 +81,7 @@ public final class LedgerliftServer: Sendable {
         ServeRoute("GET", "/reports/revenue"),
         ServeRoute("GET", "/reports/aging"),
         ServeRoute("POST", "/commands/{name}"),
+        ServeRoute("POST", "/webhooks/stripe"),
     ]
 
     public typealias Context = BasicRequestContext
@@ -147,12 +157,13 @@ public final class LedgerliftServer: Sendable {
         on(.post, "/commands/{name}") { request, context in
             try await self.command(request, name: context.parameters.get("name") ?? "")
         }
+        on(.post, "/webhooks/stripe") { request, _ in try await self.stripeWebhook(request) }
         return (router, registered)
     }
 
     // MARK: - Running
 
-    /// Checks the store, creates the idempotency table, then serves until SIGTERM/SIGINT (or
+    /// Checks the store's schema version, then serves until SIGTERM/SIGINT (or
     /// the task's cancellation): requests in flight finish before it returns.
     ///
     /// - Parameter onListening: called with the bound port once the server accepts connections.
@@ -190,14 +201,17 @@ public final class LedgerliftServer: Sendable {
         await pool.close()
     }
 
-    /// The store must be initialized; the idempotency table — and in candidate mode the
-    /// candidate commands' table — is created if missing.
+    /// The store must be at schema version 3 at least (``EventStore/serveSchemaVersion``):
+    /// the idempotency keys, the Stripe deliveries and the command key sequences are the
+    /// store's, created and granted by `store init`, never by `serve` (a table `serve` created
+    /// would belong to whichever role ran it first).
+    /// In candidate mode, version 4 (``EventStore/candidateSchemaVersion``), which holds
+    /// `candidate_commands`.
     func prepare() async throws {
         let (store, mode) = (configuration.store, configuration.mode)
         try await pool.withConnection { connection in
-            try await connection.withSession { try store.requireInitialized($0) }
-            try await self.idempotency.install(on: connection)
-            if mode == .candidate { try await CandidateCommandLog(store: store).install(on: connection) }
+            let required = mode == .candidate ? EventStore.candidateSchemaVersion : EventStore.serveSchemaVersion
+            try await connection.withSession { try store.requireSchema(atLeast: required, $0) }
         }
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import EventStore
 
 /// Whether `serve` applies commands or only decides them.
@@ -32,13 +33,18 @@ public struct ServeConfiguration: Sendable {
     /// How long a command's response waits for the read models to take its events in, so a
     /// read after it sees it (then it answers anyway, with `Ledgerlift-Projection: behind`).
     public var projectionWait: Duration
+    /// The Stripe endpoint's signing secrets (`whsec_…`; two while one is rolled). Empty: `POST
+    /// /webhooks/stripe` answers 503 `webhooks_not_configured`. `ledgerlift serve` reads them
+    /// from ``stripeWebhookSecretsVariable`` only — an option's value is visible to every user
+    /// of the machine (`ps`, `/proc/<pid>/cmdline`).
+    public var stripeWebhookSecrets: [String]
 
     public init(
         storeDSN: String, host: String = "127.0.0.1", port: Int = 8080, mode: ServeMode = .primary,
         store: EventStore = EventStore(), readSchema: String = "ledgerlift_read", poolSize: Int = 10,
         maximumBodyBytes: Int = 1 << 20, idempotencyWait: Duration = .seconds(10),
         idempotencyRetention: Duration = .seconds(24 * 3600), projects: Bool = true,
-        projectionWait: Duration = .seconds(5)
+        projectionWait: Duration = .seconds(5), stripeWebhookSecrets: [String] = []
     ) {
         self.storeDSN = storeDSN
         self.host = host
@@ -52,6 +58,17 @@ public struct ServeConfiguration: Sendable {
         self.idempotencyRetention = idempotencyRetention
         self.projects = projects
         self.projectionWait = projectionWait
+        self.stripeWebhookSecrets = stripeWebhookSecrets
+    }
+
+    /// The environment variable holding the Stripe signing secrets, comma-separated.
+    public static let stripeWebhookSecretsVariable = "LEDGERLIFT_STRIPE_WEBHOOK_SECRETS"
+
+    /// The secrets of a ``stripeWebhookSecretsVariable`` value: split at commas, blanks around
+    /// each trimmed, empty items dropped (`nil` or blank: none).
+    public static func stripeWebhookSecrets(fromEnvironmentValue value: String?) -> [String] {
+        (value ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            .filter { !$0.isEmpty }
     }
 
     /// Parses `--listen host:port` (`127.0.0.1:8080`, `[::1]:8080`, `:8080` for every address).

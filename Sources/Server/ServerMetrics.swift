@@ -15,6 +15,11 @@ import Prometheus
 /// - `ledgerlift_idempotent_replays_total`: responses replayed from an `Idempotency-Key`;
 /// - `ledgerlift_candidate_commands_total{recorded}`: commands candidate mode received, recorded
 ///   (`true`, they had an `Idempotency-Key`) or not (`false`: they can never be compared);
+/// - `ledgerlift_webhook_deliveries_total{outcome}`: Stripe deliveries acknowledged, by outcome
+///   (`applied`, `duplicate` — the dedups —, `stale`, `ignored`);
+/// - `ledgerlift_webhook_rejections_total{reason}`: Stripe deliveries refused (`invalid_signature`,
+///   `stale_timestamp`, `invalid_event`, `unresolved_reference`, `conflict`, `store_error`,
+///   `payload_too_large`, `not_configured`);
 /// - `ledgerlift_projector_lag_events` and `ledgerlift_projector_lag_seconds`: how far the
 ///   read models are behind the store (refreshed by the serve projector, `/health` and each
 ///   scrape).
@@ -67,6 +72,20 @@ public final class ServerMetrics: Sendable {
         CoreMetrics.Counter(
             label: "ledgerlift_candidate_commands_total", dimensions: [("recorded", String(recorded))],
             factory: factory
+        ).increment()
+    }
+
+    /// One Stripe delivery answered 200; `outcome` is ``Webhooks/WebhookOutcome/kind``.
+    public func webhookDelivery(_ outcome: String) {
+        CoreMetrics.Counter(
+            label: "ledgerlift_webhook_deliveries_total", dimensions: [("outcome", outcome)], factory: factory
+        ).increment()
+    }
+
+    /// One Stripe delivery refused (4xx or 5xx), by a reason from a fixed set.
+    public func webhookRejection(_ reason: String) {
+        CoreMetrics.Counter(
+            label: "ledgerlift_webhook_rejections_total", dimensions: [("reason", reason)], factory: factory
         ).increment()
     }
 

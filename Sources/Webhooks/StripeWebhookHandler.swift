@@ -117,8 +117,7 @@ public struct StripeWebhookHandler: Sendable {
         for attempt in 1...max(1, maximumAttempts) {
             do {
                 return try await connection.withSession { session in
-                    try self.deliveries.install(in: session)
-                    return try session.transaction { tx in try self.apply(event, tx) }
+                    try session.transaction { tx in try self.apply(event, tx) }
                 }
             } catch EventStoreError.wrongExpectedVersion(let stream, _, _) {
                 lastStream = stream

@@ -2,7 +2,9 @@ import EventStore
 import Postgres
 
 /// The deliveries the webhook has seen: `<store schema>.stripe_events`, one row per Stripe
-/// event id.
+/// event id. The table is the store's (schema version 3, granted to the writer role by `store
+/// init --grant-to`), never created here: a table created on first use would belong to the
+/// role that happened to deliver first and refuse every other.
 ///
 /// The primary key is the dedup: a delivery's row is inserted in the same transaction that
 /// appends its events, so of two concurrent deliveries of one event the second waits on the
@@ -16,38 +18,6 @@ public struct StripeWebhookStore: Sendable {
 
     /// `"<schema>"."stripe_events"`.
     public var table: String { quoteIdentifier(store.schema) + "." + quoteIdentifier("stripe_events") }
-
-    /// Creates the table (and its index) unless it exists, serialized by an advisory lock so
-    /// two first deliveries cannot race on the catalog. Runs in `session`'s transaction if one
-    /// is open.
-    public func install(in session: Session) throws {
-        let exists = try session.query("SELECT to_regclass($1) IS NOT NULL", [table]).rows[0].decode(at: 0, as: Bool.self)
-        if exists { return }
-        let create = { (tx: Session) throws in
-            try tx.lock(AdvisoryLock("ledgerlift.stripe.install/" + store.schema), scope: .transaction)
-            try tx.execute(
-                """
-                CREATE TABLE IF NOT EXISTS \(table) (
-                    event_id          text PRIMARY KEY,
-                    type              text NOT NULL,
-                    object_id         text,
-                    event_created     timestamptz NOT NULL,
-                    livemode          boolean NOT NULL,
-                    api_version       text,
-                    received_at       timestamptz NOT NULL DEFAULT now(),
-                    last_received_at  timestamptz NOT NULL DEFAULT now(),
-                    deliveries        integer NOT NULL DEFAULT 1,
-                    outcome           text NOT NULL CHECK (outcome IN ('pending', 'applied', 'stale', 'ignored')),
-                    events            integer NOT NULL DEFAULT 0,
-                    streams           text[] NOT NULL DEFAULT '{}',
-                    detail            text
-                )
-                """)
-            try tx.execute(
-                "CREATE INDEX IF NOT EXISTS stripe_events_object ON \(table) (object_id, event_created) WHERE outcome = 'applied'")
-        }
-        if session.isInTransaction { try create(session) } else { try session.transaction { try create($0) } }
-    }
 
     /// Deliveries by outcome, and the retried deliveries acknowledged as duplicates.
     public struct Counts: Sendable, Hashable {

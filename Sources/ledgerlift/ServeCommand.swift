@@ -15,8 +15,11 @@ struct ServeCommand: AsyncParsableCommand {
             with a stable code. The read models are kept following the store in-process, so a read after a \
             command sees it. With --mode candidate, commands are decided against the ledger and not appended \
             (202 with the decision), and recorded under their Idempotency-Key with the Ledgerlift-Legacy-Xid \
-            header for the comparison with legacy. SIGTERM or SIGINT stops accepting connections, lets requests in flight \
-            finish, then exits 0.
+            header for the comparison with legacy. POST /webhooks/stripe takes Stripe's webhooks; its signing \
+            secrets are \
+            read from the environment variable LEDGERLIFT_STRIPE_WEBHOOK_SECRETS (comma-separated, so a rolled \
+            secret and its successor both verify), never from an option, which other users could read with ps. \
+            SIGTERM or SIGINT stops accepting connections, lets requests in flight finish, then exits 0.
             """)
 
     @OptionGroup var store: StoreOptions
@@ -44,7 +47,9 @@ struct ServeCommand: AsyncParsableCommand {
         let configuration = ServeConfiguration(
             storeDSN: store.dsn, host: address.host, port: address.port, mode: ServeMode(rawValue: mode)!,
             store: store.store,
-            readSchema: readSchema)
+            readSchema: readSchema,
+            stripeWebhookSecrets: ServeConfiguration.stripeWebhookSecrets(
+                fromEnvironmentValue: ProcessInfo.processInfo.environment[ServeConfiguration.stripeWebhookSecretsVariable]))
         let logger = CommandLineSettings.logger("serve")
         let metrics = ServerMetrics()
         let commands = ExecutorCommands(

@@ -1,5 +1,7 @@
 import Commands
+import EventStore
 import Foundation
+import Logging
 import Postgres
 import Server
 import TestSupport
@@ -108,24 +110,11 @@ struct CandidateRecordingTests {
         }
     }
 
-    @Test func primaryModeCreatesNoCandidateTableAndInstallIsRepeatable() async throws {
+    @Test func anOperationIdIsRecordedOnceAndKeepsItsFirstRecord() async throws {
         try await withEmptyStore { store in
-            try await CommandRouteTests.server(store, mode: .primary) { _, client in
-                let answer = try await client.send(
-                    "POST", "/commands/create_customer", body: Self.createCustomer("cand-5"),
-                    headers: ["Idempotency-Key": "op-10/1"])
-                #expect(answer.status == 200, "\(answer.body)")
-            }
-            let exists = try await withSession(store) {
-                try $0.query("SELECT to_regclass('ledgerlift.candidate_commands') IS NOT NULL").rows[0]
-                    .decode(at: 0, as: Bool.self)
-            }
-            #expect(!exists)
             let connection = try await Connection.connect(store)
             defer { connection.close() }
             let log = CandidateCommandLog()
-            try await log.install(on: connection)
-            try await log.install(on: connection)
             #expect(
                 try await log.record(
                     .init(opID: "k", command: "void_invoice", commandJSON: "{}", legacyXid: 5, answerStatus: 202),
@@ -135,6 +124,25 @@ struct CandidateRecordingTests {
                     .init(opID: "k", command: "void_invoice", commandJSON: "{}", legacyXid: 6, answerStatus: 404),
                     on: connection)))
             #expect(try await log.entries(on: connection).map(\.legacyXid) == [5])
+        }
+    }
+
+    @Test func candidateModeRefusesAStoreWithoutTheCandidateTableAndPrimaryModeServesIt() async throws {
+        try await TestDatabase.withFresh { dsn in
+            // A store as schema version 3 left it.
+            try await withSession(dsn) { session in
+                try EventStore().migrate(session)
+                try session.execute("DROP TABLE ledgerlift.candidate_commands")
+                try session.execute("DELETE FROM ledgerlift.schema_migrations WHERE version >= 4")
+            }
+            let candidate = LedgerliftServer(
+                ServeConfiguration(storeDSN: dsn, port: 0, mode: .candidate, projects: false), commandHandler: nil,
+                logger: Logger(label: "test.serve"))
+            await #expect(throws: EventStoreError.schemaTooOld(found: 3, required: 4)) {
+                try await candidate.run(gracefulShutdownSignals: []) { _ in Issue.record("listened on an old store") }
+            }
+            let started = try await withServer(ServeConfiguration(storeDSN: dsn, projects: false)) { _, _ in true }
+            #expect(started)
         }
     }
 }

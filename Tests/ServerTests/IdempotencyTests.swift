@@ -167,28 +167,4 @@ struct IdempotencyTests {
             }
         }
     }
-
-    @Test func theTableIsCreatedIdempotentlyInTheStoresSchema() async throws {
-        try await withEmptyStore { store in
-            let idempotency = IdempotencyStore()
-            let connection = try await Connection.connect(store)
-            defer { connection.close() }
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<4 {
-                    group.addTask {
-                        let c = try await Connection.connect(store)
-                        defer { c.close() }
-                        try await idempotency.install(on: c)
-                    }
-                }
-                try await group.waitForAll()
-            }
-            try await idempotency.install(on: connection)
-            let found = try await connection.withSession {
-                try $0.query("SELECT to_regclass('ledgerlift.idempotency_keys') IS NOT NULL").rows[0].decode(
-                    at: 0, as: Bool.self)
-            }
-            #expect(found)
-        }
-    }
 }
