@@ -212,7 +212,26 @@ extension EventStore {
                 \(sequences.joined(separator: "\n"))
                 """
         },
+        Migration(version: 4, description: "candidate commands") { store in
+            // What `serve --mode candidate` records for the comparison with legacy (issue 16
+            // point 4): one row per operation id (the request's Idempotency-Key).
+            let s = store.s
+            return """
+                CREATE TABLE IF NOT EXISTS \(s).candidate_commands (
+                    op_id         text COLLATE "C" PRIMARY KEY,
+                    command       text NOT NULL,
+                    command_json  jsonb NOT NULL,
+                    legacy_xid    xid8,
+                    answer_status integer NOT NULL,
+                    received_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+                );
+                CREATE INDEX IF NOT EXISTS candidate_commands_received_at ON \(s).candidate_commands (received_at);
+                """
+        },
     ]
+
+    /// The schema version that holds `candidate_commands`: what `serve --mode candidate` requires.
+    public static let candidateSchemaVersion = 4
 
     /// The entities (raw values of `Billing.Entity`, which this module does not see) that
     /// schema version 3 creates a key sequence `command_ids_<entity>` for: every entity of the
@@ -361,6 +380,7 @@ extension EventStore {
                 + "timestamptz[], jsonb[], jsonb[]) TO \(r)",
             "GRANT SELECT, INSERT, UPDATE, DELETE ON \(s).idempotency_keys TO \(r)",
             "GRANT SELECT, INSERT, UPDATE ON \(s).stripe_events TO \(r)",
+            "GRANT SELECT, INSERT ON \(s).candidate_commands TO \(r)",
             "GRANT USAGE, SELECT, UPDATE ON SEQUENCE "
                 + Self.commandIDSequenceEntities.map { "\(s).\(quoteIdentifier("command_ids_" + $0))" }
                 .joined(separator: ", ") + " TO \(r)",

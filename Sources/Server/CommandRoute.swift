@@ -9,9 +9,12 @@ import TextFormats
 /// primary mode, appends) and returns the response to send — rejections included, as
 /// problem documents, so `Idempotency-Key` replays them too. Throws only for failures that
 /// are not the command's answer (the store is down): those are not stored under the key.
+///
+/// `legacyXid` is the `Ledgerlift-Legacy-Xid` header, already validated: the legacy
+/// transaction that made the same change (candidate mode records it for the comparison).
 public protocol CommandHandling: Sendable {
-    func handle(name: String, body: String, idempotencyKey: String?, on connection: Connection) async throws
-        -> IdempotencyStore.StoredResponse
+    func handle(name: String, body: String, idempotencyKey: String?, legacyXid: UInt64?, on connection: Connection)
+        async throws -> IdempotencyStore.StoredResponse
 }
 
 extension LedgerliftServer {
@@ -55,19 +58,23 @@ extension LedgerliftServer {
                 detail: "this server was started without a command executor")
         }
         let key = request.headers[.idempotencyKey]
+        let legacyXid = try CandidateCommandLog.legacyXid(request.headers[.ledgerliftLegacyXid])
         let path = "/commands/" + name
         let outcome: IdempotencyStore.Outcome
         if let key {
-            outcome = try await inFlight.run(key: "POST " + path + "\n" + key, body: body) { [pool, idempotency] in
+            outcome = try await inFlight.run(key: "POST " + path + "\n" + key, body: body) {
+                [pool, idempotency, legacyXid] in
                 try await pool.withConnection { connection in
                     try await idempotency.perform(key: key, method: "POST", path: path, body: body, on: connection) {
-                        try await handler.handle(name: name, body: body, idempotencyKey: key, on: connection)
+                        try await handler.handle(
+                            name: name, body: body, idempotencyKey: key, legacyXid: legacyXid, on: connection)
                     }
                 }
             }
         } else {
             outcome = try await pool.withConnection { connection in
-                let response = try await handler.handle(name: name, body: body, idempotencyKey: nil, on: connection)
+                let response = try await handler.handle(
+                    name: name, body: body, idempotencyKey: nil, legacyXid: legacyXid, on: connection)
                 return IdempotencyStore.Outcome(response: response, replayed: response.replayed)
             }
         }
@@ -87,4 +94,6 @@ extension HTTPField.Name {
     static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
     static let idempotentReplayed = HTTPField.Name("Idempotent-Replayed")!
     static let ledgerliftProjection = HTTPField.Name("Ledgerlift-Projection")!
+    /// The legacy transaction id a candidate command was sent from (`pg_current_xact_id()`).
+    static let ledgerliftLegacyXid = HTTPField.Name("Ledgerlift-Legacy-Xid")!
 }

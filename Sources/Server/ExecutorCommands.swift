@@ -9,7 +9,8 @@ import TextFormats
 /// `POST /commands/{name}` on the command layer: the body decoded as a ``Commands/BillingCommand``
 /// (strict JSON, docs/commands.md), then — in primary mode — ``Commands/CommandExecutor/execute(_:requestID:on:)``
 /// (200 with the ``Commands/CommandOutcome``), in candidate mode ``Commands/CommandExecutor/decide(_:on:)``
-/// (202 with the decision, nothing appended).
+/// (202 with the decision, nothing appended) and the command recorded under its
+/// `Idempotency-Key` in the ``CandidateCommandLog`` for the comparison with legacy.
 ///
 /// A ``Commands/CommandRejection`` is the command's answer — a problem document with the rule's
 /// code (404 `not_found`, 409 `already_exists`, 422 otherwise) — so an `Idempotency-Key`
@@ -24,6 +25,8 @@ public struct ExecutorCommands: CommandHandling {
     public let mode: ServeMode
     public let metrics: ServerMetrics
     public var projectionWait: Duration
+    /// Where candidate mode records the commands it receives (in the executor's store).
+    public var candidateLog: CandidateCommandLog { CandidateCommandLog(store: executor.store) }
 
     public init(
         executor: CommandExecutor, mode: ServeMode, metrics: ServerMetrics, projectionWait: Duration = .seconds(5)
@@ -34,13 +37,13 @@ public struct ExecutorCommands: CommandHandling {
         self.projectionWait = projectionWait
     }
 
-    public func handle(name: String, body: String, idempotencyKey: String?, on connection: Connection) async throws
-        -> IdempotencyStore.StoredResponse
-    {
+    public func handle(
+        name: String, body: String, idempotencyKey: String?, legacyXid: UInt64?, on connection: Connection
+    ) async throws -> IdempotencyStore.StoredResponse {
         let command = try Self.decode(name: name, body: body)
-        do {
-            switch mode {
-            case .primary:
+        switch mode {
+        case .primary:
+            return try await answer(name) {
                 let outcome = try await executor.execute(command, requestID: idempotencyKey, on: connection)
                 // A request id committed earlier (its stored response lost) appended nothing
                 // now: the route counts it as an idempotent replay and says so in
@@ -52,13 +55,40 @@ public struct ExecutorCommands: CommandHandling {
                 return .init(
                     status: 200, contentType: "application/json",
                     body: String(decoding: try encoder.encode(outcome), as: UTF8.self), replayed: outcome.replayed)
-            case .candidate:
+            }
+        case .candidate:
+            // Only a command with an operation id can be compared later; one without is still
+            // decided and answered, and says (and counts) that it was not recorded.
+            let recorded = idempotencyKey != nil
+            let response = try await answer(name) {
                 let (decision, events) = try await executor.decide(command, on: connection)
                 metrics.command(name, outcome: "decided")
                 return .init(
                     status: 202, contentType: "application/json",
-                    body: Self.candidateJSON(name, decision, events).rendered)
+                    body: Self.candidateJSON(name, decision, events, recorded: recorded).rendered)
             }
+            if let idempotencyKey {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                try await candidateLog.record(
+                    .init(
+                        opID: idempotencyKey, command: name,
+                        commandJSON: String(decoding: try encoder.encode(command), as: UTF8.self),
+                        legacyXid: legacyXid, answerStatus: response.status),
+                    on: connection)
+            }
+            metrics.candidateCommand(recorded: recorded)
+            return response
+        }
+    }
+
+    /// Runs `body`, turning a rejection into its problem document (the command's answer) and
+    /// a ``Commands/CommandError`` into the thrown problem (not the command's answer).
+    private func answer(
+        _ name: String, _ body: () async throws -> IdempotencyStore.StoredResponse
+    ) async throws -> IdempotencyStore.StoredResponse {
+        do {
+            return try await body()
         } catch let rejection as CommandRejection {
             metrics.command(name, outcome: "rejected")
             let problem = Self.problem(rejection)
@@ -170,8 +200,11 @@ public struct ExecutorCommands: CommandHandling {
         }
     }
 
-    /// The 202 body of candidate mode: what the command would append, nothing appended.
-    static func candidateJSON(_ name: String, _ decision: Decision, _ events: [BillingEvent]) -> JSONValue {
+    /// The 202 body of candidate mode: what the command would append, nothing appended, and
+    /// whether it was recorded for the comparison (only with an `Idempotency-Key`).
+    static func candidateJSON(_ name: String, _ decision: Decision, _ events: [BillingEvent], recorded: Bool)
+        -> JSONValue
+    {
         var rows = [(String, JSONValue)]()
         for row in decision.rows {
             let columns = row.entity.columns.map { column -> (String, JSONValue) in
@@ -188,6 +221,7 @@ public struct ExecutorCommands: CommandHandling {
                     events.map { .object([("stream_id", .string($0.streamID)), ("type", .string($0.type.rawValue))]) })
             ),
             ("rows", .object(rows.sorted { $0.0 < $1.0 })),
+            ("recorded", .bool(recorded)),
         ])
     }
 

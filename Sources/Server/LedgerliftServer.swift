@@ -206,10 +206,13 @@ public final class LedgerliftServer: Sendable {
     /// the idempotency keys, the Stripe deliveries and the command key sequences are the
     /// store's, created and granted by `store init`, never by `serve` (a table `serve` created
     /// would belong to whichever role ran it first).
+    /// In candidate mode, version 4 (``EventStore/candidateSchemaVersion``), which holds
+    /// `candidate_commands`.
     func prepare() async throws {
-        let store = configuration.store
+        let (store, mode) = (configuration.store, configuration.mode)
         try await pool.withConnection { connection in
-            try await connection.withSession { try store.requireSchema(atLeast: EventStore.serveSchemaVersion, $0) }
+            let required = mode == .candidate ? EventStore.candidateSchemaVersion : EventStore.serveSchemaVersion
+            try await connection.withSession { try store.requireSchema(atLeast: required, $0) }
         }
     }
 

@@ -13,6 +13,8 @@ import Prometheus
 /// - `ledgerlift_append_conflicts_total{command}`: commands that gave up on a concurrent writer
 ///   after the executor's retries;
 /// - `ledgerlift_idempotent_replays_total`: responses replayed from an `Idempotency-Key`;
+/// - `ledgerlift_candidate_commands_total{recorded}`: commands candidate mode received, recorded
+///   (`true`, they had an `Idempotency-Key`) or not (`false`: they can never be compared);
 /// - `ledgerlift_webhook_deliveries_total{outcome}`: Stripe deliveries acknowledged, by outcome
 ///   (`applied`, `duplicate` — the dedups —, `stale`, `ignored`);
 /// - `ledgerlift_webhook_rejections_total{reason}`: Stripe deliveries refused (`invalid_signature`,
@@ -62,6 +64,13 @@ public final class ServerMetrics: Sendable {
     }
 
     public func idempotentReplay() { replays.increment() }
+
+    public func candidateCommand(recorded: Bool) {
+        CoreMetrics.Counter(
+            label: "ledgerlift_candidate_commands_total", dimensions: [("recorded", String(recorded))],
+            factory: factory
+        ).increment()
+    }
 
     /// One Stripe delivery answered 200; `outcome` is ``Webhooks/WebhookOutcome/kind``.
     public func webhookDelivery(_ outcome: String) {

@@ -14,7 +14,9 @@ struct ServeCommand: AsyncParsableCommand {
             Routes are described in docs/openapi.yaml and docs/serve.md. Errors are RFC 9457 problem documents \
             with a stable code. The read models are kept following the store in-process, so a read after a \
             command sees it. With --mode candidate, commands are decided against the ledger and not appended \
-            (202 with the decision). POST /webhooks/stripe takes Stripe's webhooks; its signing secrets are \
+            (202 with the decision), and recorded under their Idempotency-Key with the Ledgerlift-Legacy-Xid \
+            header for the comparison with legacy. POST /webhooks/stripe takes Stripe's webhooks; its signing \
+            secrets are \
             read from the environment variable LEDGERLIFT_STRIPE_WEBHOOK_SECRETS (comma-separated, so a rolled \
             secret and its successor both verify), never from an option, which other users could read with ps. \
             SIGTERM or SIGINT stops accepting connections, lets requests in flight finish, then exits 0.

@@ -7,7 +7,9 @@ import Testing
 /// A command handler with a visible effect: each run inserts a row and answers its id and a
 /// fresh nonce, so a second run would be seen twice over (a row and a different body).
 struct CountingHandler: CommandHandling {
-    func handle(name: String, body: String, idempotencyKey: String?, on connection: Connection) async throws
+    func handle(
+        name: String, body: String, idempotencyKey: String?, legacyXid: UInt64?, on connection: Connection
+    ) async throws
         -> IdempotencyStore.StoredResponse
     {
         let id = try await connection.withSession { session -> Int64 in

@@ -54,7 +54,8 @@ struct StoreSchemaServeTests {
                         """
                     ).rows.map { "\(try $0.decode(at: 0, as: String.self)) \(try $0.decode(at: 1, as: String.self))" }
                 }
-                #expect(owners == ["command_ids_customer \(owner)", "idempotency_keys \(owner)", "stripe_events \(owner)"])
+                #expect(
+                    owners == ["command_ids_customer \(owner)", "idempotency_keys \(owner)", "stripe_events \(owner)"])
 
                 let metrics = ServerMetrics()
                 let configuration = ServeConfiguration(
@@ -103,11 +104,12 @@ struct StoreSchemaServeTests {
             // A store as schema version 2 left it.
             try await withSession(dsn) { session in
                 try EventStore().migrate(session)
-                try session.execute("DROP TABLE ledgerlift.idempotency_keys, ledgerlift.stripe_events")
+                try session.execute(
+                    "DROP TABLE ledgerlift.idempotency_keys, ledgerlift.stripe_events, ledgerlift.candidate_commands")
                 for entity in EventStore.commandIDSequenceEntities {
                     try session.execute("DROP SEQUENCE ledgerlift.\(quoteIdentifier("command_ids_" + entity))")
                 }
-                try session.execute("DELETE FROM ledgerlift.schema_migrations WHERE version = 3")
+                try session.execute("DELETE FROM ledgerlift.schema_migrations WHERE version >= 3")
             }
             let server = LedgerliftServer(
                 ServeConfiguration(storeDSN: dsn, port: 0, projects: false), commandHandler: nil,
@@ -123,7 +125,8 @@ struct StoreSchemaServeTests {
 
             let upgraded = try await ledgerlift(["store", "init", "--store", dsn])
             #expect(upgraded.status == 0, "\(upgraded.stderr)")
-            #expect(upgraded.stdout.contains("schema version 2 → 3"), "\(upgraded.stdout)")
+            #expect(
+                upgraded.stdout.contains("schema version 2 → \(EventStore.currentSchemaVersion)"), "\(upgraded.stdout)")
             _ = try await ledgerlift(["project", "--store", dsn])
             try await withServer(
                 ServeConfiguration(storeDSN: dsn, projects: false, stripeWebhookSecrets: [WebhookRouteTests.secret])
