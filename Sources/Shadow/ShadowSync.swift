@@ -126,7 +126,8 @@ public struct ShadowSync: Sendable {
         var total = Outcome()
         for (index, group) in groups.enumerated() {
             let last = index == groups.count - 1
-            let outcome = try await syncGroup(group, position: position, alsoInTransaction: last ? alsoInTransaction : nil)
+            let outcome = try await syncGroup(
+                group, position: position, alsoInTransaction: last ? alsoInTransaction : nil)
             total.add(outcome)
         }
         return total
@@ -181,14 +182,16 @@ public struct ShadowSync: Sendable {
                 case .quarantined(let reason, let detail, let raw):
                     entries.append(
                         QuarantineStore.Entry(
-                            entity: entity, key: key, reason: QuarantineReason(reason), detail: detail, raw: raw, runID: runID))
+                            entity: entity, key: key, reason: QuarantineReason(reason), detail: detail, raw: raw,
+                            runID: runID))
                     outcome.quarantined += 1
                     continue
                 case .absent:
                     if let row = stream.row {
                         synthesized = [
                             Transitions.deletion(
-                                before: row, notBefore: stream.lastOccurredAt, syncedFromVersion: stream.version, origin: origin)
+                                before: row, notBefore: stream.lastOccurredAt, syncedFromVersion: stream.version,
+                                origin: origin)
                         ]
                         outcome.deleted += 1
                     }
@@ -227,7 +230,8 @@ public struct ShadowSync: Sendable {
             try store.appendBulk(batch, in: session) { tx in
                 try quarantine.write(records, tx)
                 for (entity, keys) in freed {
-                    try QuarantineRelease.release(entity, keys: keys, by: releasedBy, position: position, schema: store.schema, tx)
+                    try QuarantineRelease.release(
+                        entity, keys: keys, by: releasedBy, position: position, schema: store.schema, tx)
                 }
                 try alsoInTransaction?(tx, finalOutcome)
             }
@@ -260,65 +264,78 @@ public struct ShadowSync: Sendable {
         let mapping = self.mapping
         return try await legacy.withSession { session in
             try session.transaction(.init(isolation: .repeatableRead, readOnly: true)) { tx in
-                var result = [Entity: [String: LegacyState]]()
-                for (entity, keys) in group {
-                    guard let source = sources[entity], let entityMapping = mapping[entity] else { continue }
-                    var states = [String: LegacyState]()
-                    var rows = [String: [Row]]()
-                    let byKeyRows: [Row]
-                    do {
-                        byKeyRows = try tx.query(entityMapping.byKeySQL, [PostgresArray(keys)]).rows
-                    } catch let error as PostgresError {
-                        throw TailerError.mappingStatementFailed(
-                            entity: entity.rawValue, table: entityMapping.sources.map(\.table).joined(separator: ", "),
-                            statement: entityMapping.byKey == nil ? "query" : "by_key", error: error.description)
-                    }
-                    for row in byKeyRows {
-                        guard let key = row[entity.keyColumn] else { continue }
-                        rows[key, default: []].append(row)
-                    }
-                    var rejected = [String: (String, String)]()
-                    for check in source.checks {
-                        let sql =
-                            "SELECT * FROM (\n\(check.query)) AS ledgerlift_check(ledgerlift_key) "
-                            + "WHERE ledgerlift_check.ledgerlift_key::text = ANY($1::text[])"
-                        for row in try tx.query(sql, [PostgresArray(keys)]).rows {
-                            guard let key = row.values[0], rejected[key] == nil else { continue }
-                            let detail = row.values.count > 1 ? row.values[1] ?? check.reason : check.reason
-                            rejected[key] = (check.reason, detail)
-                        }
-                    }
-                    for (key, keyRows) in rows {
-                        let raw = keyRows.count == 1 ? Self.rawJSON(keyRows[0]) : "[" + keyRows.map(Self.rawJSON).joined(separator: ",") + "]"
-                        if keyRows.count > 1 {
-                            states[key] = .quarantined(
-                                reason: QuarantineReason.duplicateKey.code,
-                                detail: "\(keyRows.count) rows of the mapping query share \(entity.keyColumn) \(key); raw holds them all",
-                                raw: raw)
-                            continue
-                        }
-                        if let (reason, detail) = rejected[key] {
-                            states[key] = .quarantined(reason: reason, detail: detail, raw: raw)
-                            continue
-                        }
-                        switch source.convert(keyRows[0]) {
-                        case .canonical(let row, _, _, _):
-                            states[key] = .row(row)
-                        case .quarantined(_, let reason, let detail):
-                            states[key] = .quarantined(reason: reason, detail: detail, raw: raw)
-                        }
-                    }
-                    result[entity] = states
-                }
-                return result
+                try Self.readLegacy(group, sources: sources, mapping: mapping, in: tx)
             }
         }
+    }
+
+    /// The legacy state of every key of `group`, read in `tx` (whatever its snapshot: the
+    /// sync's read-only one, or a legacy application's own transaction before its COMMIT).
+    static func readLegacy(
+        _ group: [(Entity, [String])], sources: [Entity: EntitySource], mapping: MappingFile, in tx: Session
+    ) throws -> [Entity: [String: LegacyState]] {
+        var result = [Entity: [String: LegacyState]]()
+        for (entity, keys) in group {
+            guard let source = sources[entity], let entityMapping = mapping[entity] else { continue }
+            var states = [String: LegacyState]()
+            var rows = [String: [Row]]()
+            let byKeyRows: [Row]
+            do {
+                byKeyRows = try tx.query(entityMapping.byKeySQL, [PostgresArray(keys)]).rows
+            } catch let error as PostgresError {
+                throw TailerError.mappingStatementFailed(
+                    entity: entity.rawValue, table: entityMapping.sources.map(\.table).joined(separator: ", "),
+                    statement: entityMapping.byKey == nil ? "query" : "by_key", error: error.description)
+            }
+            for row in byKeyRows {
+                guard let key = row[entity.keyColumn] else { continue }
+                rows[key, default: []].append(row)
+            }
+            var rejected = [String: (String, String)]()
+            for check in source.checks {
+                let sql =
+                    "SELECT * FROM (\n\(check.query)) AS ledgerlift_check(ledgerlift_key) "
+                    + "WHERE ledgerlift_check.ledgerlift_key::text = ANY($1::text[])"
+                for row in try tx.query(sql, [PostgresArray(keys)]).rows {
+                    guard let key = row.values[0], rejected[key] == nil else { continue }
+                    let detail = row.values.count > 1 ? row.values[1] ?? check.reason : check.reason
+                    rejected[key] = (check.reason, detail)
+                }
+            }
+            for (key, keyRows) in rows {
+                let raw =
+                    keyRows.count == 1
+                    ? Self.rawJSON(keyRows[0]) : "[" + keyRows.map(Self.rawJSON).joined(separator: ",") + "]"
+                if keyRows.count > 1 {
+                    states[key] = .quarantined(
+                        reason: QuarantineReason.duplicateKey.code,
+                        detail:
+                            "\(keyRows.count) rows of the mapping query share \(entity.keyColumn) \(key); raw holds them all",
+                        raw: raw)
+                    continue
+                }
+                if let (reason, detail) = rejected[key] {
+                    states[key] = .quarantined(reason: reason, detail: detail, raw: raw)
+                    continue
+                }
+                switch source.convert(keyRows[0]) {
+                case .canonical(let row, _, _, _):
+                    states[key] = .row(row)
+                case .quarantined(_, let reason, let detail):
+                    states[key] = .quarantined(reason: reason, detail: detail, raw: raw)
+                }
+            }
+            result[entity] = states
+        }
+        return result
     }
 
     /// The legacy row as a JSON object of text values, for the quarantine table (as the backfill writes it).
     static func rawJSON(_ row: Row) -> String {
         JSONValue.object(
-            zip(row.columns.columns, row.values).map { column, value in (column.name, value.map(JSONValue.string) ?? .null) }
+            zip(row.columns.columns, row.values).map { column, value in
+                (column.name, value.map(JSONValue.string) ?? .null)
+            }
         ).rendered
     }
 
@@ -326,7 +343,9 @@ public struct ShadowSync: Sendable {
 
     /// Each key's stream replayed (one query per entity, served by the events' stream index),
     /// and which keys are quarantined.
-    func readLedger(_ group: [(Entity, [String])]) async throws -> ([Entity: [String: StreamState]], [Entity: Set<String>]) {
+    func readLedger(_ group: [(Entity, [String])]) async throws -> (
+        [Entity: [String: StreamState]], [Entity: Set<String>]
+    ) {
         let schema = quoteIdentifier(eventStore.schema)
         return try await store.withSession { session in
             let quarantineTable = try QuarantineStore(schema: self.eventStore.schema).exists(session)
@@ -352,7 +371,8 @@ public struct ShadowSync: Sendable {
                         payload: try row.decode(at: 5), metadata: PostgresJSON("{}"), transactionID: 0)
                     let key = String(recorded.streamID.dropFirst(prefix.count))
                     events[key, default: []].append(try BillingEvent(recorded: recorded))
-                    states[key] = StreamState(version: recorded.streamVersion, row: nil, lastOccurredAt: recorded.occurredAt)
+                    states[key] = StreamState(
+                        version: recorded.streamVersion, row: nil, lastOccurredAt: recorded.occurredAt)
                 }
                 for (key, stream) in events { states[key]?.row = Transitions.replay(stream) }
                 streams[entity] = states
