@@ -117,7 +117,7 @@ let package = Package(
         .target(
             name: "Shadow",
             dependencies: [
-                "Postgres", "Billing", "Mapping", "EventStore", "Migration", "Diff", "TextFormats",
+                "Postgres", "Billing", "Mapping", "EventStore", "Migration", "Diff", "TextFormats", "Commands",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -40,7 +40,10 @@ public struct CommandOutcome: Sendable, Hashable, Codable {
     /// Whether this request id had been executed already (nothing was appended now).
     public var replayed: Bool
 
-    public init(command: String, summary: String, events: [AppendedEvent], rows: [String: [String: String?]], replayed: Bool = false) {
+    public init(
+        command: String, summary: String, events: [AppendedEvent], rows: [String: [String: String?]],
+        replayed: Bool = false
+    ) {
         self.command = command
         self.summary = summary
         self.events = events
@@ -82,26 +85,36 @@ public struct CommandExecutor: Sendable {
     /// Called (tests only) in each attempt's transaction just before the append, with the
     /// attempt number from 1.
     var beforeAppend: (@Sendable (Int) throws -> Void)?
+    /// The rules a command is decided by: its own (``BillingCommand/decidable``). Replaced only
+    /// to test what checks the rules — a candidate build with a deliberately wrong rule must be
+    /// caught by candidate mode's comparison.
+    public var rules: @Sendable (BillingCommand) -> any Decidable = { $0.decidable }
 
     public init(store: EventStore = EventStore(), readSchema: String = "ledgerlift_read") {
         self.store = store
         self.readSchema = readSchema
     }
 
-    var loader: CommandStateLoader { CommandStateLoader(store: store, readSchema: readSchema, projectionTimeout: projectionTimeout) }
+    var loader: CommandStateLoader {
+        CommandStateLoader(store: store, readSchema: readSchema, projectionTimeout: projectionTimeout)
+    }
 
     /// The advisory lock commands of one customer take.
-    public static func customerLock(_ customerID: String) -> AdvisoryLock { AdvisoryLock("ledgerlift.command.customer/" + customerID) }
+    public static func customerLock(_ customerID: String) -> AdvisoryLock {
+        AdvisoryLock("ledgerlift.command.customer/" + customerID)
+    }
 
     /// Loads, decides, appends (one transaction, exact expected versions, customer lock),
     /// retrying a bounded number of times on a concurrent writer.
     ///
     /// - Throws: ``CommandRejection`` (the rules refused: nothing appended), ``CommandError``
     ///   (conflict after retries, projection not caught up, …), or database errors.
-    public func execute(_ command: BillingCommand, requestID: String?, on connection: Connection) async throws -> CommandOutcome {
+    public func execute(_ command: BillingCommand, requestID: String?, on connection: Connection) async throws
+        -> CommandOutcome
+    {
         try command.validateInput()
         return try await execute(
-            command.decidable, name: command.name, at: command.at, requestID: requestID,
+            rules(command), name: command.name, at: command.at, requestID: requestID,
             fingerprint: requestID == nil ? nil : command.fingerprint, checksTime: true, on: connection,
             prepare: { decidable, state, session in
                 try Self.checkTimeZone(command, session)
@@ -111,7 +124,9 @@ public struct CommandExecutor: Sendable {
 
     /// Decides without appending (candidate mode, dry runs): the decision and the events an
     /// execution would append now.
-    public func decide(_ command: BillingCommand, on connection: Connection) async throws -> (decision: Decision, events: [BillingEvent]) {
+    public func decide(_ command: BillingCommand, on connection: Connection) async throws -> (
+        decision: Decision, events: [BillingEvent]
+    ) {
         let name = command.name
         let at = command.at
         let loader = self.loader
@@ -119,7 +134,7 @@ public struct CommandExecutor: Sendable {
             try session.transaction { tx in
                 try command.validateInput()
                 let (decidable, state) = try self.load(
-                    command.decidable, name: name, requestID: nil, tx,
+                    self.rules(command), name: name, requestID: nil, tx,
                     prepare: { _, state, session in
                         try Self.checkTimeZone(command, session)
                         return try self.fillIDs(command, state: state, session)
@@ -136,7 +151,8 @@ public struct CommandExecutor: Sendable {
 
     func execute(
         _ command: any Decidable, name: String, at: PostgresTimestamp?, requestID: String?, fingerprint: String? = nil,
-        checksTime: Bool = false, on connection: Connection, prepare: (@Sendable (any Decidable, CommandState, Session) throws -> any Decidable)? = nil
+        checksTime: Bool = false, on connection: Connection,
+        prepare: (@Sendable (any Decidable, CommandState, Session) throws -> any Decidable)? = nil
     ) async throws -> CommandOutcome {
         var lastStream = ""
         for attempt in 1...max(1, maximumAttempts) {
@@ -144,7 +160,8 @@ public struct CommandExecutor: Sendable {
                 return try await connection.withSession { session in
                     try session.transaction { tx in
                         try self.attempt(
-                            command, name: name, at: at, requestID: requestID, fingerprint: fingerprint, checksTime: checksTime, attempt: attempt,
+                            command, name: name, at: at, requestID: requestID, fingerprint: fingerprint,
+                            checksTime: checksTime, attempt: attempt,
                             prepare: prepare, tx)
                     }
                 }
@@ -165,7 +182,8 @@ public struct CommandExecutor: Sendable {
     }
 
     private func attempt(
-        _ command: any Decidable, name: String, at: PostgresTimestamp?, requestID: String?, fingerprint: String?, checksTime: Bool, attempt: Int,
+        _ command: any Decidable, name: String, at: PostgresTimestamp?, requestID: String?, fingerprint: String?,
+        checksTime: Bool, attempt: Int,
         prepare: (@Sendable (any Decidable, CommandState, Session) throws -> any Decidable)?, _ tx: Session
     ) throws -> CommandOutcome {
         // Read once to find the customer, lock, then read again: what was read before the lock
@@ -197,12 +215,15 @@ public struct CommandExecutor: Sendable {
         try beforeAppend?(attempt)
         var appended = [AppendedEvent]()
         for append in appends where !append.events.isEmpty {
-            let stored = append.events.map { Self.newEvent($0, command: name, requestID: requestID, fingerprint: fingerprint) }
+            let stored = append.events.map {
+                Self.newEvent($0, command: name, requestID: requestID, fingerprint: fingerprint)
+            }
             try store.append(stored, to: append.streamID, expectedVersion: .exact(append.version), in: tx)
             for (index, event) in append.events.enumerated() {
                 appended.append(
                     AppendedEvent(
-                        streamID: append.streamID, streamVersion: append.version + 1 + Int64(index), type: event.type.rawValue,
+                        streamID: append.streamID, streamVersion: append.version + 1 + Int64(index),
+                        type: event.type.rawValue,
                         eventID: event.eventID.uuidString.lowercased()))
             }
         }
@@ -240,7 +261,9 @@ public struct CommandExecutor: Sendable {
         }
         if let first = CommandStateLoader.keyOrder(customers).first { return first }
         let named = state.streams.values.compactMap { stream -> String? in
-            guard let row = stream.row, row.entity.column("customer_id") != nil, !row["customer_id"].isNull else { return nil }
+            guard let row = stream.row, row.entity.column("customer_id") != nil, !row["customer_id"].isNull else {
+                return nil
+            }
             return row["customer_id"].description
         }
         return CommandStateLoader.keyOrder(Array(Set(named))).first
@@ -256,7 +279,8 @@ public struct CommandExecutor: Sendable {
     /// Every stream's events for `decision`, from the rows the command read (a stream it did
     /// not read is read now, and must not exist: only a new row may go unread).
     static func appends(
-        _ decision: Decision, state: CommandState, name: String, at: PostgresTimestamp?, loader: CommandStateLoader, _ tx: Session
+        _ decision: Decision, state: CommandState, name: String, at: PostgresTimestamp?, loader: CommandStateLoader,
+        _ tx: Session
     ) throws -> [StreamAppend] {
         var seen = Set<String>()
         var result = [StreamAppend]()
@@ -270,7 +294,8 @@ public struct CommandExecutor: Sendable {
             let unread = try loader.stream(entity, key, in: tx)
             guard unread.version == 0 else {
                 throw CommandError.invalidDecision(
-                    command: name, reason: "it writes \(id), which it did not read and which exists (version \(unread.version))")
+                    command: name,
+                    reason: "it writes \(id), which it did not read and which exists (version \(unread.version))")
             }
             return unread
         }
@@ -284,11 +309,13 @@ public struct CommandExecutor: Sendable {
         for deleted in decision.deleted {
             let current = try stream(deleted.entity, deleted.key)
             guard let row = current.row else {
-                throw CommandError.invalidDecision(command: name, reason: "it ends \(deleted.entity) \(deleted.key), which has no row")
+                throw CommandError.invalidDecision(
+                    command: name, reason: "it ends \(deleted.entity) \(deleted.key), which has no row")
             }
             // The `…Deleted` shadow mode appends when legacy deletes the row, dated by the command.
             let event = Transitions.deletion(
-                before: row, at: at, notBefore: current.lastOccurredAt, syncedFromVersion: current.version, origin: .command)
+                before: row, at: at, notBefore: current.lastOccurredAt, syncedFromVersion: current.version,
+                origin: .command)
             result.append(StreamAppend(streamID: row.streamID, version: current.version, events: [event]))
         }
         return result
@@ -296,11 +323,14 @@ public struct CommandExecutor: Sendable {
 
     /// The event as stored: metadata `origin` `command`, `command`, `request_id` and `request_sha1`
     /// (the command's ``BillingCommand/fingerprint``), `evidence`, `source`.
-    static func newEvent(_ event: BillingEvent, command: String, requestID: String?, fingerprint: String? = nil) -> NewEvent {
+    static func newEvent(_ event: BillingEvent, command: String, requestID: String?, fingerprint: String? = nil)
+        -> NewEvent
+    {
         var stored = event.newEvent(origin: SyncOrigin.command.metadataOrigin)
         var meta: [(String, JSONValue)] = [
             ("origin", .string(SyncOrigin.command.metadataOrigin)), ("command", .string(command)),
-            ("evidence", .string(event.evidence.rawValue)), ("source", .string("\(event.entity.rawValue)/\(event.key)")),
+            ("evidence", .string(event.evidence.rawValue)),
+            ("source", .string("\(event.entity.rawValue)/\(event.key)")),
         ]
         if let requestID { meta.append(("request_id", .string(requestID))) }
         if requestID != nil, let fingerprint { meta.append(("request_sha1", .string(fingerprint))) }
@@ -345,8 +375,10 @@ public struct CommandExecutor: Sendable {
     /// every report in the customer's zone would fail.
     static func checkTimeZone(_ command: BillingCommand, _ session: Session) throws {
         guard case .createCustomer(let create) = command, let zone = create.timeZone else { return }
-        let known = try session.query("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE lower(name) = lower($1))", [zone])
-            .rows[0].decode(at: 0, as: Bool.self)
+        let known = try session.query(
+            "SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE lower(name) = lower($1))", [zone]
+        )
+        .rows[0].decode(at: 0, as: Bool.self)
         guard known else {
             throw CommandRejection(
                 .invalidInput, .customer, nil,
@@ -370,13 +402,18 @@ public struct CommandExecutor: Sendable {
     /// The command with the ids it leaves out allocated: today a finalization's credit
     /// applications (one per credit note with credit left, plus one for goodwill credit).
     func fillIDs(_ command: BillingCommand, state: CommandState, _ session: Session) throws -> any Decidable {
-        guard case .finalizeInvoice(var finalize) = command else { return command.decidable }
+        rules(try filled(command, state: state, session))
+    }
+
+    /// `command` with the keys it leaves to the executor allocated.
+    func filled(_ command: BillingCommand, state: CommandState, _ session: Session) throws -> BillingCommand {
+        guard case .finalizeInvoice(var finalize) = command else { return command }
         let notes = state.streams.values.filter { $0.row?.entity == .creditNote }.count
         let needed = notes + 1
         var ids = finalize.creditApplicationIDs ?? []
         while ids.count < needed { ids.append(try allocate(.balanceTransaction, in: session)) }
         finalize.creditApplicationIDs = ids
-        return finalize
+        return .finalizeInvoice(finalize)
     }
 
     /// A new key for `entity`: from the store's sequence `command_ids_<entity>` (schema
@@ -395,7 +432,8 @@ public struct CommandExecutor: Sendable {
     public func allocate(_ entity: Entity, in session: Session) throws -> String {
         let sequence = quoteIdentifier(store.schema) + "." + quoteIdentifier("command_ids_" + entity.rawValue)
         // Checked first: in a transaction, a failed nextval would abort it.
-        let known = try session.query("SELECT to_regclass($1) IS NOT NULL", [sequence]).rows[0].decode(at: 0, as: Bool.self)
+        let known = try session.query("SELECT to_regclass($1) IS NOT NULL", [sequence]).rows[0].decode(
+            at: 0, as: Bool.self)
         guard known else { throw CommandError.noIDSequence(entity: entity.rawValue) }
         // A sequence never used yet starts above the largest numeric key. Serialized, so two
         // first uses cannot both seed it, one moving it back under the other's key; `setval`
@@ -410,7 +448,8 @@ public struct CommandExecutor: Sendable {
             if session.isInTransaction { try seedFirst(session) } else { try session.transaction { try seedFirst($0) } }
         }
         for _ in 0..<8 {
-            let id = String(try session.query("SELECT nextval($1::regclass)", [sequence]).rows[0].decode(at: 0, as: Int64.self))
+            let id = String(
+                try session.query("SELECT nextval($1::regclass)", [sequence]).rows[0].decode(at: 0, as: Int64.self))
             if try store.streamVersion(entity.streamID(key: id), in: session) == 0 { return id }
             try seed(sequence, entity, session)
         }

@@ -223,9 +223,16 @@ extension EventStore {
                     command_json  jsonb NOT NULL,
                     legacy_xid    xid8,
                     answer_status integer NOT NULL,
-                    received_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+                    received_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+                    -- The shadow tailer's comparison with what legacy did (NULL: pending).
+                    verdict       text CHECK (verdict IN ('match', 'mismatch', 'unverifiable')),
+                    compared_at   timestamptz,
+                    reason        text,
+                    differences   jsonb
                 );
                 CREATE INDEX IF NOT EXISTS candidate_commands_received_at ON \(s).candidate_commands (received_at);
+                CREATE INDEX IF NOT EXISTS candidate_commands_pending ON \(s).candidate_commands (legacy_xid)
+                    WHERE verdict IS NULL;
                 """
         },
     ]

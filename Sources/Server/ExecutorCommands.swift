@@ -57,8 +57,29 @@ public struct ExecutorCommands: CommandHandling {
                     body: String(decoding: try encoder.encode(outcome), as: UTF8.self), replayed: outcome.replayed)
             }
         case .candidate:
-            // Only a command with an operation id can be compared later; one without is still
-            // decided and answered, and says (and counts) that it was not recorded.
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            if let idempotencyKey, let legacyXid {
+                // The legacy application's dual write: its transaction has not committed, and the
+                // ledger may lag it, so a decision now would be on the wrong state. Recorded only
+                // (validated above); shadow mode's tailer decides it on the state before that
+                // transaction and compares (docs/serve.md, "Candidate mode").
+                let inserted = try await candidateLog.record(
+                    .init(
+                        opID: idempotencyKey, command: name,
+                        commandJSON: String(decoding: try encoder.encode(command), as: UTF8.self), legacyXid: legacyXid,
+                        answerStatus: 202),
+                    on: connection)
+                metrics.candidateCommand(recorded: true)
+                let body = JSONValue.object([
+                    ("command", .string(name)), ("mode", .string("candidate")), ("op_id", .string(idempotencyKey)),
+                    ("legacy_xid", .string(String(legacyXid))), ("recorded", .bool(true)),
+                    ("comparison", .string(inserted ? "pending" : "recorded earlier")),
+                ])
+                return .init(status: 202, contentType: "application/json", body: body.rendered)
+            }
+            // Without a legacy transaction there is nothing to compare with: decided on the
+            // ledger's state now (a dry run), recorded when keyed, never compared.
             let recorded = idempotencyKey != nil
             let response = try await answer(name) {
                 let (decision, events) = try await executor.decide(command, on: connection)
@@ -68,8 +89,6 @@ public struct ExecutorCommands: CommandHandling {
                     body: Self.candidateJSON(name, decision, events, recorded: recorded).rendered)
             }
             if let idempotencyKey {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                 try await candidateLog.record(
                     .init(
                         opID: idempotencyKey, command: name,
@@ -101,7 +120,9 @@ public struct ExecutorCommands: CommandHandling {
             metrics.command(name, outcome: "rejected")
             let problem = Problem(
                 .unprocessableContent, code: "idempotency_key_reused", title: "Idempotency-Key reused",
-                detail: "the key was used with another request (\(Problem.printable(reused.requestID))); send a new key for a new request")
+                detail:
+                    "the key was used with another request (\(Problem.printable(reused.requestID))); send a new key for a new request"
+            )
             return .init(
                 status: Int(problem.status.code), contentType: Problem.contentType, body: problem.json.rendered)
         } catch let error as CommandError {

@@ -23,7 +23,6 @@ public struct CapturedChange: Sendable, Hashable {
     public var seenByBackfill: Bool
 }
 
-
 /// Reads the capture outbox (`ledgerlift_capture.changes`) in the legacy database in its
 /// gap-safe order, and prunes what the tailer has applied.
 struct ChangeReader: Sendable {
@@ -56,7 +55,8 @@ struct ChangeReader: Sendable {
             CapturedChange(
                 position: CapturePosition(xid: try row.decode(at: 1), id: try row.decode(at: 0)),
                 sourceTable: try row.decode(at: 2), op: Character(try row.decode(at: 3, as: String.self)),
-                oldRow: try row.decode(at: 4, as: String?.self), newRow: try row.decode(at: 5, as: String?.self), capturedAt: try row.decode(at: 6),
+                oldRow: try row.decode(at: 4, as: String?.self), newRow: try row.decode(at: 5, as: String?.self),
+                capturedAt: try row.decode(at: 6),
                 seenByBackfill: try row.decode(at: 7))
         }
     }
@@ -116,7 +116,8 @@ struct ChangeReader: Sendable {
     }
 
     func hasPrunedTable(_ session: Session) throws -> Bool {
-        try session.query("SELECT to_regclass($1) IS NOT NULL", [capture.s + ".pruned"]).rows[0].decode(at: 0, as: Bool.self)
+        try session.query("SELECT to_regclass($1) IS NOT NULL", [capture.s + ".pruned"]).rows[0].decode(
+            at: 0, as: Bool.self)
     }
 
     /// What another consumer deleted from the outbox that a tailer at `position` has not
@@ -146,5 +147,27 @@ struct ChangeReader: Sendable {
             if covered == true { return nil }
         }
         return (through, try row.decode(at: 2), try row.decode(at: 3))
+    }
+}
+
+extension ChangeReader {
+    /// Every committed change after `position` (at most `limit`), whatever transaction still
+    /// runs: what candidate mode's comparison must know was committed beyond a batch.
+    func read(beyond position: CapturePosition, limit: Int, in session: Session) throws -> [CapturedChange] {
+        try session.query(
+            """
+            SELECT c.id, c.xid::text, c.source_table, c.op::text, c.old_row::text, c.new_row::text, c.captured_at
+            FROM \(capture.s).changes c
+            WHERE (c.xid, c.id) > ($1::xid8, $2::int8)
+            ORDER BY c.xid, c.id
+            LIMIT $3
+            """, [position.xid, position.id, Int64(limit)]
+        ).rows.map { row in
+            CapturedChange(
+                position: CapturePosition(xid: try row.decode(at: 1), id: try row.decode(at: 0)),
+                sourceTable: try row.decode(at: 2), op: Character(try row.decode(at: 3, as: String.self)),
+                oldRow: try row.decode(at: 4, as: String?.self), newRow: try row.decode(at: 5, as: String?.self),
+                capturedAt: try row.decode(at: 6), seenByBackfill: false)
+        }
     }
 }

@@ -98,6 +98,20 @@ public struct ShadowSync: Sendable {
         _ keys: [Entity: Set<String>], position: CapturePosition?,
         alsoInTransaction: (@Sendable (Session, Outcome) throws -> Void)? = nil
     ) async throws -> Outcome {
+        try await sync(keys, position: position, inspect: nil, alsoInTransaction: alsoInTransaction)
+    }
+
+    /// Called once per sync, after every key has been read (legacy and ledger) and before the
+    /// last append: what it returns runs in that append's transaction. Candidate mode's
+    /// comparison sees there exactly the rows the sync compares.
+    typealias Inspect =
+        @Sendable (_ legacy: [Entity: [String: LegacyState]], _ ledger: [Entity: [String: StreamState]]) async throws ->
+        (@Sendable (Session) throws -> Void)?
+
+    func sync(
+        _ keys: [Entity: Set<String>], position: CapturePosition?, inspect: Inspect?,
+        alsoInTransaction: (@Sendable (Session, Outcome) throws -> Void)?
+    ) async throws -> Outcome {
         var chunks = [(Entity, [String])]()
         for entity in Entity.allCases {
             guard let set = keys[entity], !set.isEmpty else { continue }
@@ -124,10 +138,16 @@ public struct ShadowSync: Sendable {
         }
         groups.append(current)
         var total = Outcome()
+        var read = (legacy: [Entity: [String: LegacyState]](), ledger: [Entity: [String: StreamState]]())
         for (index, group) in groups.enumerated() {
             let last = index == groups.count - 1
-            let outcome = try await syncGroup(
-                group, position: position, alsoInTransaction: last ? alsoInTransaction : nil)
+            let (outcome, legacyStates, streams) = try await syncGroup(
+                group, position: position, carried: read, inspect: last ? inspect : nil,
+                alsoInTransaction: last ? alsoInTransaction : nil)
+            if inspect != nil, !last {
+                read.legacy.merge(legacyStates) { $0.merging($1) { _, new in new } }
+                read.ledger.merge(streams) { $0.merging($1) { _, new in new } }
+            }
             total.add(outcome)
         }
         return total
@@ -150,8 +170,9 @@ public struct ShadowSync: Sendable {
 
     private func syncGroup(
         _ group: [(Entity, [String])], position: CapturePosition?,
+        carried: (legacy: [Entity: [String: LegacyState]], ledger: [Entity: [String: StreamState]]), inspect: Inspect?,
         alsoInTransaction: (@Sendable (Session, Outcome) throws -> Void)?
-    ) async throws -> Outcome {
+    ) async throws -> (Outcome, [Entity: [String: LegacyState]], [Entity: [String: StreamState]]) {
         let clock = ContinuousClock()
         var outcome = Outcome()
         // Legacy and ledger are read at once, each on its own connection.
@@ -218,6 +239,13 @@ public struct ShadowSync: Sendable {
             }
         }
         outcome.eventsAppended = events.count
+        var inspected: (@Sendable (Session) throws -> Void)?
+        if let inspect {
+            inspected = try await inspect(
+                carried.legacy.merging(legacyStates) { $0.merging($1) { _, new in new } },
+                carried.ledger.merging(streams) { $0.merging($1) { _, new in new } })
+        }
+        let alsoInspected = inspected
         let batch = events
         let records = entries
         let freed = releases
@@ -233,11 +261,12 @@ public struct ShadowSync: Sendable {
                     try QuarantineRelease.release(
                         entity, keys: keys, by: releasedBy, position: position, schema: store.schema, tx)
                 }
+                try alsoInspected?(tx)
                 try alsoInTransaction?(tx, finalOutcome)
             }
         }
         outcome.appendTime = clock.now - appendStarted
-        return outcome
+        return (outcome, legacyStates, streams)
     }
 
     /// The event as stored: its origin, evidence and key, and the capture position that caused it.

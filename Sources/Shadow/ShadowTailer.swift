@@ -1,4 +1,5 @@
 import Billing
+import Commands
 import EventStore
 import Foundation
 import Logging
@@ -41,7 +42,8 @@ public struct ShadowTailer: Sendable {
         /// snapshot and no capture row holds) belongs here. Given both connections and the
         /// backfill's legacy snapshots; throwing refuses the run. ``Handover/preflight(storeSchema:capture:)``
         /// by default.
-        public var preflight: (@Sendable (_ legacy: Connection, _ store: Connection, _ backfillSnapshots: [String]) async throws -> Void)?
+        public var preflight:
+            (@Sendable (_ legacy: Connection, _ store: Connection, _ backfillSnapshots: [String]) async throws -> Void)?
         /// Told once per stall, after ``stallNotice`` of waiting with captured changes the run
         /// cannot read yet, which session holds the xmin horizon back (``ChangeReader/horizonHolder(in:)``);
         /// `shadow run` prints it on standard error. By default nowhere.
@@ -50,6 +52,12 @@ public struct ShadowTailer: Sendable {
         public var stallNotice: Duration = .seconds(2)
         /// Where the run logs (`info` per batch with changes); by default nowhere.
         public var logger = Logger(label: "ledgerlift.shadow", factory: { _ in SwiftLogNoOpLogHandler() })
+        /// Compare the commands `serve --mode candidate` recorded with what legacy did
+        /// (``CandidateComparer``), when the store has `candidate_commands` (schema version 4).
+        public var compareCandidates = true
+        /// The rules candidate commands are decided by; `nil`: their own. Tests replace them with
+        /// a deliberately wrong rule to prove the comparison catches it.
+        public var candidateRules: (@Sendable (BillingCommand) -> any Decidable)?
 
         public init(
             legacyDSN: String, storeDSN: String, mapping: MappingFile, store: EventStore = EventStore(),
@@ -129,7 +137,8 @@ public struct ShadowTailer: Sendable {
     {
         let runID = Backfill(.init(legacyDSN: "", storeDSN: "", mapping: mapping, store: store)).runID
         let table = quoteIdentifier(store.schema) + ".backfill_runs"
-        guard try session.query("SELECT to_regclass($1) IS NOT NULL", [table]).rows[0].decode(at: 0, as: Bool.self) else {
+        guard try session.query("SELECT to_regclass($1) IS NOT NULL", [table]).rows[0].decode(at: 0, as: Bool.self)
+        else {
             return nil
         }
         let rows = try session.query(
@@ -138,7 +147,9 @@ public struct ShadowTailer: Sendable {
             WHERE r.run_id = $1 AND r.finished_at IS NOT NULL ORDER BY u.n
             """, [runID]
         ).rows
-        let finished = try session.query("SELECT 1 FROM \(table) WHERE run_id = $1 AND finished_at IS NOT NULL", [runID]).first
+        let finished = try session.query(
+            "SELECT 1 FROM \(table) WHERE run_id = $1 AND finished_at IS NOT NULL", [runID]
+        ).first
         guard finished != nil else { return nil }
         return (runID, try rows.map { try $0.decode(at: 0, as: String.self) })
     }
@@ -176,7 +187,8 @@ public struct ShadowTailer: Sendable {
             for attempt in 0..<10 {
                 if try session.tryLock(lock) { break }
                 if attempt == 9 {
-                    throw TailerError.busy(name: name, holder: try session.holder(of: lock) ?? "a session that has just ended")
+                    throw TailerError.busy(
+                        name: name, holder: try session.holder(of: lock) ?? "a session that has just ended")
                 }
                 usleep(100_000)
             }
@@ -191,7 +203,8 @@ public struct ShadowTailer: Sendable {
                 if attempt < 9 { usleep(100_000) }
             }
             throw TailerError.outboxBusy(
-                schema: config.capture.schema, holder: try session.holder(of: outboxLock) ?? "a session that has just ended")
+                schema: config.capture.schema,
+                holder: try session.holder(of: outboxLock) ?? "a session that has just ended")
         }
         guard let backfill else {
             let runID = Backfill(.init(legacyDSN: "", storeDSN: "", mapping: config.mapping, store: eventStore)).runID
@@ -200,13 +213,24 @@ public struct ShadowTailer: Sendable {
         // The handover's gap check (capture installed after the backfill): see `preflight`.
         try await config.preflight?(legacy, store, backfill.snapshots)
 
-        let resolver = try await legacy.withSession { try KeyResolver.prepare(config.mapping, capture: config.capture, in: $0) }
+        let resolver = try await legacy.withSession {
+            try KeyResolver.prepare(config.mapping, capture: config.capture, in: $0)
+        }
         let reader = ChangeReader(capture: config.capture)
+        let candidateLog = CandidateCommandLog(store: eventStore)
+        var comparer: CandidateComparer?
+        if config.compareCandidates, try await store.withSession({ try candidateLog.exists(in: $0) }) {
+            var executor = CommandExecutor(store: eventStore, readSchema: config.readSchema)
+            if let rules = config.candidateRules { executor.rules = rules }
+            comparer = CandidateComparer(log: candidateLog, executor: executor, reader: reader, resolver: resolver)
+        }
         var position = try await store.withSession { session -> CapturePosition in
             try session.execute(
                 "INSERT INTO \(s).shadow_tailers (name, mapping_sha1) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET mapping_sha1 = EXCLUDED.mapping_sha1",
                 [name, config.mapping.fingerprint])
-            let row = try session.query("SELECT checkpoint_xid::text, checkpoint_id FROM \(s).shadow_tailers WHERE name = $1", [name]).rows[0]
+            let row = try session.query(
+                "SELECT checkpoint_xid::text, checkpoint_id FROM \(s).shadow_tailers WHERE name = $1", [name]
+            ).rows[0]
             return CapturePosition(xid: try row.decode(at: 0), id: try row.decode(at: 1))
         }
         // Another consumer of this outbox (another store, another name) may have deleted
@@ -219,13 +243,15 @@ public struct ShadowTailer: Sendable {
                 .filter { mappedEntities.isSubset(of: $0.entities) }.map { [$0.legacySnapshot] }
         }
         if let pruned = try await legacy.withSession({ [position] in
-            try reader.prunedByAnother(below: position, coveringSnapshots: [backfill.snapshots] + resyncSnapshots, in: $0)
+            try reader.prunedByAnother(
+                below: position, coveringSnapshots: [backfill.snapshots] + resyncSnapshots, in: $0)
         }) {
             throw TailerError.outboxPrunedByAnother(
                 name: name, checkpoint: position, through: pruned.through, by: pruned.by, at: pruned.at)
         }
         // Who prunes, as `pruned.by` names it: the store (no password) and the tailer's name.
-        let consumer = "shadow tailer \(name) of store \(ConnectionString.masked(config.storeDSN)) (schema \(eventStore.schema))"
+        let consumer =
+            "shadow tailer \(name) of store \(ConnectionString.masked(config.storeDSN)) (schema \(eventStore.schema))"
         // A run that crashed between its commit and the prune left applied rows behind.
         try await legacy.withSession { [position] in _ = try reader.prune(through: position, by: consumer, in: $0) }
 
@@ -234,11 +260,13 @@ public struct ShadowTailer: Sendable {
             readSchema: config.readSchema)
         // Projection runs beside the tailer on a connection of its own: batch N's events are
         // projected while batch N+1 is read and synced.
-        let projectionConnection = try await Connection.connect(config.storeDSN, applicationName: "ledgerlift-shadow-run")
+        let projectionConnection = try await Connection.connect(
+            config.storeDSN, applicationName: "ledgerlift-shadow-run")
         defer { projectionConnection.close() }
         let follower = ProjectionFollower(
             ShadowSync(
-                legacy: legacy, store: projectionConnection, eventStore: eventStore, mapping: config.mapping, origin: .shadow,
+                legacy: legacy, store: projectionConnection, eventStore: eventStore, mapping: config.mapping,
+                origin: .shadow,
                 readSchema: config.readSchema))
         started?()
         let clock = ContinuousClock()
@@ -260,7 +288,8 @@ public struct ShadowTailer: Sendable {
                 let from = position
                 let readStarted = clock.now
                 let changes = try await legacy.withSession { session in
-                    try reader.read(after: from, limit: config.batchSize, backfillSnapshots: backfill.snapshots, in: session)
+                    try reader.read(
+                        after: from, limit: config.batchSize, backfillSnapshots: backfill.snapshots, in: session)
                 }
                 summary.readTime += clock.now - readStarted
                 if changes.isEmpty {
@@ -283,7 +312,8 @@ public struct ShadowTailer: Sendable {
                             let holder = try await legacy.withSession { try reader.horizonHolder(in: $0) }
                             onStall(
                                 "shadow tailer \(name) waits: captured changes are committed beyond the xmin horizon, held back by "
-                                    + (holder ?? "a transaction no session shows (a prepared transaction? see pg_prepared_xacts)")
+                                    + (holder
+                                        ?? "a transaction no session shows (a prepared transaction? see pg_prepared_xacts)")
                                     + "; they are applied once it ends")
                             stallReported = true
                         }
@@ -293,7 +323,8 @@ public struct ShadowTailer: Sendable {
                     }
                     if !waiting {
                         if !summary.caughtUp {
-                            try await store.execute("UPDATE \(s).shadow_tailers SET caught_up_at = now() WHERE name = $1", [name])
+                            try await store.execute(
+                                "UPDATE \(s).shadow_tailers SET caught_up_at = now() WHERE name = $1", [name])
                         }
                         summary.caughtUp = true
                         if !config.follow || stop.isRequested { break }
@@ -306,7 +337,9 @@ public struct ShadowTailer: Sendable {
                 stalledSince = nil
                 stallReported = false
                 let (outcome, keysTime) = try await apply(
-                    changes, from: from, resolver: resolver, sync: sync, legacy: legacy, store: store, backfill: backfill)
+                    changes, from: from, resolver: resolver, sync: sync, legacy: legacy, store: store,
+                    backfill: backfill,
+                    comparer: comparer)
                 summary.keysTime += keysTime
                 position = changes.last!.position
                 summary.position = position
@@ -316,7 +349,9 @@ public struct ShadowTailer: Sendable {
                 summary.sync.add(outcome)
                 // Applied: the outbox no longer needs them.
                 let pruneStarted = clock.now
-                try await legacy.withSession { [position] in _ = try reader.prune(through: position, by: consumer, in: $0) }
+                try await legacy.withSession { [position] in
+                    _ = try reader.prune(through: position, by: consumer, in: $0)
+                }
                 summary.pruneTime += clock.now - pruneStarted
                 if outcome.eventsAppended > 0 {
                     try await follower.kick()
@@ -343,7 +378,8 @@ public struct ShadowTailer: Sendable {
             _ = try? await follower.finish()
             let message = String(describing: error)
             _ = try? await store.execute(
-                "UPDATE \(s).shadow_tailers SET last_error = $2, last_error_at = now() WHERE name = $1", [name, message])
+                "UPDATE \(s).shadow_tailers SET last_error = $2, last_error_at = now() WHERE name = $1",
+                [name, message])
             throw error
         }
         let projectStarted = clock.now
@@ -361,7 +397,7 @@ public struct ShadowTailer: Sendable {
     /// stream another writer moved (a resync) is read and synced again once.
     func apply(
         _ changes: [CapturedChange], from: CapturePosition, resolver: KeyResolver, sync: ShadowSync, legacy: Connection,
-        store: Connection, backfill: (runID: String, snapshots: [String])
+        store: Connection, backfill: (runID: String, snapshots: [String]), comparer: CandidateComparer? = nil
     ) async throws -> (SyncOutcome, keysTime: Duration) {
         let clock = ContinuousClock()
         let started = clock.now
@@ -389,6 +425,15 @@ public struct ShadowTailer: Sendable {
                 keys[entity, default: []].formUnion(all)
             }
         }
+        // Candidate mode: the batch's recorded commands decided on the ledger before the batch,
+        // and the rows they decide read from legacy with the rest.
+        var plan: CandidateComparer.Plan?
+        if let comparer, !applicable.isEmpty {
+            plan = try await comparer.plan(applicable, legacy: legacy, store: store)
+            for (entity, decided) in plan?.decidedKeys ?? [:] where mapping[entity] != nil {
+                keys[entity, default: []].formUnion(decided)
+            }
+        }
         let keysTime = clock.now - started
         // Samples of the batch's capture times (at most 100, evenly spread) for the lag figures.
         let step = max(1, changes.count / 100)
@@ -409,8 +454,10 @@ public struct ShadowTailer: Sendable {
                     Int64(outcome.eventsAppended), Int64(outcome.quarantined), Int64(outcome.released),
                 ])
             guard moved == 1 else {
-                let actual = try tx.query("SELECT checkpoint_xid::text, checkpoint_id FROM \(s).shadow_tailers WHERE name = $1", [name])
-                    .first.map { CapturePosition(xid: try $0.decode(at: 0), id: try $0.decode(at: 1)) }
+                let actual = try tx.query(
+                    "SELECT checkpoint_xid::text, checkpoint_id FROM \(s).shadow_tailers WHERE name = $1", [name]
+                )
+                .first.map { CapturePosition(xid: try $0.decode(at: 0), id: try $0.decode(at: 1)) }
                 throw TailerError.checkpointMoved(name: name, expected: from, actual: actual)
             }
             try tx.execute(
@@ -419,13 +466,35 @@ public struct ShadowTailer: Sendable {
                 SELECT $1, pg_current_xact_id(), c, clock_timestamp(), CASE WHEN $3 THEN clock_timestamp() END
                 FROM unnest($2::timestamptz[]) AS c
                 """, [name, PostgresArray(samples), outcome.eventsAppended == 0])
+            // Commands still pending below the new checkpoint will never be compared: said so.
+            if let comparer, let xid = UInt64(to.xid) { try comparer.log.expire(below: xid, in: tx) }
+        }
+        func inspect(_ plan: CandidateComparer.Plan?) -> ShadowSync.Inspect? {
+            guard let comparer, let plan else { return nil }
+            return { legacyStates, ledger in
+                let verdicts = try await comparer.judge(
+                    plan, to: to, legacyStates: legacyStates, ledger: ledger, legacy: legacy)
+                return { tx in
+                    for verdict in verdicts {
+                        try comparer.log.setVerdict(
+                            opID: verdict.opID, verdict.verdict, reason: verdict.reason,
+                            differences: verdict.differences, in: tx)
+                    }
+                }
+            }
         }
         do {
-            return (try await sync.sync(keys, position: to, alsoInTransaction: record), keysTime)
+            return (
+                try await sync.sync(keys, position: to, inspect: inspect(plan), alsoInTransaction: record), keysTime
+            )
         } catch is EventStoreError {
             // Another writer (a resync) moved a stream between our read and our append: nothing
-            // was written; the state-based sync reads it again.
-            return (try await sync.sync(keys, position: to, alsoInTransaction: record), keysTime)
+            // was written; the state-based sync reads it again. The candidate's decisions were on
+            // the state before that writer: no longer an exact prediction.
+            plan?.invalidated = "another writer moved a stream of the batch while it was synced"
+            return (
+                try await sync.sync(keys, position: to, inspect: inspect(plan), alsoInTransaction: record), keysTime
+            )
         }
     }
 

@@ -38,34 +38,47 @@ struct LegacyParity: Sendable {
     static var repositoryRoot: URL {
         var directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         while directory.path != "/" {
-            if FileManager.default.fileExists(atPath: directory.appendingPathComponent("Package.swift").path) { return directory }
+            if FileManager.default.fileExists(atPath: directory.appendingPathComponent("Package.swift").path) {
+                return directory
+            }
             directory = directory.deletingLastPathComponent()
         }
         return directory
     }
 
-    static var referenceMappingPath: String { repositoryRoot.appendingPathComponent("fixtures/reference/mapping.yaml").path }
+    static var referenceMappingPath: String {
+        repositoryRoot.appendingPathComponent("fixtures/reference/mapping.yaml").path
+    }
 
     /// Sets the scenario up (fixture, store, backfill, read models) and runs `body` on it.
-    static func withFresh<T>(_ label: String = #function, _ body: (LegacyParity) async throws -> T) async throws -> T {
+    /// - Parameter capture: install shadow mode's capture first (`shadow install`, before the
+    ///   backfill: the order a tailer's handover requires).
+    static func withFresh<T>(
+        _ label: String = #function, capture: Bool = false, _ body: (LegacyParity) async throws -> T
+    ) async throws -> T {
         try await TestDatabase.withFresh(label + "_legacy") { legacy in
             try await TestDatabase.withFresh(label + "_store") { store in
-                let fixtures = try FixtureDirectory(validating: repositoryRoot.appendingPathComponent("fixtures", isDirectory: true))
+                let fixtures = try FixtureDirectory(
+                    validating: repositoryRoot.appendingPathComponent("fixtures", isDirectory: true))
                 _ = try await FixtureLoader(fixtures: fixtures).load(.reference, dsn: legacy)
                 let mappingPath = referenceMappingPath
-                for arguments in [
-                    ["store", "init", "--store", store],
-                    ["backfill", "--legacy", legacy, "--store", store, "--mapping", mappingPath],
-                    ["project", "--store", store],
-                ] {
+                for arguments in (capture ? [["shadow", "install", "--legacy", legacy, "--mapping", mappingPath]] : [])
+                    + [
+                        ["store", "init", "--store", store],
+                        ["backfill", "--legacy", legacy, "--store", store, "--mapping", mappingPath],
+                        ["project", "--store", store],
+                    ]
+                {
                     let output = try await onThread { try LedgerliftBinary.run(arguments) }
                     guard output.status == 0 else {
-                        throw HarnessFailure("\(arguments[0]) exited \(output.status): \(output.stdout)\(output.stderr)")
+                        throw HarnessFailure(
+                            "\(arguments[0]) exited \(output.status): \(output.stdout)\(output.stderr)")
                     }
                 }
                 let mapping = try MappingFile.load(path: mappingPath)
                 return try await body(
-                    LegacyParity(legacyDSN: legacy, storeDSN: store, mapping: mapping, sources: mapping.entitySources()))
+                    LegacyParity(legacyDSN: legacy, storeDSN: store, mapping: mapping, sources: mapping.entitySources())
+                )
             }
         }
     }
@@ -119,9 +132,13 @@ struct LegacyParity: Sendable {
                     + "\(matches) rows matched, \(mismatches.count) mismatched"
             ]
             for (key, columns) in mismatches { lines.append("  mismatch \(key): \(columns.joined(separator: ", "))") }
-            for (name, count) in exclusions.sorted(by: { $0.key < $1.key }) { lines.append("  excluded \(name): \(count)") }
+            for (name, count) in exclusions.sorted(by: { $0.key < $1.key }) {
+                lines.append("  excluded \(name): \(count)")
+            }
             if !syncExplained.isEmpty { lines.append("  sync explained: \(syncExplained.joined(separator: ", "))") }
-            if !syncUnexplained.isEmpty { lines.append("  sync UNEXPLAINED: \(syncUnexplained.joined(separator: ", "))") }
+            if !syncUnexplained.isEmpty {
+                lines.append("  sync UNEXPLAINED: \(syncUnexplained.joined(separator: ", "))")
+            }
             for rejection in rejections { lines.append("  rejected: \(rejection)") }
             return lines.joined(separator: "\n")
         }
@@ -136,7 +153,8 @@ struct LegacyParity: Sendable {
     /// - Parameter translate: the translation (the real one; a test of the harness passes another).
     func run(
         _ kind: OperationKind, count: Int, seed: UInt64 = 16, preparing: [OperationKind] = [],
-        translate: @Sendable (JournalEntry, LegacyRows) throws -> [BillingCommand] = CommandTranslation.commands(for:legacy:)
+        translate: @Sendable (JournalEntry, LegacyRows) throws -> [BillingCommand] = CommandTranslation.commands(
+            for:legacy:)
     ) async throws -> KindReport {
         var report = KindReport(kind: kind)
         let legacy = try await Connection.connect(legacyDSN)
@@ -158,7 +176,8 @@ struct LegacyParity: Sendable {
             operationID += 1
             let before = try await legacySnapshot(legacy)
             _ = try await worker.perform(
-                BillingOperation(id: operationID, kind: preparation, seed: SimulationRandom.derive(seed, operationID)), clock: clock)
+                BillingOperation(id: operationID, kind: preparation, seed: SimulationRandom.derive(seed, operationID)),
+                clock: clock)
             let after = try await legacySnapshot(legacy)
             _ = try await sync(Self.changedKeys(before: before, after: after), legacy: legacy, store: store)
         }
@@ -166,7 +185,8 @@ struct LegacyParity: Sendable {
         for _ in 0..<count {
             operationID += 1
             let before = try await legacySnapshot(legacy)
-            let operation = BillingOperation(id: operationID, kind: kind, seed: SimulationRandom.derive(seed, operationID))
+            let operation = BillingOperation(
+                id: operationID, kind: kind, seed: SimulationRandom.derive(seed, operationID))
             guard let entry = try await worker.perform(operation, clock: clock) else {
                 report.nothingToDo += 1
                 continue
@@ -186,7 +206,8 @@ struct LegacyParity: Sendable {
                     let (decision, _) = try await executor.decide(command, on: store)
                     for row in decision.rows { decided[LegacyRows.Key(row.entity, row.key)] = row }
                     for gone in decision.deleted { decided[LegacyRows.Key(gone.entity, gone.key)] = .some(nil) }
-                    _ = try await executor.execute(command, requestID: "parity-\(runToken)-\(operationID)-\(index)", on: store)
+                    _ = try await executor.execute(
+                        command, requestID: "parity-\(runToken)-\(operationID)-\(index)", on: store)
                     _ = try await Projector().catchUp(on: store)
                 } catch let rejection as CommandRejection {
                     report.rejections.append("op \(operationID) \(command.name): \(rejection)")
@@ -222,7 +243,8 @@ struct LegacyParity: Sendable {
                     var differing = [String]()
                     for column in key.entity.columns where l[column.name] != d[column.name] {
                         if column.name == "updated_at", let legacyBefore, Self.onlyUpdatedAtChanged(legacyBefore, l) {
-                            report.exclusions["updated_at of a row whose canonical columns did not change", default: 0] += 1
+                            report.exclusions[
+                                "updated_at of a row whose canonical columns did not change", default: 0] += 1
                             explained.insert(key)
                             continue
                         }
@@ -243,14 +265,20 @@ struct LegacyParity: Sendable {
             // Shadow mode's sync must find nothing left but what the exclusions explain.
             let synced = try await sync(changed, legacy: legacy, store: store)
             for key in synced.sorted() {
-                if explained.contains(key) { report.syncExplained.append(key.description) } else { report.syncUnexplained.append(key.description) }
+                if explained.contains(key) {
+                    report.syncExplained.append(key.description)
+                } else {
+                    report.syncUnexplained.append(key.description)
+                }
             }
         }
         return report
     }
 
     /// Keys whose legacy canonical row differs before and after (created, changed, deleted).
-    static func changedKeys(before: [LegacyRows.Key: CanonicalRow], after: [LegacyRows.Key: CanonicalRow]) -> [LegacyRows.Key] {
+    static func changedKeys(before: [LegacyRows.Key: CanonicalRow], after: [LegacyRows.Key: CanonicalRow])
+        -> [LegacyRows.Key]
+    {
         Set(before.keys).union(after.keys).filter { before[$0] != after[$0] }.sorted()
     }
 
@@ -266,7 +294,9 @@ struct LegacyParity: Sendable {
         let eventStore = EventStore()
         let versions = { @Sendable (session: Session) throws -> [LegacyRows.Key: Int64] in
             var result = [LegacyRows.Key: Int64]()
-            for key in keys { result[key] = try eventStore.streamVersion(key.entity.streamID(key: key.key), in: session) }
+            for key in keys {
+                result[key] = try eventStore.streamVersion(key.entity.streamID(key: key.key), in: session)
+            }
             return result
         }
         let before = try await store.withSession(versions)

@@ -1,0 +1,275 @@
+import Billing
+import Commands
+import EventStore
+import Foundation
+import Postgres
+
+/// Candidate mode's comparison, in the shadow tailer: the commands `serve --mode candidate`
+/// recorded for a legacy transaction are decided on the ledger's state *before* the tailer's
+/// batch that holds that transaction, and their predicted rows compared with the legacy rows the
+/// batch's sync reads — the only place where both sides are known exactly.
+///
+/// Exactness is checked, never assumed. A comparison is **unverifiable** (counted with its
+/// reason, never a mismatch) when:
+/// - another legacy transaction in the same batch touched a row the commands read or legacy's
+///   transaction changed (the ledger's "before" or legacy's "after" would include it);
+/// - a change committed beyond the batch — read from the outbox *after* the sync read legacy, so
+///   every change that read could have seen is among them — touches such a row, or the
+///   transaction's own changes continue beyond the batch;
+/// - a legacy row involved is quarantined, a TRUNCATE is involved, the candidate could not
+///   decide (a stored command that no longer decodes, read models too far behind), or another
+///   writer moved a stream during the batch.
+///
+/// Otherwise every row legacy's transaction changed and every row the commands decided is
+/// compared under ``Commands/CandidateComparison`` (canonical columns exact, `attributes` and a
+/// cache-only `updated_at` excluded): **match**, or **mismatch** with each differing column and
+/// both values. A command the candidate rejects while legacy performed the operation is a
+/// mismatch on `(command)`.
+struct CandidateComparer: Sendable {
+    let log: CandidateCommandLog
+    let executor: CommandExecutor
+    let reader: ChangeReader
+    let resolver: KeyResolver
+    /// Changes read beyond a batch to prove nothing later touched its rows.
+    static let beyondLimit = 10_000
+
+    /// One legacy transaction's commands, decided before the batch is synced.
+    struct Pending: Sendable {
+        var xid: UInt64
+        var entries: [CandidateCommandLog.Entry]
+        /// The decisions, or why there are none.
+        var chain: Result<ChainDecision, Reason>
+        /// Streams the transaction changed (as the mapping resolves its captured changes).
+        var touched: Set<String>
+        /// Entities one of its changes truncated.
+        var truncated: Set<Entity>
+    }
+
+    struct Reason: Error, Sendable { var text: String }
+
+    /// The batch's plan: every pending transaction, and the streams each other transaction touched.
+    struct Plan: Sendable {
+        var pending: [Pending]
+        /// Per transaction of the batch (by xid), the streams it touched.
+        var touchedBy: [UInt64: Set<String>]
+        var truncatedBy: [UInt64: Set<Entity>]
+        /// Set when the plan's decisions no longer describe the ledger before the batch.
+        var invalidated: String?
+
+        /// Keys the sync must read besides the batch's: rows the candidate decided that legacy
+        /// may not have touched (a wrong decision on an untouched row is a mismatch too).
+        var decidedKeys: [Entity: Set<String>] {
+            var keys = [Entity: Set<String>]()
+            for pending in pending {
+                guard case .success(let chain) = pending.chain else { continue }
+                for decision in chain.decisions {
+                    for row in decision.rows { keys[row.entity, default: []].insert(row.key) }
+                    for gone in decision.deleted { keys[gone.entity, default: []].insert(gone.key) }
+                }
+            }
+            return keys
+        }
+    }
+
+    /// Reads the batch's pending commands and decides them on the ledger as it is now (before
+    /// the batch's sync). `nil` when none of the batch's transactions has a pending command.
+    func plan(_ changes: [CapturedChange], legacy: Connection, store: Connection) async throws -> Plan? {
+        var byXid = [UInt64: [CapturedChange]]()
+        for change in changes {
+            guard let xid = UInt64(change.position.xid) else { continue }
+            byXid[xid, default: []].append(change)
+        }
+        let log = self.log
+        let xids = Set(byXid.keys)
+        let recorded = try await store.withSession { try log.pending(xids: xids, in: $0) }
+        guard !recorded.isEmpty else { return nil }
+        var touchedBy = [UInt64: Set<String>]()
+        var truncatedBy = [UInt64: Set<Entity>]()
+        let resolver = self.resolver
+        for (xid, xidChanges) in byXid {
+            let (keys, truncated) = try await legacy.withSession { try resolver.touchedKeys(xidChanges, in: $0) }
+            touchedBy[xid] = Self.streams(keys)
+            truncatedBy[xid] = truncated
+        }
+        var pending = [Pending]()
+        for (xid, entries) in recorded.sorted(by: { $0.key < $1.key }) {
+            let chain: Result<ChainDecision, Reason>
+            do {
+                let commands = try entries.map { entry in
+                    try JSONDecoder().decode(BillingCommand.self, from: Data(entry.commandJSON.utf8))
+                }
+                chain = .success(try await executor.decideChain(commands, on: store))
+            } catch let error as CommandError {
+                chain = .failure(Reason(text: "the candidate could not decide: \(error)"))
+            } catch let error as DecodingError {
+                chain = .failure(Reason(text: "a recorded command no longer decodes: \(error)"))
+            }
+            pending.append(
+                Pending(
+                    xid: xid, entries: entries, chain: chain, touched: touchedBy[xid] ?? [],
+                    truncated: truncatedBy[xid] ?? []))
+        }
+        return Plan(pending: pending, touchedBy: touchedBy, truncatedBy: truncatedBy)
+    }
+
+    /// The entity whose stream `stream` is (`invoice-42` → invoice; `invoice_line-…` is not an invoice's).
+    static func entity(ofStream stream: String) -> Entity? {
+        Entity.allCases.first { stream.hasPrefix($0.streamID(key: "")) }
+    }
+
+    static func streams(_ keys: [Entity: Set<String>]) -> Set<String> {
+        var result = Set<String>()
+        for (entity, entityKeys) in keys { for key in entityKeys { result.insert(entity.streamID(key: key)) } }
+        return result
+    }
+
+    /// One verdict to write.
+    struct Verdict: Sendable {
+        var opID: String
+        var verdict: CandidateCommandLog.Verdict
+        var reason: String?
+        var differences: [CandidateCommandLog.Difference]
+    }
+
+    /// Judges every pending transaction of `plan` against what the sync read; the verdicts are
+    /// written by the returned closure, in the batch's store transaction.
+    func judge(
+        _ plan: Plan, to position: CapturePosition, legacyStates: [Entity: [String: ShadowSync.LegacyState]],
+        ledger: [Entity: [String: ShadowSync.StreamState]], legacy: Connection
+    ) async throws -> [Verdict] {
+        // After the sync's legacy read: every change that read could have seen is here.
+        let reader = self.reader
+        let beyond = try await legacy.withSession { try reader.read(beyond: position, limit: Self.beyondLimit, in: $0) }
+        let resolver = self.resolver
+        let (beyondKeys, beyondTruncated) = try await legacy.withSession { try resolver.touchedKeys(beyond, in: $0) }
+        let beyondStreams = Self.streams(beyondKeys)
+        let beyondXids = Set(beyond.compactMap { UInt64($0.position.xid) })
+        var legacyRows = [String: ShadowSync.LegacyState]()
+        for (entity, states) in legacyStates {
+            for (key, state) in states { legacyRows[entity.streamID(key: key)] = state }
+        }
+        var ledgerRows = [String: CanonicalRow?]()
+        for (entity, states) in ledger {
+            for (key, state) in states { ledgerRows[entity.streamID(key: key)] = state.row }
+        }
+
+        var verdicts = [Verdict]()
+        for pending in plan.pending {
+            func unverifiable(_ reason: String) {
+                for entry in pending.entries {
+                    verdicts.append(Verdict(opID: entry.opID, verdict: .unverifiable, reason: reason, differences: []))
+                }
+            }
+            if let invalidated = plan.invalidated {
+                unverifiable(invalidated)
+                continue
+            }
+            let chain: ChainDecision
+            switch pending.chain {
+            case .failure(let reason):
+                unverifiable(reason.text)
+                continue
+            case .success(let decided): chain = decided
+            }
+            if let inexact = chain.inexact {
+                unverifiable(inexact)
+                continue
+            }
+            let decided = chain.decided
+            let involved = pending.touched.union(chain.before.keys).union(decided.keys)
+            let involvedEntities = Set(involved.compactMap(Self.entity(ofStream:)))
+            if !pending.truncated.isEmpty {
+                unverifiable(
+                    "the legacy transaction truncated \(pending.truncated.map(\.rawValue).sorted().joined(separator: ", "))"
+                )
+                continue
+            }
+            if beyondXids.contains(pending.xid) {
+                unverifiable("the legacy transaction's changes continue beyond the tailer's batch")
+                continue
+            }
+            if beyond.count >= Self.beyondLimit {
+                unverifiable(
+                    "more than \(Self.beyondLimit) captured changes wait beyond the batch: the tailer is behind")
+                continue
+            }
+            var collision: String?
+            for (xid, streams) in plan.touchedBy where xid != pending.xid {
+                if let stream = streams.intersection(involved).sorted().first {
+                    collision = "\(stream) was also changed by legacy transaction \(xid) in the same batch"
+                    break
+                }
+                if let entity = plan.truncatedBy[xid]?.intersection(involvedEntities).first {
+                    collision = "legacy transaction \(xid) in the same batch truncated \(entity.rawValue)"
+                    break
+                }
+            }
+            if collision == nil, let stream = beyondStreams.intersection(involved).sorted().first {
+                collision = "\(stream) was changed again by a later legacy transaction before the comparison"
+            }
+            if collision == nil, let entity = beyondTruncated.intersection(involvedEntities).first {
+                collision = "a later legacy transaction truncated \(entity.rawValue)"
+            }
+            if let collision {
+                unverifiable(collision)
+                continue
+            }
+            var quarantined: String?
+            for stream in pending.touched.union(decided.keys).sorted() {
+                if case .quarantined(let reason, _, _) = legacyRows[stream] {
+                    quarantined = "legacy's row \(stream) is quarantined (\(reason))"
+                    break
+                }
+            }
+            if let quarantined {
+                unverifiable(quarantined)
+                continue
+            }
+
+            // Compare every row legacy changed and every row the candidate decided.
+            var differences = [Int: [CandidateCommandLog.Difference]]()
+            let last = max(0, chain.decisions.count - 1)
+            for stream in pending.touched.union(decided.keys).sorted() {
+                let before: CanonicalRow? = chain.before[stream] ?? ledgerRows[stream] ?? nil
+                let predicted: CanonicalRow? = decided[stream].map(\.row) ?? before
+                let legacyRow: CanonicalRow?
+                switch legacyRows[stream] {
+                case .row(let row): legacyRow = row
+                case .absent, .none: legacyRow = nil
+                case .quarantined: continue
+                }
+                let result = CandidateComparison.compare(
+                    stream: stream, predicted: predicted, before: before, legacy: legacyRow)
+                if !result.differences.isEmpty {
+                    differences[decided[stream]?.command ?? last, default: []] += result.differences
+                }
+            }
+            for (index, entry) in pending.entries.enumerated() {
+                if let (rejected, rejection) = chain.rejection {
+                    if index == rejected {
+                        verdicts.append(
+                            Verdict(
+                                opID: entry.opID, verdict: .mismatch, reason: "the candidate rejected what legacy did",
+                                differences: [
+                                    .init(
+                                        stream: rejection.entity.map { $0.streamID(key: rejection.key ?? "") }
+                                            ?? entry.command,
+                                        column: "(command)", candidate: "rejected: \(rejection)", legacy: "performed")
+                                ]))
+                    } else {
+                        verdicts.append(
+                            Verdict(
+                                opID: entry.opID, verdict: .unverifiable,
+                                reason: "command \(rejected + 1) of the operation was rejected", differences: []))
+                    }
+                    continue
+                }
+                let found = differences[index] ?? []
+                verdicts.append(
+                    Verdict(
+                        opID: entry.opID, verdict: found.isEmpty ? .match : .mismatch, reason: nil, differences: found))
+            }
+        }
+        return verdicts
+    }
+}
