@@ -1,4 +1,5 @@
 import Billing
+import Commands
 import EventStore
 import Foundation
 import HTTPTypes
@@ -321,6 +322,14 @@ public final class LedgerliftServer: Sendable {
         } else {
             // Unknown is absent, not 0: a stale or zero lag would hide a dead store.
             metrics.projectorLagUnknown()
+        }
+        if configuration.mode == .candidate,
+            let summary = try? await read({ session -> CandidateCommandLog.Summary? in
+                let log = CandidateCommandLog(store: store)
+                return try log.exists(in: session) ? try log.summary(limit: 0, in: session) : nil
+            }) ?? nil
+        {
+            metrics.candidateComparisons(summary)
         }
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"

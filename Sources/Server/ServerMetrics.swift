@@ -1,3 +1,4 @@
+import Commands
 import CoreMetrics
 import Metrics
 import Prometheus
@@ -84,6 +85,18 @@ public final class ServerMetrics: Sendable {
         CoreMetrics.Counter(
             label: "ledgerlift_webhook_rejections_total", dimensions: [("reason", reason)], factory: factory
         ).increment()
+    }
+
+    /// `ledgerlift_candidate_comparisons{verdict}`: candidate commands in the store by the shadow
+    /// tailer's verdict (`match`, `mismatch`, `unverifiable`, `pending`), as last read (at a scrape).
+    public func candidateComparisons(_ summary: CandidateCommandLog.Summary) {
+        for (verdict, count) in [
+            ("match", summary.match), ("mismatch", summary.mismatch), ("unverifiable", summary.unverifiable),
+            ("pending", summary.pending),
+        ] {
+            registry.makeGauge(name: "ledgerlift_candidate_comparisons", labels: [("verdict", verdict)]).set(
+                Double(count))
+        }
     }
 
     /// `ledgerlift_projector_lag_events` and `ledgerlift_projector_lag_seconds`.

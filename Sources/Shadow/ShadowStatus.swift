@@ -1,4 +1,5 @@
 import Billing
+import Commands
 import EventStore
 import Foundation
 import Mapping
@@ -71,6 +72,9 @@ public struct ShadowStatus: Sendable, Hashable {
     /// Whether the read models exist and have applied every event the store holds; `nil` for a
     /// store without events.
     public var readModels: ReadModels?
+    /// Candidate mode's comparisons (`serve --mode candidate` against legacy), when the store
+    /// has recorded candidate commands.
+    public var candidate: CandidateCommandLog.Summary?
     public var legacy: String
     public var store: String
 
@@ -88,7 +92,8 @@ public struct ShadowStatus: Sendable, Hashable {
         if capture == nil { out.append("capture is not installed") }
         if let readModels, !readModels.exist {
             out.append(
-                "the read models (\(readModels.schema)) do not exist: `ledgerlift shadow run` (or `ledgerlift project`) builds them")
+                "the read models (\(readModels.schema)) do not exist: `ledgerlift shadow run` (or `ledgerlift project`) builds them"
+            )
         } else if let readModels, !readModels.caughtUp, !(tailer?.running ?? false) {
             // Behind while a tailer runs is its lag (shown above); behind with none running
             // stays so: a run stopped between its commit and its projection.
@@ -98,7 +103,9 @@ public struct ShadowStatus: Sendable, Hashable {
         }
         if capture != nil, let error = handover.error, case .gap = error { out.append("handover: \(error)") }
         if let tailer, let at = tailer.lastErrorAt, tailer.updatedAt.map({ at >= $0 }) ?? true {
-            out.append("tailer \"\(tailer.name)\" failed at \(at.iso8601) and has not progressed since: \(tailer.lastError ?? "")")
+            out.append(
+                "tailer \"\(tailer.name)\" failed at \(at.iso8601) and has not progressed since: \(tailer.lastError ?? "")"
+            )
         }
         if let last = lastVerification, last.verdict != .clean {
             out.append(
@@ -106,6 +113,11 @@ public struct ShadowStatus: Sendable, Hashable {
                     ? "the last verification (#\(last.id)) could not run: \(last.error ?? "")"
                     : "the last verification (#\(last.id)) found \(last.persistentDifferences) persistent difference(s)"
                         + (last.brokenInvariants > 0 ? " and \(last.brokenInvariants) broken invariant(s)" : ""))
+        }
+        if let candidate, candidate.mismatch > 0 {
+            out.append(
+                "candidate mode: \(candidate.mismatch) command(s) decided differently from legacy (listed under candidate)"
+            )
         }
         return out
     }
@@ -130,14 +142,16 @@ public struct ShadowStatus: Sendable, Hashable {
         lagWindow: Duration = .seconds(300), readSchema: String = "ledgerlift_read"
     ) async throws -> ShadowStatus {
         let capture = try await legacy.withSession { try readCapture(captureSchema, $0) }
-        let handover = try await Handover.check(legacy: legacy, store: store, storeSchema: storeSchema, capture: captureSchema)
+        let handover = try await Handover.check(
+            legacy: legacy, store: store, storeSchema: storeSchema, capture: captureSchema)
         let windowSeconds = lagWindow.components.seconds
         let s = quoteIdentifier(storeSchema)
         return try await store.withSession { session in
             let tailer = try readTailer(s, tailerName, session)
             let lag = try readLag(s, tailerName, windowSeconds, session)
             let exists = { (table: String) in
-                try session.query("SELECT to_regclass($1) IS NOT NULL", [s + "." + table]).rows[0].decode(at: 0, as: Bool.self)
+                try session.query("SELECT to_regclass($1) IS NOT NULL", [s + "." + table]).rows[0].decode(
+                    at: 0, as: Bool.self)
             }
             var eventsLastMinute: Int64 = 0
             if try exists("events") {
@@ -152,7 +166,8 @@ public struct ShadowStatus: Sendable, Hashable {
             }
             var quarantined = [Entity: Int64]()
             if try exists("quarantine") {
-                for row in try session.query("SELECT entity, count(*)::int8 FROM \(s).quarantine GROUP BY entity").rows {
+                for row in try session.query("SELECT entity, count(*)::int8 FROM \(s).quarantine GROUP BY entity").rows
+                {
                     if let entity = Entity(rawValue: try row.decode(at: 0, as: String.self)) {
                         quarantined[entity] = try row.decode(at: 1, as: Int64.self)
                     }
@@ -162,11 +177,16 @@ public struct ShadowStatus: Sendable, Hashable {
             let eventStore = EventStore(schema: storeSchema)
             if try exists("events"), try eventStore.hasEventsBeyond(.start, in: session) {
                 let state = quoteIdentifier(readSchema) + ".projection_state"
-                let consumer = try session.query("SELECT to_regclass($1) IS NOT NULL", [state]).rows[0].decode(at: 0, as: Bool.self)
-                    ? try session.query("SELECT consumer FROM \(state) WHERE state = 'live' LIMIT 1").first?.values[0] : nil
+                let consumer =
+                    try session.query("SELECT to_regclass($1) IS NOT NULL", [state]).rows[0].decode(
+                        at: 0, as: Bool.self)
+                    ? try session.query("SELECT consumer FROM \(state) WHERE state = 'live' LIMIT 1").first?.values[0]
+                    : nil
                 readModels = ReadModels(
                     schema: readSchema, exist: consumer != nil,
-                    caughtUp: try consumer.map { !(try eventStore.hasEventsBeyond(try eventStore.checkpoint($0, in: session), in: session)) }
+                    caughtUp: try consumer.map {
+                        !(try eventStore.hasEventsBeyond(try eventStore.checkpoint($0, in: session), in: session))
+                    }
                         ?? false)
             }
             let history = VerificationHistory(schema: storeSchema)
@@ -176,6 +196,11 @@ public struct ShadowStatus: Sendable, Hashable {
                 cleanStreak: try history.cleanStreak(in: session), handover: handover, legacy: legacy.maskedDSN,
                 store: store.maskedDSN)
             status.readModels = readModels
+            let candidates = CandidateCommandLog(store: eventStore)
+            if try candidates.exists(in: session) {
+                let summary = try candidates.summary(limit: 20, in: session)
+                if summary.received > 0 { status.candidate = summary }
+            }
             return status
         }
     }
@@ -208,7 +233,8 @@ public struct ShadowStatus: Sendable, Hashable {
         let lock = Resync.tailerLock(name: name)
         let holder = try session.holder(of: lock)
         let table = s + "." + quoteIdentifier(tailersTable)
-        let exists = try session.query("SELECT to_regclass($1) IS NOT NULL", [table]).rows[0].decode(at: 0, as: Bool.self)
+        let exists = try session.query("SELECT to_regclass($1) IS NOT NULL", [table]).rows[0].decode(
+            at: 0, as: Bool.self)
         guard exists, let row = try session.query("SELECT * FROM \(table) WHERE name = $1", [name]).first else {
             return holder.map { Tailer(name: name, running: true, holder: $0) }
         }
@@ -225,7 +251,8 @@ public struct ShadowStatus: Sendable, Hashable {
     /// model — `projected_at`, or `applied_at` while a sample's projection is not recorded).
     static func readLag(_ s: String, _ name: String, _ windowSeconds: Int64, _ session: Session) throws -> Lag? {
         let table = s + "." + quoteIdentifier(lagTable)
-        guard try session.query("SELECT to_regclass($1) IS NOT NULL", [table]).rows[0].decode(at: 0, as: Bool.self) else {
+        guard try session.query("SELECT to_regclass($1) IS NOT NULL", [table]).rows[0].decode(at: 0, as: Bool.self)
+        else {
             return nil
         }
         // By (tailer, applied_at): the tailer's index on its samples.
@@ -240,7 +267,8 @@ public struct ShadowStatus: Sendable, Hashable {
         ).rows[0]
         return Lag(
             windowSeconds: windowSeconds, samples: try row.decode(at: 0, as: Int64.self),
-            p50Milliseconds: try row.decode(at: 1, as: Int64?.self), p99Milliseconds: try row.decode(at: 2, as: Int64?.self))
+            p50Milliseconds: try row.decode(at: 1, as: Int64?.self),
+            p99Milliseconds: try row.decode(at: 2, as: Int64?.self))
     }
 
     // MARK: - Rendering
@@ -261,7 +289,9 @@ public struct ShadowStatus: Sendable, Hashable {
                         "tables",
                         .array(
                             c.tables.map {
-                                .object([("table", .string($0.table)), ("columns", .array($0.columns.map(JSONValue.string)))])
+                                .object([
+                                    ("table", .string($0.table)), ("columns", .array($0.columns.map(JSONValue.string))),
+                                ])
                             })
                     ),
                     ("backlog_rows", .integer(c.backlogRows)), ("oldest_captured_at", ts(c.oldestCapturedAt)),
@@ -271,7 +301,8 @@ public struct ShadowStatus: Sendable, Hashable {
         let tailerValue: JSONValue =
             tailer.map { t in
                 .object([
-                    ("name", .string(t.name)), ("running", .bool(t.running)), ("holder", t.holder.map(JSONValue.string) ?? .null),
+                    ("name", .string(t.name)), ("running", .bool(t.running)),
+                    ("holder", t.holder.map(JSONValue.string) ?? .null),
                     ("checkpoint", position(t.checkpoint)), ("updated_at", ts(t.updatedAt)),
                     ("last_error", t.lastError.map(JSONValue.string) ?? .null), ("last_error_at", ts(t.lastErrorAt)),
                 ])
@@ -289,15 +320,19 @@ public struct ShadowStatus: Sendable, Hashable {
                     ("id", .integer(v.id)), ("origin", .string(v.origin)), ("verdict", .string(v.verdict.rawValue)),
                     ("started_at", ts(v.startedAt)), ("finished_at", ts(v.finishedAt)),
                     ("legacy_position", position(v.legacyPosition)), ("rows_compared", .integer(v.rowsCompared)),
-                    ("differences", .integer(v.differences)), ("persistent_differences", .integer(v.persistentDifferences)),
-                    ("broken_invariants", .integer(Int64(v.brokenInvariants))), ("error", v.error.map(JSONValue.string) ?? .null),
+                    ("differences", .integer(v.differences)),
+                    ("persistent_differences", .integer(v.persistentDifferences)),
+                    ("broken_invariants", .integer(Int64(v.brokenInvariants))),
+                    ("error", v.error.map(JSONValue.string) ?? .null),
                 ])
             } ?? .null
         let object: JSONValue = .object([
             ("healthy", .bool(isHealthy)), ("exit_code", .integer(Int64(exitCode))),
-            ("problems", .array(problems.map(JSONValue.string))), ("legacy", .string(legacy)), ("store", .string(store)),
+            ("problems", .array(problems.map(JSONValue.string))), ("legacy", .string(legacy)),
+            ("store", .string(store)),
             ("capture", captureValue), ("tailer_name", .string(tailerName)), ("tailer", tailerValue), ("lag", lagValue),
-            ("events_last_minute", .integer(eventsLastMinute)), ("events_per_second", .integer((eventsLastMinute + 30) / 60)),
+            ("events_last_minute", .integer(eventsLastMinute)),
+            ("events_per_second", .integer((eventsLastMinute + 30) / 60)),
             (
                 "quarantined",
                 .object(
@@ -316,9 +351,12 @@ public struct ShadowStatus: Sendable, Hashable {
             (
                 "read_models",
                 readModels.map {
-                    .object([("schema", .string($0.schema)), ("exist", .bool($0.exist)), ("caught_up", .bool($0.caughtUp))])
+                    .object([
+                        ("schema", .string($0.schema)), ("exist", .bool($0.exist)), ("caught_up", .bool($0.caughtUp)),
+                    ])
                 } ?? .null
             ),
+            ("candidate", candidate.map(Self.candidateJSON) ?? .null),
         ])
         return object.rendered + "\n"
     }
@@ -326,7 +364,9 @@ public struct ShadowStatus: Sendable, Hashable {
     /// The `text` format, for terminals and logs.
     public var text: String {
         var lines = [String]()
-        func line(_ label: String, _ value: String) { lines.append(label.padding(toLength: 20, withPad: " ", startingAt: 0) + value) }
+        func line(_ label: String, _ value: String) {
+            lines.append(label.padding(toLength: 20, withPad: " ", startingAt: 0) + value)
+        }
         line("legacy", legacy)
         line("store", store)
         if let capture {
@@ -378,14 +418,70 @@ public struct ShadowStatus: Sendable, Hashable {
             line(
                 "read models",
                 readModels.schema + ": "
-                    + (!readModels.exist ? "not built" : readModels.caughtUp ? "every event projected" : "behind the event store"))
+                    + (!readModels.exist
+                        ? "not built" : readModels.caughtUp ? "every event projected" : "behind the event store"))
+        }
+        if let c = candidate {
+            line(
+                "candidate",
+                "\(c.received) command(s): \(c.match) match, \(c.mismatch) mismatch, \(c.unverifiable) unverifiable, "
+                    + "\(c.pending) pending"
+                    + (c.withoutLegacyXid > 0 ? ", \(c.withoutLegacyXid) without a legacy xid" : ""))
+            for reason in c.unverifiableReasons { line("", "unverifiable \(reason.count)×: \(reason.reason)") }
+            for entry in c.mismatches {
+                line("", "mismatch \(entry.opID) \(entry.command)" + (entry.reason.map { ": \($0)" } ?? ""))
+                for d in entry.differences {
+                    line(
+                        "",
+                        "  \(d.stream) \(d.column): candidate \(d.candidate ?? "null"), legacy \(d.legacy ?? "null")")
+                }
+            }
         }
         lines.append(isHealthy ? "healthy" : "unhealthy:")
         for problem in problems { lines.append("  - " + problem) }
         return lines.joined(separator: "\n") + "\n"
     }
 
+    static func candidateJSON(_ c: CandidateCommandLog.Summary) -> JSONValue {
+        func text(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
+        return .object([
+            ("received", .integer(Int64(c.received))), ("without_legacy_xid", .integer(Int64(c.withoutLegacyXid))),
+            ("pending", .integer(Int64(c.pending))), ("match", .integer(Int64(c.match))),
+            ("mismatch", .integer(Int64(c.mismatch))), ("unverifiable", .integer(Int64(c.unverifiable))),
+            (
+                "unverifiable_reasons",
+                .array(
+                    c.unverifiableReasons.map {
+                        .object([("reason", .string($0.reason)), ("count", .integer(Int64($0.count)))])
+                    })
+            ),
+            (
+                "mismatches",
+                .array(
+                    c.mismatches.map { entry in
+                        .object([
+                            ("op_id", .string(entry.opID)), ("command", .string(entry.command)),
+                            ("legacy_xid", entry.legacyXid.map { .string(String($0)) } ?? .null),
+                            ("reason", text(entry.reason)),
+                            (
+                                "differences",
+                                .array(
+                                    entry.differences.map {
+                                        .object([
+                                            ("stream", .string($0.stream)), ("column", .string($0.column)),
+                                            ("candidate", text($0.candidate)), ("legacy", text($0.legacy)),
+                                        ])
+                                    })
+                            ),
+                        ])
+                    })
+            ),
+        ])
+    }
+
     static func duration(_ milliseconds: Int64) -> String {
-        milliseconds < 1000 ? "\(milliseconds) ms" : milliseconds < 120_000 ? "\(milliseconds / 1000) s" : "\(milliseconds / 60_000) min"
+        milliseconds < 1000
+            ? "\(milliseconds) ms"
+            : milliseconds < 120_000 ? "\(milliseconds / 1000) s" : "\(milliseconds / 60_000) min"
     }
 }

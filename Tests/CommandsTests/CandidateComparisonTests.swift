@@ -153,6 +153,29 @@ struct CandidateComparisonTests {
                     #expect(entry.verdict == .match, "\(opID): \(entry)")
                 }
             }
+            // `shadow status` counts and lists them, and is unhealthy (exit 1) while any stands.
+            let status = try await onThread {
+                try LedgerliftBinary.run([
+                    "shadow", "status", "--legacy", driver.parity.legacyDSN, "--store", driver.parity.storeDSN,
+                    "--format", "json",
+                ])
+            }
+            #expect(status.status == 1, "\(status.stdout)\(status.stderr)")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
+            let candidate = try #require(json["candidate"] as? [String: Any])
+            #expect(candidate["mismatch"] as? Int == affected.count)
+            #expect(candidate["match"] as? Int == expectedTax.count - affected.count)
+            #expect(candidate["pending"] as? Int == 0)
+            let listed = (candidate["mismatches"] as? [[String: Any]] ?? []).compactMap { $0["op_id"] as? String }
+            #expect(Set(listed) == Set(affected.keys))
+            let text = try await onThread {
+                try LedgerliftBinary.run([
+                    "shadow", "status", "--legacy", driver.parity.legacyDSN, "--store", driver.parity.storeDSN,
+                ])
+            }
+            #expect(
+                text.stdout.contains("candidate mode: \(affected.count) command(s) decided differently from legacy"))
+            #expect(text.stdout.contains(" tax: candidate "), "\(text.stdout)")
         }
     }
 

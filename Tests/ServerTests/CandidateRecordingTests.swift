@@ -36,6 +36,16 @@ struct CandidateRecordingTests {
                     "POST", "/commands/create_customer", body: Self.createCustomer("cand-1"), headers: headers)
                 #expect(first.status == 202, "\(first.body)")
                 #expect(try first.json["recorded"] as? Bool == true)
+                #expect(try first.json["comparison"] as? String == "pending")
+                #expect(try first.json["op_id"] as? String == "op-7/1")
+                // Pending until the shadow tailer compares it: a gauge by verdict at each scrape.
+                let scraped = try PrometheusText.parse(try await client.send("GET", "/metrics").body)
+                let comparisons = Dictionary(
+                    scraped.filter { $0.name == "ledgerlift_candidate_comparisons" }.map {
+                        ($0.labels["verdict"] ?? "", $0.value)
+                    },
+                    uniquingKeysWith: { a, _ in a })
+                #expect(comparisons == ["match": 0, "mismatch": 0, "unverifiable": 0, "pending": 1])
                 let replay = try await client.send(
                     "POST", "/commands/create_customer", body: Self.createCustomer("cand-1"), headers: headers)
                 #expect(replay.header("Idempotent-Replayed") == "true")
