@@ -213,7 +213,7 @@ import Testing
     }
 
     @Test func aLegacyDatabaseWithoutCaptureRefusesTheFeed() async throws {
-        try await LegacyTestSupport.withReference { _, dsn in
+        _ = try await LegacyTestSupport.withReference { _, dsn in
             #expect {
                 _ = try CandidateFeed(
                     .init(
