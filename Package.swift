@@ -108,6 +108,8 @@ let package = Package(
             name: "Simulator",
             dependencies: [
                 "Postgres", "EventStore", "Billing", "Commands", "Fixtures", "TextFormats",
+                // Candidate mode reads the rows each legacy transaction touched as shadow mode does.
+                "Shadow", "Mapping",
                 .product(name: "Yams", package: "Yams"), .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: swiftSettings
@@ -252,6 +254,7 @@ package.targets.append(
         name: "SimulatorTests",
         dependencies: [
             "Simulator", "Postgres", "Fixtures", "Mapping", "Migration", "Diff", "Billing", "EventStore", "TestSupport",
+            "Shadow", "Commands",
         ],
         swiftSettings: swiftSettings
     )
@@ -262,6 +265,8 @@ package.targets.append(
         name: "ShadowTests",
         dependencies: [
             "Shadow", "Mapping", "Fixtures", "Postgres", "TestSupport", "Diff", "Migration", "EventStore", "Billing",
+            // LegacyTouchedRows is checked against the legacy application's own operations.
+            "Simulator",
         ],
         swiftSettings: swiftSettings
     )

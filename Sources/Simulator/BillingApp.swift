@@ -12,6 +12,15 @@ public protocol BillingApp: Sendable {
     /// Opens one worker: one connection's worth of the application. Each simulator connection
     /// owns one worker and runs one operation at a time on it.
     func makeWorker() async throws -> any BillingAppWorker
+    /// The candidate feed the application's transactions feed, if any: the run's report
+    /// carries its figures (``SimulationReport/candidate``).
+    var candidate: CandidateFeed? { get }
+}
+
+extension BillingApp {
+    /// No candidate feed: an application that is not the legacy one has no legacy transaction
+    /// to feed from.
+    public var candidate: CandidateFeed? { nil }
 }
 
 /// One connection of a ``BillingApp``.

@@ -10,11 +10,15 @@ public struct LegacySQLApp: BillingApp {
     public let dsn: String
     /// How long an operation waits for a row lock before failing with `55P03`.
     public let lockTimeout: Duration
+    /// Candidate mode: each operation is also sent to the candidate write path as commands,
+    /// from inside its transaction before the COMMIT (``CandidateFeed``); `nil`: not.
+    public let candidate: CandidateFeed?
     public var name: String { "legacy-sql" }
 
-    public init(dsn: String, lockTimeout: Duration = .seconds(1)) {
+    public init(dsn: String, lockTimeout: Duration = .seconds(1), candidate: CandidateFeed? = nil) {
         self.dsn = dsn
         self.lockTimeout = lockTimeout
+        self.candidate = candidate
     }
 
     /// Opens a connection for one worker.
@@ -33,7 +37,7 @@ public struct LegacySQLApp: BillingApp {
                 connection.close()
                 throw error
             }
-            return LegacySQLWorker(connection: connection)
+            return LegacySQLWorker(connection: connection, candidate: candidate?.makeWorker())
         } catch let error as PostgresError {
             throw SimulatorError.database(error)
         }
@@ -43,8 +47,12 @@ public struct LegacySQLApp: BillingApp {
 /// One connection of the legacy application, running one operation at a time.
 final class LegacySQLWorker: BillingAppWorker {
     let connection: Connection
+    let candidate: CandidateFeed.Worker?
 
-    init(connection: Connection) { self.connection = connection }
+    init(connection: Connection, candidate: CandidateFeed.Worker? = nil) {
+        self.connection = connection
+        self.candidate = candidate
+    }
 
     func perform(
         _ operation: BillingOperation, clock: BusinessClock, prepared: @escaping @Sendable (JournalEntry) throws -> Void
@@ -59,6 +67,11 @@ final class LegacySQLWorker: BillingAppWorker {
                     // Before the COMMIT, on the connection's dispatch queue (a blocking journal
                     // flush is fine here): a journal that cannot record the writes rolls them back.
                     if let entry { try prepared(entry) }
+                    // Candidate mode, after the prepared line (a journal failure rolls back and
+                    // nothing is sent) and before the COMMIT (the candidate holds the commands
+                    // before the tailer can see the transaction). It never throws and never
+                    // leaves the transaction unusable: its problems are counted, not raised.
+                    if let entry, let candidate = self.candidate { candidate.feed(entry, in: tx) }
                     return entry
                 }
             }
@@ -69,11 +82,15 @@ final class LegacySQLWorker: BillingAppWorker {
         } catch let error as SimulatorError {
             throw error
         } catch {
-            throw SimulatorError.unusableData("\(operation.kind.rawValue) (op \(operation.id)) could not read the data: \(error)")
+            throw SimulatorError.unusableData(
+                "\(operation.kind.rawValue) (op \(operation.id)) could not read the data: \(error)")
         }
     }
 
-    func close() { connection.close() }
+    func close() {
+        candidate?.close()
+        connection.close()
+    }
 }
 
 extension LegacySQLApp {
@@ -85,12 +102,15 @@ extension LegacySQLApp {
     ///   or no rows to continue from.
     public static func latestRecordedMoment(on connection: Connection) async throws -> PostgresTimestamp {
         let exists = try await connection.withSession { session in
-            try session.query("SELECT to_regclass('legacy.customers') IS NOT NULL AND to_regclass('legacy.invoices') IS NOT NULL")
-                .rows[0].decode(at: 0, as: Bool.self)
+            try session.query(
+                "SELECT to_regclass('legacy.customers') IS NOT NULL AND to_regclass('legacy.invoices') IS NOT NULL"
+            )
+            .rows[0].decode(at: 0, as: Bool.self)
         }
         guard exists else {
             throw SimulatorError.unusableData(
-                "it has no reference schema (legacy.customers, legacy.invoices): load one with `ledgerlift fixture load` or `fixture generate`")
+                "it has no reference schema (legacy.customers, legacy.invoices): load one with `ledgerlift fixture load` or `fixture generate`"
+            )
         }
         let latest = try await connection.withSession { session in
             try session.query(

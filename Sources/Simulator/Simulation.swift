@@ -136,7 +136,8 @@ public final class Simulation: Sendable {
         }
         // Bounded so every scheduled start fits a Duration.
         if let rate = configuration.rate, !(rate.isFinite && rate >= 0.001 && rate <= 1_000_000) {
-            throw .invalidConfiguration("the rate must be between 0.001 and 1000000 operations per second (got \(rate))")
+            throw .invalidConfiguration(
+                "the rate must be between 0.001 and 1000000 operations per second (got \(rate))")
         }
         switch configuration.stop {
         case .duration(let duration) where duration <= .zero:
@@ -301,7 +302,9 @@ public final class Simulation: Sendable {
         }
     }
 
-    private func perform(_ operation: BillingOperation, on connection: inout ConnectionState, began: ContinuousClock.Instant)
+    private func perform(
+        _ operation: BillingOperation, on connection: inout ConnectionState, began: ContinuousClock.Instant
+    )
         async
     {
         var attempts = await attempt(operation, worker: &connection.worker, app: configuration.app, after: 0)
@@ -395,7 +398,9 @@ public final class Simulation: Sendable {
 
     /// What the application calls before COMMIT: the journal's `prepared` line of this
     /// attempt, durable before it returns (nothing without a journal).
-    private func preparedCallback(_ operation: BillingOperation, attempt: Int) -> @Sendable (JournalEntry) throws -> Void {
+    private func preparedCallback(_ operation: BillingOperation, attempt: Int)
+        -> @Sendable (JournalEntry) throws -> Void
+    {
         guard let journal = configuration.journal else { return { _ in } }
         return { entry in
             // The journal records the runner's operation, whatever the application echoed.
@@ -493,7 +498,8 @@ public final class Simulation: Sendable {
             journalLines: configuration.journal == nil ? 0 : total.acknowledged,
             kinds: OperationKind.allCases.compactMap { kind in kinds[kind].map { figures(kind.rawValue, $0) } },
             total: figures("total", total), errorMessages: messages,
-            businessTimeFrom: businessStart.iso8601, businessTimeTo: configuration.clock.current.iso8601)
+            businessTimeFrom: businessStart.iso8601, businessTimeTo: configuration.clock.current.iso8601,
+            candidate: configuration.app.candidate?.figures())
     }
 
     private static func milliseconds(_ micros: UInt64) -> Double { Double(micros) / 1000 }

@@ -93,13 +93,16 @@ public struct SimulationReport: Sendable, Hashable, Codable {
     /// `businessTimeTo` (`ledgerlift fixture check --until`).
     public var businessTimeFrom: String
     public var businessTimeTo: String
+    /// What the candidate feed did (`--candidate`), or `nil` without one. Its problems never
+    /// count as the run's errors: the legacy operations committed regardless.
+    public var candidate: CandidateFigures? = nil
 
     /// Whether some operation failed for good (exit status 1 of `ledgerlift simulate`).
     public var hasErrors: Bool { total.failed > 0 }
 
     enum CodingKeys: String, CodingKey {
         case mode, app, connections, seed, targetRate, achievedRate, durationSeconds, stoppedBy, failure, journal
-        case journalLines, kinds, total, errorMessages, businessTimeFrom, businessTimeTo
+        case journalLines, kinds, total, errorMessages, businessTimeFrom, businessTimeTo, candidate
     }
 
     /// Optional figures are written as JSON `null`, never left out: the shape does not depend
@@ -122,6 +125,7 @@ public struct SimulationReport: Sendable, Hashable, Codable {
         try c.encode(errorMessages, forKey: .errorMessages)
         try c.encode(businessTimeFrom, forKey: .businessTimeFrom)
         try c.encode(businessTimeTo, forKey: .businessTimeTo)
+        try c.encode(candidate, forKey: .candidate)
     }
 
     /// The report as one JSON document: snake_case keys, sorted, pretty-printed.
@@ -183,6 +187,10 @@ public struct SimulationReport: Sendable, Hashable, Codable {
         if let journal {
             out.append("")
             out.append("journal: \(journalLines) acknowledged operations written to \(journal)")
+        }
+        if let candidate {
+            out.append("")
+            out += candidate.textLines
         }
         return out.joined(separator: "\n")
     }

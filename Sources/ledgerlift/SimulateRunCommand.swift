@@ -2,7 +2,9 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Logging
+import Mapping
 import Postgres
+import Shadow
 import Simulator
 import Synchronization
 
@@ -22,6 +24,13 @@ struct SimulateRunCommand: AsyncParsableCommand {
             written to FILE for `ledgerlift simulate verify`: a prepared line with its effects, on disk before its \
             COMMIT, and an acknowledged line, on disk after the COMMIT and before the operation counts; FILE must \
             be new or empty, and belongs to one run.
+
+            With --candidate URL (candidate mode, docs/simulator.md) each operation is also stated as billing \
+            commands and POSTed to the candidate write path (`ledgerlift serve --mode candidate`) from inside its \
+            transaction, before the COMMIT, keyed `<run token>:<op id>/<n>` and naming the legacy transaction \
+            (Ledgerlift-Legacy-Xid); the touched rows are found through --mapping's sources, so shadow capture must \
+            be installed with that mapping. A candidate that is down, slow (2 s per request) or answering errors \
+            never fails or rolls back an operation: the report counts and samples it, and the exit status ignores it.
 
             One connection, --operations N and --seed S perform the same operations in the same order on every \
             run. Ctrl-C (or SIGTERM) stops starting operations, lets the running ones finish (press it again to \
@@ -47,11 +56,16 @@ struct SimulateRunCommand: AsyncParsableCommand {
 
     @Option(
         parsing: .unconditional,
-        help: ArgumentHelp("Run for this many seconds, at most a year (31536000). No default: give this or --operations.", valueName: "seconds"),
+        help: ArgumentHelp(
+            "Run for this many seconds, at most a year (31536000). No default: give this or --operations.",
+            valueName: "seconds"),
         transform: decimalNumber)
     var duration: Double?
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Run exactly this many operations. No default: give this or --duration.", valueName: "count"))
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp("Run exactly this many operations. No default: give this or --duration.", valueName: "count")
+    )
     var operations: UInt64?
 
     @Option(parsing: .unconditional, help: "Seed of the operations' choices.")
@@ -85,8 +99,28 @@ struct SimulateRunCommand: AsyncParsableCommand {
             valueName: "seconds"), transform: decimalNumber)
     var lockTimeout: Double = 1
 
-    @Option(parsing: .unconditional, help: "Attempts per operation in all, for lock timeouts, serialization failures and deadlocks.")
+    @Option(
+        parsing: .unconditional,
+        help: "Attempts per operation in all, for lock timeouts, serialization failures and deadlocks.")
     var maxAttempts: Int = RetryPolicy.standard.maxAttempts
+
+    @Option(
+        help: ArgumentHelp(
+            "Candidate mode: also send each operation as commands to the candidate write path at this http:// URL (serve --mode candidate), before its COMMIT. Needs --mapping. Default: none.",
+            valueName: "url"))
+    var candidate: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "With --candidate: the mapping file shadow capture was installed with (its sources name the rows each operation touched). No default.",
+            valueName: "file"))
+    var mapping: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "With --candidate: the capture schema in the legacy database. Default: \(CaptureSchema.defaultSchema).",
+            valueName: "schema"))
+    var captureSchema: String?
 
     func validate() throws {
         try DSNArguments.validate(legacy, option: "--legacy")
@@ -112,6 +146,23 @@ struct SimulateRunCommand: AsyncParsableCommand {
             throw ValidationError("--lock-timeout must be between 0.001 and 86400 seconds (a day)")
         }
         guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
+        if let candidate {
+            do {
+                _ = try CandidateEndpoint(url: candidate)
+            } catch {
+                throw ValidationError("--candidate: \(error)")
+            }
+            // The reference mapping is a file of the repository, not part of the binary: say which.
+            guard mapping != nil else {
+                throw ValidationError(
+                    "--candidate needs --mapping FILE: the mapping shadow capture was installed with (the reference fixture's is fixtures/reference/mapping.yaml)"
+                )
+            }
+            if let captureSchema, captureSchema.isEmpty { throw ValidationError("--capture-schema cannot be empty") }
+        } else {
+            if mapping != nil { throw ValidationError("--mapping is used only with --candidate") }
+            if captureSchema != nil { throw ValidationError("--capture-schema is used only with --candidate") }
+        }
     }
 
     func run() async throws {
@@ -130,7 +181,9 @@ struct SimulateRunCommand: AsyncParsableCommand {
         }
         let journalWriter = try journal.map { try JournalWriter(path: $0) }
         defer { journalWriter?.close() }
-        let app = LegacySQLApp(dsn: legacy, lockTimeout: .milliseconds(Int64((lockTimeout * 1000).rounded())))
+        let feed = try await makeCandidateFeed()
+        let app = LegacySQLApp(
+            dsn: legacy, lockTimeout: .milliseconds(Int64((lockTimeout * 1000).rounded())), candidate: feed)
         var retry = RetryPolicy.standard
         retry.maxAttempts = maxAttempts
         let simulation = try Simulation(
@@ -165,6 +218,35 @@ struct SimulateRunCommand: AsyncParsableCommand {
         default: break
         }
         if result.hasErrors { throw ExitCode(1) }
+    }
+
+    /// The candidate feed of `--candidate`, prepared (capture installed for the mapping), or `nil`.
+    private func makeCandidateFeed() async throws -> CandidateFeed? {
+        guard let candidate, let mapping else { return nil }
+        let endpoint: CandidateEndpoint
+        let file: MappingFile
+        do {
+            endpoint = try CandidateEndpoint(url: candidate)
+            file = try MappingFile.load(path: mapping)
+        } catch {
+            throw ExitCodeMessage.couldNotRun("\(error)", legacy: legacy)
+        }
+        let configuration = CandidateFeed.Configuration(
+            endpoint: endpoint, mapping: file,
+            capture: CaptureSchema(schema: captureSchema ?? CaptureSchema.defaultSchema),
+            legacyDSN: legacy)
+        // Connects and reads the capture tables: blocking, so off the cooperative pool.
+        let result = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(
+                    returning: Result { () throws(CandidateFeedError) in try CandidateFeed(configuration) })
+            }
+        }
+        do {
+            return try result.get()
+        } catch {
+            throw ExitCodeMessage.couldNotRun("\(error)", legacy: legacy)
+        }
     }
 
     /// One run at a time per legacy database: its business clock starts from the data's latest

@@ -60,7 +60,8 @@ struct HelpTextTests {
             [
                 "--legacy <legacy>", "--rate <ops/s>", "--duration <seconds>", "--operations <count>", "--seed <seed>",
                 "--connections <connections>", "--mix <file>", "--journal <file>", "--report <report>", "--clock <clock>",
-                "--lock-timeout <seconds>", "--max-attempts <max-attempts>",
+                "--lock-timeout <seconds>", "--max-attempts <max-attempts>", "--candidate <url>", "--mapping <file>",
+                "--capture-schema <schema>",
             ]
         ),
         (

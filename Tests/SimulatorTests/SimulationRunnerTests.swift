@@ -365,12 +365,13 @@ import Testing
                     "mode", "app", "connections", "seed", "target_rate", "achieved_rate", "duration_seconds",
                     "stopped_by", "failure",
                     "journal", "journal_lines", "kinds", "total", "error_messages", "business_time_from",
-                    "business_time_to",
+                    "business_time_to", "candidate",
                 ])
             #expect(object["mode"] as? String == "closed")
             #expect(object["app"] as? String == "probe")
             #expect(object["target_rate"] is NSNull)
             #expect(object["stopped_by"] is NSNull)
+            #expect(object["candidate"] is NSNull)
             let total = try #require(object["total"] as? [String: Any])
             #expect(
                 Set(total.keys) == [

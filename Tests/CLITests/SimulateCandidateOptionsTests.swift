@@ -1,0 +1,48 @@
+import ArgumentParser
+import Testing
+
+@testable import ledgerlift
+
+/// `simulate run --candidate URL`: the URL is checked before anything runs, and the candidate's
+/// companion options are refused without it (they would silently do nothing).
+@Suite("CLI: simulate run's candidate options")
+struct SimulateCandidateOptionsTests {
+    static let base = ["simulate", "run", "--legacy", "postgresql://app@127.0.0.1/legacy", "--operations", "5"]
+
+    @Test func candidateWithMappingParses() throws {
+        let command = try parse(
+            Self.base + ["--candidate", "http://127.0.0.1:8080", "--mapping", "m.yaml", "--capture-schema", "cap"],
+            as: SimulateRunCommand.self)
+        #expect(command.candidate == "http://127.0.0.1:8080")
+        #expect(command.mapping == "m.yaml")
+        #expect(command.captureSchema == "cap")
+        let plain = try parse(Self.base, as: SimulateRunCommand.self)
+        #expect(plain.candidate == nil)
+    }
+
+    @Test func refusals() {
+        let cases: [([String], String)] = [
+            (
+                ["--candidate", "http://127.0.0.1:8080"],
+                "--candidate needs --mapping FILE: the mapping shadow capture was installed with (the reference fixture's is fixtures/reference/mapping.yaml)"
+            ),
+            (
+                ["--candidate", "https://candidate", "--mapping", "m.yaml"],
+                "--candidate: the candidate URL must start with http:// (TLS is not supported): https://candidate"
+            ),
+            (
+                ["--candidate", "http://user:pw@candidate", "--mapping", "m.yaml"],
+                "--candidate: the candidate URL cannot carry user information (credentials would be printed)"
+            ),
+            (["--mapping", "m.yaml"], "--mapping is used only with --candidate"),
+            (["--capture-schema", "cap"], "--capture-schema is used only with --candidate"),
+            (
+                ["--candidate", "http://127.0.0.1:8080", "--mapping", "m.yaml", "--capture-schema", ""],
+                "--capture-schema cannot be empty"
+            ),
+        ]
+        for (extra, message) in cases {
+            #expect(refusal(Self.base + extra) == .usage(message), "\(extra)")
+        }
+    }
+}
