@@ -47,7 +47,9 @@ struct KeyResolver: Sendable {
                     throw TailerError.sourceNotCaptured(entity: entityMapping.entity.rawValue, table: name)
                 }
                 routes[name, default: []].append(
-                    Route(entity: entityMapping.entity, table: name, sql: source.touchedKeysSQL(recordedColumns: columns)))
+                    Route(
+                        entity: entityMapping.entity, table: name, sql: source.touchedKeysSQL(recordedColumns: columns))
+                )
             }
         }
         return KeyResolver(routes: routes)
@@ -55,7 +57,9 @@ struct KeyResolver: Sendable {
 
     /// The keys `changes` touch, per entity, and the entities whose every key a TRUNCATE may
     /// have changed. One statement per (entity, source table) present in the batch.
-    func touchedKeys(_ changes: [CapturedChange], in session: Session) throws -> (keys: [Entity: Set<String>], truncated: Set<Entity>) {
+    func touchedKeys(_ changes: [CapturedChange], in session: Session) throws -> (
+        keys: [Entity: Set<String>], truncated: Set<Entity>
+    ) {
         var images = [String: [String]]()
         var truncated = Set<Entity>()
         for change in changes {
@@ -99,15 +103,29 @@ struct KeyResolver: Sendable {
         // on the joined column is still scanned).
         let rows: [Row]
         do {
-            rows = try session.transaction(.init(readOnly: true)) { tx in
-                try tx.execute("SET LOCAL enable_seqscan = off")
-                return try tx.query(parts.joined(separator: "\nUNION ALL\n"), parameters).rows
+            if session.isInTransaction {
+                // Inside a transaction of the caller's (a legacy application's, before its
+                // COMMIT: candidate mode's feed): its own snapshot, no hint that would outlive
+                // this statement, and a failure left to the caller's savepoint.
+                rows = try session.query(parts.joined(separator: "\nUNION ALL\n"), parameters).rows
+            } else {
+                rows = try session.transaction(.init(readOnly: true)) { tx in
+                    try tx.execute("SET LOCAL enable_seqscan = off")
+                    return try tx.query(parts.joined(separator: "\nUNION ALL\n"), parameters).rows
+                }
             }
+        } catch let error as PostgresError where session.isInTransaction {
+            throw TailerError.mappingStatementFailed(
+                entity: Set(statements.map(\.route.entity.rawValue)).sorted().joined(separator: ", "),
+                table: Set(statements.map(\.route.table)).sorted().joined(separator: ", "), statement: "keys",
+                error: error.description)
         } catch let error as PostgresError {
             // The combined statement does not say whose `keys:` failed: run each alone to name it.
             for statement in statements {
                 do {
-                    _ = try session.transaction(.init(readOnly: true)) { try $0.query(statement.sql, [statement.parameter]) }
+                    _ = try session.transaction(.init(readOnly: true)) {
+                        try $0.query(statement.sql, [statement.parameter])
+                    }
                 } catch let failure as PostgresError {
                     throw TailerError.mappingStatementFailed(
                         entity: statement.route.entity.rawValue, table: statement.route.table, statement: "keys",
@@ -130,7 +148,8 @@ struct KeyResolver: Sendable {
     static func legacyKeys(_ entityMapping: MappingFile.EntityMapping, in session: Session) throws -> Set<String> {
         let key = quoteIdentifier(entityMapping.entity.keyColumn)
         return Set(
-            try session.query("SELECT q.\(key)::text FROM (\n\(entityMapping.query)) AS q WHERE q.\(key) IS NOT NULL").rows
+            try session.query("SELECT q.\(key)::text FROM (\n\(entityMapping.query)) AS q WHERE q.\(key) IS NOT NULL")
+                .rows
                 .compactMap { $0.values[0] })
     }
 }

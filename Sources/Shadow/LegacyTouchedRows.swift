@@ -172,7 +172,7 @@ public struct LegacyTouchedRows: Sendable {
             step = .changes
             let changes = try self.changes(in: tx)
             step = .keys
-            let (keys, truncated) = try touchedKeys(changes, in: tx)
+            let (keys, truncated) = try resolver.touchedKeys(changes, in: tx)
             var group = [(Entity, [String])]()
             for entity in Entity.allCases {
                 guard let set = keys[entity], !set.isEmpty, sources[entity] != nil else { continue }
@@ -220,43 +220,6 @@ public struct LegacyTouchedRows: Sendable {
                 oldRow: try row.decode(at: 4, as: String?.self), newRow: try row.decode(at: 5, as: String?.self),
                 capturedAt: try row.decode(at: 6), seenByBackfill: false)
         }
-    }
-
-    /// The keys `changes` touch, per entity, and the entities a TRUNCATE touched: the
-    /// statements ``KeyResolver`` prepared, one per (entity, source table) present, run in the
-    /// open transaction. (``KeyResolver/touchedKeys(_:in:)`` opens a read-only transaction of
-    /// its own, which cannot nest in the legacy one.)
-    func touchedKeys(_ changes: [CapturedChange], in tx: Session) throws -> (
-        keys: [Entity: Set<String>], truncated: Set<Entity>
-    ) {
-        var images = [String: [String]]()
-        var truncated = Set<Entity>()
-        for change in changes {
-            guard let routes = resolver.routes[change.sourceTable] else { continue }
-            if change.op == "T" {
-                for route in routes { truncated.insert(route.entity) }
-                continue
-            }
-            if let old = change.oldRow { images[change.sourceTable, default: []].append(old) }
-            if let new = change.newRow { images[change.sourceTable, default: []].append(new) }
-        }
-        var keys = [Entity: Set<String>]()
-        for (table, tableImages) in images.sorted(by: { $0.key < $1.key }) {
-            let imagesJSON = "[" + tableImages.joined(separator: ",") + "]"
-            for route in resolver.routes[table] ?? [] where !truncated.contains(route.entity) {
-                let rows: [Row]
-                do {
-                    rows = try tx.query(route.sql, [imagesJSON]).rows
-                } catch let error as PostgresError {
-                    throw TailerError.mappingStatementFailed(
-                        entity: route.entity.rawValue, table: route.table, statement: "keys", error: error.description)
-                }
-                for row in rows {
-                    if let key = row.values[0] { keys[route.entity, default: []].insert(key) }
-                }
-            }
-        }
-        return (keys, truncated)
     }
 }
 
