@@ -154,6 +154,25 @@ public struct CandidateCommandLog: Sendable {
         return result
     }
 
+    /// Which of `xids` have pending commands.
+    public func pendingXids(among xids: Set<UInt64>, in session: Session) throws -> Set<UInt64> {
+        guard !xids.isEmpty else { return [] }
+        return Set(
+            try session.query(
+                "SELECT DISTINCT legacy_xid::text FROM \(table) WHERE verdict IS NULL AND legacy_xid = ANY($1::xid8[])",
+                [PostgresArray(xids.sorted().map { String($0) })]
+            ).rows.compactMap { UInt64(try $0.decode(at: 0, as: String.self)) })
+    }
+
+    /// Marks every pending command of legacy transaction `xid` unverifiable with `reason`.
+    public func setUnverifiable(xid: UInt64, reason: String, in session: Session) throws {
+        try session.execute(
+            """
+            UPDATE \(table) SET verdict = 'unverifiable', reason = $2, compared_at = clock_timestamp()
+            WHERE legacy_xid = $1::xid8 AND verdict IS NULL
+            """, [String(xid), reason])
+    }
+
     /// Commands of one operation in the order they were sent: by the number after the last `/`
     /// of their ids, then by id.
     static func operationOrder(_ a: Entry, _ b: Entry) -> Bool {
@@ -209,7 +228,8 @@ public struct CandidateCommandLog: Sendable {
         public var unverifiable = 0
         /// The most recent mismatches (at most the limit asked for), newest first.
         public var mismatches: [Entry] = []
-        /// The most frequent reasons for unverifiable comparisons, with their counts.
+        /// The most frequent reasons for unverifiable comparisons (without their particulars),
+        /// with their counts.
         public var unverifiableReasons: [Reason] = []
 
         public struct Reason: Sendable, Hashable {
@@ -242,10 +262,11 @@ public struct CandidateCommandLog: Sendable {
             "SELECT \(Self.columns) FROM \(table) WHERE verdict = 'mismatch' ORDER BY compared_at DESC, op_id LIMIT $1",
             [Int64(max(0, limit))]
         ).rows.map(Self.entry)
+        // Reasons end with their particulars in parentheses (the row, the xid): grouped without.
         summary.unverifiableReasons = try session.query(
             """
-            SELECT reason, count(*) FROM \(table) WHERE verdict = 'unverifiable'
-            GROUP BY reason ORDER BY count(*) DESC, reason LIMIT 5
+            SELECT split_part(reason, ' (', 1) AS r, count(*) FROM \(table) WHERE verdict = 'unverifiable'
+            GROUP BY r ORDER BY count(*) DESC, r LIMIT 8
             """
         ).rows.map {
             Summary.Reason(

@@ -33,7 +33,8 @@ extension CommandExecutor {
     /// appending: what candidate mode compares with the legacy operation they restate.
     ///
     /// One transaction reads the ledger (streams replayed, children from the read models once
-    /// they reach the store's head); a decided row stands in for its stream's state for the
+    /// they reach the store's head — read committed, as an execution reads: waiting for the
+    /// projection inside one snapshot would never see it arrive); a decided row stands in for its stream's state for the
     /// commands after it. Keys the executor allocates (a finalization's credit applications,
     /// when the command names none) come from the store's sequences, as in an execution.
     ///
@@ -42,7 +43,7 @@ extension CommandExecutor {
     public func decideChain(_ commands: [BillingCommand], on connection: Connection) async throws -> ChainDecision {
         let loader = self.loader
         return try await connection.withSession { session in
-            try session.transaction(.init(isolation: .repeatableRead)) { tx in
+            try session.transaction { tx in
                 var chain = ChainDecision(decisions: [], rejection: nil, before: [:], inexact: nil)
                 var state = CommandState()
                 // Entities of rows an earlier command created: a children lookup of them in the

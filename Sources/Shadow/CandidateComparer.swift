@@ -3,6 +3,7 @@ import Commands
 import EventStore
 import Foundation
 import Postgres
+import Synchronization
 
 /// Candidate mode's comparison, in the shadow tailer: the commands `serve --mode candidate`
 /// recorded for a legacy transaction are decided on the ledger's state *before* the tailer's
@@ -30,8 +31,16 @@ struct CandidateComparer: Sendable {
     let executor: CommandExecutor
     let reader: ChangeReader
     let resolver: KeyResolver
+    /// Each transaction's resolved keys, while it is beyond the tailer (one cache per run).
+    let cache = ResolvedCache()
     /// Changes read beyond a batch to prove nothing later touched its rows.
     static let beyondLimit = 10_000
+
+    /// The streams one transaction's changes touch.
+    struct Touched: Sendable {
+        var streams: Set<String>
+        var truncated: Set<Entity>
+    }
 
     /// One legacy transaction's commands, decided before the batch is synced.
     struct Pending: Sendable {
@@ -85,11 +94,10 @@ struct CandidateComparer: Sendable {
         guard !recorded.isEmpty else { return nil }
         var touchedBy = [UInt64: Set<String>]()
         var truncatedBy = [UInt64: Set<Entity>]()
-        let resolver = self.resolver
         for (xid, xidChanges) in byXid {
-            let (keys, truncated) = try await legacy.withSession { try resolver.touchedKeys(xidChanges, in: $0) }
-            touchedBy[xid] = Self.streams(keys)
-            truncatedBy[xid] = truncated
+            let touched = try await self.touched(xid, xidChanges, legacy: legacy)
+            touchedBy[xid] = touched.streams
+            truncatedBy[xid] = touched.truncated
         }
         var pending = [Pending]()
         for (xid, entries) in recorded.sorted(by: { $0.key < $1.key }) {
@@ -133,17 +141,85 @@ struct CandidateComparer: Sendable {
 
     /// Judges every pending transaction of `plan` against what the sync read; the verdicts are
     /// written by the returned closure, in the batch's store transaction.
-    func judge(
-        _ plan: Plan, to position: CapturePosition, legacyStates: [Entity: [String: ShadowSync.LegacyState]],
-        ledger: [Entity: [String: ShadowSync.StreamState]], legacy: Connection
-    ) async throws -> [Verdict] {
-        // After the sync's legacy read: every change that read could have seen is here.
+    /// What was committed beyond a batch, read after the batch's sync read legacy: every change
+    /// that read could have seen is among these.
+    struct Beyond: Sendable {
+        var changes: [CapturedChange]
+        var streams: Set<String>
+        var truncated: Set<Entity>
+        var xids: Set<UInt64>
+        /// Per pending transaction beyond the batch: the streams it touched.
+        var pendingTouched: [UInt64: (streams: Set<String>, truncated: Set<Entity>)]
+    }
+
+    /// Reads the outbox beyond `position` and resolves its keys; `pendingOnly`: only when some
+    /// candidate command beyond is pending (otherwise nothing needs it; `nil`).
+    ///
+    /// The whole tail is read each time (a transaction with a smaller xid may commit later and
+    /// land before what was read last), but each transaction's keys are resolved once
+    /// (``ResolvedCache``): a batch cut in many segments would otherwise resolve the same tail
+    /// again for every one of them.
+    func beyond(_ position: CapturePosition, legacy: Connection, store: Connection, pendingOnly: Bool) async throws -> Beyond? {
         let reader = self.reader
-        let beyond = try await legacy.withSession { try reader.read(beyond: position, limit: Self.beyondLimit, in: $0) }
+        let changes = try await legacy.withSession { try reader.read(beyond: position, limit: Self.beyondLimit, in: $0) }
+        var byXid = [UInt64: [CapturedChange]]()
+        for change in changes {
+            if let xid = UInt64(change.position.xid) { byXid[xid, default: []].append(change) }
+        }
+        let log = self.log
+        let xids = Set(byXid.keys)
+        let pending = try await store.withSession { try log.pendingXids(among: xids, in: $0) }
+        if pendingOnly, pending.isEmpty { return nil }
+        cache.forget(below: UInt64(position.xid) ?? 0)
+        var streams = Set<String>()
+        var truncated = Set<Entity>()
+        var pendingTouched = [UInt64: (streams: Set<String>, truncated: Set<Entity>)]()
+        for (xid, xidChanges) in byXid {
+            let touched = try await self.touched(xid, xidChanges, legacy: legacy)
+            streams.formUnion(touched.streams)
+            truncated.formUnion(touched.truncated)
+            if pending.contains(xid) { pendingTouched[xid] = (touched.streams, touched.truncated) }
+        }
+        return Beyond(changes: changes, streams: streams, truncated: truncated, xids: xids, pendingTouched: pendingTouched)
+    }
+
+    /// The streams transaction `xid`'s `changes` touch (from the cache while they are the same).
+    func touched(_ xid: UInt64, _ changes: [CapturedChange], legacy: Connection) async throws -> Touched {
+        if let known = cache.touched(xid, changes: changes.count) { return known }
         let resolver = self.resolver
-        let (beyondKeys, beyondTruncated) = try await legacy.withSession { try resolver.touchedKeys(beyond, in: $0) }
-        let beyondStreams = Self.streams(beyondKeys)
-        let beyondXids = Set(beyond.compactMap { UInt64($0.position.xid) })
+        let (keys, truncated) = try await legacy.withSession { try resolver.touchedKeys(changes, in: $0) }
+        let touched = Touched(streams: Self.streams(keys), truncated: truncated)
+        cache.store(xid, changes: changes.count, touched)
+        return touched
+    }
+
+    /// The pending transactions beyond a batch whose rows the batch's sync wrote into the ledger:
+    /// the sync read legacy's rows as they were, possibly with their change already in (a larger
+    /// xid may commit first), so the ledger's state before their own batch may already hold their
+    /// effect. Never compared, then: unverifiable, with the reason.
+    func taint(_ beyond: Beyond, synced: Set<String>, syncedEntities: Set<Entity>, by position: CapturePosition) -> [UInt64: String] {
+        var tainted = [UInt64: String]()
+        for (xid, touched) in beyond.pendingTouched {
+            if let stream = touched.streams.intersection(synced).sorted().first {
+                tainted[xid] =
+                    "its change may have reached the ledger early, with the sync of an earlier transaction that read legacy "
+                    + "after it committed (\(stream), synced up to xid \(position.xid))"
+            } else if let entity = touched.truncated.intersection(syncedEntities).first {
+                tainted[xid] =
+                    "its change may have reached the ledger early, with the sync of an earlier transaction that read legacy "
+                    + "after it committed (truncated \(entity.rawValue))"
+            }
+        }
+        return tainted
+    }
+
+    func judge(
+        _ plan: Plan, beyond: Beyond, legacyStates: [Entity: [String: ShadowSync.LegacyState]],
+        ledger: [Entity: [String: ShadowSync.StreamState]]
+    ) -> [Verdict] {
+        let beyondStreams = beyond.streams
+        let beyondTruncated = beyond.truncated
+        let beyondXids = beyond.xids
         var legacyRows = [String: ShadowSync.LegacyState]()
         for (entity, states) in legacyStates {
             for (key, state) in states { legacyRows[entity.streamID(key: key)] = state }
@@ -188,7 +264,7 @@ struct CandidateComparer: Sendable {
                 unverifiable("the legacy transaction's changes continue beyond the tailer's batch")
                 continue
             }
-            if beyond.count >= Self.beyondLimit {
+            if beyond.changes.count >= Self.beyondLimit {
                 unverifiable(
                     "more than \(Self.beyondLimit) captured changes wait beyond the batch: the tailer is behind")
                 continue
@@ -196,19 +272,19 @@ struct CandidateComparer: Sendable {
             var collision: String?
             for (xid, streams) in plan.touchedBy where xid != pending.xid {
                 if let stream = streams.intersection(involved).sorted().first {
-                    collision = "\(stream) was also changed by legacy transaction \(xid) in the same batch"
+                    collision = "another legacy transaction of the same batch changed a row it involves (\(stream), xid \(xid))"
                     break
                 }
                 if let entity = plan.truncatedBy[xid]?.intersection(involvedEntities).first {
-                    collision = "legacy transaction \(xid) in the same batch truncated \(entity.rawValue)"
+                    collision = "another legacy transaction of the same batch changed a row it involves (truncated \(entity.rawValue), xid \(xid))"
                     break
                 }
             }
             if collision == nil, let stream = beyondStreams.intersection(involved).sorted().first {
-                collision = "\(stream) was changed again by a later legacy transaction before the comparison"
+                collision = "a later legacy transaction had changed a row it involves before the comparison (\(stream))"
             }
             if collision == nil, let entity = beyondTruncated.intersection(involvedEntities).first {
-                collision = "a later legacy transaction truncated \(entity.rawValue)"
+                collision = "a later legacy transaction had changed a row it involves before the comparison (truncated \(entity.rawValue))"
             }
             if let collision {
                 unverifiable(collision)
@@ -217,7 +293,7 @@ struct CandidateComparer: Sendable {
             var quarantined: String?
             for stream in pending.touched.union(decided.keys).sorted() {
                 if case .quarantined(let reason, _, _) = legacyRows[stream] {
-                    quarantined = "legacy's row \(stream) is quarantined (\(reason))"
+                    quarantined = "a legacy row it involves is quarantined (\(stream): \(reason))"
                     break
                 }
             }
@@ -271,5 +347,24 @@ struct CandidateComparer: Sendable {
             }
         }
         return verdicts
+    }
+}
+
+/// The streams each transaction beyond the tailer touches, resolved once (again only when more
+/// of its changes appear: it was still writing).
+final class ResolvedCache: Sendable {
+    private let entries = Mutex([UInt64: (changes: Int, touched: CandidateComparer.Touched)]())
+
+    func touched(_ xid: UInt64, changes: Int) -> CandidateComparer.Touched? {
+        entries.withLock { entries in entries[xid].flatMap { $0.changes == changes ? $0.touched : nil } }
+    }
+
+    func store(_ xid: UInt64, changes: Int, _ touched: CandidateComparer.Touched) {
+        entries.withLock { $0[xid] = (changes, touched) }
+    }
+
+    /// Transactions the tailer has passed are never beyond it again.
+    func forget(below xid: UInt64) {
+        entries.withLock { entries in entries = entries.filter { $0.key >= xid } }
     }
 }

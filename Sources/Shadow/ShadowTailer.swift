@@ -336,10 +336,22 @@ public struct ShadowTailer: Sendable {
                 summary.caughtUp = false
                 stalledSince = nil
                 stallReported = false
-                let (outcome, keysTime) = try await apply(
-                    changes, from: from, resolver: resolver, sync: sync, legacy: legacy, store: store,
-                    backfill: backfill,
-                    comparer: comparer)
+                // A transaction with candidate commands is synced in a batch of its own: its
+                // comparison needs the ledger exactly before it and legacy exactly after it.
+                var outcome = SyncOutcome()
+                var keysTime = Duration.zero
+                var segmentFrom = from
+                for segment in try await segments(changes, comparer: comparer, store: store, legacy: legacy) {
+                    let (segmentOutcome, segmentKeysTime) = try await apply(
+                        segment, from: segmentFrom, resolver: resolver, sync: sync, legacy: legacy, store: store,
+                        backfill: backfill, comparer: comparer)
+                    outcome.add(segmentOutcome)
+                    keysTime += segmentKeysTime
+                    segmentFrom = segment.last!.position
+                    // The next segment's candidate commands may look rows up in the read
+                    // models, which wait until they hold this segment's events.
+                    if segmentOutcome.eventsAppended > 0, comparer != nil { try await follower.kick() }
+                }
                 summary.keysTime += keysTime
                 position = changes.last!.position
                 summary.position = position
@@ -470,16 +482,24 @@ public struct ShadowTailer: Sendable {
             if let comparer, let xid = UInt64(to.xid) { try comparer.log.expire(below: xid, in: tx) }
         }
         func inspect(_ plan: CandidateComparer.Plan?) -> ShadowSync.Inspect? {
-            guard let comparer, let plan else { return nil }
+            guard let comparer else { return nil }
             return { legacyStates, ledger in
-                let verdicts = try await comparer.judge(
-                    plan, to: to, legacyStates: legacyStates, ledger: ledger, legacy: legacy)
+                // After the sync's legacy read: what was committed beyond the batch. Without a
+                // plan, only needed when a transaction beyond has pending commands to taint.
+                guard
+                    let beyond = try await comparer.beyond(to, legacy: legacy, store: store, pendingOnly: plan == nil)
+                else { return nil }
+                let verdicts =
+                    plan.map { comparer.judge($0, beyond: beyond, legacyStates: legacyStates, ledger: ledger) } ?? []
+                var synced = Set<String>()
+                for (entity, states) in legacyStates { for key in states.keys { synced.insert(entity.streamID(key: key)) } }
+                let tainted = comparer.taint(beyond, synced: synced, syncedEntities: Set(legacyStates.keys), by: to)
                 return { tx in
                     for verdict in verdicts {
                         try comparer.log.setVerdict(
-                            opID: verdict.opID, verdict.verdict, reason: verdict.reason,
-                            differences: verdict.differences, in: tx)
+                            opID: verdict.opID, verdict.verdict, reason: verdict.reason, differences: verdict.differences, in: tx)
                     }
+                    for (xid, reason) in tainted { try comparer.log.setUnverifiable(xid: xid, reason: reason, in: tx) }
                 }
             }
         }
@@ -496,6 +516,54 @@ public struct ShadowTailer: Sendable {
                 try await sync.sync(keys, position: to, inspect: inspect(plan), alsoInTransaction: record), keysTime
             )
         }
+    }
+
+    /// `changes` cut so that a transaction with pending candidate commands that shares a row with
+    /// another transaction of the batch is a batch of its own — its comparison needs the ledger
+    /// exactly before it and legacy exactly after it; the rest stay together (a batch's cost is
+    /// mostly fixed: cutting every transaction alone makes the tailer fall behind live traffic,
+    /// and a tailer behind is what makes comparisons inexact). One batch when nothing is pending.
+    func segments(_ changes: [CapturedChange], comparer: CandidateComparer?, store: Connection, legacy: Connection)
+        async throws -> [[CapturedChange]]
+    {
+        guard let comparer else { return [changes] }
+        var byXid = [UInt64: [CapturedChange]]()
+        for change in changes where !change.seenByBackfill {
+            if let xid = UInt64(change.position.xid) { byXid[xid, default: []].append(change) }
+        }
+        let log = comparer.log
+        let xids = Set(byXid.keys)
+        let pending = try await store.withSession { try log.pendingXids(among: xids, in: $0) }
+        guard !pending.isEmpty, byXid.count > 1 else { return [changes] }
+        var touched = [UInt64: Set<String>]()
+        for (xid, xidChanges) in byXid {
+            let resolved = try await comparer.touched(xid, xidChanges, legacy: legacy)
+            // A TRUNCATE shares every row of its entities.
+            touched[xid] = resolved.streams.union(resolved.truncated.map { $0.streamID(key: "*") })
+        }
+        var alone = Set<UInt64>()
+        for xid in pending {
+            let mine = touched[xid] ?? []
+            let shares = touched.contains { other, streams in
+                other != xid && (!streams.isDisjoint(with: mine) || streams.contains { $0.hasSuffix("-*") })
+            }
+            if shares { alone.insert(xid) }
+        }
+        guard !alone.isEmpty else { return [changes] }
+        var segments = [[CapturedChange]]()
+        var current = [CapturedChange]()
+        var currentAlone = false
+        for change in changes {
+            let isAlone = UInt64(change.position.xid).map(alone.contains) ?? false
+            if let last = current.last, isAlone || currentAlone, last.position.xid != change.position.xid {
+                segments.append(current)
+                current = []
+            }
+            current.append(change)
+            currentAlone = isAlone
+        }
+        if !current.isEmpty { segments.append(current) }
+        return segments
     }
 
     /// Marks the lag samples whose events the read models' projector has passed.

@@ -44,12 +44,15 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let address = ServeConfiguration.listenAddress(listen)!
-        let configuration = ServeConfiguration(
+        var configuration = ServeConfiguration(
             storeDSN: store.dsn, host: address.host, port: address.port, mode: ServeMode(rawValue: mode)!,
             store: store.store,
             readSchema: readSchema,
             stripeWebhookSecrets: ServeConfiguration.stripeWebhookSecrets(
                 fromEnvironmentValue: ProcessInfo.processInfo.environment[ServeConfiguration.stripeWebhookSecretsVariable]))
+        // A candidate appends nothing; shadow mode's tailer keeps the read models following, and
+        // a second projector would only contend for their lock (the tailer's waits on it).
+        configuration.projects = configuration.mode == .primary
         let logger = CommandLineSettings.logger("serve")
         let metrics = ServerMetrics()
         let commands = ExecutorCommands(
@@ -57,8 +60,9 @@ struct ServeCommand: AsyncParsableCommand {
             metrics: metrics,
             projectionWait: configuration.projectionWait)
         let server = LedgerliftServer(configuration, commandHandler: commands, metrics: metrics, logger: logger)
+        let mode = configuration.mode
         try await server.run { port in
-            printToStandardError("listening on http://\(address.host):\(port) (mode \(configuration.mode.rawValue))")
+            printToStandardError("listening on http://\(address.host):\(port) (mode \(mode.rawValue))")
         }
     }
 }
