@@ -159,9 +159,13 @@ struct CandidateComparer: Sendable {
     /// land before what was read last), but each transaction's keys are resolved once
     /// (``ResolvedCache``): a batch cut in many segments would otherwise resolve the same tail
     /// again for every one of them.
-    func beyond(_ position: CapturePosition, legacy: Connection, store: Connection, pendingOnly: Bool) async throws -> Beyond? {
+    func beyond(_ position: CapturePosition, legacy: Connection, store: Connection, pendingOnly: Bool) async throws
+        -> Beyond?
+    {
         let reader = self.reader
-        let changes = try await legacy.withSession { try reader.read(beyond: position, limit: Self.beyondLimit, in: $0) }
+        let changes = try await legacy.withSession {
+            try reader.read(beyond: position, limit: Self.beyondLimit, in: $0)
+        }
         var byXid = [UInt64: [CapturedChange]]()
         for change in changes {
             if let xid = UInt64(change.position.xid) { byXid[xid, default: []].append(change) }
@@ -180,7 +184,8 @@ struct CandidateComparer: Sendable {
             truncated.formUnion(touched.truncated)
             if pending.contains(xid) { pendingTouched[xid] = (touched.streams, touched.truncated) }
         }
-        return Beyond(changes: changes, streams: streams, truncated: truncated, xids: xids, pendingTouched: pendingTouched)
+        return Beyond(
+            changes: changes, streams: streams, truncated: truncated, xids: xids, pendingTouched: pendingTouched)
     }
 
     /// The streams transaction `xid`'s `changes` touch (from the cache while they are the same).
@@ -197,7 +202,9 @@ struct CandidateComparer: Sendable {
     /// the sync read legacy's rows as they were, possibly with their change already in (a larger
     /// xid may commit first), so the ledger's state before their own batch may already hold their
     /// effect. Never compared, then: unverifiable, with the reason.
-    func taint(_ beyond: Beyond, synced: Set<String>, syncedEntities: Set<Entity>, by position: CapturePosition) -> [UInt64: String] {
+    func taint(_ beyond: Beyond, synced: Set<String>, syncedEntities: Set<Entity>, by position: CapturePosition)
+        -> [UInt64: String]
+    {
         var tainted = [UInt64: String]()
         for (xid, touched) in beyond.pendingTouched {
             if let stream = touched.streams.intersection(synced).sorted().first {
@@ -272,11 +279,13 @@ struct CandidateComparer: Sendable {
             var collision: String?
             for (xid, streams) in plan.touchedBy where xid != pending.xid {
                 if let stream = streams.intersection(involved).sorted().first {
-                    collision = "another legacy transaction of the same batch changed a row it involves (\(stream), xid \(xid))"
+                    collision =
+                        "another legacy transaction of the same batch changed a row it involves (\(stream), xid \(xid))"
                     break
                 }
                 if let entity = plan.truncatedBy[xid]?.intersection(involvedEntities).first {
-                    collision = "another legacy transaction of the same batch changed a row it involves (truncated \(entity.rawValue), xid \(xid))"
+                    collision =
+                        "another legacy transaction of the same batch changed a row it involves (truncated \(entity.rawValue), xid \(xid))"
                     break
                 }
             }
@@ -284,7 +293,8 @@ struct CandidateComparer: Sendable {
                 collision = "a later legacy transaction had changed a row it involves before the comparison (\(stream))"
             }
             if collision == nil, let entity = beyondTruncated.intersection(involvedEntities).first {
-                collision = "a later legacy transaction had changed a row it involves before the comparison (truncated \(entity.rawValue))"
+                collision =
+                    "a later legacy transaction had changed a row it involves before the comparison (truncated \(entity.rawValue))"
             }
             if let collision {
                 unverifiable(collision)

@@ -43,7 +43,7 @@ struct ChangeReader: Sendable {
     {
         try session.query(
             """
-            SELECT c.id, c.xid::text, c.source_table, c.op::text, c.old_row::text, c.new_row::text, c.captured_at,
+            SELECT \(Self.columns),
                    coalesce((SELECT bool_and(pg_visible_in_snapshot(c.xid, s::pg_snapshot))
                              FROM unnest($4::text[]) AS s), false)
             FROM \(capture.s).changes c
@@ -51,14 +51,20 @@ struct ChangeReader: Sendable {
             ORDER BY c.xid, c.id
             LIMIT $3
             """, [position.xid, position.id, Int64(limit), PostgresArray(backfillSnapshots)]
-        ).rows.map { row in
-            CapturedChange(
-                position: CapturePosition(xid: try row.decode(at: 1), id: try row.decode(at: 0)),
-                sourceTable: try row.decode(at: 2), op: Character(try row.decode(at: 3, as: String.self)),
-                oldRow: try row.decode(at: 4, as: String?.self), newRow: try row.decode(at: 5, as: String?.self),
-                capturedAt: try row.decode(at: 6),
-                seenByBackfill: try row.decode(at: 7))
-        }
+        ).rows.map { try Self.change($0, seenByBackfill: try $0.decode(at: 7)) }
+    }
+
+    /// The outbox columns ``change(_:seenByBackfill:)`` reads, in its order (`c` the outbox).
+    static let columns =
+        "c.id, c.xid::text, c.source_table, c.op::text, c.old_row::text, c.new_row::text, c.captured_at"
+
+    /// One outbox row of ``columns``.
+    static func change(_ row: Row, seenByBackfill: Bool) throws -> CapturedChange {
+        CapturedChange(
+            position: CapturePosition(xid: try row.decode(at: 1), id: try row.decode(at: 0)),
+            sourceTable: try row.decode(at: 2), op: Character(try row.decode(at: 3, as: String.self)),
+            oldRow: try row.decode(at: 4, as: String?.self), newRow: try row.decode(at: 5, as: String?.self),
+            capturedAt: try row.decode(at: 6), seenByBackfill: seenByBackfill)
     }
 
     /// Whether committed changes exist after `position` that ``read(after:limit:backfillSnapshots:in:)``
@@ -156,18 +162,12 @@ extension ChangeReader {
     func read(beyond position: CapturePosition, limit: Int, in session: Session) throws -> [CapturedChange] {
         try session.query(
             """
-            SELECT c.id, c.xid::text, c.source_table, c.op::text, c.old_row::text, c.new_row::text, c.captured_at
+            SELECT \(Self.columns)
             FROM \(capture.s).changes c
             WHERE (c.xid, c.id) > ($1::xid8, $2::int8)
             ORDER BY c.xid, c.id
             LIMIT $3
             """, [position.xid, position.id, Int64(limit)]
-        ).rows.map { row in
-            CapturedChange(
-                position: CapturePosition(xid: try row.decode(at: 1), id: try row.decode(at: 0)),
-                sourceTable: try row.decode(at: 2), op: Character(try row.decode(at: 3, as: String.self)),
-                oldRow: try row.decode(at: 4, as: String?.self), newRow: try row.decode(at: 5, as: String?.self),
-                capturedAt: try row.decode(at: 6), seenByBackfill: false)
-        }
+        ).rows.map { try Self.change($0, seenByBackfill: false) }
     }
 }

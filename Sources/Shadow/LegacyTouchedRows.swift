@@ -208,18 +208,12 @@ public struct LegacyTouchedRows: Sendable {
     func changes(in tx: Session) throws -> [CapturedChange] {
         try tx.query(
             """
-            SELECT c.id, c.xid::text, c.source_table, c.op::text, c.old_row::text, c.new_row::text, c.captured_at
+            SELECT \(ChangeReader.columns)
             FROM \(capture.s).changes c
             WHERE c.xid = pg_current_xact_id()
             ORDER BY c.id
             """
-        ).rows.map { row in
-            CapturedChange(
-                position: CapturePosition(xid: try row.decode(at: 1), id: try row.decode(at: 0)),
-                sourceTable: try row.decode(at: 2), op: Character(try row.decode(at: 3, as: String.self)),
-                oldRow: try row.decode(at: 4, as: String?.self), newRow: try row.decode(at: 5, as: String?.self),
-                capturedAt: try row.decode(at: 6), seenByBackfill: false)
-        }
+        ).rows.map { try ChangeReader.change($0, seenByBackfill: false) }
     }
 }
 

@@ -492,12 +492,15 @@ public struct ShadowTailer: Sendable {
                 let verdicts =
                     plan.map { comparer.judge($0, beyond: beyond, legacyStates: legacyStates, ledger: ledger) } ?? []
                 var synced = Set<String>()
-                for (entity, states) in legacyStates { for key in states.keys { synced.insert(entity.streamID(key: key)) } }
+                for (entity, states) in legacyStates {
+                    for key in states.keys { synced.insert(entity.streamID(key: key)) }
+                }
                 let tainted = comparer.taint(beyond, synced: synced, syncedEntities: Set(legacyStates.keys), by: to)
                 return { tx in
                     for verdict in verdicts {
                         try comparer.log.setVerdict(
-                            opID: verdict.opID, verdict.verdict, reason: verdict.reason, differences: verdict.differences, in: tx)
+                            opID: verdict.opID, verdict.verdict, reason: verdict.reason,
+                            differences: verdict.differences, in: tx)
                     }
                     for (xid, reason) in tainted { try comparer.log.setUnverifiable(xid: xid, reason: reason, in: tx) }
                 }

@@ -49,7 +49,8 @@ struct ServeCommand: AsyncParsableCommand {
             store: store.store,
             readSchema: readSchema,
             stripeWebhookSecrets: ServeConfiguration.stripeWebhookSecrets(
-                fromEnvironmentValue: ProcessInfo.processInfo.environment[ServeConfiguration.stripeWebhookSecretsVariable]))
+                fromEnvironmentValue: ProcessInfo.processInfo.environment[
+                    ServeConfiguration.stripeWebhookSecretsVariable]))
         // A candidate appends nothing; shadow mode's tailer keeps the read models following, and
         // a second projector would only contend for their lock (the tailer's waits on it).
         configuration.projects = configuration.mode == .primary
