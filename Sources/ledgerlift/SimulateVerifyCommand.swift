@@ -64,7 +64,8 @@ struct SimulateVerifyCommand: AsyncParsableCommand {
         // Said here in a sentence: Foundation's own message for a directory or an unreadable
         // file is "NSCocoaErrorDomain error 256".
         if let problem = Self.unreadableReason(journal) {
-            standardError(Ledgerlift.prefix + "simulate verify could not run: journal \(journal) cannot be read: \(problem)\n")
+            standardError(
+                Ledgerlift.prefix + "simulate verify could not run: journal \(journal) cannot be read: \(problem)\n")
             throw ExitCode(2)
         }
         let target: JournalVerifier.Target =
@@ -120,11 +121,20 @@ extension SimulateVerifyCommand {
     /// Why the file at `path` cannot be read (`it is a directory`, `No such file or
     /// directory`, `Permission denied`), or `nil` when it can be opened for reading.
     static func unreadableReason(_ path: String) -> String? {
-        var status = stat()
-        guard stat(path, &status) == 0 else { return String(cString: strerror(errno)) }
-        switch status.st_mode & S_IFMT {
-        case S_IFDIR: return "it is a directory"
-        case S_IFREG: break
+        // FileManager, not stat(2): the C struct's members resolve to another module in release
+        // builds (MemberImportVisibility).
+        let attributes: [FileAttributeKey: Any]
+        do {
+            // Followed to what a link names, as stat(2) follows it.
+            attributes = try FileManager.default.attributesOfItem(
+                atPath: URL(fileURLWithPath: path).resolvingSymlinksInPath().path)
+        } catch {
+            return FileManager.default.fileExists(atPath: path)
+                ? String(cString: strerror(EACCES)) : String(cString: strerror(ENOENT))
+        }
+        switch attributes[.type] as? FileAttributeType {
+        case .typeDirectory?: return "it is a directory"
+        case .typeRegular?: break
         default: return "it is not a regular file"
         }
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)

@@ -78,6 +78,17 @@ struct CustomerRulesTests {
         #expect(decision.deleted.isEmpty)
     }
 
+    @Test func createCustomerRefusesACurrencyThatIsNoUpperCaseISOCode() throws {
+        for bad in ["ZZZ", "US", "EURO", "€", "jpy"] {
+            let command = BillingCommand.createCustomer(CreateCustomer(customerID: "46", currency: bad, at: Self.now))
+            let refused = Self.rejection(command, CommandState())
+            #expect(refused?.code == .invalidInput, "\(bad): \(String(describing: refused))")
+            #expect(refused?.detail.contains("is not a known ISO 4217 code") == true, "\(bad)")
+        }
+        let yen = BillingCommand.createCustomer(CreateCustomer(customerID: "46", currency: "JPY", at: Self.now))
+        #expect(try yen.decide(in: CommandState()).rows.first?["currency"] == .text("JPY"))
+    }
+
     @Test func createCustomerWithoutCurrencyLeavesItNull() throws {
         let decision = try BillingCommand.createCustomer(CreateCustomer(customerID: "47", at: Self.now)).decide(
             in: CommandState())
