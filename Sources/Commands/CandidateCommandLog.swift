@@ -207,15 +207,31 @@ public struct CandidateCommandLog: Sendable {
     /// - Returns: how many.
     @discardableResult
     public func expire(below xid: UInt64, in session: Session) throws -> Int {
-        try session.execute(
+        // A command whose transaction never appears (an xid no legacy transaction will reach,
+        // or one that changed nothing captured while the tailer has not moved since) would stay
+        // pending forever: after the retention below, it is said so.
+        let stale = try session.execute(
             """
             UPDATE \(table)
             SET verdict = 'unverifiable', compared_at = clock_timestamp(),
-                reason = 'the tailer synced past its legacy transaction without comparing it: the transaction rolled back '
-                    || 'or changed nothing captured, or the command arrived after the tailer had synced it'
-            WHERE verdict IS NULL AND legacy_xid < $1::xid8
-            """, [String(xid)])
+                reason = 'no captured change of its legacy transaction reached the tailer within '
+                    || $1::int8 || ' seconds of the command'
+            WHERE verdict IS NULL AND received_at < clock_timestamp() - $1::int8 * interval '1 second'
+            """, [Int64(Self.pendingRetention.components.seconds)])
+        return stale
+            + (try session.execute(
+                """
+                UPDATE \(table)
+                SET verdict = 'unverifiable', compared_at = clock_timestamp(),
+                    reason = 'the tailer synced past its legacy transaction without comparing it: the transaction rolled back '
+                        || 'or changed nothing captured, or the command arrived after the tailer had synced it'
+                WHERE verdict IS NULL AND legacy_xid < $1::xid8
+                """, [String(xid)]))
     }
+
+    /// How long a command may wait for its legacy transaction to reach the tailer (an hour: far
+    /// beyond any legacy transaction and any tailer that follows).
+    public static let pendingRetention = Duration.seconds(3600)
 
     /// The counts of `shadow status` and `/metrics`.
     public struct Summary: Sendable, Hashable {

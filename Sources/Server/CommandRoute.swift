@@ -46,8 +46,15 @@ extension LedgerliftServer {
             throw Problem.invalidBody("the body is not UTF-8 text")
         }
         do {
-            guard case .object = try JSONValue.parse(body) else {
+            let parsed = try JSONValue.parse(body)
+            guard case .object = parsed else {
                 throw Problem.invalidBody("the body must be a JSON object")
+            }
+            // PostgreSQL's text and jsonb cannot hold U+0000: refused here, not a 500 when the
+            // request is stored.
+            if Self.containsNUL(parsed) {
+                throw Problem.invalidBody(
+                    "a string of the body holds the NUL character (\\u0000), which no field accepts")
             }
         } catch let error as JSONParseError {
             throw Problem.invalidBody("the body is not JSON: \(Problem.printable(error.description, limit: 500))")
@@ -60,12 +67,18 @@ extension LedgerliftServer {
         let key = request.headers[.idempotencyKey]
         let legacyXid = try CandidateCommandLog.legacyXid(request.headers[.ledgerliftLegacyXid])
         let path = "/commands/" + name
+        // The legacy transaction is part of the request: the same key sent again for another
+        // transaction (a legacy retry) is another request, refused as a reused key — never
+        // answered with the first one's record, which would tie the command to a dead xid.
+        let requestPath = legacyXid.map { path + "?legacy_xid=\($0)" } ?? path
         let outcome: IdempotencyStore.Outcome
         if let key {
-            outcome = try await inFlight.run(key: "POST " + path + "\n" + key, body: body) {
+            outcome = try await inFlight.run(key: "POST " + path + "\n" + key, body: requestPath + "\n" + body) {
                 [pool, idempotency, legacyXid] in
                 try await pool.withConnection { connection in
-                    try await idempotency.perform(key: key, method: "POST", path: path, body: body, on: connection) {
+                    try await idempotency.perform(
+                        key: key, method: "POST", path: requestPath, body: body, on: connection
+                    ) {
                         try await handler.handle(
                             name: name, body: body, idempotencyKey: key, legacyXid: legacyXid, on: connection)
                     }
@@ -87,6 +100,18 @@ extension LedgerliftServer {
         return Response(
             status: HTTPResponse.Status(code: outcome.response.status), headers: headers,
             body: .init(byteBuffer: ByteBuffer(string: outcome.response.body)))
+    }
+}
+
+extension LedgerliftServer {
+    /// Whether any string (or object key) of `value` holds U+0000.
+    static func containsNUL(_ value: JSONValue) -> Bool {
+        switch value {
+        case .string(let text): text.utf8.contains(0)
+        case .array(let items): items.contains(where: containsNUL)
+        case .object(let pairs): pairs.contains { $0.0.utf8.contains(0) || containsNUL($0.1) }
+        default: false
+        }
     }
 }
 

@@ -321,6 +321,11 @@ public struct ShadowTailer: Sendable {
                         stalledSince = nil
                         stallReported = false
                     }
+                    if !waiting, let comparer, let xid = UInt64(position.xid) {
+                        // Caught up: commands of transactions the tailer has passed (or that never
+                        // came) are expired even when no batch will come to do it.
+                        _ = try await store.withSession { try comparer.log.expire(below: xid, in: $0) }
+                    }
                     if !waiting {
                         if !summary.caughtUp {
                             try await store.execute(

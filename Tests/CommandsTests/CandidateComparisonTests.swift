@@ -210,6 +210,15 @@ struct CandidateComparisonTests {
                     legacyXid: abandonedXid,
                     answerStatus: 202),
                 on: driver.store)
+            // A command for a transaction that never comes (an xid far ahead), an hour old.
+            try await driver.log.record(
+                .init(
+                    opID: "t:never/1", command: first.command, commandJSON: first.commandJSON, legacyXid: UInt64.max,
+                    answerStatus: 202),
+                on: driver.store)
+            _ = try await driver.store.execute(
+                "UPDATE ledgerlift.candidate_commands SET received_at = now() - interval '61 minutes' WHERE op_id = 't:never/1'"
+            )
             // Another application's write of the same customer, committed after the edit.
             #expect(
                 try await driver.legacy.execute(
@@ -224,16 +233,21 @@ struct CandidateComparisonTests {
                     (compared.reason?.hasPrefix(
                         "another legacy transaction of the same batch changed a row it involves "
                             + "(\(Entity.customer.streamID(key: customer)), xid ") ?? false)
-                        || compared.reason == "a later legacy transaction had changed a row it involves before the comparison "
+                        || compared.reason
+                            == "a later legacy transaction had changed a row it involves before the comparison "
                             + "(\(Entity.customer.streamID(key: customer)))",
                     "\(compared.reason ?? "no reason")")
             }
             let abandoned = try #require(entries["t:abandoned/1"])
             #expect(abandoned.verdict == .unverifiable)
             #expect(abandoned.reason?.contains("rolled back") == true, "\(abandoned.reason ?? "no reason")")
-            // The ledger still holds what legacy holds: the comparison changed nothing of the sync.
+            let never = try #require(entries["t:never/1"])
+            #expect(never.verdict == .unverifiable)
+            #expect(
+                never.reason?.hasPrefix(
+                    "no captured change of its legacy transaction reached the tailer within 3600 seconds") == true)
             let summary = try await driver.store.withSession { try CandidateCommandLog().summary(in: $0) }
-            #expect(summary.mismatch == 0 && summary.pending == 0 && summary.unverifiable == ids.count + 1)
+            #expect(summary.mismatch == 0 && summary.pending == 0 && summary.unverifiable == ids.count + 2)
         }
     }
 }

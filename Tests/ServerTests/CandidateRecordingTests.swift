@@ -120,6 +120,41 @@ struct CandidateRecordingTests {
         }
     }
 
+    /// The legacy transaction is part of the request: the same key for another transaction (a
+    /// legacy retry under the same operation id) is a reused key, never the first one's answer.
+    @Test func theSameKeyForAnotherLegacyTransactionIs422AndANULCharacterIs400() async throws {
+        try await withEmptyStore { store in
+            try await CommandRouteTests.server(store, mode: .candidate) { _, client in
+                let body = Self.createCustomer("cand-5")
+                func send(_ xid: String?) async throws -> (status: Int, body: String, replayed: Bool) {
+                    var headers = ["Idempotency-Key": "op-10/1"]
+                    if let xid { headers["Ledgerlift-Legacy-Xid"] = xid }
+                    let answer = try await client.send(
+                        "POST", "/commands/create_customer", body: body, headers: headers)
+                    return (answer.status, answer.body, answer.header("Idempotent-Replayed") == "true")
+                }
+                let first = try await send("200")
+                #expect(first.status == 202 && !first.replayed, "\(first.body)")
+                let again = try await send("200")
+                #expect(again.status == 202 && again.replayed)
+                for other in ["201", nil] {
+                    let reused = try await send(other)
+                    #expect(reused.status == 422, "\(reused.body)")
+                    #expect(reused.body.contains("idempotency_key_reused"))
+                }
+                #expect(try await Self.entries(store).map(\.legacyXid) == [200])
+
+                let nul = try await client.send(
+                    "POST", "/commands/update_customer",
+                    body: #"{"customer_id":"7","name":"a\u0000b","at":"2026-12-06T18:00:00Z"}"#,
+                    headers: ["Idempotency-Key": "op-11/1", "Ledgerlift-Legacy-Xid": "300"])
+                #expect(nul.status == 400, "\(nul.body)")
+                #expect(try nul.json["code"] as? String == "invalid_body")
+                #expect(try await Self.entries(store).count == 1)
+            }
+        }
+    }
+
     @Test func anOperationIdIsRecordedOnceAndKeepsItsFirstRecord() async throws {
         try await withEmptyStore { store in
             let connection = try await Connection.connect(store)
