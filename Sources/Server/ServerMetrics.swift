@@ -94,8 +94,10 @@ public final class ServerMetrics: Sendable {
             ("match", summary.match), ("mismatch", summary.mismatch), ("unverifiable", summary.unverifiable),
             ("pending", summary.pending),
         ] {
-            registry.makeGauge(name: "ledgerlift_candidate_comparisons", labels: [("verdict", verdict)]).set(
-                Double(count))
+            CoreMetrics.Gauge(
+                label: "ledgerlift_candidate_comparisons", dimensions: [("verdict", verdict)], factory: factory
+            )
+            .record(Double(count))
         }
     }
 
