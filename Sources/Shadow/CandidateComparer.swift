@@ -47,7 +47,8 @@ struct CandidateComparer: Sendable {
         var xid: UInt64
         var entries: [CandidateCommandLog.Entry]
         /// The decisions, or why there are none.
-        var chain: Result<ChainDecision, Reason>
+        /// The commands, decoded, or why they are not.
+        var commands: Result<[BillingCommand], Reason>
         /// Streams the transaction changed (as the mapping resolves its captured changes).
         var touched: Set<String>
         /// Entities one of its changes truncated.
@@ -65,19 +66,6 @@ struct CandidateComparer: Sendable {
         /// Set when the plan's decisions no longer describe the ledger before the batch.
         var invalidated: String?
 
-        /// Keys the sync must read besides the batch's: rows the candidate decided that legacy
-        /// may not have touched (a wrong decision on an untouched row is a mismatch too).
-        var decidedKeys: [Entity: Set<String>] {
-            var keys = [Entity: Set<String>]()
-            for pending in pending {
-                guard case .success(let chain) = pending.chain else { continue }
-                for decision in chain.decisions {
-                    for row in decision.rows { keys[row.entity, default: []].insert(row.key) }
-                    for gone in decision.deleted { keys[gone.entity, default: []].insert(gone.key) }
-                }
-            }
-            return keys
-        }
     }
 
     /// Reads the batch's pending commands and decides them on the ledger as it is now (before
@@ -101,20 +89,21 @@ struct CandidateComparer: Sendable {
         }
         var pending = [Pending]()
         for (xid, entries) in recorded.sorted(by: { $0.key < $1.key }) {
-            let chain: Result<ChainDecision, Reason>
+            // Decided later, once the cheap checks have passed (``judge``): a tailer that falls
+            // behind makes most comparisons unverifiable, and deciding them anyway would only
+            // put it further behind.
+            let commands: Result<[BillingCommand], Reason>
             do {
-                let commands = try entries.map { entry in
-                    try JSONDecoder().decode(BillingCommand.self, from: Data(entry.commandJSON.utf8))
-                }
-                chain = .success(try await executor.decideChain(commands, on: store))
-            } catch let error as CommandError {
-                chain = .failure(Reason(text: "the candidate could not decide: \(error)"))
-            } catch let error as DecodingError {
-                chain = .failure(Reason(text: "a recorded command no longer decodes: \(error)"))
+                commands = .success(
+                    try entries.map { entry in
+                        try JSONDecoder().decode(BillingCommand.self, from: Data(entry.commandJSON.utf8))
+                    })
+            } catch {
+                commands = .failure(Reason(text: "a recorded command no longer decodes: \(error)"))
             }
             pending.append(
                 Pending(
-                    xid: xid, entries: entries, chain: chain, touched: touchedBy[xid] ?? [],
+                    xid: xid, entries: entries, commands: commands, touched: touchedBy[xid] ?? [],
                     truncated: truncatedBy[xid] ?? []))
         }
         return Plan(pending: pending, touchedBy: touchedBy, truncatedBy: truncatedBy)
@@ -144,7 +133,7 @@ struct CandidateComparer: Sendable {
     /// What was committed beyond a batch, read after the batch's sync read legacy: every change
     /// that read could have seen is among these.
     struct Beyond: Sendable {
-        var changes: [CapturedChange]
+        var changeCount: Int
         var streams: Set<String>
         var truncated: Set<Entity>
         var xids: Set<UInt64>
@@ -163,29 +152,39 @@ struct CandidateComparer: Sendable {
         -> Beyond?
     {
         let reader = self.reader
-        let changes = try await legacy.withSession {
-            try reader.read(beyond: position, limit: Self.beyondLimit, in: $0)
-        }
-        var byXid = [UInt64: [CapturedChange]]()
-        for change in changes {
-            if let xid = UInt64(change.position.xid) { byXid[xid, default: []].append(change) }
-        }
+        // How many changes each transaction beyond has (no row images: cheap however far behind
+        // the tailer runs); the images only of the transactions not resolved yet.
+        let counts = try await legacy.withSession { try reader.countsByXid(beyond: position, in: $0) }
+        let changeCount = counts.values.reduce(0, +)
         let log = self.log
-        let xids = Set(byXid.keys)
+        let xids = Set(counts.keys)
         let pending = try await store.withSession { try log.pendingXids(among: xids, in: $0) }
         if pendingOnly, pending.isEmpty { return nil }
         cache.forget(below: UInt64(position.xid) ?? 0)
+        let unresolved = counts.filter { cache.touched($0.key, changes: $0.value) == nil }.keys.sorted()
+        var fetched = [UInt64: [CapturedChange]]()
+        if !unresolved.isEmpty {
+            for change in try await legacy.withSession({ try reader.read(xids: unresolved, in: $0) }) {
+                if let xid = UInt64(change.position.xid) { fetched[xid, default: []].append(change) }
+            }
+        }
         var streams = Set<String>()
         var truncated = Set<Entity>()
         var pendingTouched = [UInt64: (streams: Set<String>, truncated: Set<Entity>)]()
-        for (xid, xidChanges) in byXid {
-            let touched = try await self.touched(xid, xidChanges, legacy: legacy)
+        for (xid, count) in counts {
+            let touched: Touched
+            if let known = cache.touched(xid, changes: count) {
+                touched = known
+            } else {
+                touched = try await self.touched(xid, fetched[xid] ?? [], legacy: legacy)
+            }
             streams.formUnion(touched.streams)
             truncated.formUnion(touched.truncated)
             if pending.contains(xid) { pendingTouched[xid] = (touched.streams, touched.truncated) }
         }
         return Beyond(
-            changes: changes, streams: streams, truncated: truncated, xids: xids, pendingTouched: pendingTouched)
+            changeCount: changeCount, streams: streams, truncated: truncated, xids: xids, pendingTouched: pendingTouched
+        )
     }
 
     /// The streams transaction `xid`'s `changes` touch (from the cache while they are the same).
@@ -222,8 +221,8 @@ struct CandidateComparer: Sendable {
 
     func judge(
         _ plan: Plan, beyond: Beyond, legacyStates: [Entity: [String: ShadowSync.LegacyState]],
-        ledger: [Entity: [String: ShadowSync.StreamState]]
-    ) -> [Verdict] {
+        ledger: [Entity: [String: ShadowSync.StreamState]], store: Connection
+    ) async throws -> [Verdict] {
         let beyondStreams = beyond.streams
         let beyondTruncated = beyond.truncated
         let beyondXids = beyond.xids
@@ -247,20 +246,13 @@ struct CandidateComparer: Sendable {
                 unverifiable(invalidated)
                 continue
             }
-            let chain: ChainDecision
-            switch pending.chain {
+            let commands: [BillingCommand]
+            switch pending.commands {
             case .failure(let reason):
                 unverifiable(reason.text)
                 continue
-            case .success(let decided): chain = decided
+            case .success(let decoded): commands = decoded
             }
-            if let inexact = chain.inexact {
-                unverifiable(inexact)
-                continue
-            }
-            let decided = chain.decided
-            let involved = pending.touched.union(chain.before.keys).union(decided.keys)
-            let involvedEntities = Set(involved.compactMap(Self.entity(ofStream:)))
             if !pending.truncated.isEmpty {
                 unverifiable(
                     "the legacy transaction truncated \(pending.truncated.map(\.rawValue).sorted().joined(separator: ", "))"
@@ -271,33 +263,54 @@ struct CandidateComparer: Sendable {
                 unverifiable("the legacy transaction's changes continue beyond the tailer's batch")
                 continue
             }
-            if beyond.changes.count >= Self.beyondLimit {
+            if beyond.changeCount >= Self.beyondLimit {
                 unverifiable(
                     "more than \(Self.beyondLimit) captured changes wait beyond the batch: the tailer is behind")
                 continue
             }
-            var collision: String?
-            for (xid, streams) in plan.touchedBy where xid != pending.xid {
-                if let stream = streams.intersection(involved).sorted().first {
-                    collision =
-                        "another legacy transaction of the same batch changed a row it involves (\(stream), xid \(xid))"
-                    break
+            /// Why a row of `involved` may hold another transaction's change, if one may.
+            func collision(_ involved: Set<String>) -> String? {
+                let involvedEntities = Set(involved.compactMap(Self.entity(ofStream:)))
+                for (xid, streams) in plan.touchedBy where xid != pending.xid {
+                    if let stream = streams.intersection(involved).sorted().first {
+                        return
+                            "another legacy transaction of the same batch changed a row it involves (\(stream), xid \(xid))"
+                    }
+                    if let entity = plan.truncatedBy[xid]?.intersection(involvedEntities).first {
+                        return
+                            "another legacy transaction of the same batch changed a row it involves (truncated \(entity.rawValue), xid \(xid))"
+                    }
                 }
-                if let entity = plan.truncatedBy[xid]?.intersection(involvedEntities).first {
-                    collision =
-                        "another legacy transaction of the same batch changed a row it involves (truncated \(entity.rawValue), xid \(xid))"
-                    break
+                if let stream = beyondStreams.intersection(involved).sorted().first {
+                    return "a later legacy transaction had changed a row it involves before the comparison (\(stream))"
                 }
+                if let entity = beyondTruncated.intersection(involvedEntities).first {
+                    return
+                        "a later legacy transaction had changed a row it involves before the comparison (truncated \(entity.rawValue))"
+                }
+                return nil
             }
-            if collision == nil, let stream = beyondStreams.intersection(involved).sorted().first {
-                collision = "a later legacy transaction had changed a row it involves before the comparison (\(stream))"
+            // The rows legacy's transaction changed first (known without deciding) ...
+            if let found = collision(pending.touched) {
+                unverifiable(found)
+                continue
             }
-            if collision == nil, let entity = beyondTruncated.intersection(involvedEntities).first {
-                collision =
-                    "a later legacy transaction had changed a row it involves before the comparison (truncated \(entity.rawValue))"
+            // ... then decided — inside the sync, before its append: on the ledger before the batch.
+            let chain: ChainDecision
+            do {
+                chain = try await executor.decideChain(commands, on: store)
+            } catch let error as CommandError {
+                unverifiable("the candidate could not decide (\(error))")
+                continue
             }
-            if let collision {
-                unverifiable(collision)
+            if let inexact = chain.inexact {
+                unverifiable(inexact)
+                continue
+            }
+            let decided = chain.decided
+            // ... and the rows the commands read or wrote.
+            if let found = collision(pending.touched.union(chain.before.keys).union(decided.keys)) {
+                unverifiable(found)
                 continue
             }
             var quarantined: String?
@@ -321,7 +334,10 @@ struct CandidateComparer: Sendable {
                 let legacyRow: CanonicalRow?
                 switch legacyRows[stream] {
                 case .row(let row): legacyRow = row
-                case .absent, .none: legacyRow = nil
+                case .absent: legacyRow = nil
+                // A row legacy's transaction did not touch (the sync did not read it) is as it
+                // was before: no other transaction changed it (the checks above).
+                case .none: legacyRow = pending.touched.contains(stream) ? nil : before
                 case .quarantined: continue
                 }
                 let result = CandidateComparison.compare(

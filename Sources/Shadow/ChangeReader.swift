@@ -170,4 +170,30 @@ extension ChangeReader {
             """, [position.xid, position.id, Int64(limit)]
         ).rows.map { try Self.change($0, seenByBackfill: false) }
     }
+
+    /// How many committed changes each transaction after `position` has (no row images).
+    func countsByXid(beyond position: CapturePosition, in session: Session) throws -> [UInt64: Int] {
+        var counts = [UInt64: Int]()
+        for row in try session.query(
+            """
+            SELECT c.xid::text, count(*) FROM \(capture.s).changes c
+            WHERE (c.xid, c.id) > ($1::xid8, $2::int8) GROUP BY c.xid
+            """, [position.xid, position.id]
+        ).rows {
+            if let xid = UInt64(try row.decode(at: 0, as: String.self)) {
+                counts[xid] = Int(try row.decode(at: 1, as: Int64.self))
+            }
+        }
+        return counts
+    }
+
+    /// Every committed change of the transactions `xids`, in outbox order.
+    func read(xids: [UInt64], in session: Session) throws -> [CapturedChange] {
+        try session.query(
+            """
+            SELECT \(Self.columns) FROM \(capture.s).changes c
+            WHERE c.xid = ANY($1::xid8[]) ORDER BY c.xid, c.id
+            """, [PostgresArray(xids.map { String($0) })]
+        ).rows.map { try Self.change($0, seenByBackfill: false) }
+    }
 }

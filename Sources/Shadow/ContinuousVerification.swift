@@ -86,7 +86,8 @@ public struct ContinuousVerifier: Sendable {
         let options = options
         let store = try await Connection.connect(options.storeDSN, applicationName: "ledgerlift shadow verify")
         defer { store.close() }
-        let startedAt = try await store.query("SELECT clock_timestamp()").rows[0].decode(at: 0, as: PostgresTimestamp.self)
+        let startedAt = try await store.query("SELECT clock_timestamp()").rows[0].decode(
+            at: 0, as: PostgresTimestamp.self)
         let entities = options.entities ?? Entity.allCases.filter { options.mapping[entity: $0] != nil }
         var record = VerificationRecord(
             origin: options.origin, startedAt: startedAt, legacyPosition: nil, entities: entities, verdict: .error)
@@ -99,14 +100,17 @@ public struct ContinuousVerifier: Sendable {
             diffOptions.logger = options.logger
             diffOptions.reverificationRounds = options.reverificationRounds
             let (report, position) = try await Self.check(
-                diffOptions, capture: options.capture, tailerTimeout: options.tailerTimeout, tailerPosition: tailerPosition)
+                diffOptions, capture: options.capture, tailerTimeout: options.tailerTimeout,
+                tailerPosition: tailerPosition)
             record.legacyPosition = position
             record.record(report)
         } catch {
             record.verdict = .error
             record.error = "\(error)"
         }
-        let stored = try await store.withSession { [record] in try ShadowRecords(schema: options.storeSchema).insert(record, in: $0) }
+        let stored = try await store.withSession { [record] in
+            try ShadowRecords(schema: options.storeSchema).insert(record, in: $0)
+        }
         options.logger.info(
             "verification",
             metadata: [
@@ -144,7 +148,8 @@ public struct ContinuousVerifier: Sendable {
             diff.beforeReverification = {
                 if let tailerRunning, try await !tailerRunning.isRunning() {
                     notRunningNote.withLock {
-                        $0 = "the tailer \(tailerRunning.name) is not running: differences were re-checked without "
+                        $0 =
+                            "the tailer \(tailerRunning.name) is not running: differences were re-checked without "
                             + "waiting for it"
                     }
                     return
@@ -156,7 +161,8 @@ public struct ContinuousVerifier: Sendable {
                 guard let target = try await newestCommitted(legacyDSN, capture) else { return }
                 if try await !waitForTailer(passing: target, timeout: tailerTimeout, tailerPosition) {
                     waitNote.withLock {
-                        $0 = "the tailer had not passed legacy position \(target) after \(tailerTimeout): "
+                        $0 =
+                            "the tailer had not passed legacy position \(target) after \(tailerTimeout): "
                             + "differences were re-checked anyway and may include changes not yet tailed"
                     }
                 }
@@ -202,7 +208,8 @@ public struct ContinuousVerifier: Sendable {
     public func runOnce(tailer name: String) async throws -> VerificationRecord {
         let store = try await Connection.connect(options.storeDSN, applicationName: "ledgerlift shadow verify")
         defer { store.close() }
-        return try await runOnce(tailerPosition: Self.checkpoint(of: name, store: store, storeSchema: options.storeSchema))
+        return try await runOnce(
+            tailerPosition: Self.checkpoint(of: name, store: store, storeSchema: options.storeSchema))
     }
 
     /// The checkpoint the tailer named `name` committed, read from `shadow_tailers` on `store`
@@ -213,19 +220,24 @@ public struct ContinuousVerifier: Sendable {
         let table = quoteIdentifier(storeSchema) + ".shadow_tailers"
         return {
             try await store.withSession { session -> CapturePosition? in
-                guard try session.query("SELECT to_regclass($1) IS NOT NULL", [table]).rows[0].decode(at: 0, as: Bool.self),
+                guard
+                    try session.query("SELECT to_regclass($1) IS NOT NULL", [table]).rows[0].decode(
+                        at: 0, as: Bool.self),
                     let row = try session.query(
                         "SELECT checkpoint_xid::text, checkpoint_id FROM \(table) WHERE name = $1", [name]
                     ).first
                 else { return nil }
-                return CapturePosition(xid: try row.decode(at: 0, as: String.self), id: try row.decode(at: 1, as: Int64.self))
+                return CapturePosition(
+                    xid: try row.decode(at: 0, as: String.self), id: try row.decode(at: 1, as: Int64.self))
             }
         }
     }
 
     /// ``run(every:tailerPosition:onResult:)`` waiting on the tailer named `name` (see
     /// ``runOnce(tailer:)``): what `shadow run --verify-every DURATION` runs beside its tailer.
-    public func run(every interval: Duration, tailer name: String, onResult: @Sendable (VerificationRecord) -> Void = { _ in })
+    public func run(
+        every interval: Duration, tailer name: String, onResult: @Sendable (VerificationRecord) -> Void = { _ in }
+    )
         async throws
     {
         let store = try await Connection.connect(options.storeDSN, applicationName: "ledgerlift shadow verify")

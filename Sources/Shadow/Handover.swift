@@ -53,7 +53,8 @@ public enum Handover {
             let covering = try await legacy.withSession { session in
                 try resyncs.filter { resync in
                     try session.query(
-                        "SELECT pg_visible_in_snapshot($1::xid8, $2::pg_snapshot)", [install.xid, resync.legacySnapshot]
+                        "SELECT pg_visible_in_snapshot($1::xid8, $2::pg_snapshot)",
+                        [install.xid, resync.legacySnapshot]
                     ).rows[0].decode(at: 0, as: Bool.self)
                 }
             }
@@ -158,7 +159,8 @@ public enum Handover {
         let entities = try session.query("SELECT DISTINCT entity FROM \(s).backfill_ranges ORDER BY 1").rows
             .map { try $0.decode(at: 0, as: String.self) }
         return .finished(
-            BackfillSnapshots(runID: try runs.last!.decode(at: 0, as: String.self), snapshots: snapshots, entities: entities))
+            BackfillSnapshots(
+                runID: try runs.last!.decode(at: 0, as: String.self), snapshots: snapshots, entities: entities))
     }
 
     /// The resyncs that finished, each with the legacy snapshot it started from.

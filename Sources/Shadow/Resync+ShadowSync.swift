@@ -26,7 +26,8 @@ extension Resync {
         return try await run(prepare: { _ = try await sync.project() }) { keys in
             let outcome = try await sync.sync(keys, position: nil)
             _ = try await sync.project()
-            return SyncCounts(keysRead: outcome.keysRead, eventsAppended: outcome.eventsAppended, quarantined: outcome.quarantined)
+            return SyncCounts(
+                keysRead: outcome.keysRead, eventsAppended: outcome.eventsAppended, quarantined: outcome.quarantined)
         }
     }
 }

@@ -195,14 +195,17 @@ public struct Resync: Sendable {
             // mapping reads that capture misses: its later changes would never reach the ledger).
             // Coverage first: an incomplete mapping has its own fingerprint, so it has no backfill
             // either, and that refusal would not say what to fix.
-            let coverage = try await legacy.withSession { [options] in try MappingCoverage.analyze(options.mapping, in: $0) }
+            let coverage = try await legacy.withSession { [options] in
+                try MappingCoverage.analyze(options.mapping, in: $0)
+            }
             guard coverage.isComplete else { throw ResyncError.mappingIncomplete(problems: coverage.problems) }
             let eventStore = EventStore(schema: options.storeSchema)
             let backfill = try await store.withSession { [options] session in
                 try ShadowTailer.finishedBackfill(of: options.mapping, store: eventStore, in: session)
             }
             guard backfill != nil else {
-                let runID = Backfill(.init(legacyDSN: "", storeDSN: "", mapping: options.mapping, store: eventStore)).runID
+                let runID = Backfill(.init(legacyDSN: "", storeDSN: "", mapping: options.mapping, store: eventStore))
+                    .runID
                 throw ResyncError.noFinishedBackfill(runID: runID)
             }
             if let prepare {
@@ -211,7 +214,8 @@ public struct Resync: Sendable {
                 }
             }
             // Read before the diff opens its snapshot: everything this snapshot saw, the diff saw.
-            let snapshot = try await legacy.query("SELECT pg_current_snapshot()::text").rows[0].decode(at: 0, as: String.self)
+            let snapshot = try await legacy.query("SELECT pg_current_snapshot()::text").rows[0].decode(
+                at: 0, as: String.self)
             resyncID = try await store.withSession { session in
                 try records.create(session)
                 return try session.query(
@@ -295,7 +299,8 @@ public struct Resync: Sendable {
 
     private func diff(reverify: Bool) async throws(ResyncError) -> DiffReport {
         var diffOptions = DiffChecker.Options(
-            legacyDSN: options.legacyDSN, storeDSN: options.storeDSN, mapping: options.mapping, entities: options.entities,
+            legacyDSN: options.legacyDSN, storeDSN: options.storeDSN, mapping: options.mapping,
+            entities: options.entities,
             maxRows: max(options.keysPerRound, 1), storeSchema: options.storeSchema, readSchema: options.readSchema,
             reverify: reverify, checkInvariants: false, catchUpTimeout: options.catchUpTimeout,
             maxReverifiedKeys: max(options.keysPerRound, 1))
@@ -397,8 +402,10 @@ extension ResyncReport {
                     .array(
                         report.entities.filter { !$0.isClean }.map {
                             .object([
-                                ("entity", .string($0.entity.rawValue)), ("missing_in_ledger", .integer($0.missingInLedger)),
-                                ("extra_in_ledger", .integer($0.extraInLedger)), ("mismatched", .integer($0.mismatched)),
+                                ("entity", .string($0.entity.rawValue)),
+                                ("missing_in_ledger", .integer($0.missingInLedger)),
+                                ("extra_in_ledger", .integer($0.extraInLedger)),
+                                ("mismatched", .integer($0.mismatched)),
                             ])
                         })
                 ),

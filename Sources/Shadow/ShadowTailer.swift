@@ -442,14 +442,10 @@ public struct ShadowTailer: Sendable {
                 keys[entity, default: []].formUnion(all)
             }
         }
-        // Candidate mode: the batch's recorded commands decided on the ledger before the batch,
-        // and the rows they decide read from legacy with the rest.
+        // Candidate mode: the batch's recorded commands, judged (and decided) inside its sync.
         var plan: CandidateComparer.Plan?
         if let comparer, !applicable.isEmpty {
             plan = try await comparer.plan(applicable, legacy: legacy, store: store)
-            for (entity, decided) in plan?.decidedKeys ?? [:] where mapping[entity] != nil {
-                keys[entity, default: []].formUnion(decided)
-            }
         }
         let keysTime = clock.now - started
         // Samples of the batch's capture times (at most 100, evenly spread) for the lag figures.
@@ -494,15 +490,19 @@ public struct ShadowTailer: Sendable {
                 guard
                     let beyond = try await comparer.beyond(to, legacy: legacy, store: store, pendingOnly: plan == nil)
                 else { return nil }
-                let verdicts =
-                    plan.map { comparer.judge($0, beyond: beyond, legacyStates: legacyStates, ledger: ledger) } ?? []
+                var verdicts = [CandidateComparer.Verdict]()
+                if let plan {
+                    verdicts = try await comparer.judge(
+                        plan, beyond: beyond, legacyStates: legacyStates, ledger: ledger, store: store)
+                }
                 var synced = Set<String>()
                 for (entity, states) in legacyStates {
                     for key in states.keys { synced.insert(entity.streamID(key: key)) }
                 }
                 let tainted = comparer.taint(beyond, synced: synced, syncedEntities: Set(legacyStates.keys), by: to)
+                let judged = verdicts
                 return { tx in
-                    for verdict in verdicts {
+                    for verdict in judged {
                         try comparer.log.setVerdict(
                             opID: verdict.opID, verdict.verdict, reason: verdict.reason,
                             differences: verdict.differences, in: tx)
@@ -526,6 +526,9 @@ public struct ShadowTailer: Sendable {
         }
     }
 
+    /// The largest batch ``segments(_:comparer:store:legacy:)`` cuts.
+    static let candidateCutLimit = 150
+
     /// `changes` cut so that a transaction with pending candidate commands that shares a row with
     /// another transaction of the batch is a batch of its own — its comparison needs the ledger
     /// exactly before it and legacy exactly after it; the rest stay together (a batch's cost is
@@ -542,7 +545,10 @@ public struct ShadowTailer: Sendable {
         let log = comparer.log
         let xids = Set(byXid.keys)
         let pending = try await store.withSession { try log.pendingXids(among: xids, in: $0) }
-        guard !pending.isEmpty, byXid.count > 1 else { return [changes] }
+        // Behind (a batch as large as this one is many seconds of traffic), the comparisons are
+        // mostly unverifiable anyway: the batch stays whole so the tailer catches up, and cutting
+        // resumes once it follows closely again.
+        guard !pending.isEmpty, byXid.count > 1, changes.count <= Self.candidateCutLimit else { return [changes] }
         var touched = [UInt64: Set<String>]()
         for (xid, xidChanges) in byXid {
             let resolved = try await comparer.touched(xid, xidChanges, legacy: legacy)

@@ -23,7 +23,8 @@ public enum TailerError: Error, Sendable, Hashable, CustomStringConvertible {
     case mappingStatementFailed(entity: String, table: String, statement: String, error: String)
     /// Another consumer of the outbox (another store, or another tailer name) deleted changes
     /// after this tailer's checkpoint that neither the backfill nor a finished resync saw.
-    case outboxPrunedByAnother(name: String, checkpoint: CapturePosition, through: CapturePosition, by: String, at: String)
+    case outboxPrunedByAnother(
+        name: String, checkpoint: CapturePosition, through: CapturePosition, by: String, at: String)
     /// The checkpoint moved under a batch: another tailer wrote it (the lock was bypassed).
     case checkpointMoved(name: String, expected: CapturePosition, actual: CapturePosition?)
 

@@ -212,7 +212,9 @@ public struct VerificationHistory: Sendable, Hashable {
     /// every one of these entities count (a check of one entity says nothing of the others),
     /// while any verification that was not clean still ends the streak, whatever it compared.
     public func cleanStreak(covering entities: [Entity] = [], in session: Session) throws -> CleanStreak {
-        guard try records.exists("shadow_verifications", session) else { return CleanStreak(count: 0, since: nil, lastAt: nil) }
+        guard try records.exists("shadow_verifications", session) else {
+            return CleanStreak(count: 0, since: nil, lastAt: nil)
+        }
         let table = records.verifications
         let row = try session.query(
             """
@@ -225,7 +227,8 @@ public struct VerificationHistory: Sendable, Hashable {
             """, [PostgresArray(entities.map(\.rawValue))]
         ).rows[0]
         return CleanStreak(
-            count: Int(try row.decode(at: 0, as: Int64.self)), since: try row.decode(at: 1, as: PostgresTimestamp?.self),
+            count: Int(try row.decode(at: 0, as: Int64.self)),
+            since: try row.decode(at: 1, as: PostgresTimestamp?.self),
             lastAt: try row.decode(at: 2, as: PostgresTimestamp?.self))
     }
 
@@ -246,11 +249,14 @@ public struct VerificationHistory: Sendable, Hashable {
                 startedAt: try row.decode(at: 2, as: PostgresTimestamp.self),
                 finishedAt: try row.decode(at: 3, as: PostgresTimestamp.self),
                 legacyPosition: xid.flatMap { xid in id.map { CapturePosition(xid: xid, id: $0) } },
-                entities: try row.decode(at: 6, as: String.self).split(separator: ",").compactMap { Entity(rawValue: String($0)) },
+                entities: try row.decode(at: 6, as: String.self).split(separator: ",").compactMap {
+                    Entity(rawValue: String($0))
+                },
                 verdict: VerificationRecord.Verdict(rawValue: try row.decode(at: 7, as: String.self)) ?? .error,
                 rowsCompared: try row.decode(at: 8, as: Int64.self), differences: try row.decode(at: 9, as: Int64.self),
                 persistentDifferences: try row.decode(at: 10, as: Int64.self),
-                brokenInvariants: Int(try row.decode(at: 11, as: Int32.self)), error: try row.decode(at: 12, as: String?.self),
+                brokenInvariants: Int(try row.decode(at: 11, as: Int32.self)),
+                error: try row.decode(at: 12, as: String?.self),
                 reportJSON: try row.decode(at: 13, as: String?.self))
         }
     }
