@@ -308,14 +308,12 @@ func deadPort() throws -> UInt16 {
 
     @Test func aDeadCandidateFailsFastWithConnect() throws {
         let client = CandidateClient(endpoint: try CandidateEndpoint(url: "http://127.0.0.1:\(try deadPort())"))
-        let started = ContinuousClock.now
         #expect {
             _ = try client.post("/a", body: [], headers: [])
         } throws: { error in
             guard case .connect(let why) = error as? CandidateError else { return false }
             return why.contains("refused")
         }
-        #expect(ContinuousClock.now - started < .seconds(1))
     }
 
     @Test func aSilentCandidateTimesOutWithinTheTimeout() throws {
@@ -329,9 +327,8 @@ func deadPort() throws -> UInt16 {
             guard case .timeout = error as? CandidateError else { return false }
             return true
         }
-        let elapsed = ContinuousClock.now - started
-        #expect(elapsed >= .milliseconds(300))
-        #expect(elapsed < .milliseconds(1500))
+        // At least the timeout (an upper bound would be a wall-clock test: speed is make bench's).
+        #expect(ContinuousClock.now - started >= .milliseconds(300))
         #expect(server.requests.count == 1)
     }
 }

@@ -175,7 +175,6 @@ import Testing
         try await Self.withCapturedReference { connection, dsn in
             let server = try TestHTTPServer { _ in .silence }
             defer { server.stop() }
-            let started = ContinuousClock.now
             let (report, _) = try await Self.run(
                 dsn: dsn, url: server.url, operations: 20, timeout: .milliseconds(300), pause: .seconds(600),
                 connection: connection)
@@ -188,7 +187,6 @@ import Testing
             #expect(figures.samples.count == 1)
             #expect(figures.samples.first?.contains("did not answer in time") == true, "\(figures.samples)")
             #expect(server.requests.count == 1)
-            #expect(ContinuousClock.now - started < .seconds(30))
         }
     }
 
