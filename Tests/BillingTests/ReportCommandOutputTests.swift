@@ -12,7 +12,7 @@ import Testing
 struct ReportCommandOutputTests {
     @Test func revenueInEachBillingEntitysZoneAndForOneEntityPrintsPrepaidCollected() async throws {
         try await WiderReadModelTests.withStories { (_: Connection, dsn: String, _: ReadModelReader) async throws in
-            let zoned = try LedgerliftBinary.run(
+            let zoned = try await LedgerliftBinary.run(
                 ["report", "revenue", "--store", dsn, "--from", "2024-01", "--to", "2024-04", "--time-zone", "billing-entity"])
             #expect(zoned.status == 0, "\(zoned.stderr)")
             #expect(
@@ -26,7 +26,7 @@ struct ReportCommandOutputTests {
                     2024-03  USD           4.00       0.00               0.00      0.00      0.00
 
                     """)
-            let tenant = try LedgerliftBinary.run(
+            let tenant = try await LedgerliftBinary.run(
                 [
                     "report", "revenue", "--store", dsn, "--from", "2024-01", "--to", "2024-04", "--billing-entity", "be-eu",
                     "--format", "json",
@@ -43,7 +43,7 @@ struct ReportCommandOutputTests {
 
     @Test func mrrAndAgingInATimeZoneSayWhichInTheirHeading() async throws {
         try await WiderReadModelTests.withStories { (_: Connection, dsn: String, _: ReadModelReader) async throws in
-            let mrr = try LedgerliftBinary.run(
+            let mrr = try await LedgerliftBinary.run(
                 ["report", "mrr", "--store", dsn, "--from", "2024-01", "--to", "2024-03", "--time-zone", "customer"])
             #expect(mrr.status == 0, "\(mrr.stderr)")
             #expect(
@@ -55,7 +55,7 @@ struct ReportCommandOutputTests {
                     2024-03  USD        0.00       0.00         0.00   0.00  30.00
 
                     """)
-            let aging = try LedgerliftBinary.run(
+            let aging = try await LedgerliftBinary.run(
                 ["report", "aging", "--store", dsn, "--as-of", "2024-04-15T23:30:00Z", "--time-zone", "Europe/Paris"])
             #expect(aging.status == 0, "\(aging.stderr)")
             #expect(
@@ -69,7 +69,7 @@ struct ReportCommandOutputTests {
                     total     USD          0.00  4.00   0.00   0.00  0.00   4.00
 
                     """)
-            let none = try LedgerliftBinary.run(
+            let none = try await LedgerliftBinary.run(
                 [
                     "report", "aging", "--store", dsn, "--as-of", "2024-04-15T23:30:00Z", "--billing-entity", "be-us", "--format",
                     "json",
@@ -83,7 +83,7 @@ struct ReportCommandOutputTests {
 
     @Test func balanceShowsPrepaidCreditAndOneBillingEntitysRows() async throws {
         try await WiderReadModelTests.withStories { (_: Connection, dsn: String, _: ReadModelReader) async throws in
-            let tenant = try LedgerliftBinary.run(["query", "balance", "--store", dsn, "--customer", "cust-x", "--billing-entity", "be-eu"])
+            let tenant = try await LedgerliftBinary.run(["query", "balance", "--store", dsn, "--customer", "cust-x", "--billing-entity", "be-eu"])
             #expect(tenant.status == 0, "\(tenant.stderr)")
             #expect(
                 tenant.stdout == """
@@ -94,7 +94,7 @@ struct ReportCommandOutputTests {
 
                     """)
             // A known customer with nothing in that billing entity: an answer (status 0), not "not found".
-            let elsewhere = try LedgerliftBinary.run(
+            let elsewhere = try await LedgerliftBinary.run(
                 ["query", "balance", "--store", dsn, "--customer", "cust-w", "--billing-entity", "be-us"])
             #expect(elsewhere.status == 0, "\(elsewhere.stderr)")
             #expect(
@@ -103,7 +103,7 @@ struct ReportCommandOutputTests {
                     no invoices, balance transactions, balance credit applications, wallets or currency for this customer in this billing entity at that time
 
                     """)
-            let json = try LedgerliftBinary.run(["query", "balance", "--store", dsn, "--customer", "cust-w", "--format", "json"])
+            let json = try await LedgerliftBinary.run(["query", "balance", "--store", dsn, "--customer", "cust-w", "--format", "json"])
             #expect(json.status == 0, "\(json.stderr)")
             #expect(
                 json.stdout
@@ -120,23 +120,25 @@ struct ReportCommandOutputTests {
                 ["report", "aging", "--as-of", "2024-03-01"], ["query", "balance", "--customer", "cust-x"],
                 ["query", "balance", "--customer", "cust-x", "--as-of", "2024-03-01", "--format", "json"],
             ] {
-                let unknown = try LedgerliftBinary.run(command + ["--store", dsn, "--billing-entity", "nope"])
+                let unknown = try await LedgerliftBinary.run(command + ["--store", dsn, "--billing-entity", "nope"])
                 #expect(unknown.status == 1, "\(command)")
                 #expect(unknown.stdout == "", "\(command)")
                 #expect(unknown.stderr == "unknown billing entity 'nope'\n", "\(command)")
-                let empty = try LedgerliftBinary.run(command + ["--store", dsn, "--billing-entity", ""])
+                let empty = try await LedgerliftBinary.run(command + ["--store", dsn, "--billing-entity", ""])
                 #expect(empty.status == 2, "\(command)")
                 #expect(empty.stdout == "", "\(command)")
                 #expect(
                     empty.stderr.hasPrefix("Error: --billing-entity is empty: give a billing entity's key (billing_entity_id)\n"),
                     "\(command): \(empty.stderr)")
             }
-            let customer = try LedgerliftBinary.run(["report", "mrr", "--store", dsn, "--customer", "nope"] + months)
+            let customer = try await LedgerliftBinary.run(
+                ["report", "mrr", "--store", dsn, "--customer", "nope"] + months)
             #expect(customer.status == 1)
             #expect(customer.stdout == "")
             #expect(customer.stderr == "unknown customer 'nope'\n")
             // A known customer without MRR is still an answer.
-            let none = try LedgerliftBinary.run(["report", "mrr", "--store", dsn, "--customer", "cust-w"] + months)
+            let none = try await LedgerliftBinary.run(
+                ["report", "mrr", "--store", dsn, "--customer", "cust-w"] + months)
             #expect(none.status == 0, "\(none.stderr)")
             #expect(none.stdout == "no MRR for customer cust-w from 2024-01 to 2024-04\n")
         }
@@ -148,7 +150,8 @@ struct ReportCommandOutputTests {
                 ["report", "revenue", "--from", "2024-01", "--to", "2024-04"], ["report", "mrr", "--from", "2024-01", "--to", "2024-04"],
                 ["report", "aging"],
             ] {
-                let refused = try LedgerliftBinary.run(command + ["--store", dsn, "--time-zone", "Mars/Olympus_Mons"])
+                let refused = try await LedgerliftBinary.run(
+                    command + ["--store", dsn, "--time-zone", "Mars/Olympus_Mons"])
                 #expect(refused.status == 2)
                 #expect(refused.stdout.isEmpty)
                 #expect(

@@ -11,9 +11,9 @@ struct UnknownCommandTests {
     static let cases: [([String], String?)] = [
         (["stor", "init", "--store", "x"], "unknown command 'stor' (did you mean 'store'?)\nSee 'ledgerlift --help'."),
         (
-            ["cutover", "--help"],
-            "unknown command 'cutover'; the commands are: fixture, store, events, mapping, backfill, project, query, "
-                + "report, diff, simulate, shadow, serve\nSee 'ledgerlift --help'."
+            ["rollout", "--help"],
+            "unknown command 'rollout'; the commands are: fixture, store, events, mapping, backfill, project, query, "
+                + "report, diff, simulate, shadow, serve, cutover\nSee 'ledgerlift --help'."
         ),
         (
             ["store", "int", "--store", "x"],

@@ -199,24 +199,19 @@ struct BlindWrite: Decidable {
                 attempts.set(attempts.value + [attempt])
                 guard attempt == 1 else { return }
                 // Another writer (no customer lock: shadow mode's tailer) moves the stream now.
-                let done = DispatchSemaphore(value: 0)
-                let failure = Locked<String?>(nil)
-                Task {
-                    do {
-                        try await other.withSession { session in
-                            let store = EventStore()
-                            let before = try #require(Transitions.replay(try store.readStream("customer-42", in: session).map(BillingEvent.init(recorded:))))
-                            var after = before
-                            after.values["name"] = .text("Renamed")
-                            after.values["updated_at"] = .timestamp(at(1))
-                            let events = Transitions.transitions(before: before, after: after, syncedFromVersion: 1, origin: .shadow)
-                            try store.append(events.map { $0.newEvent(origin: "shadow") }, to: "customer-42", expectedVersion: .exact(1), in: session)
-                        }
-                    } catch { failure.set("\(error)") }
-                    done.signal()
-                }
-                done.wait()
-                if let message = failure.value { throw CommandError.invalidDecision(command: "test", reason: message) }
+                // On this thread, on the other connection: the executor's transaction waits for
+                // nothing but that writer (a task would need a free cooperative thread first).
+                do {
+                    try other.withSessionBlocking { session in
+                        let store = EventStore()
+                        let before = try #require(Transitions.replay(try store.readStream("customer-42", in: session).map(BillingEvent.init(recorded:))))
+                        var after = before
+                        after.values["name"] = .text("Renamed")
+                        after.values["updated_at"] = .timestamp(at(1))
+                        let events = Transitions.transitions(before: before, after: after, syncedFromVersion: 1, origin: .shadow)
+                        try store.append(events.map { $0.newEvent(origin: "shadow") }, to: "customer-42", expectedVersion: .exact(1), in: session)
+                    }
+                } catch { throw CommandError.invalidDecision(command: "test", reason: "\(error)") }
             }
             let outcome = try await executor.execute(
                 SetTestEmail(id: "42", email: "b@example.com", at: at(2)), name: "update_customer", at: at(2), requestID: nil, on: connection)
@@ -243,25 +238,20 @@ struct BlindWrite: Decidable {
                 guard attempt == 1 else { return }
                 // Another decision on version 1 commits first: the same event id (ids name the
                 // version read), other content. The store checks ids before versions.
-                let done = DispatchSemaphore(value: 0)
-                let failure = Locked<String?>(nil)
-                Task {
-                    do {
-                        try await other.withSession { session in
-                            let store = EventStore()
-                            let before = try #require(
-                                Transitions.replay(try store.readStream("customer-42", in: session).map(BillingEvent.init(recorded:))))
-                            var after = before
-                            after.values["email"] = .text("other@example.com")
-                            after.values["updated_at"] = .timestamp(at(2))
-                            let events = Transitions.transitions(before: before, after: after, syncedFromVersion: 1, origin: .command)
-                            try store.append(events.map { $0.newEvent(origin: "command") }, to: "customer-42", expectedVersion: .exact(1), in: session)
-                        }
-                    } catch { failure.set("\(error)") }
-                    done.signal()
-                }
-                done.wait()
-                if let message = failure.value { throw CommandError.invalidDecision(command: "test", reason: message) }
+                // On this thread, on the other connection: the executor's transaction waits for
+                // nothing but that writer (a task would need a free cooperative thread first).
+                do {
+                    try other.withSessionBlocking { session in
+                        let store = EventStore()
+                        let before = try #require(
+                            Transitions.replay(try store.readStream("customer-42", in: session).map(BillingEvent.init(recorded:))))
+                        var after = before
+                        after.values["email"] = .text("other@example.com")
+                        after.values["updated_at"] = .timestamp(at(2))
+                        let events = Transitions.transitions(before: before, after: after, syncedFromVersion: 1, origin: .command)
+                        try store.append(events.map { $0.newEvent(origin: "command") }, to: "customer-42", expectedVersion: .exact(1), in: session)
+                    }
+                } catch { throw CommandError.invalidDecision(command: "test", reason: "\(error)") }
             }
             let outcome = try await executor.execute(
                 SetTestEmail(id: "42", email: "b@example.com", at: at(2)), name: "update_customer", at: at(2), requestID: nil, on: connection)

@@ -69,7 +69,7 @@ struct LegacyParity: Sendable {
                         ["project", "--store", store],
                     ]
                 {
-                    let output = try await onThread { try LedgerliftBinary.run(arguments) }
+                    let output = try await LedgerliftBinary.run(arguments)
                     guard output.status == 0 else {
                         throw HarnessFailure(
                             "\(arguments[0]) exited \(output.status): \(output.stdout)\(output.stderr)")

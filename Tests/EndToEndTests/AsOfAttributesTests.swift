@@ -73,16 +73,18 @@ struct AsOfAttributesTests {
         try await TestDatabase.withFresh("asof_legacy") { legacy in
             try await TestDatabase.withFresh("asof_store") { store in
                 try await TestDatabase.withFresh("asof_audited") { auditedStore in
-                    #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
+                    #expect(try await LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
                     for (dsn, mapping) in [(store, current), (auditedStore, audited)] {
-                        #expect(try LedgerliftBinary.run(["store", "init", "--store", dsn]).status == 0)
-                        let backfill = try LedgerliftBinary.run(
+                        #expect(try await LedgerliftBinary.run(["store", "init", "--store", dsn]).status == 0)
+                        let backfill = try await LedgerliftBinary.run(
                             ["backfill", "--legacy", legacy, "--store", dsn, "--mapping", mapping.path])
                         #expect(backfill.status == 0, "\(backfill.stderr)")
-                        #expect(try LedgerliftBinary.run(["project", "--store", dsn]).status == 0)
+                        #expect(try await LedgerliftBinary.run(["project", "--store", dsn]).status == 0)
                     }
-                    func query(_ dsn: String, _ asOf: String, json: Bool = false) throws -> LedgerliftBinary.Output {
-                        let output = try LedgerliftBinary.run(
+                    func query(
+                        _ dsn: String, _ asOf: String, json: Bool = false
+                    ) async throws -> LedgerliftBinary.Output {
+                        let output = try await LedgerliftBinary.run(
                             ["query", "invoice", "101", "--store", dsn, "--as-of", asOf]
                                 + (json ? ["--format", "json"] : []))
                         #expect(output.status == 0, "\(output.stderr)")
@@ -92,32 +94,32 @@ struct AsOfAttributesTests {
                     // Only the legacy row: its attributes are known from the payment on, the step
                     // that reaches that row. Before it the invoice was open, and no attribute of
                     // that time is known, so none is shown (not today's `paid`).
-                    let open = Self.fields(try query(store, "2025-06-16T10:15:00Z").stdout)
+                    let open = Self.fields(try await query(store, "2025-06-16T10:15:00Z").stdout)
                     #expect(open["status"] == "open")
                     #expect(open["amount_paid"] == "0.00")
                     #expect(Self.attributes(open) == [:])
-                    let json = try query(store, "2025-06-16T10:15:00Z", json: true).stdout
+                    let json = try await query(store, "2025-06-16T10:15:00Z", json: true).stdout
                     #expect(json.contains(#""status":"open""#))
                     #expect(json.hasSuffix(#","attributes":{}}}"# + "\n"))
-                    let paid = Self.fields(try query(store, "2025-06-16T10:17:00Z").stdout)
+                    let paid = Self.fields(try await query(store, "2025-06-16T10:17:00Z").stdout)
                     #expect(paid["status"] == "paid")
                     #expect(
                         Self.attributes(paid) == ["attributes.payment_status": "paid", "attributes.tax_rate": "NULL"])
 
                     // With the audit history: the version valid then says `unpaid`.
-                    let draft = Self.fields(try query(auditedStore, "2025-06-16T09:30:00Z").stdout)
+                    let draft = Self.fields(try await query(auditedStore, "2025-06-16T09:30:00Z").stdout)
                     #expect(draft["status"] == "draft")
                     #expect(Self.attributes(draft) == [:])
-                    let audited = Self.fields(try query(auditedStore, "2025-06-16T10:15:00Z").stdout)
+                    let audited = Self.fields(try await query(auditedStore, "2025-06-16T10:15:00Z").stdout)
                     #expect(audited["status"] == "open")
                     #expect(
                         Self.attributes(audited) == [
                             "attributes.payment_status": "unpaid", "attributes.tax_rate": "NULL",
                         ])
-                    let auditedJSON = try query(auditedStore, "2025-06-16T10:15:00Z", json: true).stdout
+                    let auditedJSON = try await query(auditedStore, "2025-06-16T10:15:00Z", json: true).stdout
                     #expect(
                         auditedJSON.hasSuffix(#","attributes":{"payment_status":"unpaid","tax_rate":null}}}"# + "\n"))
-                    let settled = Self.fields(try query(auditedStore, "2025-06-16T10:17:00Z").stdout)
+                    let settled = Self.fields(try await query(auditedStore, "2025-06-16T10:17:00Z").stdout)
                     #expect(
                         Self.attributes(settled) == [
                             "attributes.payment_status": "paid", "attributes.tax_rate": "NULL",

@@ -22,11 +22,12 @@ struct BackfillRerunTests {
         defer { try? FileManager.default.removeItem(at: file) }
         try await TestDatabase.withFresh("legacy") { legacy in
             try await TestDatabase.withFresh("store") { store in
-                #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
-                #expect(try LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
-                let check = try LedgerliftBinary.run(["mapping", "check", "--legacy", legacy, "--mapping", file.path])
+                #expect(try await LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
+                #expect(try await LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
+                let check = try await LedgerliftBinary.run(
+                    ["mapping", "check", "--legacy", legacy, "--mapping", file.path])
                 #expect(check.status == 1)
-                let backfill = try LedgerliftBinary.run(["backfill", "--legacy", legacy, "--store", store, "--mapping", file.path])
+                let backfill = try await LedgerliftBinary.run(["backfill", "--legacy", legacy, "--store", store, "--mapping", file.path])
                 #expect(backfill.status == 1)
                 #expect(backfill.stderr.hasPrefix("mapping file has errors:\n"))
                 #expect(backfill.stderr.contains("receivables.refunds"))
@@ -46,9 +47,9 @@ struct BackfillRerunTests {
     @Test func aFinishedRunRunAgainSaysItsFiguresAreOfItsSnapshot() async throws {
         try await TestDatabase.withFresh("legacy") { legacy in
             try await TestDatabase.withFresh("store") { store in
-                #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
-                #expect(try LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
-                let first = try LedgerliftBinary.run(["backfill", "--legacy", legacy, "--store", store, "--mapping", Self.mapping])
+                #expect(try await LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
+                #expect(try await LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
+                let first = try await LedgerliftBinary.run(["backfill", "--legacy", legacy, "--store", store, "--mapping", Self.mapping])
                 #expect(first.status == 0, "\(first.stderr)")
                 #expect(!first.stdout.contains("this run finished at"))
                 let connection = try await Connection.connect(legacy)
@@ -56,7 +57,7 @@ struct BackfillRerunTests {
                 _ = try await connection.query(
                     "INSERT INTO legacy.plans (id, code, name, price, currency, interval) "
                         + "SELECT 9999, 'late', 'Late', price, currency, interval FROM legacy.plans LIMIT 1")
-                let again = try LedgerliftBinary.run(["backfill", "--legacy", legacy, "--store", store, "--mapping", Self.mapping])
+                let again = try await LedgerliftBinary.run(["backfill", "--legacy", legacy, "--store", store, "--mapping", Self.mapping])
                 #expect(again.status == 0, "\(again.stderr)")
                 #expect(again.stdout.contains("this run finished at "))
                 #expect(again.stdout.contains("legacy changes since then are not migrated by a backfill"))

@@ -31,9 +31,8 @@ struct BackfillResumeTests {
     /// a point in the work, where a delay would be a point in time that a loaded machine reaches
     /// before the run has written anything. Returns false when the run finished first.
     ///
-    /// The watching happens on a thread of its own with a blocking connection, not in a task: the
-    /// tests around this one block Swift's cooperative threads while they wait for their
-    /// processes, and a task sleeping 2 ms could wake only after the whole run had finished.
+    /// The watching happens on a thread of its own with a blocking connection, not in a task: on
+    /// a loaded machine a task sleeping 2 ms could wake only after the whole run had finished.
     static func killed(atEvents events: Int64, in store: String, _ arguments: [String]) async throws -> Bool {
         let outcome = Locked<Result<Bool, any Error>?>(nil)
         let watcher = Thread {
@@ -67,18 +66,18 @@ struct BackfillResumeTests {
 
     @Test func aRunKilledAtSeveralPointsFinishesWithTheSameEventsAsAnUninterruptedRun() async throws {
         try await TestDatabase.withFresh { legacy in
-            let generated = try LedgerliftBinary.run(["fixture", "generate", "--dsn", legacy, "--customers", "400", "--seed", "11"])
+            let generated = try await LedgerliftBinary.run(["fixture", "generate", "--dsn", legacy, "--customers", "400", "--seed", "11"])
             #expect(generated.status == 0, "\(generated.stderr)")
             try await TestDatabase.withFresh("reference_store") { reference in
                 try await TestDatabase.withFresh("resumed_store") { resumed in
                     for store in [reference, resumed] {
-                        #expect(try LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
+                        #expect(try await LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
                     }
                     let base = ["backfill", "--legacy", legacy, "--mapping", Self.mapping, "--batch-events", "200", "--allow-quarantine",
                         // A killed run's lock goes with its connection, which the server may
                         // notice a moment after the kill: the next run waits for it.
                         "--wait"]
-                    let uninterrupted = try LedgerliftBinary.run(base + ["--store", reference, "--workers", "2"])
+                    let uninterrupted = try await LedgerliftBinary.run(base + ["--store", reference, "--workers", "2"])
                     #expect(uninterrupted.status == 0, "\(uninterrupted.stderr)")
 
                     let expected = try await Self.eventDigest(reference)
@@ -89,7 +88,7 @@ struct BackfillResumeTests {
                             kills += 1
                         }
                     }
-                    let finish = try LedgerliftBinary.run(base + ["--store", resumed, "--workers", "2"])
+                    let finish = try await LedgerliftBinary.run(base + ["--store", resumed, "--workers", "2"])
                     #expect(finish.status == 0, "\(finish.stderr)")
                     #expect(kills >= 2, "the run finished between two looks at the store; use more data")
 
@@ -98,7 +97,7 @@ struct BackfillResumeTests {
                     #expect(actual.count == expected.count)
                     #expect(actual.digest == expected.digest)
                     // And a further run appends nothing.
-                    _ = try LedgerliftBinary.run(base + ["--store", resumed])
+                    _ = try await LedgerliftBinary.run(base + ["--store", resumed])
                     #expect(try await Self.eventDigest(resumed).count == expected.count)
                 }
             }

@@ -14,17 +14,17 @@ struct CLIOutputTests {
 
     static var mapping: String { repository.appendingPathComponent("fixtures/reference/mapping.yaml").path }
 
-    @Test func anUnknownCommandExitsTwoNamingItAndTheNearestCommand() throws {
-        let typo = try LedgerliftBinary.run(["stor", "init", "--store", "dbname=x"])
+    @Test func anUnknownCommandExitsTwoNamingItAndTheNearestCommand() async throws {
+        let typo = try await LedgerliftBinary.run(["stor", "init", "--store", "dbname=x"])
         #expect(typo.status == 2)
         #expect(typo.stdout.isEmpty)
         #expect(typo.stderr == "Error: unknown command 'stor' (did you mean 'store'?)\nSee 'ledgerlift --help'.\n")
 
         // Not the top-level help and exit 0, as when `--help` followed an unknown word.
-        let unknown = try LedgerliftBinary.run(["cutover", "--help"])
+        let unknown = try await LedgerliftBinary.run(["rollout", "--help"])
         #expect(unknown.status == 2)
         #expect(unknown.stdout.isEmpty)
-        #expect(unknown.stderr.hasPrefix("Error: unknown command 'cutover'; the commands are: fixture, store, "))
+        #expect(unknown.stderr.hasPrefix("Error: unknown command 'rollout'; the commands are: fixture, store, "))
     }
 
     /// Backfill, project and diff on the reference fixture with stderr piped: no escape codes
@@ -32,14 +32,14 @@ struct CLIOutputTests {
     @Test func aPipedLogGetsNoEscapeCodesAndOnlyTheLinesItAskedFor() async throws {
         try await TestDatabase.withFresh("log_legacy") { legacy in
             try await TestDatabase.withFresh("log_store") { store in
-                #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
-                #expect(try LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
-                let dry = try LedgerliftBinary.run(
+                #expect(try await LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
+                #expect(try await LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
+                let dry = try await LedgerliftBinary.run(
                     ["backfill", "--legacy", legacy, "--store", store, "--mapping", Self.mapping, "--dry-run"])
                 #expect(dry.status == 0, "\(dry.stderr)")
                 #expect(dry.stderr.isEmpty, "\(dry.stderr)")
 
-                let backfill = try LedgerliftBinary.run(
+                let backfill = try await LedgerliftBinary.run(
                     [
                         "--log-level", "debug", "backfill", "--legacy", legacy, "--store", store, "--mapping",
                         Self.mapping,
@@ -54,21 +54,21 @@ struct CLIOutputTests {
                     })
                 #expect(backfill.stderr.contains("entity done"))
 
-                let project = try LedgerliftBinary.run(["project", "--store", store, "--log-level", "debug"])
+                let project = try await LedgerliftBinary.run(["project", "--store", store, "--log-level", "debug"])
                 #expect(project.status == 0, "\(project.stderr)")
                 #expect(project.stdout.hasPrefix("read models ledgerlift_read: built from 1,080 events"))
                 #expect(project.stderr.contains("batch projected"))
                 #expect(
                     project.stderr.contains("consumer=ledgerlift_read_next") && project.stderr.contains("position="))
 
-                let diff = try LedgerliftBinary.run(
+                let diff = try await LedgerliftBinary.run(
                     ["diff", "--legacy", legacy, "--store", store, "--mapping", Self.mapping])
                 #expect(diff.status == 0, "\(diff.stderr)")
                 // The text report on stdout says the verdict; nothing else repeats it.
                 #expect(diff.stderr.isEmpty, "\(diff.stderr)")
                 #expect(diff.stdout.hasSuffix(")\n") && diff.stdout.contains("\nCLEAN: 0 differences"))
 
-                let logged = try LedgerliftBinary.run(
+                let logged = try await LedgerliftBinary.run(
                     [
                         "diff", "--legacy", legacy, "--store", store, "--mapping", Self.mapping, "--log-level", "info",
                         "--entity", "plan",
@@ -86,32 +86,33 @@ struct CLIOutputTests {
     @Test func anUnknownCustomersBalanceIsNotFound() async throws {
         try await TestDatabase.withFresh("balance_legacy") { legacy in
             try await TestDatabase.withFresh("balance_store") { store in
-                #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
-                #expect(try LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
+                #expect(try await LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
+                #expect(try await LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
                 #expect(
-                    try LedgerliftBinary.run([
+                    try await LedgerliftBinary.run([
                         "backfill", "--legacy", legacy, "--store", store, "--mapping", Self.mapping,
                     ])
                     .status == 0)
-                #expect(try LedgerliftBinary.run(["project", "--store", store]).status == 0)
+                #expect(try await LedgerliftBinary.run(["project", "--store", store]).status == 0)
 
-                let unknown = try LedgerliftBinary.run(["query", "balance", "--store", store, "--customer", "no-such"])
+                let unknown = try await LedgerliftBinary.run(
+                    ["query", "balance", "--store", store, "--customer", "no-such"])
                 #expect(unknown.status == 1)
                 #expect(unknown.stdout.isEmpty)
                 #expect(unknown.stderr == "customer no-such: not found as of now\n")
 
-                let json = try LedgerliftBinary.run(
+                let json = try await LedgerliftBinary.run(
                     ["query", "balance", "--store", store, "--customer", "no-such", "--format", "json"])
                 #expect(json.status == 1)
                 #expect(json.stdout == #"{"customer_id":"no-such","as_of":null,"balances":null}"# + "\n")
 
                 // Customer 22 exists from its creation on: before that, not found either.
-                let before = try LedgerliftBinary.run(
+                let before = try await LedgerliftBinary.run(
                     ["query", "balance", "--store", store, "--customer", "22", "--as-of", "2000-01-01"])
                 #expect(before.status == 1)
                 #expect(before.stderr == "customer 22: not found as of 2000-01-01T23:59:59.999999Z\n")
 
-                let known = try LedgerliftBinary.run(["query", "balance", "--store", store, "--customer", "22"])
+                let known = try await LedgerliftBinary.run(["query", "balance", "--store", store, "--customer", "22"])
                 #expect(known.status == 0, "\(known.stderr)")
                 #expect(known.stdout.hasPrefix("customer 22, as of now\ncurrency"))
             }
@@ -137,11 +138,11 @@ struct CLIOutputTests {
                     SELECT rm.boom() AS model_version, 'c'::text AS consumer, 'live'::text AS state, now() AS swapped_at;
                 """)
             let arguments = ["query", "balance", "--store", store, "--read-schema", "rm", "--customer", "1"]
-            let plain = try LedgerliftBinary.run(arguments)
+            let plain = try await LedgerliftBinary.run(arguments)
             #expect(plain.status == 2)
             #expect(plain.stderr == "Error: PostgreSQL P0001: duplicate customer\n")
 
-            let verbose = try LedgerliftBinary.run(["--verbose"] + arguments)
+            let verbose = try await LedgerliftBinary.run(["--verbose"] + arguments)
             #expect(verbose.status == 2)
             #expect(verbose.stderr.hasPrefix("Error: PostgreSQL P0001: duplicate customer\n"))
             #expect(verbose.stderr.contains("\n  detail: Key (email)=(ann@example.com) already exists.\n"))
@@ -155,21 +156,27 @@ struct CLIOutputTests {
     @Test func theDemoFitsTwoScreensWithoutEscapeCodesAndSaysWhatNext() async throws {
         let dsn = try TestDatabase.adminDSN()
         let prefix = "ledgerlift_demo_test_\(UInt32.random(in: 0...UInt32.max))"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["bash", Self.repository.appendingPathComponent("scripts/demo").path]
-        var environment = ProcessInfo.processInfo.environment
-        environment["LEDGERLIFT_DSN"] = dsn
-        environment["LEDGERLIFT_BIN"] = LedgerliftBinary.path
-        environment["LEDGERLIFT_DEMO_PREFIX"] = prefix
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let script = Self.repository.appendingPathComponent("scripts/demo").path
+        // On a thread of its own: the script runs `ledgerlift project` & co., which may wait for
+        // another test's transaction — and that test for a free cooperative thread.
+        let (data, status) = try await onThread { () throws -> (Data, Int32) in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["bash", script]
+            var environment = ProcessInfo.processInfo.environment
+            environment["LEDGERLIFT_DSN"] = dsn
+            environment["LEDGERLIFT_BIN"] = LedgerliftBinary.path
+            environment["LEDGERLIFT_DEMO_PREFIX"] = prefix
+            process.environment = environment
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = output
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (data, process.terminationStatus)
+        }
         defer {
             try? FileManager.default.removeItem(at: Self.repository.appendingPathComponent(".build/\(prefix)"))
         }
@@ -180,7 +187,7 @@ struct CLIOutputTests {
         }
 
         let text = String(decoding: data, as: UTF8.self)
-        #expect(process.terminationStatus == 0, "\(text)")
+        #expect(status == 0, "\(text)")
         #expect(!data.contains(0x1B), "escape codes in a pipe")
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         #expect(lines.count <= 100, "\(lines.count) lines")

@@ -40,7 +40,7 @@ struct CandidateModeAcceptanceTests {
             ["shadow", "install", "--legacy", legacy, "--mapping", mapping],
             ["backfill", "--legacy", legacy, "--store", store, "--mapping", mapping], ["project", "--store", store],
         ] {
-            expectZero(try LedgerliftBinary.run(arguments), arguments[0])
+            expectZero(try LedgerliftBinary.runBlocking(arguments), arguments[0])
         }
         guard outcome.failures.isEmpty else { return outcome }
 
@@ -55,7 +55,7 @@ struct CandidateModeAcceptanceTests {
             usleep(100_000)
         }
         guard server.isRunning else {
-            outcome.failures.append("serve --mode candidate did not come up: \(server.wait(timeout: 5).stderr)")
+            outcome.failures.append("serve --mode candidate did not come up: \(server.waitBlocking(timeout: 5).stderr)")
             return outcome
         }
         let tail = ["shadow", "run", "--legacy", legacy, "--store", store, "--mapping", mapping]
@@ -78,7 +78,7 @@ struct CandidateModeAcceptanceTests {
             usleep(100_000)
         }
 
-        let simulate = try LedgerliftBinary.run([
+        let simulate = try LedgerliftBinary.runBlocking([
             "simulate", "--legacy", legacy, "--rate", "\(rate)", "--duration", "\(seconds)", "--connections", "4",
             "--seed", "16",
             "--candidate", "http://127.0.0.1:\(port)", "--mapping", mapping, "--report", "json",
@@ -96,15 +96,15 @@ struct CandidateModeAcceptanceTests {
         {
             usleep(200_000)
         }
-        let status = try LedgerliftBinary.run([
+        let status = try LedgerliftBinary.runBlocking([
             "shadow", "status", "--legacy", legacy, "--store", store, "--format", "json",
         ])
         outcome.statusJSON = status.stdout
         tailer.signal(SIGTERM)
-        expectZero(tailer.wait(timeout: 60), "shadow run --follow, stopped by SIGTERM")
+        expectZero(tailer.waitBlocking(timeout: 60), "shadow run --follow, stopped by SIGTERM")
         server.signal(SIGTERM)
-        expectZero(server.wait(timeout: 60), "serve, stopped by SIGTERM")
-        let diff = try LedgerliftBinary.run(["diff", "--legacy", legacy, "--store", store, "--mapping", mapping])
+        expectZero(server.waitBlocking(timeout: 60), "serve, stopped by SIGTERM")
+        let diff = try LedgerliftBinary.runBlocking(["diff", "--legacy", legacy, "--store", store, "--mapping", mapping])
         outcome.diff = diff.stdout + diff.stderr
         expectZero(diff, "diff")
         return outcome

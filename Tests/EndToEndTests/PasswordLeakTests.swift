@@ -215,11 +215,11 @@ struct PasswordLeakTests {
     @Test(arguments: invocations)
     func aMalformedDSNIsRefusedWithoutBeingEchoed(_ invocation: Invocation) async throws {
         try await TestDatabase.withFresh("leak_" + invocation.name) { good in
-            #expect(try LedgerliftBinary.run(["store", "init", "--store", good]).status == 0)
+            #expect(try await LedgerliftBinary.run(["store", "init", "--store", good]).status == 0)
             for form in Self.malformed {
                 let directory = try Self.temporaryDirectory()
                 defer { try? FileManager.default.removeItem(atPath: directory) }
-                let result = try LedgerliftBinary.run(invocation.arguments(form.dsn, good, directory))
+                let result = try await LedgerliftBinary.run(invocation.arguments(form.dsn, good, directory))
                 let outputs =
                     [("stdout", result.stdout), ("stderr", result.stderr)]
                     + invocation.files.compactMap { file in
@@ -244,7 +244,7 @@ struct PasswordLeakTests {
 
     /// A DSN written without quotes in a shell splits into several arguments; the usage error
     /// that follows names the stray one, which holds the password.
-    @Test func aUsageErrorNeverRepeatsAStrayPieceOfADSN() throws {
+    @Test func aUsageErrorNeverRepeatsAStrayPieceOfADSN() async throws {
         let directory = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let report = directory + "/report.xml"
@@ -270,7 +270,7 @@ struct PasswordLeakTests {
         ]
         for arguments in commands {
             try? FileManager.default.removeItem(atPath: report)
-            let result = try LedgerliftBinary.run(arguments)
+            let result = try await LedgerliftBinary.run(arguments)
             #expect(result.status != 0)
             let junit = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""
             for (name, text) in [("stdout", result.stdout), ("stderr", result.stderr), ("junit", junit)] {
@@ -294,19 +294,20 @@ struct PasswordLeakTests {
             let directory = try Self.temporaryDirectory()
             defer { try? FileManager.default.removeItem(atPath: directory) }
             var outputs = [(String, String)]()
-            func run(_ arguments: [String]) throws {
-                let result = try LedgerliftBinary.run(arguments)
+            func run(_ arguments: [String]) async throws {
+                let result = try await LedgerliftBinary.run(arguments)
                 #expect(result.status == 0, "\(arguments[0]): \(result.stderr)")
                 outputs += [(arguments[0] + " stdout", result.stdout), (arguments[0] + " stderr", result.stderr)]
             }
-            try run(["fixture", "load", "--dsn", dsn])
-            try run(["store", "init", "--store", dsn])
-            try run(["mapping", "check", "--legacy", dsn, "--mapping", Self.mapping])
-            try run(["backfill", "--legacy", dsn, "--store", dsn, "--mapping", Self.mapping, "--allow-quarantine"])
-            try run(["project", "--store", dsn])
+            try await run(["fixture", "load", "--dsn", dsn])
+            try await run(["store", "init", "--store", dsn])
+            try await run(["mapping", "check", "--legacy", dsn, "--mapping", Self.mapping])
+            try await run(
+                ["backfill", "--legacy", dsn, "--store", dsn, "--mapping", Self.mapping, "--allow-quarantine"])
+            try await run(["project", "--store", dsn])
             for format in ["text", "json", "markdown", "junit"] {
                 let file = directory + "/report." + format
-                try run(
+                try await run(
                     [
                         "diff", "--legacy", dsn, "--store", dsn, "--mapping", Self.mapping, "--format", format,
                         "--output", file,

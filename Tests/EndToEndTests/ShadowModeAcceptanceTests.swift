@@ -35,9 +35,9 @@ struct ShadowModeAcceptanceTests {
         func expectZero(_ output: LedgerliftBinary.Output, _ what: String) {
             if output.status != 0 { outcome.failures.append("\(what) exited \(output.status): \(output.stdout)\(output.stderr)") }
         }
-        expectZero(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]), "fixture load")
-        expectZero(try LedgerliftBinary.run(["store", "init", "--store", store]), "store init")
-        expectZero(try LedgerliftBinary.run(["shadow", "install", "--legacy", legacy, "--mapping", mapping]), "shadow install")
+        expectZero(try LedgerliftBinary.runBlocking(["fixture", "load", "--dsn", legacy]), "fixture load")
+        expectZero(try LedgerliftBinary.runBlocking(["store", "init", "--store", store]), "store init")
+        expectZero(try LedgerliftBinary.runBlocking(["shadow", "install", "--legacy", legacy, "--mapping", mapping]), "shadow install")
 
         let journal = FileManager.default.temporaryDirectory.appendingPathComponent("ledgerlift-shadow-\(UUID().uuidString).jsonl").path
         defer { try? FileManager.default.removeItem(atPath: journal) }
@@ -51,7 +51,7 @@ struct ShadowModeAcceptanceTests {
             usleep(20_000)
         }
         expectZero(
-            try LedgerliftBinary.run(["backfill", "--legacy", legacy, "--store", store, "--mapping", mapping]),
+            try LedgerliftBinary.runBlocking(["backfill", "--legacy", legacy, "--store", store, "--mapping", mapping]),
             "backfill under traffic")
 
         let tail = ["shadow", "run", "--legacy", legacy, "--store", store, "--mapping", mapping]
@@ -61,7 +61,7 @@ struct ShadowModeAcceptanceTests {
             if outcome.kills < kills {
                 usleep(UInt32(300_000 + random.next(below: 2_200_000)))
                 tailer.signal(SIGKILL)
-                let killed = tailer.wait()
+                let killed = tailer.waitBlocking()
                 // It may have died of something else first: that is a failure, not a kill.
                 if killed.status != 128 + SIGKILL {
                     outcome.failures.append("the tailer ended with \(killed.status) before its kill: \(killed.stderr)")
@@ -72,7 +72,7 @@ struct ShadowModeAcceptanceTests {
                 usleep(50_000)
             }
         }
-        let app = application.wait()
+        let app = application.waitBlocking()
         expectZero(app, "simulate")
         if follow.contains("--verify-every") {
             // A loaded machine may have spent the traffic's seconds on the backfill and the first
@@ -94,16 +94,17 @@ struct ShadowModeAcceptanceTests {
                 usleep(100_000)
             }
         }
+        // It stops after its current batch and projection: minutes on a loaded CI machine.
         tailer.signal(SIGTERM)
-        expectZero(tailer.wait(timeout: 60), "shadow run --follow, stopped by SIGTERM")
+        expectZero(tailer.waitBlocking(timeout: 600), "shadow run --follow, stopped by SIGTERM")
         // Without --follow the tailer drains what is left and stops: caught up.
-        expectZero(try LedgerliftBinary.run(tail), "shadow run (drain)")
+        expectZero(try LedgerliftBinary.runBlocking(tail), "shadow run (drain)")
 
         outcome.journaled = ((try? String(contentsOfFile: journal, encoding: .utf8)) ?? "").split(separator: "\n").count
-        let diff = try LedgerliftBinary.run(["diff", "--legacy", legacy, "--store", store, "--mapping", mapping])
+        let diff = try LedgerliftBinary.runBlocking(["diff", "--legacy", legacy, "--store", store, "--mapping", mapping])
         outcome.diff = diff.stdout + diff.stderr
         expectZero(diff, "diff")
-        let verify = try LedgerliftBinary.run(["simulate", "verify", "--journal", journal, "--store", store])
+        let verify = try LedgerliftBinary.runBlocking(["simulate", "verify", "--journal", journal, "--store", store])
         outcome.verify = verify.stdout + verify.stderr
         expectZero(verify, "simulate verify --store")
         return outcome
@@ -162,9 +163,9 @@ struct ShadowModeAcceptanceTests {
                 #expect(integrity.duplicateIDs == 0)
                 // Replaying every stream from the first event into fresh read models gives the
                 // same rows: the diff against legacy is clean for the rebuilt read models too.
-                let rebuilt = try LedgerliftBinary.run(["project", "--store", store, "--read-schema", "ledgerlift_replayed"])
+                let rebuilt = try await LedgerliftBinary.run(["project", "--store", store, "--read-schema", "ledgerlift_replayed"])
                 #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
-                let diff = try LedgerliftBinary.run([
+                let diff = try await LedgerliftBinary.run([
                     "diff", "--legacy", legacy, "--store", store, "--mapping", Self.mapping, "--read-schema", "ledgerlift_replayed",
                 ])
                 #expect(diff.status == 0, "\(diff.stdout)\(diff.stderr)")

@@ -41,9 +41,9 @@ struct SimulateCommandTests {
     @Test func liveTrafficKeepsEveryRuleMigratesCleanAndLosesNoAcknowledgedWrite() async throws {
         try await TestDatabase.withFresh("sim_legacy") { legacy in
             try await TestDatabase.withFresh("sim_store") { store in
-                #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
+                #expect(try await LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
                 let journal = Self.journalPath("journal.jsonl")
-                let run = try LedgerliftBinary.run([
+                let run = try await LedgerliftBinary.run([
                     "simulate", "--legacy", legacy, "--rate", "40", "--duration", "3", "--connections", "4",
                     "--journal", journal, "--report", "json",
                 ])
@@ -56,17 +56,17 @@ struct SimulateCommandTests {
                 #expect(report.journalLines == report.total.acknowledged)
                 #expect(report.total.acknowledged > 60, "most operations find something to act on")
 
-                let checks = try LedgerliftBinary.run(["fixture", "check", "--dsn", legacy, "--until", report.businessTimeTo])
+                let checks = try await LedgerliftBinary.run(["fixture", "check", "--dsn", legacy, "--until", report.businessTimeTo])
                 #expect(checks.status == 0, "\(checks.stdout)\(checks.stderr)")
 
-                let verifyLegacy = try LedgerliftBinary.run(["simulate", "verify", "--journal", journal, "--legacy", legacy])
+                let verifyLegacy = try await LedgerliftBinary.run(["simulate", "verify", "--journal", journal, "--legacy", legacy])
                 #expect(verifyLegacy.status == 0, "\(verifyLegacy.stdout)\(verifyLegacy.stderr)")
 
-                #expect(try LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
-                let backfill = try LedgerliftBinary.run(["backfill", "--legacy", legacy, "--store", store, "--mapping", Self.mapping])
+                #expect(try await LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
+                let backfill = try await LedgerliftBinary.run(["backfill", "--legacy", legacy, "--store", store, "--mapping", Self.mapping])
                 #expect(backfill.status == 0, "the simulator writes what the mapping accepts: \(backfill.stdout)\(backfill.stderr)")
-                #expect(try LedgerliftBinary.run(["project", "--store", store]).status == 0)
-                let verifyStore = try LedgerliftBinary.run(["simulate", "verify", "--journal", journal, "--store", store])
+                #expect(try await LedgerliftBinary.run(["project", "--store", store]).status == 0)
+                let verifyStore = try await LedgerliftBinary.run(["simulate", "verify", "--journal", journal, "--store", store])
                 #expect(verifyStore.status == 0, "\(verifyStore.stdout)\(verifyStore.stderr)")
             }
         }
@@ -74,14 +74,13 @@ struct SimulateCommandTests {
 
     @Test func aTableLockedForThreeSecondsIsWaitedOutAndNothingIsLost() async throws {
         try await TestDatabase.withFresh("sim_locked") { legacy in
-            #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
+            #expect(try await LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
             let journal = Self.journalPath("journal.jsonl")
-            // The lock is taken from a thread of its own, not a task: the tests around this one
-            // block Swift's cooperative threads while they wait for their processes, and a task
+            // The lock is taken from a thread of its own, not a task: on a loaded machine a task
             // could be scheduled only after the simulation had ended, holding its lock over nothing.
             let lockHeld = Locked<(overlapped: Bool, error: String?)>((false, nil))
             let simulation = Task.detached {
-                try LedgerliftBinary.run([
+                try await LedgerliftBinary.run([
                     "simulate", "--legacy", legacy, "--rate", "30", "--duration", "8", "--connections", "4",
                     "--journal", journal, "--report", "json",
                 ])
@@ -122,16 +121,17 @@ struct SimulateCommandTests {
             // back off and retry, and the report shows the time they spent blocked.
             #expect(report.total.retries > 0, "\(run.stdout)")
             #expect(report.total.blockedSeconds >= 1)
-            let verify = try LedgerliftBinary.run(["simulate", "verify", "--journal", journal, "--legacy", legacy])
+            let verify = try await LedgerliftBinary.run(
+                ["simulate", "verify", "--journal", journal, "--legacy", legacy])
             #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
         }
     }
 
     @Test func aJournaledPaymentDeletedByHandIsNamedByItsOperation() async throws {
         try await TestDatabase.withFresh("sim_lost") { legacy in
-            #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
+            #expect(try await LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
             let journal = Self.journalPath("journal.jsonl")
-            let run = try LedgerliftBinary.run([
+            let run = try await LedgerliftBinary.run([
                 "simulate", "--legacy", legacy, "--operations", "300", "--connections", "1", "--seed", "5",
                 "--journal", journal, "--report", "json",
             ])
@@ -156,9 +156,10 @@ struct SimulateCommandTests {
                 }
             }
             let (op, payment) = try #require(victim, "the run made a payment")
-            #expect(try LedgerliftBinary.run(["simulate", "verify", "--journal", journal, "--legacy", legacy]).status == 0)
+            #expect(try await LedgerliftBinary.run(["simulate", "verify", "--journal", journal, "--legacy", legacy]).status == 0)
             try await connection.execute("DELETE FROM legacy.payments WHERE id = $1::bigint", [payment])
-            let verify = try LedgerliftBinary.run(["simulate", "verify", "--journal", journal, "--legacy", legacy])
+            let verify = try await LedgerliftBinary.run(
+                ["simulate", "verify", "--journal", journal, "--legacy", legacy])
             #expect(verify.status == 1)
             #expect(verify.stdout.contains("op \(op)"), "\(verify.stdout)")
             #expect(verify.stdout.contains("payment \(payment)"), "\(verify.stdout)")
@@ -170,21 +171,21 @@ struct SimulateCommandTests {
             try await TestDatabase.withFresh("sim_det_b") { second in
                 var dumps = [Data]()
                 for legacy in [first, second] {
-                    #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
-                    let run = try LedgerliftBinary.run([
+                    #expect(try await LedgerliftBinary.run(["fixture", "load", "--dsn", legacy]).status == 0)
+                    let run = try await LedgerliftBinary.run([
                         "simulate", "--legacy", legacy, "--operations", "250", "--connections", "1", "--seed", "9",
                     ])
                     #expect(run.status == 0, "\(run.stderr)")
                     try await Self.clusterByKey(legacy)
-                    dumps.append(try dumpLegacyData(legacy))
+                    dumps.append(try await dumpLegacyData(legacy))
                 }
                 #expect(dumps[0] == dumps[1])
                 // …and the run did write: the dump differs from the fixture's.
                 let simulated = dumps[0]
                 let untouched = try await TestDatabase.withFresh("sim_det_fixture") { fixture -> Data in
-                    let load = try LedgerliftBinary.run(["fixture", "load", "--dsn", fixture])
+                    let load = try await LedgerliftBinary.run(["fixture", "load", "--dsn", fixture])
                     #expect(load.status == 0)
-                    return try dumpLegacyData(fixture)
+                    return try await dumpLegacyData(fixture)
                 }
                 #expect(untouched != simulated)
             }

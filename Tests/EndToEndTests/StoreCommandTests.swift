@@ -6,21 +6,21 @@ import Testing
 
 @Suite("ledgerlift store / events, run as a binary")
 struct StoreCommandTests {
-    @Test func versionAndHelpDescribeTheTool() throws {
-        let version = try LedgerliftBinary.run(["--version"])
+    @Test func versionAndHelpDescribeTheTool() async throws {
+        let version = try await LedgerliftBinary.run(["--version"])
         #expect(version.status == 0)
         #expect(version.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0.1.0")
-        let help = try LedgerliftBinary.run(["--help"])
+        let help = try await LedgerliftBinary.run(["--help"])
         #expect(help.status == 0)
         for command in ["fixture", "store", "events"] { #expect(help.stdout.contains(command), "\(command)") }
     }
 
     @Test func storeInitCreatesThenReportsUpToDate() async throws {
         try await TestDatabase.withFresh { dsn in
-            let first = try LedgerliftBinary.run(["store", "init", "--store", dsn])
+            let first = try await LedgerliftBinary.run(["store", "init", "--store", dsn])
             #expect(first.status == 0, "\(first.stderr)")
             #expect(first.stdout.contains("schema version 0 → \(EventStore.currentSchemaVersion)"))
-            let second = try LedgerliftBinary.run(["store", "init", "--store", dsn])
+            let second = try await LedgerliftBinary.run(["store", "init", "--store", dsn])
             #expect(second.status == 0)
             #expect(second.stdout.contains("is up to date (schema version \(EventStore.currentSchemaVersion))"))
         }
@@ -45,15 +45,15 @@ struct StoreCommandTests {
                         occurredAt: PostgresTimestamp(year: 2024, month: 1, day: 1)!, payload: PostgresJSON("{}"))],
                     to: "customer-1", in: session)
             }
-            let events = try LedgerliftBinary.run(["events", "--store", dsn, "--stream", "invoice-7"])
+            let events = try await LedgerliftBinary.run(["events", "--store", dsn, "--stream", "invoice-7"])
             #expect(events.status == 0, "\(events.stderr)")
             let lines = events.stdout.split(separator: "\n").map(String.init)
             #expect(lines.count == 5)
             #expect(lines[2].hasPrefix("      1  2024-03-01T00:00:00.000000Z  InvoiceDrafted"))
             #expect(lines[4].contains("InvoicePaid"))
-            let asOf = try LedgerliftBinary.run(["events", "--store", dsn, "--stream", "invoice-7", "--as-of", "2024-03-02"])
+            let asOf = try await LedgerliftBinary.run(["events", "--store", dsn, "--stream", "invoice-7", "--as-of", "2024-03-02"])
             #expect(asOf.stdout.split(separator: "\n").count == 4)
-            let stats = try LedgerliftBinary.run(["store", "stats", "--store", dsn, "--format", "json"])
+            let stats = try await LedgerliftBinary.run(["store", "stats", "--store", dsn, "--format", "json"])
             #expect(stats.status == 0)
             #expect(
                 stats.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -64,14 +64,14 @@ struct StoreCommandTests {
 
     @Test func aStoreThatWasNeverInitializedIsAClearError() async throws {
         try await TestDatabase.withFresh { dsn in
-            let result = try LedgerliftBinary.run(["store", "stats", "--store", dsn])
+            let result = try await LedgerliftBinary.run(["store", "stats", "--store", dsn])
             #expect(result.status != 0)
             #expect(result.stderr.contains("run `ledgerlift store init --store DSN`"))
         }
     }
 
-    @Test func aFailedConnectionNeverPrintsThePassword() throws {
-        let result = try LedgerliftBinary.run(["store", "init", "--store", "postgres://u:hunter2@127.0.0.1:1/x"])
+    @Test func aFailedConnectionNeverPrintsThePassword() async throws {
+        let result = try await LedgerliftBinary.run(["store", "init", "--store", "postgres://u:hunter2@127.0.0.1:1/x"])
         #expect(result.status != 0)
         #expect(!result.stderr.contains("hunter2") && !result.stdout.contains("hunter2"))
         #expect(result.stderr.contains("postgres://u:****@127.0.0.1:1/x"))

@@ -44,18 +44,18 @@ struct WiderFixturesTests {
         }
 
         let mapping = repository.appendingPathComponent("fixtures/\(fixture)/mapping.yaml").path
-        #expect(try LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
-        let check = try LedgerliftBinary.run(["mapping", "check", "--legacy", legacy, "--mapping", mapping])
+        #expect(try await LedgerliftBinary.run(["store", "init", "--store", store]).status == 0)
+        let check = try await LedgerliftBinary.run(["mapping", "check", "--legacy", legacy, "--mapping", mapping])
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
         #expect(check.stdout.contains("mapping ok: 13 entities checked, 0 errors"))
-        let backfill = try LedgerliftBinary.run(["backfill", "--legacy", legacy, "--store", store, "--mapping", mapping])
+        let backfill = try await LedgerliftBinary.run(["backfill", "--legacy", legacy, "--store", store, "--mapping", mapping])
         #expect(backfill.status == 0, "\(backfill.stderr)")
         #expect(backfill.stdout.contains("every legacy row is accounted for"))
         let quarantine = try await Connection.connect(store)
         defer { quarantine.close() }
         #expect(try await quarantine.query("SELECT count(*) FROM ledgerlift.quarantine").rows[0].decode(at: 0, as: Int64.self) == 0)
-        #expect(try LedgerliftBinary.run(["project", "--store", store]).status == 0)
-        let diff = try LedgerliftBinary.run(["diff", "--legacy", legacy, "--store", store, "--mapping", mapping])
+        #expect(try await LedgerliftBinary.run(["project", "--store", store]).status == 0)
+        let diff = try await LedgerliftBinary.run(["diff", "--legacy", legacy, "--store", store, "--mapping", mapping])
         #expect(diff.status == 0, "\(diff.stdout)")
         #expect(diff.stdout.contains("CLEAN: 0 differences, 0 broken invariants"))
         return diff.stdout
@@ -78,8 +78,8 @@ struct WiderFixturesTests {
         return result
     }
 
-    static func report(_ arguments: [String]) throws -> String {
-        let run = try LedgerliftBinary.run(["report"] + arguments + ["--format", "json"])
+    static func report(_ arguments: [String]) async throws -> String {
+        let run = try await LedgerliftBinary.run(["report"] + arguments + ["--format", "json"])
         #expect(run.status == 0, "\(arguments) \(run.stderr)")
         return run.stdout
     }
@@ -116,9 +116,9 @@ struct WiderFixturesTests {
                 // The December run at 00:30 Paris is December in UTC, January in Paris: 297.00
                 // + 20 % tax in UTC, 99.00 + tax in the billing entity's zone; the 100.00 top-up
                 // is prepaid cash, not revenue.
-                let utc = try Self.report(["revenue", "--store", store, "--from", "2024-12", "--to", "2024-12"])
+                let utc = try await Self.report(["revenue", "--store", store, "--from", "2024-12", "--to", "2024-12"])
                 #expect(utc.contains(#"{"month":"2024-12","currency":"EUR","invoiced":"356.40","#))
-                let local = try Self.report(
+                let local = try await Self.report(
                     ["revenue", "--store", store, "--from", "2024-12", "--to", "2025-03", "--time-zone", "billing-entity"])
                 #expect(local.contains(#"{"month":"2024-12","currency":"EUR","invoiced":"118.80","#))
                 #expect(
@@ -129,12 +129,12 @@ struct WiderFixturesTests {
                 #expect(!local.contains(#"{"month":"2025-01","currency":"HUF""#))
 
                 // MRR: EUR 338.50, USD 537.00 (Delta's pending downgrade not yet), HUF 15 000.
-                let mrr = try Self.report(["mrr", "--store", store, "--from", "2025-04", "--to", "2025-04"])
+                let mrr = try await Self.report(["mrr", "--store", store, "--from", "2025-04", "--to", "2025-04"])
                 for (currency, figure) in [("EUR", "338.50"), ("USD", "537.00"), ("HUF", "15000.00")] {
                     #expect(mrr.contains(#""currency":"\#(currency)""#) && mrr.contains(#""mrr":"\#(figure)""#), "\(currency)")
                 }
                 // One billing entity: Nimbus Kft (Budapest) alone.
-                let kft = try Self.report(
+                let kft = try await Self.report(
                     ["mrr", "--store", store, "--from", "2025-04", "--to", "2025-04", "--billing-entity",
                      "00000002-0000-4000-8000-000000000002"])
                 #expect(kft.contains(#""mrr":"15000.00""#) && !kft.contains(#""currency":"EUR""#), "\(kft)")
@@ -160,13 +160,14 @@ struct WiderFixturesTests {
                 #expect(balances["Carol Diaz USD"] == [0, 0, 0])
 
                 // MRR: 130.00 USD through May, 80.00 once Dan's premium plan ended in June; 50.00 EUR.
-                let mrr = try Self.report(["mrr", "--store", store, "--from", "2025-05", "--to", "2025-06"])
+                let mrr = try await Self.report(["mrr", "--store", store, "--from", "2025-05", "--to", "2025-06"])
                 #expect(mrr.contains(#"{"month":"2025-05","currency":"USD","new":"0.00","expansion":"0.00","contraction":"0.00","churn":"0.00","mrr":"130.00"}"#))
                 #expect(mrr.contains(#"{"month":"2025-06","currency":"USD","new":"0.00","expansion":"0.00","contraction":"0.00","churn":"-50.00","mrr":"80.00"}"#))
                 #expect(mrr.contains(#"{"month":"2025-06","currency":"EUR","new":"0.00","expansion":"0.00","contraction":"0.00","churn":"0.00","mrr":"50.00"}"#))
 
                 // Six months of USD invoiced, tax included: 667.58 + 33.41 = 700.99.
-                let revenue = try Self.report(["revenue", "--store", store, "--from", "2025-01", "--to", "2025-06"])
+                let revenue = try await Self.report(
+                    ["revenue", "--store", store, "--from", "2025-01", "--to", "2025-06"])
                 let months = try JSONSerialization.jsonObject(with: Data(revenue.utf8)) as! [[String: String]]
                 // In cents: every figure prints with USD's two decimals.
                 let usd = months.filter { $0["currency"] == "USD" }.compactMap { $0["invoiced"] }

@@ -44,10 +44,10 @@ struct WriterRoleEndToEndTests {
         let ownerDSN = try Self.dsn(dsn, user: owner)
         let writerDSN = try Self.dsn(dsn, user: writer)
         // The legacy data, loaded by the superuser; the legacy side is not what is tested here.
-        let loaded = try LedgerliftBinary.run(["fixture", "load", "--dsn", dsn])
+        let loaded = try await LedgerliftBinary.run(["fixture", "load", "--dsn", dsn])
         #expect(loaded.status == 0, "\(loaded.stderr)")
 
-        let initialized = try LedgerliftBinary.run(["store", "init", "--store", ownerDSN, "--grant-to", writer])
+        let initialized = try await LedgerliftBinary.run(["store", "init", "--store", ownerDSN, "--grant-to", writer])
         #expect(initialized.status == 0, "\(initialized.stderr)")
         #expect(initialized.stdout.contains("\(writer) may now append and read, but not alter the event log; granted:"))
         #expect(initialized.stdout.contains(#"GRANT SELECT, INSERT ON "ledgerlift".events TO "\#(writer)";"#))
@@ -63,7 +63,7 @@ struct WriterRoleEndToEndTests {
             ["store", "init", "--store", writerDSN],
         ]
         for step in steps {
-            let result = try LedgerliftBinary.run(step)
+            let result = try await LedgerliftBinary.run(step)
             #expect(result.status == 0, "\(step[0]) \(step[1]): \(result.stderr)")
         }
         let asWriter = try await Connection.connect(writerDSN)
@@ -89,13 +89,14 @@ struct WriterRoleEndToEndTests {
         #expect(after == events)
 
         // The writer cannot grant itself anything, and a superuser is not a writer.
-        let selfGrant = try LedgerliftBinary.run(["store", "init", "--store", writerDSN, "--grant-to", writer])
+        let selfGrant = try await LedgerliftBinary.run(["store", "init", "--store", writerDSN, "--grant-to", writer])
         #expect(selfGrant.status == 2)
         #expect(
             selfGrant.stderr.contains(
                 "\(writer) does not own the event store (\(owner) does): run store init --grant-to as \(owner)"))
         let superuser = try await admin.query("SELECT current_user::text").rows[0].decode(at: 0, as: String.self)
-        let toSuperuser = try LedgerliftBinary.run(["store", "init", "--store", ownerDSN, "--grant-to", superuser])
+        let toSuperuser = try await LedgerliftBinary.run(
+            ["store", "init", "--store", ownerDSN, "--grant-to", superuser])
         #expect(toSuperuser.status == 2)
         #expect(
             toSuperuser.stderr.contains("role \(superuser) is a superuser: it could disable the append-only trigger"))

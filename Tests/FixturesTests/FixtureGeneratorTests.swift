@@ -13,7 +13,7 @@ struct FixtureGeneratorTests {
             func generate(seed: UInt64) async throws -> Data {
                 let generator = FixtureGenerator(configuration: .init(customers: 200, seed: seed), fixtures: fixtures)
                 _ = try await generator.generate(dsn: dsn)
-                return try dumpLegacyData(dsn)
+                return try await dumpLegacyData(dsn)
             }
             let first = try await generate(seed: 42)
             let second = try await generate(seed: 42)

@@ -107,22 +107,19 @@ struct GenerationAtomicityTests {
         try await TestDatabase.withConnection { connection, dsn in
             let before = try await LegacyState.loadReference(connection, dsn)
             let generator = FixtureGenerator(configuration: .init(customers: 60, seed: 6), fixtures: fixtures)
-            let (reached, signal) = AsyncStream<Void>.makeStream()
-            let resume = DispatchSemaphore(value: 0)
+            // The generating thread cancels the task itself at customer 20, so the cancellation
+            // lands mid-stream whatever the machine's speed — and without waiting, its legacy
+            // transactions open, for a cooperative thread to run this test's task.
+            let handle = Locked<Task<FixtureGenerator.Summary, any Error>?>(nil)
             let task = Task {
-                // Ends the wait below if generation ended before customer 20 (the test then fails).
-                defer { signal.finish() }
-                return try await generator.generate(dsn: dsn) { progress in
+                try await generator.generate(dsn: dsn) { progress in
                     guard progress.phase == .generating, progress.customersGenerated == 20 else { return }
-                    // Hold the generating thread here until the task has been cancelled, so the
-                    // cancellation lands mid-stream whatever the machine's speed.
-                    signal.yield()
-                    resume.wait()
+                    // Set just below, by the line after this task's creation.
+                    while handle.value == nil { usleep(1_000) }
+                    handle.value?.cancel()
                 }
             }
-            for await _ in reached { break }
-            task.cancel()
-            resume.signal()
+            handle.set(task)
             let error = try await #require(throws: FixtureError.self) { try await task.value }
             #expect(error.code == .cancelled)
             #expect(error.message.contains("after 20 customers"))
@@ -178,7 +175,7 @@ private struct LegacyState: Equatable {
             "SELECT 'legacy'::regnamespace::oid::bigint, 'legacy.customers'::regclass::oid::bigint").rows[0]
         return LegacyState(
             schemaOID: try row.decode(at: 0, as: Int64.self), customersOID: try row.decode(at: 1, as: Int64.self),
-            dump: try dumpLegacyData(dsn))
+            dump: try await dumpLegacyData(dsn))
     }
 }
 

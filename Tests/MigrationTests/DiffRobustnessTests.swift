@@ -223,7 +223,7 @@ struct DiffRobustnessTests {
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("diff-\(UUID()).xml").path
         try "<old/>".write(toFile: output, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: output) }
-        let result = try LedgerliftBinary.run([
+        let result = try await LedgerliftBinary.run([
             "diff", "--legacy", "postgresql://nobody@127.0.0.1:1/x", "--store", "postgresql://nobody@127.0.0.1:1/y",
             "--mapping", "mapping.yaml", "--format", "junit", "--output", output, "--entity", "nope",
         ])

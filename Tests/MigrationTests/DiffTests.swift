@@ -222,7 +222,7 @@ struct DiffCommandTests {
     @Test func exitsZeroWhenCleanOneWithDifferencesAndWritesTheJUnitReport() async throws {
         try await withMigrated { legacy, legacyDSN, _, storeDSN in
             let mapping = try MappingTestSupport.referenceMappingPath()
-            let clean = try LedgerliftBinary.run(["diff", "--legacy", legacyDSN, "--store", storeDSN, "--mapping", mapping])
+            let clean = try await LedgerliftBinary.run(["diff", "--legacy", legacyDSN, "--store", storeDSN, "--mapping", mapping])
             #expect(clean.status == 0, "\(clean.stderr)")
             // The text report ends with the verdict; standard error does not repeat it.
             #expect(clean.stdout.contains("\nCLEAN: 0 differences"))
@@ -236,7 +236,7 @@ struct DiffCommandTests {
                 try? FileManager.default.removeItem(atPath: output)
                 try? FileManager.default.removeItem(atPath: summary)
             }
-            let dirty = try LedgerliftBinary.run([
+            let dirty = try await LedgerliftBinary.run([
                 "diff", "--legacy", legacyDSN, "--store", storeDSN, "--mapping", mapping, "--format", "junit",
                 "--output", output, "--entity", "plan,customer", "--summary", summary,
             ])
@@ -263,20 +263,20 @@ struct DiffCommandTests {
             var wrong = URLComponents(string: storeDSN)!
             wrong.user = "nobody_here"
             wrong.password = secret
-            let unreachable = try LedgerliftBinary.run([
+            let unreachable = try await LedgerliftBinary.run([
                 "diff", "--legacy", legacyDSN, "--store", wrong.string!, "--mapping", mapping,
             ])
             #expect(unreachable.status == 2)
             #expect(unreachable.stderr.contains("could not run"))
             #expect(!unreachable.stderr.contains(secret) && !unreachable.stdout.contains(secret))
 
-            let badEntity = try LedgerliftBinary.run([
+            let badEntity = try await LedgerliftBinary.run([
                 "diff", "--legacy", legacyDSN, "--store", storeDSN, "--mapping", mapping, "--entity", "invoices",
             ])
             #expect(badEntity.status == 2)
             #expect(badEntity.stderr.contains("unknown entity 'invoices'"))
 
-            let noReadModels = try LedgerliftBinary.run([
+            let noReadModels = try await LedgerliftBinary.run([
                 "diff", "--legacy", legacyDSN, "--store", storeDSN, "--mapping", mapping, "--read-schema", "nothing_here",
             ])
             #expect(noReadModels.status == 2)

@@ -273,7 +273,7 @@ struct MappingFileTests {
         #expect(error.issues[0].path == "entities.invoice.defualt_currency")
         #expect(
             error.issues[0].message
-                == "unknown field \"defualt_currency\" in an entity; did you mean default_currency? Allowed: key, query, by_key, file, sources, history, amounts, default_currency, currency_exponents, checks"
+                == "unknown field \"defualt_currency\" in an entity; did you mean default_currency? Allowed: key, query, by_key, file, sources, history, amounts, default_currency, currency_exponents, checks, write_back"
         )
         let history = try loadError(minimalInvoice + "\n    history:\n      sql: SELECT 1")
         #expect(history.codes == [.unknownField, .missingField])

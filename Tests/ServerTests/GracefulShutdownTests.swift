@@ -27,7 +27,7 @@ struct GracefulShutdownTests {
                 if !up { try await Task.sleep(for: .milliseconds(100)) }
             }
             guard up else {
-                let output = try await onThread { server.wait(timeout: 5) }
+                let output = try await server.wait(timeout: 5)
                 throw TestFailure("serve did not come up: \(output.stderr)")
             }
             // A slow request: the aging report waits behind a lock this test holds.
@@ -53,7 +53,7 @@ struct GracefulShutdownTests {
             let answer = try await inFlight.value
             #expect(answer.status == 200)
             #expect(try answer.json["customers"] as? [Any] != nil)
-            let output = try await onThread { server.wait(timeout: 30) }
+            let output = try await server.wait(timeout: 30)
             #expect(output.status == 0, "\(output.stderr)")
         }
     }

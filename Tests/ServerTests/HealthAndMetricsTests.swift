@@ -154,8 +154,10 @@ struct HealthAndMetricsTests {
                 #expect(value("ledgerlift_projector_lag_seconds", [:]) == 0)
                 #expect(value("ledgerlift_idempotent_replays_total", [:]) == 0)
                 // prometheus_client's own parser agrees, when it is installed.
-                if PrometheusText.pythonParserAvailable {
-                    let families = try PrometheusText.pythonFamilies(answer.body)
+                // (python3 runs on a thread of its own, not on a cooperative thread.)
+                let body = answer.body
+                if try await onThread({ PrometheusText.pythonParserAvailable }) {
+                    let families = try await onThread { try PrometheusText.pythonFamilies(body) }
                     #expect(families.contains("ledgerlift_http_requests"))
                     #expect(families.contains("ledgerlift_http_request_duration_seconds"))
                 }

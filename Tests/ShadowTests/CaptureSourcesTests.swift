@@ -62,7 +62,7 @@ struct CaptureSourcesTests {
     @Test func aMappingWhoseSourcesMissATableItReadsIsRefusedAndNothingIsInstalled() async throws {
         try await withReferenceLegacy { connection, dsn in
             let mapping = try referenceMappingMissingPaymentCustomersSource()
-            let before = try schemaDump(dsn, legacyOnly: false)
+            let before = try await schemaDump(dsn, legacyOnly: false)
             await #expect {
                 _ = try await install(connection, mapping)
             } throws: { error in
@@ -72,7 +72,7 @@ struct CaptureSourcesTests {
                         + "columns: [], keys: \"SELECT e.id::text FROM legacy.payments e JOIN changed c ON c.id = e.customer_id\" }"
                 ]
             }
-            #expect(try schemaDump(dsn, legacyOnly: false) == before)
+            #expect(try await schemaDump(dsn, legacyOnly: false) == before)
         }
     }
 }

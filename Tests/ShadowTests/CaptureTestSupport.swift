@@ -85,6 +85,8 @@ func install(_ connection: Connection, _ mapping: MappingFile) async throws -> C
     try await connection.withSession { try CaptureInstaller().install(mapping, in: $0) }
 }
 
-func schemaDump(_ dsn: String, legacyOnly: Bool = true) throws -> String {
-    String(decoding: try PgDump.run(dsn, ["--schema-only"] + (legacyOnly ? ["--schema=legacy"] : [])), as: UTF8.self)
+func schemaDump(_ dsn: String, legacyOnly: Bool = true) async throws -> String {
+    String(
+        decoding: try await PgDump.run(dsn, ["--schema-only"] + (legacyOnly ? ["--schema=legacy"] : [])),
+        as: UTF8.self)
 }

@@ -114,11 +114,11 @@ struct CaptureTests {
             let first = try await install(connection, smaller)
             #expect(!first.added.contains("legacy.payments"))
 
-            let dump = try schemaDump(dsn, legacyOnly: false)
+            let dump = try await schemaDump(dsn, legacyOnly: false)
             let again = try await install(connection, smaller)
             #expect(again.changedNothing, "\(again)")
             #expect(again.unchanged.count == first.added.count)
-            #expect(try schemaDump(dsn, legacyOnly: false) == dump)
+            #expect(try await schemaDump(dsn, legacyOnly: false) == dump)
             #expect(
                 try await connection.query("SELECT count(*) FROM ledgerlift_capture.installs").rows[0].decode(
                     at: 0, as: Int64.self) == 1)
@@ -154,14 +154,14 @@ struct CaptureTests {
 
     @Test func uninstallLeavesTheLegacySchemaByteIdentical() async throws {
         try await withReferenceLegacy { connection, dsn in
-            let before = try schemaDump(dsn)
+            let before = try await schemaDump(dsn)
             _ = try await install(connection, try referenceMapping())
-            #expect(try schemaDump(dsn) != before, "the triggers show in the dump")
+            #expect(try await schemaDump(dsn) != before, "the triggers show in the dump")
             try await connection.execute("UPDATE legacy.customers SET updated_at = updated_at")
             let report = try await connection.withSession { try CaptureInstaller().uninstall(in: $0) }
             #expect(report.schemaExisted && report.pendingChanges > 0)
             #expect(report.tables.contains("legacy.invoices"))
-            #expect(try schemaDump(dsn) == before)
+            #expect(try await schemaDump(dsn) == before)
             #expect(
                 try await connection.query("SELECT to_regnamespace('ledgerlift_capture') IS NULL").rows[0].decode(
                     at: 0, as: Bool.self))

@@ -73,7 +73,7 @@ struct ResyncSyncTests {
             _ = try await install(legacy, try referenceMapping())
             #expect(try await Handover.check(legacy: legacy, store: store).name == "gap")
 
-            let run = try LedgerliftBinary.run([
+            let run = try await LedgerliftBinary.run([
                 "shadow", "resync", "--legacy", legacyDSN, "--store", storeDSN, "--mapping", referenceMappingPath,
                 "--format", "json",
             ])
@@ -87,7 +87,7 @@ struct ResyncSyncTests {
             // A read model changed behind its events' back: resync appends nothing for it (its
             // stream matches legacy), says so and exits 1.
             try await store.execute("UPDATE ledgerlift_read.customers SET email = 'drift@example.com' WHERE customer_id = '8'")
-            let text = try LedgerliftBinary.run([
+            let text = try await LedgerliftBinary.run([
                 "shadow", "resync", "--legacy", legacyDSN, "--store", storeDSN, "--mapping", referenceMappingPath,
             ])
             #expect(text.status == 1, "\(text.stdout)\(text.stderr)")

@@ -19,19 +19,19 @@ struct ShadowCommandTests {
 
     @Test func theSimulatedApplicationRunsCleanlyWithCaptureInstalledAndIsCaptured() async throws {
         try await withReferenceLegacy { connection, dsn in
-            let before = try schemaDump(dsn)
-            let install = try LedgerliftBinary.run([
+            let before = try await schemaDump(dsn)
+            let install = try await LedgerliftBinary.run([
                 "shadow", "install", "--legacy", dsn, "--mapping", referenceMappingPath,
             ])
             #expect(install.status == 0, "\(install.stdout)\(install.stderr)")
             #expect(install.stdout.contains("capturing legacy.invoices"))
             #expect(install.stdout.contains("install recorded: transaction "))
-            let again = try LedgerliftBinary.run([
+            let again = try await LedgerliftBinary.run([
                 "shadow", "install", "--legacy", dsn, "--mapping", referenceMappingPath,
             ])
             #expect(again.status == 0 && again.stdout.contains("nothing changed"), "\(again.stdout)\(again.stderr)")
 
-            let run = try LedgerliftBinary.run([
+            let run = try await LedgerliftBinary.run([
                 "simulate", "--legacy", dsn, "--operations", "200", "--connections", "4", "--report", "json",
             ])
             #expect(run.status == 0, "\(run.stderr)")
@@ -49,13 +49,13 @@ struct ShadowCommandTests {
             #expect(try counts.decode(at: 1, as: Int64.self) > 3, "the operations write several tables")
             #expect(try counts.decode(at: 2, as: Int64.self) == 0, "no TRUNCATE, so every row carries keys")
 
-            let uninstall = try LedgerliftBinary.run([
+            let uninstall = try await LedgerliftBinary.run([
                 "shadow", "uninstall", "--legacy", dsn, "--mapping", referenceMappingPath,
             ])
             #expect(uninstall.status == 0, "\(uninstall.stdout)\(uninstall.stderr)")
             #expect(uninstall.stdout.contains("captured change(s) not yet applied were discarded"))
-            #expect(try schemaDump(dsn) == before)
-            let nothing = try LedgerliftBinary.run(["shadow", "uninstall", "--legacy", dsn])
+            #expect(try await schemaDump(dsn) == before)
+            let nothing = try await LedgerliftBinary.run(["shadow", "uninstall", "--legacy", dsn])
             #expect(nothing.status == 0 && nothing.stdout.contains("nothing to remove"), "\(nothing.stdout)")
         }
     }
@@ -66,13 +66,13 @@ struct ShadowCommandTests {
     @Test func installAndUninstallUnderTrafficCostTheApplicationNoError() async throws {
         try await withReferenceLegacy { _, dsn in
             let simulation = Task.detached {
-                try LedgerliftBinary.run([
+                try await LedgerliftBinary.run([
                     "simulate", "--legacy", dsn, "--duration", "4", "--connections", "4", "--report", "json",
                 ])
             }
             try await Task.sleep(for: .milliseconds(500))
             for command in ["install", "uninstall", "install"] {
-                let run = try LedgerliftBinary.run([
+                let run = try await LedgerliftBinary.run([
                     "shadow", command, "--legacy", dsn, "--mapping", referenceMappingPath,
                 ])
                 #expect(run.status == 0, "\(command): \(run.stdout)\(run.stderr)")
@@ -89,11 +89,11 @@ struct ShadowCommandTests {
         }
     }
 
-    @Test func aMappingWithErrorsIsRefusedBeforeAnythingConnects() throws {
+    @Test func aMappingWithErrorsIsRefusedBeforeAnythingConnects() async throws {
         let bad = FileManager.default.temporaryDirectory.appendingPathComponent("ledgerlift-shadow-\(UUID()).yaml")
         try "version: 2\n".write(to: bad, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: bad) }
-        let run = try LedgerliftBinary.run([
+        let run = try await LedgerliftBinary.run([
             "shadow", "install", "--legacy", "postgresql://nobody:secret@127.0.0.1:1/none", "--mapping", bad.path,
         ])
         #expect(run.status == 2)

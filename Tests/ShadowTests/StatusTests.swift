@@ -11,8 +11,8 @@ import Testing
 /// problem, 2 no database.
 @Suite("Shadow: status")
 struct StatusTests {
-    static func status(_ legacyDSN: String, _ storeDSN: String, _ extra: [String] = []) throws -> (Int32, [String: Any], String) {
-        let run = try LedgerliftBinary.run(
+    static func status(_ legacyDSN: String, _ storeDSN: String, _ extra: [String] = []) async throws -> (Int32, [String: Any], String) {
+        let run = try await LedgerliftBinary.run(
             ["shadow", "status", "--legacy", legacyDSN, "--store", storeDSN, "--format", "json"] + extra)
         let object = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any] ?? [:]
         return (run.status, object, run.stdout + run.stderr)
@@ -46,7 +46,7 @@ struct StatusTests {
                 INSERT INTO ledgerlift.shadow_lag VALUES ('other', '1', now() - interval '10 s', now(), now());
                 """)
 
-            let (status, json, output) = try Self.status(legacyDSN, storeDSN)
+            let (status, json, output) = try await Self.status(legacyDSN, storeDSN)
             #expect(status == 0, "\(output)")
             #expect(json["healthy"] as? Bool == true && (json["problems"] as? [Any])?.isEmpty == true)
             let capture = try #require(json["capture"] as? [String: Any], "\(output)")
@@ -73,13 +73,13 @@ struct StatusTests {
             // The tailer failed after its last progress: unhealthy, exit 1, the error named.
             try await store.execute(
                 "UPDATE ledgerlift.shadow_tailers SET last_error = 'connection lost', last_error_at = updated_at + interval '1 s'")
-            let (failed, failedJSON, failedOutput) = try Self.status(legacyDSN, storeDSN)
+            let (failed, failedJSON, failedOutput) = try await Self.status(legacyDSN, storeDSN)
             #expect(failed == 1, "\(failedOutput)")
             #expect(failedJSON["healthy"] as? Bool == false)
             let problems = failedJSON["problems"] as? [String] ?? []
             #expect(problems.count == 1 && problems.first?.contains("connection lost") == true, "\(problems)")
 
-            let text = try LedgerliftBinary.run(["shadow", "status", "--legacy", legacyDSN, "--store", storeDSN])
+            let text = try await LedgerliftBinary.run(["shadow", "status", "--legacy", legacyDSN, "--store", storeDSN])
             #expect(text.status == 1)
             #expect(text.stdout.contains("backlog             1 change(s)"), "\(text.stdout)")
             #expect(text.stdout.contains("unhealthy:\n  - tailer \"default\" failed"), "\(text.stdout)")
@@ -89,20 +89,20 @@ struct StatusTests {
     @Test func aGapWithoutATailerIsUnhealthyAndNoDatabaseIsExitTwo() async throws {
         try await withLegacyAndStore { legacy, legacyDSN, store, storeDSN in
             try await backfillAndProject(legacyDSN, storeDSN, store)
-            let (notInstalled, notInstalledJSON, _) = try Self.status(legacyDSN, storeDSN)
+            let (notInstalled, notInstalledJSON, _) = try await Self.status(legacyDSN, storeDSN)
             #expect(notInstalled == 1)
             #expect((notInstalledJSON["capture"] as? [String: Any])?["installed"] as? Bool == false)
             #expect(notInstalledJSON["tailer"] is NSNull && notInstalledJSON["lag"] is NSNull)
             #expect(notInstalledJSON["last_verification"] is NSNull)
 
             _ = try await install(legacy, try referenceMapping())
-            let (gap, gapJSON, output) = try Self.status(legacyDSN, storeDSN)
+            let (gap, gapJSON, output) = try await Self.status(legacyDSN, storeDSN)
             #expect(gap == 1, "\(output)")
             let handover = gapJSON["handover"] as? [String: Any]
             #expect(handover?["verdict"] as? String == "gap")
             #expect((handover?["message"] as? String)?.contains("ledgerlift shadow resync") == true)
 
-            let unreachable = try LedgerliftBinary.run([
+            let unreachable = try await LedgerliftBinary.run([
                 "shadow", "status", "--legacy", "postgresql://nobody:secret@127.0.0.1:1/none", "--store", storeDSN,
             ])
             #expect(unreachable.status == 2)
@@ -116,7 +116,7 @@ struct StatusTests {
         try await withLegacyAndStore { legacy, legacyDSN, store, storeDSN in
             _ = try await install(legacy, try referenceMapping())
             try await backfillAndProject(legacyDSN, storeDSN, store)
-            let (healthy, healthyJSON, healthyOutput) = try Self.status(legacyDSN, storeDSN)
+            let (healthy, healthyJSON, healthyOutput) = try await Self.status(legacyDSN, storeDSN)
             #expect(healthy == 0, "\(healthyOutput)")
             let readModels = healthyJSON["read_models"] as? [String: Any]
             #expect(readModels?["exist"] as? Bool == true && readModels?["caught_up"] as? Bool == true, "\(healthyOutput)")
@@ -129,13 +129,13 @@ struct StatusTests {
                 FROM ledgerlift.events WHERE stream_id = (SELECT min(stream_id) FROM ledgerlift.events WHERE stream_id LIKE 'customer-%')
                 ORDER BY stream_version DESC LIMIT 1
                 """)
-            let (behind, behindJSON, behindOutput) = try Self.status(legacyDSN, storeDSN)
+            let (behind, behindJSON, behindOutput) = try await Self.status(legacyDSN, storeDSN)
             #expect(behind == 1, "\(behindOutput)")
             #expect((behindJSON["read_models"] as? [String: Any])?["caught_up"] as? Bool == false)
             #expect(behindOutput.contains("behind the event store and no tailer is running"), "\(behindOutput)")
 
             try await store.execute("DROP SCHEMA ledgerlift_read CASCADE")
-            let (missing, _, missingOutput) = try Self.status(legacyDSN, storeDSN)
+            let (missing, _, missingOutput) = try await Self.status(legacyDSN, storeDSN)
             #expect(missing == 1)
             #expect(missingOutput.contains("the read models (ledgerlift_read) do not exist"), "\(missingOutput)")
         }

@@ -9,9 +9,7 @@ import TestSupport
 /// Runs `ledgerlift` on a thread of its own and awaits it, so waiting for the process never
 /// blocks one of Swift's few cooperative threads (other tests' tasks run meanwhile).
 func ledgerlift(_ arguments: [String]) async throws -> LedgerliftBinary.Output {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try LedgerliftBinary.run(arguments) }) }.start()
-    }
+    try await LedgerliftBinary.run(arguments)
 }
 
 /// A legacy database holding the reference fixture with capture installed, and a store holding

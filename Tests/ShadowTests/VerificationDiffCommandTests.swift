@@ -14,7 +14,7 @@ struct VerificationDiffCommandTests {
             try await backfillAndProject(legacyDSN, storeDSN, store)
             let arguments = ["diff", "--legacy", legacyDSN, "--store", storeDSN, "--mapping", referenceMappingPath]
 
-            let clean = try LedgerliftBinary.run(arguments + ["--record"])
+            let clean = try await LedgerliftBinary.run(arguments + ["--record"])
             #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
             var recent = try await store.withSession { try VerificationHistory().recent(limit: 5, in: $0) }
             #expect(recent.map(\.verdict) == [.clean] && recent.first?.origin == "diff")
@@ -36,7 +36,7 @@ struct VerificationDiffCommandTests {
             defer { lockHolder.close() }
             #expect(try await lockHolder.withSession { try $0.tryLock(ShadowTailer.lock(name: "t1")) })
             tailer.start()
-            let waited = try LedgerliftBinary.run(arguments + ["--tailer", "t1", "--record", "--format", "json"])
+            let waited = try await LedgerliftBinary.run(arguments + ["--tailer", "t1", "--record", "--format", "json"])
             #expect(waited.status == 0, "\(waited.stdout)\(waited.stderr)")
             recent = try await store.withSession { try VerificationHistory().recent(limit: 5, in: $0) }
             #expect(recent.count == 2)
@@ -45,7 +45,7 @@ struct VerificationDiffCommandTests {
             #expect(last.legacyPosition == position)
 
             // A check that cannot run is recorded as an error.
-            let failed = try LedgerliftBinary.run(arguments + ["--record", "--read-schema", "no_such_schema"])
+            let failed = try await LedgerliftBinary.run(arguments + ["--record", "--read-schema", "no_such_schema"])
             #expect(failed.status == 2)
             recent = try await store.withSession { try VerificationHistory().recent(limit: 5, in: $0) }
             #expect(recent.first?.verdict == .error && recent.first?.error?.contains("no read model") == true)
@@ -60,7 +60,7 @@ struct VerificationDiffCommandTests {
             _ = try await install(legacy, try referenceMapping())
             try await backfillAndProject(legacyDSN, storeDSN, store)
             try await legacy.execute("UPDATE legacy.customers SET email = 'untailed@example.com' WHERE id = 10")
-            let result = try LedgerliftBinary.run([
+            let result = try await LedgerliftBinary.run([
                 "diff", "--legacy", legacyDSN, "--store", storeDSN, "--mapping", referenceMappingPath, "--tailer", "stopped",
                 "--skip-invariants",
             ])

@@ -154,35 +154,39 @@ struct JournalInDoubtTests {
     /// the journal must not show as lost or altered writes.
     @Test func killingTheSimulatorMidRunNeverMakesVerifyFail() async throws {
         try await TestDatabase.withFresh("sim_kill9") { dsn in
-            #expect(try LedgerliftBinary.run(["fixture", "load", "--dsn", dsn]).status == 0)
+            #expect(try await LedgerliftBinary.run(["fixture", "load", "--dsn", dsn]).status == 0)
             var inDoubt = 0
             for round in 1...4 {
                 let path = FileManager.default.temporaryDirectory.appendingPathComponent(
                     "ledgerlift-kill-\(UUID().uuidString).jsonl"
                 ).path
                 defer { try? FileManager.default.removeItem(atPath: path) }
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: LedgerliftBinary.path)
-                process.arguments = [
-                    "simulate", "--legacy", dsn, "--connections", "8", "--duration", "60", "--seed", "\(round)",
-                    "--journal", path,
-                ]
-                process.standardOutput = FileHandle.nullDevice
-                process.standardError = FileHandle.nullDevice
-                process.standardInput = FileHandle.nullDevice
-                try process.run()
-                // Kill once operations are flowing: some lines written, at a moment that varies.
-                let deadline = Date().addingTimeInterval(20)
-                while Date() < deadline,
-                    ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil ?? 0) < 2000 * round
-                {
-                    usleep(20_000)
+                // Started, watched and killed on a thread of its own, not on a cooperative thread.
+                let reason = try await onThread { () throws -> Process.TerminationReason in
+                    let process = Process()
+                    process.executableURL = URL(fileURLWithPath: LedgerliftBinary.path)
+                    process.arguments = [
+                        "simulate", "--legacy", dsn, "--connections", "8", "--duration", "60", "--seed", "\(round)",
+                        "--journal", path,
+                    ]
+                    process.standardOutput = FileHandle.nullDevice
+                    process.standardError = FileHandle.nullDevice
+                    process.standardInput = FileHandle.nullDevice
+                    try process.run()
+                    // Kill once operations are flowing: some lines written, at a moment that varies.
+                    let deadline = Date().addingTimeInterval(20)
+                    while Date() < deadline,
+                        ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil ?? 0) < 2000 * round
+                    {
+                        usleep(20_000)
+                    }
+                    usleep(UInt32(37_000 * round))
+                    kill(process.processIdentifier, SIGKILL)
+                    process.waitUntilExit()
+                    return process.terminationReason
                 }
-                usleep(UInt32(37_000 * round))
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-                #expect(process.terminationReason == .uncaughtSignal)
-                let verify = try LedgerliftBinary.run([
+                #expect(reason == .uncaughtSignal)
+                let verify = try await LedgerliftBinary.run([
                     "simulate", "verify", "--legacy", dsn, "--journal", path, "--report", "json",
                 ])
                 #expect(verify.status == 0, "round \(round): \(verify.stdout) \(verify.stderr)")

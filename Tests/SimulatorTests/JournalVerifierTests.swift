@@ -612,15 +612,15 @@ struct JournalVerifierTests {
         ])
         try await Self.withReference { plain in
             let (dsn, password) = Self.withPassword(plain)
-            let clean = try LedgerliftBinary.run(["simulate", "verify", "--journal", path, "--legacy", dsn])
+            let clean = try await LedgerliftBinary.run(["simulate", "verify", "--journal", path, "--legacy", dsn])
             #expect(clean.status == 0)
             #expect(clean.stdout.hasSuffix("verdict:  clean: every acknowledged effect of 15 operations is present\n"))
 
             try await Self.execute(plain, "DELETE FROM legacy.payments WHERE id = 102")
-            let lost = try LedgerliftBinary.run(["simulate", "verify", "--journal", path, "--legacy", dsn])
+            let lost = try await LedgerliftBinary.run(["simulate", "verify", "--journal", path, "--legacy", dsn])
             #expect(lost.status == 1)
             #expect(lost.stdout.contains("LOST        payment 102: absent; written by op 2 (payment_succeeded)"))
-            let json = try LedgerliftBinary.run([
+            let json = try await LedgerliftBinary.run([
                 "simulate", "verify", "--journal", path, "--legacy", dsn, "--report", "json",
             ])
             #expect(json.status == 1)
@@ -635,15 +635,15 @@ struct JournalVerifierTests {
                 ([], "give the system to check: --legacy DSN or --store DSN"),
             ]
             for (targets, message) in refused {
-                let result = try LedgerliftBinary.run(["simulate", "verify", "--journal", path] + targets)
+                let result = try await LedgerliftBinary.run(["simulate", "verify", "--journal", path] + targets)
                 #expect(result.status == 2)
                 #expect(result.stderr.hasPrefix("Error: " + message))
             }
-            let bad = try LedgerliftBinary.run(["simulate", "verify", "--journal", malformed, "--legacy", dsn])
+            let bad = try await LedgerliftBinary.run(["simulate", "verify", "--journal", malformed, "--legacy", dsn])
             #expect(bad.status == 2 && bad.stdout == "")
             #expect(bad.stderr == "Error: simulate verify could not run: journal line 2: not valid JSON\n")
             let unreachable = ConnectionString.withDatabase(dsn, "no_such_database_for_verify")
-            let down = try LedgerliftBinary.run(["simulate", "verify", "--journal", path, "--store", unreachable])
+            let down = try await LedgerliftBinary.run(["simulate", "verify", "--journal", path, "--store", unreachable])
             #expect(
                 down.status == 2
                     && down.stderr.hasPrefix("Error: simulate verify could not run: cannot connect to the store: "))

@@ -429,20 +429,20 @@ struct FixtureCheckCommandTests {
     @Test func exitsZeroOnCleanDataOneOnBrokenRulesWithC18sWindowEndFromUntil() async throws {
         try await LegacyTestSupport.withReference { connection, dsn in
             let fixtures = try LegacyTestSupport.repositoryRoot().appendingPathComponent("fixtures").path
-            let clean = try LedgerliftBinary.run(["fixture", "check", "--dsn", dsn, "--fixtures", fixtures])
+            let clean = try await LedgerliftBinary.run(["fixture", "check", "--dsn", dsn, "--fixtures", fixtures])
             #expect(clean.status == 0, "\(clean.stderr)")
             #expect(clean.stdout.contains("19 checks, every rule holds"))
             // A window ending before the seed's last events: C18 lists them, exit 1.
-            let early = try LedgerliftBinary.run(["fixture", "check", "--dsn", dsn, "--fixtures", fixtures, "--until", "2025-10-01"])
+            let early = try await LedgerliftBinary.run(["fixture", "check", "--dsn", dsn, "--fixtures", fixtures, "--until", "2025-10-01"])
             #expect(early.status == 1)
             #expect(early.stdout.split(separator: "\n").first?.hasPrefix("C18 ") == true)
             // A cache edited in place (D05's defect): C07 names the customer.
             try await connection.execute("UPDATE legacy.customers SET balance = balance + 1 WHERE id = 19")
-            let broken = try LedgerliftBinary.run(["fixture", "check", "--dsn", dsn, "--fixtures", fixtures, "--until", "2025-11-02T00:00:00Z"])
+            let broken = try await LedgerliftBinary.run(["fixture", "check", "--dsn", dsn, "--fixtures", fixtures, "--until", "2025-11-02T00:00:00Z"])
             #expect(broken.status == 1)
             #expect(broken.stdout.hasPrefix("C07 customers 19: balance=-24.00 owed=0 unapplied_credit=25.00\n"))
             #expect(broken.stdout.hasSuffix("1 row(s) break 1 of 19 checks: C07 (1)\n"))
-            let unusable = try LedgerliftBinary.run(["fixture", "check", "--dsn", dsn, "--fixtures", fixtures, "--until", "soon"])
+            let unusable = try await LedgerliftBinary.run(["fixture", "check", "--dsn", dsn, "--fixtures", fixtures, "--until", "soon"])
             #expect(unusable.status == 2)
         }
     }

@@ -376,7 +376,7 @@ import Testing
             #expect(
                 Set(total.keys) == [
                     "kind", "operations", "acknowledged", "skipped", "rerouted", "errors", "failed", "retries",
-                    "blocked_seconds", "latency_ms",
+                    "blocked_seconds", "rerouted_blocked_seconds", "rerouted_blocked_max_ms", "latency_ms",
                 ])
             #expect(total["kind"] as? String == "total")
             #expect(total["errors"] as? [String: Int] == ["23505": 1])

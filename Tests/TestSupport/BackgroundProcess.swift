@@ -34,6 +34,9 @@ public final class BackgroundProcess: @unchecked Sendable {
     }
 
     public var isRunning: Bool { lock.withLock { process.isRunning } }
+
+    /// What it has written to standard error so far (it may still be running).
+    public var stderrSoFar: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
     public var pid: Int32 { lock.withLock { process.processIdentifier } }
 
     /// Sends `signal` (SIGTERM, SIGINT, SIGKILL) unless it has ended already.
@@ -43,9 +46,18 @@ public final class BackgroundProcess: @unchecked Sendable {
         }
     }
 
-    /// Waits for the end, at most `timeout` (then SIGKILL), and returns what it printed.
+    /// Waits for the end, at most `timeout` (then SIGKILL), and returns what it printed, on a
+    /// thread of its own: the awaiting task holds no cooperative thread meanwhile.
     @discardableResult
-    public func wait(timeout: TimeInterval = 300) -> LedgerliftBinary.Output {
+    public func wait(timeout: TimeInterval = 300) async throws -> LedgerliftBinary.Output {
+        try await onThread { self.waitBlocking(timeout: timeout) }
+    }
+
+    /// Waits for the end, at most `timeout` (then SIGKILL), and returns what it printed,
+    /// blocking the calling thread (a thread a test started, never async code).
+    @discardableResult
+    @available(*, noasync, message: "blocks a cooperative thread while the process runs; use `await wait(timeout:)`")
+    public func waitBlocking(timeout: TimeInterval = 300) -> LedgerliftBinary.Output {
         let deadline = Date().addingTimeInterval(timeout)
         while isRunning, Date() < deadline { usleep(10_000) }
         if isRunning {
@@ -63,11 +75,14 @@ public final class BackgroundProcess: @unchecked Sendable {
 
 /// Runs `body` on a thread of its own and awaits its result without holding a cooperative
 /// thread: the way to drive processes with blocking calls and timing from an async test.
+///
+/// The thread resumes the awaiting task itself when `body` returns: nothing polls, and the
+/// result does not depend on a cooperative thread being free in the meantime. Cancelling the
+/// task does not interrupt `body` (a blocking call cannot be): the task waits for it to end.
 public func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    let result = Locked<Result<T, any Error>?>(nil)
-    let thread = Thread { result.set(Result { try body() }) }
-    thread.stackSize = 8 << 20
-    thread.start()
-    while result.value == nil { try await Task.sleep(for: .milliseconds(20)) }
-    return try result.value!.get()
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        let thread = Thread { continuation.resume(with: Result { try body() }) }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
 }

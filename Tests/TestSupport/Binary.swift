@@ -16,8 +16,22 @@ public enum LedgerliftBinary {
 
     public static var path: String { productsDirectory.appendingPathComponent("ledgerlift").path }
 
-    /// Runs `ledgerlift` with `arguments` and waits for it.
-    public static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Output {
+    /// Runs `ledgerlift` with `arguments` and waits for it on a thread of its own, so the awaiting
+    /// task holds no cooperative thread meanwhile.
+    ///
+    /// Why not block: swift-testing runs the suites' tests in parallel on Swift's cooperative pool
+    /// (one thread per core, two on CI). A child such as `ledgerlift project` can wait for another
+    /// test — for the cluster-wide xmin horizon a test's open transaction holds back, for a lock —
+    /// and that test needs a cooperative thread to commit. Two tests blocking both threads on such
+    /// children deadlocked a CI run for good.
+    public static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> Output {
+        try await onThread { try runBlocking(arguments, environment: environment) }
+    }
+
+    /// Runs `ledgerlift` with `arguments` and waits for it, blocking the calling thread: for
+    /// threads a test started (``onThread(_:)``, `Thread`), never for async code (``run(_:environment:)``).
+    @available(*, noasync, message: "blocks a cooperative thread while the child runs; use `await run(_:environment:)`")
+    public static func runBlocking(_ arguments: [String], environment: [String: String] = [:]) throws -> Output {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments

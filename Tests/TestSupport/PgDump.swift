@@ -1,15 +1,23 @@
 import Foundation
 
 /// `pg_dump --data-only --schema=legacy` of the database at `dsn`, byte for byte.
-public func dumpLegacyData(_ dsn: String) throws -> Data {
-    try PgDump.run(dsn, ["--data-only", "--schema=legacy"])
+public func dumpLegacyData(_ dsn: String) async throws -> Data {
+    try await PgDump.run(dsn, ["--data-only", "--schema=legacy"])
 }
 
 /// Runs `pg_dump` on the database at `dsn`.
 public enum PgDump {
     /// `pg_dump ARGUMENTS` of the database at `dsn`, byte for byte (the restrict key pinned, so two
     /// dumps of the same content are identical).
-    public static func run(_ dsn: String, _ arguments: [String]) throws -> Data {
+    /// Waits for it on a thread of its own (``onThread(_:)``): `pg_dump` waits for table locks,
+    /// and a cooperative thread blocked on it is one the lock's holder may need.
+    public static func run(_ dsn: String, _ arguments: [String]) async throws -> Data {
+        try await onThread { try runBlocking(dsn, arguments) }
+    }
+
+    /// `run(_:_:)` on the calling thread (a thread a test started, never async code).
+    @available(*, noasync, message: "blocks a cooperative thread while pg_dump runs; use `await run(_:_:)`")
+    public static func runBlocking(_ dsn: String, _ arguments: [String]) throws -> Data {
         let process = Process()
         process.executableURL = try pgDumpURL()
         process.arguments = arguments + ["--no-password", "--dbname=\(dsn)"]
