@@ -291,6 +291,38 @@ public struct CandidateCommandLog: Sendable {
         return summary
     }
 
+    /// The verdicts of the last `count` commands received (by `received_at`): the cutover's
+    /// gate judges recent behaviour, so an early mismatch that was fixed does not block it for
+    /// ever, while one among the latest commands does.
+    public struct RecentVerdicts: Sendable, Hashable {
+        public var commands = 0
+        public var match = 0
+        public var mismatch = 0
+        public var unverifiable = 0
+        /// Not compared yet (or never: sent without a legacy transaction id).
+        public var pending = 0
+
+        public init() {}
+    }
+
+    /// The verdicts of the last `count` commands received.
+    public func recentVerdicts(lastCommands count: Int, in session: Session) throws -> RecentVerdicts {
+        let row = try session.query(
+            """
+            SELECT count(*), count(*) FILTER (WHERE verdict = 'match'), count(*) FILTER (WHERE verdict = 'mismatch'),
+                   count(*) FILTER (WHERE verdict = 'unverifiable'), count(*) FILTER (WHERE verdict IS NULL)
+            FROM (SELECT verdict FROM \(table) ORDER BY received_at DESC, op_id DESC LIMIT $1) recent
+            """, [Int64(max(0, count))]
+        ).rows[0]
+        var verdicts = RecentVerdicts()
+        verdicts.commands = Int(try row.decode(at: 0, as: Int64.self))
+        verdicts.match = Int(try row.decode(at: 1, as: Int64.self))
+        verdicts.mismatch = Int(try row.decode(at: 2, as: Int64.self))
+        verdicts.unverifiable = Int(try row.decode(at: 3, as: Int64.self))
+        verdicts.pending = Int(try row.decode(at: 4, as: Int64.self))
+        return verdicts
+    }
+
     /// Whether the store has the table (schema version 4).
     public func exists(in session: Session) throws -> Bool {
         try session.query("SELECT to_regclass($1) IS NOT NULL", [table]).rows[0].decode(at: 0, as: Bool.self)

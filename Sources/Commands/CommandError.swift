@@ -1,4 +1,5 @@
 import Billing
+import EventStore
 
 /// Why the executor could not carry a command out, when no business rule refused it (those are
 /// ``CommandRejection``s): the caller may retry these later, unchanged.
@@ -44,6 +45,28 @@ public enum CommandError: Error, Sendable, Hashable, CustomStringConvertible {
             "the event store has no key sequence for \(entity) (command_ids_\(entity)): "
                 + "run `ledgerlift store init --store DSN` as the store's owner to upgrade it"
         }
+    }
+}
+
+/// The store's routing (``EventStore/Routing``) does not give writes to the ledger now: the
+/// cutover has not switched them yet (`legacy`), or a rollback is moving them back (`frozen`).
+/// Nothing was appended. (A type of its own, like ``CommandRequestReused``.)
+public struct WritesRoutedElsewhere: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The cutover that set the routing.
+    public var cutover: String
+    /// Where writes go: `legacy` or `frozen`.
+    public var writes: RouteTarget
+
+    public init(cutover: String, writes: RouteTarget) {
+        self.cutover = cutover
+        self.writes = writes
+    }
+
+    public var description: String {
+        writes == .frozen
+            ? "writes have moved back: the cutover \(cutover) is rolling the write switch back; "
+                + "send the write to the legacy application once its write guard is gone"
+            : "writes go to the legacy application: the cutover \(cutover) has not switched them to the ledger"
     }
 }
 

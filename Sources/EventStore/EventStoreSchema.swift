@@ -235,7 +235,26 @@ extension EventStore {
                     WHERE verdict IS NULL;
                 """
         },
+        Migration(version: 5, description: "routing") { store in
+            // Who is authoritative for reads and for writes while a cutover moves them (issue 17
+            // point 3): one row, written only by `ledgerlift cutover`, read by `serve` inside each
+            // command's transaction and by applications (`GET /routing`).
+            let s = store.s
+            return """
+                CREATE TABLE IF NOT EXISTS \(s).routing (
+                    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+                    cutover     text NOT NULL,
+                    reads       text NOT NULL CHECK (reads IN ('legacy', 'ledger')),
+                    writes      text NOT NULL CHECK (writes IN ('legacy', 'ledger', 'frozen')),
+                    version     bigint NOT NULL CHECK (version >= 1),
+                    changed_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+                );
+                """
+        },
     ]
+
+    /// The schema version that holds `routing`: what `ledgerlift cutover` and `serve` require.
+    public static let routingSchemaVersion = 5
 
     /// The schema version that holds `candidate_commands`: what `serve --mode candidate` requires.
     public static let candidateSchemaVersion = 4
@@ -388,6 +407,9 @@ extension EventStore {
             "GRANT SELECT, INSERT, UPDATE, DELETE ON \(s).idempotency_keys TO \(r)",
             "GRANT SELECT, INSERT, UPDATE ON \(s).stripe_events TO \(r)",
             "GRANT SELECT, INSERT ON \(s).candidate_commands TO \(r)",
+            // Commands read the routing FOR SHARE, which needs UPDATE on a column: on the one
+            // that can only ever be true, so the writer cannot change where writes go.
+            "GRANT SELECT, UPDATE (singleton) ON \(s).routing TO \(r)",
             "GRANT USAGE, SELECT, UPDATE ON SEQUENCE "
                 + Self.commandIDSequenceEntities.map { "\(s).\(quoteIdentifier("command_ids_" + $0))" }
                 .joined(separator: ", ") + " TO \(r)",

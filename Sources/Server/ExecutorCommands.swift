@@ -125,6 +125,9 @@ public struct ExecutorCommands: CommandHandling {
             )
             return .init(
                 status: Int(problem.status.code), contentType: Problem.contentType, body: problem.json.rendered)
+        } catch let routed as WritesRoutedElsewhere {
+            metrics.command(name, outcome: "refused")
+            throw Problem.writesRouted(routed)
         } catch let error as CommandError {
             metrics.command(name, outcome: "failed")
             throw Self.problem(error, metrics: metrics)

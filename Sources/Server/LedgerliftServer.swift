@@ -77,6 +77,7 @@ public final class LedgerliftServer: Sendable {
     public static let routes: [ServeRoute] = [
         ServeRoute("GET", "/health"),
         ServeRoute("GET", "/metrics"),
+        ServeRoute("GET", "/routing"),
         ServeRoute("GET", "/customers/{id}/balance"),
         ServeRoute("GET", "/invoices/{id}"),
         ServeRoute("GET", "/reports/revenue"),
@@ -106,6 +107,11 @@ public final class LedgerliftServer: Sendable {
         }
         on(.get, "/health") { _, _ in await self.health() }
         on(.get, "/metrics") { _, _ in await self.metricsResponse() }
+        on(.get, "/routing") { _, _ in
+            let table = RoutingTable(store: self.configuration.store)
+            let routing = try await self.read { try table.read(in: $0) }
+            return Self.json(.ok, Self.routingJSON(routing))
+        }
         on(.get, "/customers/{id}/balance") { request, context in
             let id = try Self.key(context.parameters.get("id"), parameter: "id")
             let query = request.uri.queryParameters
@@ -222,6 +228,22 @@ public final class LedgerliftServer: Sendable {
     /// Runs a read on a pooled connection.
     func read<T: Sendable>(_ body: @escaping @Sendable (Session) throws -> T) async throws -> T {
         try await pool.withConnection { try await $0.withSession(body) }
+    }
+
+    /// `GET /routing`'s answer. No routing row: no cutover routes this store, and serve is a
+    /// ledger of its own (reads and writes `ledger`, `cutover` null).
+    static func routingJSON(_ routing: Routing?) -> JSONValue {
+        guard let routing else {
+            return .object([
+                ("cutover", .null), ("reads", .string("ledger")), ("writes", .string("ledger")), ("version", .integer(0)),
+                ("changed_at", .null),
+            ])
+        }
+        return .object([
+            ("cutover", .string(routing.cutover)), ("reads", .string(routing.reads.rawValue)),
+            ("writes", .string(routing.writes.rawValue)), ("version", .integer(routing.version)),
+            ("changed_at", .string(routing.changedAt.iso8601)),
+        ])
     }
 
     static func json(_ status: HTTPResponse.Status, _ value: JSONValue, headers extra: HTTPFields = [:]) -> Response {

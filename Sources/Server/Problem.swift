@@ -1,3 +1,5 @@
+import Commands
+import EventStore
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -17,6 +19,8 @@ public struct Problem: Error, Sendable, Hashable, CustomStringConvertible {
     public var code: String
     public var title: String
     public var detail: String
+    /// Sent as `Retry-After` (seconds) when set: the request may succeed unchanged later.
+    public var retryAfterSeconds: Int?
 
     public init(_ status: HTTPResponse.Status, code: String, title: String, detail: String) {
         self.status = status
@@ -54,6 +58,7 @@ public struct Problem: Error, Sendable, Hashable, CustomStringConvertible {
     public var response: Response {
         var headers = HTTPFields()
         headers[.contentType] = Self.contentType
+        if let retryAfterSeconds { headers[.retryAfter] = String(retryAfterSeconds) }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: json.rendered)))
     }
 
@@ -108,6 +113,26 @@ public struct Problem: Error, Sendable, Hashable, CustomStringConvertible {
     public static let readModelsNotBuilt = Problem(
         .serviceUnavailable, code: "read_models_not_built", title: "Read models not built",
         detail: "the read models are not built yet (or are of another model version); run `ledgerlift project`")
+
+    /// A write refused because the store's routing does not give writes to the ledger now:
+    /// 409 `writes_on_legacy` before the cutover's write switch (send it to the legacy
+    /// application), 503 `writes_frozen` while a rollback moves writes back (retry shortly: it
+    /// goes to legacy once the rollback ends). Never stored under an `Idempotency-Key`: the same
+    /// request may succeed later.
+    public static func writesRouted(_ routed: WritesRoutedElsewhere) -> Problem {
+        var problem =
+            routed.writes == .frozen
+            ? Problem(
+                .serviceUnavailable, code: "writes_frozen", title: "Writes have moved back",
+                detail:
+                    "writes have moved back: cutover \(Problem.printable(routed.cutover)) is rolling the write switch back; retry shortly, then send writes to the legacy application")
+            : Problem(
+                .conflict, code: "writes_on_legacy", title: "Writes go to legacy",
+                detail:
+                    "the legacy application takes the writes: cutover \(Problem.printable(routed.cutover)) has not switched them to the ledger")
+        if routed.writes == .frozen { problem.retryAfterSeconds = 1 }
+        return problem
+    }
 
     public static let internalError = Problem(
         .internalServerError, code: "internal_error", title: "Internal error",

@@ -1,3 +1,4 @@
+import Commands
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -94,6 +95,11 @@ extension LedgerliftServer {
                 "invalid_event",
                 Problem(.badRequest, code: "invalid_stripe_event", title: "Unreadable Stripe event", detail: detail)
             )
+        case let routed as WritesRoutedElsewhere:
+            // Stripe delivers again on any non-2xx: the event is applied once writes are the ledger's.
+            var problem = Problem.writesRouted(routed)
+            problem.retryAfterSeconds = problem.retryAfterSeconds ?? 60
+            return ("writes_routed", problem)
         case is StripeUnresolvedReference:
             return (
                 "unresolved_reference",

@@ -129,6 +129,11 @@ public struct StripeWebhookHandler: Sendable {
 
     /// One attempt, in `tx`.
     func apply(_ event: StripeEvent, _ tx: Session) throws -> WebhookOutcome {
+        // As for commands: nothing is stored (not even the delivery) while writes are not the
+        // ledger's; Stripe delivers the event again.
+        if let routing = try RoutingTable(store: store).readForWrite(in: tx), routing.writes != .ledger {
+            throw WritesRoutedElsewhere(cutover: routing.cutover, writes: routing.writes)
+        }
         let table = deliveries.table
         let inserted = try tx.query(
             """

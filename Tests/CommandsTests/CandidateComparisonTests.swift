@@ -154,12 +154,10 @@ struct CandidateComparisonTests {
                 }
             }
             // `shadow status` counts and lists them, and is unhealthy (exit 1) while any stands.
-            let status = try await onThread {
-                try LedgerliftBinary.run([
-                    "shadow", "status", "--legacy", driver.parity.legacyDSN, "--store", driver.parity.storeDSN,
-                    "--format", "json",
-                ])
-            }
+            let status = try await LedgerliftBinary.run([
+                "shadow", "status", "--legacy", driver.parity.legacyDSN, "--store", driver.parity.storeDSN,
+                "--format", "json",
+            ])
             #expect(status.status == 1, "\(status.stdout)\(status.stderr)")
             let json = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
             let candidate = try #require(json["candidate"] as? [String: Any])
@@ -168,11 +166,9 @@ struct CandidateComparisonTests {
             #expect(candidate["pending"] as? Int == 0)
             let listed = (candidate["mismatches"] as? [[String: Any]] ?? []).compactMap { $0["op_id"] as? String }
             #expect(Set(listed) == Set(affected.keys))
-            let text = try await onThread {
-                try LedgerliftBinary.run([
-                    "shadow", "status", "--legacy", driver.parity.legacyDSN, "--store", driver.parity.storeDSN,
-                ])
-            }
+            let text = try await LedgerliftBinary.run([
+                "shadow", "status", "--legacy", driver.parity.legacyDSN, "--store", driver.parity.storeDSN,
+            ])
             #expect(
                 text.stdout.contains("candidate mode: \(affected.count) command(s) decided differently from legacy"))
             #expect(text.stdout.contains(" tax: candidate "), "\(text.stdout)")

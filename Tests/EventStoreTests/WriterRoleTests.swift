@@ -215,6 +215,7 @@ struct WriterRoleTests {
                 #"GRANT SELECT, INSERT, UPDATE, DELETE ON "ledgerlift".idempotency_keys TO "app""#,
                 #"GRANT SELECT, INSERT, UPDATE ON "ledgerlift".stripe_events TO "app""#,
                 #"GRANT SELECT, INSERT ON "ledgerlift".candidate_commands TO "app""#,
+                #"GRANT SELECT, UPDATE (singleton) ON "ledgerlift".routing TO "app""#,
                 #"GRANT USAGE, SELECT, UPDATE ON SEQUENCE "ledgerlift"."command_ids_customer", "ledgerlift"."command_ids_plan", "ledgerlift"."command_ids_subscription", "ledgerlift"."command_ids_invoice", "ledgerlift"."command_ids_invoice_line", "ledgerlift"."command_ids_payment", "ledgerlift"."command_ids_refund", "ledgerlift"."command_ids_credit_note", "ledgerlift"."command_ids_balance_transaction", "ledgerlift"."command_ids_billing_entity", "ledgerlift"."command_ids_payment_allocation", "ledgerlift"."command_ids_wallet", "ledgerlift"."command_ids_wallet_transaction", "ledgerlift"."command_ids_credit_application", "ledgerlift"."command_ids_chargeback", "ledgerlift"."command_ids_payment_transaction" TO "app""#,
                 #"GRANT CREATE ON DATABASE "billing" TO "app""#,
             ])

@@ -17,7 +17,11 @@ struct CommandRouteTests {
     {
         let configuration = ServeConfiguration(storeDSN: store, mode: mode)
         let metrics = ServerMetrics()
-        let commands = ExecutorCommands(executor: CommandExecutor(), mode: mode, metrics: metrics)
+        // Read-your-write is what these tests check, so the response waits for the read models
+        // as long as a loaded CI machine needs (the first one builds them: seconds to minutes),
+        // not the production 5 s after which it answers anyway.
+        let commands = ExecutorCommands(
+            executor: CommandExecutor(), mode: mode, metrics: metrics, projectionWait: .seconds(180))
         try await withServer(configuration, commandHandler: commands, metrics: metrics, body)
     }
 

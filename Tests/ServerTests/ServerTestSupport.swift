@@ -124,7 +124,7 @@ let referenceMappingPath = packageRoot.appendingPathComponent("fixtures/referenc
 
 /// Runs `ledgerlift` on a thread of its own (never blocking a cooperative thread).
 func ledgerlift(_ arguments: [String]) async throws -> LedgerliftBinary.Output {
-    try await onThread { try LedgerliftBinary.run(arguments) }
+    try await LedgerliftBinary.run(arguments)
 }
 
 /// A store holding the reference fixture's backfill with its read models built (`fixture
