@@ -35,9 +35,16 @@ public struct MappingChecker: Sendable {
     /// How many keys `mapping check` reads through `by_key` and through the query, to compare.
     public static let byKeySampleSize = 50
 
-    public init(_ mapping: MappingFile, scanWarningRows: Int = 10_000) {
+    /// Whether to check `write_back`: run every statement (in a transaction always rolled back)
+    /// and note entities without one (``writeBackFindings(_:_:)``). `ledgerlift mapping check`
+    /// does; the backfill's own check does not (it must not write legacy, even in a transaction
+    /// it rolls back).
+    public var validatesWriteBack: Bool
+
+    public init(_ mapping: MappingFile, scanWarningRows: Int = 10_000, validatesWriteBack: Bool = false) {
         self.mapping = mapping
         self.scanWarningRows = scanWarningRows
+        self.validatesWriteBack = validatesWriteBack
     }
 
     /// Checks the mapping on `connection`.
@@ -78,6 +85,7 @@ public struct MappingChecker: Sendable {
         // transaction cannot create: a second transaction, always rolled back.
         var entities = report.entities
         try coverageFindings(session, &entities)
+        try writeBackFindings(session, &entities)
         for index in entities.indices { entities[index].findings = Self.ordered(entities[index].findings) }
         report = MappingReport(mappingFile: report.mappingFile, entities: entities, unmapped: report.unmapped)
         return report

@@ -215,11 +215,17 @@ public struct MappingFile: Sendable, Hashable {
         /// ``query`` is then the `VALUES` query built from its rows, and there are no
         /// ``sources`` (no legacy table changes it) and no history.
         public var file: String?
+        /// `write_back`: how reverse sync writes this entity's canonical rows back into legacy
+        /// (``WriteBack``); `nil` when the mapping says nothing (reverse sync cannot write it).
+        /// Not part of the ``MappingFile/fingerprint``: it does not change how legacy is read, so
+        /// adding it to a mapping already backfilled keeps that backfill (and the tailer) valid.
+        public var writeBack: WriteBack?
 
         public init(
             entity: Entity, query: String, sources: [Source] = [], historyQuery: String? = nil,
             amounts: AmountUnit? = nil, defaultCurrency: CurrencyDefault = .inherited, checks: [SourceCheck] = [],
-            currencyExponents: [Currency: Int] = [:], file: String? = nil, byKey: String? = nil
+            currencyExponents: [Currency: Int] = [:], file: String? = nil, byKey: String? = nil,
+            writeBack: WriteBack? = nil
         ) {
             self.entity = entity
             self.key = entity.keyColumn
@@ -232,6 +238,7 @@ public struct MappingFile: Sendable, Hashable {
             self.checks = checks.map { SourceCheck(reason: $0.reason, query: MappingFile.normalizedQuery($0.query)) }
             self.currencyExponents = currencyExponents
             self.file = file
+            self.writeBack = writeBack
         }
 
         /// The statement that reads the current rows of the keys in `$1` (a `text[]`): ``byKey``
@@ -317,6 +324,13 @@ public struct MappingFile: Sendable, Hashable {
     /// The mapping of `entity`, if the file maps it (same as ``subscript(entity:)``).
     public subscript(_ entity: Entity) -> EntityMapping? {
         self[entity: entity]
+    }
+
+    /// Mapped entities without `write_back`: reverse sync cannot write their rows back, so a
+    /// cutover cannot pass its write switch with this mapping (the cutover's "reverse sync
+    /// ready" gate reads it). Empty when every mapped entity has one.
+    public var entitiesWithoutWriteBack: [Entity] {
+        entities.filter { $0.writeBack == nil }.map(\.entity)
     }
 
     /// Canonical entities the file does not map.

@@ -19,8 +19,9 @@ struct MappingFileParser {
     ]
     static let entityFields = [
         "key", "query", "by_key", "file", "sources", "history", "amounts", "default_currency", "currency_exponents",
-        "checks",
+        "checks", "write_back",
     ]
+    static let writeBackFields = ["upsert", "delete", "attributes"]
     static let receivableFields = ["refunds", "chargebacks"]
     static let checkFields = ["reason", "query"]
     static let sourceFields = ["table", "key", "columns", "keys"]
@@ -231,6 +232,7 @@ struct MappingFileParser {
         var amounts: MappingFile.AmountUnit?
         var defaultCurrency = MappingFile.CurrencyDefault.inherited
         var checks = [SourceCheck]()
+        var writeBack: WriteBack?
         for (fieldNode, fieldValue) in fields {
             guard let field = fieldNode.scalar?.string else {
                 report(.unknownField, entity: name, at: fieldNode, "keys must be plain names")
@@ -261,6 +263,8 @@ struct MappingFileParser {
                 history = parseHistory(fieldValue, entity: name)
             case "checks":
                 checks = parseChecks(fieldValue, entity: name)
+            case "write_back":
+                writeBack = parseWriteBack(fieldValue, entity: entity)
             case "amounts":
                 amounts = parseAmounts(fieldValue, entity: name)
             case "default_currency":
@@ -295,6 +299,11 @@ struct MappingFileParser {
                     .invalidValue, entity: name, field: "by_key", at: byKeyField,
                     "not supported with file: the rows of a file are not read from the legacy database; remove by_key")
             }
+            if let writeBackKey = has("write_back"), writeBack != nil {
+                report(
+                    .invalidValue, entity: name, field: "write_back", at: writeBackKey,
+                    "not supported with file: the rows of a file are not legacy tables; remove write_back")
+            }
             if let sourcesKey = has("sources"), !sources.isEmpty {
                 report(
                     .invalidValue, entity: name, field: "sources", at: sourcesKey,
@@ -317,7 +326,114 @@ struct MappingFileParser {
         guard issues.count == issuesBefore, let query else { return nil }
         return MappingFile.EntityMapping(
             entity: entity, query: query, sources: sources, historyQuery: history, amounts: amounts,
-            defaultCurrency: defaultCurrency, checks: checks, currencyExponents: currencyExponents, byKey: byKey)
+            defaultCurrency: defaultCurrency, checks: checks, currencyExponents: currencyExponents, byKey: byKey,
+            writeBack: writeBack)
+    }
+
+    /// `write_back: { upsert: SQL | [SQL], delete: SQL | [SQL], attributes: [names] }`. Every
+    /// `:name` must be a canonical column of the entity or a declared attribute; an unknown one
+    /// is reported with its line (and the closest name).
+    private mutating func parseWriteBack(_ node: Node, entity: Entity) -> WriteBack? {
+        let name = entity.rawValue
+        if node.null != nil { return nil }
+        guard let pairs = node.mapping else {
+            report(
+                .invalidValue, entity: name, field: "write_back", at: node,
+                "expected `upsert:` and `delete:` with the SQL that writes a canonical row back (docs/reverse-sync.md)")
+            return nil
+        }
+        let before = issues.count
+        var upsertNodes: [Node]?
+        var deleteNodes: [Node]?
+        var attributes = [String]()
+        for (keyNode, value) in pairs {
+            let field = keyNode.scalar?.string ?? ""
+            switch field {
+            case "upsert": upsertNodes = statementNodes(value, entity: name, field: "write_back.upsert")
+            case "delete": deleteNodes = statementNodes(value, entity: name, field: "write_back.delete")
+            case "attributes":
+                attributes = parseColumns(value, entity: name, field: "write_back.attributes") ?? []
+                for attribute in attributes where entity.column(attribute) != nil {
+                    report(
+                        .invalidValue, entity: name, field: "write_back.attributes", at: value,
+                        "\(Self.quoted(attribute)) is a canonical column of \(entity), not an attribute: "
+                            + "use :\(attribute) directly")
+                }
+            default:
+                reportUnknownField(
+                    field, at: keyNode, entity: name, allowed: Self.writeBackFields, context: "write_back",
+                    prefix: "write_back.")
+            }
+        }
+        for (field, nodes) in [("upsert", upsertNodes), ("delete", deleteNodes)] where nodes == nil {
+            if !pairs.keys.contains(where: { $0.scalar?.string == field }) {
+                report(
+                    .missingField, entity: name, field: "write_back." + field, at: node,
+                    "missing: write_back needs both upsert (the SQL writing the row the ledger holds) and delete "
+                        + "(the SQL removing a row the ledger ended)")
+            }
+        }
+        func statements(_ nodes: [Node]?, _ field: String) -> [WriteBack.Statement] {
+            var result = [WriteBack.Statement]()
+            for (index, item) in (nodes ?? []).enumerated() {
+                let path = "write_back.\(field)" + ((nodes?.count ?? 0) > 1 ? "[\(index)]" : "")
+                guard let text = item.scalar?.string else { continue }
+                // A block scalar's text starts on the line after its indicator.
+                let block = item.scalar?.style == .literal || item.scalar?.style == .folded
+                let firstLine = (item.mark?.line ?? 0) + (block ? 1 : 0)
+                let statement: WriteBack.Statement
+                do throws(WriteBackSQLError) {
+                    statement = try WriteBack.Statement(text, line: item.mark == nil ? nil : firstLine)
+                } catch {
+                    issues.append(
+                        .init(
+                            .invalidValue, entity: name, field: path,
+                            line: item.mark.map { _ in firstLine + error.line - 1 },
+                            column: nil, error.message))
+                    continue
+                }
+                let allowed = entity.columns.map(\.name) + attributes
+                for (parameter, line) in statement.parameterLines() where !allowed.contains(parameter) {
+                    var message = "unknown parameter :\(parameter) at line \(line) of the statement"
+                    if let guess = Self.suggestion(for: parameter, among: allowed) {
+                        message += "; did you mean :\(guess)?"
+                    }
+                    message +=
+                        " Parameters are \(entity)'s canonical columns (\(Self.columnList(entity))) and the attributes "
+                        + "listed in write_back.attributes"
+                    issues.append(
+                        .init(
+                            .invalidValue, entity: name, field: path, line: item.mark.map { _ in firstLine + line - 1 },
+                            column: nil, message))
+                }
+                result.append(statement)
+            }
+            return result
+        }
+        let upsert = statements(upsertNodes, "upsert")
+        let delete = statements(deleteNodes, "delete")
+        guard issues.count == before else { return nil }
+        return WriteBack(upsert: upsert, delete: delete, attributes: attributes)
+    }
+
+    /// One SQL text, or a list of them; each must be a non-empty string.
+    private mutating func statementNodes(_ node: Node, entity: String, field: String) -> [Node]? {
+        let items = node.sequence.map(Array.init) ?? [node]
+        if items.isEmpty {
+            report(.missingField, entity: entity, field: field, at: node, "is empty: write at least one SQL statement")
+            return nil
+        }
+        var result = [Node]()
+        for item in items {
+            guard let text = item.scalar?.string, item.null == nil,
+                !MappingFile.normalizedQuery(text).isEmpty
+            else {
+                report(.missingField, entity: entity, field: field, at: item, "expected the SQL text of a statement")
+                return nil
+            }
+            result.append(item)
+        }
+        return result
     }
 
     /// `file: catalog.yaml`: the entity's rows, read now (relative to the mapping file's

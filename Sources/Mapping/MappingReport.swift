@@ -105,13 +105,25 @@ public struct MappingFinding: Sendable, Hashable, CustomStringConvertible {
         /// a large table: each change shadow mode applies would cost a scan (warning, with the
         /// plan).
         case byKeyScans = "by_key_scans"
+        /// A `write_back` statement fails when `mapping check` runs it (in a transaction it rolls
+        /// back) for a real row, or a plausibly-typed one when the table is empty: reverse sync
+        /// would stop on it. The message names the statement, the row and the SQLSTATE.
+        case writeBackFailed = "write_back_failed"
+        /// Some entities have `write_back` and this one has none: reverse sync cannot write its
+        /// rows back, so a cutover cannot pass its write switch (note; a mapping without any
+        /// `write_back` is one that never cuts over, and gets no such note).
+        case writeBackMissing = "write_back_missing"
+        /// The `write_back` statements could not be run (the role may not write legacy): they
+        /// are unchecked (warning).
+        case writeBackUnchecked = "write_back_unchecked"
 
         /// Whether the finding concerns only shadow mode (coverage of the sources, `by_key`):
         /// backfill and diff read neither, so a backfill need not refuse a mapping for it.
         public var concernsShadowModeOnly: Bool {
             switch self {
             case .sourceKeysFailed, .sourceMissing, .sourceUnfollowable, .sourceFunctionsUnfollowed, .coverageUnchecked, .noSources,
-                .byKeyMismatch, .byKeyScans:
+                .byKeyMismatch, .byKeyScans, .writeBackFailed, .writeBackMissing, .writeBackUnchecked:
+                // write_back concerns the cutover, later still: a backfill need not refuse either.
                 true
             default:
                 false
@@ -130,6 +142,8 @@ public struct MappingFinding: Sendable, Hashable, CustomStringConvertible {
         case rules
         /// `by_key`, or the query filtered on its key when there is none.
         case byKey = "by_key"
+        /// `write_back` (the finding's column is the statement: `upsert[0]`, `delete`).
+        case writeBack = "write_back"
     }
 
     public let severity: Severity
@@ -153,7 +167,9 @@ public struct MappingFinding: Sendable, Hashable, CustomStringConvertible {
     /// `customer.checks.balance_mismatch`, `refund.rules.refund_exceeds_payment`.
     public var location: String {
         var text = entity.rawValue
-        if part == .history || part == .checks || part == .rules || part == .byKey { text += "." + part.rawValue }
+        if part == .history || part == .checks || part == .rules || part == .byKey || part == .writeBack {
+            text += "." + part.rawValue
+        }
         if let column { text += "." + column } else if part == .sources { text += ".sources" }
         return text
     }

@@ -326,6 +326,11 @@ public struct CaptureInstaller: Sendable {
             CREATE OR REPLACE FUNCTION \(function(table, event))() RETURNS trigger
             LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
             BEGIN
+                -- Reverse sync writes the ledger's rows back (SET LOCAL ledgerlift.origin):
+                -- capturing them would send them to the ledger again.
+                IF current_setting('ledgerlift.origin', true) = \(Self.literal(CaptureSchema.reverseSyncOrigin)) THEN
+                    RETURN NULL;
+                END IF;
                 \(statement)
                 RETURN NULL;
             END

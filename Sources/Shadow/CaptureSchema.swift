@@ -91,7 +91,18 @@ public struct CaptureSchema: Sendable, Hashable {
             );
             """
         },
+        Migration(version: 3, description: "reverse sync writes are not captured") { _ in
+            // Nothing to create: the trigger functions skip rows written with
+            // `ledgerlift.origin = 'reverse_sync'` from this version on. The version says an
+            // install regenerated them (their hash changed), which the tailer requires.
+            "SELECT 1;"
+        },
     ]
+
+    /// The value of the setting `ledgerlift.origin` (`SET LOCAL`) with which reverse sync writes
+    /// legacy: the capture triggers skip those rows (no loop back into the ledger) and the
+    /// cutover's write guard lets them through.
+    public static let reverseSyncOrigin = "reverse_sync"
 
     /// The newest capture schema version this binary knows.
     public static var currentVersion: Int { migrations.last!.version }

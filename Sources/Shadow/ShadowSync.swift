@@ -438,8 +438,14 @@ public struct ShadowSync: Sendable {
                 _ = try await projector.catchUp(on: store)
                 return true
             } catch ProjectionError.consumerBusy {
+                // Only a tailer's backend is waited for; a projector that stays (serve's, or
+                // `project --follow`) keeps the read models current itself — waiting for it
+                // would stall this tailer for the whole deadline at every catch-up.
+                let holder = try await store.withSession { try $0.holder(of: projector.consumerLock) }
                 guard ContinuousClock.now < deadline else { return false }
-                try await Task.sleep(for: .milliseconds(200))
+                if let holder, !holder.contains("ledgerlift-shadow-run") { return false }
+                // Released meanwhile (nil), or a tailer's backend finishing: try again.
+                try await Task.sleep(for: .milliseconds(holder == nil ? 20 : 200))
             }
         }
     }

@@ -69,7 +69,7 @@ struct MappingCommand: AsyncParsableCommand {
             defer { connection.close() }
             let report: MappingReport
             do {
-                report = try await MappingChecker(file).check(connection)
+                report = try await MappingChecker(file, validatesWriteBack: true).check(connection)
             } catch {
                 Self.printError("cannot check the mapping against \(masked): \(error)")
                 throw ExitCode(2)

@@ -11,7 +11,7 @@ struct ShadowCommand: AsyncParsableCommand {
         commandName: "shadow",
         abstract: "Capture every legacy write for the ledger while the legacy application stays authoritative.",
         discussion: "How it works, what is recorded and the privileges it needs: docs/shadow.md.",
-        subcommands: [Install.self, Uninstall.self, Run.self, Resync.self, Status.self]
+        subcommands: [Install.self, Uninstall.self, Run.self, Resync.self, Status.self, ReverseSyncRun.self]
     )
 
     /// Loads the mapping file; its errors (each with file, entity, field and line) fail the

@@ -175,7 +175,7 @@ extension ShadowCommand {
 
 /// SIGINT and SIGTERM stop the tailer after its current batch instead of killing the process,
 /// so its summary is printed and nothing is left half-done (a batch commits whole either way).
-private final class TailerSignals {
+final class TailerSignals {
     private let sources: [any DispatchSourceSignal]
 
     init(_ stop: ShadowTailer.Stop) {
