@@ -46,9 +46,17 @@ public protocol BillingAppWorker: Sendable {
 
     /// Closes the connection.
     func close()
+
+    /// The time the last ``perform(_:clock:prepared:)`` spent waiting because the write path
+    /// refused it for routing (the ledger's `writes_frozen` / `writes_on_legacy` while a switch
+    /// or a rollback is under way), and resets it: the runner adds it to the operation's
+    /// re-routing blocked time. Zero for an application that never waits so.
+    func takeRoutedWait() -> Duration
 }
 
 extension BillingAppWorker {
+    public func takeRoutedWait() -> Duration { .zero }
+
     /// Performs `operation` without a journal (nothing to do before the COMMIT).
     public func perform(_ operation: BillingOperation, clock: BusinessClock) async throws -> JournalEntry? {
         try await perform(operation, clock: clock, prepared: { _ in })

@@ -127,8 +127,10 @@ public final class CandidateClient {
     public let endpoint: CandidateEndpoint
     public let timeout: Duration
     private var socket: Int32 = -1
-    /// Bytes of the body kept in a ``Response`` (the rest is read and dropped).
-    static let keptBody = 512
+    /// Bytes of the body kept in a ``Response`` by default (the rest is read and dropped).
+    public static let defaultKeptBody = 512
+    /// Bytes of the body this client keeps.
+    public let keptBody: Int
     /// The most header bytes accepted.
     static let maxHeader = 64 * 1024
 
@@ -139,9 +141,12 @@ public final class CandidateClient {
         public var bodyPrefix: String
     }
 
-    public init(endpoint: CandidateEndpoint, timeout: Duration = .seconds(2)) {
+    /// - Parameter keptBody: bytes of each answer's body kept in ``Response/bodyPrefix``
+    ///   (the candidate feed needs a problem's code; the ledger application the whole answer).
+    public init(endpoint: CandidateEndpoint, timeout: Duration = .seconds(2), keptBody: Int = CandidateClient.defaultKeptBody) {
         self.endpoint = endpoint
         self.timeout = timeout
+        self.keptBody = max(0, keptBody)
     }
 
     deinit { close() }
@@ -269,7 +274,7 @@ public final class CandidateClient {
     private func readBody(_ reader: inout Reader, status: Int, headers: [String: String]) throws(Failure) -> String {
         var kept = [UInt8]()
         func keep(_ bytes: ArraySlice<UInt8>) {
-            if kept.count < Self.keptBody { kept += bytes.prefix(Self.keptBody - kept.count) }
+            if kept.count < keptBody { kept += bytes.prefix(keptBody - kept.count) }
         }
         if status == 204 || status == 304 || (100..<200).contains(status) { return "" }
         if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
@@ -284,14 +289,14 @@ public final class CandidateClient {
                     while try !reader.line().isEmpty {}
                     break
                 }
-                keep(try reader.take(size))
+                keep(try reader.take(size, keeping: keptBody))
                 guard try reader.line().isEmpty else { throw .other(.malformedResponse("no CRLF after a chunk")) }
             }
         } else if let lengthText = headers["content-length"] {
             guard let length = Int(lengthText.trimmingWhitespace()), length >= 0 else {
                 throw .other(.malformedResponse("Content-Length \(lengthText.prefix(40))"))
             }
-            keep(try reader.take(length))
+            keep(try reader.take(length, keeping: keptBody))
         } else {
             while try reader.fill() {}
             keep(reader.buffer[...])
@@ -347,7 +352,7 @@ public final class CandidateClient {
         }
 
         /// Exactly `count` bytes.
-        mutating func take(_ count: Int) throws(Failure) -> ArraySlice<UInt8> {
+        mutating func take(_ count: Int, keeping limit: Int = .max) throws(Failure) -> ArraySlice<UInt8> {
             var taken = [UInt8]()
             var remaining = count
             while remaining > 0 {
@@ -358,7 +363,7 @@ public final class CandidateClient {
                 }
                 let part = min(remaining, buffer.count)
                 // Only the start is kept by the caller; a long body is not accumulated.
-                if taken.count < CandidateClient.keptBody { taken += buffer[..<part] }
+                if taken.count < limit { taken += buffer[..<part] }
                 buffer.removeSubrange(..<part)
                 remaining -= part
             }

@@ -29,6 +29,11 @@ final class LatencyRecorder: Sendable {
         var errors: [String: Int] = [:]
         var retries = 0
         var blocked: Duration = .zero
+        /// Re-routed operations: the time from their start until the application that took
+        /// them began its last attempt, plus its waits on routing refusals.
+        var reroutedBlocked: Duration = .zero
+        /// The longest of those, in µs.
+        var reroutedBlockedMaxMicroseconds: UInt64 = 0
         /// Latencies of the operations that completed (acknowledged or skipped), in µs.
         var latency = Histogram<UInt64>(
             lowestDiscernibleValue: 1, highestTrackableValue: LatencyRecorder.highestMicroseconds)
@@ -53,15 +58,20 @@ final class LatencyRecorder: Sendable {
     /// Counts one finished operation.
     func record(
         kind: OperationKind, outcome: OperationOutcome, rerouted: Bool, retries: Int, blocked: Duration,
-        latency: Duration
+        reroutedBlocked: Duration = .zero, latency: Duration
     ) {
         let micros = Self.microseconds(latency)
+        let reroutedMicros = Self.microseconds(reroutedBlocked)
         state.withLock { state in
             func apply(_ figures: inout Figures) {
                 figures.operations += 1
                 figures.retries += retries
                 figures.blocked += blocked
-                if rerouted { figures.rerouted += 1 }
+                if rerouted {
+                    figures.rerouted += 1
+                    figures.reroutedBlocked += reroutedBlocked
+                    figures.reroutedBlockedMaxMicroseconds = max(figures.reroutedBlockedMaxMicroseconds, reroutedMicros)
+                }
                 switch outcome {
                 case .acknowledged, .skipped:
                     if case .acknowledged = outcome { figures.acknowledged += 1 } else { figures.skipped += 1 }

@@ -1,3 +1,4 @@
+import EventStore
 import Foundation
 import Histogram
 import Postgres
@@ -30,7 +31,11 @@ import Synchronization
 /// application's lock timeout is not told apart: that wait shows in its latency only.) An
 /// operation refused by ``WriteGuard`` (LL001) is counted `rerouted` and, when
 /// ``Configuration/reroute`` names a second application, performed there (the cutover's write
-/// path); otherwise it is not performed. Any other error is counted by SQLSTATE and not
+/// path); otherwise it is not performed. With ``Configuration/routing`` too, each operation goes
+/// first to the application the store's write routing names (``WriteRouting``), and one the
+/// second application sends back (``LedgerAppError/writesOnLegacy(op:command:)``: writes went
+/// back to legacy) is performed by the first, also counted `rerouted` — at most
+/// ``maxHops`` times back and forth. Any other error is counted by SQLSTATE and not
 /// retried. A `nil` result (nothing to act on) is counted `skipped`. A connection whose link to
 /// the server was lost opens a new worker before its next operation.
 ///
@@ -68,7 +73,7 @@ public final class Simulation: Sendable {
         /// The application performing the operations.
         public var app: any BillingApp
         /// Where operations the write guard refuses (LL001) go, when anywhere: the cutover's
-        /// write path. `nil`: they are counted `rerouted` and not performed.
+        /// write path (``LedgerApp``). `nil`: they are counted `rerouted` and not performed.
         public var reroute: (any BillingApp)?
         /// Concurrent connections (workers of `app`), each running one operation at a time.
         public var connections: Int
@@ -82,11 +87,15 @@ public final class Simulation: Sendable {
         /// The business time operations write.
         public var clock: BusinessClock
         public var retry: RetryPolicy
+        /// The store's write routing, consulted before each operation when ``reroute`` is set:
+        /// writes routed to the ledger (or frozen) go to ``reroute`` first, the others to
+        /// ``app``. `nil`: every operation goes to ``app`` first.
+        public var routing: WriteRouting?
 
         public init(
             app: any BillingApp, connections: Int = 1, rate: Double? = nil, stop: Stop, seed: UInt64 = 1,
             mix: OperationMix = .standard, journal: JournalWriter? = nil, clock: BusinessClock,
-            retry: RetryPolicy = .standard, reroute: (any BillingApp)? = nil
+            retry: RetryPolicy = .standard, reroute: (any BillingApp)? = nil, routing: WriteRouting? = nil
         ) {
             self.app = app
             self.connections = connections
@@ -98,6 +107,7 @@ public final class Simulation: Sendable {
             self.clock = clock
             self.retry = retry
             self.reroute = reroute
+            self.routing = routing
         }
     }
 
@@ -302,24 +312,57 @@ public final class Simulation: Sendable {
         }
     }
 
+    /// The most times one operation is sent from one application to the other (a refusal by
+    /// each in turn while routing flips back and forth): then it counts as failed.
+    static let maxHops = 3
+
     private func perform(
         _ operation: BillingOperation, on connection: inout ConnectionState, began: ContinuousClock.Instant
     )
         async
     {
-        var attempts = await attempt(operation, worker: &connection.worker, app: configuration.app, after: 0)
-        var rerouted = false
-        if attempts.code == WriteGuard.sqlState {
-            rerouted = true
-            if let reroute = configuration.reroute {
-                let first = attempts
-                // Numbered on from the first application's: attempt numbers name one prepared
-                // line each in the journal.
-                attempts = await attempt(
-                    operation, worker: &connection.rerouteWorker, app: reroute, after: first.attempt)
-                attempts.retries += first.retries
-                attempts.blocked += first.blocked
+        // Where the routing sends writes now (with a second application only).
+        var onReroute = false
+        if configuration.reroute != nil, let routing = configuration.routing {
+            switch await routing.writes() {
+            case .ledger?, .frozen?: onReroute = true
+            case .legacy?, nil: onReroute = false
             }
+        }
+        var attempts = Attempts()
+        var rerouted = false
+        var reroutedBlocked = Duration.zero
+        var hops = 0
+        while true {
+            let hopStart = clock.now
+            // Attempt numbers run on across applications: each names one prepared line.
+            let previous = attempts
+            if onReroute, let reroute = configuration.reroute {
+                attempts = await attempt(
+                    operation, worker: &connection.rerouteWorker, app: reroute, after: previous.attempt)
+                reroutedBlocked += connection.rerouteWorker?.takeRoutedWait() ?? .zero
+            } else {
+                attempts = await attempt(
+                    operation, worker: &connection.worker, app: configuration.app, after: previous.attempt)
+            }
+            attempts.retries += previous.retries
+            attempts.blocked += previous.blocked
+            // Refused by the application writes no longer (or not yet) go to: the other one.
+            let refused =
+                onReroute ? attempts.code == LedgerAppError.writesOnLegacyCode : attempts.code == WriteGuard.sqlState
+            guard refused else { break }
+            rerouted = true
+            reroutedBlocked += clock.now - hopStart
+            configuration.routing?.invalidate()
+            guard configuration.reroute != nil, hops < Self.maxHops else { break }
+            hops += 1
+            onReroute.toggle()
+        }
+        if !rerouted {
+            // Waits on a routing refusal of an operation that went straight to its application
+            // (the routing had changed already) are blocked time like a lock's.
+            attempts.blocked += reroutedBlocked
+            reroutedBlocked = .zero
         }
         let outcome: OperationOutcome
         switch attempts.result {
@@ -342,7 +385,7 @@ public final class Simulation: Sendable {
             state.withLock { if $0.failure == nil { $0.failure = error.description } }
             return
         case .failure(let error):
-            if rerouted && configuration.reroute == nil {
+            if rerouted && configuration.reroute == nil && Self.errorCode(of: error) == WriteGuard.sqlState {
                 outcome = .refused
             } else {
                 outcome = .failed(code: Self.errorCode(of: error), message: Self.message(of: error))
@@ -350,7 +393,7 @@ public final class Simulation: Sendable {
         }
         recorder.record(
             kind: operation.kind, outcome: outcome, rerouted: rerouted, retries: attempts.retries,
-            blocked: attempts.blocked,
+            blocked: attempts.blocked, reroutedBlocked: reroutedBlocked,
             latency: clock.now - began)
     }
 
@@ -421,6 +464,7 @@ public final class Simulation: Sendable {
             if case .database(let database) = error { return code(of: database) }
             return "app"
         case let error as PostgresError: return code(of: error)
+        case let error as LedgerAppError: return error.code
         default: return "app"
         }
     }
@@ -485,7 +529,8 @@ public final class Simulation: Sendable {
                 kind: name, operations: f.operations, acknowledged: f.acknowledged, skipped: f.skipped,
                 rerouted: f.rerouted,
                 errors: f.errors, failed: f.failed, retries: f.retries, blockedSeconds: Self.rounded(f.blocked.seconds),
-                latencyMs: latency)
+                reroutedBlockedSeconds: Self.rounded(f.reroutedBlocked.seconds),
+                reroutedBlockedMaxMs: Self.milliseconds(f.reroutedBlockedMaxMicroseconds), latencyMs: latency)
         }
         let seconds = duration.seconds
         return SimulationReport(

@@ -40,11 +40,19 @@ public struct SimulationReport: Sendable, Hashable, Codable {
         /// Time spent in attempts that failed with a retryable error, and pausing before the
         /// next one.
         public var blockedSeconds: Double
+        /// Re-routed operations' time blocked by the move of writes: from their start until the
+        /// application that took them began its last attempt (the refused attempts, the one
+        /// that found the write guard included), plus that application's waits on serve's
+        /// routing refusals (`writes_frozen`, `writes_on_legacy`).
+        public var reroutedBlockedSeconds: Double
+        /// The longest such time of one operation, in milliseconds.
+        public var reroutedBlockedMaxMs: Double
         /// `nil` when no operation of this kind completed.
         public var latencyMs: Latency?
 
         enum CodingKeys: String, CodingKey {
-            case kind, operations, acknowledged, skipped, rerouted, errors, failed, retries, blockedSeconds, latencyMs
+            case kind, operations, acknowledged, skipped, rerouted, errors, failed, retries, blockedSeconds
+            case reroutedBlockedSeconds, reroutedBlockedMaxMs, latencyMs
         }
 
         /// `latency_ms` is written as `null`, never left out.
@@ -59,6 +67,8 @@ public struct SimulationReport: Sendable, Hashable, Codable {
             try c.encode(failed, forKey: .failed)
             try c.encode(retries, forKey: .retries)
             try c.encode(blockedSeconds, forKey: .blockedSeconds)
+            try c.encode(reroutedBlockedSeconds, forKey: .reroutedBlockedSeconds)
+            try c.encode(reroutedBlockedMaxMs, forKey: .reroutedBlockedMaxMs)
             try c.encode(latencyMs, forKey: .latencyMs)
         }
     }
@@ -177,6 +187,13 @@ public struct SimulationReport: Sendable, Hashable, Codable {
             "latency: from the \(targetRate == nil ? "actual" : "scheduled") start to the acknowledgement, of operations that completed "
                 + "(ok or skipped); blocked: time in attempts that failed on a lock timeout, serialization failure or deadlock, "
                 + "and in the pauses before retrying")
+        if total.rerouted > 0 {
+            out.append("")
+            out.append(
+                "rerouted: \(total.rerouted) operations went to the other application after a refusal (the legacy write "
+                    + "guard, or serve's writes_on_legacy), blocked \(Self.format(total.reroutedBlockedSeconds)) s in all, "
+                    + "\(Self.format(total.reroutedBlockedMaxMs)) ms at most")
+        }
         if total.failed > 0 {
             out.append("")
             out.append("errors by SQLSTATE:")

@@ -32,6 +32,14 @@ struct SimulateRunCommand: AsyncParsableCommand {
             be installed with that mapping. A candidate that is down, slow (2 s per request) or answering errors \
             never fails or rolls back an operation: the report counts and samples it, and the exit status ignores it.
 
+            With --reroute URL --store DSN (the cutover, docs/simulator.md) the application follows the store's \
+            write routing: each operation goes where the routing (read at most every 250 ms) sends writes — legacy, \
+            or the ledger's write path (`ledgerlift serve`, primary mode) at URL as billing commands keyed \
+            `<run token>:<op id>/<n>`, decided by the legacy application's own code in a transaction that is rolled \
+            back, its new keys taken from the legacy sequences. An operation legacy refuses with the write guard \
+            (LL001) goes to the ledger, one the ledger refuses because writes went back to legacy goes to legacy: \
+            both are counted rerouted, never failed. Needs --mapping.
+
             One connection, --operations N and --seed S perform the same operations in the same order on every \
             run. Ctrl-C (or SIGTERM) stops starting operations, lets the running ones finish (press it again to \
             cancel them) and prints the report.
@@ -112,9 +120,21 @@ struct SimulateRunCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "With --candidate: the mapping file shadow capture was installed with (its sources name the rows each operation touched). No default.",
+            "With --candidate: the mapping file shadow capture was installed with (its sources name the rows each operation touched); with --reroute: the mapping the ledger was backfilled with (it reads the rows an operation touched). No default.",
             valueName: "file"))
     var mapping: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "The cutover: send writes the store's routing gives the ledger (and writes legacy refuses with LL001) as commands to the ledger's write path at this http:// URL (serve, primary mode). Needs --store and --mapping. Default: none.",
+            valueName: "url"))
+    var reroute: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "With --reroute: DSN of the event store whose routing (schema ledgerlift) says where writes go. No default.",
+            valueName: "dsn"))
+    var store: String?
 
     @Option(
         help: ArgumentHelp(
@@ -146,6 +166,30 @@ struct SimulateRunCommand: AsyncParsableCommand {
             throw ValidationError("--lock-timeout must be between 0.001 and 86400 seconds (a day)")
         }
         guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
+        if let reroute {
+            if candidate != nil {
+                throw ValidationError(
+                    "--candidate and --reroute cannot be combined: candidate mode runs before the cutover's write switch, --reroute during it"
+                )
+            }
+            do {
+                _ = try CandidateEndpoint(url: reroute)
+            } catch {
+                throw ValidationError("--reroute: \(error)")
+            }
+            guard let store else {
+                throw ValidationError("--reroute needs --store DSN: the event store whose routing says where writes go")
+            }
+            try DSNArguments.validate(store, option: "--store")
+            guard mapping != nil else {
+                throw ValidationError(
+                    "--reroute needs --mapping FILE: the mapping the ledger was backfilled with (the reference fixture's is fixtures/reference/mapping.yaml)"
+                )
+            }
+            if captureSchema != nil { throw ValidationError("--capture-schema is used only with --candidate") }
+            return
+        }
+        if store != nil { throw ValidationError("--store is used only with --reroute") }
         if let candidate {
             do {
                 _ = try CandidateEndpoint(url: candidate)
@@ -160,7 +204,7 @@ struct SimulateRunCommand: AsyncParsableCommand {
             }
             if let captureSchema, captureSchema.isEmpty { throw ValidationError("--capture-schema cannot be empty") }
         } else {
-            if mapping != nil { throw ValidationError("--mapping is used only with --candidate") }
+            if mapping != nil { throw ValidationError("--mapping is used only with --candidate or --reroute") }
             if captureSchema != nil { throw ValidationError("--capture-schema is used only with --candidate") }
         }
     }
@@ -186,11 +230,14 @@ struct SimulateRunCommand: AsyncParsableCommand {
             dsn: legacy, lockTimeout: .milliseconds(Int64((lockTimeout * 1000).rounded())), candidate: feed)
         var retry = RetryPolicy.standard
         retry.maxAttempts = maxAttempts
+        let (ledgerApp, routing) = try makeReroute()
+        defer { routing?.close() }
         let simulation = try Simulation(
             .init(
                 app: app, connections: connections, rate: rate,
                 stop: operations.map { .operations($0) } ?? .duration(.milliseconds(Int64((duration ?? 0) * 1000))),
-                seed: seed, mix: operationMix, journal: journalWriter, clock: businessClock, retry: retry))
+                seed: seed, mix: operationMix, journal: journalWriter, clock: businessClock, retry: retry,
+                reroute: ledgerApp, routing: routing))
 
         let signals = SignalStop(simulation)
         defer { signals.cancel() }
@@ -218,6 +265,21 @@ struct SimulateRunCommand: AsyncParsableCommand {
         default: break
         }
         if result.hasErrors { throw ExitCode(1) }
+    }
+
+    /// The ledger application and the store's routing of `--reroute`, or `nil`s.
+    private func makeReroute() throws -> (LedgerApp?, WriteRouting?) {
+        guard let reroute, let store, let mapping else { return (nil, nil) }
+        do {
+            let app = try LedgerApp(
+                .init(
+                    endpoint: try CandidateEndpoint(url: reroute), legacyDSN: legacy,
+                    mapping: try MappingFile.load(path: mapping),
+                    lockTimeout: .milliseconds(Int64((lockTimeout * 1000).rounded())), storeDSN: store))
+            return (app, WriteRouting(storeDSN: store))
+        } catch {
+            throw ExitCodeMessage.couldNotRun("\(error)", legacy: legacy)
+        }
     }
 
     /// The candidate feed of `--candidate`, prepared (capture installed for the mapping), or `nil`.
