@@ -142,9 +142,25 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The cutover: a persisted, gated state machine whose every transition is an event of a
+        // `cutover-<name>` stream in the store, with the gates measured from both databases.
+        .target(
+            name: "Cutover",
+            dependencies: ["Postgres", "EventStore", "Billing", "Mapping", "Shadow", "Commands"],
+            swiftSettings: swiftSettings
+        ),
+        // The migration dossier (`report migration`): the cutover's stream, shadow mode's records
+        // and the event store read once, rendered as one self-contained HTML page, Markdown or JSON.
+        .target(
+            name: "Dossier",
+            dependencies: ["Postgres", "EventStore", "Billing", "Shadow", "Cutover", "TextFormats"],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "ledgerlift",
             dependencies: [
+                "Cutover",
+                "Dossier",
                 "Server",
                 "Commands",
                 "Simulator",
@@ -265,6 +281,8 @@ package.targets.append(
         name: "ShadowTests",
         dependencies: [
             "Shadow", "Mapping", "Fixtures", "Postgres", "TestSupport", "Diff", "Migration", "EventStore", "Billing",
+            // Reverse sync applies what the ledger's commands append.
+            "Commands",
             // LegacyTouchedRows is checked against the legacy application's own operations.
             "Simulator",
         ],
@@ -302,6 +320,27 @@ package.targets.append(
             .product(name: "Crypto", package: "swift-crypto"),
         ],
         resources: [.copy("Fixtures")],
+        swiftSettings: swiftSettings
+    )
+)
+
+package.targets.append(
+    .testTarget(
+        name: "CutoverTests",
+        dependencies: [
+            "Cutover", "Shadow", "Mapping", "Migration", "Diff", "Fixtures", "Billing", "EventStore", "Postgres",
+            "Commands", "TestSupport",
+        ],
+        swiftSettings: swiftSettings
+    )
+)
+
+package.targets.append(
+    .testTarget(
+        name: "DossierTests",
+        dependencies: [
+            "Dossier", "Cutover", "Shadow", "Mapping", "Billing", "EventStore", "Postgres", "TestSupport", "TextFormats",
+        ],
         swiftSettings: swiftSettings
     )
 )

@@ -23,7 +23,7 @@ struct LedgerliftBench: AsyncParsableCommand {
     @Option(help: "PostgreSQL DSN of a server the benchmark may create databases on.")
     var dsn: String
 
-    @Option(help: "Benchmarks to run (copy, store, backfill, projection, follow, diff, simulate, shadow, serve). Default: all.")
+    @Option(help: "Benchmarks to run (copy, store, backfill, projection, follow, diff, simulate, shadow, serve, cutover). Default: all.")
     var only: [String] = []
 
     @Option(help: "Repetitions of each measurement; the median is reported.")
@@ -41,6 +41,7 @@ struct LedgerliftBench: AsyncParsableCommand {
             ("simulate", SimulateBenchmark.run),
             ("shadow", ShadowBenchmark.run),
             ("serve", ServeBenchmark.run),
+            ("cutover", CutoverBenchmark.run),
         ]
         for (name, body) in all where only.isEmpty || only.contains(name) {
             print("== \(name)")

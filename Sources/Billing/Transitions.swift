@@ -242,8 +242,13 @@ public enum SyncOrigin: String, Sendable, Hashable, CaseIterable {
     /// A Stripe webhook event applied by the `Webhooks` module: `stripe/<entity>/<key>/v<n>/…`,
     /// `v<n>` the stream version the event's row was compared with.
     case stripe
+    /// Reverse sync (after the cutover's write switch): an attributes-only update carrying the
+    /// legacy-only columns (caches such as a customer's balance) as legacy holds them once the
+    /// ledger's row was written back: `reverse_sync/<entity>/<key>/v<n>/…`.
+    case reverseSync = "reverse_sync"
 
-    /// The events' `metadata.origin`: `backfill`, `shadow`, `resync`, `command` or `stripe`.
+    /// The events' `metadata.origin`: `backfill`, `shadow`, `resync`, `command`, `stripe` or
+    /// `reverse_sync`.
     public var metadataOrigin: String {
         switch self {
         case .backfill: "backfill"
@@ -251,6 +256,7 @@ public enum SyncOrigin: String, Sendable, Hashable, CaseIterable {
         case .resync: "resync"
         case .command: "command"
         case .stripe: "stripe"
+        case .reverseSync: "reverse_sync"
         }
     }
 }

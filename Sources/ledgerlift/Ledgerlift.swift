@@ -28,6 +28,7 @@ struct Ledgerlift: AsyncParsableCommand {
             SimulateCommand.self,
             ShadowCommand.self,
             ServeCommand.self,
+            CutoverCommand.self,
         ]
     )
 

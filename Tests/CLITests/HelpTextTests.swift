@@ -8,6 +8,12 @@ import Testing
 struct HelpTextTests {
     static let storeOptions = ["--store <store>", "--schema <schema>"]
     static let readModelOptions = storeOptions + ["--read-schema <read-schema>", "--format <format>"]
+    static let cutoverOptions = storeOptions + ["--name <name>", "--format <format>"]
+    static let cutoverGateOptions = [
+        "--legacy <legacy>", "--mapping <mapping>", "--tailer <tailer>", "--read-schema <read-schema>", "--max-lag <max-lag>",
+        "--clean-verifications <clean-verifications>", "--clean-minutes <clean-minutes>",
+        "--candidate-commands <candidate-commands>",
+    ]
     static let scopeOptions = ["--time-zone <zone>", "--billing-entity <id>"]
 
     /// Every leaf subcommand, with the options its help must show.
@@ -47,6 +53,13 @@ struct HelpTextTests {
         ),
         ("report aging", ReportCommand.Aging.self, readModelOptions + scopeOptions + ["--as-of <as-of>"]),
         (
+            "report migration", ReportCommand.Migration.self,
+            storeOptions + [
+                "--name <name>", "--legacy <legacy>", "--tailer <tailer>", "--read-schema <read-schema>",
+                "--lag-window <lag-window>", "--format <format>", "--output <output>",
+            ]
+        ),
+        (
             "diff", DiffCommand.self,
             [
                 "--legacy <legacy>", "--store <store>", "--mapping <mapping>", "--entity <entity>", "--format <format>",
@@ -61,7 +74,7 @@ struct HelpTextTests {
                 "--legacy <legacy>", "--rate <ops/s>", "--duration <seconds>", "--operations <count>", "--seed <seed>",
                 "--connections <connections>", "--mix <file>", "--journal <file>", "--report <report>", "--clock <clock>",
                 "--lock-timeout <seconds>", "--max-attempts <max-attempts>", "--candidate <url>", "--mapping <file>",
-                "--capture-schema <schema>",
+                "--capture-schema <schema>", "--reroute <url>", "--store <dsn>",
             ]
         ),
         (
@@ -86,7 +99,29 @@ struct HelpTextTests {
             "shadow status", ShadowCommand.Status.self,
             ["--legacy <legacy>", "--store <store>", "--schema <schema>", "--name <name>", "--lag-window <lag-window>", "--read-schema <read-schema>", "--format <format>"]
         ),
+        (
+            "shadow reverse-sync", ShadowCommand.ReverseSyncRun.self,
+            [
+                "--legacy <legacy>", "--store <store>", "--mapping <mapping>", "--follow", "--format <format>",
+                "--schema <schema>", "--scope <scope>", "--batch <batch>", "--poll-interval <poll-interval>",
+                "--start-at-head", "--status",
+            ]
+        ),
         ("serve", ServeCommand.self, storeOptions + ["--listen <host:port>", "--mode <mode>", "--read-schema <read-schema>"]),
+        ("cutover init", CutoverCommand.Init.self, cutoverOptions + ["--wait", "--legacy <legacy>", "--mapping <mapping>"]),
+        ("cutover status", CutoverCommand.Status.self, cutoverOptions + cutoverGateOptions),
+        (
+            "cutover advance", CutoverCommand.Advance.self,
+            cutoverOptions + cutoverGateOptions + [
+                "--wait", "--to <to>", "--dry-run", "--reason <reason>", "--accept-quarantine", "--max-freeze <max-freeze>",
+            ]
+        ),
+        (
+            "cutover rollback", CutoverCommand.Rollback.self,
+            cutoverOptions + cutoverGateOptions + ["--max-freeze <max-freeze>", "--wait", "--reason <reason>"]
+        ),
+        ("cutover abort", CutoverCommand.Abort.self, cutoverOptions + ["--wait", "--reason <reason>"]),
+        ("cutover log", CutoverCommand.Log.self, cutoverOptions),
     ]
 
     @Test func theTableCoversEverySubcommand() {
@@ -128,7 +163,7 @@ struct HelpTextTests {
 
     @Test func theRootHelpListsEverySubcommand() {
         let help = Ledgerlift.helpMessage(columns: 1_000)
-        for name in ["fixture", "store", "events", "mapping", "backfill", "project", "query", "report", "diff", "simulate", "shadow", "serve"] {
+        for name in ["fixture", "store", "events", "mapping", "backfill", "project", "query", "report", "diff", "simulate", "shadow", "serve", "cutover"] {
             #expect(help.contains("\n  \(name) "), "\(name)")
         }
         #expect(help.contains("USAGE: ledgerlift [--log-level <level>] [--verbose] <subcommand>"))
