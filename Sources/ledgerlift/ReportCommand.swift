@@ -8,9 +8,9 @@ import Postgres
 struct ReportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Reports from the read models: revenue, MRR, receivables aging.",
+        abstract: "Reports: revenue, MRR and receivables aging from the read models; the migration dossier.",
         discussion: "Amounts print in the currency's decimals; definitions are in docs/read-models.md.",
-        subcommands: [Revenue.self, MRR.self, Aging.self]
+        subcommands: [Revenue.self, MRR.self, Aging.self, Migration.self]
     )
 
     /// `YYYY-MM` (ASCII digits only, years 0001 to 9999) as the first day of the month.
