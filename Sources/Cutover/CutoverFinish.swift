@@ -13,7 +13,7 @@ extension CutoverRunner {
     /// - Returns: the final report's figures, recorded in the transition.
     func finish(
         _ record: CutoverRecord, gates: [CutoverGate], reason: String?, legacy: Connection, store: Connection,
-        mapping: MappingFile
+        mapping: MappingFile, acceptQuarantine: String? = nil
     ) async throws -> [String: String] {
         let log = self.log
         let eventStore = log.store
@@ -37,9 +37,12 @@ extension CutoverRunner {
                     "store_position": String(try Self.storeHead(eventStore, in: tx)),
                 ]
                 try ReverseSync.stop(scope: log.name, store: eventStore, in: tx)
+                var accepted: String?
                 if let reverse = try ReverseSync.status(scope: log.name, store: eventStore, in: tx) {
                     figures["reverse_sync_events_applied"] = String(reverse.eventsApplied)
                     figures["reverse_sync_pending_at_stop"] = String(reverse.pendingEvents)
+                    figures["reverse_sync_quarantined"] = String(reverse.quarantined)
+                    if reverse.quarantined > 0 { accepted = acceptQuarantine }
                 }
                 for row in try tx.query(
                     """
@@ -52,7 +55,7 @@ extension CutoverRunner {
                 }
                 let transition = CutoverEvent.Transition(
                     from: .writesSwitched, to: .completed, actor: .current(), reason: reason, gates: gates,
-                    measurements: figures)
+                    acceptedQuarantine: accepted, measurements: figures)
                 try log.append(.advanced(transition), expectedVersion: record.version, in: tx)
                 return figures
             }

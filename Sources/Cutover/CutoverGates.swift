@@ -37,11 +37,19 @@ public struct CutoverReadings: Sendable, Hashable {
         public var running = false
         /// Write-path events not yet applied to legacy; `nil` before reverse sync started.
         public var behind: Int64?
+        /// Rows legacy refused (`reverse_sync_quarantine`), and the first few, described.
+        public var quarantined: Int64
+        public var quarantineExamples: [String]
 
-        public init(entitiesWithoutWriteBack: [String] = [], running: Bool = false, behind: Int64? = nil) {
+        public init(
+            entitiesWithoutWriteBack: [String] = [], running: Bool = false, behind: Int64? = nil,
+            quarantined: Int64 = 0, quarantineExamples: [String] = []
+        ) {
             self.entitiesWithoutWriteBack = entitiesWithoutWriteBack
             self.running = running
             self.behind = behind
+            self.quarantined = quarantined
+            self.quarantineExamples = quarantineExamples
         }
     }
 
@@ -119,7 +127,7 @@ public enum CutoverGates {
                 tailerFollowing(r), lag(r, options), cleanVerifications(r, options), candidateMismatches(r, options),
                 reverseSyncReady(r),
             ]
-        case (.writesSwitched, .completed): [reverseSyncDrained(r)]
+        case (.writesSwitched, .completed): [reverseSyncDrained(r, options)]
         default: nil
         }
     }
@@ -142,11 +150,27 @@ public enum CutoverGates {
                 + "ledgerlift shadow reverse-sync --legacy … --store … --mapping … --follow before the write switch")
     }
 
-    static func reverseSyncDrained(_ r: CutoverReadings) -> CutoverGate {
-        CutoverGate(
-            name: "reverse_sync_drained", passed: r.reverseSync.behind == 0,
-            evidence: ["behind_events": r.reverseSync.behind.map(String.init) ?? "(not started)"],
-            remedy: "let reverse sync apply every write of the ledger to legacy (ledgerlift shadow reverse-sync --follow)")
+    static func reverseSyncDrained(_ r: CutoverReadings, _ options: CutoverGateOptions) -> CutoverGate {
+        // Legacy becomes the read-only archive at completion: a row it refused would be missing
+        // from it for good, so it blocks unless accepted like the backfill's quarantine.
+        let refused = r.reverseSync.quarantined
+        var evidence = [
+            "behind_events": r.reverseSync.behind.map(String.init) ?? "(not started)",
+            "quarantined": String(refused),
+        ]
+        if refused > 0 {
+            evidence["examples"] = r.reverseSync.quarantineExamples.joined(separator: "; ")
+            if let reason = options.acceptQuarantine { evidence["accepted"] = reason }
+        }
+        return CutoverGate(
+            name: "reverse_sync_drained",
+            passed: r.reverseSync.behind == 0 && (refused == 0 || options.acceptQuarantine != nil), evidence: evidence,
+            remedy:
+                refused > 0
+                ? "legacy refused \(refused) row(s) of the ledger (ledgerlift shadow reverse-sync --status lists them): "
+                    + "fix the write_back SQL or legacy's constraint and let reverse sync write them again, or accept "
+                    + "them explicitly: --accept-quarantine --reason TEXT (recorded)"
+                : "let reverse sync apply every write of the ledger to legacy (ledgerlift shadow reverse-sync --follow)")
     }
 
     static func captureInstalled(_ r: CutoverReadings) -> CutoverGate {

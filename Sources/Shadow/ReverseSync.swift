@@ -117,6 +117,12 @@ public struct ReverseSync: Sendable {
         public var lastDifference: String?
         public var lastError: String?
         public var lastErrorAt: PostgresTimestamp?
+        /// When the cutover's completion stopped it for good.
+        public var stoppedAt: PostgresTimestamp?
+        /// Rows legacy refused (``Quarantined``): not in legacy, reported, the run went on.
+        public var quarantined: Int64 = 0
+        /// The first few of them, by entity and key.
+        public var quarantineExamples: [Quarantined] = []
         /// Write-path events after the checkpoint (counted up to 100,000).
         public var pendingEvents: Int64
         /// When the oldest of them was recorded, and its age in milliseconds (the store's clock).
@@ -128,6 +134,26 @@ public struct ReverseSync: Sendable {
         public var failing: Bool {
             guard let lastErrorAt else { return false }
             return lastErrorAt >= max(updatedAt, caughtUpAt ?? updatedAt)
+        }
+    }
+
+    /// A canonical row whose write-back legacy refused (its SQL failed for that row alone: a
+    /// `cus_…` key in a `bigint` column, a constraint): rolled back to a savepoint, recorded in
+    /// the store's `reverse_sync_quarantine`, the batch and the run go on. Legacy lacks the row
+    /// until a later write of the key succeeds; a rollback's verification finds it missing.
+    public struct Quarantined: Sendable, Hashable, CustomStringConvertible {
+        public var entity: String
+        public var key: String
+        /// `write_back.upsert[0]`, or `binding` when the value has no legacy form.
+        public var statement: String
+        public var sqlState: String?
+        public var reason: String
+        /// The event whose batch first hit it.
+        public var position: GlobalCursor
+        public var attempts: Int64
+
+        public var description: String {
+            "\(entity) \(key): \(statement) failed: \(reason)" + (sqlState.map { " (SQLSTATE \($0))" } ?? "")
         }
     }
 
@@ -159,6 +185,22 @@ public struct ReverseSync: Sendable {
             );
             -- Set when the cutover completes: legacy is an archive from then on.
             ALTER TABLE \(s).reverse_syncs ADD COLUMN IF NOT EXISTS stopped_at timestamptz;
+            -- Rows the write-back SQL refused (a key legacy's column type cannot hold, a constraint):
+            -- the run goes on without them; a later write of the key that succeeds removes its row.
+            CREATE TABLE IF NOT EXISTS \(s).reverse_sync_quarantine (
+                scope           text NOT NULL,
+                entity          text NOT NULL,
+                key             text NOT NULL,
+                statement       text NOT NULL,
+                sqlstate        text,
+                reason          text NOT NULL,
+                event_xid       xid8 NOT NULL,
+                event_position  bigint NOT NULL,
+                first_at        timestamptz NOT NULL DEFAULT now(),
+                last_at         timestamptz NOT NULL DEFAULT now(),
+                attempts        bigint NOT NULL DEFAULT 1,
+                PRIMARY KEY (scope, entity, key)
+            );
             """)
     }
 
@@ -247,7 +289,8 @@ public struct ReverseSync: Sendable {
                 """
                 SELECT checkpoint_xid::text::int8, checkpoint_position, started_xid::text::int8, started_position,
                        mapping_sha1, created_at, updated_at, heartbeat_at, caught_up_at, batches, events_applied,
-                       keys_upserted, keys_deleted, round_trip_differences, last_difference, last_error, last_error_at
+                       keys_upserted, keys_deleted, round_trip_differences, last_difference, last_error, last_error_at,
+                       stopped_at
                 FROM \(s).reverse_syncs WHERE scope = $1
                 """, [scope]
             ).first
@@ -265,7 +308,8 @@ public struct ReverseSync: Sendable {
         ).rows[0]
         let lock = Self.lock(scope: scope)
         let holder = try session.holder(of: lock)
-        return Status(
+        let quarantine = try quarantined(scope: scope, store: store, limit: 5, in: session)
+        var result = Status(
             scope: scope, checkpoint: checkpoint,
             startedAt: GlobalCursor(transactionID: try row.decode(at: 2), position: try row.decode(at: 3)),
             mappingFingerprint: try row.decode(at: 4), createdAt: try row.decode(at: 5),
@@ -280,6 +324,37 @@ public struct ReverseSync: Sendable {
             pendingEvents: try pending.decode(at: 0),
             oldestPendingAt: try pending.decode(at: 1, as: PostgresTimestamp?.self),
             lagMilliseconds: try pending.decode(at: 2, as: Int64?.self))
+        result.stoppedAt = try row.decode(at: 17, as: PostgresTimestamp?.self)
+        result.quarantined = quarantine.count
+        result.quarantineExamples = quarantine.examples
+        return result
+    }
+
+    /// The quarantined rows of `scope`: how many, and the first `limit` by entity and key.
+    public static func quarantined(scope: String, store: EventStore = EventStore(), limit: Int = 100, in session: Session)
+        throws -> (count: Int64, examples: [Quarantined])
+    {
+        let s = quoteIdentifier(store.schema)
+        guard
+            try session.query("SELECT to_regclass($1) IS NOT NULL", [s + ".reverse_sync_quarantine"]).rows[0].decode(
+                at: 0, as: Bool.self)
+        else { return (0, []) }
+        let count: Int64 = try session.query(
+            "SELECT count(*) FROM \(s).reverse_sync_quarantine WHERE scope = $1", [scope]
+        ).rows[0].decode(at: 0)
+        let examples = try session.query(
+            """
+            SELECT entity, key, statement, sqlstate, reason, event_xid::text::int8, event_position, attempts
+            FROM \(s).reverse_sync_quarantine WHERE scope = $1 ORDER BY entity, key LIMIT $2
+            """, [scope, Int64(limit)]
+        ).rows.map { row in
+            Quarantined(
+                entity: try row.decode(at: 0), key: try row.decode(at: 1), statement: try row.decode(at: 2),
+                sqlState: try row.decode(at: 3, as: String?.self), reason: try row.decode(at: 4),
+                position: GlobalCursor(transactionID: try row.decode(at: 5), position: try row.decode(at: 6)),
+                attempts: try row.decode(at: 7))
+        }
+        return (count, examples)
     }
 
     // MARK: - Running
@@ -295,6 +370,8 @@ public struct ReverseSync: Sendable {
         /// Attributes-only events appended to the ledger (legacy caches read back).
         public var attributeRefreshes = 0
         public var roundTripDifferences = 0
+        /// Rows legacy refused in this run (``Quarantined``), counted once per batch that hit them.
+        public var keysQuarantined = 0
         public var checkpoint = GlobalCursor.start
         public var caughtUp = false
         /// The cutover completed: the reverse sync was stopped for good (``stop(scope:store:in:)``).
@@ -380,6 +457,10 @@ public struct ReverseSync: Sendable {
             guard try session.tryLock(lock) else {
                 throw ReverseSyncError.busy(
                     scope: scope, holder: try session.holder(of: lock) ?? "a session that has just ended")
+            }
+            // A scope started by an earlier version lacks the quarantine table.
+            if try Self.status(scope: scope, store: eventStore, in: session) != nil {
+                try Self.createSchema(eventStore, in: session)
             }
             guard let status = try Self.status(scope: scope, store: eventStore, in: session) else {
                 // Following, it may be started before the write switch: it holds its lock (so
@@ -493,6 +574,7 @@ public struct ReverseSync: Sendable {
                 summary.keysDeleted += outcome.keysDeleted
                 summary.attributeRefreshes += outcome.attributeRefreshes
                 summary.roundTripDifferences += outcome.roundTripDifferences
+                summary.keysQuarantined += outcome.quarantined.count
                 summary.checkpoint = checkpoint
                 summary.elapsed = clock.now - startedAt
                 config.logger.info(
@@ -500,7 +582,11 @@ public struct ReverseSync: Sendable {
                     metadata: [
                         "scope": "\(scope)", "checkpoint": "\(checkpoint)", "events": "\(events.count)",
                         "upserted": "\(outcome.keysUpserted)", "deleted": "\(outcome.keysDeleted)",
+                        "quarantined": "\(outcome.quarantined.count)",
                     ])
+                for entry in outcome.quarantined {
+                    config.logger.warning("row quarantined", metadata: ["scope": "\(scope)", "row": "\(entry)"])
+                }
                 progress?(summary)
                 if stop.isRequested { break }
             }
@@ -524,6 +610,10 @@ public struct ReverseSync: Sendable {
         var attributeRefreshes = 0
         var roundTripDifferences = 0
         var lastDifference: String?
+        /// Rows legacy refused in this batch.
+        var quarantined = [Quarantined]()
+        /// Keys written without error (their quarantine rows, if any, are resolved).
+        var written = [Entity: Set<String>]()
     }
 
     /// A stream folded: the row the ledger holds now (`nil`: ended), the row before its ending,
@@ -578,11 +668,13 @@ public struct ReverseSync: Sendable {
                 try session.transaction { tx in
                     try Self.writeLegacy(
                         keys: touched, readBack: readBack, folded: allFolded, plan: plan, mapping: mapping,
-                        sources: sources, in: tx)
+                        sources: sources, position: to, in: tx)
                 }
             }
             outcome.keysUpserted = result.upserted
             outcome.keysDeleted = result.deleted
+            outcome.quarantined = result.quarantined
+            outcome.written = result.written
             outcome.roundTripDifferences = result.differences.count
             outcome.lastDifference = result.differences.last
             for (entity, byKey) in result.readBack {
@@ -649,6 +741,26 @@ public struct ReverseSync: Sendable {
                         Int64(counts.roundTripDifferences), counts.lastDifference,
                     ])
                 guard moved == 1 else { throw ReverseSyncError.checkpointMoved(scope: scope, expected: from) }
+                for entry in counts.quarantined {
+                    try tx.execute(
+                        """
+                        INSERT INTO \(s).reverse_sync_quarantine
+                            (scope, entity, key, statement, sqlstate, reason, event_xid, event_position)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7::text::xid8, $8)
+                        ON CONFLICT (scope, entity, key) DO UPDATE
+                        SET statement = excluded.statement, sqlstate = excluded.sqlstate, reason = excluded.reason,
+                            last_at = now(), attempts = \(s).reverse_sync_quarantine.attempts + 1
+                        """,
+                        [
+                            scope, entry.entity, entry.key, entry.statement, entry.sqlState, entry.reason,
+                            String(entry.position.transactionID), entry.position.position,
+                        ])
+                }
+                for (entity, keys) in counts.written where !keys.isEmpty {
+                    try tx.execute(
+                        "DELETE FROM \(s).reverse_sync_quarantine WHERE scope = $1 AND entity = $2 AND key = ANY($3::text[])",
+                        [scope, entity.rawValue, PostgresArray(keys.sorted())])
+                }
             }
             if kept.isEmpty {
                 try session.transaction { try record($0) }
@@ -714,6 +826,8 @@ public struct ReverseSync: Sendable {
         var readBack = [Entity: [String: CanonicalRow]]()
         /// `invoice 17: amount_due wrote 1200, reads back 1300`, per canonical mismatch.
         var differences = [String]()
+        var quarantined = [Quarantined]()
+        var written = [Entity: Set<String>]()
     }
 
     /// The legacy transaction of one batch: origin and time zone set, upserts in canonical
@@ -751,32 +865,73 @@ public struct ReverseSync: Sendable {
 
     static func writeLegacy(
         keys: [Entity: Set<String>], readBack: [Entity: Set<String>], folded: [Entity: [String: Folded]],
-        plan: WriteBackPlan, mapping: MappingFile, sources: [Entity: EntitySource], in tx: Session
+        plan: WriteBackPlan, mapping: MappingFile, sources: [Entity: EntitySource], position: GlobalCursor,
+        in tx: Session
     ) throws -> LegacyWrite {
         try tx.execute("SET LOCAL ledgerlift.origin = '\(CaptureSchema.reverseSyncOrigin)'")
         try tx.execute("SET LOCAL TimeZone = 'UTC'")
         var result = LegacyWrite()
+        var refused = [Entity: Set<String>]()
         let bytewise: (String, String) -> Bool = { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        // Each row under its own savepoint: a row legacy refuses (a key its column type cannot
+        // hold, a constraint) is quarantined alone; the batch goes on. A deadlock, a
+        // serialization failure or a lock timeout is the batch's: it is applied again whole.
+        func guarded(_ entity: Entity, _ key: String, _ body: () throws -> Void) throws -> Bool {
+            try tx.execute("SAVEPOINT ledgerlift_write_back")
+            do {
+                try body()
+                try tx.execute("RELEASE SAVEPOINT ledgerlift_write_back")
+                return true
+            } catch ReverseSyncError.statementFailed(_, _, let statement, let sqlState, let message)
+                where !retryableStates.contains(sqlState)
+            {
+                try tx.execute("ROLLBACK TO SAVEPOINT ledgerlift_write_back")
+                try tx.execute("RELEASE SAVEPOINT ledgerlift_write_back")
+                result.quarantined.append(
+                    Quarantined(
+                        entity: entity.rawValue, key: key, statement: statement, sqlState: sqlState, reason: message,
+                        position: position, attempts: 1))
+            } catch ReverseSyncError.binding(let reason) {
+                try tx.execute("ROLLBACK TO SAVEPOINT ledgerlift_write_back")
+                try tx.execute("RELEASE SAVEPOINT ledgerlift_write_back")
+                result.quarantined.append(
+                    Quarantined(
+                        entity: entity.rawValue, key: key, statement: "binding", sqlState: nil, reason: reason,
+                        position: position, attempts: 1))
+            }
+            refused[entity, default: []].insert(key)
+            return false
+        }
         for entity in Entity.allCases {
             guard let set = keys[entity], let statements = plan.statements[entity] else { continue }
             for key in set.sorted(by: bytewise) {
                 guard let row = folded[entity]?[key]?.row else { continue }
-                try plan.execute(statements.upsert, entity: entity, row: row, kind: "upsert", in: tx)
-                result.upserted += 1
+                if try guarded(entity, key, {
+                    try plan.execute(statements.upsert, entity: entity, row: row, kind: "upsert", in: tx)
+                }) {
+                    result.upserted += 1
+                    result.written[entity, default: []].insert(key)
+                }
             }
         }
         for entity in Entity.allCases.reversed() {
             guard let set = keys[entity], let statements = plan.statements[entity] else { continue }
             for key in set.sorted(by: bytewise) {
                 guard let stream = folded[entity]?[key], stream.row == nil, let last = stream.lastLive else { continue }
-                try plan.execute(statements.delete, entity: entity, row: last, kind: "delete", in: tx)
-                result.deleted += 1
+                if try guarded(entity, key, {
+                    try plan.execute(statements.delete, entity: entity, row: last, kind: "delete", in: tx)
+                }) {
+                    result.deleted += 1
+                    result.written[entity, default: []].insert(key)
+                }
             }
         }
         // Read back: what the tailer would read for these keys now — the rows written, and the
         // rows they reference (whose caches the SQL may have recomputed) that the ledger has.
         let group = Entity.allCases.compactMap { entity -> (Entity, [String])? in
-            let live = (readBack[entity] ?? []).filter { folded[entity]?[$0]?.row != nil }.sorted(by: bytewise)
+            let live = (readBack[entity] ?? []).filter {
+                folded[entity]?[$0]?.row != nil && !(refused[entity]?.contains($0) ?? false)
+            }.sorted(by: bytewise)
             return live.isEmpty ? nil : (entity, live)
         }
         let states = try ShadowSync.readLegacy(group, sources: sources, mapping: mapping, in: tx)

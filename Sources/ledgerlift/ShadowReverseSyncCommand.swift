@@ -130,7 +130,8 @@ extension ShadowCommand {
                 "reverse sync \(scope): \(summary.eventsRead) event(s) read in \(summary.batches) batch(es), "
                     + "\(summary.eventsApplied) of the write path applied, \(ProjectCommand.seconds(summary.elapsed))",
                 "  keys upserted \(summary.keysUpserted), deleted \(summary.keysDeleted), "
-                    + "attribute refreshes \(summary.attributeRefreshes), round-trip differences \(summary.roundTripDifferences)",
+                    + "attribute refreshes \(summary.attributeRefreshes), round-trip differences \(summary.roundTripDifferences)"
+                    + (summary.keysQuarantined > 0 ? ", QUARANTINED \(summary.keysQuarantined) (legacy refused them)" : ""),
                 "  checkpoint \(summary.checkpoint)"
                     + (summary.caughtUp ? ", caught up" : ", stopped before catching up"),
             ].joined(separator: "\n")
@@ -150,6 +151,15 @@ extension ShadowCommand {
                     + "deleted \(status.keysDeleted), round-trip differences \(status.roundTripDifferences)",
             ]
             if let difference = status.lastDifference { lines.append("  last difference: \(difference)") }
+            if status.quarantined > 0 {
+                lines.append(
+                    "  QUARANTINED \(status.quarantined) row(s) legacy refused (not in legacy; the cutover cannot "
+                        + "complete nor roll back cleanly until they are written or accepted):")
+                lines += status.quarantineExamples.map { "    \($0)" }
+                if status.quarantined > Int64(status.quarantineExamples.count) {
+                    lines.append("    … and \(status.quarantined - Int64(status.quarantineExamples.count)) more")
+                }
+            }
             if let error = status.lastError {
                 lines.append(
                     "  last error (\(status.lastErrorAt?.iso8601 ?? "?"))\(status.failing ? "" : ", since recovered"): \(error)"
@@ -170,6 +180,7 @@ extension ShadowCommand {
                 ("keys_deleted", .integer(Int64(summary.keysDeleted))),
                 ("attribute_refreshes", .integer(Int64(summary.attributeRefreshes))),
                 ("round_trip_differences", .integer(Int64(summary.roundTripDifferences))),
+                ("keys_quarantined", .integer(Int64(summary.keysQuarantined))),
                 ("checkpoint", cursor(summary.checkpoint)), ("caught_up", .bool(summary.caughtUp)),
             ])
         }
@@ -190,6 +201,20 @@ extension ShadowCommand {
                 ("last_difference", status.lastDifference.map(JSONValue.string) ?? .null),
                 ("last_error", status.lastError.map(JSONValue.string) ?? .null),
                 ("last_error_at", time(status.lastErrorAt)), ("failing", .bool(status.failing)),
+                ("quarantined", .integer(status.quarantined)),
+                (
+                    "quarantine_examples",
+                    .array(
+                        status.quarantineExamples.map { entry in
+                            .object([
+                                ("entity", .string(entry.entity)), ("key", .string(entry.key)),
+                                ("statement", .string(entry.statement)),
+                                ("sqlstate", entry.sqlState.map(JSONValue.string) ?? .null),
+                                ("reason", .string(entry.reason)), ("position", cursor(entry.position)),
+                                ("attempts", .integer(entry.attempts)),
+                            ])
+                        })
+                ),
             ])
         }
     }

@@ -129,6 +129,20 @@ struct CutoverGatesTests {
         #expect(Self.gates(.writesSwitched, .completed, r)["reverse_sync_drained"]?.passed == false)
         r.reverseSync = .init(running: true, behind: 0)
         #expect(Self.gates(.writesSwitched, .completed, r)["reverse_sync_drained"]?.passed == true)
+        // A row legacy refused would be missing from the archive for good: it blocks unless accepted.
+        r.reverseSync = .init(
+            running: true, behind: 0, quarantined: 1,
+            quarantineExamples: ["customer cus_1: write_back.upsert[0] failed: invalid input (SQLSTATE 22P02)"])
+        let refused = Self.gates(.writesSwitched, .completed, r)["reverse_sync_drained"]
+        #expect(refused?.passed == false)
+        #expect(refused?.evidence["quarantined"] == "1")
+        #expect(refused?.evidence["examples"]?.contains("customer cus_1") == true)
+        #expect(refused?.remedy?.contains("--accept-quarantine") == true)
+        var accepting = CutoverGateOptions()
+        accepting.acceptQuarantine = "Stripe-only customers"
+        let accepted = Self.gates(.writesSwitched, .completed, r, accepting)["reverse_sync_drained"]
+        #expect(accepted?.passed == true)
+        #expect(accepted?.evidence["accepted"] == "Stripe-only customers")
         for (from, to) in [
             (CutoverState.verified, CutoverState.readsSwitched), (.readsSwitched, .writesSwitched),
             (.writesSwitched, .completed),

@@ -236,6 +236,64 @@ struct ReverseSyncTests {
         return keys
     }
 
+    @Test(
+        "a row legacy refuses (a Stripe customer's cus_ key in a bigint column) is quarantined with its key and SQLSTATE; the rest of the batch reaches legacy and the run goes on"
+    )
+    func refusedRowsAreQuarantined() async throws {
+        try await ShadowScenario.withBackfilled { scenario in
+            let store = try await Connection.connect(scenario.store)
+            defer { store.close() }
+            try await Self.startAtHead(scenario, store)
+            let executor = CommandExecutor()
+            _ = try await executor.execute(
+                .createCustomer(
+                    CreateCustomer(
+                        customerID: "cus_Stripe1", email: "stripe@example.com", currency: "EUR", timeZone: "UTC",
+                        at: Self.later(0))),
+                requestID: nil, on: store)
+            let numbered = try await Self.customers(2, store)
+
+            let summary = try await ReverseSync(try Self.configuration(scenario)).run()
+            #expect(summary.caughtUp)
+            #expect(summary.keysQuarantined == 1)
+            #expect(summary.keysUpserted == 2)
+            let status = try #require(try await store.withSession { try ReverseSync.status(in: $0) })
+            #expect(status.pendingEvents == 0)
+            #expect(status.failing == false)
+            #expect(status.quarantined == 1)
+            let entry = try #require(status.quarantineExamples.first)
+            #expect(entry.entity == "customer")
+            #expect(entry.key == "cus_Stripe1")
+            #expect(entry.sqlState == "22P02")
+            #expect(entry.statement == "write_back.upsert[0]")
+            #expect(entry.description.contains("customer cus_Stripe1"))
+            let legacy = try await scenario.withLegacy { session in
+                try session.query(
+                    "SELECT count(*) FROM legacy.customers WHERE id = ANY($1::bigint[])", [PostgresArray(numbered)]
+                ).rows[0].decode(at: 0, as: Int64.self)
+            }
+            #expect(legacy == 2)
+
+            // The key written again (a later event of its stream) is refused again: one row, two attempts.
+            _ = try await executor.execute(
+                .updateCustomer(UpdateCustomer(customerID: "cus_Stripe1", name: "Renamed", at: Self.later(10))),
+                requestID: nil, on: store)
+            let again = try await ReverseSync(try Self.configuration(scenario)).run()
+            #expect(again.keysQuarantined == 1)
+            let after = try await store.withSession { try ReverseSync.quarantined(scope: "default", in: $0) }
+            #expect(after.count == 1)
+            #expect(after.examples.first?.attempts == 2)
+
+            // The CLI says it, in text and JSON.
+            let text = try await LedgerliftBinary.run([
+                "shadow", "reverse-sync", "--legacy", scenario.legacy, "--store", scenario.store, "--mapping",
+                scenario.mappingPath, "--status",
+            ])
+            #expect(text.stdout.contains("QUARANTINED 1 row(s)"), "\(text.stdout)")
+            #expect(text.stdout.contains("customer cus_Stripe1: write_back.upsert[0] failed"), "\(text.stdout)")
+        }
+    }
+
     static func startAtHead(_ scenario: ShadowScenario, _ store: Connection) async throws {
         let mapping = try scenario.mapping
         _ = try await store.withSession { session in
