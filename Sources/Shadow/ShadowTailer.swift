@@ -102,6 +102,9 @@ public struct ShadowTailer: Sendable {
         /// Whether the read models were projected in-process (`false`: another projector follows
         /// them, `project --follow`).
         public var projected = false
+        /// The capture was uninstalled under the run (the cutover's completion): it ended there,
+        /// having applied everything the outbox held before.
+        public var captureUninstalled = false
         public var elapsed = Duration.zero
         /// Where the time went: reading the outbox, resolving keys, pruning, projecting (the
         /// sync's own phases are in ``sync``).
@@ -120,6 +123,10 @@ public struct ShadowTailer: Sendable {
     public let configuration: Configuration
 
     public init(_ configuration: Configuration) { self.configuration = configuration }
+
+    /// What reading an outbox whose capture was dropped under the run raises: undefined
+    /// table, schema or function.
+    static let captureGoneStates: Set<String> = ["42P01", "3F000", "42883"]
 
     /// The advisory lock a tailer holds in the legacy database while it runs
     /// (`ledgerlift.shadow.outbox/<capture schema>`): one consumer per outbox.
@@ -392,12 +399,26 @@ public struct ShadowTailer: Sendable {
                 if stop.isRequested { break }
             }
         } catch {
-            _ = try? await follower.finish()
-            let message = String(describing: error)
-            _ = try? await store.execute(
-                "UPDATE \(s).shadow_tailers SET last_error = $2, last_error_at = now() WHERE name = $1",
-                [name, message])
-            throw error
+            // The cutover's completion uninstalls capture: legacy is a read-only archive and
+            // there is nothing left to follow. Everything the outbox held was applied before (the
+            // write switch drained it and the guard let no application write through since).
+            let dropped: Bool
+            if let failure = error as? PostgresError, Self.captureGoneStates.contains(failure.sqlState?.rawValue ?? ""),
+                case .some(.none) = try? await legacy.withSession({ try config.capture.version($0) })
+            {
+                dropped = true
+            } else {
+                dropped = false
+            }
+            guard dropped else {
+                _ = try? await follower.finish()
+                let message = String(describing: error)
+                _ = try? await store.execute(
+                    "UPDATE \(s).shadow_tailers SET last_error = $2, last_error_at = now() WHERE name = $1",
+                    [name, message])
+                throw error
+            }
+            summary.captureUninstalled = true
         }
         let projectStarted = clock.now
         if try await follower.finish() { summary.projected = true }

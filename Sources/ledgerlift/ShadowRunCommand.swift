@@ -163,7 +163,10 @@ extension ShadowCommand {
                     + ", \(ProjectCommand.seconds(summary.elapsed)) (\(summary.changesPerSecond) changes/s)",
                 "  keys synced \(sync.keysRead), changed \(sync.keysChanged), events appended \(sync.eventsAppended), "
                     + "deleted \(sync.deleted), quarantined \(sync.quarantined), released \(sync.released)",
-                "  position \(summary.position)" + (summary.caughtUp ? ", caught up" : ", stopped before catching up"),
+                "  position \(summary.position)"
+                    + (summary.captureUninstalled
+                        ? ", capture uninstalled: nothing left to follow (the cutover completed, or shadow uninstall ran)"
+                        : summary.caughtUp ? ", caught up" : ", stopped before catching up"),
             ]
             if sync.eventsAppended > 0 && !summary.projected {
                 lines.append("  read models not projected here: `ledgerlift project --follow` projects them")

@@ -39,6 +39,26 @@ struct TailerCommandTests {
         }
     }
 
+    @Test func captureUninstalledUnderAFollowingTailerEndsItCleanly() async throws {
+        try await ShadowScenario.withBackfilled { scenario in
+            let process = try BackgroundProcess([
+                "shadow", "run", "--follow", "--legacy", scenario.legacy, "--store", scenario.store, "--mapping",
+                scenario.mappingPath,
+            ])
+            let deadline = Date().addingTimeInterval(300)
+            while !process.stderrSoFar.contains("following"), process.isRunning, Date() < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let uninstall = try await ledgerlift([
+                "shadow", "uninstall", "--legacy", scenario.legacy, "--mapping", scenario.mappingPath,
+            ])
+            #expect(uninstall.status == 0, "\(uninstall.stderr)")
+            let output = try await process.wait(timeout: 300)
+            #expect(output.status == 0, "\(output.stdout)\(output.stderr)")
+            #expect(output.stdout.contains("capture uninstalled: nothing left to follow"), "\(output.stdout)")
+        }
+    }
+
     @Test func aFailingKeysStatementNamesItsEntityAndSourceTable() async throws {
         try await ShadowScenario.withBackfilled { scenario in
             // Only invoice lines' `keys:` of source legacy.invoices reads legacy.invoice_line_items:
