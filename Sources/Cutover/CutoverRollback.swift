@@ -80,6 +80,22 @@ extension CutoverRunner {
             }
             measured["freeze_wait_ms"] = String(Self.milliseconds(clock.now - start))
             measured["store_position"] = String(position)
+            // What reverse sync has applied before the drain. Each of its batches read the keys it
+            // wrote back from legacy and compared them with the ledger (round trip), and legacy's
+            // guard lets nothing else write: only what the drain applies is left to verify, unless
+            // a round trip found a difference. A row legacy refused is missing there: no rollback.
+            let applied = try await store.withSession {
+                try ReverseSync.status(scope: log.name, store: eventStore, in: $0)
+            }
+            if let applied, applied.quarantined > 0 {
+                throw CutoverSwitchFailure(
+                    step: step,
+                    failure: "legacy lacks \(applied.quarantined) row(s) of the ledger that reverse sync could not write "
+                        + "(first: \(applied.quarantineExamples.first?.description ?? "?")): fix the write_back SQL or legacy's "
+                        + "constraint so reverse sync writes them (ledgerlift shadow reverse-sync --status lists them), "
+                        + "then roll back; writes stay with the ledger",
+                    measurements: [:])
+            }
             await Self.pause(after: "frozen", options)
 
             let drainStart = clock.now
@@ -95,9 +111,12 @@ extension CutoverRunner {
 
             let verifyStart = clock.now
             let since = Self.switchPosition(record) ?? 0
+            let roundTripped = applied.flatMap { $0.roundTripDifferences == 0 ? $0.checkpoint : nil }
+            measured["verified_from"] = roundTripped.map { "reverse sync checkpoint \($0)" } ?? "the write switch"
             let keys = try await store.withSession { session in
                 try Self.changedKeys(
-                    since: nil, after: since, origins: Self.writePathOrigins, store: eventStore, in: session)
+                    since: nil, after: since, afterCursor: roundTripped, origins: Self.writePathOrigins,
+                    store: eventStore, in: session)
             }
             let differences = try await verify(
                 keys, legacy: legacy, store: store, mapping: mapping, since: verifyStart, into: &measured)

@@ -54,14 +54,21 @@ extension CutoverRunner {
         while true { try? await Task.sleep(for: .seconds(3600)) }
     }
 
-    /// The ledger streams changed since `since` (recorded time) or after `position` (global
-    /// position), as (entity, key); streams of other kinds (the cutover's own) are left out.
+    /// The ledger streams changed since `since` (recorded time), after `position` (global
+    /// position) or after `cursor` (the global order readers follow), as (entity, key); streams
+    /// of other kinds (the cutover's own) are left out.
     static func changedKeys(
-        since: PostgresTimestamp?, after position: Int64?, origins: [String]? = nil, store: EventStore,
-        in session: Session
+        since: PostgresTimestamp?, after position: Int64?, afterCursor cursor: GlobalCursor? = nil,
+        origins: [String]? = nil, store: EventStore, in session: Session
     ) throws -> [Entity: Set<String>] {
         var conditions = [String]()
         var parameters = [(any PostgresEncodable)?]()
+        if let cursor {
+            parameters.append(String(cursor.transactionID))
+            parameters.append(cursor.position)
+            conditions.append(
+                "(transaction_id, global_position) > ($\(parameters.count - 1)::text::xid8, $\(parameters.count)::int8)")
+        }
         if let since {
             parameters.append(since)
             conditions.append("recorded_at >= $\(parameters.count)")
