@@ -100,6 +100,24 @@ public struct CutoverStatus: Sendable, Hashable {
     public var next: CutoverStep?
     /// The next step's gates; `nil` when there is no next step or this build does not implement it.
     public var gates: [CutoverGate]?
+    /// Who takes reads and writes now (`nil`: no routing row — another cutover cleared it).
+    public var routing: Routing?
+    /// The source tables carrying legacy's write guard now.
+    public var guardedTables: [String] = []
+    /// The cutover's reverse sync, once the write switch started it.
+    public var reverseSync: ReverseSync.Status?
+
+    public init(
+        record: CutoverRecord, next: CutoverStep?, gates: [CutoverGate]?, routing: Routing? = nil,
+        guardedTables: [String] = [], reverseSync: ReverseSync.Status? = nil
+    ) {
+        self.record = record
+        self.next = next
+        self.gates = gates
+        self.routing = routing
+        self.guardedTables = guardedTables
+        self.reverseSync = reverseSync
+    }
 }
 
 /// Carries out cutover commands: reads the stream, asks ``CutoverMachine``, evaluates gates on
@@ -195,15 +213,26 @@ public struct CutoverRunner: Sendable {
         legacy: Connection, store: Connection, mapping: MappingFile, options: CutoverGateOptions
     ) async throws -> CutoverStatus {
         let record = try await self.record(store: store)
-        guard let next = record.state.next else { return CutoverStatus(record: record, next: nil, gates: nil) }
-        let step = CutoverStep(from: record.state, to: next)
-        guard CutoverGates.isImplemented(step) else {
-            return CutoverStatus(record: record, next: step, gates: nil)
+        // What the application meets now, whatever the state says: a rollback killed while
+        // writes were frozen leaves them frozen until the next cutover command finishes it.
+        var status = CutoverStatus(record: record, next: nil, gates: nil)
+        let (log, name) = (self.log, self.log.name)
+        (status.routing, status.reverseSync) = try await store.withSession { session in
+            let routing = try RoutingTable(store: log.store).read(in: session)
+            return (
+                routing?.cutover == name ? routing : nil,
+                try ReverseSync.status(scope: name, store: log.store, in: session)
+            )
         }
+        status.guardedTables = try await legacy.withSession { try LegacyWriteGuard(mapping: mapping).guardedTables(in: $0) }
+        guard let next = record.state.next else { return status }
+        let step = CutoverStep(from: record.state, to: next)
+        status.next = step
+        guard CutoverGates.isImplemented(step) else { return status }
         try Self.checkMapping(mapping, record)
         let readings = try await readings(legacy: legacy, store: store, mapping: mapping, options: options)
-        return CutoverStatus(
-            record: record, next: step, gates: CutoverGates.evaluate(step, readings: readings, options: options))
+        status.gates = CutoverGates.evaluate(step, readings: readings, options: options)
+        return status
     }
 
     /// One gated step forward (the next state; `to` must name it when given).
@@ -256,7 +285,8 @@ public struct CutoverRunner: Sendable {
             outcome.measurements = transition.measurements ?? [:]
         case .completed:
             outcome.measurements = try await finish(
-                record, gates: gates, reason: reason, legacy: legacy, store: store, mapping: mapping)
+                record, gates: gates, reason: reason, legacy: legacy, store: store, mapping: mapping,
+                acceptQuarantine: options.acceptQuarantine)
         default:
             let event = CutoverEvent.advanced(
                 .init(
@@ -377,7 +407,9 @@ public struct CutoverRunner: Sendable {
             let running = try session.holder(of: ReverseSync.lock(scope: log.name)) != nil
             return CutoverReadings.ReverseSyncReading(
                 entitiesWithoutWriteBack: mapping.entitiesWithoutWriteBack.map(\.rawValue),
-                running: running && !(status?.failing ?? false), behind: status?.pendingEvents)
+                running: running && !(status?.failing ?? false), behind: status?.pendingEvents,
+                quarantined: status?.quarantined ?? 0,
+                quarantineExamples: status?.quarantineExamples.map(\.description) ?? [])
         }
         let checkpoint = status.tailer?.checkpoint
         let newest = status.capture?.newest

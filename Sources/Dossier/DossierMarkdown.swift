@@ -179,7 +179,7 @@ extension MigrationDossier {
             case "\\": out += "\\\\"
             case "`", "*", "_", "<", ">", "[", "]": out += "\\" + String(character)
             case "\n", "\r", "\r\n": out += " "
-            default: out.append(character)
+            default: out += PrintableText.escaped(String(character))
             }
         }
         return out

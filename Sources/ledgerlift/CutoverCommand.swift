@@ -4,6 +4,7 @@ import EventStore
 import Foundation
 import Mapping
 import Postgres
+import TextFormats
 
 /// `ledgerlift cutover …`: the operator's command, one gated and recorded step at a time.
 struct CutoverCommand: AsyncParsableCommand {
@@ -113,14 +114,23 @@ struct CutoverCommand: AsyncParsableCommand {
         }
     }
 
-    /// A switch that was undone exits 1 after saying why.
-    static func switchFailuresExitOne(_ body: () async throws -> Void) async throws {
+    /// A switch that was undone exits 1 after saying why; with `--format json` its outcome is
+    /// also on stdout (a script reads the undone step, the failure and what was measured there).
+    static func switchFailuresExitOne(format: CutoverCommand.Format, _ body: () async throws -> Void) async throws {
         do {
             try await body()
         } catch let failure as CutoverSwitchFailure {
+            if format == .json { print(CutoverRendering.json(failure), terminator: "") }
             FileHandle.standardError.write(Data((Ledgerlift.prefix + failure.description + "\n").utf8))
             throw ExitCode(1)
         }
+    }
+
+    /// A reason is recorded in the audit trail and printed by `cutover log` and the dossier:
+    /// printable text only (an escape sequence would rewrite the operator's terminal).
+    static func validate(reason: String?) throws {
+        guard let reason, let unsafe = PrintableText.firstUnsafe(reason) else { return }
+        throw ValidationError("--reason must be printable text on one line: it contains the control character \(unsafe)")
     }
 
     /// Connects to the store, takes the operator lock and runs `body`; a ``CutoverError`` that
@@ -135,6 +145,12 @@ struct CutoverCommand: AsyncParsableCommand {
         let runner = try options.runner()
         let store = try await Connection.connect(options.store, applicationName: application)
         defer { store.close() }
+        // Before the operator lock: a store `store init` never ran (or has not upgraded to the
+        // routing table) is said plainly, not as a missing relation.
+        let eventStore = runner.log.store
+        try await store.withSession {
+            try eventStore.requireSchema(atLeast: EventStore.routingSchemaVersion, $0)
+        }
         try await refusalsExitOne {
             guard locking else { return try await body(store, runner) }
             try await runner.withOperatorLock(on: store, wait: wait) { try await body(store, runner) }
@@ -236,12 +252,13 @@ struct CutoverCommand: AsyncParsableCommand {
         @Option(help: "Why (recorded in the event).")
         var reason: String?
 
-        @Flag(help: "Accept quarantined keys at capturing → backfilled (requires --reason; recorded).")
+        @Flag(help: "Accept quarantined keys: the backfill's at capturing → backfilled, reverse sync's at writes_switched → completed (requires --reason; recorded).")
         var acceptQuarantine = false
 
         @OptionGroup var freeze: FreezeOptions
 
         func validate() throws {
+            try CutoverCommand.validate(reason: reason)
             if acceptQuarantine, (reason ?? "").trimmingCharacters(in: .whitespaces).isEmpty {
                 throw ValidationError(
                     "--accept-quarantine needs --reason TEXT saying why the quarantined keys are accepted")
@@ -252,7 +269,7 @@ struct CutoverCommand: AsyncParsableCommand {
             let (gates, format, to, dryRun, reason) = (self.gates, common.format, self.to, self.dryRun, self.reason)
             let options = gates.options(acceptQuarantine: acceptQuarantine ? reason : nil)
             let switchOptions = freeze.options
-            try await CutoverCommand.switchFailuresExitOne {
+            try await CutoverCommand.switchFailuresExitOne(format: format) {
             try await CutoverCommand.run(common, application: "ledgerlift-cutover-advance", wait: wait) {
                 store, runner in
                 let runner = try CutoverRunner(
@@ -294,10 +311,12 @@ struct CutoverCommand: AsyncParsableCommand {
         @Option(help: "Why (recorded in the event).")
         var reason: String?
 
+        func validate() throws { try CutoverCommand.validate(reason: reason) }
+
         func run() async throws {
             let (gates, format, reason) = (self.gates, common.format, self.reason)
             let switchOptions = freeze.options
-            try await CutoverCommand.switchFailuresExitOne {
+            try await CutoverCommand.switchFailuresExitOne(format: format) {
                 try await CutoverCommand.run(common, application: "ledgerlift-cutover-rollback", wait: wait) {
                     store, runner in
                     let runner = try CutoverRunner(
@@ -338,6 +357,7 @@ struct CutoverCommand: AsyncParsableCommand {
         var reason: String
 
         func validate() throws {
+            try CutoverCommand.validate(reason: reason)
             guard !reason.trimmingCharacters(in: .whitespaces).isEmpty else {
                 throw ValidationError("--reason must say why the cutover is aborted")
             }

@@ -1,5 +1,9 @@
 import Cutover
+import EventStore
+import Postgres
+import Shadow
 import Foundation
+import TextFormats
 
 /// The text and JSON forms of the cutover commands' output. JSON keys are snake_case in a fixed
 /// order; evidence keys sorted.
@@ -15,7 +19,7 @@ enum CutoverRendering {
     static func gateLines(_ gates: [CutoverGate]) -> String {
         gates.map { gate in
             let evidence = gate.evidence.sorted { $0.key < $1.key }.filter { !$0.value.isEmpty }
-                .map { "\($0.key)=\($0.value)" }.joined(separator: "; ")
+                .map { "\($0.key)=\(PrintableText.escaped($0.value))" }.joined(separator: "; ")
             var line = "  [\(gate.passed ? "pass" : "FAIL")] \(gate.name): \(evidence)\n"
             if let remedy = gate.remedy { line += "         to do: \(remedy)\n" }
             return line
@@ -57,12 +61,68 @@ enum CutoverRendering {
                 ("next", status.next.map { .string($0.to.rawValue) } ?? .null),
                 ("implemented", .bool(status.next == nil || status.gates != nil)),
                 ("gates", status.gates.map { .array($0.map(gateJSON)) } ?? .null),
+                (
+                    "routing",
+                    status.routing.map {
+                        .object([
+                            ("reads", .string($0.reads.rawValue)), ("writes", .string($0.writes.rawValue)),
+                            ("version", .int($0.version)), ("changed_at", .string($0.changedAt.iso8601)),
+                        ])
+                    } ?? .null
+                ),
+                ("writes_frozen", .bool(status.routing?.writes == .frozen)),
+                ("guarded_tables", .array(status.guardedTables.map(JSONText.string))),
+                (
+                    "reverse_sync",
+                    status.reverseSync.map { r in
+                        .object([
+                            ("checkpoint", .string(r.checkpoint.description)), ("running", .bool(r.running)),
+                            ("stopped", .bool(r.stoppedAt != nil)),
+                            ("pending_events", .int(r.pendingEvents)), ("lag_ms", r.lagMilliseconds.map(JSONText.int) ?? .null),
+                            ("quarantined", .int(r.quarantined)), ("failing", .bool(r.failing)),
+                            ("last_error", r.lastError.map(JSONText.string) ?? .null),
+                            ("last_error_at", r.lastErrorAt.map { .string($0.iso8601) } ?? .null),
+                        ])
+                    } ?? .null
+                ),
             ]
         ).rendered + "\n"
     }
 
+    /// Routing, the guard and reverse sync: what the application and legacy's readers meet now.
+    static func liveLines(_ status: CutoverStatus) -> String {
+        var out = ""
+        if let routing = status.routing {
+            out += "routing: reads → \(routing.reads), writes → \(routing.writes == .frozen ? "FROZEN" : routing.writes.rawValue) "
+            out += "(version \(routing.version), since \(routing.changedAt.iso8601))\n"
+            if routing.writes == .frozen {
+                out += "  WRITES ARE FROZEN: serve refuses every write (503 writes_frozen) and legacy's guard refuses "
+                out += "the application's. A rollback was interrupted: run ledgerlift cutover rollback to finish it "
+                out += "(or advance to undo it).\n"
+            }
+        }
+        if !status.guardedTables.isEmpty {
+            out += "legacy write guard: on \(status.guardedTables.joined(separator: ", "))\n"
+        }
+        if let r = status.reverseSync {
+            out += "reverse sync: checkpoint \(r.checkpoint), "
+            out += r.stoppedAt != nil ? "stopped (cutover completed)" : r.running ? "running" : "NOT RUNNING"
+            out += ", \(r.pendingEvents) write-path event(s) pending"
+            out += r.lagMilliseconds.map { " (oldest \($0) ms)" } ?? ""
+            out += "\n"
+            if r.quarantined > 0 {
+                out += "  QUARANTINED \(r.quarantined) row(s) legacy refused: "
+                out += r.quarantineExamples.map(\.description).joined(separator: "; ") + "\n"
+            }
+            if let error = r.lastError, r.failing {
+                out += "  FAILING since \(r.lastErrorAt?.iso8601 ?? "?"): \(error)\n"
+            }
+        }
+        return out
+    }
+
     static func text(_ status: CutoverStatus) -> String {
-        var out = text(status.record)
+        var out = text(status.record) + liveLines(status)
         guard let next = status.next else {
             return out + "no next step: the cutover is \(status.record.state.rawValue)\n"
         }
@@ -80,6 +140,16 @@ enum CutoverRendering {
             ("recorded", .bool(outcome.recorded)),
             ("measurements", outcome.measurements.isEmpty ? .null : measurementsJSON(outcome.measurements)),
             ("gates", .array(outcome.gates.map(gateJSON))),
+        ]).rendered + "\n"
+    }
+
+    /// An undone switch, as `advance`/`rollback --format json` print it before exiting 1.
+    static func json(_ failure: CutoverSwitchFailure) -> String {
+        JSONText.object([
+            ("from", .string(failure.step.from.rawValue)), ("to", .string(failure.step.to.rawValue)),
+            ("undone", .bool(true)), ("state", .string(failure.step.from.rawValue)),
+            ("failure", .string(failure.failure)),
+            ("measurements", measurementsJSON(failure.measurements)),
         ]).rendered + "\n"
     }
 
@@ -164,9 +234,11 @@ enum CutoverRendering {
                     default: "advanced"
                     }
                 out += "\(t.actor.at)  \(t.actor.who)@\(t.actor.host)  \(verb) \(t.from.rawValue) → \(t.to.rawValue)"
-                out += t.reason.map { ": \($0)" } ?? ""
+                out += t.reason.map { ": \(PrintableText.escaped($0))" } ?? ""
                 out += "\n"
-                if let accepted = t.acceptedQuarantine { out += "  quarantine accepted: \(accepted)\n" }
+                if let accepted = t.acceptedQuarantine {
+                    out += "  quarantine accepted: \(PrintableText.escaped(accepted))\n"
+                }
                 out += measurementsLine(t.measurements)
                 out += gateLines(t.gates)
             case .switchIntended(let s):
@@ -174,7 +246,7 @@ enum CutoverRendering {
                 out += "(freeze budget \(s.maxFreezeMilliseconds) ms)\n"
             case .switchUndone(let u):
                 out += "\(u.actor.at)  \(u.actor.who)@\(u.actor.host)  switch \(u.from.rawValue) → \(u.to.rawValue) undone: "
-                out += "\(u.failure)\n" + measurementsLine(u.measurements)
+                out += "\(PrintableText.escaped(u.failure))\n" + measurementsLine(u.measurements)
         }
         return out
     }

@@ -281,6 +281,18 @@ struct CutoverCommandTests {
 
     /// The gates judge the migration that was planned: a mapping that changed since `init` is
     /// refused (exit 2) naming both fingerprints; a name that cannot be a stream id is refused.
+    @Test func aStoreThatWasNeverInitializedIsSaidPlainly() async throws {
+        try await TestDatabase.withFresh("cutover_uninitialized_store") { store in
+            let output = try await ledgerlift([
+                "cutover", "init", "--legacy", store, "--store", store, "--mapping", referenceMappingPath,
+            ])
+            #expect(output.status == 2)
+            #expect(output.stderr == "Error: no event store in schema ledgerlift: run `ledgerlift store init --store DSN`\n")
+            let status = try await ledgerlift(["cutover", "status", "--legacy", store, "--store", store])
+            #expect(status.stderr == output.stderr)
+        }
+    }
+
     @Test func aChangedMappingOrABadNameIsRefused() async throws {
         try await withLegacyAndStore { legacy, store in
             let s = Scenario(legacy: legacy, store: store)
@@ -306,6 +318,13 @@ struct CutoverCommandTests {
                 badName.stderr
                     == "Error: invalid cutover name \"q4 rollout\": use letters, digits, '_', '.' and '-' (at most 100 characters)\n"
             )
+            // A reason is printed by cutover log and the dossier: an escape sequence is refused.
+            let escape = try await s.cutover(["abort", "--reason", "done\u{1B}[2J"])
+            #expect(escape.status == 2)
+            #expect(
+                escape.stderr.contains(
+                    "--reason must be printable text on one line: it contains the control character U+001B"),
+                "\(escape.stderr)")
             let unknown = try await s.cutover(["log", "--name", "q5"])
             #expect(unknown.status == 2)
             #expect(

@@ -10,6 +10,8 @@ struct DossierRenderingTests {
         #expect(HTML.escape("a\u{0}b\u{1B}c\u{85}d\te\nf") == "a\u{FFFD}b\u{FFFD}c\u{FFFD}d\te\nf")
         #expect(HTML.escape("é → ✓") == "é → ✓")
         #expect(MigrationDossier.md("a|b\nc `d` *e* <f>") == "a\\|b c \\`d\\` \\*e\\* \\<f\\>")
+        // An operator's reason cannot move the reader's cursor nor reverse the line.
+        #expect(MigrationDossier.md("ok\u{1B}[2Jgone\u{202E}x") == "ok\\u{1b}\\[2Jgone\\u{202e}x")
     }
 
     @Test func bucketsHaveARoundWidthAndAtMostTheCountAskedFor() {
