@@ -58,8 +58,8 @@ enum CutoverBenchmark {
 
         /// Waits for the end (SIGTERM first when `stop`), returns (status, stdout, stderr).
         @discardableResult
-        func finish(stop: Bool = false) -> (Int32, String, String) {
-            if stop, process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        func finish(stop: Bool = false, signal: Int32 = SIGTERM) -> (Int32, String, String) {
+            if stop, process.isRunning { kill(process.processIdentifier, signal) }
             process.waitUntilExit()
             let stdout = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
             let stderr = (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
@@ -128,7 +128,9 @@ enum CutoverBenchmark {
         }
         let journal = FileManager.default.temporaryDirectory.appendingPathComponent("ledgerlift-bench-cutover-\(UUID().uuidString).jsonl").path
         defer { try? FileManager.default.removeItem(atPath: journal) }
-        let application = try Child(binary, simulateArguments(legacy, rate: rate, seconds: knobs.seconds, connections: knobs.connections, seed: 5,
+        // The application runs until stopped, 10 s after the switch: the switch happens under
+        // traffic however long the gates take to pass.
+        let application = try Child(binary, simulateArguments(legacy, rate: rate, seconds: 3600, connections: knobs.connections, seed: 5,
             reroute: ("http://127.0.0.1:\(port)", store, mapping), journal: journal))
         Thread.sleep(forTimeInterval: Double(knobs.seconds) / 3)
         var undone = 0
@@ -146,7 +148,8 @@ enum CutoverBenchmark {
             }
             guard done else { throw BenchFailure("cutover advance --to \(state) never succeeded") }
         }
-        let (appStatus, appOut, appErr) = application.finish()
+        Thread.sleep(forTimeInterval: 10)
+        let (appStatus, appOut, appErr) = application.finish(stop: true, signal: SIGINT)
         tailer.finish(stop: true)
         let switched = try report(appOut, appStatus, appErr)
         let log = try ok(binary, ["cutover", "log", "--store", store, "--format", "json"])
@@ -161,16 +164,17 @@ enum CutoverBenchmark {
         _ = try? ok(binary, ["shadow", "reverse-sync", "--legacy", legacy, "--store", store, "--mapping", mapping])
         let verifyStore = try run(binary, ["simulate", "verify", "--journal", journal, "--store", store]).0
         let verifyLegacy = try run(binary, ["simulate", "verify", "--journal", journal, "--legacy", legacy]).0
+        func ms(_ value: Double) -> String { String(Int(value.rounded())) }
+        func m(_ key: String) -> String { measured[key] ?? "?" }
+        let ratio = String(format: "%.2f", switched.p99 / max(baseline.p99, 0.001))
         say(
-            String(
-                format: "  %4.0f ops/s: freeze %@ ms (legacy locked %@ ms, lock wait %@, drain %@, verify %@ ms on %@ keys), "
-                    + "undone before %d; longest wait of a re-routed op %.0f ms; app p99 %.0f ms vs baseline %.0f ms (×%.2f); "
-                    + "achieved %.0f/%.0f ops/s; failed %d, skipped %d, rerouted %d; verify ledger %@, legacy %@",
-                rate, measured["freeze_ms"] ?? "?", measured["legacy_locked_ms"] ?? "?", measured["lock_wait_ms"] ?? "?",
-                measured["drain_ms"] ?? "?", measured["verify_ms"] ?? "?", measured["keys_verified"] ?? "?", undone,
-                switched.reroutedBlockedMaxMs, switched.p99, baseline.p99, switched.p99 / max(baseline.p99, 0.001),
-                switched.achieved, baseline.achieved, switched.failed, switched.skipped, switched.rerouted,
-                verifyStore == 0 ? "clean" : "FAILED", verifyLegacy == 0 ? "clean" : "FAILED"))
+            "  \(Int(rate)) ops/s: freeze \(m("freeze_ms")) ms (legacy locked \(m("legacy_locked_ms")) ms, lock wait "
+                + "\(m("lock_wait_ms")) ms, drain \(m("drain_ms")) ms, verify \(m("verify_ms")) ms on \(m("keys_verified")) keys), "
+                + "\(undone) switch(es) undone before; longest wait of a re-routed op \(ms(switched.reroutedBlockedMaxMs)) ms; "
+                + "app p99 \(ms(switched.p99)) ms vs baseline \(ms(baseline.p99)) ms (×\(ratio)); achieved "
+                + "\(ms(switched.achieved)) ops/s vs baseline \(ms(baseline.achieved)); failed \(switched.failed), skipped "
+                + "\(switched.skipped), rerouted \(switched.rerouted); verify ledger \(verifyStore == 0 ? "clean" : "FAILED"), "
+                + "legacy \(verifyLegacy == 0 ? "clean" : "FAILED")")
     }
 
     struct Figures {
