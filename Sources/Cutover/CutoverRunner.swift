@@ -80,6 +80,9 @@ public struct CutoverAdvanceOutcome: Sendable, Hashable {
     public var recorded: Bool
     /// What a switch measured (freeze time, lock wait, keys re-verified…); empty for other steps.
     public var measurements: [String: String] = [:]
+    /// `--to` named the state the cutover is in already: nothing to do (a playbook's step run
+    /// again after a kill, a script re-run). The step is the one that got there.
+    public var already = false
 
     public init(
         step: CutoverStep, gates: [CutoverGate], dryRun: Bool, recorded: Bool, measurements: [String: String] = [:]
@@ -259,6 +262,19 @@ public struct CutoverRunner: Sendable {
             return CutoverAdvanceOutcome(
                 step: CutoverStep(from: pending.from, to: pending.to), gates: done.gates, dryRun: false, recorded: true,
                 measurements: done.measurements ?? [:])
+        }
+        if let target, record.state == target, record.pendingSwitch == nil {
+            var from = target
+            for event in record.history.reversed() {
+                if case .advanced(let t) = event, t.to == target {
+                    from = t.from
+                    break
+                }
+            }
+            var outcome = CutoverAdvanceOutcome(
+                step: CutoverStep(from: from, to: target), gates: [], dryRun: dryRun, recorded: false)
+            outcome.already = true
+            return outcome
         }
         let next: CutoverState
         switch CutoverMachine.transition(record.state, .advance(to: target)) {

@@ -378,14 +378,26 @@ struct CutoverCommand: AsyncParsableCommand {
 
         @OptionGroup var common: StoreOptions
 
+        @Option(
+            name: .customLong("expect-state"),
+            help: "Exit 1 unless the cutover is in one of these states (repeatable): a check for scripts and playbooks.")
+        var expectStates: [CutoverState] = []
+
         func run() async throws {
-            let format = common.format
+            let (format, expected) = (common.format, expectStates)
             try await CutoverCommand.run(common, application: "ledgerlift-cutover-log", locking: false) {
                 store, runner in
                 let record = try await runner.record(store: store)
                 print(
                     format == .json ? CutoverRendering.logJSON(record) : CutoverRendering.logText(record),
                     terminator: "")
+                if !expected.isEmpty, !expected.contains(record.state) {
+                    FileHandle.standardError.write(
+                        Data(
+                            (Ledgerlift.prefix + "the cutover is \(record.state.rawValue), not "
+                                + expected.map(\.rawValue).joined(separator: " or ") + "\n").utf8))
+                    throw ExitCode(1)
+                }
             }
         }
     }

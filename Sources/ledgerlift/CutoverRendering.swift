@@ -137,7 +137,7 @@ enum CutoverRendering {
         JSONText.object([
             ("from", .string(outcome.step.from.rawValue)), ("to", .string(outcome.step.to.rawValue)),
             ("dry_run", .bool(outcome.dryRun)), ("passed", .bool(outcome.passed)),
-            ("recorded", .bool(outcome.recorded)),
+            ("recorded", .bool(outcome.recorded)), ("already", .bool(outcome.already)),
             ("measurements", outcome.measurements.isEmpty ? .null : measurementsJSON(outcome.measurements)),
             ("gates", .array(outcome.gates.map(gateJSON))),
         ]).rendered + "\n"
@@ -154,6 +154,7 @@ enum CutoverRendering {
     }
 
     static func text(_ outcome: CutoverAdvanceOutcome) -> String {
+        if outcome.already { return "already \(outcome.step.to.rawValue): nothing to do (--to names the current state)\n" }
         let verdict =
             outcome.recorded
             ? "advanced" : outcome.passed ? "would advance (dry run: nothing recorded)" : "blocked (nothing recorded)"

@@ -77,6 +77,14 @@ struct CutoverCommandTests {
             advance = try await s.cutover(["advance", "--to", "backfilled", "--format", "json"])
             #expect(advance.status == 0, "\(advance.stdout)\(advance.stderr)")
             #expect(try s.gates(advance)["quarantine"]?["passed"] as? Bool == true)
+            // Asked again (a playbook's step run again after a kill): nothing to do, exit 0, nothing recorded.
+            let repeated = try await s.cutover(["advance", "--to", "backfilled", "--format", "json"])
+            #expect(repeated.status == 0, "\(repeated.stderr)")
+            #expect(try s.json(repeated)["already"] as? Bool == true)
+            #expect(try s.json(repeated)["recorded"] as? Bool == false)
+            #expect(try s.json(repeated)["from"] as? String == "capturing")
+            let againText = try await s.cutover(["advance", "--to", "backfilled"])
+            #expect(againText.stdout == "already backfilled: nothing to do (--to names the current state)\n")
 
             // backfilled → shadowing: a legacy write no tailer applied, then the tailer drains it.
             try await withSession(legacy) {
