@@ -149,6 +149,13 @@ let package = Package(
             dependencies: ["Postgres", "EventStore", "Billing", "Mapping", "Shadow", "Commands"],
             swiftSettings: swiftSettings
         ),
+        // Playbooks (`playbook run|status`): a migration written down as YAML steps, each a ledgerlift
+        // command, a gate, a background service or a pause, its position recorded in the store.
+        .target(
+            name: "Playbook",
+            dependencies: ["Postgres", .product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings
+        ),
         // The migration dossier (`report migration`): the cutover's stream, shadow mode's records
         // and the event store read once, rendered as one self-contained HTML page, Markdown or JSON.
         .target(
@@ -161,6 +168,7 @@ let package = Package(
             dependencies: [
                 "Cutover",
                 "Dossier",
+                "Playbook",
                 "Server",
                 "Commands",
                 "Simulator",
@@ -329,7 +337,7 @@ package.targets.append(
         name: "CutoverTests",
         dependencies: [
             "Cutover", "Shadow", "Mapping", "Migration", "Diff", "Fixtures", "Billing", "EventStore", "Postgres",
-            "Commands", "TestSupport",
+            "Commands", "TestSupport", "Playbook",
         ],
         swiftSettings: swiftSettings
     )

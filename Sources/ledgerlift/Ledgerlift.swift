@@ -29,6 +29,7 @@ struct Ledgerlift: AsyncParsableCommand {
             ShadowCommand.self,
             ServeCommand.self,
             CutoverCommand.self,
+            PlaybookCommand.self,
         ]
     )
 

@@ -121,7 +121,15 @@ struct HelpTextTests {
             cutoverOptions + cutoverGateOptions + ["--max-freeze <max-freeze>", "--wait", "--reason <reason>"]
         ),
         ("cutover abort", CutoverCommand.Abort.self, cutoverOptions + ["--wait", "--reason <reason>"]),
-        ("cutover log", CutoverCommand.Log.self, cutoverOptions),
+        ("cutover log", CutoverCommand.Log.self, cutoverOptions + ["--expect-state <expect-state>"]),
+        (
+            "playbook run", PlaybookCommand.Run.self,
+            ["<file>", "--var <var>", "--dry-run", "--yes", "--from <from>", "--log-dir <log-dir>"]
+        ),
+        (
+            "playbook status", PlaybookCommand.Status.self,
+            ["--store <store>", "--name <name>", "--limit <limit>", "--format <format>"]
+        ),
     ]
 
     @Test func theTableCoversEverySubcommand() {

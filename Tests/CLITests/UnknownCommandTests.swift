@@ -13,7 +13,7 @@ struct UnknownCommandTests {
         (
             ["rollout", "--help"],
             "unknown command 'rollout'; the commands are: fixture, store, events, mapping, backfill, project, query, "
-                + "report, diff, simulate, shadow, serve, cutover\nSee 'ledgerlift --help'."
+                + "report, diff, simulate, shadow, serve, cutover, playbook\nSee 'ledgerlift --help'."
         ),
         (
             ["store", "int", "--store", "x"],
