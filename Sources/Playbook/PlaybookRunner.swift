@@ -11,6 +11,8 @@ public struct PlaybookRunner: Sendable {
         public var yes = false
         /// Start (or resume) at this step id, or 1-based number.
         public var from: String?
+        /// Stop before this step (id or number): the run is left there, and the next resumes at it.
+        public var until: String?
         /// Where `start` steps write their services' logs.
         public var logDirectory: String
         /// The `ledgerlift` every step runs.
@@ -34,6 +36,8 @@ public struct PlaybookRunner: Sendable {
         case failed(step: String, reason: String)
         /// A pause without `--yes` and no terminal to ask on.
         case waiting(step: String, message: String)
+        /// Stopped before the step `--until` named.
+        case stopped(before: String)
     }
 
     public let playbook: Playbook
@@ -184,8 +188,16 @@ public struct PlaybookRunner: Sendable {
         }
         let clock = ContinuousClock()
         let began = clock.now
+        let stopBefore = try options.until.map(index(of:))
         for index in start..<playbook.steps.count {
             let step = playbook.steps[index]
+            if index == stopBefore {
+                try connection.withSessionBlocking {
+                    try state.move(run: run.id, to: index, stepID: step.id, in: $0)
+                }
+                say("\nstopped before step \(index + 1) (\(step.id)) as asked (--until): run the playbook again to go on from there")
+                return .stopped(before: step.id)
+            }
             let attempt = try connection.withSessionBlocking {
                 try state.enter(run: run.id, index: index, stepID: step.id, in: $0)
             }

@@ -41,6 +41,9 @@ struct PlaybookCommand: AsyncParsableCommand {
         @Option(help: "Start (or resume) at this step: its id or its number.")
         var from: String?
 
+        @Option(help: "Stop before this step (its id or number); the next run resumes there.")
+        var until: String?
+
         @Option(help: "Directory of the logs of services started by start steps.")
         var logDir: String = ".ledgerlift/playbook"
 
@@ -67,6 +70,7 @@ struct PlaybookCommand: AsyncParsableCommand {
             options.dryRun = dryRun
             options.yes = yes
             options.from = from
+            options.until = until
             let runner = PlaybookRunner(
                 playbook: playbook, file: file, variables: values, options: options,
                 // Unbuffered: the steps' own output (their children write to the same stdout) stays in order.
@@ -81,7 +85,7 @@ struct PlaybookCommand: AsyncParsableCommand {
                 throw PlaybookError(file: error.file, values.display(error.message))
             }
             switch outcome {
-            case .finished, .planned: return
+            case .finished, .planned, .stopped: return
             case .failed(let step, let reason):
                 FileHandle.standardError.write(Data((Ledgerlift.prefix + "step \(step) failed: \(reason)\n").utf8))
                 throw ExitCode(1)

@@ -124,7 +124,7 @@ struct HelpTextTests {
         ("cutover log", CutoverCommand.Log.self, cutoverOptions + ["--expect-state <expect-state>"]),
         (
             "playbook run", PlaybookCommand.Run.self,
-            ["<file>", "--var <var>", "--dry-run", "--yes", "--from <from>", "--log-dir <log-dir>"]
+            ["<file>", "--var <var>", "--dry-run", "--yes", "--from <from>", "--until <until>", "--log-dir <log-dir>"]
         ),
         (
             "playbook status", PlaybookCommand.Status.self,
