@@ -139,13 +139,13 @@ extension MigrationDossier {
         if let shadow {
             page.raw("<p class=\"shadow\">")
             page.text(
-                "shadow status: " + (shadow.isHealthy ? "healthy" : "unhealthy")
+                "shadow status: " + (shadowVerdict?.word ?? "unhealthy")
                     + "; capture " + (shadow.capture == nil ? "not installed" : "installed")
                     + "; tailer \(options.tailerName) "
                     + ((shadow.tailer?.running ?? false) ? "running" : "not running")
                     + "; handover \(shadow.handover.name)")
             page.raw("</p>\n")
-            if !shadow.problems.isEmpty {
+            if !shadow.problems.isEmpty, cutover?.state != .completed {
                 page.raw("<ul class=\"problems\">\n")
                 for problem in shadow.problems { page.element("li", problem) }
                 page.raw("</ul>\n")

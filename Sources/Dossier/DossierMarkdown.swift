@@ -30,10 +30,8 @@ extension MigrationDossier {
             + (writeSwitchFreeze.map { "the write switch, ended \(DossierFormat.time($0.endedAt))" }
                 ?? (cutover == nil ? "no cutover" : "writes were not switched")) + " |\n"
         out += "| quarantined keys | \(quarantinedKeys) | \(quarantineReleased) released |\n"
-        if let shadow {
-            out +=
-                "| shadow status | \(shadow.isHealthy ? "healthy" : "unhealthy") | "
-                + Self.md(shadow.problems.joined(separator: "; ")) + " |\n"
+        if let verdict = shadowVerdict {
+            out += "| shadow status | \(verdict.word) | " + Self.md(verdict.note) + " |\n"
         }
 
         out += "\n## Cutover timeline\n\n"

@@ -114,6 +114,16 @@ public struct MigrationDossier: Sendable {
     public var storeInitialized: Bool
     /// The cutover's folded stream; `nil` when no cutover of that name was initialized.
     public var cutover: CutoverRecord?
+
+    /// Shadow mode's state in a word and why: a completed cutover uninstalled capture on
+    /// purpose, which `shadow status` alone would call unhealthy.
+    public var shadowVerdict: (word: String, note: String)? {
+        guard let shadow else { return nil }
+        if cutover?.state == .completed {
+            return ("ended", "at completion: capture uninstalled, legacy is a read-only archive")
+        }
+        return (shadow.isHealthy ? "healthy" : "unhealthy", shadow.problems.joined(separator: "; "))
+    }
     /// The cutover's events with the time the store recorded each, oldest first (the
     /// initialization included).
     public var cutoverRecordedAt: [PostgresTimestamp]
