@@ -42,6 +42,15 @@ extension EventStore {
         } catch let error as PostgresError where error.sqlState == "LL002" {
             throw EventStoreError.wrongExpectedVersion(
                 stream: streamID, expected: expectedVersion, actual: Int64(error.detail ?? "") ?? -1)
+        } catch let error as PostgresError
+            where (error.isUniqueViolation && error.message.contains("events_stream_version_key"))
+            || error.sqlState?.rawValue == "40P01"
+        {
+            // A writer that appends without the stream's row lock (reverse sync's attribute
+            // refreshes, a bulk append) took this version first, or the two deadlocked on the
+            // row and the version: the stream moved under this writer — the same conflict as
+            // LL002, decided again by the caller. (Seen as a 500 of serve under traffic.)
+            throw EventStoreError.wrongExpectedVersion(stream: streamID, expected: expectedVersion, actual: -1)
         } catch let error as PostgresError where error.sqlState == "LL003" {
             let parts = (error.detail ?? "").split(separator: " ", maxSplits: 1).map(String.init)
             throw EventStoreError.idempotencyConflict(

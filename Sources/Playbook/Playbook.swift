@@ -177,7 +177,12 @@ extension Playbook {
             func command(_ key: String) throws -> [String] {
                 let words: [String]
                 switch map[key] {
-                case let text as String: words = try Self.split(text)
+                case let text as String:
+                    do {
+                        words = try Self.split(text)
+                    } catch let error as PlaybookError {
+                        throw fail("step \(id): \(error.message)")
+                    }
                 case let list as [Any]: words = list.map { "\($0)" }
                 default: throw fail("step \(id): \(key) is a command (a string or a list of arguments)")
                 }

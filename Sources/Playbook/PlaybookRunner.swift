@@ -103,13 +103,34 @@ public struct PlaybookRunner: Sendable {
         return lines.joined(separator: "\n")
     }
 
-    func index(of step: String) throws -> Int {
+    func index(of step: String, option: String = "--from") throws -> Int {
         if let number = Int(step), (1...playbook.steps.count).contains(number) { return number - 1 }
         guard let index = playbook.steps.firstIndex(where: { $0.id == step }) else {
             throw PlaybookError(
-                file: file, "--from \(step): no such step (ids: \(playbook.steps.map(\.id).joined(separator: ", ")))")
+                file: file, "\(option) \(step): no such step (ids: \(playbook.steps.map(\.id).joined(separator: ", ")))")
         }
         return index
+    }
+
+    /// Everything that can be checked before anything runs or is recorded: `--from` and
+    /// `--until` name steps in that order, every duration reads once its variables are in.
+    func preflight() throws -> (from: Int?, until: Int?) {
+        let from = try options.from.map { try index(of: $0) }
+        let until = try options.until.map { try index(of: $0, option: "--until") }
+        if let from, let until, until <= from {
+            throw PlaybookError(
+                file: file, "--until \(options.until!) is not after --from \(options.from!): nothing would run")
+        }
+        for step in playbook.steps {
+            switch step.kind {
+            case .gate(_, let timeout, let every):
+                _ = try duration(timeout, of: step)
+                _ = try duration(every, of: step)
+            case .wait(let text): _ = try duration(text, of: step)
+            default: break
+            }
+        }
+        return (from, until)
     }
 
     /// Runs a `ledgerlift` command to its end with its output in a temporary file: (status, output).
@@ -132,6 +153,7 @@ public struct PlaybookRunner: Sendable {
 
     /// Runs (or, with `--dry-run`, shows) the playbook. Blocking: call it off the cooperative pool.
     public func run() throws -> Outcome {
+        let (explicit, stopBefore) = try preflight()
         if options.dryRun { return try dryRun() }
         guard let stateDSN = variables.values[playbook.state] else {
             throw PlaybookError(file: file, "the state variable \(playbook.state) has no value")
@@ -139,7 +161,7 @@ public struct PlaybookRunner: Sendable {
         let connection = try Connection.connectBlocking(stateDSN, applicationName: "ledgerlift-playbook")
         defer { connection.close() }
         let lock = PlaybookState.lock(playbook: playbook.name)
-        let (run, start) = try connection.withSessionBlocking { session -> (PlaybookState.Run, Int) in
+        let (run, start, resumed) = try connection.withSessionBlocking { session -> (PlaybookState.Run, Int, Bool) in
             try state.createSchema(in: session)
             guard try session.tryLock(lock) else {
                 throw PlaybookError(
@@ -147,7 +169,6 @@ public struct PlaybookRunner: Sendable {
                     "playbook \(playbook.name) is already running (held by \(try session.holder(of: lock) ?? "a session that has just ended")): one run at a time")
             }
             let fingerprint = try state.fingerprint(of: playbook, in: session)
-            let explicit = try options.from.map(index(of:))
             let latest = try state.latest(playbook: playbook.name, in: session)
             if let latest, latest.status == "finished", !playbook.repeatable, explicit == nil {
                 throw PlaybookError(
@@ -166,10 +187,10 @@ public struct PlaybookRunner: Sendable {
                 if start != latest.stepIndex {
                     try state.move(run: latest.id, to: start, stepID: playbook.steps[start].id, in: session)
                 }
-                return (latest, start)
+                return (latest, start, true)
             }
             let start = explicit ?? 0
-            return (try state.begin(playbook: playbook, file: file, who: Self.who(), at: start, in: session), start)
+            return (try state.begin(playbook: playbook, file: file, who: Self.who(), at: start, in: session), start, false)
         }
         defer { _ = try? connection.withSessionBlocking { try $0.unlock(lock) } }
         say(plan(from: start))
@@ -181,14 +202,13 @@ public struct PlaybookRunner: Sendable {
             say("the killed run's step is still running (pid \(orphan.pid)): waiting for it to end")
             while ChildProcess.isAlive(orphan.pid) { Thread.sleep(forTimeInterval: 0.2) }
         }
-        if run.stepIndex != 0 || run.status != "running" || start != 0 {
+        if resumed {
             say("resuming run #\(run.id) at step \(start + 1) (\(playbook.steps[start].id)), begun \(run.startedAt.iso8601) by \(run.who)")
         } else {
             say("run #\(run.id) begun")
         }
         let clock = ContinuousClock()
         let began = clock.now
-        let stopBefore = try options.until.map(index(of:))
         for index in start..<playbook.steps.count {
             let step = playbook.steps[index]
             if index == stopBefore {
@@ -339,9 +359,10 @@ public struct PlaybookRunner: Sendable {
     /// `--dry-run`: the plan, each `unless` and gate evaluated once now (read-only commands),
     /// nothing run and nothing recorded.
     func dryRun() throws -> Outcome {
-        let start = try options.from.map(index(of:)) ?? 0
+        let start = try options.from.map { try index(of: $0) } ?? 0
         say(plan(from: start))
-        say("\ndry run: nothing is run or recorded; gates and unless-checks are evaluated once, now")
+        say(
+            "\ndry run: nothing is run or recorded; read-only checks (a gate's check, unless, only_if) are evaluated once, now")
         for index in start..<playbook.steps.count {
             let step = playbook.steps[index]
             var verdict: String
@@ -350,9 +371,14 @@ public struct PlaybookRunner: Sendable {
             case .start: verdict = "would start in the background (unless recorded and alive)"
             case .pause: verdict = options.yes ? "would go on (--yes)" : "would wait for the operator"
             case .wait(let text): verdict = "would wait \(Self.text(try duration(text, of: step)))"
-            case .gate(let words, _, _):
-                // A gate that acts when it passes (`cutover advance`) names a read-only `check`.
-                let (status, output) = try quietly(step.check ?? words)
+            case .gate:
+                // A gate may act once it passes (`cutover advance`, `cutover rollback`): only its
+                // read-only `check` is run here, never the gate itself.
+                guard let check = step.check else {
+                    verdict = "would run until it exits 0 (not evaluated: the step has no read-only check)"
+                    break
+                }
+                let (status, output) = try quietly(check)
                 let why = output.split(separator: "\n").first(where: { $0.contains("FAIL") || $0.hasPrefix("Error") })
                     .map { variables.display(String($0).trimmingCharacters(in: .whitespaces)) }
                 verdict = status == 0 ? "passes now" : "would wait: not passing now" + (why.map { " (\($0))" } ?? " (exit \(status))")

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Playbook
 import Postgres
+import TextFormats
 
 /// `ledgerlift playbook run|status`: a migration written down as a YAML playbook, run step by
 /// step with its position recorded in the store.
@@ -74,7 +75,13 @@ struct PlaybookCommand: AsyncParsableCommand {
             let runner = PlaybookRunner(
                 playbook: playbook, file: file, variables: values, options: options,
                 // Unbuffered: the steps' own output (their children write to the same stdout) stays in order.
-                say: { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) })
+                // A playbook's titles, messages and values are the file's: printed with their control
+                // characters escaped (a title cannot rewrite the operator's terminal).
+                say: { text in
+                    let line = text.split(separator: "\n", omittingEmptySubsequences: false)
+                        .map { PrintableText.escaped(String($0)) }.joined(separator: "\n")
+                    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+                })
             let outcome: PlaybookRunner.Outcome
             do {
                 outcome = try await Self.onThread { try runner.run() }
@@ -198,6 +205,7 @@ struct PlaybookCommand: AsyncParsableCommand {
                     ]).rendered)
                 return
             }
+            func print(_ text: String) { Swift.print(PrintableText.escaped(text)) }
             guard !runs.isEmpty else {
                 print("no playbook run recorded in this database" + (name.map { " for \($0)" } ?? ""))
                 return

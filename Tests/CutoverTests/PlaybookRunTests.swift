@@ -63,6 +63,16 @@ struct PlaybookRunTests {
         let arguments = ["playbook", "run", playbooks.appendingPathComponent("zero-downtime.yaml").path]
             + small(port: try freeLocalPort(), directory: directory)
         var outputs = [String]()
+        // A dry run runs nothing and records nothing: no gate acts (only read-only checks run).
+        let dry = try LedgerliftBinary.runBlocking(arguments + ["--dry-run"], environment: environment)
+        outputs.append(dry.stdout + dry.stderr)
+        if dry.status != 0 || !dry.stdout.contains("dry run: nothing is run or recorded") {
+            failures.append("the dry run exited \(dry.status):\n\(dry.stdout)\(dry.stderr)")
+        }
+        if try position(store) != nil { failures.append("the dry run recorded a run") }
+        if try LedgerliftBinary.runBlocking(["cutover", "log", "--store", store]).status != 2 {
+            failures.append("the dry run began a cutover")
+        }
         // Killed inside a command step, inside a gate, and inside the write switch's gate.
         for target in ["backfill", "verified", "writes_switched"] {
             let process = try BackgroundProcess(arguments, environment: environment)
