@@ -274,6 +274,11 @@ public struct CutoverRunner: Sendable {
             var outcome = CutoverAdvanceOutcome(
                 step: CutoverStep(from: from, to: target), gates: [], dryRun: dryRun, recorded: false)
             outcome.already = true
+            if let pending = before.pendingSwitch, !dryRun {
+                // Not "nothing": the interrupted switch was just completed or undone (its event says which).
+                outcome.measurements["recovered"] =
+                    "the interrupted switch \(pending.from.rawValue) → \(pending.to.rawValue) was finished or undone first (cutover log says which)"
+            }
             return outcome
         }
         let next: CutoverState

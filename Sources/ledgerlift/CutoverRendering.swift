@@ -154,7 +154,12 @@ enum CutoverRendering {
     }
 
     static func text(_ outcome: CutoverAdvanceOutcome) -> String {
-        if outcome.already { return "already \(outcome.step.to.rawValue): nothing to do (--to names the current state)\n" }
+        if outcome.already {
+            if let recovered = outcome.measurements["recovered"] {
+                return "already \(outcome.step.to.rawValue): \(recovered); nothing more to do\n"
+            }
+            return "already \(outcome.step.to.rawValue): nothing to do (--to names the current state)\n"
+        }
         let verdict =
             outcome.recorded
             ? "advanced" : outcome.passed ? "would advance (dry run: nothing recorded)" : "blocked (nothing recorded)"
