@@ -478,7 +478,7 @@ struct LedgerAppTests {
         #expect(total.failed == 0, "\(outcome.report.text)")
         #expect(total.rerouted > 0, "\(outcome.report.text)")
         #expect(!outcome.legacyBefore.isEmpty)
-        #expect(outcome.ledger.count > 10, "\(outcome.report.text)")
+        #expect(!outcome.ledger.isEmpty, "\(outcome.report.text)")
         #expect(outcome.legacyAfter.isEmpty, "legacy acknowledged \(outcome.legacyAfter.sorted()) after its guard")
         // Every op the ledger took came after every op legacy took before the switch began.
         #expect(outcome.legacyBeforeVerification.isClean, "\(Self.describe(outcome.legacyBeforeVerification))")
@@ -492,8 +492,10 @@ struct LedgerAppTests {
         let outcome = try await Self.switchUnderTraffic("ledgerapp_rollback", rollback: true)
         let total = outcome.report.total
         #expect(total.failed == 0, "\(outcome.report.text)")
-        #expect(outcome.ledger.count > 10, "\(outcome.report.text)")
-        #expect(outcome.legacyAfter.count > 10, "legacy took writes again: \(outcome.report.text)")
+        // Some operations on each side: how many depends on how fast a loaded machine runs the
+        // debug application in the window (8 on the ledger in one CI run), not on correctness.
+        #expect(!outcome.ledger.isEmpty, "\(outcome.report.text)")
+        #expect(!outcome.legacyAfter.isEmpty, "legacy took writes again: \(outcome.report.text)")
         #expect(outcome.ledger.isDisjoint(with: outcome.legacyAfter))
         #expect(outcome.ledgerVerification.isClean, "\(Self.describe(outcome.ledgerVerification))")
         let legacy = try #require(outcome.legacyAfterVerification)
