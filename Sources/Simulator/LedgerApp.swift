@@ -72,7 +72,10 @@ public struct LedgerApp: BillingApp {
         /// runner retries).
         public var lockTimeout: Duration
         /// The store whose read models the journal entry is completed from, once serve has
-        /// answered: `nil` journals the dry run's prediction as it is.
+        /// answered, and whose locks keep an operation whole: one operation per customer, and
+        /// the routing's operation lock held shared across an operation's commands, so a
+        /// rollback's freeze never falls between them. `nil` journals the dry run's prediction
+        /// as it is and takes neither lock: only for an app that never meets a rollback.
         public var storeDSN: String?
         /// The read models' schema in that store.
         public var readSchema = "ledgerlift_read"

@@ -43,8 +43,11 @@ struct LedgerAppTests {
             }
         }
 
+        /// The ledger application as `simulate --reroute` makes it: with the store, so it holds
+        /// the store's operation lock across an operation's commands (a rollback's freeze cannot
+        /// fall between them) and journals what the read models hold.
         func ledgerApp() throws -> LedgerApp {
-            try LedgerApp(.init(endpoint: endpoint, legacyDSN: legacy, mapping: mapping))
+            try LedgerApp(.init(endpoint: endpoint, legacyDSN: legacy, mapping: mapping, storeDSN: store))
         }
     }
 
