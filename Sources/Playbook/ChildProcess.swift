@@ -17,7 +17,10 @@ struct ChildProcess {
 
     /// Starts `executable` with `arguments`. `ownGroup` puts it in a process group of its own, so
     /// a Ctrl-C meant for the playbook does not stop a service it started.
-    init(executable: String, arguments: [String], output: Output, ownGroup: Bool = false) throws {
+    /// `environment` (`NAME=value` strings) replaces this process's environment when given.
+    init(
+        executable: String, arguments: [String], output: Output, ownGroup: Bool = false, environment: [String]? = nil
+    ) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -41,8 +44,13 @@ struct ChildProcess {
         }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        let envp = environment.map { $0.map { strdup($0) } + [nil] }
+        defer { envp?.forEach { free($0) } }
         var pid = pid_t()
-        let status = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        let status =
+            if let envp { posix_spawn(&pid, executable, &actions, &attributes, argv, envp) } else {
+                posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+            }
         guard status == 0 else {
             throw PlaybookError(file: executable, "cannot start ledgerlift: \(String(cString: strerror(status)))")
         }

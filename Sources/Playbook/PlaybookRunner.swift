@@ -137,7 +137,9 @@ public struct PlaybookRunner: Sendable {
     func quietly(_ words: [String], spawned: (Int32) -> Void = { _ in }) throws -> (Int32, String) {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("ledgerlift-playbook-\(UUID().uuidString).log").path
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let child = try ChildProcess(executable: options.executable, arguments: variables.substitute(words), output: .file(path))
+        let child = try ChildProcess(
+            executable: options.executable, arguments: variables.arguments(words), output: .file(path),
+            environment: childEnvironment)
         spawned(child.pid)
         let status = child.wait()
         return (status, (try? String(contentsOfFile: path, encoding: .utf8)) ?? "")
@@ -147,6 +149,64 @@ public struct PlaybookRunner: Sendable {
     func tail(_ output: String, lines: Int = 12) -> String {
         output.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines)
             .map { "      " + variables.display(String($0)) }.joined(separator: "\n")
+    }
+
+    // MARK: - The password file
+
+    /// The run's password file: `<log directory>/<playbook>.pgpass`, beside the logs of the
+    /// services that keep reading it (a service reconnecting needs its password long after the
+    /// run ended); a dry run's is a temporary file of its own. `nil` when no secret connection
+    /// string carries a password.
+    var passwordFile: String? {
+        guard !variables.passwordFileLines.isEmpty else { return nil }
+        if options.dryRun {
+            // A dry run's own, removed when it ends: it must not rewrite a running run's file.
+            return FileManager.default.temporaryDirectory.appendingPathComponent(
+                "ledgerlift-playbook-\(playbook.name)-\(getpid()).pgpass"
+            ).path
+        }
+        let directory = URL(fileURLWithPath: options.logDirectory).standardizedFileURL
+        return directory.appendingPathComponent("\(playbook.name).pgpass").path
+    }
+
+    /// The steps' environment: this process's, with `PGPASSFILE` naming ``passwordFile``;
+    /// `nil` (this process's as it is) without one.
+    var childEnvironment: [String]? {
+        guard let passwordFile else { return nil }
+        var environment = ProcessInfo.processInfo.environment
+        environment["PGPASSFILE"] = passwordFile
+        return environment.map { "\($0.key)=\($0.value)" }.sorted()
+    }
+
+    /// Writes ``passwordFile`` (mode 0600, replaced whole): the secret connection strings'
+    /// lines, then the operator's own password file (`PGPASSFILE`, else `~/.pgpass`), so the
+    /// connection strings that name no password still find theirs.
+    func writePasswordFile() throws {
+        guard let path = passwordFile else { return }
+        let directory = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(
+            atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let environment = ProcessInfo.processInfo.environment
+        let own = environment["PGPASSFILE"] ?? (environment["HOME"].map { $0 + "/.pgpass" })
+        var text = variables.passwordFileLines.joined(separator: "\n") + "\n"
+        if let own, own != path, let contents = try? String(contentsOfFile: own, encoding: .utf8) {
+            text += contents.hasSuffix("\n") || contents.isEmpty ? contents : contents + "\n"
+        }
+        let temporary = path + ".\(getpid()).tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw PlaybookError(file: file, "cannot write the password file \(path): \(String(cString: strerror(errno)))")
+        }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        // An existing file keeps its mode through O_TRUNC: libpq ignores one others can read.
+        fchmod(fd, 0o600)
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard written == bytes.count, synced, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw PlaybookError(file: file, "cannot write the password file \(path): \(String(cString: strerror(errno)))")
+        }
     }
 
     // MARK: - Running
@@ -193,6 +253,8 @@ public struct PlaybookRunner: Sendable {
             return (try state.begin(playbook: playbook, file: file, who: Self.who(), at: start, in: session), start, false)
         }
         defer { _ = try? connection.withSessionBlocking { try $0.unlock(lock) } }
+        // Under the lock: the run's services read this file, and only this run rewrites it.
+        try writePasswordFile()
         say(plan(from: start))
         // A run killed with its step's child still running (kill -9 reaches the playbook, not the
         // child): the step is run again only once that child has ended, never two at once.
@@ -277,7 +339,9 @@ public struct PlaybookRunner: Sendable {
         switch step.kind {
         case .run(let words):
             say("$ " + variables.display(command: words))
-            let child = try ChildProcess(executable: options.executable, arguments: variables.substitute(words), output: .inherit)
+            let child = try ChildProcess(
+                executable: options.executable, arguments: variables.arguments(words), output: .inherit,
+                environment: childEnvironment)
             spawned(child.pid)
             let status = child.wait()
             return status == 0 ? ("done", nil) : ("failed", "\(variables.display(command: words)) exited \(status)")
@@ -332,7 +396,8 @@ public struct PlaybookRunner: Sendable {
             let log = URL(fileURLWithPath: options.logDirectory).appendingPathComponent("\(playbook.name)-\(step.id).log").path
             say("$ \(command) >> \(log) &")
             let child = try ChildProcess(
-                executable: options.executable, arguments: variables.substitute(words), output: .file(log), ownGroup: true)
+                executable: options.executable, arguments: variables.arguments(words), output: .file(log), ownGroup: true,
+                environment: childEnvironment)
             try connection.withSessionBlocking {
                 try state.recordService(
                     playbook: playbook.name, stepID: step.id, pid: child.pid, host: host, command: command, log: log, in: $0)
@@ -360,6 +425,8 @@ public struct PlaybookRunner: Sendable {
     /// nothing run and nothing recorded.
     func dryRun() throws -> Outcome {
         let start = try options.from.map { try index(of: $0) } ?? 0
+        try writePasswordFile()
+        defer { if let passwordFile { unlink(passwordFile) } }
         say(plan(from: start))
         say(
             "\ndry run: nothing is run or recorded; read-only checks (a gate's check, unless, only_if) are evaluated once, now")

@@ -3,10 +3,18 @@ import Postgres
 
 /// The values of a playbook's variables for one run: `--var name=value`, else the variable's
 /// environment variable, else its default. Secrets are substituted into the commands run and
-/// nowhere else: what is printed or recorded goes through ``display(_:)``.
+/// nowhere else — a connection string's password not even there: the steps read it from a
+/// password file (``passwordFileLines``). What is printed or recorded goes through
+/// ``display(_:)``.
 public struct PlaybookVariables: Sendable {
     public private(set) var values: [String: String]
     let secrets: [String]
+    /// ``values`` as the steps' commands receive them: secret connection strings without their
+    /// passwords.
+    let argumentValues: [String: String]
+    /// The password file lines of the secret connection strings that carry a password: what
+    /// the steps' `PGPASSFILE` holds (``PlaybookRunner``).
+    public let passwordFileLines: [String]
 
     /// - Throws: ``PlaybookError`` naming a variable without a value (and how to give it one),
     ///   or a `--var` the playbook does not declare.
@@ -31,6 +39,17 @@ public struct PlaybookVariables: Sendable {
             }
         }
         self.values = values
+        // A secret connection string reaches the steps without its password (a command line is
+        // readable by every user of the machine): the password goes to the run's password file.
+        var arguments = values
+        var lines = [String]()
+        for variable in playbook.variables where variable.secret {
+            guard let value = values[variable.name], let entry = ConnectionString.passwordFileEntry(value) else { continue }
+            arguments[variable.name] = entry.withoutPassword
+            if !lines.contains(entry.line) { lines.append(entry.line) }
+        }
+        self.argumentValues = arguments
+        self.passwordFileLines = lines
         // Longest first: a secret containing another is masked whole.
         self.secrets = playbook.variables.filter(\.secret).compactMap { values[$0.name] }.filter { !$0.isEmpty }
             .sorted { $0.count > $1.count }
@@ -44,6 +63,16 @@ public struct PlaybookVariables: Sendable {
     }
 
     public func substitute(_ words: [String]) -> [String] { words.map(substitute) }
+
+    /// A step's command words as its child process receives them: every `${name}` replaced,
+    /// secret connection strings without their passwords (in ``passwordFileLines``).
+    public func arguments(_ words: [String]) -> [String] {
+        words.map { word in
+            var out = word
+            for (name, value) in argumentValues { out = out.replacingOccurrences(of: "${\(name)}", with: value) }
+            return out
+        }
+    }
 
     /// `text` with every secret's value masked: a connection string without its password (or
     /// `(unprintable connection string)`), anything else `•••`.
@@ -59,8 +88,10 @@ public struct PlaybookVariables: Sendable {
     /// A command as printed: `ledgerlift` and its arguments, secrets masked, words with blanks quoted.
     public func display(command words: [String]) -> String {
         display(
-            (["ledgerlift"] + substitute(words)).map { word in
-                word.isEmpty || word.contains(where: \.isWhitespace) ? "'\(word)'" : word
+            (["ledgerlift"] + arguments(words)).map { word in
+                guard word.isEmpty || word.contains(where: \.isWhitespace) else { return word }
+                // A connection string without its password is `key='value'` pairs.
+                return word.contains("'") ? "\"\(word)\"" : "'\(word)'"
             }.joined(separator: " "))
     }
 }

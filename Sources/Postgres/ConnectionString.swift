@@ -457,3 +457,42 @@ extension String {
 public func quoteIdentifier(_ identifier: String) -> String {
     "\"" + identifier.replacing("\"", with: "\"\"") + "\""
 }
+
+extension ConnectionString {
+    /// A connection string that names its password, split into the same string without it and
+    /// the password file line (libpq's `PGPASSFILE` format) that gives it back.
+    public struct PasswordFileEntry: Sendable, Hashable {
+        /// The string without its password, as `key='value'` pairs in libpq's order of reading
+        /// (keys sorted): safe on a command line, which every user of the machine can read.
+        public var withoutPassword: String
+        /// `host:port:database:user:password`, `*` for what the string leaves to libpq's
+        /// defaults or the environment (or names several of), `\` and `:` escaped.
+        public var line: String
+    }
+
+    /// `dsn` split into a string without its password and a password file line; `nil` for a
+    /// string libpq cannot parse, that carries no password (nothing to move), or whose password
+    /// holds a line break (a password file cannot). An `sslpassword` stays in the string.
+    public static func passwordFileEntry(_ dsn: String) -> PasswordFileEntry? {
+        // A line break cannot be written in a password file: such a password stays where it is.
+        guard let options = parsedOptions(dsn), let password = options["password"], !password.contains(where: \.isNewline)
+        else { return nil }
+        func quoted(_ value: String) -> String {
+            "'" + value.replacing("\\", with: "\\\\").replacing("'", with: "\\'") + "'"
+        }
+        func field(_ value: String?) -> String {
+            // Several hosts or ports (a list libpq tries in turn): any of them.
+            guard let value, !value.isEmpty, !value.contains(",") else { return "*" }
+            return value.replacing("\\", with: "\\\\").replacing(":", with: "\\:")
+        }
+        // libpq matches a socket directory as `localhost`, and `hostaddr` when there is no host.
+        let named = options["host"] ?? options["hostaddr"]
+        let host = named.map { $0.hasPrefix("/") || $0.hasPrefix("@") } == true ? "localhost" : field(named)
+        let kept = options.filter { $0.key != "password" }.sorted { $0.key < $1.key }
+        let passwordField = password.replacing("\\", with: "\\\\").replacing(":", with: "\\:")
+        return PasswordFileEntry(
+            withoutPassword: kept.map { "\($0.key)=\(quoted($0.value))" }.joined(separator: " "),
+            line: [host, field(options["port"]), field(options["dbname"]), field(options["user"]), passwordField]
+                .joined(separator: ":"))
+    }
+}

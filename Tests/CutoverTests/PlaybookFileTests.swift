@@ -74,8 +74,12 @@ struct PlaybookFileTests {
         #expect(values.values["mapping"] == "n.yaml")
         guard case .run(let words) = playbook.steps[0].kind else { Issue.record("not a run step"); return }
         #expect(values.substitute(words) == ["store", "init", "--store", "postgresql://u:hunter2@db/ledger", "--mapping", "n.yaml x"])
+        // The steps receive the connection string without its password, which goes to the run's
+        // password file: a command line is readable by every user of the machine.
+        #expect(values.arguments(words) == ["store", "init", "--store", "dbname='ledger' host='db' user='u'", "--mapping", "n.yaml x"])
+        #expect(values.passwordFileLines == ["db:*:ledger:u:hunter2"])
         let shown = values.display(command: words)
-        #expect(shown == "ledgerlift store init --store postgresql://u:****@db/ledger --mapping 'n.yaml x'")
+        #expect(shown == "ledgerlift store init --store \"dbname='ledger' host='db' user='u'\" --mapping 'n.yaml x'")
         #expect(values.display("token abc123 here") == "token ••• here")
         #expect(throws: PlaybookError.self) {
             try PlaybookVariables(playbook, file: "p.yaml", assignments: [:], environment: ["TOKEN": "x"])

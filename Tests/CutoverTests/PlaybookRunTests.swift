@@ -39,14 +39,17 @@ struct PlaybookRunTests {
     /// Stops the services the playbook's start steps left running (serve: the ledger is the
     /// authority after `completed`, and keeps serving).
     static func stopServices(_ store: String) throws {
+        for pid in try servicePids(store) { kill(pid, SIGTERM) }
+    }
+
+    static func servicePids(_ store: String) throws -> [Int32] {
         let connection = try Connection.connectBlocking(store)
         defer { connection.close() }
-        let pids = try connection.withSessionBlocking { session -> [Int32] in
+        return try connection.withSessionBlocking { session -> [Int32] in
             guard try session.query("SELECT to_regclass('ledgerlift_playbook.services') IS NOT NULL").rows[0].decode(at: 0, as: Bool.self)
             else { return [] }
             return try session.query("SELECT pid FROM ledgerlift_playbook.services").rows.map { try $0.decode(at: 0, as: Int32.self) }
         }
-        for pid in pids { kill(pid, SIGTERM) }
     }
 
     static func killedAndResumed(legacy: String, store: String) throws -> [String] {
@@ -114,11 +117,25 @@ struct PlaybookRunTests {
             "diff", "--legacy", legacy, "--store", store, "--mapping", referenceMappingPath,
         ])
         if diff.status != 0 { failures.append("diff after the migration: \(diff.stdout)") }
-        // The password: in no output, no service log, no recorded row.
+        // The password: in no output, no service log, no recorded row, no command line of a
+        // service still running (serve); only in the run's password file, which only its owner reads.
         var texts = outputs + [status.stdout, log.stdout]
-        for file in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
+        let passwordFile = directory + "/zero-downtime.pgpass"
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where directory + "/" + file != passwordFile {
             texts.append((try? String(contentsOfFile: directory + "/" + file, encoding: .utf8)) ?? "")
         }
+        let mode = (try? FileManager.default.attributesOfItem(atPath: passwordFile))?[.posixPermissions] as? Int
+        if mode != 0o600 { failures.append("the password file's mode is \(mode.map { String($0, radix: 8) } ?? "none"), not 600") }
+        if (try? String(contentsOfFile: passwordFile, encoding: .utf8))?.contains(":\(secret)\n") != true {
+            failures.append("the password file does not hold the DSNs' password")
+        }
+        var commandLines = 0
+        for pid in try Self.servicePids(store) {
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty else { continue }
+            commandLines += 1
+            texts.append(String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self))
+        }
+        if commandLines == 0 { failures.append("no service of the playbook was running to read the command line of") }
         let connection = try Connection.connectBlocking(store)
         defer { connection.close() }
         texts += try connection.withSessionBlocking { session in
