@@ -1,3 +1,5 @@
+import Billing
+import Commands
 @testable import Cutover
 import EventStore
 import Foundation
@@ -212,6 +214,44 @@ struct CutoverWriteSwitchTests {
             #expect(record.state == .writesSwitched && record.pendingSwitch == nil)
             let routing = try await withSession(store) { try RoutingTable().read(in: $0) }
             #expect(routing?.writes == .ledger)
+        }
+    }
+
+    /// A row reverse sync could not write back (legacy's `bigint` id refuses a Stripe-made
+    /// `cus_…` key) is missing from legacy: a rollback would lose it. The rollback refuses and
+    /// names the row; writes stay with the ledger and legacy stays guarded.
+    @Test func aRollbackRefusesWhileReverseSyncHasQuarantinedRows() async throws {
+        try await Self.atReadsSwitched { legacy, store, runner, mapping in
+            let legacyConnection = try await Connection.connect(legacy)
+            let storeConnection = try await Connection.connect(store)
+            defer {
+                legacyConnection.close()
+                storeConnection.close()
+            }
+            _ = try await runner.switchWrites(
+                try await runner.record(store: storeConnection), gates: [], reason: "go", legacy: legacyConnection,
+                store: storeConnection, mapping: mapping, options: CutoverSwitchOptions(maxFreeze: .seconds(30)))
+            _ = try await CommandExecutor().execute(
+                .createCustomer(
+                    CreateCustomer(
+                        customerID: "cus_Stripe1", email: "stripe@example.com", currency: "EUR", timeZone: "UTC",
+                        at: PostgresTimestamp("2027-01-04T10:00:00Z")!)),
+                requestID: nil, on: storeConnection)
+            let sync = try await ledgerlift([
+                "shadow", "reverse-sync", "--legacy", legacy, "--store", store, "--mapping", referenceMappingPath,
+            ])
+            #expect(sync.stdout.contains("QUARANTINED 1"), "\(sync.stdout)\(sync.stderr)")
+
+            let rollback = try await ledgerlift([
+                "cutover", "rollback", "--legacy", legacy, "--store", store, "--max-freeze", "30", "--reason", "drill",
+            ])
+            #expect(rollback.status == 1, "\(rollback.stdout)\(rollback.stderr)")
+            #expect(rollback.stderr.contains("legacy lacks 1 row(s)"), "\(rollback.stderr)")
+            #expect(rollback.stderr.contains("cus_Stripe1"), "\(rollback.stderr)")
+            #expect(try await runner.record(store: storeConnection).state == .writesSwitched)
+            let routing = try await withSession(store) { try RoutingTable().read(in: $0) }
+            #expect(routing?.writes == .ledger)
+            #expect(try await Self.guarded(legacy, mapping).count == LegacyWriteGuard(mapping: mapping).tables.count)
         }
     }
 }
