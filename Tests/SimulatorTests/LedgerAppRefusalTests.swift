@@ -95,7 +95,10 @@ struct LedgerAppRefusalTests {
             return
         }
         #expect(Simulation.errorCode(of: error) == LedgerAppError.writesOnLegacyCode)
-        #expect(outcome.requests.count > 1)
+        // How many requests fit in the budget depends on the machine's load (one, in a loaded
+        // CI); that refusals are retried under the same key is writesOnLegacyIsRetried…'s.
+        #expect(!outcome.requests.isEmpty)
+        #expect(Set(outcome.requests.map { $0.headers["idempotency-key"] }) == ["0a1b2c3d:7/1"])
     }
 
     @Test func frozenWritesAreRetriedThenFail() async throws {
