@@ -169,7 +169,8 @@ enum CutoverBenchmark {
         let ratio = String(format: "%.2f", switched.p99 / max(baseline.p99, 0.001))
         say(
             "  \(Int(rate)) ops/s: freeze \(m("freeze_ms")) ms (legacy locked \(m("legacy_locked_ms")) ms, lock wait "
-                + "\(m("lock_wait_ms")) ms, drain \(m("drain_ms")) ms, verify \(m("verify_ms")) ms on \(m("keys_verified")) keys), "
+                + "\(m("lock_wait_ms")) ms, drain \(m("drain_ms")) ms, verify \(m("verify_ms")) ms on \(m("keys_verified")) keys, "
+                + "routing \(m("routing_ms")) ms), "
                 + "\(undone) switch(es) undone before; longest wait of a re-routed op \(ms(switched.reroutedBlockedMaxMs)) ms; "
                 + "app p99 \(ms(switched.p99)) ms vs baseline \(ms(baseline.p99)) ms (×\(ratio)); achieved "
                 + "\(ms(switched.achieved)) ops/s vs baseline \(ms(baseline.achieved)); failed \(switched.failed), skipped "

@@ -207,8 +207,9 @@ public struct CommandExecutor: Sendable {
                 command: name, summary: "request \(requestID) was executed already: nothing appended",
                 events: loaded.requestEvents, rows: rows, replayed: true)
         }
-        // Read with FOR SHARE in this transaction: a routing change waits for it to commit, and
-        // no command appends once writes belong to legacy again (the rollback's freeze).
+        // Read under the routing lock (shared) in this transaction: a routing change waits for
+        // it to commit, and no command appends once writes belong to legacy again (the
+        // rollback's freeze).
         if let routing = try RoutingTable(store: store).readForWrite(in: tx), routing.writes != .ledger {
             throw WritesRoutedElsewhere(cutover: routing.cutover, writes: routing.writes)
         }

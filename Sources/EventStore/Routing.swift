@@ -58,17 +58,35 @@ public struct RoutingTable: Sendable {
         try read(lock: "", in: session)
     }
 
-    /// The routing, read with `FOR SHARE` inside a writer's transaction: a change of routing
-    /// (an `UPDATE`) waits until every command that read it has committed, and every command
-    /// after the change sees it. That is what makes the rollback's write freeze exact.
+    /// The lock every writer's transaction holds SHARED while it reads the routing and acts on
+    /// it (``readForWrite(in:)``), and ``set(cutover:reads:writes:in:)`` takes EXCLUSIVE: a
+    /// change of routing waits until every command that read it has committed, and every
+    /// command after the change sees it. That is what makes the write switch and the rollback's
+    /// freeze exact.
+    ///
+    /// An advisory lock rather than the row's `FOR SHARE` alone: the lock manager queues a new
+    /// shared request behind a waiting exclusive one, while a row's share lockers keep joining
+    /// ahead of a waiting `UPDATE`. Under a storm of refused commands (an application retrying
+    /// `writes_on_legacy` during the switch) the row lock left the routing update waiting for
+    /// a second at 200 operations/s; the advisory lock bounds its wait by the commands already
+    /// in flight.
+    public var routingLock: AdvisoryLock { AdvisoryLock("ledgerlift.routing/" + store.schema) }
+
+    /// The routing, read inside a writer's transaction under ``routingLock`` (shared) and with
+    /// `FOR SHARE` (which also holds off an `UPDATE` made by hand in psql).
     public func readForWrite(in session: Session) throws -> Routing? {
-        try read(lock: " FOR SHARE", in: session)
+        guard try exists(in: session) else { return nil }
+        try session.execute("SELECT pg_advisory_xact_lock_shared(\(AdvisoryLock.keySQL()))", [routingLock.name])
+        return try read(lock: " FOR SHARE", in: session)
     }
 
     /// Sets both routes (creating the row), bumping the version; returns the new routing.
+    /// Call it in a transaction: it waits (bounded by `lock_timeout`) for ``routingLock``, held
+    /// until the transaction ends.
     @discardableResult
     public func set(cutover: String, reads: RouteTarget, writes: RouteTarget, in session: Session) throws -> Routing {
         precondition(reads != .frozen, "reads are never frozen")
+        try session.lock(routingLock, scope: .transaction)
         let row = try session.query(
             """
             INSERT INTO \(store.s).routing AS r (cutover, reads, writes, version) VALUES ($1, $2, $3, 1)
