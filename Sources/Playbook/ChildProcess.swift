@@ -72,6 +72,31 @@ struct ChildProcess {
         return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
     }
 
+    /// Waits for the end until `deadline`: the exit status as ``wait()`` gives it, or `nil`
+    /// when the child still runs then.
+    func wait(until deadline: ContinuousClock.Instant) -> Int32? {
+        while true {
+            var status: Int32 = 0
+            let waited = waitpid(pid, &status, WNOHANG)
+            if waited == pid {
+                let signal = status & 0x7F
+                return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
+            }
+            if waited == -1 && errno != EINTR { return wait() }
+            if ContinuousClock.now >= deadline { return nil }
+            usleep(50_000)
+        }
+    }
+
+    /// Stops the child: SIGTERM, then SIGKILL if it has not ended within `grace`; its status.
+    @discardableResult
+    func stop(grace: Duration = .seconds(10)) -> Int32 {
+        kill(pid, SIGTERM)
+        if let status = wait(until: ContinuousClock.now + grace) { return status }
+        kill(pid, SIGKILL)
+        return wait()
+    }
+
     /// Whether a process `pid` is alive (and not a zombie of ours).
     static func isAlive(_ pid: Int32) -> Bool {
         guard pid > 0, kill(pid, 0) == 0 || errno == EPERM else { return false }

@@ -46,6 +46,9 @@ public struct PlaybookRunner: Sendable {
     public let options: Options
     let state = PlaybookState()
     let say: @Sendable (String) -> Void
+    /// A dry run's private directory for its password file (an unguessable name, created 0700).
+    let dryRunDirectory = FileManager.default.temporaryDirectory
+        .appendingPathComponent("ledgerlift-playbook-\(UUID().uuidString)").path
 
     public init(
         playbook: Playbook, file: String, variables: PlaybookVariables, options: Options,
@@ -135,13 +138,28 @@ public struct PlaybookRunner: Sendable {
 
     /// Runs a `ledgerlift` command to its end with its output in a temporary file: (status, output).
     func quietly(_ words: [String], spawned: (Int32) -> Void = { _ in }) throws -> (Int32, String) {
+        let (status, output) = try quietly(words, until: nil, spawned: spawned)
+        return (status ?? 128 + SIGKILL, output)
+    }
+
+    /// The same, bounded: a command still running at `deadline` (a gate's timeout) is stopped
+    /// (SIGTERM, then SIGKILL after 10 s) and its status is `nil`.
+    func quietly(
+        _ words: [String], until deadline: ContinuousClock.Instant?, spawned: (Int32) -> Void = { _ in }
+    ) throws -> (Int32?, String) {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("ledgerlift-playbook-\(UUID().uuidString).log").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         let child = try ChildProcess(
             executable: options.executable, arguments: variables.arguments(words), output: .file(path),
             environment: childEnvironment)
         spawned(child.pid)
-        let status = child.wait()
+        var status: Int32?
+        if let deadline {
+            status = child.wait(until: deadline)
+            if status == nil { child.stop() }
+        } else {
+            status = child.wait()
+        }
         return (status, (try? String(contentsOfFile: path, encoding: .utf8)) ?? "")
     }
 
@@ -155,58 +173,104 @@ public struct PlaybookRunner: Sendable {
 
     /// The run's password file: `<log directory>/<playbook>.pgpass`, beside the logs of the
     /// services that keep reading it (a service reconnecting needs its password long after the
-    /// run ended); a dry run's is a temporary file of its own. `nil` when no secret connection
-    /// string carries a password.
+    /// run ended); a dry run's is in a private directory of its own (``dryRunDirectory``).
+    /// `nil` when no secret connection string carries a password.
     var passwordFile: String? {
         guard !variables.passwordFileLines.isEmpty else { return nil }
         if options.dryRun {
-            // A dry run's own, removed when it ends: it must not rewrite a running run's file.
-            return FileManager.default.temporaryDirectory.appendingPathComponent(
-                "ledgerlift-playbook-\(playbook.name)-\(getpid()).pgpass"
-            ).path
+            return URL(fileURLWithPath: dryRunDirectory).appendingPathComponent("\(playbook.name).pgpass").path
         }
-        let directory = URL(fileURLWithPath: options.logDirectory).standardizedFileURL
-        return directory.appendingPathComponent("\(playbook.name).pgpass").path
+        return URL(fileURLWithPath: options.logDirectory).standardizedFileURL
+            .appendingPathComponent("\(playbook.name).pgpass").path
     }
 
-    /// The steps' environment: this process's, with `PGPASSFILE` naming ``passwordFile``;
-    /// `nil` (this process's as it is) without one.
-    var childEnvironment: [String]? {
-        guard let passwordFile else { return nil }
+    /// The steps' environment: this process's without the variables secrets came from (a
+    /// service would keep them for its lifetime), with `PGPASSFILE` naming ``passwordFile``.
+    var childEnvironment: [String] {
         var environment = ProcessInfo.processInfo.environment
-        environment["PGPASSFILE"] = passwordFile
+        for name in variables.secretEnvironment { environment[name] = nil }
+        if let passwordFile { environment["PGPASSFILE"] = passwordFile }
         return environment.map { "\($0.key)=\($0.value)" }.sorted()
     }
 
-    /// Writes ``passwordFile`` (mode 0600, replaced whole): the secret connection strings'
-    /// lines, then the operator's own password file (`PGPASSFILE`, else `~/.pgpass`), so the
-    /// connection strings that name no password still find theirs.
+    /// Checks, before anything is recorded, that the log directory can be used (created 0700
+    /// when missing): start steps write their services' logs there, and the password file.
+    func prepareLogDirectory() throws {
+        let needed = passwordFile != nil || playbook.steps.contains { if case .start = $0.kind { true } else { false } }
+        guard needed else { return }
+        let path = options.logDirectory
+        // Component by component, for the system's reason (Foundation's is "error 512" on Linux).
+        var made = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            made += "/" + component
+            if mkdir(made, 0o700) != 0 && errno != EEXIST {
+                throw PlaybookError(file: file, "--log-dir \(path): cannot create it (\(made): \(String(cString: strerror(errno))))")
+            }
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue,
+            access(path, W_OK | X_OK) == 0
+        else {
+            throw PlaybookError(file: file, "--log-dir \(path): not a directory this user can write to")
+        }
+    }
+
+    /// The operator's own password file (`PGPASSFILE`, else `~/.pgpass`) as libpq would read
+    /// it: only a regular file that neither group nor others can read (libpq ignores any other),
+    /// and never ``passwordFile`` itself by another name.
+    func operatorPasswordFile() -> String? {
+        let environment = ProcessInfo.processInfo.environment
+        guard let own = environment["PGPASSFILE"] ?? environment["HOME"].map({ $0 + "/.pgpass" }) else { return nil }
+        var info = stat()
+        guard stat(own, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_mode & 0o077 == 0 else { return nil }
+        if let path = passwordFile, let mine = realpath(path, nil) {
+            defer { free(mine) }
+            if let theirs = realpath(own, nil) {
+                defer { free(theirs) }
+                if strcmp(mine, theirs) == 0 { return nil }
+            }
+        }
+        return try? String(contentsOfFile: own, encoding: .utf8)
+    }
+
+    /// Writes ``passwordFile`` (mode 0600, replaced whole through a file of an unguessable name
+    /// created exclusively, never through a link): the secret connection strings' lines, then
+    /// the operator's own password file, so the connection strings that name no password still
+    /// find theirs.
     func writePasswordFile() throws {
         guard let path = passwordFile else { return }
         let directory = (path as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(
-            atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let environment = ProcessInfo.processInfo.environment
-        let own = environment["PGPASSFILE"] ?? (environment["HOME"].map { $0 + "/.pgpass" })
+        if options.dryRun {
+            guard mkdir(directory, 0o700) == 0 else {
+                throw PlaybookError(file: file, "cannot create \(directory): \(String(cString: strerror(errno)))")
+            }
+        }
         var text = variables.passwordFileLines.joined(separator: "\n") + "\n"
-        if let own, own != path, let contents = try? String(contentsOfFile: own, encoding: .utf8) {
+        if let contents = operatorPasswordFile() {
             text += contents.hasSuffix("\n") || contents.isEmpty ? contents : contents + "\n"
         }
-        let temporary = path + ".\(getpid()).tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        let temporary = path + ".\(UUID().uuidString).tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw PlaybookError(file: file, "cannot write the password file \(path): \(String(cString: strerror(errno)))")
         }
         let bytes = Array(text.utf8)
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        // An existing file keeps its mode through O_TRUNC: libpq ignores one others can read.
-        fchmod(fd, 0o600)
         let synced = fsync(fd) == 0
         close(fd)
         guard written == bytes.count, synced, rename(temporary, path) == 0 else {
+            let reason = String(cString: strerror(errno))
             unlink(temporary)
-            throw PlaybookError(file: file, "cannot write the password file \(path): \(String(cString: strerror(errno)))")
+            throw PlaybookError(file: file, "cannot write the password file \(path): \(reason)")
         }
+    }
+
+    /// A run whose secrets carry no password (any more) leaves no password file behind.
+    func removeStalePasswordFile() {
+        guard passwordFile == nil, !options.dryRun else { return }
+        let stale = URL(fileURLWithPath: options.logDirectory).standardizedFileURL
+            .appendingPathComponent("\(playbook.name).pgpass").path
+        unlink(stale)
     }
 
     // MARK: - Running
@@ -215,6 +279,7 @@ public struct PlaybookRunner: Sendable {
     public func run() throws -> Outcome {
         let (explicit, stopBefore) = try preflight()
         if options.dryRun { return try dryRun() }
+        try prepareLogDirectory()
         guard let stateDSN = variables.values[playbook.state] else {
             throw PlaybookError(file: file, "the state variable \(playbook.state) has no value")
         }
@@ -255,6 +320,7 @@ public struct PlaybookRunner: Sendable {
         defer { _ = try? connection.withSessionBlocking { try $0.unlock(lock) } }
         // Under the lock: the run's services read this file, and only this run rewrites it.
         try writePasswordFile()
+        removeStalePasswordFile()
         say(plan(from: start))
         // A run killed with its step's child still running (kill -9 reaches the playbook, not the
         // child): the step is run again only once that child has ended, never two at once.
@@ -360,7 +426,15 @@ public struct PlaybookRunner: Sendable {
             var lastReport = clock.now
             while true {
                 attempts += 1
-                let (status, output) = try quietly(words, spawned: spawned)
+                let (finished, output) = try quietly(words, until: deadline, spawned: spawned)
+                guard let status = finished else {
+                    say(tail(output, lines: 20))
+                    return (
+                        "failed",
+                        "not passed within \(Self.text(timeout)): attempt \(attempts) was still running then and was stopped "
+                            + "(its last output is above)"
+                    )
+                }
                 if status == 0 {
                     say(tail(output, lines: 20))
                     return ("done", "passed at attempt \(attempts)")
@@ -426,7 +500,8 @@ public struct PlaybookRunner: Sendable {
     func dryRun() throws -> Outcome {
         let start = try options.from.map { try index(of: $0) } ?? 0
         try writePasswordFile()
-        defer { if let passwordFile { unlink(passwordFile) } }
+        let cleanup = DryRunCleanup(file: passwordFile, directory: dryRunDirectory)
+        defer { cleanup.remove() }
         say(plan(from: start))
         say(
             "\ndry run: nothing is run or recorded; read-only checks (a gate's check, unless, only_if) are evaluated once, now")

@@ -15,6 +15,14 @@ public struct PlaybookVariables: Sendable {
     /// The password file lines of the secret connection strings that carry a password: what
     /// the steps' `PGPASSFILE` holds (``PlaybookRunner``).
     public let passwordFileLines: [String]
+    /// The environment variables secrets are read from: left out of the steps' environment.
+    public let secretEnvironment: Set<String>
+
+    /// The user libpq connects as by default: the effective user's name.
+    static func effectiveUser(_ environment: [String: String]) -> String {
+        if let entry = getpwuid(geteuid()), let name = entry.pointee.pw_name { return String(cString: name) }
+        return environment["USER"] ?? ""
+    }
 
     /// - Throws: ``PlaybookError`` naming a variable without a value (and how to give it one),
     ///   or a `--var` the playbook does not declare.
@@ -43,13 +51,19 @@ public struct PlaybookVariables: Sendable {
         // readable by every user of the machine): the password goes to the run's password file.
         var arguments = values
         var lines = [String]()
+        let osUser = Self.effectiveUser(environment)
         for variable in playbook.variables where variable.secret {
-            guard let value = values[variable.name], let entry = ConnectionString.passwordFileEntry(value) else { continue }
+            guard let value = values[variable.name],
+                let entry = ConnectionString.passwordFileEntry(value, environment: environment, osUser: osUser)
+            else { continue }
             arguments[variable.name] = entry.withoutPassword
-            if !lines.contains(entry.line) { lines.append(entry.line) }
+            for line in entry.lines where !lines.contains(line) { lines.append(line) }
         }
         self.argumentValues = arguments
         self.passwordFileLines = lines
+        // The steps get the secrets through their arguments and the password file: not through
+        // the environment they came in, which a service would keep for its lifetime.
+        self.secretEnvironment = Set(playbook.variables.filter(\.secret).compactMap(\.env))
         // Longest first: a secret containing another is masked whole.
         self.secrets = playbook.variables.filter(\.secret).compactMap { values[$0.name] }.filter { !$0.isEmpty }
             .sorted { $0.count > $1.count }

@@ -460,39 +460,78 @@ public func quoteIdentifier(_ identifier: String) -> String {
 
 extension ConnectionString {
     /// A connection string that names its password, split into the same string without it and
-    /// the password file line (libpq's `PGPASSFILE` format) that gives it back.
+    /// the password file lines (libpq's `PGPASSFILE` format) that give it back.
     public struct PasswordFileEntry: Sendable, Hashable {
-        /// The string without its password, as `key='value'` pairs in libpq's order of reading
-        /// (keys sorted): safe on a command line, which every user of the machine can read.
+        /// The string without its password, as `key='value'` pairs (keys sorted): safe on a
+        /// command line, which every user of the machine can read.
         public var withoutPassword: String
-        /// `host:port:database:user:password`, `*` for what the string leaves to libpq's
-        /// defaults or the environment (or names several of), `\` and `:` escaped.
-        public var line: String
+        /// `host:port:database:user:password`, one per host the string names (a socket
+        /// directory also as `localhost`, which libpq looks up for its default one), with what
+        /// the string leaves out resolved as libpq resolves it (`PGHOST`, `PGPORT`, `PGUSER`,
+        /// `PGDATABASE`, then `localhost`, 5432, the OS user, the user): exact lines, which
+        /// never answer for another connection. `*` only for what a `service` may set.
+        public var lines: [String]
     }
 
-    /// `dsn` split into a string without its password and a password file line; `nil` for a
+    /// `dsn` split into a string without its password and password file lines; `nil` for a
     /// string libpq cannot parse, that carries no password (nothing to move), or whose password
     /// holds a line break (a password file cannot). An `sslpassword` stays in the string.
-    public static func passwordFileEntry(_ dsn: String) -> PasswordFileEntry? {
-        // A line break cannot be written in a password file: such a password stays where it is.
+    ///
+    /// - Parameters:
+    ///   - environment: the environment the connecting process will have (libpq's defaults).
+    ///   - osUser: the user libpq defaults to (the effective user's name).
+    public static func passwordFileEntry(_ dsn: String, environment: [String: String], osUser: String)
+        -> PasswordFileEntry?
+    {
         guard let options = parsedOptions(dsn), let password = options["password"], !password.contains(where: \.isNewline)
         else { return nil }
+        func escaped(_ value: String) -> String { value.replacing("\\", with: "\\\\").replacing(":", with: "\\:") }
         func quoted(_ value: String) -> String {
             "'" + value.replacing("\\", with: "\\\\").replacing("'", with: "\\'") + "'"
         }
-        func field(_ value: String?) -> String {
-            // Several hosts or ports (a list libpq tries in turn): any of them.
-            guard let value, !value.isEmpty, !value.contains(",") else { return "*" }
-            return value.replacing("\\", with: "\\\\").replacing(":", with: "\\:")
+        // A service file may set anything the string does not: matched by `*`.
+        let service = options["service"] != nil || environment["PGSERVICE"] != nil
+        func given(_ keyword: String, _ variable: String) -> String? {
+            if let value = options[keyword], !value.isEmpty { return value }
+            if service { return nil }
+            if let value = environment[variable], !value.isEmpty { return value }
+            return nil
         }
-        // libpq matches a socket directory as `localhost`, and `hostaddr` when there is no host.
-        let named = options["host"] ?? options["hostaddr"]
-        let host = named.map { $0.hasPrefix("/") || $0.hasPrefix("@") } == true ? "localhost" : field(named)
+        let user = given("user", "PGUSER") ?? (service ? nil : osUser)
+        let database = given("dbname", "PGDATABASE") ?? (service ? nil : user)
+        let hosts = given("host", "PGHOST").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        let addresses = given("hostaddr", "PGHOSTADDR").map {
+            $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        }
+        let ports = given("port", "PGPORT").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        let count = max(hosts?.count ?? 0, addresses?.count ?? 0, 1)
+        var lines = [String]()
+        for index in 0..<count {
+            // libpq looks up the host name, else the address, else `localhost`.
+            var names: [String]
+            if let host = hosts?[safe: index], !host.isEmpty {
+                names = host.hasPrefix("/") || host.hasPrefix("@") ? [host, "localhost"] : [host]
+            } else if let address = addresses?[safe: index], !address.isEmpty {
+                names = [address]
+            } else {
+                names = [service ? "*" : "localhost"]
+            }
+            let port = ports.map { $0.count == 1 ? $0[0] : $0[safe: index] ?? "" }.flatMap { $0.isEmpty ? nil : $0 }
+                ?? (service ? "*" : "5432")
+            for name in names {
+                let line = [
+                    name == "*" ? "*" : escaped(name), port == "*" ? "*" : escaped(port),
+                    database.map(escaped) ?? "*", user.map(escaped) ?? "*", escaped(password),
+                ].joined(separator: ":")
+                if !lines.contains(line) { lines.append(line) }
+            }
+        }
         let kept = options.filter { $0.key != "password" }.sorted { $0.key < $1.key }
-        let passwordField = password.replacing("\\", with: "\\\\").replacing(":", with: "\\:")
         return PasswordFileEntry(
-            withoutPassword: kept.map { "\($0.key)=\(quoted($0.value))" }.joined(separator: " "),
-            line: [host, field(options["port"]), field(options["dbname"]), field(options["user"]), passwordField]
-                .joined(separator: ":"))
+            withoutPassword: kept.map { "\($0.key)=\(quoted($0.value))" }.joined(separator: " "), lines: lines)
     }
+}
+
+extension Array {
+    fileprivate subscript(safe index: Int) -> Element? { indices.contains(index) ? self[index] : nil }
 }

@@ -160,6 +160,17 @@ public struct ReverseSync: Sendable {
     /// Creates the store's `reverse_syncs` table if needed (idempotent).
     public static func createSchema(_ store: EventStore, in session: Session) throws {
         let s = quoteIdentifier(store.schema)
+        // Nothing to do once in place, and then no DDL: `ALTER TABLE … ADD COLUMN IF NOT EXISTS`
+        // takes an ACCESS EXCLUSIVE lock even when the column exists, and the write switch starts
+        // reverse sync inside its freeze — it waited up to a second for the following reverse
+        // sync's transaction to end.
+        let ready = try session.query(
+            """
+            SELECT to_regclass($2) IS NOT NULL AND EXISTS (
+                SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'stopped_at' AND NOT attisdropped)
+            """, ["\(s).reverse_syncs", "\(s).reverse_sync_quarantine"]
+        ).rows[0].decode(at: 0, as: Bool?.self)
+        if ready == true { return }
         try session.executeScript(
             """
             CREATE TABLE IF NOT EXISTS \(s).reverse_syncs (

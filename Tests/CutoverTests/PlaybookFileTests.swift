@@ -77,7 +77,8 @@ struct PlaybookFileTests {
         // The steps receive the connection string without its password, which goes to the run's
         // password file: a command line is readable by every user of the machine.
         #expect(values.arguments(words) == ["store", "init", "--store", "dbname='ledger' host='db' user='u'", "--mapping", "n.yaml x"])
-        #expect(values.passwordFileLines == ["db:*:ledger:u:hunter2"])
+        #expect(values.passwordFileLines == ["db:5432:ledger:u:hunter2"])
+        #expect(values.secretEnvironment == ["STORE", "TOKEN"])
         let shown = values.display(command: words)
         #expect(shown == "ledgerlift store init --store \"dbname='ledger' host='db' user='u'\" --mapping 'n.yaml x'")
         #expect(values.display("token abc123 here") == "token ••• here")
