@@ -259,8 +259,8 @@ public struct ExecutorCommands: CommandHandling {
             else { return nil }
             let row = try session.query(
                 """
-                SELECT transaction_id::text::int8, global_position FROM \(quoteIdentifier(store.schema)).events
-                WHERE event_id = ANY (string_to_array($1, ',')::uuid[]) ORDER BY transaction_id DESC, global_position DESC LIMIT 1
+                SELECT e.transaction_id::text::int8, e.global_position FROM \(quoteIdentifier(store.schema)).events e
+                WHERE e.event_id = ANY (string_to_array($1, ',')::uuid[]) ORDER BY e.transaction_id DESC, e.global_position DESC LIMIT 1
                 """, [ids]
             ).first
             guard let row else { return nil }

@@ -241,7 +241,7 @@ public struct ReverseSync: Sendable {
         let s = quoteIdentifier(store.schema)
         guard
             let row = try session.query(
-                "SELECT transaction_id::text::int8, global_position FROM \(s).events ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
+                "SELECT e.transaction_id::text::int8, e.global_position FROM \(s).events e ORDER BY e.transaction_id DESC, e.global_position DESC LIMIT 1"
             ).first
         else { return .start }
         return GlobalCursor(transactionID: try row.decode(at: 0), position: try row.decode(at: 1))
@@ -249,12 +249,15 @@ public struct ReverseSync: Sendable {
 
     public static func safeHead(_ store: EventStore, in session: Session) throws -> GlobalCursor {
         let s = quoteIdentifier(store.schema)
+        // `e.` everywhere: an unqualified `ORDER BY transaction_id` names the output column, the
+        // `::text::int8` cast, and sorted every event (1 s on 1.7 million, inside the write
+        // switch's freeze) instead of reading the last entry of `events_global_order`.
         let row = try session.query(
             """
-            SELECT coalesce((SELECT transaction_id::text::int8 FROM \(s).events
-                             ORDER BY transaction_id DESC, global_position DESC LIMIT 1), 0),
-                   coalesce((SELECT global_position FROM \(s).events
-                             ORDER BY transaction_id DESC, global_position DESC LIMIT 1), 0),
+            SELECT coalesce((SELECT e.transaction_id::text::int8 FROM \(s).events e
+                             ORDER BY e.transaction_id DESC, e.global_position DESC LIMIT 1), 0),
+                   coalesce((SELECT e.global_position FROM \(s).events e
+                             ORDER BY e.transaction_id DESC, e.global_position DESC LIMIT 1), 0),
                    pg_snapshot_xmin(pg_current_snapshot())::text::int8
             """
         ).rows[0]
