@@ -186,6 +186,10 @@ public struct CommandExecutor: Sendable {
         checksTime: Bool, attempt: Int,
         prepare: (@Sendable (any Decidable, CommandState, Session) throws -> any Decidable)?, _ tx: Session
     ) throws -> CommandOutcome {
+        // The routing lock first, before the customer's (see RoutingTable.shareRoutingLock): a
+        // Stripe delivery takes them in this order too.
+        let routingTable = RoutingTable(store: store)
+        try routingTable.shareRoutingLock(in: tx)
         // Read once to find the customer, lock, then read again: what was read before the lock
         // may have moved while waiting for it.
         let (_, unlocked) = try load(command, name: name, requestID: nil, tx, prepare: nil)
@@ -210,7 +214,7 @@ public struct CommandExecutor: Sendable {
         // Read under the routing lock (shared) in this transaction: a routing change waits for
         // it to commit, and no command appends once writes belong to legacy again (the
         // rollback's freeze).
-        if let routing = try RoutingTable(store: store).readForWrite(in: tx), routing.writes != .ledger {
+        if let routing = try routingTable.readForWrite(in: tx), routing.writes != .ledger {
             throw WritesRoutedElsewhere(cutover: routing.cutover, writes: routing.writes)
         }
         let decision = try Self.decide(decidable, in: loaded.state)

@@ -300,6 +300,8 @@ public struct CutoverRunner: Sendable {
         let log = self.log
         switch step.to {
         case .writesSwitched:
+            var switchOptions = switchOptions
+            switchOptions.acceptQuarantine = options.acceptQuarantine
             let transition = try await switchWrites(
                 record, gates: gates, reason: reason, legacy: legacy, store: store, mapping: mapping,
                 options: switchOptions)

@@ -18,6 +18,10 @@ public struct CutoverSwitchOptions: Sendable, Hashable {
     /// everything legacy committed (the drain under the lock then waits only for what committed
     /// since).
     public var catchUpWait: Duration
+    /// Legacy changes quarantined since the backfill (by the tailer or a resync: the ledger
+    /// lacks them) accepted with this reason (`--accept-quarantine --reason`); without it they
+    /// undo the switch.
+    public var acceptQuarantine: String?
 
     public init(maxFreeze: Duration = .seconds(2), pauseAt: String? = nil, catchUpWait: Duration = .seconds(60)) {
         self.maxFreeze = maxFreeze
@@ -93,6 +97,25 @@ extension CutoverRunner {
             keys[entity, default: []].insert(String(stream.dropFirst(entity.rawValue.count + 1)))
         }
         return keys
+    }
+
+    /// The quarantine entries no backfill run made (`entity key`, at most 5): legacy changes the
+    /// tailer or a resync could not migrate after the backfill (whose own were accepted at
+    /// `backfilled`).
+    static func quarantinedSinceBackfill(_ store: EventStore, in session: Session) throws -> (count: Int64, first: [String]) {
+        let s = quoteIdentifier(store.schema)
+        let tables = try session.query(
+            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL", ["\(s).quarantine", "\(s).backfill_runs"]
+        ).rows[0].decode(at: 0, as: Bool.self)
+        guard tables else { return (0, []) }
+        let rows = try session.query(
+            """
+            SELECT q.entity || ' ' || q.entity_key, count(*) OVER ()::int8 FROM \(s).quarantine q
+            WHERE NOT EXISTS (SELECT 1 FROM \(s).backfill_runs r WHERE r.run_id = q.run_id)
+            ORDER BY q.recorded_at LIMIT 5
+            """
+        ).rows
+        return (try rows.first?.decode(at: 1, as: Int64.self) ?? 0, try rows.map { try $0.decode(at: 0, as: String.self) })
     }
 
     static func storeHead(_ store: EventStore, in session: Session) throws -> Int64 {
@@ -198,6 +221,21 @@ extension CutoverRunner {
                 }
             }
             measured["drain_ms"] = String(Self.milliseconds(clock.now - drainStart))
+            // Drained: every legacy change is in the ledger, or in the quarantine. A change the
+            // tailer (or a resync) quarantined is missing from the ledger, and the clean
+            // verifications do not see it (a row neither side can read compares equal): once the
+            // ledger is the authority it would be lost.
+            let missing = try await store.withSession { try Self.quarantinedSinceBackfill(eventStore, in: $0) }
+            measured["quarantined_since_backfill"] = String(missing.count)
+            if missing.count > 0, options.acceptQuarantine == nil {
+                throw CutoverSwitchFailure(
+                    step: step,
+                    failure: "\(missing.count) legacy change(s) were quarantined since the backfill (first: \(missing.first[0])): "
+                        + "the ledger lacks them. `ledgerlift shadow status` lists them; fix the data or the mapping and "
+                        + "`ledgerlift shadow resync` them, or accept them with --accept-quarantine --reason",
+                    measurements: [:])
+            }
+            if missing.count > 0, let reason = options.acceptQuarantine { measured["accepted_quarantine"] = reason }
             measured["legacy_position"] = target?.description ?? "(nothing captured)"
             await Self.pause(after: "drained", options)
 

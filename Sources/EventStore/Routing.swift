@@ -72,11 +72,20 @@ public struct RoutingTable: Sendable {
     /// in flight.
     public var routingLock: AdvisoryLock { AdvisoryLock("ledgerlift.routing/" + store.schema) }
 
-    /// The routing, read inside a writer's transaction under ``routingLock`` (shared) and with
-    /// `FOR SHARE` (which also holds off an `UPDATE` made by hand in psql).
+    /// Takes ``routingLock`` shared for the rest of the writer's transaction. A writer takes it
+    /// **first**, before any other lock (a customer's, a stream's): a routing change waiting for
+    /// it makes later shared requests queue, so a writer holding another lock while asking for
+    /// this one could close a cycle with a writer that holds this one and asks for the other.
+    public func shareRoutingLock(in session: Session) throws {
+        try session.execute("SELECT pg_advisory_xact_lock_shared(\(AdvisoryLock.keySQL()))", [routingLock.name])
+    }
+
+    /// The routing, read inside a writer's transaction under ``routingLock`` (shared: taken here
+    /// if ``shareRoutingLock(in:)`` was not called first) and with `FOR SHARE` (which also holds
+    /// off an `UPDATE` made by hand in psql).
     public func readForWrite(in session: Session) throws -> Routing? {
         guard try exists(in: session) else { return nil }
-        try session.execute("SELECT pg_advisory_xact_lock_shared(\(AdvisoryLock.keySQL()))", [routingLock.name])
+        try shareRoutingLock(in: session)
         return try read(lock: " FOR SHARE", in: session)
     }
 

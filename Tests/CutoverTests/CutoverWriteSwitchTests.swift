@@ -257,4 +257,43 @@ struct CutoverWriteSwitchTests {
             #expect(try await Self.guarded(legacy, mapping).count == LegacyWriteGuard(mapping: mapping).tables.count)
         }
     }
+
+    /// A legacy change quarantined after the backfill is missing from the ledger, and the clean
+    /// verifications cannot see it: the switch is undone, unless the quarantine is accepted.
+    @Test func aChangeQuarantinedSinceTheBackfillUndoesTheSwitchUnlessAccepted() async throws {
+        try await Self.atReadsSwitched { legacy, store, runner, mapping in
+            try await withSession(store) { session in
+                try session.execute(
+                    """
+                    INSERT INTO ledgerlift.quarantine (entity, entity_key, reason, detail, raw, run_id)
+                    VALUES ('customer', '3', 'invalid_value', 'a planted change the tailer could not migrate', '{}', 'shadow-test')
+                    """)
+            }
+            let legacyConnection = try await Connection.connect(legacy)
+            let storeConnection = try await Connection.connect(store)
+            defer {
+                legacyConnection.close()
+                storeConnection.close()
+            }
+            do {
+                _ = try await runner.switchWrites(
+                    try await runner.record(store: storeConnection), gates: [], reason: "go", legacy: legacyConnection,
+                    store: storeConnection, mapping: mapping, options: CutoverSwitchOptions(maxFreeze: .seconds(30)))
+                Issue.record("the switch went through with a quarantined change")
+            } catch let failure as CutoverSwitchFailure {
+                #expect(failure.failure.hasPrefix("1 legacy change(s) were quarantined since the backfill (first: customer 3)"))
+            }
+            #expect(try await runner.record(store: storeConnection).state == .readsSwitched)
+            #expect(try await Self.guarded(legacy, mapping).isEmpty)
+
+            var accepting = CutoverSwitchOptions(maxFreeze: .seconds(30))
+            accepting.acceptQuarantine = "customer 3 is fixed by hand after the switch"
+            let transition = try await runner.switchWrites(
+                try await runner.record(store: storeConnection), gates: [], reason: "go", legacy: legacyConnection,
+                store: storeConnection, mapping: mapping, options: accepting)
+            #expect(transition.to == .writesSwitched)
+            #expect(transition.measurements?["accepted_quarantine"] == "customer 3 is fixed by hand after the switch")
+            #expect(transition.measurements?["quarantined_since_backfill"] == "1")
+        }
+    }
 }
