@@ -252,7 +252,7 @@ struct CutoverCommand: AsyncParsableCommand {
         @Option(help: "Why (recorded in the event).")
         var reason: String?
 
-        @Flag(help: "Accept quarantined keys: the backfill's at capturing → backfilled, reverse sync's at writes_switched → completed (requires --reason; recorded).")
+        @Flag(help: "Accept quarantined keys: the backfill's at capturing → backfilled, changes quarantined since then at the write switch, reverse sync's at writes_switched → completed (requires --reason; recorded).")
         var acceptQuarantine = false
 
         @OptionGroup var freeze: FreezeOptions
