@@ -197,6 +197,15 @@ extension CutoverRunner {
                         failure: "the write lock on \(tables) was not granted within --max-freeze \(budgetMs) ms "
                             + "(a long transaction holds it: pg_stat_activity shows which); legacy stays writable",
                         measurements: [:])
+                } catch let error as PostgresError where error.sqlState?.rawValue == "40P01" {
+                    // The tables are locked one after another: an application transaction that
+                    // holds a later one and asks for an earlier one deadlocks with the switch,
+                    // and PostgreSQL may fail the switch's side.
+                    throw CutoverSwitchFailure(
+                        step: step,
+                        failure: "the write lock on \(tables) deadlocked with an application transaction (PostgreSQL "
+                            + "failed the switch's side); legacy stays writable: advance again",
+                        measurements: [:])
                 }
             }
             measured["lock_wait_ms"] = String(elapsed())

@@ -302,9 +302,20 @@ struct LedgerAppTests {
         defer { observer.close() }
         let store = try await Connection.connect(scenario.store)
         defer { store.close() }
-        try await legacy.execute("BEGIN")
-        try await legacy.execute("SET LOCAL lock_timeout = '5s'")
-        try await legacy.execute("LOCK TABLE \(tables.joined(separator: ", ")) IN EXCLUSIVE MODE")
+        // The tables are locked one after the other while the application writes: an application
+        // transaction holding a later one and asking for an earlier one is a deadlock PostgreSQL
+        // breaks by failing one side. When it fails this side, try again, as the cutover's
+        // operator would (the cutover undoes such a switch).
+        for attempt in 1...10 {
+            try await legacy.execute("BEGIN")
+            try await legacy.execute("SET LOCAL lock_timeout = '5s'")
+            do {
+                try await legacy.execute("LOCK TABLE \(tables.joined(separator: ", ")) IN EXCLUSIVE MODE")
+                break
+            } catch let error as PostgresError where error.sqlState?.rawValue == "40P01" && attempt < 10 {
+                try await legacy.execute("ROLLBACK")
+            }
+        }
         let locked = ContinuousClock.now
         // Drained: the tailer's checkpoint at the newest committed change (none can commit now).
         try await waitForTailer(scenario, observer: observer, store: store)
