@@ -90,9 +90,12 @@ struct MigrationDossierTests {
         } catch is CutoverSwitchFailure {}
         try await holder.withSession { try $0.execute("ROLLBACK") }
         try await ledgerliftOK(["shadow", "run", "--legacy", legacy, "--store", store] + mapping)
+        // Those quarantined keys are not a backfill run's: the switch takes them only accepted.
+        var accepting = CutoverSwitchOptions(maxFreeze: .seconds(30))
+        accepting.acceptQuarantine = "the three keys are repaired by hand after the switch"
         _ = try await runner.switchWrites(
             try await runner.record(store: storeConnection), gates: [], reason: "go", legacy: legacyConnection,
-            store: storeConnection, mapping: file, options: CutoverSwitchOptions(maxFreeze: .seconds(30)))
+            store: storeConnection, mapping: file, options: accepting)
     }
 
     /// Every element of `node` with attribute `name` = `value`.

@@ -94,6 +94,23 @@ struct ShadowModeAcceptanceTests {
                 usleep(100_000)
             }
         }
+        // A tailer the last kill restarted may not have installed its SIGTERM handler yet (a loaded
+        // machine starts a debug binary slowly): it has once it is connected to the store.
+        let observer = try Connection.connectBlocking(store)
+        defer { observer.close() }
+        let connected = Date().addingTimeInterval(120)
+        while Date() < connected, tailer.isRunning,
+            try observer.withSessionBlocking({ session in
+                try session.query(
+                    """
+                    SELECT count(*) FROM pg_stat_activity
+                    WHERE datname = current_database() AND application_name LIKE 'ledgerlift-shadow%' AND pid <> pg_backend_pid()
+                    """
+                ).rows[0].decode(at: 0, as: Int64.self)
+            }) == 0
+        {
+            usleep(50_000)
+        }
         // It stops after its current batch and projection: minutes on a loaded CI machine.
         tailer.signal(SIGTERM)
         expectZero(tailer.waitBlocking(timeout: 600), "shadow run --follow, stopped by SIGTERM")
