@@ -214,7 +214,7 @@ public struct CommandExecutor: Sendable {
         // Read under the routing lock (shared) in this transaction: a routing change waits for
         // it to commit, and no command appends once writes belong to legacy again (the
         // rollback's freeze).
-        if let routing = try routingTable.readForWrite(in: tx), routing.writes != .ledger {
+        if let routing = try routingTable.readForWrite(in: tx, lockShared: true), routing.writes != .ledger {
             throw WritesRoutedElsewhere(cutover: routing.cutover, writes: routing.writes)
         }
         let decision = try Self.decide(decidable, in: loaded.state)

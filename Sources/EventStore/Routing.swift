@@ -81,11 +81,10 @@ public struct RoutingTable: Sendable {
     }
 
     /// The routing, read inside a writer's transaction under ``routingLock`` (shared: taken here
-    /// if ``shareRoutingLock(in:)`` was not called first) and with `FOR SHARE` (which also holds
-    /// off an `UPDATE` made by hand in psql).
-    public func readForWrite(in session: Session) throws -> Routing? {
-        guard try exists(in: session) else { return nil }
-        try shareRoutingLock(in: session)
+    /// unless `lockShared` says ``shareRoutingLock(in:)`` was called first) and with `FOR SHARE`
+    /// (which also holds off an `UPDATE` made by hand in psql).
+    public func readForWrite(in session: Session, lockShared: Bool = false) throws -> Routing? {
+        if !lockShared { try shareRoutingLock(in: session) }
         return try read(lock: " FOR SHARE", in: session)
     }
 

@@ -180,8 +180,12 @@ public struct PlaybookRunner: Sendable {
         if options.dryRun {
             return URL(fileURLWithPath: dryRunDirectory).appendingPathComponent("\(playbook.name).pgpass").path
         }
-        return URL(fileURLWithPath: options.logDirectory).standardizedFileURL
-            .appendingPathComponent("\(playbook.name).pgpass").path
+        return runPasswordFile
+    }
+
+    /// Where a (non-dry) run keeps its password file, whether or not it needs one now.
+    var runPasswordFile: String {
+        URL(fileURLWithPath: options.logDirectory).standardizedFileURL.appendingPathComponent("\(playbook.name).pgpass").path
     }
 
     /// The steps' environment: this process's without the variables secrets came from (a
@@ -268,9 +272,7 @@ public struct PlaybookRunner: Sendable {
     /// A run whose secrets carry no password (any more) leaves no password file behind.
     func removeStalePasswordFile() {
         guard passwordFile == nil, !options.dryRun else { return }
-        let stale = URL(fileURLWithPath: options.logDirectory).standardizedFileURL
-            .appendingPathComponent("\(playbook.name).pgpass").path
-        unlink(stale)
+        unlink(runPasswordFile)
     }
 
     // MARK: - Running
